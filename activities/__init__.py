@@ -1,0 +1,1 @@
+"""Side effects, one module per channel. Each activity does one send and nothing else."""

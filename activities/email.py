@@ -1,0 +1,57 @@
+"""Send one email over SMTP."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage as MimeMessage
+from email.utils import formatdate
+
+import aiosmtplib
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from common.models import DeliveryReceipt, EmailMessage, FailureDetail
+from common.settings import Settings
+
+
+def message_id(idempotency_key: str) -> str:
+    # The job's idempotency key as Message-ID lets a provider drop a duplicate after a retry.
+    return f"<{idempotency_key}@herald>"
+
+
+class EmailActivities:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @activity.defn
+    async def send_email(self, email: EmailMessage) -> DeliveryReceipt:
+        s = self.settings
+        mime = MimeMessage()
+        mime["From"] = s.email_from
+        mime["To"] = email.to
+        mime["Subject"] = email.subject
+        mime["Date"] = formatdate(localtime=False)
+        mime["Message-ID"] = message_id(email.idempotency_key)
+        mime.set_content(email.body)
+        try:
+            errors, answer = await aiosmtplib.send(
+                mime,
+                hostname=s.smtp_host,
+                port=s.smtp_port,
+                username=s.smtp_username,
+                password=s.smtp_password,
+                start_tls=s.smtp_starttls,
+                timeout=s.smtp_timeout_seconds,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            raise _smtp_failure(exc.recipients[0].code, exc.recipients[0].message) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            raise _smtp_failure(exc.code, exc.message) from exc
+        # Other errors (connection refused, timeouts) are raised as they are: Temporal retries them.
+        return DeliveryReceipt(summary=f"SMTP {answer}", provider_id=mime["Message-ID"])
+
+
+def _smtp_failure(code: int, text: str) -> ApplicationError:
+    # 5xx is the server's final word on this message (unknown mailbox, policy); 4xx is transient.
+    detail = FailureDetail(status_code=code, response_excerpt=text[:512])
+    return ApplicationError(f"SMTP server answered {code} {text}", detail, type="SmtpRejected",
+                            non_retryable=500 <= code < 600)

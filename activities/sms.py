@@ -1,0 +1,42 @@
+"""Send one SMS through the HTTP gateway (DESIGN.md, "SMS gateway protocol")."""
+
+from __future__ import annotations
+
+import httpx
+from temporalio import activity
+
+from activities.http_rules import excerpt, raise_for_answer
+from common.models import DeliveryReceipt, SmsMessage
+from common.settings import Settings
+
+
+class SmsActivities:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _gateway(self, attempt: int, max_attempts: int) -> tuple[str, str]:
+        s = self.settings
+        # The fallback gateway takes the last attempt: by then the primary has kept failing.
+        if s.sms_fallback_url and max_attempts > 1 and attempt >= max_attempts:
+            return s.sms_fallback_url, s.sms_fallback_token or ""
+        return s.sms_gateway_url, s.sms_gateway_token
+
+    @activity.defn
+    async def send_sms(self, sms: SmsMessage) -> DeliveryReceipt:
+        url, token = self._gateway(activity.info().attempt, sms.max_attempts)
+        timeout = httpx.Timeout(self.settings.send_timeout_seconds, connect=5)
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+            # Network errors and timeouts propagate as they are and are retried.
+            response = await client.post(
+                url,
+                json={"to": sms.phone, "body": sms.message, "idempotencyKey": sms.idempotency_key},
+                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": sms.idempotency_key},
+            )
+        raise_for_answer("SMS gateway", response.status_code, response.headers, response.content,
+                         self.settings.retry_after_cap_seconds)
+        try:
+            provider_id = response.json().get("id")
+        except (ValueError, AttributeError):
+            provider_id = None
+        return DeliveryReceipt(summary=f"HTTP {response.status_code}", provider_id=provider_id,
+                               status_code=response.status_code, response_excerpt=excerpt(response.content))

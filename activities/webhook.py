@@ -1,0 +1,44 @@
+"""POST one signed webhook (Standard Webhooks) to a URL that passed the SSRF guard."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.http_rules import excerpt, raise_for_answer, read_capped
+from activities.signing import sign_headers
+from activities.ssrf import BlockedDestination, GuardedTransport
+from common.models import DeliveryReceipt, WebhookRequest
+from common.settings import Settings
+
+
+class WebhookActivities:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.secrets = settings.webhook_secrets()
+
+    @activity.defn
+    async def deliver_webhook(self, request: WebhookRequest) -> DeliveryReceipt:
+        s = self.settings
+        body = json.dumps(request.data, separators=(",", ":"), ensure_ascii=False).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "Herald-Webhooks/1",
+            **sign_headers(self.secrets, request.webhook_id, body),
+        }
+        timeout = httpx.Timeout(s.webhook_read_timeout_seconds, connect=s.webhook_connect_timeout_seconds)
+        transport = GuardedTransport(s.webhook_allow_hosts, retries=0)
+        try:
+            async with httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False) as client:
+                async with client.stream("POST", request.url, content=body, headers=headers) as response:
+                    answer = await read_capped(response, s.webhook_max_response_bytes)
+        except BlockedDestination as exc:
+            raise ApplicationError(str(exc), type="BlockedDestination", non_retryable=True) from exc
+        # Timeouts and connection errors propagate as they are and are retried.
+        raise_for_answer("Webhook receiver", response.status_code, response.headers, answer,
+                         s.retry_after_cap_seconds)
+        return DeliveryReceipt(summary=f"HTTP {response.status_code}", status_code=response.status_code,
+                               response_excerpt=excerpt(answer))

@@ -1,0 +1,34 @@
+"""`python -m api`: serve the API on HERALD_API_HOST:HERALD_API_PORT."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import uvicorn
+
+from api.main import MissingApiKeys, create_app
+from common.logs import configure_logging
+from common.settings import get_settings
+
+
+def main() -> int:
+    configure_logging()
+    settings = get_settings()
+    try:
+        app = create_app(settings)
+    except MissingApiKeys as exc:
+        print(f"herald api: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    if settings.dev_mode:
+        print(f"herald api: dev mode; client key {settings.api_keys[0]!r}, admin token {settings.admin_token!r}")
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info")
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: the Temporal SDK's Rust runtime can crash it (a known SDK issue).
+    os._exit(code)

@@ -1,0 +1,88 @@
+"""The contract's error body, {"error", "message", "details"}, for every failure the API answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+# Seconds a client should wait before retrying while Temporal is unreachable.
+UNAVAILABLE_RETRY_AFTER = "5"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, message: str, details: list[Any] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message = status, error, message
+        self.details = details or []
+        self.headers = headers
+
+
+def validation_error(field: str, message: str) -> ApiError:
+    return ApiError(400, "validation_error", f"{field}: {message}", [{"field": field, "message": message}])
+
+
+def not_found(job_id: str) -> ApiError:
+    return ApiError(404, "not_found", f"no job with id {job_id!r}")
+
+
+def temporal_unavailable(reason: str) -> ApiError:
+    return ApiError(503, "temporal_unavailable", f"the job store (Temporal) is unreachable: {reason}",
+                    headers={"Retry-After": UNAVAILABLE_RETRY_AFTER})
+
+
+def error_response(status: int, error: str, message: str, details: list[Any] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "message": message, "details": details or []},
+                        status_code=status, headers=headers)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc[1:]] if loc and loc[0] == "body" else [str(p) for p in loc]
+    return ".".join(parts) or "body"
+
+
+def _message(error: dict[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    if error["type"] == "missing":
+        return "field required"
+    # Pydantic prefixes custom validator messages with "Value error, ".
+    return error["msg"].removeprefix("Value error, ")
+
+
+async def _on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    if any(e["type"] == "json_invalid" for e in errors):
+        return error_response(400, "invalid_json", "the body is not valid JSON")
+    details = [{"field": _field(e["loc"]), "message": _message(e)} for e in errors]
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+    return error_response(400, "validation_error", f"invalid request: {summary}", details)
+
+
+async def _on_api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return error_response(exc.status, exc.error, exc.message, exc.details, exc.headers)
+
+
+HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+              409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited"}
+
+
+async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = HTTP_CODES.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,53 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.body_limit import BodyLimitMiddleware
+from api.errors import error_response, install_error_handlers, temporal_unavailable
+from api.routers import health, jobs, notify
+from api.temporal import TemporalGateway, is_unreachable
+from common.settings import Settings, get_settings
+
+log = logging.getLogger("herald.api")
+
+
+class MissingApiKeys(RuntimeError):
+    pass
+
+
+async def _on_rpc_error(request: Request, exc: RPCError) -> JSONResponse:
+    if exc.status == RPCStatusCode.NOT_FOUND:
+        return error_response(404, "not_found", "no job with that id")
+    if is_unreachable(exc):
+        err = temporal_unavailable(exc.message)
+        return error_response(err.status, err.error, err.message, headers=err.headers)
+    log.error("Temporal refused a call: %s (%s)", exc.message, exc.status)
+    return error_response(502, "temporal_error", f"Temporal refused the call: {exc.message}")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    if not settings.api_keys:
+        raise MissingApiKeys(
+            "HERALD_API_KEYS is empty, so no client could call the API. Set HERALD_API_KEYS=key1,key2 "
+            "or run in dev mode (HERALD_DEV_MODE=true) to use the documented dev key.")
+    app = FastAPI(
+        title="Herald",
+        version="0.1.0",
+        description="Durable notifications and background jobs on Temporal. "
+                    "Client routes take `Authorization: Bearer <client key>`.",
+    )
+    app.state.settings = settings
+    app.state.gateway = TemporalGateway(settings)
+    install_error_handlers(app)
+    app.add_exception_handler(RPCError, _on_rpc_error)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    for module in (health, jobs, notify):
+        app.include_router(module.router)
+    return app

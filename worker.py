@@ -1,0 +1,94 @@
+"""The Herald worker: one Temporal worker per channel task queue, in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.email import EmailActivities
+from activities.maintenance import MaintenanceActivities
+from activities.reporting import AttemptReporter
+from activities.sms import SmsActivities
+from activities.webhook import WebhookActivities
+from common.logs import configure_logging
+from common.models import QUEUE_CHANNELS, TASK_QUEUES
+from common.settings import Settings, get_settings
+from workflows.callback import CallbackWorkflow
+from workflows.cleanup import CleanupWorkflow
+from workflows.notification import NotificationWorkflow
+
+WORKFLOWS = [NotificationWorkflow, CleanupWorkflow, CallbackWorkflow]
+log = logging.getLogger("herald.worker")
+
+
+def activities_by_queue(settings: Settings) -> dict[str, list]:
+    email, sms = EmailActivities(settings), SmsActivities(settings)
+    webhook, maintenance = WebhookActivities(settings), MaintenanceActivities(settings)
+    return {
+        TASK_QUEUES["email"]: [email.send_email],
+        TASK_QUEUES["sms"]: [sms.send_sms],
+        TASK_QUEUES["webhook"]: [webhook.deliver_webhook],
+        TASK_QUEUES["cleanup"]: [maintenance.run_cleanup],
+    }
+
+
+def build_workers(client: Client, settings: Settings) -> list[Worker]:
+    """A worker per task queue, so a slow channel cannot starve the others."""
+    workers = []
+    for queue, activities in activities_by_queue(settings).items():
+        channel = QUEUE_CHANNELS[queue]
+        workers.append(Worker(
+            client,
+            task_queue=queue,
+            workflows=WORKFLOWS,
+            activities=activities,
+            interceptors=[AttemptReporter()],
+            max_concurrent_activities=settings.concurrency(channel),
+            max_task_queue_activities_per_second=settings.rate_limit(channel),
+        ))
+    return workers
+
+
+async def connect(settings: Settings, attempts: int = 60) -> Client:
+    """Connect, waiting for Temporal: the worker may start before the server is up."""
+    for n in range(1, attempts + 1):
+        try:
+            return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+        except RuntimeError as exc:
+            if n == attempts:
+                raise
+            log.warning("Temporal at %s not reachable yet (%s); retrying", settings.temporal_address, exc)
+            await asyncio.sleep(1)
+    raise AssertionError("unreachable")
+
+
+async def main() -> None:
+    configure_logging()
+    settings = get_settings()
+    client = await connect(settings)
+    workers = build_workers(client, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker polling %s", ", ".join(w.task_queue for w in workers))
+    async with contextlib.AsyncExitStack() as running:
+        for w in workers:
+            await running.enter_async_context(w)
+        await stop.wait()
+    log.info("worker stopped")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: the Temporal SDK's Rust runtime can crash it (a known SDK issue).
+    os._exit(0)

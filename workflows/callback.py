@@ -1,0 +1,51 @@
+"""Deliver a job's result callback (a signed webhook) with a retry policy of its own."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.webhook import WebhookActivities
+    from common.models import ATTEMPT_SIGNAL, AttemptRecord, CallbackState, WebhookRequest
+
+from workflows.failures import failure_message
+
+# A receiver that is down for a while still gets its callback: about 2 h of tries.
+CALLBACK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=30),
+    maximum_attempts=8,
+)
+
+
+@workflow.defn
+class CallbackWorkflow:
+    def __init__(self) -> None:
+        self.outcome: CallbackState | None = None
+
+    @workflow.run
+    async def run(self, request: WebhookRequest) -> CallbackState:
+        self.outcome = CallbackState(url=request.url)
+        try:
+            await workflow.execute_activity_method(
+                WebhookActivities.deliver_webhook,
+                request,
+                retry_policy=CALLBACK_RETRY,
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(hours=3),
+            )
+            self.outcome.status = "delivered"
+        except ActivityError as err:
+            self.outcome.status = "failed"
+            self.outcome.error = failure_message(err)
+        return self.outcome
+
+    @workflow.signal(name=ATTEMPT_SIGNAL)
+    def attempt_finished(self, record: AttemptRecord) -> None:
+        if self.outcome is not None:
+            self.outcome.attempts = max(self.outcome.attempts, record.attempt)
