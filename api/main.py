@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import email_validator
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from temporalio.service import RPCError, RPCStatusCode
@@ -43,6 +45,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Durable notifications and background jobs on Temporal. "
                     "Client routes take `Authorization: Bearer <client key>`.",
     )
+    if settings.dev_mode:
+        # Lets clients address the dev SMTP sink's reject.test / tempfail.test mailboxes
+        # (email-validator's own switch for test environments; `.test` is reserved, RFC 6761).
+        email_validator.TEST_ENVIRONMENT = True
     app.state.settings = settings
     app.state.gateway = TemporalGateway(settings)
     install_error_handlers(app)

@@ -1,0 +1,63 @@
+"""Result callbacks: a job's final state POSTed, signed, to its webhookUrl by a child workflow."""
+
+from __future__ import annotations
+
+import pytest
+from standardwebhooks import Webhook
+from temporalio.client import WorkflowFailureError
+
+from api.job_starter import email_job, sms_job, start_job
+from devstack.smtp_sink import read_outbox
+from tests.support.http_receiver import Answer, HttpReceiver
+from tests.support.temporal import WEBHOOK_SECRET, job_spec, job_state, running_workers
+
+
+async def run_to_end(env, settings, request):
+    async with running_workers(env.client, settings):
+        handle = (await start_job(env.client, request)).handle
+        try:
+            await handle.result()
+        except WorkflowFailureError:
+            pass
+    return handle, await job_state(handle)
+
+
+@pytest.mark.parametrize(("family", "word"), [("jobs", "completed"), ("notify", "success")])
+async def test_a_completed_job_calls_back_signed_in_its_familys_words(time_env, make_settings, smtp_sink,
+                                                                       family, word):
+    with HttpReceiver() as receiver:
+        spec = job_spec("email", family=family, callback_url=receiver.url + "/done")
+        handle, state = await run_to_end(time_env, make_settings(),
+                                         email_job(spec, "ada@example.com", "Hi", "Body"))
+    assert len(read_outbox(smtp_sink.outbox)) == 1
+    [callback] = receiver.received
+    body = Webhook(WEBHOOK_SECRET).verify(callback.body, callback.headers)
+    assert callback.path == "/done"
+    assert callback.headers["webhook-id"] == f"{handle.id}-callback"
+    assert body["type"] == "job.completed" and body["timestamp"]
+    assert body["data"] == {"jobId": handle.id, "status": word, "attempts": 1}
+    assert state["callback"] == {"url": receiver.url + "/done", "status": "delivered", "attempts": 1, "error": None}
+
+
+async def test_a_failed_job_calls_back_with_its_error(time_env, make_settings):
+    with HttpReceiver([Answer(400, {"error": "bad number"})]) as gateway, HttpReceiver() as receiver:
+        spec = job_spec("sms", callback_url=receiver.url)
+        handle, state = await run_to_end(time_env, make_settings(sms_gateway_url=gateway.url),
+                                         sms_job(spec, "+14155550100", "hello"))
+    [callback] = receiver.received
+    body = Webhook(WEBHOOK_SECRET).verify(callback.body, callback.headers)
+    assert body["type"] == "job.failed"
+    assert body["data"] == {"jobId": handle.id, "status": "failed", "attempts": 1,
+                            "error": "SMS gateway answered HTTP 400"}
+    assert state["phase"] == "failed" and state["callback"]["status"] == "delivered"
+
+
+async def test_a_callback_is_retried_and_its_failure_does_not_change_the_job(time_env, make_settings, smtp_sink):
+    with HttpReceiver([Answer(503), Answer(410, {"gone": True})]) as receiver:
+        spec = job_spec("email", callback_url=receiver.url)
+        _, state = await run_to_end(time_env, make_settings(), email_job(spec, "ada@example.com", "Hi", "Body"))
+    assert len(receiver.received) == 2
+    assert {r.headers["webhook-id"] for r in receiver.received} == {f"{spec.job_id}-callback"}
+    assert state["phase"] == "completed"
+    assert state["callback"]["status"] == "failed" and state["callback"]["attempts"] == 2
+    assert "HTTP 410" in state["callback"]["error"]
