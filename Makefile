@@ -16,6 +16,9 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m devstack
 
+demo: $(STAMP)
+	HERALD_DEV_MODE=$${HERALD_DEV_MODE:-true} $(BIN)/python -m devstack.demo
+
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -115,6 +115,9 @@ def print_banner(stack: DevStack) -> None:
         f"  Admin token  {settings.admin_token or '(none: set HERALD_ADMIN_TOKEN)'}",
         f"  Email        {email}",
         f"  SMS          {sms}",
+        *([f"  Webhooks     POST them to http://{HOST}:{stack.sms_sink_port}/webhooks/... "
+           f"(list, with signature check: GET http://{HOST}:{stack.sms_sink_port}/webhooks)"]
+          if stack.sms_sink_port is not None else []),
         f"  Data         {stack.data_dir}",
         "Ctrl-C to stop.",
         "",

@@ -9,6 +9,8 @@ It implements Herald's SMS gateway protocol (DESIGN.md, "SMS gateway protocol"):
 
     GET /messages   → every recorded message, newest last (no auth: a local dev aid).
 
+It also serves the dev webhook inbox (devstack/webhook_inbox.py) at /webhooks.
+
 Each message is one JSON file in the store directory, so records survive restarts.
 
 Run it alone: python -m devstack.sms_sink --host 127.0.0.1 --port 8026 --dir .data/sms --token T
@@ -23,12 +25,14 @@ import secrets
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from common.settings import DEV_SMS_TOKEN
+from common.settings import DEV_SMS_TOKEN, Settings
+from devstack.webhook_inbox import webhook_inbox
 
 
 class SmsRequest(BaseModel):
@@ -71,8 +75,9 @@ class SmsStore:
         return record
 
 
-def create_app(store_dir: Path, token: str) -> FastAPI:
+def create_app(store_dir: Path, token: str, webhook_secrets: Sequence[str] = ()) -> FastAPI:
     app = FastAPI(title="Herald dev SMS gateway sink")
+    app.include_router(webhook_inbox(webhook_secrets))
     store = SmsStore(store_dir)
     expected = f"Bearer {token}".encode()
 
@@ -111,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", default=os.environ.get("HERALD_SMS_GATEWAY_TOKEN", DEV_SMS_TOKEN))
     args = parser.parse_args(argv)
     print(f"SMS sink on http://{args.host}:{args.port}/messages, saving to {args.dir}", flush=True)
-    uvicorn.run(create_app(args.dir, args.token), host=args.host, port=args.port, log_level="warning")
+    secrets = Settings().webhook_secrets()
+    uvicorn.run(create_app(args.dir, args.token, secrets), host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":
