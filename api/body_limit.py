@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    # An HTTPException, so FastAPI passes it on while reading the body (any other exception there
+    # becomes its own 400 "error parsing the body") and the error handlers answer 413.
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"the body is larger than {max_bytes} bytes")
 
 
 class BodyLimitMiddleware:
@@ -31,7 +35,7 @@ class BodyLimitMiddleware:
                 seen += len(message.get("body", b""))
                 # A chunked body has no Content-Length: count as it streams in.
                 if seen > self.max_bytes:
-                    raise BodyTooLarge()
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:

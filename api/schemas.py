@@ -6,7 +6,9 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import phonenumbers
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StrictInt, field_validator, model_validator
+from pydantic import (
+    AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StrictInt, ValidationInfo, field_validator,
+)
 
 from common.models import CleanupTaskName
 
@@ -34,11 +36,14 @@ class JobOptions(Body):
     priority: StrictInt | None = Field(None, ge=1, le=5, description="1 is most urgent")
     webhookUrl: str | None = Field(None, max_length=2048, description="receives the signed final state")
 
-    @model_validator(mode="after")
-    def _one_schedule(self) -> "JobOptions":
-        if self.delay is not None and self.deliverAt is not None:
+    # A field validator (delay is validated before deliverAt), so the detail names `deliverAt`: a
+    # model-level error would be reported as field `body`, which is also an email's `body` field.
+    @field_validator("deliverAt")
+    @classmethod
+    def _one_schedule(cls, value: AwareDatetime | None, info: ValidationInfo) -> AwareDatetime | None:
+        if value is not None and info.data.get("delay") is not None:
             raise ValueError("give either delay or deliverAt, not both")
-        return self
+        return value
 
 
 def _e164(value: str) -> str:

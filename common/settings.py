@@ -21,7 +21,8 @@ CommaList = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore")
+    # An empty variable (e.g. passed through by docker compose) means "unset", not "invalid".
+    model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore", env_ignore_empty=True)
 
     dev_mode: bool = False
     data_dir: Path = Path(".data")
@@ -83,12 +84,6 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
-
-    @field_validator("smtp_username", "smtp_password", "sms_fallback_url", "sms_fallback_token",
-                     "webhook_secret", "admin_token", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
 
     @model_validator(mode="after")
     def _dev_credentials(self) -> "Settings":

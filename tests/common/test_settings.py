@@ -33,3 +33,12 @@ def test_webhook_secrets_rotate_and_default_to_one_generated_once(tmp_path):
     assert Settings(data_dir=tmp_path).webhook_secrets() == generated
     assert load_or_create_secret(tmp_path / "webhook_secret") == generated[0]
     assert oct((tmp_path / "webhook_secret").stat().st_mode & 0o777) == "0o600"
+
+
+def test_an_empty_variable_means_unset(monkeypatch):
+    monkeypatch.setenv("HERALD_SMS_RATE_LIMIT", "")
+    monkeypatch.setenv("HERALD_EMAIL_CONCURRENCY", "")
+    monkeypatch.setenv("HERALD_WEBHOOK_SECRET", "")
+    settings = Settings()
+    assert settings.sms_rate_limit is None and settings.email_concurrency == 50
+    assert settings.webhook_secret is None

@@ -71,7 +71,6 @@ def stack(tmp_path: Path, free_port) -> Iterator[Stack]:
 def eventually(what: str, probe: Callable[[], Any], stack: Stack, timeout: float = FINAL_TIMEOUT) -> Any:
     """Poll `probe` until it returns something truthy; fail with the launcher's log if it never does."""
     deadline = time.monotonic() + timeout
-    last = None
     while time.monotonic() < deadline:
         if stack.launcher.poll() is not None:
             pytest.fail(f"launcher exited with {stack.launcher.returncode} while waiting for {what}:\n"
@@ -79,7 +78,7 @@ def eventually(what: str, probe: Callable[[], Any], stack: Stack, timeout: float
         if result := probe():
             return result
         time.sleep(0.25)
-    pytest.fail(f"{what} not seen within {timeout} s (last: {last!r}):\n{stack.log()}")
+    pytest.fail(f"{what} not seen within {timeout} s:\n{stack.log()}")
 
 
 def final_state(api: httpx.Client, status_url: str, stack: Stack, final: set[str]) -> dict:
