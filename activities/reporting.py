@@ -28,7 +28,7 @@ class _ReportingInbound(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         info = activity.info()
         started = _now()
-        log_event("attempt.started", job_id=info.workflow_id, activity=info.activity_type, attempt=info.attempt)
+        log_event("attempt.picked", job_id=info.workflow_id, activity=info.activity_type, attempt=info.attempt)
         try:
             result = await super().execute_activity(input)
         except BaseException as exc:
@@ -37,6 +37,7 @@ class _ReportingInbound(ActivityInboundInterceptor):
                       retryable=record.retryable)
             await _report(info, record)
             raise
+        log_event("attempt.succeeded", job_id=info.workflow_id, attempt=info.attempt)
         receipt = result if isinstance(result, DeliveryReceipt) else None
         await _report(info, AttemptRecord(
             attempt=info.attempt, started_at=started, finished_at=_now(), succeeded=True,

@@ -16,6 +16,7 @@ from activities.ssrf import BlockedDestination, check_url
 from api.errors import validation_error
 from api.schemas import JobOptions
 from api.temporal import RPC_TIMEOUT
+from common.logs import log_event
 from common.models import (
     STATE_MEMO_KEY, TASK_QUEUES, CallbackState, CleanupInput, CleanupTask, EmailMessage, JobFamily, JobKind,
     JobSpec, JobState, NotificationInput, Phase, RetrySpec, SmsMessage, WebhookRequest,
@@ -92,6 +93,8 @@ async def start_job(client: Client, request: NotificationInput | CleanupInput, p
         priority=Priority(priority_key=priority) if priority else Priority.default,
         rpc_timeout=RPC_TIMEOUT,
     )
+    log_event("job.added", job_id=spec.job_id, kind=spec.kind, family=spec.family, phase=phase.value,
+              priority=priority, not_before=initial.not_before)
     return StartedJob(job_id=spec.job_id, phase=phase, handle=handle)
 
 

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         Phase,
         WebhookRequest,
     )
+    from common.logs import log_event
     from common.vocabulary import family_status
 
 from workflows.callback import CallbackWorkflow
@@ -80,6 +81,12 @@ class JobTracker:
             error=self.state.error if record.succeeded else record.error,
         )
 
+    def _log(self, event: str) -> None:
+        assert self.state is not None
+        # workflow.logger stays quiet during replay, so each stage is logged once.
+        log_event(event, log=workflow.logger, job_id=self.state.job_id, kind=self.state.kind,
+                  attempts=self.state.attempts, error=self.state.error)
+
     def _publish(self) -> None:
         workflow.upsert_memo({STATE_MEMO_KEY: self.state})
         workflow.upsert_search_attributes([HERALD_STATUS.value_set(self.state.phase.value)])
@@ -95,17 +102,20 @@ class JobTracker:
             if is_cancelled_exception(err):
                 # Cancelled while waiting out a retry backoff: the activity was cancelled with us.
                 self.update(phase=Phase.CANCELLED)
+                self._log("job.cancelled")
                 raise asyncio.CancelledError() from err
             message = failure_message(err)
             self.update(phase=Phase.FAILED, error=message)
-            workflow.logger.info("job failed", extra={"job_id": spec.job_id, "error": message})
+            self._log("job.failed")
             await self._call_back()
             # The run itself fails too, so the Web UI and `temporal workflow list` show it as Failed.
             raise ApplicationError(message, type="JobFailed", non_retryable=True) from err
         except asyncio.CancelledError:
             self.update(phase=Phase.CANCELLED)
+            self._log("job.cancelled")
             raise
         self.update(phase=Phase.COMPLETED, result=result, error=None)
+        self._log("job.completed")
         await self._call_back()
         return result
 
