@@ -6,16 +6,13 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.maintenance import MaintenanceActivities
-    from common.models import ATTEMPT_SIGNAL, AttemptRecord, CleanupInput, CleanupReport, JobState
+    from common.models import CleanupInput, CleanupReport
 
-from workflows.job_tracking import JobTracker
+from workflows.job_tracking import TrackedJobWorkflow
 
 
 @workflow.defn
-class CleanupWorkflow:
-    def __init__(self) -> None:
-        self.job = JobTracker()
-
+class CleanupWorkflow(TrackedJobWorkflow):
     @workflow.run
     async def run(self, request: CleanupInput) -> CleanupReport:
         return await self.job.run(
@@ -24,11 +21,3 @@ class CleanupWorkflow:
                 MaintenanceActivities.run_cleanup, request.cleanup, **options
             ),
         )
-
-    @workflow.signal(name=ATTEMPT_SIGNAL)
-    def attempt_finished(self, record: AttemptRecord) -> None:
-        self.job.record_attempt(record)
-
-    @workflow.query
-    def state(self) -> JobState | None:
-        return self.job.state

@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from common.models import (
+        ATTEMPT_SIGNAL,
         STATE_MEMO_KEY,
         TASK_QUEUES,
         AttemptRecord,
@@ -160,3 +161,18 @@ class JobTracker:
 
 def _now() -> str:
     return workflow.now().isoformat()
+
+
+class TrackedJobWorkflow:
+    """Base of the job workflows: what every job answers besides its own run method."""
+
+    def __init__(self) -> None:
+        self.job = JobTracker()
+
+    @workflow.signal(name=ATTEMPT_SIGNAL)
+    def attempt_finished(self, record: AttemptRecord) -> None:
+        self.job.record_attempt(record)
+
+    @workflow.query
+    def state(self) -> JobState | None:
+        return self.job.state

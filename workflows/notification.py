@@ -10,16 +10,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
     from activities.sms import SmsActivities
     from activities.webhook import WebhookActivities
-    from common.models import ATTEMPT_SIGNAL, AttemptRecord, DeliveryReceipt, JobState, NotificationInput
+    from common.models import DeliveryReceipt, NotificationInput
 
-from workflows.job_tracking import JobTracker
+from workflows.job_tracking import TrackedJobWorkflow
 
 
 @workflow.defn
-class NotificationWorkflow:
-    def __init__(self) -> None:
-        self.job = JobTracker()
-
+class NotificationWorkflow(TrackedJobWorkflow):
     @workflow.run
     async def run(self, request: NotificationInput) -> DeliveryReceipt:
         return await self.job.run(request.job, lambda options: self._send(request, options))
@@ -31,11 +28,3 @@ class NotificationWorkflow:
             return await workflow.execute_activity_method(SmsActivities.send_sms, request.sms, **options)
         assert request.webhook, "a notification carries an email, an SMS or a webhook"
         return await workflow.execute_activity_method(WebhookActivities.deliver_webhook, request.webhook, **options)
-
-    @workflow.signal(name=ATTEMPT_SIGNAL)
-    def attempt_finished(self, record: AttemptRecord) -> None:
-        self.job.record_attempt(record)
-
-    @workflow.query
-    def state(self) -> JobState | None:
-        return self.job.state
