@@ -43,7 +43,8 @@ def error_response(status: int, error: str, message: str, details: list[Any] | N
 
 def _field(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc[1:]] if loc and loc[0] == "body" else [str(p) for p in loc]
-    return ".".join(parts) or "body"
+    # The body itself (not an object, empty): not "body", which is also an email field's name.
+    return ".".join(parts) or "(body)"
 
 
 def _message(error: dict[str, Any]) -> str:

