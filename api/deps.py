@@ -1,4 +1,4 @@
-"""What routes get injected: settings, the Temporal client, the caller's identity."""
+"""What routes get injected: settings, the Temporal gateway, the job starter, the client key check."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from temporalio.client import Client
 
 from api.errors import ApiError
+from api.job_starter import JobStarter
 from api.temporal import TemporalGateway
 from common.settings import Settings
 
@@ -24,10 +24,6 @@ def get_gateway(request: Request) -> TemporalGateway:
     return request.app.state.gateway
 
 
-async def get_client(gateway: Annotated[TemporalGateway, Depends(get_gateway)]) -> Client:
-    return await gateway.client()
-
-
 def require_client_key(
     settings: Annotated[Settings, Depends(get_settings)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -40,6 +36,11 @@ def require_client_key(
     return given
 
 
+def get_job_starter(gateway: Annotated[TemporalGateway, Depends(get_gateway)],
+                    settings: Annotated[Settings, Depends(get_settings)]) -> JobStarter:
+    return JobStarter(gateway, settings)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-ClientDep = Annotated[Client, Depends(get_client)]
-ClientKey = Annotated[str, Depends(require_client_key)]
+Gateway = Annotated[TemporalGateway, Depends(get_gateway)]
+Jobs = Annotated[JobStarter, Depends(get_job_starter)]

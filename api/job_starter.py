@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
@@ -15,7 +15,7 @@ from temporalio.common import (
 from activities.ssrf import BlockedDestination, check_url
 from api.errors import validation_error
 from api.schemas import JobOptions
-from api.temporal import RPC_TIMEOUT
+from api.temporal import RPC_TIMEOUT, TemporalGateway
 from common.logs import log_event
 from common.models import (
     STATE_MEMO_KEY, TASK_QUEUES, CallbackState, CleanupInput, CleanupTask, EmailMessage, JobFamily, JobKind,
@@ -96,6 +96,19 @@ async def start_job(client: Client, request: NotificationInput | CleanupInput, p
     log_event("job.added", job_id=spec.job_id, kind=spec.kind, family=spec.family, phase=phase.value,
               priority=priority, not_before=initial.not_before)
     return StartedJob(job_id=spec.job_id, phase=phase, handle=handle)
+
+
+class JobStarter:
+    """What a POST route needs to turn a valid body into a started job (injected with Depends)."""
+
+    def __init__(self, gateway: TemporalGateway, settings: Settings) -> None:
+        self.gateway, self.settings = gateway, settings
+
+    async def start(self, kind: JobKind, family: JobFamily, options: JobOptions, recipient: str | None,
+                    build: Callable[[JobSpec], NotificationInput | CleanupInput]) -> StartedJob:
+        # The spec (and its URL checks) before the client: bad input is a 400 even without Temporal.
+        spec = job_spec(new_job_id(kind), kind, family, options, self.settings, recipient)
+        return await start_job(await self.gateway.client(), build(spec), options.priority)
 
 
 # ---- one builder per kind of job, shared by the /jobs and /notify families --------------------

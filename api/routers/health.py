@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Depends
-
-from api.deps import get_gateway
+from api.deps import Gateway
 from api.errors import temporal_unavailable
-from api.temporal import TemporalGateway
 
 router = APIRouter(tags=["health"])
 
@@ -19,7 +16,7 @@ async def healthz() -> dict:
 
 
 @router.get("/readyz", summary="Temporal is reachable, so jobs can be accepted")
-async def readyz(gateway: Annotated[TemporalGateway, Depends(get_gateway)]) -> dict:
+async def readyz(gateway: Gateway) -> dict:
     if not await gateway.ready():
         raise temporal_unavailable(f"no answer from {gateway.settings.temporal_address}")
     return {"status": "ready", "temporal": gateway.settings.temporal_address}

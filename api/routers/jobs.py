@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter, Depends
 
-from api.deps import SettingsDep, get_gateway, require_client_key
+from api.deps import Gateway, Jobs, require_client_key
 from api.errors import ApiError
-from api.job_starter import StartedJob, cleanup_job, email_job, job_spec, new_job_id, sms_job, start_job
+from api.job_starter import StartedJob, cleanup_job, email_job, sms_job
 from api.job_views import bullmq_body, job_status_body, load_job
 from api.schemas import CleanupJob, EmailJob, JobAccepted, SmsJob
-from api.temporal import TemporalGateway
 from common.models import Phase
 from common.vocabulary import JOB_STATUS
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_client_key)])
-Gateway = Annotated[TemporalGateway, Depends(get_gateway)]
 
 
 def _accepted(job: StartedJob) -> JobAccepted:
@@ -24,21 +20,20 @@ def _accepted(job: StartedJob) -> JobAccepted:
 
 
 @router.post("/email", status_code=202, summary="Queue an email job")
-async def create_email_job(body: EmailJob, gateway: Gateway, settings: SettingsDep) -> JobAccepted:
-    spec = job_spec(new_job_id("email"), "email", "jobs", body, settings, recipient=body.to)
-    return _accepted(await start_job(await gateway.client(), email_job(spec, body.to, body.subject, body.body), body.priority))
+async def create_email_job(body: EmailJob, jobs: Jobs) -> JobAccepted:
+    return _accepted(await jobs.start("email", "jobs", body, body.to,
+                                      lambda spec: email_job(spec, body.to, body.subject, body.body)))
 
 
 @router.post("/sms", status_code=202, summary="Queue an SMS job")
-async def create_sms_job(body: SmsJob, gateway: Gateway, settings: SettingsDep) -> JobAccepted:
-    spec = job_spec(new_job_id("sms"), "sms", "jobs", body, settings, recipient=body.phone)
-    return _accepted(await start_job(await gateway.client(), sms_job(spec, body.phone, body.message), body.priority))
+async def create_sms_job(body: SmsJob, jobs: Jobs) -> JobAccepted:
+    return _accepted(await jobs.start("sms", "jobs", body, body.phone,
+                                      lambda spec: sms_job(spec, body.phone, body.message)))
 
 
 @router.post("/cleanup", status_code=202, summary="Queue a cleanup job")
-async def create_cleanup_job(body: CleanupJob, gateway: Gateway, settings: SettingsDep) -> JobAccepted:
-    spec = job_spec(new_job_id("cleanup"), "cleanup", "jobs", body, settings, recipient=None)
-    return _accepted(await start_job(await gateway.client(), cleanup_job(spec, body.task), body.priority))
+async def create_cleanup_job(body: CleanupJob, jobs: Jobs) -> JobAccepted:
+    return _accepted(await jobs.start("cleanup", "jobs", body, None, lambda spec: cleanup_job(spec, body.task)))
 
 
 @router.get("/{job_id}/status", summary="A job's state: queued, delayed, processing, completed, failed, cancelled")
