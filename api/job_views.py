@@ -48,7 +48,9 @@ async def load_job(client: Client, job_id: str) -> JobView:
 def _view(job_id: str, state: dict[str, Any], description: WorkflowExecutionDescription) -> JobView:
     phase = Phase(state["phase"])
     attempts, error, next_attempt_at = state.get("attempts", 0), state.get("error"), None
-    if description.status in _ENDED and not phase.final:
+    if phase.final:
+        pass  # The workflow recorded how the job ended; that outranks how the run itself ended.
+    elif description.status in _ENDED:
         phase, error = Phase.FAILED, _ENDED[description.status]
     elif description.status == WorkflowExecutionStatus.CANCELED:
         phase = Phase.CANCELLED

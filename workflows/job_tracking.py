@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any, Awaitable, Callable
 
 from temporalio import workflow
+from temporalio.workflow import ActivityCancellationType
 from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
 
@@ -44,6 +45,9 @@ def send_options(spec: JobSpec) -> dict[str, Any]:
     retry_after_cap = timedelta(seconds=spec.retry_after_cap_s)
     waits = spec.retry.backoff_total() + retry_after_cap * (spec.retry.max_attempts - 1)
     return {
+        # A send in flight cannot be taken back: on cancel, wait for the attempt's real outcome, so a
+        # job never says "cancelled" about a message that went out.
+        "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         "retry_policy": spec.retry.policy(),
         "start_to_close_timeout": attempt,
         # Every attempt plus every wait between attempts, with room for a Retry-After at the cap.

@@ -18,6 +18,7 @@ class Answer:
     status: int = 200
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0  # answer this late (a slow receiver)
 
 
 @dataclass
@@ -50,6 +51,7 @@ class HttpReceiver:
                                                       body, time.time()))
                     n = len(receiver.received) - 1
                     answer = receiver.script[min(n, len(receiver.script) - 1)]
+                time.sleep(answer.delay_s)
                 payload = b"" if answer.body is None else (
                     answer.body if isinstance(answer.body, bytes) else json.dumps(answer.body).encode())
                 self.send_response(answer.status)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 
@@ -174,3 +175,16 @@ async def test_cancelling_a_delayed_job_sends_nothing(time_env, make_settings, s
         await time_env.sleep(timedelta(hours=2))
     assert (await job_state(handle))["phase"] == "cancelled"
     assert read_outbox(smtp_sink.outbox) == []
+
+
+async def test_a_cancel_during_a_send_waits_for_it_and_reports_the_truth(time_env, make_settings):
+    with HttpReceiver([Answer(200, {"id": "sms_1"}, delay_s=1.5)]) as gateway:
+        async with running_workers(time_env.client, make_settings(sms_gateway_url=gateway.url)):
+            handle = await start(time_env, sms_job())
+            while not gateway.received:
+                await asyncio.sleep(0.05)
+            await handle.cancel()  # the gateway has the message and is about to answer 200
+            await handle.result()
+    assert len(gateway.received) == 1
+    state = await job_state(handle)
+    assert state["phase"] == "completed" and state["attempts"] == 1

@@ -1,0 +1,83 @@
+"""A worker process for one benchmark phase: `python -m bench.worker_proc '<json config>'`.
+
+kind "bare": one Worker for the baseline workflow. kind "herald": Herald's real workers, from
+worker.build_workers(client, settings), with logging configured as `python -m worker` does.
+
+Talks to the driver in JSON lines: prints {"event": "ready"} once polling, then answers each
+line on stdin ("mark", "stop") with its own resource usage; "stop" shuts the workers down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import sys
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from common.logs import configure_logging
+
+
+def usage() -> dict:
+    """Peak RSS (ru_maxrss, KiB on Linux), current RSS and CPU seconds of this process."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    rss_kb = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss_kb = int(line.split()[1])
+    return {"maxrss_kb": ru.ru_maxrss, "rss_kb": rss_kb, "cpu_s": ru.ru_utime + ru.ru_stime}
+
+
+def say(event: str, **fields) -> None:
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def build(client: Client, config: dict) -> list[Worker]:
+    if config["kind"] == "bare":
+        from bench.bare import TASK_QUEUE, BareWorkflow
+        from bench.bare_activity import post
+        # Same concurrency as Herald's webhook worker (HERALD_WEBHOOK_CONCURRENCY default).
+        return [Worker(client, task_queue=TASK_QUEUE, workflows=[BareWorkflow], activities=[post],
+                       max_concurrent_activities=100)]
+    from common.settings import Settings
+    from worker import build_workers
+    data = Path(config["data_dir"])
+    settings = Settings(
+        temporal_address=config["address"], data_dir=data,
+        webhook_secret=config["webhook_secret"], webhook_allow_hosts=["127.0.0.1/8"],
+        temp_dir=data / "tmp", log_dir=data / "logs", session_dir=data / "sessions",
+    )
+    return build_workers(client, settings)
+
+
+async def main(config: dict) -> None:
+    configure_logging()
+    client = await Client.connect(config["address"])
+    workers = build(client, config)
+    loop = asyncio.get_running_loop()
+    async with contextlib.AsyncExitStack() as running:
+        for w in workers:
+            await running.enter_async_context(w)
+        say("ready", queues=[w.task_queue for w in workers], **usage())
+        while True:
+            line = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
+            if line == "mark":
+                say("mark", **usage())
+            elif line in ("stop", ""):  # "" is EOF: the driver went away
+                say("stopped", **usage())
+                break
+    say("exited")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(json.loads(sys.argv[1])))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: the Temporal SDK's Rust runtime can crash it (a known SDK issue).
+    os._exit(0)
