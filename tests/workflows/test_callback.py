@@ -9,7 +9,7 @@ from temporalio.client import WorkflowFailureError
 from api.job_starter import email_job, sms_job, start_job
 from devstack.smtp_sink import read_outbox
 from tests.support.http_receiver import Answer, HttpReceiver
-from tests.support.temporal import WEBHOOK_SECRET, job_spec, job_state, running_workers
+from tests.support.temporal import WEBHOOK_SECRET, attempt_report_times, job_spec, job_state, running_workers
 
 
 async def run_to_end(env, settings, request):
@@ -61,3 +61,14 @@ async def test_a_callback_is_retried_and_its_failure_does_not_change_the_job(tim
     assert state["phase"] == "completed"
     assert state["callback"]["status"] == "failed" and state["callback"]["attempts"] == 2
     assert "HTTP 410" in state["callback"]["error"]
+
+
+async def test_a_receiver_down_for_an_hour_still_gets_its_callback(time_env, make_settings, smtp_sink):
+    with HttpReceiver([Answer(503)] * 10 + [Answer(200)]) as receiver:
+        spec = job_spec("email", callback_url=receiver.url)
+        handle, state = await run_to_end(time_env, make_settings(), email_job(spec, "ada@example.com", "Hi", "Body"))
+    assert len(receiver.received) == 11
+    assert state["callback"]["status"] == "delivered" and state["callback"]["attempts"] == 11
+    callback_run = time_env.client.get_workflow_handle(f"{handle.id}-callback")
+    times = await attempt_report_times(callback_run)
+    assert (times[-1] - times[0]).total_seconds() >= 3600

@@ -1,0 +1,166 @@
+"""Child processes of the benchmark (worker, API) and CPU readings from /proc."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def child_env(**herald: str) -> dict[str, str]:
+    """This environment without any HERALD_* setting of the caller's, plus the given ones."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
+    env.update({f"HERALD_{k.upper()}": v for k, v in herald.items()})
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of a live process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def own_cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def find_child(name: str) -> int | None:
+    """The pid of a direct child of this process whose command name is `name` (the dev server)."""
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm, rest = (entry / "stat").read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        if comm.split("(", 1)[1] == name and int(rest.split()[1]) == me:
+            return int(entry.name)
+    return None
+
+
+class ChildFailed(RuntimeError):
+    pass
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class WorkerProcess:
+    """`python -m bench.worker_proc`, driven over stdin/stdout JSON lines."""
+
+    def __init__(self, config: dict, log_path: Path) -> None:
+        self.config, self.log_path = config, log_path
+        self.proc: asyncio.subprocess.Process | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def start(self, timeout: float = 60) -> dict:
+        self._log = open(self.log_path, "wb")
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.worker_proc", json.dumps(self.config),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=self._log,
+            cwd=ROOT, env=child_env())
+        return await self._expect("ready", timeout)
+
+    async def usage(self) -> dict:
+        return await self._send("mark", "mark")
+
+    async def stop(self) -> dict:
+        answer = await self._send("stop", "stopped")
+        await self.close()
+        return answer
+
+    async def close(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                await asyncio.wait_for(self.proc.wait(), 20)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    async def _send(self, command: str, event: str) -> dict:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(command.encode() + b"\n")
+        await self.proc.stdin.drain()
+        return await self._expect(event, 30)
+
+    async def _expect(self, event: str, timeout: float) -> dict:
+        assert self.proc is not None and self.proc.stdout is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                line = await self.proc.stdout.readline()
+                if not line:
+                    await self.proc.wait()
+                    raise ChildFailed(f"worker process exited ({self.proc.returncode}) before {event!r}; "
+                                      f"its log ({self.log_path}) ends:\n{_tail(self.log_path)}")
+                try:
+                    message: Any = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(message, dict) and message.get("event") == event:
+                    return message
+
+
+class ApiProcess:
+    """`python -m api` (create_app + uvicorn), configured through HERALD_* variables."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env, self.log_path = env, log_path
+        self.proc: asyncio.subprocess.Process | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def start(self, ready_url: str, timeout: float = 60) -> None:
+        import httpx
+        self._log = open(self.log_path, "wb")
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "api", stdin=asyncio.subprocess.DEVNULL,
+            stdout=self._log, stderr=self._log, cwd=ROOT, env=self.env)
+        async with httpx.AsyncClient() as http, asyncio.timeout(timeout):
+            while True:
+                if self.proc.returncode is not None:
+                    raise ChildFailed(f"API process exited ({self.proc.returncode}); its log "
+                                      f"({self.log_path}) ends:\n{_tail(self.log_path)}")
+                try:
+                    if (await http.get(ready_url)).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.2)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 20)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
