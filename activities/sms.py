@@ -13,6 +13,14 @@ from common.settings import Settings
 class SmsActivities:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._client: httpx.AsyncClient | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        # One client (and connection pool) for every attempt, instead of a TLS context per send.
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.settings.send_timeout_seconds, connect=5),
+                                             follow_redirects=False)
+        return self._client
 
     def _gateway(self, attempt: int, max_attempts: int) -> tuple[str, str]:
         s = self.settings
@@ -24,14 +32,12 @@ class SmsActivities:
     @activity.defn
     async def send_sms(self, sms: SmsMessage) -> DeliveryReceipt:
         url, token = self._gateway(activity.info().attempt, sms.max_attempts)
-        timeout = httpx.Timeout(self.settings.send_timeout_seconds, connect=5)
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
-            # Network errors and timeouts propagate as they are and are retried.
-            response = await client.post(
-                url,
-                json={"to": sms.phone, "body": sms.message, "idempotencyKey": sms.idempotency_key},
-                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": sms.idempotency_key},
-            )
+        # Network errors and timeouts propagate as they are and are retried.
+        response = await self._http().post(
+            url,
+            json={"to": sms.phone, "body": sms.message, "idempotencyKey": sms.idempotency_key},
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": sms.idempotency_key},
+        )
         raise_for_answer("SMS gateway", response.status_code, response.headers, response.content,
                          self.settings.retry_after_cap_seconds)
         try:
