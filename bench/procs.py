@@ -14,6 +14,13 @@ ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def child_env(**herald: str) -> dict[str, str]:
     """This environment without any HERALD_* setting of the caller's, plus the given ones."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}

@@ -76,3 +76,4 @@ def check_deliveries(got: list[Delivery], expected_ids: set[str]) -> dict:
         "duplicated": sorted(i for i, n in counts.items() if n > 1 and i in expected_ids),
         "unexpected": sorted(i for i in counts if i not in expected_ids),
     }
+

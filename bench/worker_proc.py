@@ -24,14 +24,27 @@ from common.logs import configure_logging
 
 
 def usage() -> dict:
-    """Peak RSS (ru_maxrss, KiB on Linux), current RSS and CPU seconds of this process."""
+    """Peak RSS (ru_maxrss and VmHWM, KiB), current RSS (VmRSS) and CPU seconds of this process."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    rss_kb = 0
+    status = {}
     with contextlib.suppress(OSError):
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                rss_kb = int(line.split()[1])
-    return {"maxrss_kb": ru.ru_maxrss, "rss_kb": rss_kb, "cpu_s": ru.ru_utime + ru.ru_stime}
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                status[line.split(":")[0]] = int(line.split()[1])
+    return {"maxrss_kb": ru.ru_maxrss, "hwm_kb": status.get("VmHWM"), "rss_kb": status.get("VmRSS", 0),
+            "cpu_s": ru.ru_utime + ru.ru_stime}
+
+
+def reset_peak_rss() -> bool:
+    """Forget the start-up peak (imports, workflow validation), so the phase's peak is its own.
+
+    Linux: writing 5 to /proc/self/clear_refs resets the peak RSS (VmHWM, ru_maxrss) to the current RSS.
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 def say(event: str, **fields) -> None:
@@ -64,7 +77,9 @@ async def main(config: dict) -> None:
     async with contextlib.AsyncExitStack() as running:
         for w in workers:
             await running.enter_async_context(w)
-        say("ready", queues=[w.task_queue for w in workers], **usage())
+        startup = usage()
+        say("ready", queues=[w.task_queue for w in workers], peak_reset=reset_peak_rss(),
+            startup_hwm_kb=startup["hwm_kb"], **usage())
         while True:
             line = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
             if line == "mark":
