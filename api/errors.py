@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -82,8 +82,14 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, _on_validation)
+def install_error_handlers(app: FastAPI, refuse_first: Callable[[Request], ApiError | None]) -> None:
+    """`refuse_first` names a refusal (a 401) owed before any word about the body."""
+
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        refusal = refuse_first(request)
+        return await (_on_api_error(request, refusal) if refusal else _on_validation(request, exc))
+
+    app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)

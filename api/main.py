@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.body_limit import BodyLimitMiddleware
+from api.deps import unauthorized_caller
 from api.errors import error_response, install_error_handlers, temporal_unavailable
 from api.routers import health, jobs, notify
 from api.temporal import TemporalGateway, is_unreachable
@@ -51,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         email_validator.TEST_ENVIRONMENT = True
     app.state.settings = settings
     app.state.gateway = TemporalGateway(settings)
-    install_error_handlers(app)
+    install_error_handlers(app, refuse_first=unauthorized_caller)
     app.add_exception_handler(RPCError, _on_rpc_error)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     for module in (health, jobs, notify):

@@ -164,6 +164,13 @@ async def test_every_client_route_needs_a_valid_key(anon, dev_env, authorization
 async def test_the_key_is_checked_before_the_body(anon):
     response = await anon.post("/jobs/email", json={"to": "not-an-email"})
     assert_error(response, 401, "unauthorized")
+    # Also before the body is parsed: a caller without a key learns nothing about the route.
+    for raw in (b'{"to": ', b"[]"):
+        response = await anon.post("/notify/sms", content=raw, headers={"content-type": "application/json"})
+        assert_error(response, 401, "unauthorized")
+        response = await anon.post("/notify/sms", content=raw, headers={
+            "content-type": "application/json", "Authorization": "Bearer wrong"})
+        assert_error(response, 401, "unauthorized")
 
 
 async def test_a_valid_key_is_accepted(anon, app):
