@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import sys
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -19,6 +17,7 @@ from activities.sms import SmsActivities
 from activities.webhook import WebhookActivities
 from common.logs import configure_logging
 from common.models import QUEUE_CHANNELS, TASK_QUEUES
+from common.runtime import exit_skipping_teardown
 from common.settings import Settings, get_settings
 from workflows.callback import CallbackWorkflow
 from workflows.cleanup import CleanupWorkflow
@@ -88,7 +87,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Skip interpreter teardown: the Temporal SDK's Rust runtime can crash it (a known SDK issue).
-    os._exit(0)
+    exit_skipping_teardown(0)

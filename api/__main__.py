@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import uvicorn
 
 from api.main import MissingApiKeys, create_app
 from common.logs import configure_logging
+from common.runtime import exit_skipping_teardown
 from common.settings import get_settings
 
 
@@ -27,8 +27,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Skip interpreter teardown: the Temporal SDK's Rust runtime can crash it (a known SDK issue).
-    os._exit(code)
+    exit_skipping_teardown(main())

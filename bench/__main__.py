@@ -32,6 +32,7 @@ from bench.phases import Context, run_phase
 from bench.procs import find_child
 from bench.receiver import Receiver
 from bench.report import headline, ratios, summarize, table
+from common.runtime import exit_skipping_teardown
 
 DEV_SERVER = Path(sys.executable).parent / "temporal"
 DEV_SERVER_ARGS = [
@@ -146,8 +147,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Skip interpreter teardown: the Temporal SDK's Rust runtime can crash it (a known SDK issue).
-    os._exit(code)
+    exit_skipping_teardown(main())

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import resource
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from common.logs import configure_logging
+from common.runtime import exit_skipping_teardown
 
 
 def usage() -> dict:
@@ -92,7 +92,4 @@ async def main(config: dict) -> None:
 
 if __name__ == "__main__":
     asyncio.run(main(json.loads(sys.argv[1])))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Skip interpreter teardown: the Temporal SDK's Rust runtime can crash it (a known SDK issue).
-    os._exit(0)
+    exit_skipping_teardown(0)

