@@ -66,11 +66,11 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-class WorkerProcess:
-    """`python -m bench.worker_proc`, driven over stdin/stdout JSON lines."""
+class _Child:
+    """A child process of the benchmark, its output in a log file."""
 
-    def __init__(self, config: dict, log_path: Path) -> None:
-        self.config, self.log_path = config, log_path
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
         self.proc: asyncio.subprocess.Process | None = None
         self._log: IO[bytes] | None = None
 
@@ -78,6 +78,27 @@ class WorkerProcess:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    async def _reap(self, terminate: bool) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            if terminate:
+                self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 20)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class WorkerProcess(_Child):
+    """`python -m bench.worker_proc`, driven over stdin/stdout JSON lines."""
+
+    def __init__(self, config: dict, log_path: Path) -> None:
+        super().__init__(log_path)
+        self.config = config
 
     async def start(self, timeout: float = 60) -> dict:
         self._log = open(self.log_path, "wb")
@@ -96,15 +117,7 @@ class WorkerProcess:
         return answer
 
     async def close(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            try:
-                await asyncio.wait_for(self.proc.wait(), 20)
-            except asyncio.TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        await self._reap(terminate=False)  # it exits by itself after "stop" (or EOF on stdin)
 
     async def _send(self, command: str, event: str) -> dict:
         assert self.proc is not None and self.proc.stdin is not None
@@ -129,18 +142,12 @@ class WorkerProcess:
                     return message
 
 
-class ApiProcess:
+class ApiProcess(_Child):
     """`python -m api` (create_app + uvicorn), configured through HERALD_* variables."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env, self.log_path = env, log_path
-        self.proc: asyncio.subprocess.Process | None = None
-        self._log: IO[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        super().__init__(log_path)
+        self.env = env
 
     async def start(self, ready_url: str, timeout: float = 60) -> None:
         import httpx
@@ -161,13 +168,4 @@ class ApiProcess:
                 await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 20)
-            except asyncio.TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        await self._reap(terminate=True)
