@@ -149,6 +149,7 @@ def test_email_sms_and_webhook_through_the_dev_stack(stack: Stack) -> None:
         assert webhook.method == "POST"
         assert webhook.headers["content-type"].startswith("application/json")
         assert json.loads(webhook.body) == data
+        assert webhook.headers["webhook-id"] == hook_id  # derived from the job, the same on every retry
         assert Webhook(secret).verify(webhook.body, webhook.headers) == data
 
         # The SMS job's result callback: it follows the job's final state, so it may come a little later.
