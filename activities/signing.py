@@ -1,11 +1,12 @@
-"""Standard Webhooks signing (https://www.standardwebhooks.com/) for outgoing webhooks."""
+"""Standard Webhooks signing (https://www.standardwebhooks.com/) for outgoing webhooks, and its check."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
+from typing import Any
 
-from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
+from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook, WebhookVerificationError
 
 
 def sign_headers(secrets: Sequence[str], webhook_id: str, body: bytes,
@@ -39,3 +40,17 @@ def sign_headers(secrets: Sequence[str], webhook_id: str, body: bytes,
         "webhook-timestamp": str(int(timestamp.timestamp())),
         "webhook-signature": " ".join(signatures),
     }
+
+
+def verify(secrets: Sequence[str], body: bytes, headers: Mapping[str, str]) -> Any:
+    """What a receiver does: the payload, if any of the active `secrets` signed it (and it is recent).
+
+    Raises WebhookVerificationError otherwise. Used by Herald's own dev receivers (the webhook inbox,
+    `make demo`); a real receiver holds its secrets and calls the library the same way.
+    """
+    for secret in secrets:
+        try:
+            return Webhook(secret).verify(body, dict(headers))
+        except WebhookVerificationError:
+            continue
+    raise WebhookVerificationError("no active secret signed this message")

@@ -15,9 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from threading import Thread
 
 import httpx
-from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from activities.signing import verify
 from common.settings import get_settings
 
 FINAL = {"completed", "failed", "cancelled"}
@@ -51,7 +51,7 @@ def push_flow(api: httpx.Client, secrets: list[str]) -> None:
             headers = {k.lower(): v for k, v in self.headers.items()}
             try:
                 # A receiver must verify before it trusts: any secret that is active may have signed.
-                payload = _verify(secrets, body, headers)
+                payload = verify(secrets, body, headers)
             except WebhookVerificationError:
                 self.send_response(401)
                 self.end_headers()
@@ -78,15 +78,6 @@ def push_flow(api: httpx.Client, secrets: list[str]) -> None:
         print("   " + json.dumps(payload))
     finally:
         server.shutdown()
-
-
-def _verify(secrets: list[str], body: bytes, headers: dict) -> dict:
-    for secret in secrets:
-        try:
-            return Webhook(secret).verify(body, headers)
-        except WebhookVerificationError:
-            continue
-    raise WebhookVerificationError("no active secret matches")
 
 
 def main() -> int:

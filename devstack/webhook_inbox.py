@@ -13,8 +13,9 @@ from datetime import datetime, timezone
 from typing import Sequence
 
 from fastapi import APIRouter, Request, Response
-from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
+
+from activities.signing import verify
 
 
 def webhook_inbox(secrets: Sequence[str]) -> APIRouter:
@@ -22,13 +23,11 @@ def webhook_inbox(secrets: Sequence[str]) -> APIRouter:
     received: list[dict] = []
 
     def verifies(body: bytes, headers: dict[str, str]) -> bool:
-        for secret in secrets:
-            try:
-                Webhook(secret).verify(body, headers)
-                return True
-            except WebhookVerificationError:
-                continue
-        return False
+        try:
+            verify(secrets, body, headers)
+        except WebhookVerificationError:
+            return False
+        return True
 
     @router.post("/webhooks", status_code=204)
     @router.post("/webhooks/{path:path}", status_code=204)

@@ -9,7 +9,7 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from activities.signing import sign_headers
+from activities.signing import sign_headers, verify
 
 
 def new_secret() -> str:
@@ -91,3 +91,14 @@ def test_id_is_passed_through_unchanged_on_every_attempt():
 def test_bad_input_is_a_value_error(secrets, timestamp):
     with pytest.raises(ValueError):
         sign_headers(secrets, "msg_1", BODY, timestamp)
+
+
+def test_verify_accepts_a_message_signed_by_any_active_secret_only():
+    old, new, other = "whsec_" + "A" * 43 + "=", "whsec_" + "B" * 43 + "=", "whsec_" + "C" * 43 + "="
+    body = b'{"event":"order.shipped"}'
+    headers = sign_headers([old], "msg_rot", body)
+    assert verify([new, old], body, headers) == {"event": "order.shipped"}
+    with pytest.raises(WebhookVerificationError):
+        verify([new, other], body, headers)
+    with pytest.raises(WebhookVerificationError):
+        verify([new, old], body + b" ", headers)
