@@ -33,13 +33,10 @@ from bench.procs import find_child
 from bench.receiver import Receiver
 from bench.report import headline, ratios, summarize, table
 from common.runtime import exit_skipping_teardown
+from devstack.temporal_server import tuned_args
 
 DEV_SERVER = Path(sys.executable).parent / "temporal"
-DEV_SERVER_ARGS = [
-    "--search-attribute", "HeraldJobType=Keyword",
-    "--search-attribute", "HeraldStatus=Keyword",
-    "--dynamic-config-value", "matching.useNewMatcher=true",
-]
+DEV_SERVER_ARGS = tuned_args(persistent=False)
 
 
 @contextlib.contextmanager

