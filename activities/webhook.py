@@ -10,7 +10,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.http_rules import excerpt, raise_for_answer, read_capped
 from activities.signing import sign_headers
-from activities.ssrf import BlockedDestination, GuardedTransport
+from activities.ssrf import GuardedTransport
+from common.destinations import BlockedDestination
 from common.models import DeliveryReceipt, WebhookRequest
 from common.settings import Settings
 

@@ -12,7 +12,7 @@ from temporalio.common import (
     Priority, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy,
 )
 
-from activities.ssrf import BlockedDestination, check_url
+from common.destinations import BlockedDestination, check_url
 from api.errors import validation_error
 from api.schemas import JobOptions
 from api.temporal import RPC_TIMEOUT, TemporalGateway

@@ -10,8 +10,8 @@ import socket
 import httpx
 import pytest
 
-from activities.ssrf import (BlockedDestination, GuardedTransport, blocked_reason, check_url,
-                             is_allowed, parse_ip)
+from activities.ssrf import GuardedTransport
+from common.destinations import BlockedDestination, blocked_reason, check_url, is_allowed, parse_ip
 
 FAKE_DNS = {
     "internal.example": ["10.1.2.3"],
