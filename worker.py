@@ -19,6 +19,7 @@ from common.logs import configure_logging
 from common.models import QUEUE_CHANNELS, TASK_QUEUES
 from common.runtime import exit_skipping_teardown
 from common.settings import Settings, get_settings
+from common.temporal import connect_when_up
 from workflows.callback import CallbackWorkflow
 from workflows.cleanup import CleanupWorkflow
 from workflows.notification import NotificationWorkflow
@@ -55,23 +56,10 @@ def build_workers(client: Client, settings: Settings) -> list[Worker]:
     return workers
 
 
-async def connect(settings: Settings, attempts: int = 60) -> Client:
-    """Connect, waiting for Temporal: the worker may start before the server is up."""
-    for n in range(1, attempts + 1):
-        try:
-            return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
-        except RuntimeError as exc:
-            if n == attempts:
-                raise
-            log.warning("Temporal at %s not reachable yet (%s); retrying", settings.temporal_address, exc)
-            await asyncio.sleep(1)
-    raise AssertionError("unreachable")
-
-
 async def main() -> None:
     configure_logging()
     settings = get_settings()
-    client = await connect(settings)
+    client = await connect_when_up(settings)
     workers = build_workers(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

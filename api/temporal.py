@@ -10,6 +10,7 @@ from temporalio.service import RetryConfig, RPCError, RPCStatusCode
 
 from api.errors import temporal_unavailable
 from common.settings import Settings
+from common.temporal import connect
 
 RPC_TIMEOUT = timedelta(seconds=10)
 # Ride out a blip, but tell a client "503, retry later" within ~3 s rather than hold it for 10.
@@ -29,9 +30,7 @@ class TemporalGateway:
                 if self._client is None:
                     try:
                         self._client = await asyncio.wait_for(
-                            Client.connect(self.settings.temporal_address,
-                                           namespace=self.settings.temporal_namespace,
-                                           retry_config=CLIENT_RETRIES),
+                            connect(self.settings, retry_config=CLIENT_RETRIES),
                             timeout=RPC_TIMEOUT.total_seconds())
                     except (RuntimeError, OSError, asyncio.TimeoutError) as exc:
                         raise temporal_unavailable(str(exc) or "connection timed out") from exc

@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     temporal_ui_port: int = 8233
+    # TLS to the Temporal frontend (mTLS when a client certificate and key are given).
+    temporal_tls: bool = False
+    temporal_tls_ca_file: Path | None = None
+    temporal_tls_cert_file: Path | None = None
+    temporal_tls_key_file: Path | None = None
+    temporal_tls_server_name: str | None = None
     # The dev server's SQLite file with synchronous=FULL: survives an OS crash, at about half the speed.
     temporal_full_sync: bool = False
 

@@ -13,6 +13,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from common.models import ATTEMPT_SIGNAL, STATE_MEMO_KEY, JobSpec, RetrySpec
 from common.settings import Settings
+from common.temporal import client_for
 from worker import build_workers
 
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -36,7 +37,7 @@ def job_spec(kind: str, *, family: str = "jobs", attempts: int = 3, backoff: str
 @contextlib.asynccontextmanager
 async def running_workers(client: Client, settings: Settings) -> AsyncIterator[None]:
     async with contextlib.AsyncExitStack() as stack:
-        for w in build_workers(client, settings):
+        for w in build_workers(client_for(client, settings), settings):
             await stack.enter_async_context(w)
         yield
 
