@@ -1,0 +1,48 @@
+"""Pinned names: every workflow, signal, query, update and activity name Herald registers.
+
+Histories refer to these by name, not by Python object: a running job's history says
+"NotificationWorkflow", "attempt_finished", "send_email", and its pending tasks sit on named task
+queues. Renaming a class, a method or a queue (where no `name=` pins it) strands every run
+already in flight, so a rename must fail here first. These are the *effective* names, whether
+they come from `name=` or from the Python identifier.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity, workflow
+
+from common.settings import Settings
+from worker import WORKFLOWS, activities_by_queue
+
+PINNED_WORKFLOWS = {
+    "NotificationWorkflow": {"signals": {"attempt_finished"}, "queries": {"state"}, "updates": set()},
+    "CleanupWorkflow": {"signals": {"attempt_finished"}, "queries": {"state"}, "updates": set()},
+    "CallbackWorkflow": {"signals": {"attempt_finished"}, "queries": set(), "updates": set()},
+}
+
+PINNED_ACTIVITIES_BY_QUEUE = {
+    "herald-email": {"send_email"},
+    "herald-sms": {"send_sms"},
+    "herald-webhook": {"deliver_webhook"},
+    "herald-maintenance": {"run_cleanup"},
+}
+
+
+def handler_names(handlers: dict) -> set[str]:
+    return {"<dynamic>" if name is None else name for name in handlers}
+
+
+def test_workflow_signal_query_and_update_names_are_unchanged():
+    registered = {}
+    for cls in WORKFLOWS:
+        defn = workflow._Definition.from_class(cls)
+        assert defn is not None, f"{cls.__name__} is not a @workflow.defn"
+        registered[defn.name] = {"signals": handler_names(defn.signals), "queries": handler_names(defn.queries),
+                                 "updates": handler_names(defn.updates)}
+    assert registered == PINNED_WORKFLOWS
+
+
+def test_activity_names_and_their_task_queues_are_unchanged():
+    registered = {queue: {activity._Definition.must_from_callable(fn).name for fn in fns}
+                  for queue, fns in activities_by_queue(Settings()).items()}
+    assert registered == PINNED_ACTIVITIES_BY_QUEUE
