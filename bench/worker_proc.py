@@ -1,7 +1,8 @@
 """A worker process for one benchmark phase: `python -m bench.worker_proc '<json config>'`.
 
-kind "bare": one Worker for the baseline workflow. kind "herald": Herald's real workers, from
-worker.build_workers(client, settings), with logging configured as `python -m worker` does.
+kind "bare": one Worker with the SDK's defaults for the naive email job (bench/bare.py). kind
+"herald": Herald's real workers, worker.build_workers(client, get_settings()), configured by
+HERALD_* variables and with logging set up exactly as `python -m worker` does.
 
 Talks to the driver in JSON lines: prints {"event": "ready"} once polling, then answers each
 line on stdin ("mark", "stop") with its own resource usage; "stop" shuts the workers down.
@@ -53,24 +54,17 @@ def say(event: str, **fields) -> None:
 
 def build(client: Client, config: dict) -> list[Worker]:
     if config["kind"] == "bare":
-        from bench.bare import TASK_QUEUE, BareWorkflow
-        from bench.bare_activity import post
-        # Same concurrency as Herald's webhook worker (HERALD_WEBHOOK_CONCURRENCY default).
-        return [Worker(client, task_queue=TASK_QUEUE, workflows=[BareWorkflow], activities=[post],
-                       max_concurrent_activities=100)]
-    from common.settings import Settings
+        from bench.bare import TASK_QUEUE, SendEmailWorkflow
+        from bench.bare_activity import send_email
+        return [Worker(client, task_queue=TASK_QUEUE, workflows=[SendEmailWorkflow], activities=[send_email])]
+    from common.settings import get_settings
     from worker import build_workers
-    data = Path(config["data_dir"])
-    settings = Settings(
-        temporal_address=config["address"], data_dir=data,
-        webhook_secret=config["webhook_secret"], webhook_allow_hosts=["127.0.0.1/8"],
-        temp_dir=data / "tmp", log_dir=data / "logs", session_dir=data / "sessions",
-    )
-    return build_workers(client, settings)
+    return build_workers(client, get_settings())
 
 
 async def main(config: dict) -> None:
-    configure_logging()
+    if config["kind"] != "bare":
+        configure_logging()
     client = await Client.connect(config["address"])
     workers = build(client, config)
     loop = asyncio.get_running_loop()
