@@ -107,14 +107,3 @@ class NotifyWebhook(JobOptions):
     # Required, but `null` is a legitimate body.
     data: Any = Field(description="sent exactly as given as the JSON body")
 
-
-class JobAccepted(BaseModel):
-    jobId: str
-    status: str
-    statusUrl: str
-
-
-class NotificationAccepted(BaseModel):
-    notificationId: str
-    status: str
-    statusUrl: str

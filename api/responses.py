@@ -1,0 +1,208 @@
+"""Answer bodies as clients receive them, so /docs and /openapi.json show every one.
+
+The routes validate what api/job_views.py builds into these models and answer with
+`response_model_exclude_unset=True`: a key the view leaves out (`nextAttemptAt`, `callback`,
+`error` on some routes) stays out of the answer, a key it sets to null stays null. The models
+accept keys they do not declare (`extra="allow"`), so the wire is exactly what the view built;
+tests/api/test_openapi.py fails when an answer carries a key this file does not document.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+# ---- each route family's status words (common/vocabulary.py maps the phases onto them) ---------
+# GET /jobs/{id}/status
+JobStatusWord = Literal["queued", "delayed", "processing", "completed", "failed", "cancelled"]
+# GET /jobs/{id}: BullMQ's words
+BullMQStatusWord = Literal["waiting", "delayed", "active", "completed", "failed", "cancelled"]
+# GET /notifications/{id}: no word for "delayed"
+NotificationStatusWord = Literal["queued", "processing", "success", "failed", "cancelled"]
+CallbackStatusWord = Literal["pending", "delivered", "failed"]
+JobType = Literal["email", "sms", "webhook", "cleanup"]
+
+DATE_TIME = {"format": "date-time"}
+
+
+def absent_unless(description: str, **extra: Any) -> Any:
+    """A key that is left out when it does not apply, and never null when it is there."""
+
+    def schema_extra(schema: dict[str, Any]) -> None:
+        schema.pop("default", None)
+        schema.update(extra)
+
+    return Field(None, description=description, json_schema_extra=schema_extra)
+
+
+class Answer(BaseModel):
+    # Keys the view adds and this file does not know yet pass through unchanged (see the docstring).
+    model_config = ConfigDict(extra="allow")
+
+
+# ---- 202 answers ---------------------------------------------------------------------------
+class JobAccepted(Answer):
+    jobId: str = Field(description="the job's id, also its Temporal workflow id")
+    status: JobStatusWord = Field(description="`queued`, or `delayed` when the job has a `delay` or `deliverAt`")
+    statusUrl: str = Field(description="`/jobs/{jobId}/status`")
+
+
+class NotificationAccepted(Answer):
+    notificationId: str = Field(description="the notification's id, also its Temporal workflow id")
+    status: NotificationStatusWord = Field(description="`queued` (also while waiting on a `delay` or `deliverAt`)")
+    statusUrl: str = Field(description="`/notifications/{notificationId}`")
+
+
+class CancelAccepted(Answer):
+    jobId: str
+    cancelRequested: Literal[True] = Field(description="the cancel is recorded; the job reads `cancelled` shortly")
+    statusUrl: str = Field(description="`/jobs/{jobId}/status`")
+
+
+# ---- pieces of the status answers ------------------------------------------------------------
+class Delivery(Answer):
+    """One send attempt, as the attempt log keeps it."""
+
+    attempt: int = Field(ge=1, description="1 for the first attempt")
+    startedAt: str = Field(json_schema_extra=DATE_TIME)
+    finishedAt: str = Field(json_schema_extra=DATE_TIME)
+    succeeded: bool
+    error: str | None = Field(None, description="why the attempt failed; null when it succeeded")
+    retryable: bool = Field(True, description="false when the failure ended the job at once (an HTTP 4xx other "
+                                              "than 408/429, a redirect, an SMTP 5xx, a refused destination)")
+    statusCode: int | None = Field(None, description="the HTTP status (SMS, webhook) or the SMTP code of a refusal; "
+                                                     "null without one (a connection error, a timeout, an accepted "
+                                                     "email)")
+    responseExcerpt: str | None = Field(None, description="the first 512 characters of the far side's answer")
+
+
+class Callback(Answer):
+    """The result callback to the job's `webhookUrl`."""
+
+    url: str
+    status: CallbackStatusWord = Field(description="`pending` until the job ends and the callback is delivered "
+                                                   "or has given up")
+    attempts: int = Field(ge=0, description="callback attempts made")
+    error: str | None = Field(None, description="the last callback attempt's error")
+
+
+class SendResult(Answer):
+    """What an email, SMS or webhook job's successful send returned."""
+
+    summary: str = Field(description="e.g. `HTTP 200` or the SMTP server's reply")
+    providerId: str | int | None = Field(None, description="the email's Message-ID, or the SMS gateway's JSON `id`")
+    statusCode: int | None = Field(None, description="the receiver's or gateway's HTTP status")
+    responseExcerpt: str | None = Field(None, description="the first 512 characters of the answer")
+
+
+class CleanupResult(Answer):
+    """What a cleanup job did."""
+
+    task: Literal["delete_temp", "remove_old_logs", "expire_sessions"]
+    directory: str
+    removed: list[str] = Field(description="removed files, relative to `directory`")
+    kept: int = Field(ge=0, description="files left in place")
+
+
+# ---- status answers ------------------------------------------------------------------------
+class JobStatus(Answer):
+    """A job's state in the words of GET /jobs/{id}/status."""
+
+    id: str
+    type: JobType
+    status: JobStatusWord
+    attempts: int = Field(ge=0, description="attempts made so far (live while the job retries)")
+    maxAttempts: int = Field(ge=1)
+    result: SendResult | CleanupResult | None = Field(description="null until the job has completed")
+    error: str | None = Field(description="the last failed attempt's error while the job retries or once it "
+                                         "has failed; null otherwise")
+    createdAt: str = Field(json_schema_extra=DATE_TIME)
+    updatedAt: str = Field(json_schema_extra=DATE_TIME)
+    nextAttemptAt: str | SkipJsonSchema[None] = absent_unless(
+        "only while `delayed`: when the next attempt is due (end of a delay, `deliverAt`, or a retry backoff)",
+        **DATE_TIME)
+    deliveries: list[Delivery] = Field(description="the attempt log, oldest first")
+    callback: Callback | SkipJsonSchema[None] = absent_unless("only for a job with a `webhookUrl`")
+
+
+class BullMQJob(Answer):
+    """A job's state in BullMQ's words, GET /jobs/{id}."""
+
+    id: str
+    status: BullMQStatusWord
+    attempts: int = Field(ge=0)
+    maxAttempts: int = Field(ge=1)
+    error: str | SkipJsonSchema[None] = absent_unless("only when the job has `failed`: why")
+
+
+class Notification(Answer):
+    """A job's state in the words of GET /notifications/{id}."""
+
+    id: str
+    type: JobType
+    recipient: str | None = Field(description="the address, E.164 number or URL; null for a cleanup job")
+    status: NotificationStatusWord
+    attempts: int = Field(ge=0)
+    maxAttempts: int = Field(ge=1)
+    createdAt: str = Field(json_schema_extra=DATE_TIME)
+    updatedAt: str = Field(json_schema_extra=DATE_TIME)
+    error: str | SkipJsonSchema[None] = absent_unless(
+        "only after a failed attempt: its error, while the job retries or once it has failed")
+    deliveries: list[Delivery] = Field(description="the attempt log, oldest first")
+    callback: Callback | SkipJsonSchema[None] = absent_unless("only for a job with a `webhookUrl`")
+
+
+# ---- open routes ---------------------------------------------------------------------------
+class Health(Answer):
+    status: Literal["ok"]
+
+
+class Ready(Answer):
+    status: Literal["ready"]
+    temporal: str = Field(description="the Temporal frontend the API reached (HERALD_TEMPORAL_ADDRESS)")
+
+
+# ---- errors --------------------------------------------------------------------------------
+class FieldError(BaseModel):
+    field: str = Field(description="dotted path from the body's root (`to`, `backoff.type`); `(body)` for the "
+                                   "body itself")
+    message: str
+
+
+class Error(BaseModel):
+    """Every error the API answers."""
+
+    error: str = Field(description="a stable code, e.g. `validation_error`, `not_found`")
+    message: str = Field(description="for humans")
+    details: list[FieldError] = Field(description="one item per bad field for `validation_error`; else empty")
+
+
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again", "schema": {"type": "integer"}}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "`validation_error` (one detail per bad field) or `invalid_json`", "content": {
+        "application/json": {"examples": {
+            "validation_error": {"value": {
+                "error": "validation_error", "message": "invalid request: attempts: Input should be less than or "
+                "equal to 25; backoff.type: Input should be 'exponential' or 'fixed'",
+                "details": [{"field": "attempts", "message": "Input should be less than or equal to 25"},
+                            {"field": "backoff.type", "message": "Input should be 'exponential' or 'fixed'"}]}},
+            "invalid_json": {"value": {"error": "invalid_json", "message": "the body is not valid JSON",
+                                       "details": []}},
+        }}}},
+    401: {"description": "`unauthorized`: no or wrong client key (checked before the body)",
+          "headers": {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}},
+    404: {"description": "`not_found`: no job with that id"},
+    409: {"description": "`not_cancellable`: the job is being sent or is already final"},
+    413: {"description": "`payload_too_large`: the body is over HERALD_MAX_BODY_BYTES (checked first)"},
+    502: {"description": "`temporal_error`: Temporal refused the call"},
+    503: {"description": "`temporal_unavailable`: Temporal is unreachable; nothing was started",
+          "headers": _RETRY_AFTER},
+    "default": {"description": "any other error (`method_not_allowed`, `internal_error`), in the same shape"},
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route: the error body under each of `statuses`, and under `default`."""
+    return {status: {"model": Error, **ERRORS[status]} for status in (*statuses, "default")}
