@@ -36,7 +36,7 @@ def test_openapi_file_is_the_apps_current_schema():
 
 def test_the_schema_does_not_depend_on_the_settings():
     # So the file is the schema of every deployment, whatever its HERALD_* variables.
-    other = Settings(api_keys=["some-key"], dev_mode=True, max_body_bytes=1234,
+    other = Settings(api_keys=["some-key"], max_body_bytes=1234,
                      temporal_address="temporal.example:7233", webhook_allow_hosts=["10.0.0.0/8"])
     assert create_app(other).openapi() == openapi_schema()
 
