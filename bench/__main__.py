@@ -147,8 +147,8 @@ async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp
                 p = await run_load(stack, running, phase, phase_label, kind, args.jobs, submit)
                 result["phases"].append(p)
                 say(f"[{name}] {phase_label}: {p.get('delivered_per_s')} delivered/s, p50 {p.get('p50_ms')} ms, "
-                    f"server {p.get('server_cpu_ms_per_job')} ms CPU/job, {p.get('history_events_per_job') or (p.get('history') or {}).get('per_job')} "
-                    f"events/job ({time.monotonic() - t:.0f} s) {_status(p)}")
+                    f"server {p.get('server_cpu_ms_per_job')} ms CPU/job, {(p.get('history') or {}).get('per_job')} "
+                    f"events/job, others {p.get('other_cores')} cores ({time.monotonic() - t:.0f} s) {_status(p)}")
                 if phase == "api" and not args.no_paced and p.get("delivered_per_s"):
                     t = time.monotonic()
                     paced = await run_paced(stack, running, p["delivered_per_s"] / 2, args.paced_seconds)

@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-import httpx
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from bench.bare import TASK_QUEUE as BARE_QUEUE, SendEmailWorkflow
 from bench.bare_activity import EmailRequest
-from bench.procs import ApiProcess, SinkProcess, WorkerProcess, child_env, cpu_seconds, free_port, own_cpu_seconds
+from bench.http_client import HttpError, LeanHttp
+from bench.procs import (
+    ApiProcess, SinkProcess, WorkerProcess, child_env, cpu_seconds, free_port, machine_busy_seconds, own_cpu_seconds,
+)
 
 API_KEY = "bench-key"
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -91,9 +93,9 @@ def bare_submit(client: Client) -> Submit:
     return submit
 
 
-def api_submit(http: httpx.AsyncClient) -> Submit:
+def api_submit(http: LeanHttp) -> Submit:
     async def submit(job: Job) -> str:
-        response = await http.post("/jobs/email", json={"to": TO, "subject": job.subject, "body": BODY})
+        response = await http.post("/jobs/email", {"to": TO, "subject": job.subject, "body": BODY})
         if response.status_code != 202:
             raise RuntimeError(f"API answered {response.status_code}: {response.text[:200]}")
         return response.json()["jobId"]
@@ -153,7 +155,7 @@ async def bare_outcomes(client: Client, jobs: list[Job], concurrency: int, timeo
     return dict(await asyncio.gather(*(one(j.job_id) for j in jobs if j.job_id)))
 
 
-async def herald_outcomes(client: Client, http: httpx.AsyncClient, jobs: list[Job], concurrency: int,
+async def herald_outcomes(client: Client, http: LeanHttp, jobs: list[Job], concurrency: int,
                           timeout: float) -> dict[str, dict]:
     """Each job's status as GET /jobs/{id}/status tells it (waiting for any not final yet), and, where
     the job is a workflow of the same id, its close time."""
@@ -166,7 +168,7 @@ async def herald_outcomes(client: Client, http: httpx.AsyncClient, jobs: list[Jo
                 try:
                     response = await http.get(f"/jobs/{job_id}/status")
                     status = response.json().get("status") if response.status_code == 200 else f"HTTP {response.status_code}"
-                except (httpx.HTTPError, ValueError) as exc:
+                except (HttpError, OSError, asyncio.TimeoutError, ValueError) as exc:
                     status = f"GET failed: {exc!r}"[:200]
                 if status in FINAL or time.monotonic() > deadline:
                     break
@@ -208,7 +210,8 @@ async def history_events(client: Client, jobs: list[Job], sample: int) -> dict:
 
 # ---- CPU --------------------------------------------------------------------------------------
 def snapshot(pids: dict[str, int | None]) -> dict[str, float]:
-    cpu = {"driver": own_cpu_seconds()}
+    """CPU seconds so far: the driver's, each named process's, and ("machine") all cores' busy time."""
+    cpu = {"machine": machine_busy_seconds(), "driver": own_cpu_seconds()}
     for name, pid in pids.items():
         if pid:
             try:
@@ -239,7 +242,7 @@ class Running:
     worker: WorkerProcess
     ready: dict = field(default_factory=dict)  # the worker's usage once polling
     api: ApiProcess | None = None
-    http: httpx.AsyncClient | None = None
+    http: LeanHttp | None = None
     api_url: str | None = None
 
     async def close(self) -> None:
@@ -282,8 +285,7 @@ async def start_processes(stack: Stack, name: str, kind: str, with_api: bool) ->
                                      stack.workdir / f"{name}-api.log")
             running.api_url = f"http://127.0.0.1:{port}"
             await running.api.start(f"{running.api_url}/readyz")
-            running.http = httpx.AsyncClient(base_url=running.api_url, headers={"Authorization": f"Bearer {API_KEY}"},
-                                             limits=httpx.Limits(max_connections=stack.concurrency), timeout=30)
+            running.http = LeanHttp(running.api_url, {"Authorization": f"Bearer {API_KEY}"}, stack.concurrency)
     except BaseException:
         await running.close()
         raise
@@ -379,6 +381,8 @@ async def run_load(stack: Stack, running: Running, name: str, label: str, kind: 
     if len(closes) == n:
         out.update(completed_per_s=_r(n / (max(closes) - first), 2))
     cpu = {k: cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0}
+    machine = cpu.pop("machine")
+    window = time.time() - first
     per_job = {k: _r(v * 1000 / n, 2) for k, v in cpu.items()}
     ready = running.ready
     peak = after.get("hwm_kb") or after["maxrss_kb"]
@@ -387,7 +391,10 @@ async def run_load(stack: Stack, running: Running, name: str, label: str, kind: 
                api_cpu_ms_per_job=per_job.get("api"), sink_cpu_ms_per_job=per_job.get("sink"),
                driver_cpu_ms_per_job=per_job.get("driver"),
                total_cpu_ms_per_job=_r(sum(cpu.values()) * 1000 / n, 2),
-               cpu_window_s=_r(time.time() - first, 1),
+               cpu_window_s=_r(window, 1),
+               # Everything else on the machine meanwhile (other people's test runs...): noise.
+               other_cores=_r(max(0.0, machine - sum(cpu.values())) / window, 2),
+               machine_cores=_r(machine / window, 2),
                worker_idle_rss_mb=_r(ready.get("rss_kb", 0) / 1024), worker_peak_rss_mb=_r(peak / 1024),
                worker_rss_before_mb=_r(before["rss_kb"] / 1024), worker_rss_after_mb=_r(after["rss_kb"] / 1024),
                worker_peak_reset=ready.get("peak_reset"))
@@ -404,8 +411,7 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
     sink = stack.sink
     count = max(2, round(rate * seconds))
     period = 1 / rate
-    http = httpx.AsyncClient(base_url=running.api_url, headers={"Authorization": f"Bearer {API_KEY}"},
-                             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50), timeout=30)
+    http = LeanHttp(running.api_url, {"Authorization": f"Bearer {API_KEY}"}, max_connections=200)
     jobs, prefix = batch(count)
     post_ms: list[float] = []
     get_ms: list[float] = []
@@ -420,8 +426,8 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
         job.issued = time.time()
         t = time.perf_counter()
         try:
-            response = await http.post("/jobs/email", json={"to": TO, "subject": job.subject, "body": BODY})
-        except httpx.HTTPError as exc:
+            response = await http.post("/jobs/email", {"to": TO, "subject": job.subject, "body": BODY})
+        except (HttpError, OSError, asyncio.TimeoutError) as exc:
             errors.append(f"POST: {exc!r}"[:200])
             return
         post_ms.append((time.perf_counter() - t) * 1000)
@@ -435,7 +441,7 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
         t = time.perf_counter()
         try:
             response = await http.get(f"/jobs/{job_id}/status")
-        except httpx.HTTPError as exc:
+        except (HttpError, OSError, asyncio.TimeoutError) as exc:
             errors.append(f"GET: {exc!r}"[:200])
             return
         get_ms.append((time.perf_counter() - t) * 1000)
@@ -446,6 +452,7 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
 
     pids = {"server": stack.server_pid, "worker": running.worker.pid, "api": running.api.pid if running.api else None}
     cpu0 = snapshot(pids)
+    cpu_t0 = time.time()
     t0 = loop.time() + 0.1
     began = time.time()
     try:
@@ -465,6 +472,7 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
         all_in = await sink.wait_for({j.subject for j in started}, stack.job_timeout)
         await quiesce([stack.server_pid, running.worker.pid])
         cpu1 = snapshot(pids)
+        cpu_window = time.time() - cpu_t0
         outcomes = await herald_outcomes(stack.client, running.http, started, stack.concurrency, stack.job_timeout)
         await asyncio.sleep(0.5)
     finally:
@@ -485,6 +493,7 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
     arrivals = {s: t[0] for s, t in sink.arrivals.items() if s.startswith(prefix)}
     latencies = [(arrivals[j.subject] - j.issued) * 1000 for j in started if j.subject in arrivals and j.issued]
     cpu = {k: cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0}
+    machine = cpu.pop("machine")
     return {
         "rate_per_s": _r(rate, 2), "seconds": _r(sent_s, 1), "posts": count, "gets": len(get_ms),
         "post_p50_ms": _r(percentile(post_ms, 50)), "post_p99_ms": _r(percentile(post_ms, 99)),
@@ -495,6 +504,7 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
         "get_statuses": dict(get_status),
         "delivery_p50_ms": _r(percentile(latencies, 50)), "delivery_p99_ms": _r(percentile(latencies, 99)),
         "server_cpu_ms_per_job": _r(cpu.get("server", 0) * 1000 / count, 2),
+        "other_cores": _r(max(0.0, machine - sum(cpu.values())) / cpu_window, 2),
         "delivered": d["received"], "statuses": dict(statuses), "errors": errors[:5],
         "problems": problems, "ok": not problems,
     }
@@ -534,10 +544,13 @@ async def run_ceiling(sink: SinkProcess, n: int, concurrency: int, timeout: floa
     first = time.time()
     jobs, prefix = await send_all(n)
     cpu1 = snapshot(pids)
+    window = time.time() - first
     d = _deliveries(sink, jobs, prefix)
     last = max((t[0] for s, t in sink.arrivals.items() if s.startswith(prefix)), default=first)
     problems = _delivery_problems("sink ceiling", d, n) + ([f"{len(errors)} sends failed, e.g. {errors[0]}"] if errors else [])
     return {"jobs": n, "concurrency": concurrency, "delivered_per_s": _r(n / max(last - first, 1e-6), 1),
             "sink_cpu_ms_per_email": _r((cpu1["sink"] - cpu0["sink"]) * 1000 / n, 2),
             "driver_cpu_ms_per_email": _r((cpu1["driver"] - cpu0["driver"]) * 1000 / n, 2),
+            "other_cores": _r(max(0.0, (cpu1["machine"] - cpu0["machine"]) - (cpu1["sink"] - cpu0["sink"])
+                                  - (cpu1["driver"] - cpu0["driver"])) / window, 2),
             "saves_files": sink.save, "problems": problems, "ok": not problems}

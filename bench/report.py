@@ -58,7 +58,7 @@ def config_table(config: dict) -> str:
             (_n(p.get("history_events_per_job")), 11), (_x(r.get("history_events_per_job")), 7)]))
     lines.append("")
     head = [("CPU ms per job", 20), ("server", 8), ("", 7), ("worker", 8), ("", 7), ("api", 7), ("sink", 7),
-            ("driver", 8), ("all", 8), ("", 7), ("worker RSS MB: peak", 20), ("", 7)]
+            ("driver", 8), ("all", 8), ("", 7), ("worker RSS MB: peak", 20), ("", 7), ("others' cores", 14)]
     lines.append(_row(head))
     for p in phases:
         r = p.get("ratios", {})
@@ -68,7 +68,7 @@ def config_table(config: dict) -> str:
             (_n(p.get("api_cpu_ms_per_job"), "{:.2f}"), 7), (_n(p.get("sink_cpu_ms_per_job"), "{:.2f}"), 7),
             (_n(p.get("driver_cpu_ms_per_job"), "{:.2f}"), 8), (_n(p.get("total_cpu_ms_per_job"), "{:.2f}"), 8),
             (_x(r.get("total_cpu_ms_per_job")), 7), (_n(p.get("worker_peak_rss_mb")), 20),
-            (_x(r.get("worker_peak_rss_mb")), 7)]))
+            (_x(r.get("worker_peak_rss_mb")), 7), (_n(p.get("other_cores"), "{:.2f}"), 14)]))
     paced = config.get("paced")
     if paced:
         lines.append("")
@@ -77,7 +77,8 @@ def config_table(config: dict) -> str:
             f"POST p50 {_n(paced['post_p50_ms'])} / p99 {_n(paced['post_p99_ms'])} ms, "
             f"GET status p50 {_n(paced['get_p50_ms'])} / p99 {_n(paced['get_p99_ms'])} ms "
             f"({paced['gets']} GETs, {paced['get_statuses']}), delivery p50 {_n(paced['delivery_p50_ms'], '{:.0f}')} ms, "
-            f"server CPU {_n(paced['server_cpu_ms_per_job'], '{:.2f}')} ms/job, driver late p99 {_n(paced['driver_late_p99_ms'])} ms")
+            f"server CPU {_n(paced['server_cpu_ms_per_job'], '{:.2f}')} ms/job, driver late p99 {_n(paced['driver_late_p99_ms'])} ms, "
+            f"others' cores {_n(paced.get('other_cores'), '{:.2f}')}")
     lines.append("")
     for p in phases + ([{**paced, "label": "paced"}] if paced else []):
         d = p.get("deliveries") or {}
