@@ -102,8 +102,10 @@ def targets(configs: dict[str, dict]) -> list[dict]:
             verdict = "not run"
         else:
             verdict = "PASS" if (measured >= limit if higher else measured <= limit) else "MISS"
+        # gap: how far the measurement is from the limit, negative when it falls short.
+        gap = None if measured is None else round((measured - limit) if higher else (limit - measured), 2)
         out.append({"target": target, "limit": f"{'>=' if higher else '<='} {limit:g}{unit}",
-                    "measured": measured, "unit": unit, "verdict": verdict})
+                    "measured": measured, "unit": unit, "gap": gap, "verdict": verdict})
 
     file, memory = configs.get("file"), configs.get("memory")
     for key, config, limit in (("file", file, 1.2), ("memory", memory, 1.0)):
@@ -127,15 +129,16 @@ def targets(configs: dict[str, dict]) -> list[dict]:
     if old and api:
         out.append({"target": "Herald API: make run's pragmas vs default pragmas (same code)",
                     "limit": "info", "measured": ratio(api.get("delivered_per_s"), old.get("delivered_per_s")),
-                    "unit": "x", "verdict": "info"})
+                    "unit": "x", "gap": None, "verdict": "info"})
     return out
 
 
 def targets_table(rows: list[dict]) -> str:
     width = max(len(r["target"]) for r in rows) + 2
-    lines = [f"{'target':<{width}}{'limit':>10}{'measured':>11}  verdict"]
+    lines = [f"{'target':<{width}}{'limit':>10}{'measured':>11}{'margin':>9}  verdict"]
     for r in rows:
-        m = r["measured"]
+        m, g = r["measured"], r.get("gap")
         shown = "-" if m is None else (f"{m:.2f}x" if r["unit"] == "x" else f"{m:.1f}")
-        lines.append(f"{r['target']:<{width}}{r['limit']:>10}{shown:>11}  {r['verdict']}")
+        margin = "" if g is None else (f"{g:+.2f}x" if r["unit"] == "x" else f"{g:+.1f}")
+        lines.append(f"{r['target']:<{width}}{r['limit']:>10}{shown:>11}{margin:>9}  {r['verdict']}")
     return "\n".join(lines)

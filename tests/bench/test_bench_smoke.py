@@ -1,0 +1,32 @@
+"""`python -m bench` end to end, tiny: every phase runs, every email arrives once, the targets table is written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_runs_small(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--jobs", "5", "--configs", "memory", "--paced-seconds", "2",
+         "--history-sample", "2", "--job-timeout", "30", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["ok"], result["problems"]
+    assert result["sink_ceiling"]["ok"]
+    memory = result["configs"]["memory"]
+    assert [p["name"] for p in memory["phases"]] == ["bare", "api", "bare2"]
+    for phase in memory["phases"]:
+        assert phase["completed"] == 5 and phase["deliveries"]["received"] == 5
+        assert phase["delivered_per_s"] > 0 and phase["server_cpu_ms_per_job"] is not None
+        assert phase["history"]["per_job"] > 0
+    assert memory["paced"]["ok"] and memory["paced"]["post_p99_ms"] is not None
+    verdicts = {row["target"]: row["verdict"] for row in result["targets"]}
+    assert any(v in ("PASS", "MISS") for v in verdicts.values())
+    assert "Herald API delivered rate vs baseline (in-memory server)" in verdicts
