@@ -12,7 +12,7 @@ from temporalio.worker import Worker
 
 from activities.email import EmailActivities
 from activities.maintenance import MaintenanceActivities
-from activities.reporting import AttemptReporter
+from activities.attempt_log import AttemptLogInterceptor
 from activities.sms import SmsActivities
 from activities.webhook import WebhookActivities
 from common.logs import configure_logging
@@ -49,8 +49,10 @@ def build_workers(client: Client, settings: Settings) -> list[Worker]:
             task_queue=queue,
             workflows=WORKFLOWS,
             activities=activities,
-            interceptors=[AttemptReporter()],
+            interceptors=[AttemptLogInterceptor()],
             max_concurrent_activities=settings.concurrency(channel),
+            # A job's first attempt runs as a local activity: the same concurrency applies.
+            max_concurrent_local_activities=settings.concurrency(channel),
             max_task_queue_activities_per_second=settings.rate_limit(channel),
         ))
     return workers

@@ -22,7 +22,7 @@ class EmailActivities:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    @activity.defn
+    @activity.defn(name="send_email")
     async def send_email(self, email: EmailMessage) -> DeliveryReceipt:
         s = self.settings
         mime = MimeMessage()

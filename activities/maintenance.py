@@ -20,7 +20,7 @@ class MaintenanceActivities:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    @activity.defn
+    @activity.defn(name="run_cleanup")
     async def run_cleanup(self, task: CleanupTask) -> CleanupReport:
         s = self.settings
         if task.task == "delete_temp":

@@ -1,4 +1,4 @@
-"""Send one SMS through the HTTP gateway (DESIGN.md, "SMS gateway protocol")."""
+"""Send one SMS through the HTTP gateway (docs/delivery.md, "SMS gateway protocol")."""
 
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ class SmsActivities:
             return s.sms_fallback_url, s.sms_fallback_token or ""
         return s.sms_gateway_url, s.sms_gateway_token
 
-    @activity.defn
+    @activity.defn(name="send_sms")
     async def send_sms(self, sms: SmsMessage) -> DeliveryReceipt:
-        url, token = self._gateway(activity.info().attempt, sms.max_attempts)
+        url, token = self._gateway(sms.context.job_attempt(activity.info().attempt), sms.context.max_attempts)
         # Network errors and timeouts propagate as they are and are retried.
         response = await self._http().post(
             url,
@@ -41,8 +41,9 @@ class SmsActivities:
         raise_for_answer("SMS gateway", response.status_code, response.headers, response.content,
                          self.settings.retry_after_cap_seconds)
         try:
-            provider_id = response.json().get("id")
+            answer_id = response.json().get("id")
         except (ValueError, AttributeError):
-            provider_id = None
+            answer_id = None
+        provider_id = str(answer_id) if answer_id is not None else None
         return DeliveryReceipt(summary=f"HTTP {response.status_code}", provider_id=provider_id,
                                status_code=response.status_code, response_excerpt=excerpt(response.content))

@@ -33,7 +33,7 @@ class WebhookActivities:
             )
         return self._client
 
-    @activity.defn
+    @activity.defn(name="deliver_webhook")
     async def deliver_webhook(self, request: WebhookRequest) -> DeliveryReceipt:
         s = self.settings
         body = json.dumps(request.data, separators=(",", ":"), ensure_ascii=False).encode()

@@ -8,9 +8,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import (
-    Priority, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy,
-)
+from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
 from common.destinations import BlockedDestination, check_url
 from api.errors import validation_error
@@ -18,15 +16,14 @@ from api.schemas import JobOptions
 from api.temporal import RPC_TIMEOUT, TemporalGateway
 from common.logs import log_event
 from common.models import (
-    STATE_MEMO_KEY, TASK_QUEUES, CallbackState, CleanupInput, CleanupTask, EmailMessage, JobFamily, JobKind,
-    JobSpec, JobState, NotificationInput, Phase, RetrySpec, SmsMessage, WebhookRequest,
+    CHANNELS, JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, TASK_QUEUES, CallbackState, CleanupInput, CleanupTask,
+    EmailMessage, JobFamily, JobKind, JobSpec, JobState, NotificationInput, Phase, RetrySpec, SmsMessage,
+    WebhookRequest,
 )
 from common.settings import Settings
 from workflows.cleanup import CleanupWorkflow
 from workflows.notification import NotificationWorkflow
 
-JOB_TYPE = SearchAttributeKey.for_keyword("HeraldJobType")
-JOB_STATUS = SearchAttributeKey.for_keyword("HeraldStatus")
 
 
 @dataclass
@@ -65,6 +62,8 @@ def job_spec(job_id: str, kind: JobKind, family: JobFamily, options: JobOptions,
         recipient=recipient,
         attempt_timeout_s=settings.send_timeout_seconds,
         retry_after_cap_s=settings.retry_after_cap_seconds,
+        # A rate-limited channel sends every attempt as an activity: the limit only counts those.
+        first_attempt_local=settings.rate_limit(CHANNELS[kind]) is None,
     )
 
 
@@ -88,8 +87,8 @@ async def start_job(client: Client, request: NotificationInput | CleanupInput, p
         task_queue=TASK_QUEUES[spec.kind],
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         memo={STATE_MEMO_KEY: initial},
-        search_attributes=TypedSearchAttributes([SearchAttributePair(JOB_TYPE, spec.kind),
-                                                 SearchAttributePair(JOB_STATUS, phase.value)]),
+        search_attributes=TypedSearchAttributes([SearchAttributePair(JOB_TYPE_KEY, spec.kind),
+                                                 SearchAttributePair(JOB_STATUS_KEY, phase.value)]),
         priority=Priority(priority_key=priority) if priority else Priority.default,
         rpc_timeout=RPC_TIMEOUT,
     )
@@ -118,8 +117,7 @@ def email_job(spec: JobSpec, to: str, subject: str, body: str) -> NotificationIn
 
 
 def sms_job(spec: JobSpec, phone: str, message: str) -> NotificationInput:
-    return NotificationInput(job=spec, sms=SmsMessage(phone=phone, message=message, idempotency_key=spec.job_id,
-                                                      max_attempts=spec.retry.max_attempts))
+    return NotificationInput(job=spec, sms=SmsMessage(phone=phone, message=message, idempotency_key=spec.job_id))
 
 
 def webhook_job(spec: JobSpec, url: str, data: Any) -> NotificationInput:

@@ -1,17 +1,26 @@
 """Reads a job back from Temporal and answers in each route family's words.
 
-The workflow keeps its state in its memo; describe returns it with the live retry state of the
-pending activity (attempt number, last failure, next attempt time), so no worker is needed.
+A job's workflow writes little itself (workflows/job_tracking.py): the API wrote the first
+state into the memo at start, the final state is the run's result (or its failure's details),
+and everything in between is read from what Temporal keeps anyway: describe's pending
+workflow task (picked by a worker: processing), pending activity (its attempt, last failure,
+next attempt time, and the attempt log in its heartbeat details) and close status. So no
+worker is needed to answer, and a finished job costs one more read: its close event.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
-from temporalio.api.enums.v1 import PendingActivityState
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
+from temporalio.api.enums.v1 import PendingActivityState, PendingWorkflowTaskState
+from temporalio.api.workflow.v1 import PendingActivityInfo
+from temporalio.client import (
+    Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle,
+)
+from temporalio.exceptions import ApplicationError
 
 from api.errors import not_found
 from api.temporal import RPC_TIMEOUT
@@ -42,7 +51,27 @@ async def load_job(client: Client, job_id: str) -> JobView:
     state = (await description.memo()).get(STATE_MEMO_KEY)
     if not isinstance(state, dict):
         raise not_found(job_id)  # a Temporal workflow, but not a Herald job (e.g. a callback)
+    if description.status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.FAILED):
+        handle = client.get_workflow_handle(job_id, run_id=description.run_id)
+        state = await _final_state(handle) or state
+    pending = description.raw_description.pending_activities
+    if pending and pending[0].heartbeat_details.payloads:
+        # The attempt log the last failed attempt left in its heartbeat (activities/attempt_log.py).
+        carried = await client.data_converter.decode(pending[0].heartbeat_details.payloads)
+        if carried and isinstance(carried[0], dict) and carried[0].get("deliveries"):
+            state = state | {"deliveries": carried[0]["deliveries"]}
     return _view(job_id, state, description)
+
+
+async def _final_state(handle: WorkflowHandle) -> dict[str, Any] | None:
+    """The state a finished run ended with: its result, or its failure's details."""
+    try:
+        outcome = await handle.result(follow_runs=False, rpc_timeout=RPC_TIMEOUT)
+    except WorkflowFailureError as failure:
+        cause = failure.cause
+        outcome = cause.details[0] if isinstance(cause, ApplicationError) and cause.details else None
+    # Runs started before the lean lifecycle returned their receipt and kept the state in the memo.
+    return outcome if isinstance(outcome, dict) and "phase" in outcome else None
 
 
 def _view(job_id: str, state: dict[str, Any], description: WorkflowExecutionDescription) -> JobView:
@@ -54,20 +83,42 @@ def _view(job_id: str, state: dict[str, Any], description: WorkflowExecutionDesc
         phase, error = Phase.FAILED, _ENDED[description.status]
     elif description.status == WorkflowExecutionStatus.CANCELED:
         phase = Phase.CANCELLED
-    elif description.status == WorkflowExecutionStatus.RUNNING and phase == Phase.PROCESSING:
-        for pending in description.raw_description.pending_activities:
-            started = pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
-            # `attempt` is the attempt running now, or the next one while waiting out a backoff.
-            attempts = max(attempts, pending.attempt if started else pending.attempt - 1)
-            if pending.HasField("last_failure") and pending.last_failure.message:
-                error = error or pending.last_failure.message
-            if not started and pending.HasField("next_attempt_schedule_time"):
-                phase = Phase.DELAYED
-                next_attempt_at = pending.next_attempt_schedule_time.ToDatetime().isoformat() + "Z"
-    elif phase == Phase.DELAYED:
-        next_attempt_at = state.get("not_before")
+    elif description.status == WorkflowExecutionStatus.RUNNING:
+        live = description.raw_description
+        if live.pending_activities:
+            return _retrying(job_id, state, live.pending_activities[0])
+        if phase == Phase.DELAYED and state.get("not_before") and _now() < _parse(state["not_before"]):
+            next_attempt_at = state["not_before"]
+        elif attempts or live.pending_workflow_task.state == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED:
+            # A worker is on it: the first attempt runs inside the workflow task (a local activity).
+            phase, attempts = Phase.PROCESSING, max(attempts, 1)
+        else:
+            phase = Phase.QUEUED
     return JobView(id=job_id, state=state, phase=phase, attempts=attempts, error=error,
                    next_attempt_at=next_attempt_at)
+
+
+def _retrying(job_id: str, state: dict[str, Any], pending: PendingActivityInfo) -> JobView:
+    """A job whose send runs as an activity under its retry policy (after a failed first attempt)."""
+    deliveries = state.get("deliveries") or []
+    done = max([d["attempt"] for d in deliveries], default=0)
+    started = pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+    error = pending.last_failure.message if pending.HasField("last_failure") else None
+    phase, next_attempt_at = Phase.PROCESSING, None
+    if not started and pending.HasField("next_attempt_schedule_time"):
+        phase = Phase.DELAYED
+        next_attempt_at = pending.next_attempt_schedule_time.ToDatetime().isoformat() + "Z"
+    return JobView(id=job_id, state=state, phase=phase,
+                   attempts=done + 1 if started else done, error=error or state.get("error"),
+                   next_attempt_at=next_attempt_at)
+
+
+def _parse(moment: str) -> datetime:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00"))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def _camel(value: Any) -> Any:
@@ -80,7 +131,9 @@ def _camel(value: Any) -> Any:
 
 def _extras(view: JobView) -> dict[str, Any]:
     """What every status answer adds: the attempt log and the result callback's outcome."""
-    extras: dict[str, Any] = {"deliveries": _camel(view.state.get("deliveries") or [])}
+    # server_started_at is the attempt log's own bookkeeping (the backoff by the server's clock).
+    deliveries = [{k: v for k, v in d.items() if k != "server_started_at"} for d in view.state.get("deliveries") or []]
+    extras: dict[str, Any] = {"deliveries": _camel(deliveries)}
     if view.state.get("callback"):
         extras["callback"] = _camel(view.state["callback"])
     return extras

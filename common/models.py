@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeKey
 
 JobKind = Literal["email", "sms", "webhook", "cleanup"]
 # Which route family created a job, and so which status words its callback speaks.
@@ -23,19 +23,20 @@ TASK_QUEUES: dict[str, str] = {
     "webhook": "herald-webhook",
     "cleanup": "herald-maintenance",
 }
-# The settings prefix (HERALD_<CHANNEL>_CONCURRENCY) of each task queue.
-QUEUE_CHANNELS: dict[str, str] = {
-    "herald-email": "email",
-    "herald-sms": "sms",
-    "herald-webhook": "webhook",
-    "herald-maintenance": "maintenance",
-}
+# The settings prefix (HERALD_<CHANNEL>_CONCURRENCY, _RATE_LIMIT) of each kind's task queue.
+CHANNELS: dict[str, str] = {"email": "email", "sms": "sms", "webhook": "webhook", "cleanup": "maintenance"}
+QUEUE_CHANNELS: dict[str, str] = {TASK_QUEUES[kind]: channel for kind, channel in CHANNELS.items()}
 
 # Where a job keeps its state: the workflow's memo, readable by describe without a worker.
 STATE_MEMO_KEY = "herald"
-# Signal an activity attempt sends to its own workflow when it ends (see activities/reporting.py).
+# Signal that jobs started before the lean lifecycle received after each attempt (see
+# workflows/job_tracking_v0.py); kept so their runs keep working.
 ATTEMPT_SIGNAL = "attempt_finished"
-SEARCH_ATTRIBUTES = {"HeraldJobType": "Keyword", "HeraldStatus": "Keyword"}
+# Search attributes: what a job is, and its status (set at start and at the end), for visibility
+# queries (the Web UI's filters, the DLQ, the stats).
+JOB_TYPE_KEY = SearchAttributeKey.for_keyword("HeraldJobType")
+JOB_STATUS_KEY = SearchAttributeKey.for_keyword("HeraldStatus")
+SEARCH_ATTRIBUTES = {key.name: "Keyword" for key in (JOB_TYPE_KEY, JOB_STATUS_KEY)}
 
 
 class Phase(StrEnum):
@@ -64,10 +65,23 @@ class RetrySpec:
     def policy(self, max_interval: timedelta = timedelta(hours=1)) -> RetryPolicy:
         return RetryPolicy(
             initial_interval=timedelta(milliseconds=max(self.delay_ms, 1)),
-            backoff_coefficient=2.0 if self.backoff == "exponential" else 1.0,
+            backoff_coefficient=self.coefficient,
             maximum_interval=max(max_interval, timedelta(milliseconds=self.delay_ms)),
             maximum_attempts=self.max_attempts,
         )
+
+    @property
+    def coefficient(self) -> float:
+        return 2.0 if self.backoff == "exponential" else 1.0
+
+    def first_wait(self) -> timedelta:
+        """The wait between the first and the second attempt."""
+        return timedelta(milliseconds=max(self.delay_ms, 1))
+
+    def after_first(self) -> "RetrySpec":
+        """The same schedule for the attempts after the first (its first wait is the second one)."""
+        return RetrySpec(max_attempts=self.max_attempts - 1, backoff=self.backoff,
+                         delay_ms=int(self.delay_ms * self.coefficient))
 
     def backoff_total(self, max_interval: timedelta = timedelta(hours=1)) -> timedelta:
         """Sum of all waits between attempts, for sizing the schedule-to-close timeout."""
@@ -95,6 +109,9 @@ class JobSpec:
     # From the API's settings: one attempt's start-to-close, and the longest Retry-After honoured.
     attempt_timeout_s: float = 30
     retry_after_cap_s: float = 3600
+    # The first attempt runs as a local activity (no activity task, fewer history events) unless
+    # the channel has a task-queue rate limit, which only normal activities honour.
+    first_attempt_local: bool = True
 
     def due_at(self, accepted_at: datetime) -> datetime | None:
         """When the job may first be sent (None: at once); a `delay` counts from `accepted_at`."""
@@ -106,7 +123,62 @@ class JobSpec:
 
 
 @dataclass
-class EmailMessage:
+class AttemptRecord:
+    """One send attempt, as the attempt log keeps it."""
+
+    attempt: int
+    started_at: str
+    finished_at: str
+    succeeded: bool
+    error: str | None = None
+    retryable: bool = True
+    status_code: int | None = None
+    response_excerpt: str | None = None
+    # When Temporal started this attempt, by the server's clock (None for a local activity, which
+    # the worker starts itself): the backoff between attempts, also under skipped test time.
+    server_started_at: str | None = None
+
+
+@dataclass
+class AttemptContext:
+    """Where a job's attempts stand when one send activity starts; set by the workflow.
+
+    A job's first attempt may run as a local activity and the rest as one activity with a
+    retry policy, whose own attempt counter starts again at 1: `first_attempt` maps it back
+    to the job's attempt number, and `earlier` starts its attempt log.
+    """
+
+    first_attempt: int = 1
+    max_attempts: int = 3
+    earlier: list[AttemptRecord] = field(default_factory=list)
+
+    def job_attempt(self, activity_attempt: int) -> int:
+        return self.first_attempt + activity_attempt - 1
+
+
+@dataclass
+class SendInput:
+    """What every send activity's input carries besides its message."""
+
+    context: AttemptContext = field(default_factory=AttemptContext, kw_only=True)
+
+
+@dataclass
+class SendResult:
+    """What every successful send returns besides its own result: the job's attempt log."""
+
+    deliveries: list[AttemptRecord] = field(default_factory=list, kw_only=True)
+
+
+@dataclass
+class AttemptLog:
+    """The attempt log so far, carried in a failed attempt's error details."""
+
+    deliveries: list[AttemptRecord] = field(default_factory=list)
+
+
+@dataclass
+class EmailMessage(SendInput):
     to: str
     subject: str
     body: str
@@ -114,15 +186,14 @@ class EmailMessage:
 
 
 @dataclass
-class SmsMessage:
+class SmsMessage(SendInput):
     phone: str
     message: str
     idempotency_key: str
-    max_attempts: int = 3
 
 
 @dataclass
-class WebhookRequest:
+class WebhookRequest(SendInput):
     url: str
     data: Any
     # The Standard Webhooks `webhook-id`: fixed per job so receivers can de-duplicate retries.
@@ -130,7 +201,7 @@ class WebhookRequest:
 
 
 @dataclass
-class CleanupTask:
+class CleanupTask(SendInput):
     task: CleanupTaskName
 
 
@@ -149,7 +220,7 @@ class CleanupInput:
 
 
 @dataclass
-class DeliveryReceipt:
+class DeliveryReceipt(SendResult):
     """What a successful send attempt returns."""
 
     summary: str
@@ -159,7 +230,7 @@ class DeliveryReceipt:
 
 
 @dataclass
-class CleanupReport:
+class CleanupReport(SendResult):
     task: str
     directory: str
     removed: list[str] = field(default_factory=list)
@@ -168,22 +239,8 @@ class CleanupReport:
 
 @dataclass
 class FailureDetail:
-    """Carried as ApplicationError details so the attempt log can show what the far side said."""
+    """What the far side said, carried in an attempt's error details for the attempt log."""
 
-    status_code: int | None = None
-    response_excerpt: str | None = None
-
-
-@dataclass
-class AttemptRecord:
-    """One send attempt, as reported by the activity worker to the job's workflow."""
-
-    attempt: int
-    started_at: str
-    finished_at: str
-    succeeded: bool
-    error: str | None = None
-    retryable: bool = True
     status_code: int | None = None
     response_excerpt: str | None = None
 

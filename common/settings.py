@@ -1,4 +1,4 @@
-"""All of Herald's settings, read from HERALD_* environment variables (see DESIGN.md)."""
+"""All of Herald's settings, read from HERALD_* environment variables (see docs/settings.md)."""
 
 from __future__ import annotations
 

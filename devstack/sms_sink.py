@@ -1,6 +1,6 @@
 """A dev SMS gateway that records messages instead of sending them.
 
-It implements Herald's SMS gateway protocol (DESIGN.md, "SMS gateway protocol"):
+It implements Herald's SMS gateway protocol (docs/delivery.md, "SMS gateway protocol"):
 
     POST /messages  {"to", "body", "idempotencyKey"}
                     Authorization: Bearer TOKEN  (wrong or missing → 401)

@@ -12,7 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.webhook import WebhookActivities
     from common.models import ATTEMPT_SIGNAL, AttemptRecord, CallbackState, WebhookRequest
 
-from workflows.failures import failure_message
+from workflows.failures import attempt_log, failure_cause, failure_message
 
 # A receiver that is down for a while still gets its callback: 12 tries over about 2.2 h
 # (10 s, 20 s, 40 s, ... then every 30 min).
@@ -24,7 +24,7 @@ CALLBACK_RETRY = RetryPolicy(
 )
 
 
-@workflow.defn
+@workflow.defn(name="CallbackWorkflow")
 class CallbackWorkflow:
     def __init__(self) -> None:
         self.outcome: CallbackState | None = None
@@ -33,7 +33,7 @@ class CallbackWorkflow:
     async def run(self, request: WebhookRequest) -> CallbackState:
         self.outcome = CallbackState(url=request.url)
         try:
-            await workflow.execute_activity_method(
+            receipt = await workflow.execute_activity_method(
                 WebhookActivities.deliver_webhook,
                 request,
                 retry_policy=CALLBACK_RETRY,
@@ -41,12 +41,15 @@ class CallbackWorkflow:
                 schedule_to_close_timeout=timedelta(hours=4),
             )
             self.outcome.status = "delivered"
+            self.outcome.attempts = max(self.outcome.attempts, len(receipt.deliveries))
         except ActivityError as err:
             self.outcome.status = "failed"
             self.outcome.error = failure_message(err)
+            self.outcome.attempts = max(self.outcome.attempts, len(attempt_log(failure_cause(err))))
         return self.outcome
 
     @workflow.signal(name=ATTEMPT_SIGNAL)
     def attempt_finished(self, record: AttemptRecord) -> None:
+        # How callbacks started before the attempt log travelled with the attempts counted them.
         if self.outcome is not None:
             self.outcome.attempts = max(self.outcome.attempts, record.attempt)

@@ -6,18 +6,13 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.maintenance import MaintenanceActivities
-    from common.models import CleanupInput, CleanupReport
+    from common.models import CleanupInput, JobState
 
 from workflows.job_tracking import TrackedJobWorkflow
 
 
-@workflow.defn
+@workflow.defn(name="CleanupWorkflow")
 class CleanupWorkflow(TrackedJobWorkflow):
     @workflow.run
-    async def run(self, request: CleanupInput) -> CleanupReport:
-        return await self.job.run(
-            request.job,
-            lambda options: workflow.execute_activity_method(
-                MaintenanceActivities.run_cleanup, request.cleanup, **options
-            ),
-        )
+    async def run(self, request: CleanupInput) -> JobState:
+        return await self.run_job(request.job, MaintenanceActivities.run_cleanup, request.cleanup)

@@ -1,58 +1,49 @@
 """What every Herald job workflow does around its one send.
 
-A job keeps its state in its memo, so the API can read it with a describe call even when no
-worker is running, and the Web UI shows it. Every change is one memo upsert.
+The lifecycle is lean on the happy path: the API writes the job's first state into the memo
+when it starts the workflow, the first attempt runs as a local activity inside the first
+workflow task, and the final state is the workflow's result (or its failure's details). So a
+job that is sent at once costs one workflow task and no activity task, and the API reads
+everything else from what Temporal keeps anyway (describe: the pending workflow task, the
+pending activity's attempt, last failure, next attempt time and heartbeat details; the close
+status; the result). The memo is written again only where the workflow keeps running after a
+change the API must see: waiting out the first retry backoff, and calling back after the end.
+The attempt log travels with the attempts themselves (activities/attempt_log.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import timedelta
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from temporalio import workflow
-from temporalio.workflow import ActivityCancellationType
-from temporalio.common import SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from common.models import (
-        ATTEMPT_SIGNAL,
-        STATE_MEMO_KEY,
-        TASK_QUEUES,
-        AttemptRecord,
-        CallbackState,
-        JobSpec,
-        JobState,
-        Phase,
-        WebhookRequest,
-    )
     from common.logs import log_event
-    from common.vocabulary import family_status
+    from common.models import (
+        ATTEMPT_SIGNAL, STATE_MEMO_KEY, TASK_QUEUES, AttemptContext, AttemptRecord, CallbackState, JobSpec,
+        JobState, Phase, SendInput, WebhookRequest,
+    )
 
 from workflows.callback import CallbackWorkflow
-from workflows.failures import failure_message
+from workflows.failures import attempt_log, failure_cause, failure_message
+from workflows.job_state import HERALD_STATUS, callback_body, send_options
+from workflows.job_tracking_v0 import JobTrackerV0
 
-HERALD_STATUS = SearchAttributeKey.for_keyword("HeraldStatus")
-# Enough history for an operator; the memo must stay small.
-MAX_DELIVERIES_KEPT = 25
+# Jobs started from here on run the lean lifecycle; older runs replay JobTrackerV0.
+LEAN_LIFECYCLE = "lean-lifecycle"
+# Why a job failed, as the failure's type: the run fails too, so the Web UI shows it as Failed.
+JOB_FAILED = "JobFailed"
 
 
-def send_options(spec: JobSpec) -> dict[str, Any]:
-    """Timeouts and the declarative retry policy for a job's send activity."""
-    attempt = timedelta(seconds=spec.attempt_timeout_s)
-    retry_after_cap = timedelta(seconds=spec.retry_after_cap_s)
-    waits = spec.retry.backoff_total() + retry_after_cap * (spec.retry.max_attempts - 1)
-    return {
-        # A send in flight cannot be taken back: on cancel, wait for the attempt's real outcome, so a
-        # job never says "cancelled" about a message that went out.
-        "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        "retry_policy": spec.retry.policy(),
-        "start_to_close_timeout": attempt,
-        # Every attempt plus every wait between attempts, with room for a Retry-After at the cap.
-        "schedule_to_close_timeout": attempt * spec.retry.max_attempts + waits + timedelta(minutes=1),
-    }
+class SendFailed(Exception):
+    def __init__(self, message: str, deliveries: list[AttemptRecord]) -> None:
+        super().__init__(message)
+        self.message, self.deliveries = message, deliveries
 
 
 class JobTracker:
@@ -60,69 +51,34 @@ class JobTracker:
         self.spec: JobSpec | None = None
         self.state: JobState | None = None
 
-    # ---- state -------------------------------------------------------------------------
-    def begin(self, spec: JobSpec) -> None:
+    # ---- the job's life ----------------------------------------------------------------
+    async def run(self, spec: JobSpec, activity: Callable[..., Any], message: SendInput) -> JobState:
         self.spec = spec
+        # The same first state the API wrote into the memo; it changes here, in memory.
         self.state = JobState(
             job_id=spec.job_id, kind=spec.kind, family=spec.family, phase=Phase.QUEUED,
             max_attempts=spec.retry.max_attempts, created_at=spec.created_at,
             updated_at=_now(), recipient=spec.recipient,
             callback=CallbackState(url=spec.callback_url) if spec.callback_url else None,
         )
-        self._publish()
-
-    def update(self, **changes: Any) -> None:
-        assert self.state is not None
-        self.state = replace(self.state, updated_at=_now(), **changes)
-        self._publish()
-
-    def record_attempt(self, record: AttemptRecord) -> None:
-        if self.state is None or self.state.phase.final:
-            return
-        deliveries = (self.state.deliveries + [record])[-MAX_DELIVERIES_KEPT:]
-        self.update(
-            attempts=max(self.state.attempts, record.attempt),
-            deliveries=deliveries,
-            error=self.state.error if record.succeeded else record.error,
-        )
-
-    def _log(self, event: str) -> None:
-        assert self.state is not None
-        # workflow.logger stays quiet during replay, so each stage is logged once.
-        log_event(event, log=workflow.logger, job_id=self.state.job_id, kind=self.state.kind,
-                  attempts=self.state.attempts, error=self.state.error)
-
-    def _publish(self) -> None:
-        workflow.upsert_memo({STATE_MEMO_KEY: self.state})
-        workflow.upsert_search_attributes([HERALD_STATUS.value_set(self.state.phase.value)])
-
-    # ---- the job's life ----------------------------------------------------------------
-    async def run(self, spec: JobSpec, send: Callable[[dict[str, Any]], Awaitable[Any]]) -> Any:
-        self.begin(spec)
         try:
             await self._wait_until_due()
-            self.update(phase=Phase.PROCESSING, not_before=None)
-            result = await send(send_options(spec))
-        except ActivityError as err:
-            if is_cancelled_exception(err):
-                # Cancelled while waiting out a retry backoff: the activity was cancelled with us.
-                self.update(phase=Phase.CANCELLED)
-                self._log("job.cancelled")
-                raise asyncio.CancelledError() from err
-            message = failure_message(err)
-            self.update(phase=Phase.FAILED, error=message)
-            self._log("job.failed")
+            self._change(phase=Phase.PROCESSING, not_before=None)
+            receipt = await self._send(activity, message)
+        except SendFailed as failed:
+            self._end(Phase.FAILED, error=failed.message, deliveries=failed.deliveries)
             await self._call_back()
-            # The run itself fails too, so the Web UI and `temporal workflow list` show it as Failed.
-            raise ApplicationError(message, type="JobFailed", non_retryable=True) from err
+            # The run fails too, so the Web UI and `temporal workflow list` show it as Failed; the
+            # details carry the final state for the API.
+            raise ApplicationError(failed.message, self.state, type=JOB_FAILED, non_retryable=True) from None
         except asyncio.CancelledError:
-            self.update(phase=Phase.CANCELLED)
-            self._log("job.cancelled")
+            self._end(Phase.CANCELLED)
             raise
-        self.update(phase=Phase.COMPLETED, result=result, error=None)
-        self._log("job.completed")
+        deliveries = getattr(receipt, "deliveries", [])
+        result = {k: v for k, v in asdict(receipt).items() if k != "deliveries"}
+        self._end(Phase.COMPLETED, result=result, error=None, deliveries=deliveries)
         await self._call_back()
-        return result
+        return self.state
 
     async def _wait_until_due(self) -> None:
         assert self.spec is not None
@@ -130,37 +86,97 @@ class JobTracker:
         due = self.spec.due_at(workflow.info().start_time)
         if due is None or due <= workflow.now():
             return
-        self.update(phase=Phase.DELAYED, not_before=due.isoformat())
+        # The API wrote `delayed` and `not_before` into the memo when it started the job.
+        self._change(phase=Phase.DELAYED, not_before=due.isoformat())
         # A durable timer: survives worker restarts, skipped instantly in time-skipping tests.
         await workflow.sleep(due - workflow.now())
 
+    async def _send(self, activity: Callable[..., Any], message: SendInput) -> Any:
+        """The first attempt as a local activity; the others as one activity under the retry policy."""
+        assert self.spec is not None
+        retry = self.spec.retry
+        first = replace(message, context=AttemptContext(first_attempt=1, max_attempts=retry.max_attempts))
+        if not self.spec.first_attempt_local:
+            return await self._activity(activity, first, send_options(self.spec))
+        attempt = asyncio.ensure_future(workflow.execute_local_activity_method(
+            activity, first,
+            start_to_close_timeout=timedelta(seconds=self.spec.attempt_timeout_s),
+            retry_policy=RetryPolicy(maximum_attempts=1),
+        ))
+        cancelled = False
+        try:
+            try:
+                return await asyncio.shield(attempt)
+            except asyncio.CancelledError:
+                # A send in flight cannot be taken back: wait for its real outcome, so a job never
+                # says "cancelled" about a message that went out. A failed attempt ends it cancelled.
+                cancelled = True
+                return await attempt
+        except (ActivityError, ApplicationError) as err:
+            if cancelled or is_cancelled_exception(err):
+                raise asyncio.CancelledError() from err
+            cause, error = failure_cause(err), failure_message(err)
+            deliveries = attempt_log(cause)
+            if retry.max_attempts == 1 or (isinstance(cause, ApplicationError) and cause.non_retryable):
+                raise SendFailed(error, deliveries) from err
+            wait = (cause.next_retry_delay if isinstance(cause, ApplicationError) else None) or retry.first_wait()
+        # Waiting out the first backoff: the one change on the retry path the API reads from the memo.
+        self._change(phase=Phase.DELAYED, attempts=1, error=error, deliveries=deliveries,
+                     not_before=(workflow.now() + wait).isoformat(), publish=True)
+        await workflow.sleep(wait)
+        self._change(phase=Phase.PROCESSING, not_before=None)
+        rest = replace(message, context=AttemptContext(first_attempt=2, max_attempts=retry.max_attempts,
+                                                       earlier=deliveries))
+        return await self._activity(activity, rest, send_options(self.spec, retry.after_first()))
+
+    async def _activity(self, activity: Callable[..., Any], message: SendInput, options: dict[str, Any]) -> Any:
+        try:
+            return await workflow.execute_activity_method(activity, message, **options)
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                # Cancelled while waiting out a retry backoff: the activity was cancelled with us.
+                raise asyncio.CancelledError() from err
+            deliveries = attempt_log(failure_cause(err), message.context)
+            raise SendFailed(failure_message(err), deliveries) from err
+
     async def _call_back(self) -> None:
         """POST the final state to the job's webhookUrl, as a child workflow with its own retries."""
-        if not (self.spec and self.spec.callback_url and self.state and self.state.callback):
-            return
         state = self.state
-        data: dict[str, Any] = {
-            "jobId": state.job_id,
-            "status": family_status(state.family, state.phase),
-            "attempts": state.attempts,
-        }
-        if state.error and state.phase == Phase.FAILED:
-            data["error"] = state.error
-        body = {
-            "type": "job.completed" if state.phase == Phase.COMPLETED else "job.failed",
-            "timestamp": _now(),
-            "data": data,
-        }
+        if not (self.spec and self.spec.callback_url and state and state.callback):
+            return
+        # The job is final but its run goes on while the callback is delivered: say so in the memo.
+        self._publish()
         try:
             outcome: CallbackState = await workflow.execute_child_workflow(
                 CallbackWorkflow.run,
-                WebhookRequest(url=self.spec.callback_url, data=body, webhook_id=f"{state.job_id}-callback"),
+                WebhookRequest(url=self.spec.callback_url, data=callback_body(state, _now()),
+                               webhook_id=f"{state.job_id}-callback"),
                 id=f"{state.job_id}-callback",
                 task_queue=TASK_QUEUES["webhook"],
             )
         except ChildWorkflowError as err:
             outcome = CallbackState(url=self.spec.callback_url, status="failed", error=failure_message(err))
-        self.update(callback=outcome)
+        self._change(callback=outcome)
+
+    # ---- state -------------------------------------------------------------------------
+    def _change(self, publish: bool = False, **changes: Any) -> None:
+        assert self.state is not None
+        self.state = replace(self.state, updated_at=_now(), **changes)
+        if publish:
+            self._publish()
+
+    def _end(self, phase: Phase, **changes: Any) -> None:
+        assert self.state is not None
+        deliveries = changes.get("deliveries", self.state.deliveries)
+        attempts = max([self.state.attempts] + [d.attempt for d in deliveries])
+        self._change(phase=phase, attempts=attempts, **changes)
+        # The final status, for visibility queries (the DLQ, the stats, the Web UI's filters).
+        workflow.upsert_search_attributes([HERALD_STATUS.value_set(phase.value)])
+        log_event(f"job.{phase.value}", log=workflow.logger, job_id=self.state.job_id, kind=self.state.kind,
+                  attempts=self.state.attempts, error=self.state.error)
+
+    def _publish(self) -> None:
+        workflow.upsert_memo({STATE_MEMO_KEY: self.state})
 
 
 def _now() -> str:
@@ -168,15 +184,23 @@ def _now() -> str:
 
 
 class TrackedJobWorkflow:
-    """Base of the job workflows: what every job answers besides its own run method."""
+    """Base of the job workflows: the lifecycle, and what every job answers besides its run."""
 
     def __init__(self) -> None:
-        self.job = JobTracker()
+        self.job: JobTracker | JobTrackerV0 = JobTracker()
+
+    async def run_job(self, spec: JobSpec, activity: Callable[..., Any], message: SendInput) -> Any:
+        if workflow.patched(LEAN_LIFECYCLE):
+            return await self.job.run(spec, activity, message)  # type: ignore[arg-type]
+        self.job = JobTrackerV0()
+        return await self.job.run(spec, lambda options: workflow.execute_activity_method(activity, message, **options))
 
     @workflow.signal(name=ATTEMPT_SIGNAL)
     def attempt_finished(self, record: AttemptRecord) -> None:
-        self.job.record_attempt(record)
+        # Only runs started before LEAN_LIFECYCLE are told of their attempts this way.
+        if isinstance(self.job, JobTrackerV0):
+            self.job.record_attempt(record)
 
-    @workflow.query
+    @workflow.query(name="state")
     def state(self) -> JobState | None:
         return self.job.state

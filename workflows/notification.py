@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from temporalio import workflow
 
@@ -10,21 +10,23 @@ with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
     from activities.sms import SmsActivities
     from activities.webhook import WebhookActivities
-    from common.models import DeliveryReceipt, NotificationInput
+    from common.models import JobState, NotificationInput, SendInput
 
 from workflows.job_tracking import TrackedJobWorkflow
 
 
-@workflow.defn
+@workflow.defn(name="NotificationWorkflow")
 class NotificationWorkflow(TrackedJobWorkflow):
     @workflow.run
-    async def run(self, request: NotificationInput) -> DeliveryReceipt:
-        return await self.job.run(request.job, lambda options: self._send(request, options))
+    async def run(self, request: NotificationInput) -> JobState:
+        activity, message = _channel(request)
+        return await self.run_job(request.job, activity, message)
 
-    async def _send(self, request: NotificationInput, options: dict[str, Any]) -> DeliveryReceipt:
-        if request.email:
-            return await workflow.execute_activity_method(EmailActivities.send_email, request.email, **options)
-        if request.sms:
-            return await workflow.execute_activity_method(SmsActivities.send_sms, request.sms, **options)
-        assert request.webhook, "a notification carries an email, an SMS or a webhook"
-        return await workflow.execute_activity_method(WebhookActivities.deliver_webhook, request.webhook, **options)
+
+def _channel(request: NotificationInput) -> tuple[Callable[..., Any], SendInput]:
+    if request.email:
+        return EmailActivities.send_email, request.email
+    if request.sms:
+        return SmsActivities.send_sms, request.sms
+    assert request.webhook, "a notification carries an email, an SMS or a webhook"
+    return WebhookActivities.deliver_webhook, request.webhook

@@ -11,7 +11,8 @@ from typing import Any, AsyncIterator
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
-from common.models import ATTEMPT_SIGNAL, STATE_MEMO_KEY, JobSpec, RetrySpec
+from api.job_views import load_job
+from common.models import JobSpec, RetrySpec
 from common.settings import Settings
 from common.temporal import client_for
 from worker import build_workers
@@ -42,19 +43,35 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
         yield
 
 
-async def job_state(handle: WorkflowHandle) -> dict[str, Any]:
-    return (await (await handle.describe()).memo())[STATE_MEMO_KEY]
+async def job_state(client: Client, handle: WorkflowHandle) -> dict[str, Any]:
+    """A job's state as the API reads it (api.job_views), with the phase, attempts and error it derives."""
+    view = await load_job(client, handle.id)
+    return view.state | {"phase": view.phase.value, "attempts": view.attempts, "error": view.error,
+                         "next_attempt_at": view.next_attempt_at}
 
 
 async def events(handle: WorkflowHandle, event_type: int) -> list:
     return [e async for e in handle.fetch_history_events() if e.event_type == event_type]
 
 
-async def attempt_report_times(handle: WorkflowHandle) -> list[datetime]:
-    """When (server time, from history) each attempt's end was reported to the workflow."""
-    signaled = await events(handle, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
-    return [e.event_time.ToDatetime(timezone.utc) for e in signaled
-            if e.workflow_execution_signaled_event_attributes.signal_name == ATTEMPT_SIGNAL]
+async def attempt_gaps(handle: WorkflowHandle, state: dict[str, Any]) -> list[float]:
+    """Seconds between a job's attempts, by the server's clock (so skipped time counts).
+
+    The first attempt is a local activity and the wait after it a durable timer, read from
+    history; the later attempts are one activity's retries, whose start times the attempt log
+    keeps as the server gave them.
+    """
+    timers = await events(handle, EventType.EVENT_TYPE_TIMER_STARTED)
+    first = [t.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
+             for t in timers[-1:]]
+    later = [datetime.fromisoformat(d["server_started_at"]) for d in state["deliveries"] if d["server_started_at"]]
+    return first + gaps_seconds(later)
+
+
+async def local_activity_markers(handle: WorkflowHandle) -> list:
+    """The history events of a job's local-activity attempts (its first attempt runs as one)."""
+    markers = await events(handle, EventType.EVENT_TYPE_MARKER_RECORDED)
+    return [m for m in markers if m.marker_recorded_event_attributes.marker_name == "core_local_activity"]
 
 
 def gaps_seconds(times: list[datetime]) -> list[float]:

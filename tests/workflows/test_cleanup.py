@@ -23,7 +23,7 @@ async def run_cleanup(env, settings, task: str) -> dict:
     async with running_workers(env.client, settings):
         handle = (await start_job(env.client, cleanup_job(job_spec("cleanup"), task))).handle
         await handle.result()
-    state = await job_state(handle)
+    state = await job_state(env.client, handle)
     assert state["phase"] == "completed"
     return state["result"]
 

@@ -13,7 +13,7 @@ from temporalio.client import WorkflowFailureError
 from api.job_starter import start_job, webhook_job
 from tests.support.http_receiver import Answer, HttpReceiver, Received
 from tests.support.temporal import (
-    WEBHOOK_SECRET, attempt_report_times, gaps_seconds, job_spec, job_state, running_workers,
+    WEBHOOK_SECRET, attempt_gaps, job_spec, job_state, running_workers,
 )
 
 DATA = {"event": "order.shipped", "order": {"id": 42, "items": ["book", "pen"]}, "note": "ünïcødé"}
@@ -31,7 +31,7 @@ async def deliver(env, settings, url: str, data=DATA, **spec_fields):
             await handle.result()
         except WorkflowFailureError:
             pass
-    return handle, await job_state(handle)
+    return handle, await job_state(env.client, handle)
 
 
 async def test_500_500_200_is_three_signed_attempts_with_one_webhook_id(time_env, make_settings):
@@ -99,16 +99,16 @@ async def test_retry_after_delays_the_next_attempt(time_env, make_settings, retr
     with HttpReceiver([Answer(429, headers={"Retry-After": retry_after}), Answer(200)]) as receiver:
         # A backoff of 100 ms would retry almost at once: the gap must come from Retry-After.
         handle, state = await deliver(time_env, make_settings(), receiver.url, backoff_ms=100)
-    [gap] = gaps_seconds(await attempt_report_times(handle))
+    [gap] = await attempt_gaps(handle, state)
     assert gap >= 2.5 and gap < 6, gap
     assert state["phase"] == "completed"
 
 
 async def test_retry_after_is_capped_by_the_setting(time_env, make_settings):
     with HttpReceiver([Answer(503, headers={"Retry-After": "86400"}), Answer(200)]) as receiver:
-        handle, _ = await deliver(time_env, make_settings(retry_after_cap_seconds=60), receiver.url,
-                                  retry_after_cap_s=60)
-    [gap] = gaps_seconds(await attempt_report_times(handle))
+        handle, state = await deliver(time_env, make_settings(retry_after_cap_seconds=60), receiver.url,
+                                      retry_after_cap_s=60)
+    [gap] = await attempt_gaps(handle, state)
     assert 60 <= gap < 62, gap
 
 

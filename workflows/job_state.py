@@ -1,0 +1,48 @@
+"""Pieces of a job's life that every lifecycle version shares: send options, the callback body."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.workflow import ActivityCancellationType
+
+with workflow.unsafe.imports_passed_through():
+    from common.models import JOB_STATUS_KEY, JobSpec, JobState, Phase, RetrySpec
+    from common.vocabulary import family_status
+
+HERALD_STATUS = JOB_STATUS_KEY
+
+
+def send_options(spec: JobSpec, retry: RetrySpec | None = None) -> dict[str, Any]:
+    """Timeouts and the declarative retry policy for a job's send activity (`retry`: what is left)."""
+    retry = retry or spec.retry
+    attempt = timedelta(seconds=spec.attempt_timeout_s)
+    retry_after_cap = timedelta(seconds=spec.retry_after_cap_s)
+    waits = retry.backoff_total() + retry_after_cap * (retry.max_attempts - 1)
+    return {
+        # A send in flight cannot be taken back: on cancel, wait for the attempt's real outcome, so a
+        # job never says "cancelled" about a message that went out.
+        "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        "retry_policy": retry.policy(),
+        "start_to_close_timeout": attempt,
+        # Every attempt plus every wait between attempts, with room for a Retry-After at the cap.
+        "schedule_to_close_timeout": attempt * retry.max_attempts + waits + timedelta(minutes=1),
+    }
+
+
+def callback_body(state: JobState, timestamp: str) -> dict[str, Any]:
+    """The result callback's JSON body, in the words of the routes that created the job."""
+    data: dict[str, Any] = {
+        "jobId": state.job_id,
+        "status": family_status(state.family, state.phase),
+        "attempts": state.attempts,
+    }
+    if state.error and state.phase == Phase.FAILED:
+        data["error"] = state.error
+    return {
+        "type": "job.completed" if state.phase == Phase.COMPLETED else "job.failed",
+        "timestamp": timestamp,
+        "data": data,
+    }
