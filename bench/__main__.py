@@ -81,6 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-ceiling", action="store_true", help="skip measuring the sink's own ceiling")
     p.add_argument("--sink-count-only", action="store_true",
                    help="the sink counts messages without writing .eml files (make run's sink writes them)")
+    p.add_argument("--quiet-wait", type=float, default=30,
+                   help="before each timed window, wait up to this many seconds for the machine to be idle (default 30)")
     p.add_argument("--history-sample", type=int, default=10, help="jobs per phase whose history events are counted")
     p.add_argument("--job-timeout", type=float, default=120,
                    help="seconds without any new delivery (or a job's status not final) before jobs count as lost")
@@ -118,7 +120,7 @@ async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp
         stack = Stack(client=env.client, address=env.client.service_client.config.target_host,
                       server_pid=find_child("temporal"), sink=sink, workdir=workdir,
                       concurrency=args.concurrency, warmup=args.warmup, job_timeout=args.job_timeout,
-                      history_sample=args.history_sample)
+                      history_sample=args.history_sample, quiet_wait=args.quiet_wait)
         if stack.server_pid is None:
             result["problems"].append("dev server process not found: its CPU is not measured")
         plan = [("bare", "bare (naive job)", "bare", False)]

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 # (key, label) of every figure compared with the first bare phase of the same configuration.
+# A phase during which other work on the machine used at least this many cores is marked unreliable.
+NOISY_CORES = 0.25
+
 COMPARED = [
     ("delivered_per_s", "delivered/s"),
     ("p50_ms", "p50 latency"),
@@ -43,6 +46,10 @@ def _row(cells: list[tuple[str, int]]) -> str:
     return "".join(f"{text:>{width}}" if i else f"{text:<{width}}" for i, (text, width) in enumerate(cells))
 
 
+def _noisy(p: dict | None) -> bool:
+    return bool(p) and (p.get("other_cores") or 0) >= NOISY_CORES
+
+
 def config_table(config: dict) -> str:
     phases = config["phases"]
     lines = [f"== {config['label']}  (ratios against '{phases[0]['label']}' of this configuration)"]
@@ -52,7 +59,7 @@ def config_table(config: dict) -> str:
     for p in phases:
         r = p.get("ratios", {})
         lines.append(_row([
-            (p["label"], 20), (f"{p.get('completed', 0)}/{p['jobs']}", 9), (_n(p.get("delivered_per_s")), 12),
+            (p["label"] + (" !" if _noisy(p) else ""), 20), (f"{p.get('completed', 0)}/{p['jobs']}", 9), (_n(p.get("delivered_per_s")), 12),
             (_x(r.get("delivered_per_s")), 7), (_n(p.get("p50_ms"), "{:.0f}"), 8), (_x(r.get("p50_ms")), 7),
             (_n(p.get("p95_ms"), "{:.0f}"), 8), (_x(r.get("p95_ms")), 7), (_n(p.get("start_p50_ms")), 10),
             (_n(p.get("history_events_per_job")), 11), (_x(r.get("history_events_per_job")), 7)]))
@@ -70,10 +77,12 @@ def config_table(config: dict) -> str:
             (_x(r.get("total_cpu_ms_per_job")), 7), (_n(p.get("worker_peak_rss_mb")), 20),
             (_x(r.get("worker_peak_rss_mb")), 7), (_n(p.get("other_cores"), "{:.2f}"), 14)]))
     paced = config.get("paced")
+    if any(_noisy(p) for p in phases + [paced]):
+        lines.append(f"! other work on the machine used {NOISY_CORES} cores or more during this phase: its figures are unreliable")
     if paced:
         lines.append("")
         lines.append(
-            f"paced Herald (HTTP API) at {paced['rate_per_s']}/s for {paced['seconds']} s: "
+            f"paced Herald (HTTP API){' !' if _noisy(paced) else ''} at {paced['rate_per_s']}/s for {paced['seconds']} s: "
             f"POST p50 {_n(paced['post_p50_ms'])} / p99 {_n(paced['post_p99_ms'])} ms, "
             f"GET status p50 {_n(paced['get_p50_ms'])} / p99 {_n(paced['get_p99_ms'])} ms "
             f"({paced['gets']} GETs, {paced['get_statuses']}), delivery p50 {_n(paced['delivery_p50_ms'], '{:.0f}')} ms, "
@@ -93,11 +102,20 @@ def _phase(config: dict | None, name: str) -> dict | None:
     return next((p for p in config["phases"] if p["name"] == name), None)
 
 
+def _vs_both(config: dict | None, key: str) -> float | None:
+    """Herald's figure against the mean of the bare runs before and after it (cancels a steady drift)."""
+    api, bare, bare2 = _phase(config, "api"), _phase(config, "bare"), _phase(config, "bare2")
+    if not (api and bare and bare2) or bare.get(key) is None or bare2.get(key) is None:
+        return None
+    return ratio(api.get(key), (bare[key] + bare2[key]) / 2)
+
+
 def targets(configs: dict[str, dict]) -> list[dict]:
     """The issue's targets, each with what this run measured (None: not measured in this run)."""
     out: list[dict] = []
 
-    def add(target: str, measured: float | None, limit: float, higher: bool, unit: str = "x") -> None:
+    def add(target: str, measured: float | None, limit: float, higher: bool, unit: str = "x",
+            both: float | None = None, over: list[dict | None] = ()) -> None:
         if measured is None:
             verdict = "not run"
         else:
@@ -105,26 +123,32 @@ def targets(configs: dict[str, dict]) -> list[dict]:
         # gap: how far the measurement is from the limit, negative when it falls short.
         gap = None if measured is None else round((measured - limit) if higher else (limit - measured), 2)
         out.append({"target": target, "limit": f"{'>=' if higher else '<='} {limit:g}{unit}",
-                    "measured": measured, "unit": unit, "gap": gap, "verdict": verdict})
+                    "measured": measured, "unit": unit, "gap": gap, "verdict": verdict,
+                    "vs_both_bare": both, "noisy": any(_noisy(p) for p in over)})
 
     file, memory = configs.get("file"), configs.get("memory")
     for key, config, limit in (("file", file, 1.2), ("memory", memory, 1.0)):
         api = _phase(config, "api")
         where = "SQLite file, make run's pragmas" if key == "file" else "in-memory server"
         add(f"Herald API delivered rate vs baseline ({where})",
-            api and api["ratios"].get("delivered_per_s"), limit, True)
+            api and api["ratios"].get("delivered_per_s"), limit, True, both=_vs_both(config, "delivered_per_s"),
+            over=[api, _phase(config, "bare")])
     for key, config in (("file", file), ("memory", memory)):
         api = _phase(config, "api")
         where = "SQLite file" if key == "file" else "in memory"
         add(f"dev-server CPU per job vs baseline ({where})",
-            api and api["ratios"].get("server_cpu_ms_per_job"), 0.8, False)
+            api and api["ratios"].get("server_cpu_ms_per_job"), 0.8, False,
+            both=_vs_both(config, "server_cpu_ms_per_job"), over=[api, _phase(config, "bare")])
     api = _phase(file, "api")
-    add("make run stack delivers (Herald API, SQLite file), emails/s", api and api.get("delivered_per_s"), 35, True, "/s")
+    add("make run stack delivers (Herald API, SQLite file), emails/s", api and api.get("delivered_per_s"), 35, True, "/s",
+        over=[api])
     for key, config in (("file", file), ("memory", memory)):
         paced = (config or {}).get("paced")
         where = "SQLite file" if key == "file" else "in memory"
-        add(f"POST /jobs/email p99 at half the saturating rate ({where}), ms", paced and paced.get("post_p99_ms"), 50, False, " ms")
-        add(f"GET /jobs/{{id}}/status p99 at half the saturating rate ({where}), ms", paced and paced.get("get_p99_ms"), 25, False, " ms")
+        add(f"POST /jobs/email p99 at half the saturating rate ({where}), ms", paced and paced.get("post_p99_ms"), 50, False,
+            " ms", over=[paced])
+        add(f"GET /jobs/{{id}}/status p99 at half the saturating rate ({where}), ms", paced and paced.get("get_p99_ms"), 25,
+            False, " ms", over=[paced])
     old = _phase(configs.get("file-default"), "api")
     if old and api:
         out.append({"target": "Herald API: make run's pragmas vs default pragmas (same code)",
@@ -135,10 +159,14 @@ def targets(configs: dict[str, dict]) -> list[dict]:
 
 def targets_table(rows: list[dict]) -> str:
     width = max(len(r["target"]) for r in rows) + 2
-    lines = [f"{'target':<{width}}{'limit':>10}{'measured':>11}{'margin':>9}  verdict"]
+    lines = [f"{'target':<{width}}{'limit':>10}{'measured':>11}{'margin':>9}  {'verdict':<9}{'vs both bare runs':>18}"]
     for r in rows:
-        m, g = r["measured"], r.get("gap")
+        m, g, b = r["measured"], r.get("gap"), r.get("vs_both_bare")
         shown = "-" if m is None else (f"{m:.2f}x" if r["unit"] == "x" else f"{m:.1f}")
         margin = "" if g is None else (f"{g:+.2f}x" if r["unit"] == "x" else f"{g:+.1f}")
-        lines.append(f"{r['target']:<{width}}{r['limit']:>10}{shown:>11}{margin:>9}  {r['verdict']}")
+        verdict = r["verdict"] + (" !" if r.get("noisy") else "")
+        lines.append(f"{r['target']:<{width}}{r['limit']:>10}{shown:>11}{margin:>9}  {verdict:<9}"
+                     f"{'' if b is None else f'{b:.2f}x':>18}")
+    if any(r.get("noisy") for r in rows):
+        lines.append(f"! measured while other work on the machine used {NOISY_CORES} cores or more: unreliable, run again")
     return "\n".join(lines)
