@@ -410,6 +410,8 @@ async def run_load(stack: Stack, running: Running, name: str, label: str, kind: 
                cpu_window_s=_r(window, 1),
                # Everything else on the machine meanwhile (other people's test runs...): noise.
                other_cores=_r(max(0.0, machine - sum(cpu.values())) / window, 2),
+               # Cores busy on average: a Python worker near 1.0 is the bottleneck (one GIL).
+               server_cores=_r(cpu.get("server", 0) / window, 2), worker_cores=_r(cpu.get("worker", 0) / window, 2),
                machine_cores=_r(machine / window, 2),
                worker_idle_rss_mb=_r(ready.get("rss_kb", 0) / 1024), worker_peak_rss_mb=_r(peak / 1024),
                worker_rss_before_mb=_r(before["rss_kb"] / 1024), worker_rss_after_mb=_r(after["rss_kb"] / 1024),
