@@ -81,8 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-ceiling", action="store_true", help="skip measuring the sink's own ceiling")
     p.add_argument("--sink-count-only", action="store_true",
                    help="the sink counts messages without writing .eml files (make run's sink writes them)")
-    p.add_argument("--quiet-wait", type=float, default=30,
-                   help="before each timed window, wait up to this many seconds for the machine to be idle (default 30)")
+    p.add_argument("--quiet-wait", type=float, default=20,
+                   help="before each timed window, wait up to this many seconds for the machine to be idle (default 20)")
     p.add_argument("--history-sample", type=int, default=10, help="jobs per phase whose history events are counted")
     p.add_argument("--job-timeout", type=float, default=120,
                    help="seconds without any new delivery (or a job's status not final) before jobs count as lost")

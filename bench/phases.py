@@ -50,7 +50,7 @@ class Stack:
     warmup: int
     job_timeout: float
     history_sample: int
-    quiet_wait: float = 30
+    quiet_wait: float = 20
 
 
 @dataclass
