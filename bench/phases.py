@@ -28,6 +28,7 @@ from bench.bare_activity import EmailRequest
 from bench.http_client import HttpError, LeanHttp
 from bench.procs import (
     ApiProcess, SinkProcess, WorkerProcess, child_env, cpu_seconds, free_port, machine_busy_seconds, own_cpu_seconds,
+    python_thread_seconds, thread_cpu_seconds,
 )
 
 API_KEY = "bench-key"
@@ -222,17 +223,21 @@ def snapshot(pids: dict[str, int | None]) -> dict[str, float]:
     return cpu
 
 
-async def quiesce(pids: list[int | None], window: float = 0.2, busy: float = 0.15, limit: float = 10) -> None:
-    """Until these processes together used under `busy` of a core in two windows in a row."""
+async def quiesce(pids: list[int | None], window: float = 0.2, busy: float = 0.15, limit: float = 10) -> list:
+    """Until these processes together used under `busy` of a core in two windows in a row.
+    Returns each window's cores busy per process (the tail after the last delivery)."""
     pids = [p for p in pids if p]
     deadline = time.monotonic() + limit
     calm = 0
-    last = sum(cpu_seconds(p) for p in pids)
+    trace = []
+    last = [cpu_seconds(p) for p in pids]
     while calm < 2 and time.monotonic() < deadline:
         await asyncio.sleep(window)
-        now = sum(cpu_seconds(p) for p in pids)
-        calm = calm + 1 if now - last < busy * window else 0
+        now = [cpu_seconds(p) for p in pids]
+        trace.append([round((b - a) / window, 2) for a, b in zip(last, now)])
+        calm = calm + 1 if sum(now) - sum(last) < busy * window else 0
         last = now
+    return trace
 
 
 async def wait_quiet(limit: float, window: float = 0.5, busy: float = 0.3) -> float:
@@ -350,12 +355,15 @@ async def run_load(stack: Stack, running: Running, name: str, label: str, kind: 
     out["waited_for_quiet_s"] = await wait_quiet(stack.quiet_wait)
     jobs, prefix = batch(n)
     before = await running.worker.usage()
+    threads0 = thread_cpu_seconds(running.worker.pid)
     cpu0 = snapshot(pids)
     await start_all(jobs, stack.concurrency, submit)
     started = [j for j in jobs if not j.error]
     all_in = await sink.wait_for({j.subject for j in started}, stack.job_timeout)
-    await quiesce(busy_pids)
+    out["tail_cores"] = await quiesce(busy_pids)  # [server, worker] per 0.2 s after the last delivery
     cpu1 = snapshot(pids)
+    window_end = time.time()
+    threads1 = thread_cpu_seconds(running.worker.pid)
     after = await running.worker.usage()
 
     # After the window: outcomes, history sample, then the sink's final counts.
@@ -398,7 +406,7 @@ async def run_load(stack: Stack, running: Running, name: str, label: str, kind: 
         out.update(completed_per_s=_r(n / (max(closes) - first), 2))
     cpu = {k: cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0}
     machine = cpu.pop("machine")
-    window = time.time() - first
+    window = window_end - first
     per_job = {k: _r(v * 1000 / n, 2) for k, v in cpu.items()}
     ready = running.ready
     peak = after.get("hwm_kb") or after["maxrss_kb"]
@@ -412,6 +420,9 @@ async def run_load(stack: Stack, running: Running, name: str, label: str, kind: 
                other_cores=_r(max(0.0, machine - sum(cpu.values())) / window, 2),
                # Cores busy on average: a Python worker near 1.0 is the bottleneck (one GIL).
                server_cores=_r(cpu.get("server", 0) / window, 2), worker_cores=_r(cpu.get("worker", 0) / window, 2),
+               # The worker's Python threads (the event loop, the workflow executor), which share one
+               # GIL: near 1.0, the worker's Python side is saturated whatever its total says.
+               worker_python_cores=_r(python_thread_seconds(threads0, threads1) / window, 2),
                machine_cores=_r(machine / window, 2),
                worker_idle_rss_mb=_r(ready.get("rss_kb", 0) / 1024), worker_peak_rss_mb=_r(peak / 1024),
                worker_rss_before_mb=_r(before["rss_kb"] / 1024), worker_rss_after_mb=_r(after["rss_kb"] / 1024),

@@ -35,6 +35,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
+    """Each thread of a live process: its name and its user + system CPU seconds.
+
+    Python 3.11 does not name the threads it starts, so they all carry the process's name
+    ("python..."); the Temporal SDK's Rust runtime names its own (tokio-runtime-w...)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            comm, rest = (task / "stat").read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        fields = rest.split()
+        out[int(task.name)] = (comm.split("(", 1)[1], (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    return out
+
+
+def python_thread_seconds(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> float:
+    """CPU seconds spent meanwhile by the threads named like the process's main thread (Python's)."""
+    main = after[min(after)][0] if after else ""
+    return sum(sec - before.get(tid, ("", 0.0))[1] for tid, (name, sec) in after.items() if name == main)
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds all of the machine's cores spent busy (not idle, not waiting on I/O) since boot."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]

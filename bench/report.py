@@ -65,7 +65,7 @@ def config_table(config: dict) -> str:
             (_n(p.get("history_events_per_job")), 11), (_x(r.get("history_events_per_job")), 7)]))
     lines.append("")
     head = [("CPU ms per job", 20), ("server", 8), ("", 7), ("worker", 8), ("", 7), ("api", 7), ("sink", 7),
-            ("driver", 8), ("all", 8), ("", 7), ("worker RSS MB: peak", 20), ("", 7), ("cores: server", 14), ("worker", 7), ("others", 7)]
+            ("driver", 8), ("all", 8), ("", 7), ("worker RSS MB: peak", 20), ("", 7), ("cores: server", 14), ("worker", 7), ("python", 8), ("others", 7)]
     lines.append(_row(head))
     for p in phases:
         r = p.get("ratios", {})
@@ -76,7 +76,8 @@ def config_table(config: dict) -> str:
             (_n(p.get("driver_cpu_ms_per_job"), "{:.2f}"), 8), (_n(p.get("total_cpu_ms_per_job"), "{:.2f}"), 8),
             (_x(r.get("total_cpu_ms_per_job")), 7), (_n(p.get("worker_peak_rss_mb")), 20),
             (_x(r.get("worker_peak_rss_mb")), 7), (_n(p.get("server_cores"), "{:.2f}"), 14),
-            (_n(p.get("worker_cores"), "{:.2f}"), 7), (_n(p.get("other_cores"), "{:.2f}"), 7)]))
+            (_n(p.get("worker_cores"), "{:.2f}"), 7), (_n(p.get("worker_python_cores"), "{:.2f}"), 8),
+            (_n(p.get("other_cores"), "{:.2f}"), 7)]))
     paced = config.get("paced")
     if any(_noisy(p) for p in phases + [paced]):
         lines.append(f"! other work on the machine used {NOISY_CORES} cores or more during this phase: its figures are unreliable")
