@@ -27,7 +27,8 @@ from bench.bare import TASK_QUEUE as BARE_QUEUE, SendEmailWorkflow
 from bench.bare_activity import EmailRequest
 from bench.http_client import HttpError, LeanHttp
 from bench.procs import (
-    ApiProcess, SinkProcess, WorkerProcess, child_env, cpu_seconds, free_port, machine_busy_seconds, own_cpu_seconds,
+    ApiProcess, SinkProcess, WorkerProcess, child_env, cpu_seconds, free_port, kernel_thread_seconds,
+    machine_busy_seconds, own_cpu_seconds,
     python_thread_seconds, thread_cpu_seconds,
 )
 
@@ -212,8 +213,9 @@ async def history_events(client: Client, jobs: list[Job], sample: int) -> dict:
 
 # ---- CPU --------------------------------------------------------------------------------------
 def snapshot(pids: dict[str, int | None]) -> dict[str, float]:
-    """CPU seconds so far: the driver's, each named process's, and ("machine") all cores' busy time."""
-    cpu = {"machine": machine_busy_seconds(), "driver": own_cpu_seconds()}
+    """CPU seconds so far: the driver's, each named process's, the kernel threads' ("kernel") and
+    ("machine") the whole machine's."""
+    cpu = {"machine": machine_busy_seconds(), "kernel": kernel_thread_seconds(), "driver": own_cpu_seconds()}
     for name, pid in pids.items():
         if pid:
             try:
@@ -405,7 +407,7 @@ async def run_load(stack: Stack, running: Running, name: str, label: str, kind: 
     if len(closes) == n:
         out.update(completed_per_s=_r(n / (max(closes) - first), 2))
     cpu = {k: cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0}
-    machine = cpu.pop("machine")
+    machine, kernel = cpu.pop("machine"), cpu.pop("kernel")
     window = window_end - first
     per_job = {k: _r(v * 1000 / n, 2) for k, v in cpu.items()}
     ready = running.ready
@@ -417,7 +419,8 @@ async def run_load(stack: Stack, running: Running, name: str, label: str, kind: 
                total_cpu_ms_per_job=_r(sum(cpu.values()) * 1000 / n, 2),
                cpu_window_s=_r(window, 1),
                # Everything else on the machine meanwhile (other people's test runs...): noise.
-               other_cores=_r(max(0.0, machine - sum(cpu.values())) / window, 2),
+               other_cores=_r(max(0.0, machine - kernel - sum(cpu.values())) / window, 2),
+               kernel_cores=_r(kernel / window, 2),
                # Cores busy on average: a Python worker near 1.0 is the bottleneck (one GIL).
                server_cores=_r(cpu.get("server", 0) / window, 2), worker_cores=_r(cpu.get("worker", 0) / window, 2),
                # The worker's Python threads (the event loop, the workflow executor), which share one
@@ -523,7 +526,7 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
     arrivals = {s: t[0] for s, t in sink.arrivals.items() if s.startswith(prefix)}
     latencies = [(arrivals[j.subject] - j.issued) * 1000 for j in started if j.subject in arrivals and j.issued]
     cpu = {k: cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0}
-    machine = cpu.pop("machine")
+    machine, kernel = cpu.pop("machine"), cpu.pop("kernel")
     return {
         "rate_per_s": _r(rate, 2), "seconds": _r(sent_s, 1), "waited_for_quiet_s": waited, "posts": count, "gets": len(get_ms),
         "post_p50_ms": _r(percentile(post_ms, 50)), "post_p99_ms": _r(percentile(post_ms, 99)),
@@ -534,7 +537,7 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
         "get_statuses": dict(get_status),
         "delivery_p50_ms": _r(percentile(latencies, 50)), "delivery_p99_ms": _r(percentile(latencies, 99)),
         "server_cpu_ms_per_job": _r(cpu.get("server", 0) * 1000 / count, 2),
-        "other_cores": _r(max(0.0, machine - sum(cpu.values())) / cpu_window, 2),
+        "other_cores": _r(max(0.0, machine - kernel - sum(cpu.values())) / cpu_window, 2),
         "delivered": d["received"], "statuses": dict(statuses), "errors": errors[:5],
         "problems": problems, "ok": not problems,
     }
@@ -581,6 +584,5 @@ async def run_ceiling(sink: SinkProcess, n: int, concurrency: int, timeout: floa
     return {"jobs": n, "concurrency": concurrency, "delivered_per_s": _r(n / max(last - first, 1e-6), 1),
             "sink_cpu_ms_per_email": _r((cpu1["sink"] - cpu0["sink"]) * 1000 / n, 2),
             "driver_cpu_ms_per_email": _r((cpu1["driver"] - cpu0["driver"]) * 1000 / n, 2),
-            "other_cores": _r(max(0.0, (cpu1["machine"] - cpu0["machine"]) - (cpu1["sink"] - cpu0["sink"])
-                                  - (cpu1["driver"] - cpu0["driver"])) / window, 2),
+            "other_cores": _r(max(0.0, sum((cpu1[k] - cpu0[k]) * (1 if k == "machine" else -1) for k in cpu1)) / window, 2),
             "saves_files": sink.save, "problems": problems, "ok": not problems}
