@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from email.message import EmailMessage as MimeMessage
 from email.utils import formatdate
 
@@ -21,6 +22,8 @@ def message_id(idempotency_key: str) -> str:
 class EmailActivities:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # The EHLO name, once: aiosmtplib would otherwise look it up (getfqdn, in a thread) per send.
+        self.local_hostname = settings.smtp_local_hostname or socket.getfqdn()
 
     @activity.defn(name="send_email")
     async def send_email(self, email: EmailMessage) -> DeliveryReceipt:
@@ -41,6 +44,7 @@ class EmailActivities:
                 password=s.smtp_password,
                 start_tls=s.smtp_starttls,
                 timeout=s.smtp_timeout_seconds,
+                local_hostname=self.local_hostname,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             raise _smtp_failure(exc.recipients[0].code, exc.recipients[0].message) from exc

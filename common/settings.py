@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = 30
+    # The name Herald gives in EHLO; default: this machine's fully qualified name.
+    smtp_local_hostname: str | None = None
     email_from: str = "Herald <herald@localhost>"
 
     sms_gateway_url: str = "http://127.0.0.1:8026/messages"
