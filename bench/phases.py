@@ -396,6 +396,10 @@ async def run_load(stack: Stack, running: Running, name: str, label: str, kind: 
     latencies = [(arrivals[j.subject] - j.issued) * 1000 for j in jobs if j.subject in arrivals and j.issued]
     starts = [(j.accepted - j.issued) * 1000 for j in jobs if j.accepted and j.issued]
     closes = [o["closed"] for o in outcomes.values() if o.get("closed")]
+    if kind != "bare":
+        # Herald's email carries the job's idempotency key as its Message-ID (README: Delivery rules).
+        ids = {j.subject: j.job_id for j in started}
+        out["message_id_is_job_id"] = sum(sink.message_ids.get(s, [""])[0] == f"<{i}@herald>" for s, i in ids.items())
     out.update(completed=completed, statuses=dict(statuses), deliveries={k: (v if isinstance(v, int) else len(v))
                                                                          for k, v in d.items()},
                history=history, errors=start_errors[:5])

@@ -94,6 +94,8 @@ def config_table(config: dict) -> str:
     for p in phases + ([{**paced, "label": "paced"}] if paced else []):
         d = p.get("deliveries") or {}
         got = f"sink got {d.get('received', p.get('delivered', 0))}"
+        if "message_id_is_job_id" in p:
+            got += f", Message-ID <jobId@herald> {p['message_id_is_job_id']}/{p['jobs']}"
         lines.append(f"{p['label']:<20}{got}: " + ("OK" if p["ok"] else "FAILED: " + "; ".join(p["problems"])))
     return "\n".join(lines)
 
