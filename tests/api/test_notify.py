@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from standardwebhooks.webhooks import Webhook
+from temporalio.api.enums.v1 import EventType
 
 from tests.api.helpers import assert_error, mail_for, poll
 from tests.support.http_receiver import Answer, HttpReceiver
@@ -120,3 +123,26 @@ async def test_notification_of_a_failed_send_carries_the_error(api):
     assert body["status"] == "failed" and body["attempts"] == 1
     assert "HTTP 404" in body["error"]
     assert (await api.get(f"/jobs/{nid}/status")).json()["status"] == "failed"
+
+
+async def test_webhook_500_500_200_attempt_log_through_the_api_without_signals(api, dev_env):
+    """Each attempt, its answer and its gap, carried across attempts without a signal per attempt."""
+    with HttpReceiver([Answer(500, {"n": 1}), Answer(500, {"n": 2}), Answer(200, {"n": 3})]) as receiver:
+        nid = _accepted(await api.post("/notify/webhook", json={
+            "url": receiver.url, "data": {"k": "v"}, "backoff": {"type": "fixed", "delay": 1000}}))
+        seen: list[dict] = []
+        body = await poll(api, f"/notifications/{nid}", lambda b: b["status"] in {"success", "failed"}, seen=seen)
+    assert body["status"] == "success" and body["attempts"] == 3, body
+    log = body["deliveries"]
+    assert [(d["attempt"], d["succeeded"], d["statusCode"]) for d in log] == [(1, False, 500), (2, False, 500),
+                                                                            (3, True, 200)]
+    assert [d["responseExcerpt"] for d in log] == ['{"n": 1}', '{"n": 2}', '{"n": 3}']
+    assert all("HTTP 500" in d["error"] for d in log[:2]) and log[2].get("error") is None
+    started = [datetime.fromisoformat(d["startedAt"]) for d in log]
+    gaps = [(b - a).total_seconds() for a, b in zip(started, started[1:])]
+    assert all(1.0 <= g < 3.0 for g in gaps), gaps  # the fixed 1 s backoff, plus the attempt itself
+    # While it waited, the log so far was readable too: one attempt, then two.
+    waiting = {len(b["deliveries"]) for b in seen if b["status"] == "queued" and b.get("error")}
+    assert waiting <= {1, 2} and waiting, seen
+    history = [e async for e in dev_env.client.get_workflow_handle(nid).fetch_history_events()]
+    assert not [e for e in history if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]
