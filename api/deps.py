@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 from typing import Annotated
 
@@ -44,16 +45,55 @@ def require_client_key(
     return given
 
 
+def _is_admin_token(settings: Settings, given: str) -> bool:
+    return bool(given and settings.admin_token) and secrets.compare_digest(given.encode(), settings.admin_token.encode())
+
+
+def _admin_credential(authorization: str) -> str:
+    """The admin token from `Bearer TOKEN`, or from HTTP Basic (any user, the token as password)."""
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return ""
+    return ""
+
+
+def _admin_refusal(settings: Settings, authorization: str) -> ApiError | None:
+    given = _admin_credential(authorization)
+    if _is_admin_token(settings, given):
+        return None
+    if _is_client_key(settings, given):
+        return ApiError(403, "forbidden", "a client key cannot use the admin routes; use the admin token")
+    # Basic too, so a browser asks for the token when it opens the dashboard.
+    return ApiError(401, "unauthorized", "the admin token is required: Authorization: Bearer TOKEN",
+                    headers={"WWW-Authenticate": 'Bearer, Basic realm="Herald admin"'})
+
+
+def require_admin_token(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
+    """The admin token, as a Bearer token or as the password of HTTP Basic auth; a client key gets 403."""
+    refusal = _admin_refusal(settings, request.headers.get("authorization", ""))
+    if refusal:
+        raise refusal
+
+
 def unauthorized_caller(request: Request) -> ApiError | None:
-    """The 401 owed to a caller of a client route without a valid key, or None.
+    """The 401/403 owed to a caller of a client or admin route without the right credential, or None.
 
     FastAPI parses and validates a body before it runs dependencies, so a bad body would
     otherwise be answered (400) before the missing key (401).
     """
     route = request.scope.get("route")
-    if not any(getattr(d, "dependency", None) is require_client_key for d in getattr(route, "dependencies", [])):
+    guards = {getattr(d, "dependency", None) for d in getattr(route, "dependencies", [])}
+    authorization = request.headers.get("authorization", "")
+    if require_admin_token in guards:
+        return _admin_refusal(get_settings(request), authorization)
+    if require_client_key not in guards:
         return None
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() == "bearer" and _is_client_key(get_settings(request), token.strip()):
         return None
     return _unauthorized()
