@@ -5,7 +5,7 @@ Everything here is a plain dataclass so Temporal's JSON converter carries it as 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
@@ -161,6 +161,14 @@ class SendInput:
     """What every send activity's input carries besides its message."""
 
     context: AttemptContext = field(default_factory=AttemptContext, kw_only=True)
+
+
+def stamped(message: SendInput, job_id: str) -> SendInput:
+    """The message with `job_id` as its idempotency key (and webhook-id) where it has none yet:
+    a scheduled job's runs are jobs of their own, each named by its run's workflow id."""
+    keys = {f.name: job_id for f in fields(message)
+            if f.name in ("idempotency_key", "webhook_id") and not getattr(message, f.name)}
+    return replace(message, **keys)
 
 
 @dataclass

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from common.logs import log_event
     from common.models import (
         ATTEMPT_SIGNAL, STATE_MEMO_KEY, TASK_QUEUES, AttemptContext, AttemptRecord, CallbackState, JobSpec,
-        JobState, Phase, SendInput, WebhookRequest,
+        JobState, Phase, SendInput, WebhookRequest, stamped,
     )
 
 from workflows.callback import CallbackWorkflow
@@ -53,6 +53,11 @@ class JobTracker:
 
     # ---- the job's life ----------------------------------------------------------------
     async def run(self, spec: JobSpec, activity: Callable[..., Any], message: SendInput) -> JobState:
+        if not spec.job_id:
+            # A run started by a schedule: a job of its own, named by its workflow id.
+            info = workflow.info()
+            spec = replace(spec, job_id=info.workflow_id, created_at=info.start_time.isoformat())
+            message = stamped(message, spec.job_id)
         self.spec = spec
         # The same first state the API wrote into the memo; it changes here, in memory.
         self.state = JobState(
