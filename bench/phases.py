@@ -534,9 +534,11 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
     return {
         "rate_per_s": _r(rate, 2), "seconds": _r(sent_s, 1), "waited_for_quiet_s": waited, "posts": count, "gets": len(get_ms),
         "post_p50_ms": _r(percentile(post_ms, 50)), "post_p99_ms": _r(percentile(post_ms, 99)),
-        "post_max_ms": _r(max(post_ms, default=None)),
+        "post_p90_ms": _r(percentile(post_ms, 90)), "post_p95_ms": _r(percentile(post_ms, 95)),
+        "post_max_ms": _r(max(post_ms, default=None)), "posts_over_50_ms": sum(x > 50 for x in post_ms),
         "get_p50_ms": _r(percentile(get_ms, 50)), "get_p99_ms": _r(percentile(get_ms, 99)),
-        "get_max_ms": _r(max(get_ms, default=None)),
+        "get_p90_ms": _r(percentile(get_ms, 90)), "get_p95_ms": _r(percentile(get_ms, 95)),
+        "get_max_ms": _r(max(get_ms, default=None)), "gets_over_25_ms": sum(x > 25 for x in get_ms),
         "driver_late_p99_ms": _r(percentile(late_ms, 99)),
         "get_statuses": dict(get_status),
         "delivery_p50_ms": _r(percentile(latencies, 50)), "delivery_p99_ms": _r(percentile(latencies, 99)),

@@ -85,8 +85,8 @@ def config_table(config: dict) -> str:
         lines.append("")
         lines.append(
             f"paced Herald (HTTP API){' !' if _noisy(paced) else ''} at {paced['rate_per_s']}/s for {paced['seconds']} s: "
-            f"POST p50 {_n(paced['post_p50_ms'])} / p99 {_n(paced['post_p99_ms'])} ms, "
-            f"GET status p50 {_n(paced['get_p50_ms'])} / p99 {_n(paced['get_p99_ms'])} ms "
+            f"POST p50 {_n(paced['post_p50_ms'])} / p95 {_n(paced.get('post_p95_ms'))} / p99 {_n(paced['post_p99_ms'])} ms, "
+            f"GET status p50 {_n(paced['get_p50_ms'])} / p95 {_n(paced.get('get_p95_ms'))} / p99 {_n(paced['get_p99_ms'])} ms "
             f"({paced['gets']} GETs, {paced['get_statuses']}), delivery p50 {_n(paced['delivery_p50_ms'], '{:.0f}')} ms, "
             f"server CPU {_n(paced['server_cpu_ms_per_job'], '{:.2f}')} ms/job, driver late p99 {_n(paced['driver_late_p99_ms'])} ms, "
             f"others' cores {_n(paced.get('other_cores'), '{:.2f}')}")
