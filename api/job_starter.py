@@ -67,7 +67,19 @@ def job_spec(job_id: str, kind: JobKind, family: JobFamily, options: JobOptions,
     )
 
 
-async def start_job(client: Client, request: NotificationInput | CleanupInput, priority: int | None = None) -> StartedJob:
+@dataclass
+class StartOptions:
+    """What a job's workflow is started with besides its input, by the API and by a schedule's action."""
+
+    workflow: Any
+    task_queue: str
+    memo: dict[str, Any]
+    search_attributes: TypedSearchAttributes
+    priority: Priority
+    state: JobState
+
+
+def start_options(request: NotificationInput | CleanupInput, priority: int | None = None) -> StartOptions:
     spec = request.job
     now = datetime.now(timezone.utc)
     due = spec.due_at(now)
@@ -79,17 +91,30 @@ async def start_job(client: Client, request: NotificationInput | CleanupInput, p
         recipient=spec.recipient, not_before=due.isoformat() if phase == Phase.DELAYED else None,
         callback=CallbackState(url=spec.callback_url) if spec.callback_url else None,
     )
-    workflow: Any = CleanupWorkflow.run if isinstance(request, CleanupInput) else NotificationWorkflow.run
-    handle = await client.start_workflow(
-        workflow,
-        request,
-        id=spec.job_id,
+    return StartOptions(
+        workflow=CleanupWorkflow.run if isinstance(request, CleanupInput) else NotificationWorkflow.run,
         task_queue=TASK_QUEUES[spec.kind],
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         memo={STATE_MEMO_KEY: initial},
         search_attributes=TypedSearchAttributes([SearchAttributePair(JOB_TYPE_KEY, spec.kind),
                                                  SearchAttributePair(JOB_STATUS_KEY, phase.value)]),
         priority=Priority(priority_key=priority) if priority else Priority.default,
+        state=initial,
+    )
+
+
+async def start_job(client: Client, request: NotificationInput | CleanupInput, priority: int | None = None) -> StartedJob:
+    spec = request.job
+    start = start_options(request, priority)
+    phase, initial = start.state.phase, start.state
+    handle = await client.start_workflow(
+        start.workflow,
+        request,
+        id=spec.job_id,
+        task_queue=start.task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        memo=start.memo,
+        search_attributes=start.search_attributes,
+        priority=start.priority,
         rpc_timeout=RPC_TIMEOUT,
     )
     log_event("job.added", job_id=spec.job_id, kind=spec.kind, family=spec.family, phase=phase.value,
