@@ -455,6 +455,8 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
     errors: list[str] = []
     get_status: Counter = Counter()
     recent: list[str] = []
+    slow: list[tuple[float, str, float]] = []  # (s into the phase, request, ms) of each over its limit
+    t_began = time.perf_counter()
     tasks: list[asyncio.Task] = []
     loop = asyncio.get_running_loop()
 
@@ -467,6 +469,8 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
             errors.append(f"POST: {exc!r}"[:200])
             return
         post_ms.append((time.perf_counter() - t) * 1000)
+        if post_ms[-1] > 50:
+            slow.append((round(t - t_began, 2), "POST", round(post_ms[-1], 1)))
         if response.status_code != 202:
             errors.append(f"POST answered {response.status_code}: {response.text[:120]}")
             return
@@ -481,6 +485,8 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
             errors.append(f"GET: {exc!r}"[:200])
             return
         get_ms.append((time.perf_counter() - t) * 1000)
+        if get_ms[-1] > 25:
+            slow.append((round(t - t_began, 2), "GET", round(get_ms[-1], 1)))
         if response.status_code != 200:
             errors.append(f"GET answered {response.status_code}: {response.text[:120]}")
             return
@@ -541,6 +547,7 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
         "get_max_ms": _r(max(get_ms, default=None)), "gets_over_25_ms": sum(x > 25 for x in get_ms),
         "driver_late_p99_ms": _r(percentile(late_ms, 99)),
         "get_statuses": dict(get_status),
+        "slow_requests": sorted(slow)[:60],
         "delivery_p50_ms": _r(percentile(latencies, 50)), "delivery_p99_ms": _r(percentile(latencies, 99)),
         "server_cpu_ms_per_job": _r(cpu.get("server", 0) * 1000 / count, 2),
         "other_cores": _r(max(0.0, machine - kernel - sum(cpu.values())) / cpu_window, 2),
