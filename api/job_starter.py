@@ -102,7 +102,8 @@ def start_options(request: NotificationInput | CleanupInput, priority: int | Non
     )
 
 
-async def start_job(client: Client, request: NotificationInput | CleanupInput, priority: int | None = None) -> StartedJob:
+async def start_job(client: Client, request: NotificationInput | CleanupInput, priority: int | None = None,
+                    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE) -> StartedJob:
     spec = request.job
     start = start_options(request, priority)
     phase, initial = start.state.phase, start.state
@@ -111,7 +112,7 @@ async def start_job(client: Client, request: NotificationInput | CleanupInput, p
         request,
         id=spec.job_id,
         task_queue=start.task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        id_reuse_policy=id_reuse_policy,
         memo=start.memo,
         search_attributes=start.search_attributes,
         priority=start.priority,

@@ -13,7 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.body_limit import BodyLimitMiddleware
 from api.deps import unauthorized_caller
 from api.errors import error_response, install_error_handlers, temporal_unavailable
-from api.routers import health, jobs, notify
+from api.routers import admin_dlq, health, jobs, notify
 from api.temporal import TemporalGateway, is_unreachable
 from common.settings import Settings, get_settings
 
@@ -55,6 +55,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app, refuse_first=unauthorized_caller)
     app.add_exception_handler(RPCError, _on_rpc_error)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    for module in (health, jobs, notify):
+    for module in (health, jobs, notify, admin_dlq):
         app.include_router(module.router)
     return app

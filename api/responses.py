@@ -193,6 +193,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         }}}},
     401: {"description": "`unauthorized`: no or wrong client key (checked before the body)",
           "headers": {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}},
+    403: {"description": "`forbidden`: a client key on an admin route (they take the admin token)"},
     404: {"description": "`not_found`: no job with that id"},
     409: {"description": "`not_cancellable`: the job is being sent or is already final"},
     413: {"description": "`payload_too_large`: the body is over HERALD_MAX_BODY_BYTES (checked first)"},
@@ -203,6 +204,40 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The `responses=` of a route: the error body under each of `statuses`, and under `default`."""
-    return {status: {"model": Error, **ERRORS[status]} for status in (*statuses, "default")}
+def errors(*statuses: int, say: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route: the error body under each of `statuses`, and under `default`;
+    `say` gives a status a description of the route's own."""
+    answers = {status: {"model": Error, **ERRORS[status]} for status in (*statuses, "default")}
+    for status, description in (say or {}).items():
+        if status in answers:
+            answers[status] = answers[status] | {"description": description}
+    return answers
+
+
+# ---- the dead-letter queue (admin) ------------------------------------------------------------
+class DeadLetterItem(Answer):
+    jobId: str = Field(description="the job's id; redrive and discard take it")
+    type: JobType | str = Field(description="the job's type")
+    error: str | None = Field(description="why the job failed (its last attempt's error)")
+    attempts: int = Field(description="attempts made before it gave up")
+    failedAt: str | None = Field(description="when the job failed", json_schema_extra=DATE_TIME)
+
+
+class DeadLetterList(Answer):
+    items: list[DeadLetterItem] = Field(description="newest first")
+    nextCursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+
+
+class Redriven(Answer):
+    jobId: str = Field(description="the same job id, running again from the start")
+    status: JobStatusWord = Field(description="`queued`")
+    statusUrl: str = Field(description="`/jobs/{jobId}/status`")
+
+
+class Discarded(Answer):
+    jobId: str
+    discarded: Literal[True]
+
+
+class RedrivenAll(Answer):
+    redriven: int = Field(description="how many dead letters were started again")

@@ -107,3 +107,7 @@ class NotifyWebhook(JobOptions):
     # Required, but `null` is a legitimate body.
     data: Any = Field(description="sent exactly as given as the JSON body")
 
+
+
+class DeadLetterFilter(Body):
+    type: Literal["email", "sms", "webhook", "cleanup"] | None = Field(None, description="only this type's")

@@ -36,6 +36,8 @@ from workflows.job_tracking_v0 import JobTrackerV0
 
 # Jobs started from here on run the lean lifecycle; older runs replay JobTrackerV0.
 LEAN_LIFECYCLE = "lean-lifecycle"
+# A failed job writes its final state into the memo too (api/dead_letters.py reads it).
+DEAD_LETTER_MEMO = "dead-letter-memo"
 # Why a job failed, as the failure's type: the run fails too, so the Web UI shows it as Failed.
 JOB_FAILED = "JobFailed"
 
@@ -72,6 +74,11 @@ class JobTracker:
             receipt = await self._send(activity, message)
         except SendFailed as failed:
             self._end(Phase.FAILED, error=failed.message, deliveries=failed.deliveries)
+            if workflow.patched(DEAD_LETTER_MEMO):
+                # A dead letter: the DLQ lists it, reason and attempts included, from visibility alone.
+                self._publish()
+            log_event("dead_lettered", log=workflow.logger, job_id=self.state.job_id, kind=self.state.kind,
+                      attempts=self.state.attempts, error=self.state.error)
             await self._call_back()
             # The run fails too, so the Web UI and `temporal workflow list` show it as Failed; the
             # details carry the final state for the API.

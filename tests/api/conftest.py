@@ -20,7 +20,7 @@ from api.main import create_app
 from common.settings import Settings
 from devstack.smtp_sink import SmtpSink
 from tests.api.helpers import (
-    API_KEY, AUTH, SMS_TOKEN, ScriptedGateway, ThreadedServer, address_of, api_client, start_dev_server,
+    ADMIN_TOKEN, API_KEY, AUTH, SMS_TOKEN, ScriptedGateway, ThreadedServer, address_of, api_client, start_dev_server,
 )
 from tests.support.temporal import WEBHOOK_SECRET, free_port, running_workers
 
@@ -58,7 +58,7 @@ def sms_gateway(api_dirs) -> ScriptedGateway:
 def settings(dev_env, api_dirs, smtp_sink, sms_gateway) -> Settings:
     return Settings(
         temporal_address=address_of(dev_env),
-        api_keys=[API_KEY],
+        api_keys=[API_KEY], admin_token=ADMIN_TOKEN,
         data_dir=api_dirs / "data",
         smtp_host="127.0.0.1", smtp_port=smtp_sink.port,
         sms_gateway_url=sms_gateway.url, sms_gateway_token=SMS_TOKEN,

@@ -25,6 +25,8 @@ from tests.support.temporal import free_port
 DEV_SERVER = Path(sys.executable).parent / "temporal"
 API_KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+ADMIN_TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SMS_TOKEN = "sms-test-token"
 POLL_DEADLINE_S = 20.0
 FINAL = {"completed", "failed", "cancelled"}
