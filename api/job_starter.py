@@ -21,6 +21,7 @@ from common.models import (
     WebhookRequest,
 )
 from common.settings import Settings
+from common.summaries import job_details, job_summary
 from workflows.cleanup import CleanupWorkflow
 from workflows.notification import NotificationWorkflow
 
@@ -77,6 +78,9 @@ class StartOptions:
     search_attributes: TypedSearchAttributes
     priority: Priority
     state: JobState
+    # What the Temporal Web UI shows for the run (redacted: common/summaries.py).
+    summary: str
+    details: str
 
 
 def start_options(request: NotificationInput | CleanupInput, priority: int | None = None) -> StartOptions:
@@ -99,6 +103,8 @@ def start_options(request: NotificationInput | CleanupInput, priority: int | Non
                                                  SearchAttributePair(JOB_STATUS_KEY, phase.value)]),
         priority=Priority(priority_key=priority) if priority else Priority.default,
         state=initial,
+        summary=job_summary(request),
+        details=job_details(request),
     )
 
 
@@ -116,6 +122,8 @@ async def start_job(client: Client, request: NotificationInput | CleanupInput, p
         memo=start.memo,
         search_attributes=start.search_attributes,
         priority=start.priority,
+        static_summary=start.summary,
+        static_details=start.details,
         rpc_timeout=RPC_TIMEOUT,
     )
     log_event("job.added", job_id=spec.job_id, kind=spec.kind, family=spec.family, phase=phase.value,

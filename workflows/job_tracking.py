@@ -101,7 +101,7 @@ class JobTracker:
         # The API wrote `delayed` and `not_before` into the memo when it started the job.
         self._change(phase=Phase.DELAYED, not_before=due.isoformat())
         # A durable timer: survives worker restarts, skipped instantly in time-skipping tests.
-        await workflow.sleep(due - workflow.now())
+        await workflow.sleep(due - workflow.now(), summary=f"delayed until {due.isoformat()}")
 
     async def _send(self, activity: Callable[..., Any], message: SendInput) -> Any:
         """The first attempt as a local activity; the others as one activity under the retry policy."""
@@ -109,11 +109,13 @@ class JobTracker:
         retry = self.spec.retry
         first = replace(message, context=AttemptContext(first_attempt=1, max_attempts=retry.max_attempts))
         if not self.spec.first_attempt_local:
-            return await self._activity(activity, first, send_options(self.spec))
+            return await self._activity(activity, first, send_options(self.spec)
+                                        | {"summary": f"attempts 1-{retry.max_attempts} of {retry.max_attempts}"})
         attempt = asyncio.ensure_future(workflow.execute_local_activity_method(
             activity, first,
             start_to_close_timeout=timedelta(seconds=self.spec.attempt_timeout_s),
             retry_policy=RetryPolicy(maximum_attempts=1),
+            summary=f"attempt 1 of {retry.max_attempts}",
         ))
         cancelled = False
         try:
@@ -135,11 +137,12 @@ class JobTracker:
         # Waiting out the first backoff: the one change on the retry path the API reads from the memo.
         self._change(phase=Phase.DELAYED, attempts=1, error=error, deliveries=deliveries,
                      not_before=(workflow.now() + wait).isoformat(), publish=True)
-        await workflow.sleep(wait)
+        await workflow.sleep(wait, summary="backoff before attempt 2")
         self._change(phase=Phase.PROCESSING, not_before=None)
         rest = replace(message, context=AttemptContext(first_attempt=2, max_attempts=retry.max_attempts,
                                                        earlier=deliveries))
-        return await self._activity(activity, rest, send_options(self.spec, retry.after_first()))
+        return await self._activity(activity, rest, send_options(self.spec, retry.after_first())
+                                    | {"summary": f"attempts 2-{retry.max_attempts} of {retry.max_attempts}"})
 
     async def _activity(self, activity: Callable[..., Any], message: SendInput, options: dict[str, Any]) -> Any:
         try:
@@ -165,6 +168,7 @@ class JobTracker:
                                webhook_id=f"{state.job_id}-callback"),
                 id=f"{state.job_id}-callback",
                 task_queue=TASK_QUEUES["webhook"],
+                static_summary=f"result callback of {state.job_id} ({state.phase.value})",
             )
         except ChildWorkflowError as err:
             outcome = CallbackState(url=self.spec.callback_url, status="failed", error=failure_message(err))
