@@ -208,6 +208,8 @@ class DeadLetterQueue:
         first = history.history.events[0]
         assert first.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED
         payloads = first.workflow_execution_started_event_attributes.input.payloads
+        if len(payloads) != 1:
+            raise ApiError(409, "not_redrivable", "the failed run has no job input to start again")
         [request] = await self.client.data_converter.decode(payloads, [input_type])
         return request
 
