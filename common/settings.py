@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     temporal_tls_server_name: str | None = None
     # The dev server's SQLite file with synchronous=FULL: survives an OS crash, at about half the speed.
     temporal_full_sync: bool = False
+    # How long finished jobs, dead letters included, stay readable (the namespace's retention);
+    # `make run` sets it on the dev server, a cluster's operator sets it on the namespace.
+    temporal_retention_days: float = 30
 
     api_keys: CommaList = Field(default_factory=list)
     admin_token: str | None = None

@@ -12,7 +12,7 @@ from devstack import environment
 from devstack.environment import DevStack
 from devstack.processes import ChildExited, StopRequested, Supervisor, say, say_block
 from devstack.readiness import NotReady, http_ok, port_open, wait_until
-from devstack.temporal_server import HOST, namespace_answers, server_command
+from devstack.temporal_server import HOST, namespace_answers, server_command, set_retention
 
 PYTHON = sys.executable
 TEMPORAL_TIMEOUT = 60
@@ -63,6 +63,7 @@ def start_stack(supervisor: Supervisor, stack: DevStack) -> None:
     wait_until(f"Temporal namespace {settings.temporal_namespace!r}",
                namespace_answers(stack.temporal_port, settings.temporal_namespace),
                supervisor, TEMPORAL_TIMEOUT)
+    set_retention(stack.temporal_port, settings.temporal_namespace, settings.temporal_retention_days)
     for name, port in (("SMTP sink", stack.smtp_sink_port), ("SMS sink", stack.sms_sink_port)):
         if port is not None:
             wait_until(name, port_open(HOST, port), supervisor, SINK_TIMEOUT)

@@ -64,6 +64,13 @@ def server_command(*, port: int, ui_port: int, db_file: Path, namespace: str, fu
     return command + tuned_args(full_sync=full_sync) + ["--log-level", "warn"]
 
 
+def set_retention(port: int, namespace: str, days: float) -> None:
+    """How long finished jobs (and so dead letters) stay readable: the namespace's retention."""
+    subprocess.run([str(TEMPORAL_BIN), "operator", "namespace", "update", "--address", f"{HOST}:{port}",
+                    "--namespace", namespace, "--retention", f"{int(days * 24)}h"],
+                   stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=True, start_new_session=True)
+
+
 def namespace_answers(port: int, namespace: str) -> Callable[[], bool]:
     """A probe: does the frontend describe the namespace? (The port opens a little earlier.)"""
     command = [str(TEMPORAL_BIN), "operator", "namespace", "describe",
