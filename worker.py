@@ -16,11 +16,11 @@ from activities.maintenance import MaintenanceActivities
 from activities.attempt_log import AttemptLogInterceptor
 from activities.sms import SmsActivities
 from activities.webhook import WebhookActivities
-from common.logs import configure_logging
+from common.logs import configure_logging, redact_secrets_of
 from common.models import QUEUE_CHANNELS, TASK_QUEUES
 from common.runtime import exit_skipping_teardown
 from common.settings import Settings, get_settings
-from common.temporal import connect_when_up
+from common.temporal import connect_when_up, worker_runtime
 from workflows.callback import CallbackWorkflow
 from workflows.cleanup import CleanupWorkflow
 from workflows.notification import NotificationWorkflow
@@ -68,7 +68,9 @@ def build_workers(client: Client, settings: Settings) -> list[Worker]:
 async def main() -> None:
     configure_logging()
     settings = get_settings()
-    client = await connect_when_up(settings)
+    redact_secrets_of(settings)
+    # Its Prometheus endpoint serves the SDK's metrics and Herald's (common/metrics.py).
+    client = await connect_when_up(settings, runtime=worker_runtime(settings))
     workers = build_workers(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

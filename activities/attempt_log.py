@@ -20,6 +20,7 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 
 from common.failures import error_text
 from common.logs import log_event
+from common.metrics import FAILED, SUCCEEDED, count_attempt
 from common.models import AttemptContext, AttemptLog, AttemptRecord, FailureDetail, SendInput, SendResult
 
 # Enough history for an operator; the log travels in payloads and the memo, so it stays small.
@@ -51,6 +52,7 @@ class _AttemptLogInbound(ActivityInboundInterceptor):
         except Exception as exc:  # noqa: BLE001 - every failure is logged, then raised again
             raise self._failed(info, number, started, inherited, exc) from exc
         log_event("attempt.succeeded", job_id=info.workflow_id, attempt=number)
+        count_attempt(SUCCEEDED)
         record = AttemptRecord(
             attempt=number, started_at=started, finished_at=_now(), succeeded=True,
             server_started_at=None if info.is_local else _iso(info.started_time),
@@ -76,6 +78,7 @@ class _AttemptLogInbound(ActivityInboundInterceptor):
         log = _kept(inherited + [record])
         log_event("attempt.failed", job_id=info.workflow_id, attempt=number, error=record.error,
                   retryable=record.retryable)
+        count_attempt(FAILED)
         if not info.is_local:
             # The next attempt starts from here; describe shows it meanwhile.
             activity.heartbeat(AttemptLog(log))

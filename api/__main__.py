@@ -22,7 +22,8 @@ def main() -> int:
         return 2
     if settings.dev_mode:
         print(f"herald api: dev mode; client key {settings.api_keys[0]!r}, admin token {settings.admin_token!r}")
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info")
+    # log_config=None: uvicorn's own lines go through Herald's JSON logging too (common/logs.py).
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info", log_config=None)
     return 0
 
 

@@ -12,6 +12,7 @@ from temporalio.common import Priority, SearchAttributePair, TypedSearchAttribut
 
 from common.destinations import BlockedDestination, check_url
 from api.errors import validation_error
+from api.metrics import count_accepted
 from api.schemas import JobOptions
 from api.temporal import RPC_TIMEOUT, TemporalGateway
 from common.logs import log_event
@@ -128,6 +129,7 @@ async def start_job(client: Client, request: NotificationInput | CleanupInput, p
     )
     log_event("job.added", job_id=spec.job_id, kind=spec.kind, family=spec.family, phase=phase.value,
               priority=priority, not_before=initial.not_before)
+    count_accepted(spec.kind)
     return StartedJob(job_id=spec.job_id, phase=phase, handle=handle)
 
 

@@ -13,8 +13,11 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.body_limit import BodyLimitMiddleware
 from api.deps import unauthorized_caller
 from api.errors import error_response, install_error_handlers, temporal_unavailable
+from api.metrics import RequestLatencyMiddleware
+from api.metrics import router as metrics_router
 from api.routers import admin_dlq, health, jobs, notify
 from api.temporal import TemporalGateway, is_unreachable
+from common.logs import redact_secrets_of
 from common.settings import Settings, get_settings
 
 log = logging.getLogger("herald.api")
@@ -36,6 +39,7 @@ async def _on_rpc_error(request: Request, exc: RPCError) -> JSONResponse:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    redact_secrets_of(settings)  # a last guard: common/logs.py masks them in every line
     if not settings.api_keys:
         raise MissingApiKeys(
             "HERALD_API_KEYS is empty, so no client could call the API. Set HERALD_API_KEYS=key1,key2 "
@@ -55,6 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app, refuse_first=unauthorized_caller)
     app.add_exception_handler(RPCError, _on_rpc_error)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Outermost of Herald's middleware: it times the 413s too.
+    app.add_middleware(RequestLatencyMiddleware)
     for module in (health, jobs, notify, admin_dlq):
         app.include_router(module.router)
+    app.include_router(metrics_router)
     return app

@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     webhook_rate_limit: float | None = None
     maintenance_rate_limit: float | None = None
 
+    # The worker's Prometheus endpoint (the SDK's metrics and Herald's); port 0 turns it off.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+
     # Cleanup jobs work on these directories.
     temp_dir: Path = Path(".data/tmp")
     temp_max_age_hours: float = 24

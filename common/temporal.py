@@ -1,4 +1,5 @@
-"""The one way Herald connects to Temporal: address, namespace, TLS and data converter.
+"""The one way Herald connects to Temporal: address, namespace, TLS, data converter, and the
+worker's runtime (its metrics endpoint and the SDK's logs).
 
 The API, the worker, the benchmark and the tests all connect through here, so the payload
 converter (and the encryption codec that goes with it) is the same on every side.
@@ -13,6 +14,9 @@ from pathlib import Path
 import temporalio.converter
 from temporalio.client import Client
 from temporalio.converter import DataConverter
+from temporalio.runtime import (
+    LogForwardingConfig, LoggingConfig, PrometheusConfig, Runtime, TelemetryConfig, TelemetryFilter,
+)
 from temporalio.service import RetryConfig, TLSConfig
 
 from common.settings import Settings
@@ -40,27 +44,75 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
     )
 
 
-async def connect(settings: Settings, *, retry_config: RetryConfig | None = None) -> Client:
+async def connect(settings: Settings, *, retry_config: RetryConfig | None = None,
+                  runtime: Runtime | None = None) -> Client:
+    """A client; `runtime` (default: the SDK's default runtime) is where its workers' metrics go."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         tls=tls_config(settings),
         data_converter=data_converter(settings),
         retry_config=retry_config,
+        runtime=runtime,
     )
 
 
-async def connect_when_up(settings: Settings, attempts: int = 60) -> Client:
+async def connect_when_up(settings: Settings, attempts: int = 60, *, runtime: Runtime | None = None) -> Client:
     """Connect, waiting for Temporal: a worker may start before the server is up."""
     for n in range(1, attempts + 1):
         try:
-            return await connect(settings)
+            return await connect(settings, runtime=runtime)
         except RuntimeError as exc:
             if n == attempts:
                 raise
             log.warning("Temporal at %s not reachable yet (%s); retrying", settings.temporal_address, exc)
             await asyncio.sleep(1)
     raise AssertionError("unreachable")
+
+
+def metrics_address(settings: Settings) -> str | None:
+    """Where the worker serves its Prometheus metrics, `host:port`; None when the port is 0."""
+    if not settings.worker_metrics_port:
+        return None
+    host = settings.worker_metrics_host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address
+    return f"{host}:{settings.worker_metrics_port}"
+
+
+def telemetry(metrics_bind_address: str | None) -> TelemetryConfig:
+    """The SDK's core logs go to the `temporalio.core` logger (so they are JSON lines like the rest,
+    common/logs.py); its metrics, and Herald's worker metrics, to one Prometheus endpoint.
+
+    Counters keep the names they are created with (no `_total` added), so Herald's are exposed
+    under the names in common/metrics.py; the SDK's are `temporal_…`, durations in milliseconds,
+    as Temporal's documentation names them.
+    """
+    return TelemetryConfig(
+        logging=LoggingConfig(
+            filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+            forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+        ),
+        metrics=PrometheusConfig(bind_address=metrics_bind_address) if metrics_bind_address else None,
+    )
+
+
+def worker_runtime(settings: Settings) -> Runtime:
+    """The worker's Temporal runtime, serving `/metrics` on HERALD_WORKER_METRICS_HOST:PORT.
+
+    A port that cannot be bound (taken, not allowed) is logged as an error and the worker runs
+    without the endpoint: metrics are not worth stopping the sends for.
+    """
+    address = metrics_address(settings)
+    if address:
+        try:
+            runtime = Runtime(telemetry=telemetry(address))
+        except ValueError as exc:  # the SDK's "Failed starting Prometheus exporter: ..."
+            log.error("worker metrics not served on %s: %s", address, exc)
+        else:
+            log.info("worker metrics on http://%s/metrics", address)
+            return runtime
+    return Runtime(telemetry=telemetry(None))
 
 
 def client_for(client: Client, settings: Settings) -> Client:

@@ -21,7 +21,7 @@ CLIENT_ROUTES = [("POST", path, body) for path, body in CREATE.items()] + [
     ("GET", "/jobs/{id}/status", None), ("GET", "/jobs/{id}", None), ("POST", "/jobs/{id}/cancel", None),
     ("GET", "/notifications/{id}", None),
 ]
-OPEN_ROUTES = {"/healthz", "/readyz"}
+OPEN_ROUTES = {"/healthz", "/readyz", "/metrics"}
 
 
 def _details(response) -> list[dict]:

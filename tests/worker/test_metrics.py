@@ -1,0 +1,208 @@
+"""The worker's Prometheus endpoint (the Temporal SDK's metrics and Herald's), and secrets kept out
+of the logs, with real workers on a runtime like `python -m worker` makes (common.temporal.worker_runtime),
+jobs taken in by the real API, a real SMTP sink and local HTTP receivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.main import create_app
+from common.logs import JsonFormatter
+from common.metrics import ATTEMPTS
+from common.settings import Settings
+from common.temporal import connect, worker_runtime
+from devstack.smtp_sink import SmtpSink
+from tests.support.http_receiver import Answer, HttpReceiver
+from tests.support.temporal import free_port, running_workers
+
+# Every secret a deployment has, each one distinct, so any of them in a log line is found.
+API_KEY = "key-4f1c2a9e7b3d"
+ADMIN_TOKEN = "admin-8e2b6c0d4a1f"
+SMTP_PASSWORD = "smtp-pw-5d7e9a1c3b"
+SMS_TOKEN = "sms-token-2b4d6f8a0c"
+SMS_FALLBACK_TOKEN = "sms-fallback-9c7a5e3b1d"
+WEBHOOK_SECRET = "whsec_c2VjcmV0LWZvci1sb2ctdGVzdHMtb25seS0xMjM0NTY="
+SECRETS = [API_KEY, ADMIN_TOKEN, SMTP_PASSWORD, SMS_TOKEN, SMS_FALLBACK_TOKEN, WEBHOOK_SECRET,
+           WEBHOOK_SECRET.removeprefix("whsec_")]
+FINAL = {"completed", "failed", "cancelled"}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Captured(logging.Handler):
+    """Every record as it was logged (before any masking) and as Herald writes it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.raw: list[str] = []
+        self.json = io.StringIO()
+        self.formatter_ = JsonFormatter()
+        self.plain = logging.Formatter("%(name)s %(levelname)s %(message)s")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = getattr(record, "herald_event", None)
+        self.raw.append(self.plain.format(record) + (json.dumps(event, default=str) if event else "")
+                        + " " + json.dumps({k: str(v) for k, v in record.__dict__.items()}))
+        self.json.write(self.formatter_.format(record) + "\n")
+
+    def lines(self) -> list[dict]:
+        return [json.loads(line) for line in self.json.getvalue().splitlines()]
+
+
+@pytest.fixture
+def captured() -> Iterator[Captured]:
+    handler = Captured()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def address_of(env) -> str:
+    return env.client.service_client.config.target_host
+
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def scrape(port: int) -> dict[tuple[str, frozenset], float]:
+    """(name, labels) → value of every sample, names exactly as exposed (no parser renaming them)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    page = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            match = SAMPLE.match(line)
+            assert match, line
+            name, labels, number = match.groups()
+            page[(name, frozenset(LABEL.findall(labels or "")))] = float(number)
+    return page
+
+
+def value(page: dict, name: str, **labels: str) -> float:
+    wanted = set(labels.items())
+    return sum(v for (n, got), v in page.items() if n == name and wanted <= got)
+
+
+async def until_final(api: httpx.AsyncClient, job_id: str) -> dict:
+    end = time.monotonic() + 30
+    while True:
+        body = (await api.get(f"/jobs/{job_id}/status")).json()
+        if body.get("status") in FINAL:
+            return body
+        assert time.monotonic() < end, body
+        await asyncio.sleep(0.1)
+
+
+async def test_worker_endpoint_serves_sdk_and_herald_metrics_and_logs_keep_secrets_out(
+        time_env, tmp_path, captured):
+    port = free_port()
+    with SmtpSink(tmp_path / "outbox", port=free_port()) as smtp, \
+            HttpReceiver([Answer(503, {"error": "busy"})]) as gateway, HttpReceiver([Answer(204)]) as receiver:
+        settings = Settings(
+            temporal_address=address_of(time_env), data_dir=tmp_path,
+            api_keys=[API_KEY], admin_token=ADMIN_TOKEN,
+            smtp_port=smtp.port, smtp_password=SMTP_PASSWORD,
+            sms_gateway_url=gateway.url + "/messages", sms_gateway_token=SMS_TOKEN,
+            sms_fallback_token=SMS_FALLBACK_TOKEN,
+            webhook_secret=WEBHOOK_SECRET, webhook_allow_hosts=["127.0.0.1/8"],
+            temp_dir=tmp_path / "tmp", log_dir=tmp_path / "logs", session_dir=tmp_path / "sessions",
+            worker_metrics_port=port,
+        )
+        client = await connect(settings, runtime=worker_runtime(settings))
+        app = create_app(settings)
+        transport = httpx.ASGITransport(app=app)
+        async with running_workers(client, settings), httpx.AsyncClient(
+                transport=transport, base_url="http://test", headers={"Authorization": f"Bearer {API_KEY}"}) as api:
+            sent = (await api.post("/jobs/email", json={"to": "ada@example.com", "subject": "s", "body": "b"})).json()
+            failing = (await api.post("/jobs/sms", json={"phone": "+14155550100", "message": "m",
+                                                         "attempts": 1})).json()
+            hooked = (await api.post("/notify/webhook", json={"url": receiver.url + "/hook", "data": {"n": 1}})).json()
+            assert (await until_final(api, sent["jobId"]))["status"] == "completed"
+            assert (await until_final(api, failing["jobId"]))["status"] == "failed"
+            assert (await until_final(api, hooked["notificationId"]))["status"] == "completed"
+            # A wrong key and the admin token where a client key belongs: refused, and not logged.
+            await api.get(f"/jobs/{sent['jobId']}/status", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+            await api.get("/jobs/x/status", headers={"Authorization": f"Bearer {API_KEY}x"})
+            page = scrape(port)
+        assert receiver.received and gateway.received  # the secrets were used: signed, sent as a token
+
+    assert value(page, ATTEMPTS, type="email", outcome="succeeded") >= 1
+    assert value(page, ATTEMPTS, type="sms", outcome="failed") >= 1
+    assert value(page, ATTEMPTS, type="webhook", outcome="succeeded") >= 1
+    assert value(page, ATTEMPTS, type="email", outcome="failed") == 0
+    # The SDK's own metrics on the same endpoint.
+    sdk = {name for name, _ in page if name.startswith("temporal_")}
+    assert {"temporal_workflow_completed", "temporal_workflow_failed", "temporal_workflow_task_execution_latency_count",
+            "temporal_local_activity_execution_failed"} <= sdk, sorted(sdk)
+    # Exposed under exactly its name: the runtime adds no second `_total`.
+    assert not any(name.startswith(ATTEMPTS + "_") for name, _ in page)
+
+    lines = captured.lines()
+    assert {line["event"] for line in lines if line.get("job_id") == sent["jobId"]} >= {
+        "job.added", "attempt.picked", "attempt.succeeded", "job.completed"}
+    assert {line["event"] for line in lines if line.get("job_id") == failing["jobId"]} >= {
+        "job.added", "attempt.picked", "attempt.failed", "job.failed"}
+    everything = "\n".join(captured.raw) + captured.json.getvalue()
+    leaked = [secret for secret in SECRETS if secret in everything]
+    assert not leaked, f"secrets in the logs: {leaked}"
+
+
+def test_a_taken_metrics_port_is_logged_and_the_worker_runs_without_it(captured):
+    with HttpReceiver() as taken:  # something already listens there
+        port = int(taken.url.rsplit(":", 1)[1])
+        runtime = worker_runtime(Settings(worker_metrics_port=port))
+    assert runtime is not None
+    [error] = [line for line in captured.lines() if line["level"] == "ERROR"]
+    assert error["logger"] == "herald.temporal" and f"127.0.0.1:{port}" in error["message"]
+
+
+def test_the_worker_process_serves_its_endpoint_and_logs_json_lines(tmp_path):
+    """`python -m worker` as deployed: the endpoint is up on HERALD_WORKER_METRICS_PORT while the
+    worker waits for Temporal, and every line it writes on stderr is a JSON object."""
+    port = free_port()
+    env = {**os.environ, "HERALD_WORKER_METRICS_PORT": str(port), "HERALD_DATA_DIR": str(tmp_path),
+           "HERALD_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",  # nothing there: it waits and says so
+           "HERALD_WEBHOOK_SECRET": WEBHOOK_SECRET}
+    worker = subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+                    assert answer.status == 200
+                    break
+            except OSError:
+                assert worker.poll() is None and time.monotonic() < end, "the worker never served its metrics"
+                time.sleep(0.2)
+        time.sleep(1.5)  # at least one "not reachable yet"
+    finally:
+        worker.terminate()
+        out, err = worker.communicate(timeout=30)
+    lines = [json.loads(line) for line in err.splitlines()]  # every line is one JSON object
+    assert out == ""
+    said = [(line["logger"], line["level"], line.get("message", "")) for line in lines]
+    assert ("herald.temporal", "INFO", f"worker metrics on http://127.0.0.1:{port}/metrics") in said, said
+    assert any(name == "herald.temporal" and level == "WARNING" and "not reachable yet" in message
+               for name, level, message in said), said
+    assert WEBHOOK_SECRET not in err
