@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from datetime import datetime, timedelta, timezone
@@ -262,3 +263,19 @@ async def test_priority_reaches_temporal(api, dev_env, priority):
     info = (await dev_env.client.get_workflow_handle(job_id).describe()).raw_description.workflow_execution_info
     assert info.priority.priority_key == priority
     assert (await until_final(api, job_id))["status"] == "completed"
+
+
+async def test_a_finished_job_is_searchable_by_type_and_final_status(api, dev_env, smtp_sink, sms_gateway):
+    """HeraldJobType and the final HeraldStatus are in visibility (the Web UI's filters, the DLQ, stats)."""
+    done = (await api.post("/jobs/email", json={"to": "sa@example.com", "subject": "s", "body": "b"})).json()["jobId"]
+    phone = "+14155550166"
+    sms_gateway.script(phone, [Answer(400, {"error": "no"})])
+    failed = (await api.post("/jobs/sms", json={"phone": phone, "message": "x"})).json()["jobId"]
+    assert (await until_final(api, done))["status"] == "completed"
+    assert (await until_final(api, failed))["status"] == "failed"
+    for job_id, kind, word in ((done, "email", "completed"), (failed, "sms", "failed")):
+        query = f"WorkflowId = '{job_id}' AND HeraldJobType = '{kind}' AND HeraldStatus = '{word}'"
+        end = time.monotonic() + 10
+        while (await dev_env.client.count_workflows(query)).count != 1:
+            assert time.monotonic() < end, f"visibility never showed {query}"
+            await asyncio.sleep(0.2)
