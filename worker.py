@@ -16,6 +16,7 @@ from activities.maintenance import MaintenanceActivities
 from activities.attempt_log import AttemptLogInterceptor
 from activities.sms import SmsActivities
 from activities.webhook import WebhookActivities
+from api.schedule_store import ensure_at_start
 from common.logs import configure_logging, redact_secrets_of
 from common.models import QUEUE_CHANNELS, TASK_QUEUES
 from common.runtime import exit_skipping_teardown
@@ -72,6 +73,8 @@ async def main() -> None:
     # Its Prometheus endpoint serves the SDK's metrics and Herald's (common/metrics.py).
     client = await connect_when_up(settings, runtime=worker_runtime(settings))
     workers = build_workers(client, settings)
+    # The built-in schedules (daily cleanup, token cleanup), created once however many workers start.
+    await ensure_at_start(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -154,6 +154,46 @@ class Notification(Answer):
     callback: Callback | SkipJsonSchema[None] = absent_unless("only for a job with a `webhookUrl`")
 
 
+# ---- schedules -----------------------------------------------------------------------------
+class ScheduleCreated(Answer):
+    scheduleId: str = Field(description="the schedule's id, also its Temporal Schedule id; each run is a job of "
+                                        "its own with the id `<scheduleId>-<start time>`")
+    nextRunAt: str | None = Field(description="when the first run is due", json_schema_extra=DATE_TIME)
+
+
+class ScheduleSummary(Answer):
+    """A schedule as GET /admin/schedules lists it."""
+
+    id: str
+    cron: str = Field(description="five fields: minute hour day-of-month month day-of-week")
+    timezone: str = Field(description="the IANA time zone the cron is read in")
+    paused: bool
+    builtin: bool = Field(description="true for the schedules Herald creates itself (`daily-cleanup`, "
+                                      "`daily-log-cleanup`, `token-cleanup`)")
+    nextRunAt: str | None = Field(description="when the next run is due; null while paused",
+                                  json_schema_extra=DATE_TIME)
+    lastRunAt: str | SkipJsonSchema[None] = absent_unless("only once it has run: when the latest run started",
+                                                          **DATE_TIME)
+    lastJobId: str | SkipJsonSchema[None] = absent_unless(
+        "only once it has run: the latest run's job id, readable on every status route")
+
+
+class ScheduleDetail(ScheduleSummary):
+    """A schedule with its job, GET /schedules/{id} and the admin actions' answer."""
+
+    job: dict[str, Any] = Field(description="the job each run starts, as given to POST /schedules (`type`, that "
+                                            "type's fields and options; a phone number normalised)")
+
+
+class ScheduleDeleted(Answer):
+    scheduleId: str
+    deleted: Literal[True] = Field(description="no more runs; a run already started goes on")
+
+
+class ScheduleList(Answer):
+    items: list[ScheduleSummary] = Field(description="the built-in schedules first, then the others by id")
+
+
 # ---- open routes ---------------------------------------------------------------------------
 class Health(Answer):
     status: Literal["ok"]

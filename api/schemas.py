@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import phonenumbers
 from pydantic import (
-    AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StrictInt, ValidationInfo, field_validator,
+    AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StrictInt, ValidationError, ValidationInfo,
+    ValidatorFunctionWrapHandler, WrapValidator, field_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from common.models import CleanupTaskName
+from common.schedules import DEFAULT_TIMEZONE, validate_cron, validate_timezone
 
 MAX_DELAY_MS = int(timedelta(days=366).total_seconds() * 1000)
 MAX_BACKOFF_MS = int(timedelta(days=1).total_seconds() * 1000)
@@ -106,6 +109,93 @@ class NotifyWebhook(JobOptions):
     url: str = Field(max_length=2048)
     # Required, but `null` is a legitimate body.
     data: Any = Field(description="sent exactly as given as the JSON body")
+
+
+# ---- a job of any type, {"type": "email" | "sms" | "webhook" | "cleanup", ...}: a schedule's job ------
+class TypedEmailJob(JobOptions, EmailFields):
+    type: Literal["email"]
+
+
+class TypedSmsJob(JobOptions, SmsFields):
+    type: Literal["sms"]
+
+
+class TypedWebhookJob(JobOptions):
+    type: Literal["webhook"]
+    url: str = Field(max_length=2048)
+    data: Any = Field(description="sent exactly as given as the JSON body")
+
+
+class TypedCleanupJob(JobOptions):
+    type: Literal["cleanup"]
+    task: CleanupTaskName
+
+
+def _errors_at(errors: list[InitErrorDetails], title: str = "job") -> ValidationError:
+    return ValidationError.from_exception_data(title, errors)
+
+
+def _untagged(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A typed job's errors at the body's own paths (`job.to`), not pydantic's (`job.email.to`)."""
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        errors: list[InitErrorDetails] = []
+        for error in exc.errors():
+            loc = error["loc"]
+            if error["type"] == "union_tag_not_found":
+                errors.append(InitErrorDetails(type="missing", loc=("type",), input=value))
+                continue
+            if error["type"] == "union_tag_invalid":
+                message = "must be one of 'email', 'sms', 'webhook', 'cleanup'"
+                errors.append(InitErrorDetails(type=PydanticCustomError("union_tag_invalid", message),
+                                               loc=("type",), input=error["input"]))
+                continue
+            if loc and loc[0] in ("email", "sms", "webhook", "cleanup"):
+                loc = loc[1:]
+            # The same type and message, without the context object each built-in type requires.
+            errors.append(InitErrorDetails(type=PydanticCustomError(error["type"], error["msg"]), loc=loc,
+                                           input=error["input"]))
+        raise _errors_at(errors, exc.title) from None
+
+
+# One model for every place a body names a job of any type; errors read `job.to`, `job.type`.
+TypedJob = Annotated[
+    Union[TypedEmailJob, TypedSmsJob, TypedWebhookJob, TypedCleanupJob],
+    Field(discriminator="type"),
+    WrapValidator(_untagged),
+]
+
+
+class ScheduleCreate(Body):
+    cron: str = Field(max_length=256, description="five fields: minute hour day-of-month month day-of-week",
+                      examples=["0 9 * * 1-5"])
+    timezone: str = Field(DEFAULT_TIMEZONE, max_length=64, description="the IANA time zone the cron is read in",
+                          examples=["Europe/Berlin"])
+    job: TypedJob = Field(description="the job each run starts: `type` and that type's body and options, "
+                                      "without `delay` or `deliverAt`")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return validate_cron(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return validate_timezone(value)
+
+    @field_validator("job")
+    @classmethod
+    def _runs_when_due(cls, job: Any) -> Any:
+        # Each run starts when the schedule fires; a delay would only shift the cron.
+        errors = [InitErrorDetails(type=PydanticCustomError("value_error", "not allowed in a schedule's job: "
+                                                            "the cron says when each run starts"),
+                                   loc=(name,), input=getattr(job, name))
+                  for name in ("delay", "deliverAt") if getattr(job, name) is not None]
+        if errors:
+            raise _errors_at(errors)
+        return job
 
 
 

@@ -95,12 +95,22 @@ class Settings(BaseSettings):
     log_retention_days: float = 14
     session_dir: Path = Path(".data/sessions")
 
+    # The built-in schedules (daily cleanup at 00:00, token cleanup at 02:00) run in this IANA zone.
+    schedule_timezone: str = "UTC"
+
     @field_validator("api_keys", "webhook_allow_hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _iana_zone(cls, value: str) -> str:
+        from common.schedules import validate_timezone  # noqa: PLC0415 - keeps settings import-light
+
+        return validate_timezone(value)
 
     @model_validator(mode="after")
     def _dev_credentials(self) -> "Settings":

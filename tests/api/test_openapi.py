@@ -27,6 +27,13 @@ SUCCESS = {
     ("get", "/notifications/{notification_id}"): ("200", "Notification"),
     ("get", "/healthz"): ("200", "Health"),
     ("get", "/readyz"): ("200", "Ready"),
+    ("post", "/schedules"): ("201", "ScheduleCreated"),
+    ("get", "/schedules/{schedule_id}"): ("200", "ScheduleDetail"),
+    ("delete", "/schedules/{schedule_id}"): ("200", "ScheduleDeleted"),
+    ("get", "/admin/schedules"): ("200", "ScheduleList"),
+    ("post", "/admin/schedules/{schedule_id}/trigger"): ("200", "ScheduleDetail"),
+    ("post", "/admin/schedules/{schedule_id}/pause"): ("200", "ScheduleDetail"),
+    ("post", "/admin/schedules/{schedule_id}/unpause"): ("200", "ScheduleDetail"),
 }
 # Routes whose success answer is not JSON, by its content type.
 TEXT = {("get", "/metrics"): ("200", "text/plain")}
