@@ -24,6 +24,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from common.logs import log_event
+    from common.metrics import count_dead_letter, count_job_finished
     from common.models import (
         ATTEMPT_SIGNAL, STATE_MEMO_KEY, TASK_QUEUES, AttemptContext, AttemptRecord, CallbackState, JobSpec,
         JobState, Phase, SendInput, WebhookRequest, stamped,
@@ -79,6 +80,7 @@ class JobTracker:
                 self._publish()
             log_event("dead_lettered", log=workflow.logger, job_id=self.state.job_id, kind=self.state.kind,
                       attempts=self.state.attempts, error=self.state.error)
+            count_dead_letter(self.state.kind)
             await self._call_back()
             # The run fails too, so the Web UI and `temporal workflow list` show it as Failed; the
             # details carry the final state for the API.
@@ -190,6 +192,7 @@ class JobTracker:
         workflow.upsert_search_attributes([HERALD_STATUS.value_set(phase.value)])
         log_event(f"job.{phase.value}", log=workflow.logger, job_id=self.state.job_id, kind=self.state.kind,
                   attempts=self.state.attempts, error=self.state.error)
+        count_job_finished(self.state.kind, phase.value)
 
     def _publish(self) -> None:
         workflow.upsert_memo({STATE_MEMO_KEY: self.state})

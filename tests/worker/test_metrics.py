@@ -23,7 +23,7 @@ import pytest
 
 from api.main import create_app
 from common.logs import JsonFormatter
-from common.metrics import ATTEMPTS
+from common.metrics import ATTEMPTS, DEAD_LETTERS, JOBS_FINISHED
 from common.settings import Settings
 from common.temporal import connect, worker_runtime
 from devstack.smtp_sink import SmtpSink
@@ -150,6 +150,10 @@ async def test_worker_endpoint_serves_sdk_and_herald_metrics_and_logs_keep_secre
     assert value(page, ATTEMPTS, type="sms", outcome="failed") >= 1
     assert value(page, ATTEMPTS, type="webhook", outcome="succeeded") >= 1
     assert value(page, ATTEMPTS, type="email", outcome="failed") == 0
+    assert value(page, JOBS_FINISHED, type="email", status="completed") >= 1
+    assert value(page, JOBS_FINISHED, type="sms", status="failed") >= 1
+    assert value(page, DEAD_LETTERS, type="sms") >= 1
+    assert value(page, DEAD_LETTERS, type="email") == 0
     # The SDK's own metrics on the same endpoint.
     sdk = {name for name, _ in page if name.startswith("temporal_")}
     assert {"temporal_workflow_completed", "temporal_workflow_failed", "temporal_workflow_task_execution_latency_count",
@@ -161,7 +165,7 @@ async def test_worker_endpoint_serves_sdk_and_herald_metrics_and_logs_keep_secre
     assert {line["event"] for line in lines if line.get("job_id") == sent["jobId"]} >= {
         "job.added", "attempt.picked", "attempt.succeeded", "job.completed"}
     assert {line["event"] for line in lines if line.get("job_id") == failing["jobId"]} >= {
-        "job.added", "attempt.picked", "attempt.failed", "job.failed"}
+        "job.added", "attempt.picked", "attempt.failed", "job.failed", "dead_lettered"}
     everything = "\n".join(captured.raw) + captured.json.getvalue()
     leaked = [secret for secret in SECRETS if secret in everything]
     assert not leaked, f"secrets in the logs: {leaked}"
