@@ -126,19 +126,28 @@ def builtin_schedule(definition: BuiltinSchedule, settings: Settings) -> Schedul
                         ScheduleOverlapPolicy.SKIP)
 
 
+async def _plain(client: Client, values: Sequence[Any]) -> list[Any]:
+    """Values (or their payloads, as describe gives them) as plain JSON data."""
+    values = list(values)
+    if values and not all(hasattr(v, "metadata") for v in values):
+        values = await client.data_converter.encode(values)
+    return await client.data_converter.decode(values) if values else []
+
+
 async def _what_runs(client: Client, schedule: Schedule) -> tuple[Any, ...]:
-    """What an update must keep equal: when, what and how (not the job's creation time)."""
+    """What an update must keep equal: when, what and how (not when the definition was written)."""
     action = schedule.action
     assert isinstance(action, ScheduleActionStartWorkflow)
-    args = action.args
-    if args and not all(hasattr(a, "metadata") for a in args):
-        args = await client.data_converter.encode(list(args))
-    decoded = await client.data_converter.decode(list(args)) if args else []
-    for arg in decoded:
-        if isinstance(arg, dict) and isinstance(arg.get("job"), dict):
-            arg["job"].pop("created_at", None)
+    args = await _plain(client, action.args)
+    memo = dict(zip(action.memo or {}, await _plain(client, list((action.memo or {}).values()))))
+    for value in [*(a.get("job") for a in args if isinstance(a, dict)), *memo.values()]:
+        if isinstance(value, dict):
+            for moment in ("created_at", "updated_at"):
+                value.pop(moment, None)
+    attributes = sorted((pair.key.name, pair.value) for pair in action.typed_search_attributes)
     return (cron_of(schedule.spec), schedule.spec.time_zone_name, action.workflow, action.id, action.task_queue,
-            decoded, schedule.policy.overlap, schedule.policy.catchup_window)
+            args, memo, attributes, action.priority.priority_key, schedule.policy.overlap,
+            schedule.policy.catchup_window)
 
 
 async def ensure_builtin_schedule(client: Client, settings: Settings, definition: BuiltinSchedule) -> str:
