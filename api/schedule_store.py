@@ -83,7 +83,8 @@ def job_schedule(schedule_id: str, request: NotificationInput | CleanupInput, pr
     return Schedule(
         action=ScheduleActionStartWorkflow(
             start.workflow, request, id=schedule_id, task_queue=start.task_queue, memo=start.memo,
-            typed_search_attributes=start.search_attributes, priority=start.priority),
+            typed_search_attributes=start.search_attributes, priority=start.priority,
+            static_summary=start.summary, static_details=start.details),
         spec=schedule_spec(cron, timezone_name),
         policy=SchedulePolicy(overlap=overlap, catchup_window=CATCHUP_WINDOW),
     )
@@ -145,8 +146,9 @@ async def _what_runs(client: Client, schedule: Schedule) -> tuple[Any, ...]:
             for moment in ("created_at", "updated_at"):
                 value.pop(moment, None)
     attributes = sorted((pair.key.name, pair.value) for pair in action.typed_search_attributes)
+    summaries = [await _plain(client, [text]) for text in (action.static_summary, action.static_details) if text]
     return (cron_of(schedule.spec), schedule.spec.time_zone_name, action.workflow, action.id, action.task_queue,
-            args, memo, attributes, action.priority.priority_key, schedule.policy.overlap,
+            args, memo, attributes, action.priority.priority_key, summaries, schedule.policy.overlap,
             schedule.policy.catchup_window)
 
 

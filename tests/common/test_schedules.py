@@ -160,3 +160,11 @@ def test_a_client_schedule_starts_what_the_api_would():
     assert action.priority.priority_key == 2
     assert action.memo[STATE_MEMO_KEY].max_attempts == 4 and action.memo[STATE_MEMO_KEY].callback.url == (
         "https://example.com/cb")
+
+
+def test_each_run_shows_the_redacted_summary_the_api_gives_its_jobs():
+    schedule = builtin_schedule(BUILTIN_SCHEDULES[0], Settings())
+    action = schedule.action
+    assert isinstance(action, ScheduleActionStartWorkflow)
+    assert action.static_summary and "delete_temp" in action.static_summary
+    assert action.static_details and "each scheduled run its own" in action.static_details
