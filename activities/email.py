@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from email.message import EmailMessage as MimeMessage
 from email.utils import formatdate
@@ -14,9 +15,14 @@ from common.models import DeliveryReceipt, EmailMessage, FailureDetail
 from common.settings import Settings
 
 
+_NOT_DOT_ATOM = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
+
+
 def message_id(idempotency_key: str) -> str:
-    # The job's idempotency key as Message-ID lets a provider drop a duplicate after a retry.
-    return f"<{idempotency_key}@herald>"
+    # The job's idempotency key as Message-ID lets a provider drop a duplicate after a retry. A
+    # scheduled run's id ends in a time (`...-2026-11-30T22:54:40Z`): a ':' is not allowed there
+    # (RFC 5322 dot-atom), so every character outside it becomes '.'.
+    return f"<{_NOT_DOT_ATOM.sub('.', idempotency_key)}@herald>"
 
 
 class EmailActivities:

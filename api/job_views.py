@@ -51,6 +51,10 @@ async def load_job(client: Client, job_id: str) -> JobView:
     state = (await description.memo()).get(STATE_MEMO_KEY)
     if not isinstance(state, dict):
         raise not_found(job_id)  # a Temporal workflow, but not a Herald job (e.g. a callback)
+    if not state.get("job_id"):
+        # A schedule's run: its memo was written with the schedule; the run itself started now.
+        started = description.start_time.isoformat()
+        state = state | {"job_id": job_id, "created_at": started, "updated_at": started}
     if description.status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.FAILED):
         handle = client.get_workflow_handle(job_id, run_id=description.run_id)
         state = await _final_state(handle) or state
