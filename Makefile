@@ -2,6 +2,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: install run test demo bench clean
 
@@ -19,8 +21,18 @@ run: $(STAMP)
 demo: $(STAMP)
 	HERALD_DEV_MODE=$${HERALD_DEV_MODE:-true} $(BIN)/python -m devstack.demo
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The dashboard test drives Debian's Chromium (through the playwright package, never a browser
+# of its own): installed once with apt-get, skipped when it is there.
+$(CHROMIUM):
+	@echo "make: installing Debian's chromium for the dashboard test (apt-get)"
+	@{ $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends chromium >/dev/null; } \
+	  && test -x $(CHROMIUM) \
+	  || { echo >&2 "make: could not install Debian's chromium ($(CHROMIUM)), which the dashboard test needs:"; \
+	       echo >&2 "      run 'apt-get install chromium' as root, then make test again."; exit 1; }
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

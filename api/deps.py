@@ -62,20 +62,41 @@ def _admin_credential(authorization: str) -> str:
     return ""
 
 
-def _admin_refusal(settings: Settings, authorization: str) -> ApiError | None:
+# Basic first: a browser takes the first challenge of the header and knows no Bearer, so with
+# Bearer first it would not ask for the token when it opens the dashboard.
+ADMIN_CHALLENGE = 'Basic realm="Herald admin", Bearer realm="Herald admin"'
+_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def _cross_site(request: Request, authorization: str) -> bool:
+    """An admin action by HTTP Basic from another site's page (a forged form POST, say).
+
+    A browser re-sends the Basic credentials it holds for the origin with every request to it,
+    whichever page made the request; it also says in Sec-Fetch-Site where the request came from.
+    Bearer tokens are never sent on their own, and clients that are not browsers send no
+    Sec-Fetch-Site, so neither is affected.
+    """
+    return (request.method not in _SAFE_METHODS and authorization.partition(" ")[0].lower() == "basic"
+            and request.headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site"))
+
+
+def _admin_refusal(settings: Settings, request: Request) -> ApiError | None:
+    authorization = request.headers.get("authorization", "")
     given = _admin_credential(authorization)
     if _is_admin_token(settings, given):
+        if _cross_site(request, authorization):
+            return ApiError(403, "forbidden", "an admin action from another site's page is refused; "
+                                              "use the dashboard, or send the token as a Bearer token")
         return None
     if _is_client_key(settings, given):
         return ApiError(403, "forbidden", "a client key cannot use the admin routes; use the admin token")
-    # Basic too, so a browser asks for the token when it opens the dashboard.
     return ApiError(401, "unauthorized", "the admin token is required: Authorization: Bearer TOKEN",
-                    headers={"WWW-Authenticate": 'Bearer, Basic realm="Herald admin"'})
+                    headers={"WWW-Authenticate": ADMIN_CHALLENGE})
 
 
 def require_admin_token(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
     """The admin token, as a Bearer token or as the password of HTTP Basic auth; a client key gets 403."""
-    refusal = _admin_refusal(settings, request.headers.get("authorization", ""))
+    refusal = _admin_refusal(settings, request)
     if refusal:
         raise refusal
 
@@ -90,7 +111,7 @@ def unauthorized_caller(request: Request) -> ApiError | None:
     guards = {getattr(d, "dependency", None) for d in getattr(route, "dependencies", [])}
     authorization = request.headers.get("authorization", "")
     if require_admin_token in guards:
-        return _admin_refusal(get_settings(request), authorization)
+        return _admin_refusal(get_settings(request), request)
     if require_client_key not in guards:
         return None
     scheme, _, token = authorization.partition(" ")

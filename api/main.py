@@ -16,6 +16,7 @@ from api.errors import error_response, install_error_handlers, temporal_unavaila
 from api.metrics import RequestLatencyMiddleware
 from api.metrics import router as metrics_router
 from api.routers import admin_dlq, health, jobs, notify
+from api.routers import admin as admin_dashboard
 from api.routers import admin_schedules, schedules
 from api.temporal import TemporalGateway, is_unreachable
 from common.logs import redact_secrets_of
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestLatencyMiddleware)
     for module in (health, jobs, notify, admin_dlq):
         app.include_router(module.router)
+    app.include_router(admin_dashboard.router)
     app.include_router(schedules.router)
     app.include_router(admin_schedules.router)
     app.include_router(metrics_router)

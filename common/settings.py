@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     temporal_ui_port: int = 8233
+    # Where operators open the Temporal Web UI (the dashboard links each job's run there);
+    # unset: http://127.0.0.1:<temporal_ui_port>, the dev server's.
+    temporal_ui_url: str | None = None
     # TLS to the Temporal frontend (mTLS when a client certificate and key are given).
     temporal_tls: bool = False
     temporal_tls_ca_file: Path | None = None

@@ -38,9 +38,11 @@ SUCCESS = {
     ("post", "/admin/schedules/{schedule_id}/trigger"): ("200", "ScheduleDetail"),
     ("post", "/admin/schedules/{schedule_id}/pause"): ("200", "ScheduleDetail"),
     ("post", "/admin/schedules/{schedule_id}/unpause"): ("200", "ScheduleDetail"),
+    ("get", "/admin/stats"): ("200", "Stats"),
+    ("get", "/admin/jobs"): ("200", "RecentJobs"),
 }
 # Routes whose success answer is not JSON, by its content type.
-TEXT = {("get", "/metrics"): ("200", "text/plain")}
+TEXT = {("get", "/metrics"): ("200", "text/plain"), ("get", "/admin"): ("200", "text/html")}
 # Open routes: no key, so no 401.
 OPEN = {"/healthz", "/readyz", "/metrics"}
 

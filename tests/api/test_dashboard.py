@@ -1,0 +1,201 @@
+"""GET /admin, the operator's dashboard, in a real headless Chromium (Debian's, driven by Playwright).
+
+The API is served over real HTTP (uvicorn on its own thread) against the session's dev server and
+workers; the browser opens the page with HTTP Basic credentials, as an operator would, and the
+page's own script reads and acts through the admin JSON routes. Screenshots are kept in
+.data/test-artifacts/. `make test` installs Debian's chromium; no browser is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from api.main import create_app
+from tests.api.helpers import ADMIN, ADMIN_TOKEN, API_KEY, AUTH, ThreadedServer, assert_error, until_final
+from tests.api.test_dlq import failed_webhook, listed
+from tests.support.http_receiver import Answer, HttpReceiver
+
+pytestmark = pytest.mark.usefixtures("workers")
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / ".data" / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+WAIT_MS = 20_000
+
+
+@pytest.fixture(scope="module")
+def served(settings):
+    """The API over real HTTP, with its own app (and so its own Temporal client on the server's loop)."""
+    with ThreadedServer(create_app(settings.model_copy(update={"temporal_ui_url": "http://ui.example:8233"}))) as server:
+        yield f"http://127.0.0.1:{server.port}"
+
+
+@pytest.fixture
+async def browser(tmp_path):
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium)")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:  # pragma: no cover - the dev extra brings it
+        pytest.fail("the playwright package is missing: `make test` installs the dev extra")
+    async with async_playwright() as playwright:
+        # A fresh profile; Basic credentials as an operator would type them into the browser's prompt.
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+            http_credentials={"username": "operator", "password": ADMIN_TOKEN},
+            viewport={"width": 1360, "height": 1000})
+        try:
+            yield context
+        finally:
+            await context.close()
+
+
+def keep(path: Path, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    kept = ARTIFACTS / name
+    shutil.move(str(path), kept)
+    print(f"\nscreenshot: {kept}")
+    return kept
+
+
+async def test_the_dashboard_shows_counts_and_redrives_a_dead_letter(api, served, browser, tmp_path, smtp_sink):
+    with HttpReceiver([Answer(404, {"error": "no such hook"}), Answer(200, {"ok": True})]) as receiver:
+        done = (await api.post("/jobs/email", json={"to": "ada@example.com", "subject": "s", "body": "b"})).json()
+        assert (await until_final(api, done["jobId"]))["status"] == "completed"
+        dead = await failed_webhook(api, receiver.url)
+        await listed(api, dead)
+        created = await api.post("/schedules", json={"cron": "0 9 1 1 *", "timezone": "Europe/Paris",
+                                                      "job": {"type": "cleanup", "task": "delete_temp"}})
+        assert created.status_code == 201, created.text
+        schedule_id = created.json()["scheduleId"]
+
+        page = await browser.new_page()
+        requests: list[str] = []
+        page.on("request", lambda request: requests.append(request.url))
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+
+        response = await page.goto(f"{served}/admin")
+        assert response.status == 200
+        assert response.headers["content-type"].startswith("text/html")
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+        # The counts, read by the page's script with the credentials the page was opened with.
+        failed = page.locator("#count-webhook-failed")
+        await failed.wait_for(timeout=WAIT_MS)
+        await page.wait_for_function(
+            "() => parseInt((document.querySelector('#count-webhook-failed')||{}).textContent||'0') >= 1",
+            timeout=WAIT_MS)
+        assert int(await page.locator("#count-email-completed").inner_text()) >= 1
+        assert int((await page.locator("#sum-dlq").inner_text()).replace(",", "")) >= 1
+
+        # The dead letter's row: its error, a link to its run in the Web UI, and the buttons.
+        row = page.locator(f'#dlq tr[data-job-id="{dead}"]')
+        await row.wait_for(timeout=WAIT_MS)
+        assert "HTTP 404" in await row.inner_text()
+        assert await row.locator("a").first.get_attribute("href") == \
+            f"http://ui.example:8233/namespaces/default/workflows/{dead}"
+        # The recent jobs link to their runs too.
+        recent = page.locator(f'#recent tr[data-job-id="{done["jobId"]}"] a')
+        await recent.wait_for(timeout=WAIT_MS)
+        assert re.fullmatch(rf"http://ui\.example:8233/namespaces/default/workflows/{done['jobId']}/[\w-]+/history",
+                            await recent.get_attribute("href"))
+        # Schedules, each linking to its page in the Web UI.
+        schedule = page.locator(f'#schedules tr[data-schedule-id="{schedule_id}"] a')
+        await schedule.wait_for(timeout=WAIT_MS)
+        assert await schedule.get_attribute("href") == \
+            f"http://ui.example:8233/namespaces/default/schedules/{schedule_id}"
+
+        shot = tmp_path / "dashboard.png"
+        await page.screenshot(path=str(shot), full_page=True)
+        keep(shot, "dashboard.png")
+
+        # Redrive from the page: the row leaves the table, and the job runs again and completes.
+        await row.get_by_role("button", name=f"Redrive {dead}").click()
+        await row.wait_for(state="detached", timeout=WAIT_MS)
+        status = await until_final(api, dead)
+        assert status["status"] == "completed", status
+        assert len(receiver.received) == 2
+        await listed(api, dead, present=False)
+        # After a few refreshes it is still gone (visibility caught up), and the page had no errors.
+        await page.evaluate("() => window.heraldDashboard.refresh()")
+        assert await page.locator(f'#dlq tr[data-job-id="{dead}"]').count() == 0
+
+        narrow = tmp_path / "dashboard-narrow.png"
+        await page.set_viewport_size({"width": 420, "height": 900})
+        await page.screenshot(path=str(narrow), full_page=True)
+        keep(narrow, "dashboard-narrow.png")
+
+    assert (await api.delete(f"/schedules/{schedule_id}")).status_code in (200, 204)
+    assert not problems, problems
+    # Offline: the page asked nothing of any other origin.
+    assert {urlsplit(url).netloc for url in requests} == {urlsplit(served).netloc}, requests
+
+
+async def test_discard_and_redrive_all_from_the_page(api, served, browser):
+    # Two dead letters; the second one's redrive is answered 200.
+    with HttpReceiver([Answer(410), Answer(410), Answer(200)]) as receiver:
+        first = await failed_webhook(api, receiver.url)
+        second = await failed_webhook(api, receiver.url)
+        await listed(api, second)
+        page = await browser.new_page()
+        dialogs: list[str] = []
+
+        async def confirm(dialog) -> None:  # the confirm() before a discard and before a redrive-all
+            dialogs.append(dialog.message)
+            await dialog.accept()
+
+        page.on("dialog", confirm)
+        await page.goto(f"{served}/admin")
+        row = page.locator(f'#dlq tr[data-job-id="{first}"]')
+        await row.wait_for(timeout=WAIT_MS)
+        await row.get_by_role("button", name=f"Discard {first}").click()
+        await row.wait_for(state="detached", timeout=WAIT_MS)
+        await listed(api, first, present=False)
+        assert (await api.get(f"/jobs/{first}/status")).json()["status"] == "failed"
+
+        await page.locator(f'#dlq tr[data-job-id="{second}"]').wait_for(timeout=WAIT_MS)
+        await page.get_by_role("button", name="Redrive all").click()
+        await page.locator(f'#dlq tr[data-job-id="{second}"]').wait_for(state="detached", timeout=WAIT_MS)
+        assert (await until_final(api, second))["status"] == "completed"
+    await listed(api, second, present=False)
+    assert len(dialogs) == 2 and first in dialogs[0] and "Redrive all" in dialogs[1], dialogs
+
+
+async def test_a_browser_without_credentials_is_asked_for_them(served, browser):
+    import httpx
+
+    async with httpx.AsyncClient(base_url=served) as client:
+        refused = await client.get("/admin")
+        assert_error(refused, 401, "unauthorized")
+        # The browser's prompt comes from the first challenge, which must be Basic.
+        assert refused.headers["www-authenticate"].startswith('Basic realm="Herald admin"')
+        assert_error(await client.get("/admin", headers=AUTH), 403, "forbidden")
+        assert_error(await client.get("/admin", auth=("operator", API_KEY)), 403, "forbidden")
+        page = await client.get("/admin", headers=ADMIN)
+        assert page.status_code == 200 and "<title>Herald" in page.text
+
+
+async def test_another_sites_page_cannot_act_with_the_browsers_basic_credentials(served):
+    import httpx
+
+    basic = ("operator", ADMIN_TOKEN)
+    async with httpx.AsyncClient(base_url=served) as client:
+        # A forged form POST from elsewhere carries the browser's Basic credentials and says where it came from.
+        forged = await client.post("/admin/dlq/retry", auth=basic, headers={"Sec-Fetch-Site": "cross-site"})
+        assert_error(forged, 403, "forbidden")
+        assert_error(await client.delete("/admin/dlq/x", auth=basic, headers={"Sec-Fetch-Site": "same-site"}),
+                     403, "forbidden")
+        # Reading is harmless; the dashboard's own requests are same-origin; a Bearer token is never sent by itself.
+        assert (await client.get("/admin/stats", auth=basic, headers={"Sec-Fetch-Site": "cross-site"})).status_code == 200
+        assert_error(await client.delete("/admin/dlq/x", auth=basic, headers={"Sec-Fetch-Site": "same-origin"}),
+                     404, "not_found")
+        assert_error(await client.delete("/admin/dlq/x", headers=ADMIN | {"Sec-Fetch-Site": "cross-site"}),
+                     404, "not_found")
