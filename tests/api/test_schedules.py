@@ -142,6 +142,9 @@ async def test_builtins_follow_a_new_time_zone_and_keep_an_operators_pause(dev_e
         assert await ensure_builtin_schedules(client, berlin) == {sid: "unchanged" for sid in BUILTINS}
     finally:
         assert await ensure_builtin_schedules(client, settings) == {sid: "updated" for sid in BUILTINS}
+        # The scheduler applies an update a moment after the call returns; an unpause sent before
+        # that would be undone by the update (which keeps the pause it read), so wait for it first.
+        await poll(api, "/schedules/daily-cleanup", lambda b: b["timezone"] == "UTC", deadline_s=10)
         await client.get_schedule_handle("daily-cleanup").unpause()
     back = await poll(api, "/schedules/daily-cleanup", lambda b: not b["paused"], deadline_s=10)
     assert back["timezone"] == "UTC" and back["nextRunAt"] is not None
