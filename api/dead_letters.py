@@ -32,7 +32,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ApiError, validation_error
 from api.job_starter import start_job
-from api.temporal import RPC_TIMEOUT
+from api.temporal import RPC_TIMEOUT, is_unreachable
 from common.logs import log_event
 from common.models import (
     JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, CleanupInput, JobKind, NotificationInput, Phase,
@@ -79,7 +79,10 @@ class DeadLetterQueue:
                                               next_page_token=_token(cursor)),
                 timeout=RPC_TIMEOUT)
         except RPCError as err:
-            if cursor and err.status == RPCStatusCode.INVALID_ARGUMENT:
+            # Some visibility stores (the dev server's SQLite) fail a token they cannot decode as an
+            # internal error, not INVALID_ARGUMENT: the same query from the first page tells which.
+            if cursor and not is_unreachable(err) and (
+                    err.status == RPCStatusCode.INVALID_ARGUMENT or await self._lists_from_the_start(query)):
                 raise validation_error("cursor", "not a cursor this API gave out") from err
             raise
         latest = await self._latest_runs({info.execution.workflow_id for info in answer.executions})
@@ -87,6 +90,15 @@ class DeadLetterQueue:
                  if latest.get(info.execution.workflow_id) == info.execution.run_id]
         token = answer.next_page_token
         return DeadLetterPage(items=items, next_cursor=base64.urlsafe_b64encode(token).decode() if token else None)
+
+    async def _lists_from_the_start(self, query: str) -> bool:
+        try:
+            await self.client.workflow_service.list_workflow_executions(
+                ListWorkflowExecutionsRequest(namespace=self.client.namespace, query=query, page_size=1),
+                timeout=RPC_TIMEOUT)
+        except RPCError:
+            return False
+        return True
 
     async def _latest_runs(self, job_ids: set[str]) -> dict[str, str]:
         """The run id of each job's latest run: a redriven or discarded job's failed run is not it."""

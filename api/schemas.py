@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal, Union
 
 import phonenumbers
 from pydantic import (
-    AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StrictInt, ValidationError, ValidationInfo,
+    AwareDatetime, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StrictInt, ValidationError, ValidationInfo,
     ValidatorFunctionWrapHandler, WrapValidator, field_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -17,6 +18,16 @@ from common.schedules import DEFAULT_TIMEZONE, validate_cron, validate_timezone
 
 MAX_DELAY_MS = int(timedelta(days=366).total_seconds() * 1000)
 MAX_BACKOFF_MS = int(timedelta(days=1).total_seconds() * 1000)
+_DATE_TIME_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
+
+
+def _date_time_text(value: Any) -> Any:
+    """Only ISO 8601 text: pydantic would also read a number (or numeric text) as a Unix time, in
+    seconds or milliseconds by its size, so a `deliverAt` of 60000 would mean 1970."""
+    if value is not None and not (isinstance(value, str) and _DATE_TIME_START.match(value)):
+        raise PydanticCustomError("datetime_type", "Input should be an ISO 8601 date-time with an offset, "
+                                                   "e.g. 2030-01-01T09:00:00Z")
+    return value
 
 
 class Body(BaseModel):
@@ -33,7 +44,8 @@ class JobOptions(Body):
     """Options every job accepts."""
 
     delay: StrictInt | None = Field(None, ge=0, le=MAX_DELAY_MS, description="wait this long (ms) before sending")
-    deliverAt: AwareDatetime | None = Field(None, description="send at this instant (ISO 8601 with offset)")
+    deliverAt: Annotated[AwareDatetime | None, BeforeValidator(_date_time_text)] = Field(
+        None, description="send at this instant (ISO 8601 with offset)")
     attempts: StrictInt = Field(3, ge=1, le=25, description="most attempts before the job fails")
     backoff: Backoff = Field(default_factory=Backoff)
     priority: StrictInt | None = Field(None, ge=1, le=5, description="1 is most urgent")
