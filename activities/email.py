@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import socket
+from email.header import Header
 from email.message import EmailMessage as MimeMessage
+from email.policy import Policy
 from email.utils import formatdate
 
 import aiosmtplib
@@ -25,6 +27,42 @@ def message_id(idempotency_key: str) -> str:
     return f"<{_NOT_DOT_ATOM.sub('.', idempotency_key)}@herald>"
 
 
+class _EncodedSubject(str):
+    """A subject that contains text looking like an RFC 2047 encoded word (`=?utf-8?q?...?=`).
+
+    Python's email package would send such text as it is, and every reader would then show it
+    decoded: the subject would not arrive as the client wrote it. This value is stored unparsed (it
+    has the header's `name`) and folds itself as encoded words, which read back as the very text.
+    """
+
+    name = "Subject"
+
+    def fold(self, *, policy: Policy) -> str:
+        encoded = Header(str(self), "utf-8", header_name=self.name).encode(linesep=policy.linesep)
+        return f"{self.name}: {encoded}{policy.linesep}"
+
+
+def _one_line(name: str, value: str) -> str:
+    # The email package refuses a line break inside a header value but passes a trailing one, which
+    # would end the header block there (the headers after it would become the body).
+    if len(f"{value}.".splitlines()) > 1:
+        raise ValueError(f"the {name} header must be one line")
+    return value
+
+
+def build_message(settings: Settings, email: EmailMessage) -> MimeMessage:
+    """The message as sent; a ValueError for a header value that is not one line."""
+    mime = MimeMessage()
+    mime["From"] = settings.email_from
+    mime["To"] = _one_line("To", email.to)
+    subject = _one_line("Subject", email.subject)
+    mime["Subject"] = _EncodedSubject(subject) if "=?" in subject else subject
+    mime["Date"] = formatdate(localtime=False)
+    mime["Message-ID"] = message_id(email.idempotency_key)
+    mime.set_content(email.body)
+    return mime
+
+
 class EmailActivities:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -34,13 +72,12 @@ class EmailActivities:
     @activity.defn(name="send_email")
     async def send_email(self, email: EmailMessage) -> DeliveryReceipt:
         s = self.settings
-        mime = MimeMessage()
-        mime["From"] = s.email_from
-        mime["To"] = email.to
-        mime["Subject"] = email.subject
-        mime["Date"] = formatdate(localtime=False)
-        mime["Message-ID"] = message_id(email.idempotency_key)
-        mime.set_content(email.body)
+        try:
+            mime = build_message(s, email)
+        except ValueError as exc:
+            # The same message would be refused on every attempt (the API refuses what causes this).
+            raise ApplicationError(f"the email cannot be built: {exc}", type="InvalidEmail",
+                                   non_retryable=True) from exc
         try:
             errors, answer = await aiosmtplib.send(
                 mime,

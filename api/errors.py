@@ -78,6 +78,18 @@ async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONR
     return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
 
+def _unreadable_body(exc: StarletteHTTPException) -> JSONResponse | None:
+    """FastAPI's 400 for a body json.loads raised on with something else than a JSONDecodeError."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or not isinstance(cause, (ValueError, RecursionError)):
+        return None
+    if isinstance(cause, RecursionError):
+        return error_response(400, "invalid_json", "the body is nested too deeply to be read")
+    if isinstance(cause, UnicodeDecodeError):
+        return error_response(400, "invalid_json", "the body is not valid JSON: it is not UTF-8")
+    return error_response(400, "invalid_json", "the body is not valid JSON")
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
 
@@ -89,7 +101,14 @@ def install_error_handlers(app: FastAPI, refuse_first: Callable[[Request], ApiEr
         refusal = refuse_first(request)
         return await (_on_api_error(request, refusal) if refusal else _on_validation(request, exc))
 
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        unreadable = _unreadable_body(exc)
+        if unreadable is None:
+            return await _on_http_error(request, exc)
+        refusal = refuse_first(request)
+        return await _on_api_error(request, refusal) if refusal else unreadable
+
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(ApiError, _on_api_error)
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal, Union
 
 import phonenumbers
 from pydantic import (
-    AwareDatetime, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StrictInt, ValidationError, ValidationInfo,
-    ValidatorFunctionWrapHandler, WrapValidator, field_validator,
+    AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StrictInt, ValidationError,
+    ValidationInfo, ValidatorFunctionWrapHandler, WrapValidator, field_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -73,23 +73,70 @@ def _e164(value: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+# Constants, not settings: the body models are built once, at import, and the OpenAPI schema states
+# these limits (maxLength) for every deployment alike (tests/docs checks it does not vary).
+MAX_SUBJECT_CHARS = 998  # RFC 5322's longest line
+MAX_EMAIL_BODY_CHARS = 100_000
+MAX_SMS_CHARS = 1600  # ten concatenated segments
+
+# What Python's email package (str.splitlines) breaks a header at: CR and LF, and also VT, FF, FS,
+# GS, RS, NEL, LINE and PARAGRAPH SEPARATOR. In a subject the SMTP activity could never send them.
+_LINE_BREAK = re.compile("[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+# Control characters (C0, DEL, C1), but for tab, LF and CR: text, not instructions to a terminal.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _no_control(value: str) -> str:
+    if found := _CONTROL.search(value):
+        raise ValueError(f"must not contain control characters (U+{ord(found.group()):04X} at position "
+                         f"{found.start()})")
+    return value
+
+
+def _one_line(value: str) -> str:
+    # A line break in a header would let a client end it and write headers of its own.
+    if _LINE_BREAK.search(value):
+        raise ValueError("must be one line")
+    return _no_control(value)
+
+
+# How deep webhook `data` may nest. Temporal's payload converter walks a job's input recursively
+# (dataclasses.asdict), two Python frames a level: a few hundred levels overflowed the stack (a 500).
+MAX_DATA_DEPTH = 100
+
+
+def _sendable(value: Any) -> Any:
+    """Webhook `data` that can be started and sent: JSON's \\uD800 escapes give strings with unpaired
+    surrogates, which no UTF-8 encoder can send; and at most MAX_DATA_DEPTH levels deep."""
+    pending = [(value, 0)]
+    while pending:  # a loop, not recursion: the body may nest as deep as the JSON parser goes
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if found := _SURROGATE.search(item):
+                raise ValueError(f"must not contain an unpaired surrogate (U+{ord(found.group()):04X})")
+        elif isinstance(item, (dict, list)):
+            if depth == MAX_DATA_DEPTH:
+                raise ValueError(f"must not nest deeper than {MAX_DATA_DEPTH} levels of arrays and objects")
+            children = [*item, *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return value
+
+
+Subject = Annotated[str, Field(min_length=1, max_length=MAX_SUBJECT_CHARS), AfterValidator(_one_line)]
+Text = Annotated[str, AfterValidator(_no_control)]  # CR and LF allowed
+WebhookData = Annotated[Any, AfterValidator(_sendable)]
+
+
 class EmailFields(BaseModel):
     to: EmailStr
-    subject: str = Field(min_length=1, max_length=998)
-    body: str = Field(min_length=1, max_length=100_000)
-
-    @field_validator("subject")
-    @classmethod
-    def _one_line(cls, value: str) -> str:
-        # A newline in a header would let a client inject headers of its own.
-        if "\r" in value or "\n" in value:
-            raise ValueError("must be one line")
-        return value
+    subject: Subject
+    body: Text = Field(min_length=1, max_length=MAX_EMAIL_BODY_CHARS)
 
 
 class SmsFields(BaseModel):
     phone: str = Field(max_length=32)
-    message: str = Field(min_length=1, max_length=1600)
+    message: Text = Field(min_length=1, max_length=MAX_SMS_CHARS)
 
     @field_validator("phone")
     @classmethod
@@ -120,7 +167,7 @@ class NotifySms(JobOptions, SmsFields):
 class NotifyWebhook(JobOptions):
     url: str = Field(max_length=2048)
     # Required, but `null` is a legitimate body.
-    data: Any = Field(description="sent exactly as given as the JSON body")
+    data: WebhookData = Field(description="sent exactly as given as the JSON body")
 
 
 # ---- a job of any type, {"type": "email" | "sms" | "webhook" | "cleanup", ...}: a schedule's job ------
@@ -135,7 +182,7 @@ class TypedSmsJob(JobOptions, SmsFields):
 class TypedWebhookJob(JobOptions):
     type: Literal["webhook"]
     url: str = Field(max_length=2048)
-    data: Any = Field(description="sent exactly as given as the JSON body")
+    data: WebhookData = Field(description="sent exactly as given as the JSON body")
 
 
 class TypedCleanupJob(JobOptions):

@@ -45,7 +45,8 @@ CREDENTIALS = {
 }
 # Refused by every body model: an unknown field (every model forbids them) of a wrong type.
 REFUSED_BODY = {"authMatrixUnknownField": ["x"]}
-NOT_JSON = b'{"to": '
+# Not JSON: cut short, and not even UTF-8 (FastAPI reports the two differently).
+NOT_JSON = [b'{"to": ', b'{"to": "\xff"}']
 
 
 @dataclass(frozen=True)
@@ -144,8 +145,9 @@ async def test_each_route_takes_only_its_credential(app, dev_env, route, who):
         if route.takes_body:
             # A body that is refused, and one that is not JSON: the credential is checked first.
             answers.append(await client.request(route.method, route.url, json=REFUSED_BODY, headers=headers))
-            answers.append(await client.request(route.method, route.url, content=NOT_JSON,
-                                                headers=headers | {"Content-Type": "application/json"}))
+            for raw in NOT_JSON:
+                answers.append(await client.request(route.method, route.url, content=raw,
+                                                    headers=headers | {"Content-Type": "application/json"}))
         else:
             answers.append(await client.request(route.method, route.url, headers=headers))
         for response in answers:
@@ -155,9 +157,10 @@ async def test_each_route_takes_only_its_credential(app, dev_env, route, who):
             else:
                 _check_refusal(response, route, who)
         if route.takes_body and _allowed(route, who):
-            refused, not_json = answers
+            refused, *not_json = answers
             assert_error(refused, 400, "validation_error")
-            assert_error(not_json, 400, "invalid_json")
+            for response in not_json:
+                assert_error(response, 400, "invalid_json")
 
 
 async def test_open_routes_answer_without_a_key(app, dev_env):
