@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -33,6 +34,8 @@ WORKFLOWS = [NotificationWorkflow, CleanupWorkflow, CallbackWorkflow]
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "activities", "common"))
 log = logging.getLogger("herald.worker")
+# How long after the shutdown grace the worker still waits for its last sends to report back.
+DRAIN_MARGIN_S = 3.0
 
 
 def activities_by_queue(settings: Settings) -> dict[str, list]:
@@ -62,6 +65,8 @@ def build_workers(client: Client, settings: Settings) -> list[Worker]:
             # A job's first attempt runs as a local activity: the same concurrency applies.
             max_concurrent_local_activities=settings.concurrency(channel),
             max_task_queue_activities_per_second=settings.rate_limit(channel),
+            # On shutdown, sends in flight get this long to finish before they are handed back.
+            graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),
         ))
     return workers
 
@@ -78,13 +83,48 @@ async def main() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, stop, sig)
     log.info("worker polling %s", ", ".join(w.task_queue for w in workers))
     async with contextlib.AsyncExitStack() as running:
         for w in workers:
             await running.enter_async_context(w)
         await stop.wait()
+        await drain(workers, settings.worker_shutdown_grace_seconds)
     log.info("worker stopped")
+
+
+def on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    if not stop.is_set():
+        stop.set()
+        return
+    # A second signal: stop waiting. The sends still in flight are lost to this worker; Temporal
+    # retries each once its heartbeats stop (a first attempt: once its workflow task times out).
+    log.warning("second %s: exiting without waiting for the sends in flight", sig.name)
+    exit_skipping_teardown(1)
+
+
+async def drain(workers: list[Worker], grace_seconds: float) -> None:
+    """Stop polling on every queue at once; wait for the sends in flight, up to the grace.
+
+    What still runs after the grace is cancelled and handed back to Temporal as a failed attempt
+    (activities/attempt_log.py), which retries it on another worker.
+    """
+    log.info("worker stopping: polling no more; sends in flight have %g s to finish", grace_seconds)
+    started = loop_time()
+    try:
+        # Together: leaving the `async with` blocks would stop the queues one after another.
+        await asyncio.wait_for(asyncio.gather(*(w.shutdown() for w in workers)), grace_seconds + DRAIN_MARGIN_S)
+    except TimeoutError:
+        # The SDK waits for a first attempt (a local activity) whatever the grace. Leave it: its
+        # workflow task times out and another worker runs the attempt again (same idempotency key).
+        log.warning("worker stopping without the first attempts still running after %g s: "
+                    "their workflow tasks time out and run again on another worker", grace_seconds)
+        exit_skipping_teardown(0)
+    log.info("worker drained in %.1f s", loop_time() - started)
+
+
+def loop_time() -> float:
+    return asyncio.get_running_loop().time()
 
 
 if __name__ == "__main__":

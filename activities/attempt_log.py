@@ -7,10 +7,20 @@ every attempt adds its own record to the log it inherited and hands the log on:
   error with the log as the error's details, so the workflow has it when the send gives up;
 - a successful attempt returns the log in its result (`SendResult.deliveries`).
 A local activity (the job's first attempt) does the same except the heartbeat.
+
+While an attempt that is an ordinary activity runs, it heartbeats every couple of seconds with
+the log it inherited and which attempt it is (the `heartbeat_timeout` of workflows/job_state.py).
+If its worker dies, Temporal times the attempt out on the missing heartbeat and retries it; the
+next attempt finds the dead one's record missing from the log it inherits (attempts are
+numbered) and records it as lost. If the worker is stopped (SIGTERM) and the attempt outlives the
+shutdown grace, it is handed back: it fails with a record saying so, and Temporal retries it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,6 +35,23 @@ from common.models import AttemptContext, AttemptLog, AttemptRecord, FailureDeta
 
 # Enough history for an operator; the log travels in payloads and the memo, so it stays small.
 MAX_DELIVERIES_KEPT = 25
+# How often a running attempt heartbeats (at most; a quarter of a short heartbeat timeout). The SDK
+# sends the server at most one heartbeat per 80% of the timeout and drops the ones in between, and
+# an attempt that ends before its first beat sends none at all.
+HEARTBEAT_EVERY_S = 2.0
+LOST_HEARTBEAT = "lost: the worker stopped heartbeating"
+LOST_TIMEOUT = "lost: no outcome within the attempt's start-to-close timeout"
+HANDED_BACK = "handed back: the worker shut down before the attempt finished"
+
+
+@dataclass
+class InFlight:
+    """The attempt a heartbeat comes from (the heartbeat's second detail; the first is the log)."""
+
+    attempt: int
+    started_at: str
+    server_started_at: str | None
+    alive_at: str
 
 
 class AttemptLogInterceptor(Interceptor):
@@ -44,13 +71,23 @@ class _AttemptLogInbound(ActivityInboundInterceptor):
         if context is None:  # not a send (nothing of Herald's today): nothing to log
             return await super().execute_activity(input)
         number = context.job_attempt(info.attempt)
-        inherited = _inherited_log(info, context)
+        inherited = _inherited_log(info, context, number)
         started = _now()
         log_event("attempt.picked", job_id=info.workflow_id, activity=info.activity_type, attempt=number)
+        beating = _start_heartbeats(info, inherited, InFlight(number, started, _iso(info.started_time), started))
         try:
             result = await super().execute_activity(input)
+        except asyncio.CancelledError as exc:
+            await _stop(beating)
+            if activity.is_worker_shutdown():
+                # The shutdown grace ran out: hand the attempt back, logged, for another worker to retry.
+                raise self._failed(info, number, started, inherited,
+                                   ApplicationError(HANDED_BACK, type="WorkerShutDown")) from exc
+            raise
         except Exception as exc:  # noqa: BLE001 - every failure is logged, then raised again
+            await _stop(beating)
             raise self._failed(info, number, started, inherited, exc) from exc
+        await _stop(beating)
         log_event("attempt.succeeded", job_id=info.workflow_id, attempt=number)
         count_attempt(SUCCEEDED)
         record = AttemptRecord(
@@ -90,12 +127,62 @@ class _AttemptLogInbound(ActivityInboundInterceptor):
         )
 
 
-def _inherited_log(info: activity.Info, context: AttemptContext) -> list[AttemptRecord]:
+def _inherited_log(info: activity.Info, context: AttemptContext, number: int) -> list[AttemptRecord]:
+    """The log so far: the last heartbeat's (or the workflow's), plus a record of every lost attempt."""
+    in_flight = None
     if info.heartbeat_details:
         carried = info.heartbeat_details[0]
         # Decoded without a type hint: a dict of the AttemptLog dataclass.
-        return [AttemptRecord(**r) for r in carried.get("deliveries", [])] if isinstance(carried, dict) else []
-    return list(context.earlier)
+        log = [AttemptRecord(**r) for r in carried.get("deliveries", [])] if isinstance(carried, dict) else []
+        if len(info.heartbeat_details) > 1 and isinstance(info.heartbeat_details[1], dict):
+            in_flight = info.heartbeat_details[1]
+    else:
+        log = list(context.earlier)
+    # Every attempt ends with a record in the log it hands on (its result, its error, its last
+    # heartbeat). One missing before this one never told anyone how it ended: it was lost.
+    now = _now()
+    for missing in range(max((r.attempt for r in log), default=0) + 1, number):
+        seen = in_flight if in_flight and in_flight.get("attempt") == missing else None
+        log.append(AttemptRecord(
+            attempt=missing, started_at=seen["started_at"] if seen else now, finished_at=now, succeeded=False,
+            error=_lost_reason(info, seen), server_started_at=seen.get("server_started_at") if seen else None,
+        ))
+        log_event("attempt.lost", job_id=info.workflow_id, attempt=missing, error=log[-1].error)
+    return _kept(log)
+
+
+def _lost_reason(info: activity.Info, seen: dict[str, Any] | None) -> str:
+    """Why an attempt was lost: its heartbeats stopped (its worker died), or it ran out of time."""
+    if not info.heartbeat_timeout:
+        return LOST_TIMEOUT
+    if seen and info.start_to_close_timeout and seen.get("server_started_at") and seen.get("alive_at"):
+        lived = datetime.fromisoformat(seen["alive_at"]) - datetime.fromisoformat(seen["server_started_at"])
+        # Still beating when its start-to-close was (nearly) up: it timed out alive.
+        if lived >= info.start_to_close_timeout - info.heartbeat_timeout:
+            return LOST_TIMEOUT
+    return LOST_HEARTBEAT
+
+
+def _start_heartbeats(info: activity.Info, log: list[AttemptRecord], in_flight: InFlight) -> asyncio.Task | None:
+    """Heartbeat the inherited log while the attempt runs (not a local activity: it cannot)."""
+    if info.is_local or not info.heartbeat_timeout:
+        return None
+    every = min(HEARTBEAT_EVERY_S, info.heartbeat_timeout.total_seconds() / 4)
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every)
+            in_flight.alive_at = _now()
+            activity.heartbeat(AttemptLog(log), asdict(in_flight))
+
+    return asyncio.create_task(beat(), name=f"heartbeat-{info.workflow_id}-{info.attempt}")
+
+
+async def _stop(beating: asyncio.Task | None) -> None:
+    if beating is not None:
+        beating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beating
 
 
 def _failure_detail(exc: ApplicationError | None) -> FailureDetail | None:

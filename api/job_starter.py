@@ -64,6 +64,8 @@ def job_spec(job_id: str, kind: JobKind, family: JobFamily, options: JobOptions,
         recipient=recipient,
         attempt_timeout_s=settings.send_timeout_seconds,
         retry_after_cap_s=settings.retry_after_cap_seconds,
+        # A send's attempts heartbeat (activities/attempt_log.py); a cleanup's do not.
+        heartbeat_timeout_s=(settings.send_heartbeat_timeout_seconds or None) if kind != "cleanup" else None,
         # A rate-limited channel sends every attempt as an activity: the limit only counts those.
         first_attempt_local=settings.rate_limit(CHANNELS[kind]) is None,
     )

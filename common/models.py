@@ -109,6 +109,10 @@ class JobSpec:
     # From the API's settings: one attempt's start-to-close, and the longest Retry-After honoured.
     attempt_timeout_s: float = 30
     retry_after_cap_s: float = 3600
+    # A send attempt (an activity, not the first local one) is lost when the server has heard no
+    # heartbeat for this long: retried then, not at the end of the start-to-close. None: no
+    # heartbeat timeout (jobs accepted before it existed, and cleanup jobs).
+    heartbeat_timeout_s: float | None = None
     # The first attempt runs as a local activity (no activity task, fewer history events) unless
     # the channel has a task-queue rate limit, which only normal activities honour.
     first_attempt_local: bool = True

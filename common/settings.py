@@ -77,6 +77,12 @@ class Settings(BaseSettings):
 
     # Start-to-close of one send attempt; schedule-to-close is derived from the retry policy.
     send_timeout_seconds: float = 30
+    # A send attempt heartbeats while it runs; one whose worker died is retried this long after its
+    # last heartbeat instead of after the whole start-to-close (0: no heartbeat timeout).
+    send_heartbeat_timeout_seconds: float = Field(10, ge=0)
+    # On SIGTERM/SIGINT the worker stops polling and gives the sends in flight this long to finish;
+    # what is still running then is handed back to Temporal (retried by another worker).
+    worker_shutdown_grace_seconds: float = Field(20, ge=0)
 
     email_concurrency: int = 50
     sms_concurrency: int = 50

@@ -21,7 +21,7 @@ def send_options(spec: JobSpec, retry: RetrySpec | None = None) -> dict[str, Any
     attempt = timedelta(seconds=spec.attempt_timeout_s)
     retry_after_cap = timedelta(seconds=spec.retry_after_cap_s)
     waits = retry.backoff_total() + retry_after_cap * (retry.max_attempts - 1)
-    return {
+    options = {
         # A send in flight cannot be taken back: on cancel, wait for the attempt's real outcome, so a
         # job never says "cancelled" about a message that went out.
         "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -30,6 +30,12 @@ def send_options(spec: JobSpec, retry: RetrySpec | None = None) -> dict[str, Any
         # Every attempt plus every wait between attempts, with room for a Retry-After at the cap.
         "schedule_to_close_timeout": attempt * retry.max_attempts + waits + timedelta(minutes=1),
     }
+    if spec.heartbeat_timeout_s:
+        # Each attempt heartbeats while it runs (activities/attempt_log.py): one whose worker died is
+        # retried once the heartbeats stop, not at the end of its start-to-close. An option of the
+        # ScheduleActivityTask command, not a command of its own: replaying older runs is unchanged.
+        options["heartbeat_timeout"] = min(timedelta(seconds=spec.heartbeat_timeout_s), attempt)
+    return options
 
 
 def callback_body(state: JobState, timestamp: str) -> dict[str, Any]:
