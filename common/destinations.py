@@ -128,6 +128,8 @@ def static_check(url: httpx.URL, allow_hosts: Sequence[str]) -> IPAddress | None
                                  "use http or https")
     if url.userinfo:
         raise BlockedDestination("refused: credentials in the URL are not allowed")
+    if url.port is not None and not 1 <= url.port <= 65535:
+        raise BlockedDestination(f"refused: invalid URL (port {url.port} is not in 1-65535)")
     host = url.raw_host.decode("ascii")  # IDNA form: what DNS and the allow-list see
     if not host:
         raise BlockedDestination("refused: the URL has no host")

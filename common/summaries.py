@@ -24,7 +24,11 @@ def mask_phone(number: str) -> str:
 
 def url_host(url: str) -> str:
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or '?'}{f':{parts.port}' if parts.port else ''}/…"
+    try:
+        port = parts.port
+    except ValueError:  # a port urllib cannot read: the summary goes without it
+        port = None
+    return f"{parts.scheme}://{parts.hostname or '?'}{f':{port}' if port else ''}/…"
 
 
 def job_summary(request: NotificationInput | CleanupInput) -> str:

@@ -149,10 +149,12 @@ def _check_error_shape(case, response: httpx.Response) -> None:
 # Values a schema cannot describe (a real phone number, a cron, a URL the SSRF guard lets through),
 # swapped into some valid cases so the routes behind those checks are reached too. The URLs are in
 # `.invalid`, a name DNS never resolves (RFC 6761): a webhook to one goes nowhere.
+ODD_URLS = ["http://fuzz.invalid:99999/", "https://fuzz.invalid:0/", "http://fuzz.invalid:-1/", "http://[::1]:80/",
+            "https://user:pw@fuzz.invalid/", "http://fuzz.invalid:/%0D%0AX:%201", "http://%0d%0a.invalid/"]
 SEEDS = {
     "phone": st.sampled_from(["+14155550100", "+447700900123", "+49 30 1234567", "+1-212-555-0199"]),
-    "url": st.sampled_from(["https://hooks.fuzz.invalid/x", "http://fuzz.invalid:8080/a?b=c#d"]),
-    "webhookUrl": st.sampled_from(["https://callbacks.fuzz.invalid/done", None]),
+    "url": st.sampled_from(["https://hooks.fuzz.invalid/x", "http://fuzz.invalid:8080/a?b=c#d", *ODD_URLS]),
+    "webhookUrl": st.sampled_from(["https://callbacks.fuzz.invalid/done", None, *ODD_URLS]),
     "cron": st.sampled_from(["0 0 1 1 *", "*/15 9-17 * * 1-5", "30 2 29 2 *"]),
     "timezone": st.sampled_from(["UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires"]),
 }

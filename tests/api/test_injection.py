@@ -124,6 +124,19 @@ async def test_control_characters_in_a_url_are_a_400(api, dev_env, url):
     assert _field_errors(response) == ["webhookUrl"], response.text
 
 
+@pytest.mark.parametrize("port", ["99999", "65536", "0", "-1"])
+async def test_a_port_out_of_range_is_a_400_not_a_500(api, dev_env, port):
+    """It was a 500: the Web UI summary read the port with urllib, which raises on it."""
+    url = f"https://hooks.example.invalid:{port}/x"
+    response = await api.post("/notify/webhook", json={"url": url, "data": 1})
+    assert _field_errors(response) == ["url"], response.text
+    assert "1-65535" in response.json()["details"][0]["message"]
+    response = await api.post("/jobs/sms", json={**SMS, "webhookUrl": url})
+    assert _field_errors(response) == ["webhookUrl"], response.text
+    response = await api.post("/schedules", json={**SCHEDULE, "job": {"type": "webhook", "url": url, "data": 1}})
+    assert _field_errors(response) == ["job.url"], response.text
+
+
 @pytest.mark.parametrize(("path", "body", "field", "limit"), [
     ("/jobs/email", {**EMAIL, "subject": "s" * 999}, "subject", 998),
     ("/notify/email", {**EMAIL, "body": "b" * 100_001}, "body", 100_000),
