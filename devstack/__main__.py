@@ -1,7 +1,11 @@
 """`python -m devstack` (what `make run` starts): Herald's whole local stack in the foreground.
 
 Temporal dev server → SMTP and SMS sinks (unless real ones are configured) → worker → API,
-each waited for in turn. Ctrl-C stops everything; so does any child dying (non-zero exit).
+each waited for in turn. Once the stack is up, a process that dies is logged and started again
+(after 1 s, 2 s, 4 s ... up to 30 s while it keeps dying; devstack/processes.py). Ctrl-C stops
+everything in reverse order: the API, the worker (which first lets its sends in flight finish),
+the sinks, Temporal. A child that dies while the stack is still coming up stops everything (a
+setup to fix).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ PYTHON = sys.executable
 TEMPORAL_TIMEOUT = 60
 SINK_TIMEOUT = 20
 API_TIMEOUT = 60
+# The worker's drain takes up to its shutdown grace, plus a moment to report back (worker.py).
+WORKER_STOP_MARGIN = 5
 
 
 def main() -> int:
@@ -68,7 +74,8 @@ def start_stack(supervisor: Supervisor, stack: DevStack) -> None:
         if port is not None:
             wait_until(name, port_open(HOST, port), supervisor, SINK_TIMEOUT)
 
-    supervisor.start("worker", [PYTHON, "-m", "worker"])
+    supervisor.start("worker", [PYTHON, "-m", "worker"],
+                     stop_grace=settings.worker_shutdown_grace_seconds + WORKER_STOP_MARGIN)
     supervisor.start("api", [PYTHON, "-m", "api"])
     wait_until("API /readyz", http_ok(api_url(stack) + "/readyz"), supervisor, API_TIMEOUT)
 
@@ -121,7 +128,7 @@ def print_banner(stack: DevStack) -> None:
            f"(list, with signature check: GET http://{HOST}:{stack.sms_sink_port}/webhooks)"]
           if stack.sms_sink_port is not None else []),
         f"  Data         {stack.data_dir}",
-        "Ctrl-C to stop.",
+        "A process that dies is started again. Ctrl-C to stop.",
         "",
     ])
 
