@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from common.logs import JsonFormatter
 from tests.api.helpers import until_final
 from tests.support.http_receiver import Answer
+from tests.support.logs import on_the_root_logger
 from tests.support.temporal import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,15 +51,8 @@ def json_lines() -> Iterator[io.StringIO]:
     out = io.StringIO()
     handler = logging.StreamHandler(out)
     handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
+    with on_the_root_logger(handler, logging.INFO):
         yield out
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 def parsed(out: io.StringIO) -> list[dict]:

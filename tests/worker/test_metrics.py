@@ -28,6 +28,7 @@ from common.settings import Settings
 from common.temporal import connect, worker_runtime
 from devstack.smtp_sink import SmtpSink
 from tests.support.http_receiver import Answer, HttpReceiver
+from tests.support.logs import on_the_root_logger
 from tests.support.temporal import free_port, running_workers
 
 # Every secret a deployment has, each one distinct, so any of them in a log line is found.
@@ -65,16 +66,8 @@ class Captured(logging.Handler):
 
 @pytest.fixture
 def captured() -> Iterator[Captured]:
-    handler = Captured()
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
+    with on_the_root_logger(Captured(), logging.DEBUG) as handler:
         yield handler
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 def address_of(env) -> str:
