@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     max_body_bytes: int = 256 * 1024
+    # Live status (api/live.py): open SSE streams and waiting long polls per API process; the
+    # keep-alive comment's period; the re-read period while a job's send retries on the server.
+    max_live_streams: int = Field(200, ge=0)
+    live_heartbeat_seconds: float = Field(15, gt=0)
+    live_refresh_seconds: float = Field(2, gt=0)
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from api.deps import Gateway, Jobs, require_client_key
 from api.errors import ApiError
 from api.job_starter import StartedJob, cleanup_job, email_job, sms_job
-from api.job_views import bullmq_body, job_status_body, load_job
+from api.job_views import bullmq_body, load_job
+from api.live import (
+    MAX_WAIT_SECONDS, VERSION_PATTERN, Live, LiveStreamResponse, get_live, matches, read_status, versions,
+)
 from api.responses import BullMQJob, CancelAccepted, JobAccepted, JobStatus, errors
 from api.schemas import CleanupJob, EmailJob, SmsJob
 from common.models import Phase
@@ -44,11 +49,71 @@ async def create_cleanup_job(body: CleanupJob, jobs: Jobs) -> JobAccepted:
     return _accepted(await jobs.start("cleanup", "jobs", body, None, lambda spec: cleanup_job(spec, body.task)))
 
 
+LiveDep = Annotated[Live, Depends(get_live)]
+_LIVE_503 = ("`temporal_unavailable`: Temporal is unreachable; or `too_many_streams`: this API process already "
+             "serves HERALD_MAX_LIVE_STREAMS live streams and long polls (both with `Retry-After`)")
+_ETAG = {"ETag": {"description": "the answer's version: pass it as `since` or `If-None-Match`",
+                  "schema": {"type": "string"}}}
+STATUS_ANSWERS = {
+    200: {"headers": _ETAG},
+    304: {"description": "Not Modified: the state is still the one `If-None-Match` names (no body)", "headers": _ETAG},
+    **{status: answer | ({"description": _LIVE_503} if status == 503 else {})
+       for status, answer in errors(400, 401, 404, 502, 503).items()},
+}
+EVENTS_ANSWERS = {
+    200: {"description": "`text/event-stream`: an `event: status` whose `data` is the `GET /jobs/{id}/status` "
+                         "JSON and whose `id` is its ETag: the current state first, then one per change; a "
+                         "`: keep-alive` comment when idle; closed after a final state (or after an `event: "
+                         "error` whose `data` is an error body)",
+          "content": {"text/event-stream": {"itemSchema": {
+              "type": "object", "required": ["event", "data"],
+              "properties": {"event": {"type": "string", "enum": ["status", "error"]},
+                             "data": {"type": "string", "contentMediaType": "application/json",
+                                      "contentSchema": {"$ref": "#/components/schemas/JobStatus"}},
+                             "id": {"type": "string"}}}}}},
+    204: {"description": "`Last-Event-ID` names the job's final state: nothing more will come (an EventSource "
+                         "stops reconnecting)"},
+    # Errors are JSON, not the route's text/event-stream: named by content rather than by model.
+    **{status: {k: v for k, v in answer.items() if k != "model"}
+       | {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+       | ({"description": _LIVE_503} if status == 503 else {})
+       for status, answer in errors(401, 404, 502, 503).items()},
+}
+
+
 @router.get("/{job_id}/status", summary="A job's state: queued, delayed, processing, completed, failed, cancelled",
-            response_description="The job's state, attempt log and callback", responses=READ_ERRORS,
+            response_description="The job's state, attempt log and callback", responses=STATUS_ANSWERS,
             response_model_exclude_unset=True)
-async def job_status(job_id: str, gateway: Gateway) -> JobStatus:
-    return JobStatus.model_validate(job_status_body(await load_job(await gateway.client(), job_id)))
+async def job_status(
+    job_id: str, gateway: Gateway, live: LiveDep, request: Request, response: Response,
+    wait: Annotated[float | None, Query(
+        ge=0, le=MAX_WAIT_SECONDS,
+        description="long poll: answer at the first change (relative to `since`, `If-None-Match`, or else the "
+                    "state at the request), or after this many seconds (at most 60)")] = None,
+    since: Annotated[str | None, Query(
+        pattern=VERSION_PATTERN,
+        description="with `wait`: the ETag of the last answer the client has; a different state answers at once")] = None,
+    if_none_match: Annotated[str | None, Header(
+        description="ETags the client has: 304 while the state is one of them (with `wait`: after waiting)")] = None,
+) -> JobStatus:
+    if wait:
+        snapshot, _ = await live.wait_for_change(request, job_id, wait, versions(since) or versions(if_none_match))
+    else:
+        snapshot = await read_status(await gateway.client(), job_id)
+    if matches(snapshot, versions(if_none_match)):
+        return Response(status_code=304, headers={"ETag": snapshot.etag})  # type: ignore[return-value]
+    response.headers["ETag"] = snapshot.etag
+    return JobStatus.model_validate(snapshot.body)
+
+
+@router.get("/{job_id}/events", summary="A job's state as Server-Sent Events, until it is final",
+            response_class=LiveStreamResponse, responses=EVENTS_ANSWERS)
+async def job_events(
+    job_id: str, live: LiveDep,
+    last_event_id: Annotated[str | None, Header(
+        description="set by a reconnecting EventSource: the `id` of the last event it got")] = None,
+) -> Response:
+    return await live.stream(job_id, last_event_id)
 
 
 @router.get("/{job_id}", summary="A job's state in BullMQ's words: waiting, delayed, active, completed, ...",

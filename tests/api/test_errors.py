@@ -21,7 +21,7 @@ CLIENT_ROUTES = [("POST", path, body) for path, body in CREATE.items()] + [
     ("GET", "/jobs/{id}/status", None), ("GET", "/jobs/{id}", None), ("POST", "/jobs/{id}/cancel", None),
     ("POST", "/schedules", {"cron": "0 0 1 1 *", "job": {"type": "cleanup", "task": "delete_temp"}}),
     ("GET", "/schedules/{id}", None), ("DELETE", "/schedules/{id}", None),
-    ("GET", "/notifications/{id}", None),
+    ("GET", "/notifications/{id}", None), ("GET", "/jobs/{id}/events", None),
 ]
 OPEN_ROUTES = {"/healthz", "/readyz", "/metrics"}
 

@@ -1,0 +1,296 @@
+"""Live status end to end: GET /jobs/{id}/events (Server-Sent Events) and GET /jobs/{id}/status?wait=N.
+
+A stream stays open while its job runs, which httpx's in-process ASGI transport cannot show (it
+hands back an answer only once it is complete), so these tests serve the API with uvicorn on a
+thread of its own and talk to it over a real socket, against the session's dev server and workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from api.main import create_app
+from tests.api.helpers import AUTH, ThreadedServer, assert_error
+from tests.support.http_receiver import Answer
+
+FINAL = {"completed", "failed", "cancelled"}
+# Short heartbeats and re-reads, so a test sees them within a second or two.
+LIVE = {"live_heartbeat_seconds": 0.5, "live_refresh_seconds": 0.3}
+
+
+@dataclass
+class Stream:
+    """What one SSE answer carried, in order."""
+
+    status_code: int
+    headers: httpx.Headers
+    lines: AsyncIterator[str] | None = None
+    events: list[dict] = field(default_factory=list)   # {"event", "id", "data"}
+    comments: list[str] = field(default_factory=list)
+    closed: bool = False
+
+    @property
+    def statuses(self) -> list[str]:
+        return [e["data"]["status"] for e in self.events if e["event"] == "status"]
+
+
+def _collapsed(words: list[str]) -> list[str]:
+    return [w for n, w in enumerate(words) if n == 0 or words[n - 1] != w]
+
+
+def _open(response: httpx.Response) -> Stream:
+    return Stream(response.status_code, response.headers, lines=response.aiter_lines())
+
+
+async def _read(stream: Stream, until=lambda s: False) -> Stream:
+    """Parse SSE lines into `stream` until the server closes it or `until(stream)`."""
+    event: dict = {}
+    assert stream.lines is not None
+    async for line in stream.lines:
+        if line.startswith(":"):
+            stream.comments.append(line[1:].strip())
+        elif line == "":
+            if event:
+                event.setdefault("event", "message")
+                event["data"] = json.loads(event["data"])
+                stream.events.append(event)
+                event = {}
+                if until(stream):
+                    return stream
+        else:
+            name, _, value = line.partition(":")
+            event[name] = value.removeprefix(" ")
+    stream.closed = True
+    return stream
+
+
+async def _events(client: httpx.AsyncClient, job_id: str, until=lambda s: False, deadline_s: float = 30) -> Stream:
+    async with client.stream("GET", f"/jobs/{job_id}/events") as response:
+        stream = _open(response)
+        if response.status_code == 200:
+            await asyncio.wait_for(_read(stream, until), deadline_s)
+        return stream
+
+
+@pytest.fixture(scope="module")
+def live_app(settings):
+    return create_app(settings.model_copy(update=LIVE))
+
+
+@pytest.fixture(scope="module")
+def live_url(live_app) -> str:
+    with ThreadedServer(live_app) as server:
+        yield f"http://127.0.0.1:{server.port}"
+
+
+@pytest_asyncio.fixture
+async def live(live_url, workers) -> AsyncIterator[httpx.AsyncClient]:
+    """The API served over a socket, with a client key."""
+    async with httpx.AsyncClient(base_url=live_url, headers=AUTH, timeout=30) as client:
+        yield client
+
+
+async def _job(client: httpx.AsyncClient, path: str, body: dict) -> str:
+    response = await client.post(path, json=body)
+    assert response.status_code == 202, response.text
+    return response.json()["jobId"]
+
+
+# ---- Server-Sent Events ---------------------------------------------------------------------
+async def test_a_job_with_one_retry_streams_each_state_once_and_closes(live, sms_gateway):
+    phone = "+14155550301"
+    sms_gateway.script(phone, [Answer(500, {"error": "down"}), Answer(200, {"id": "live-1"})])
+    held = sms_gateway.hold(phone)  # the first attempt stays in flight until the stream has seen it
+    job_id = await _job(live, "/jobs/sms", {"phone": phone, "message": "live",
+                                            "backoff": {"type": "fixed", "delay": 1500}})
+    async with live.stream("GET", f"/jobs/{job_id}/events") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-cache"
+        stream = _open(response)
+        await asyncio.wait_for(_read(stream, lambda s: "processing" in s.statuses), 20)
+        held.set()
+        await asyncio.wait_for(_read(stream), 20)
+
+    assert stream.closed
+    assert {e["event"] for e in stream.events} == {"status"}
+    words = _collapsed(stream.statuses)
+    assert words in (["processing", "delayed", "processing", "completed"],
+                     ["queued", "processing", "delayed", "processing", "completed"]), stream.statuses
+    # One event per change: no event repeats the one before it.
+    ids = [e["id"] for e in stream.events]
+    assert all(a != b for a, b in zip(ids, ids[1:])), stream.events
+    delayed = next(e["data"] for e in stream.events if e["data"]["status"] == "delayed")
+    assert delayed["attempts"] == 1 and "HTTP 500" in delayed["error"] and delayed["nextAttemptAt"]
+    # Each event's data is exactly the status answer, and its id the answer's ETag.
+    last = stream.events[-1]
+    answer = await live.get(f"/jobs/{job_id}/status")
+    assert last["data"] == answer.json()
+    assert answer.headers["etag"] == f'"{last["id"]}"'
+    assert last["data"]["attempts"] == 2 and last["data"]["result"]["providerId"] == "live-1"
+
+
+async def test_retries_on_the_server_are_seen_without_a_history_event(live, sms_gateway):
+    # Attempts 2 and 3 are one activity's retries: its backoff writes no event; the re-read sees it.
+    phone = "+14155550302"
+    sms_gateway.script(phone, [Answer(500), Answer(500), Answer(200)])
+    job_id = await _job(live, "/jobs/sms", {"phone": phone, "message": "live",
+                                            "backoff": {"type": "fixed", "delay": 1500}})
+    stream = await _events(live, job_id)
+    assert stream.closed and stream.statuses[-1] == "completed", stream.statuses
+    delays = [e["data"] for e in stream.events if e["data"]["status"] == "delayed"]
+    assert [d["attempts"] for d in delays][:1] == [1] and 2 in [d["attempts"] for d in delays], stream.statuses
+    second = next(d for d in delays if d["attempts"] == 2)
+    assert [x["attempt"] for x in second["deliveries"]] == [1, 2]  # the attempt log the backoff carries
+    words = _collapsed(stream.statuses)
+    assert words[-1] == "completed" and words.count("delayed") == 2, words
+
+
+async def test_a_delayed_job_streams_delayed_keeps_alive_and_ends_cancelled(live):
+    job_id = await _job(live, "/jobs/email", {"to": "ada@example.com", "subject": "s", "body": "b", "delay": 600000})
+    async with live.stream("GET", f"/jobs/{job_id}/events") as response:
+        assert response.status_code == 200
+        stream = _open(response)
+        await asyncio.wait_for(_read(stream, lambda s: bool(s.events)), 10)
+        first = stream.events[0]["data"]
+        assert first["status"] == "delayed" and first["nextAttemptAt"], first
+        reader = asyncio.create_task(_read(stream))
+        await asyncio.sleep(1.8)  # idle: heartbeats every 0.5 s, no event
+        assert stream.comments.count("keep-alive") >= 2 and len(stream.events) == 1, stream
+        assert (await live.post(f"/jobs/{job_id}/cancel")).status_code == 202
+        await asyncio.wait_for(reader, 10)
+    assert stream.closed and stream.statuses == ["delayed", "cancelled"]
+
+
+async def test_a_finished_job_streams_its_final_state_and_a_reconnect_after_it_gets_204(live):
+    job_id = await _job(live, "/jobs/cleanup", {"task": "expire_sessions"})
+    final = None
+    for _ in range(100):
+        final = await _events(live, job_id)
+        if final.statuses == ["completed"]:
+            break
+        await asyncio.sleep(0.1)
+    assert final.closed and final.statuses == ["completed"], final
+    # An EventSource reconnects after the stream closes, naming the last event it got: 204 stops it.
+    again = await live.get(f"/jobs/{job_id}/events", headers={"Last-Event-ID": final.events[-1]["id"]})
+    assert again.status_code == 204 and again.content == b""
+    # Any other last event: the current state again.
+    other = await live.get(f"/jobs/{job_id}/events", headers={"Last-Event-ID": "0123456789abcdef"})
+    assert other.status_code == 200 and other.text.startswith("event: status\n")
+
+
+async def test_an_unknown_job_is_404_before_any_stream(live, anon):
+    for url in ("/jobs/no-such-job/events", "/jobs/no-such-job/status?wait=5", f"/jobs/{'x' * 300}/events"):
+        response = await live.get(url)
+        assert_error(response, 404, "not_found")
+    assert_error(await anon.get("/jobs/no-such-job/events"), 401, "unauthorized")
+
+
+# ---- long polls -----------------------------------------------------------------------------
+async def test_a_long_poll_answers_at_the_first_change(live):
+    job_id = await _job(live, "/jobs/email", {"to": "ada@example.com", "subject": "s", "body": "b", "delay": 600000})
+    seen = await live.get(f"/jobs/{job_id}/status")
+    assert seen.json()["status"] == "delayed"
+    etag = seen.headers["etag"]
+
+    async def cancel_soon() -> None:
+        await asyncio.sleep(0.5)
+        assert (await live.post(f"/jobs/{job_id}/cancel")).status_code == 202
+
+    started = time.monotonic()
+    answer, _ = await asyncio.gather(live.get(f"/jobs/{job_id}/status", params={"wait": 20, "since": etag}),
+                                     cancel_soon())
+    took = time.monotonic() - started
+    assert answer.status_code == 200 and answer.json()["status"] == "cancelled", answer.text
+    assert answer.headers["etag"] != etag
+    assert 0.4 < took < 5, took  # at the change, far before the 20 s
+
+
+async def test_a_long_poll_without_since_waits_for_the_first_change_after_the_request(live):
+    job_id = await _job(live, "/jobs/email", {"to": "ada@example.com", "subject": "s", "body": "b", "delay": 600000})
+
+    async def cancel_soon() -> None:
+        await asyncio.sleep(0.5)
+        await live.post(f"/jobs/{job_id}/cancel")
+
+    started = time.monotonic()
+    answer, _ = await asyncio.gather(live.get(f"/jobs/{job_id}/status?wait=20"), cancel_soon())
+    assert answer.json()["status"] == "cancelled" and time.monotonic() - started < 5
+
+
+async def test_a_long_poll_answers_after_n_seconds_when_nothing_changes(live, live_app):
+    job_id = await _job(live, "/jobs/email", {"to": "ada@example.com", "subject": "s", "body": "b", "delay": 600000})
+    seen = await live.get(f"/jobs/{job_id}/status")
+    etag = seen.headers["etag"]
+
+    started = time.monotonic()
+    same = await live.get(f"/jobs/{job_id}/status", params={"wait": 1, "since": etag.strip('"')})
+    took = time.monotonic() - started
+    assert same.status_code == 200 and same.json() == seen.json() and same.headers["etag"] == etag
+    assert 1.0 <= took < 3, took
+    # The next long poll of this job takes the history up where this one left it.
+    assert live_app.state.live.marks.get(job_id) is not None
+
+    # With If-None-Match, "still the same" is a 304 without a body.
+    started = time.monotonic()
+    unchanged = await live.get(f"/jobs/{job_id}/status?wait=1", headers={"If-None-Match": etag})
+    assert unchanged.status_code == 304 and unchanged.content == b"" and unchanged.headers["etag"] == etag
+    assert 1.0 <= time.monotonic() - started < 3
+    # A state the client has not seen answers at once.
+    started = time.monotonic()
+    other = await live.get(f"/jobs/{job_id}/status", params={"wait": 10, "since": "0123456789abcdef"})
+    assert other.status_code == 200 and other.json() == seen.json() and time.monotonic() - started < 1
+    await live.post(f"/jobs/{job_id}/cancel")
+
+
+async def test_etag_and_if_none_match_on_a_plain_read(api):
+    job_id = (await api.post("/jobs/email", json={"to": "ada@example.com", "subject": "s", "body": "b",
+                                                  "delay": 600000})).json()["jobId"]
+    first = await api.get(f"/jobs/{job_id}/status")
+    etag = first.headers["etag"]
+    assert etag.startswith('"') and etag.endswith('"')
+    assert (await api.get(f"/jobs/{job_id}/status")).headers["etag"] == etag  # stable while nothing changes
+    not_modified = await api.get(f"/jobs/{job_id}/status", headers={"If-None-Match": f'W/{etag}, "abc"'})
+    assert not_modified.status_code == 304 and not_modified.content == b""
+    await api.post(f"/jobs/{job_id}/cancel")
+    cancelled = await api.get(f"/jobs/{job_id}/status?wait=10", headers={"If-None-Match": etag})
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("query", ["wait=61", "wait=-1", "wait=soon", "wait=5&since=2024-01-01T00:00:00Z"])
+async def test_a_bad_wait_or_since_is_a_400_naming_it(api, query):
+    body = assert_error(await api.get(f"/jobs/any-job/status?{query}"), 400, "validation_error")
+    name = query.rsplit("&", 1)[-1].split("=")[0]
+    assert [d["field"].rsplit(".", 1)[-1] for d in body["details"]] == [name], body
+
+
+# ---- the bound on open streams ----------------------------------------------------------------
+async def test_streams_over_the_bound_are_refused_with_retry_after(settings, workers):
+    with ThreadedServer(create_app(settings.model_copy(update={**LIVE, "max_live_streams": 1}))) as server:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", headers=AUTH, timeout=30) as client:
+            job_id = await _job(client, "/jobs/email", {"to": "ada@example.com", "subject": "s", "body": "b",
+                                                        "delay": 600000})
+            async with client.stream("GET", f"/jobs/{job_id}/events") as held:
+                assert held.status_code == 200
+                for url in (f"/jobs/{job_id}/events", f"/jobs/{job_id}/status?wait=5"):
+                    refused = await client.get(url)
+                    assert_error(refused, 503, "too_many_streams")
+                    assert int(refused.headers["retry-after"]) > 0
+                # A plain read takes no slot.
+                assert (await client.get(f"/jobs/{job_id}/status")).status_code == 200
+            # The client hung up: its slot is free again (as soon as the server has noticed).
+            for _ in range(50):
+                again = await client.get(f"/jobs/{job_id}/status?wait=0.2")
+                if again.status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert again.status_code == 200, again.text
+            await client.post(f"/jobs/{job_id}/cancel")
