@@ -18,8 +18,9 @@ import pytest
 import pytest_asyncio
 
 from api.main import create_app
-from tests.api.helpers import AUTH, ThreadedServer, assert_error
+from tests.api.helpers import AUTH, ThreadedServer, address_of, assert_error, start_dev_server
 from tests.support.http_receiver import Answer
+from tests.support.temporal import free_port
 
 FINAL = {"completed", "failed", "cancelled"}
 # Short heartbeats and re-reads, so a test sees them within a second or two.
@@ -294,3 +295,52 @@ async def test_streams_over_the_bound_are_refused_with_retry_after(settings, wor
                 await asyncio.sleep(0.1)
             assert again.status_code == 200, again.text
             await client.post(f"/jobs/{job_id}/cancel")
+
+
+async def test_a_long_poll_on_a_finished_job_waits_out_n_seconds(live):
+    job_id = await _job(live, "/jobs/cleanup", {"task": "expire_sessions"})
+    done = await live.get(f"/jobs/{job_id}/status?wait=10")  # queued or processing → at its first change
+    for _ in range(100):
+        if done.json()["status"] == "completed":
+            break
+        done = await live.get(f"/jobs/{job_id}/status", params={"wait": 10, "since": done.headers["etag"]})
+    assert done.json()["status"] == "completed", done.text
+    started = time.monotonic()
+    same = await live.get(f"/jobs/{job_id}/status", params={"wait": 1, "since": done.headers["etag"]})
+    assert same.status_code == 200 and same.json() == done.json() and 1.0 <= time.monotonic() - started < 3
+
+
+# ---- Temporal away --------------------------------------------------------------------------
+async def test_live_routes_are_503_while_temporal_is_unreachable(make_app):
+    with ThreadedServer(make_app(temporal_address=f"127.0.0.1:{free_port()}")) as server:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", headers=AUTH, timeout=30) as client:
+            for url in ("/jobs/email-123/events", "/jobs/email-123/status?wait=5"):
+                response = await client.get(url)
+                assert_error(response, 503, "temporal_unavailable")
+                assert int(response.headers["retry-after"]) > 0
+
+
+async def test_a_stream_whose_temporal_goes_away_ends_with_an_error_event(settings):
+    env = await start_dev_server()
+    try:
+        app = create_app(settings.model_copy(update={**LIVE, "temporal_address": address_of(env)}))
+        with ThreadedServer(app) as server:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", headers=AUTH,
+                                         timeout=30) as client:
+                # No worker here: the job reads `delayed` from what the API wrote when starting it.
+                job_id = await _job(client, "/jobs/email", {"to": "ada@example.com", "subject": "s", "body": "b",
+                                                            "delay": 600000})
+                async with client.stream("GET", f"/jobs/{job_id}/events") as response:
+                    stream = _open(response)
+                    await asyncio.wait_for(_read(stream, lambda s: bool(s.events)), 10)
+                    assert stream.statuses == ["delayed"]
+                    await env.shutdown()
+                    env = None
+                    await asyncio.wait_for(_read(stream), 30)
+        assert stream.closed
+        error = stream.events[-1]
+        assert error["event"] == "error" and error["data"]["error"] == "temporal_unavailable", stream.events
+        assert set(error["data"]) == {"error", "message", "details"}
+    finally:
+        if env is not None:
+            await env.shutdown()
