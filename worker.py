@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from datetime import timedelta
 
 from temporalio.client import Client
@@ -21,7 +22,7 @@ from api.schedule_store import ensure_at_start
 from common.logs import configure_logging, redact_secrets_of
 from common.models import QUEUE_CHANNELS, TASK_QUEUES
 from common.runtime import exit_skipping_teardown
-from common.settings import Settings, get_settings
+from common.settings import MissingWebhookSecret, Settings, get_settings
 from common.temporal import connect_when_up, worker_runtime
 from workflows.callback import CallbackWorkflow
 from workflows.cleanup import CleanupWorkflow
@@ -65,6 +66,9 @@ def build_workers(client: Client, settings: Settings) -> list[Worker]:
             # A job's first attempt runs as a local activity: the same concurrency applies.
             max_concurrent_local_activities=settings.concurrency(channel),
             max_task_queue_activities_per_second=settings.rate_limit(channel),
+            # Per Worker (each has its own cache and slots): the process holds up to 4x these.
+            max_cached_workflows=settings.worker_max_cached_workflows,
+            max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
             # On shutdown, sends in flight get this long to finish before they are handed back.
             graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),
         ))
@@ -75,6 +79,12 @@ async def main() -> None:
     configure_logging()
     settings = get_settings()
     redact_secrets_of(settings)
+    try:
+        # Before connecting: a worker without the shared secret must not start at all.
+        settings.require_webhook_secret()
+    except MissingWebhookSecret as exc:
+        print(f"herald worker: refusing to start: {exc}", file=sys.stderr, flush=True)
+        exit_skipping_teardown(2)
     # Its Prometheus endpoint serves the SDK's metrics and Herald's (common/metrics.py).
     client = await connect_when_up(settings, runtime=worker_runtime(settings))
     workers = build_workers(client, settings)

@@ -9,15 +9,18 @@ import uvicorn
 from api.main import MissingApiKeys, create_app
 from common.logs import configure_logging
 from common.runtime import exit_skipping_teardown
-from common.settings import get_settings
+from common.settings import MissingWebhookSecret, get_settings
 
 
 def main() -> int:
     configure_logging()
     settings = get_settings()
     try:
+        # The API signs nothing itself, but it fronts workers that must share one secret: a
+        # deployment without it is refused here too, at once, rather than at the first webhook.
+        settings.require_webhook_secret()
         app = create_app(settings)
-    except MissingApiKeys as exc:
+    except (MissingApiKeys, MissingWebhookSecret) as exc:
         print(f"herald api: refusing to start: {exc}", file=sys.stderr)
         return 2
     if settings.dev_mode:

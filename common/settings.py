@@ -18,6 +18,16 @@ DEV_ADMIN_TOKEN = "herald-dev-admin"
 DEV_SMS_TOKEN = "herald-dev-sms"
 
 CommaList = Annotated[list[str], NoDecode]
+WEBHOOK_SECRET_HINT = (
+    "HERALD_WEBHOOK_SECRET is not set. Outside dev mode Herald does not generate one: every worker "
+    "must sign with the same secret, so give every worker and API process the same "
+    "HERALD_WEBHOOK_SECRET=whsec_<base64 of 32 random bytes>; make one with: python -c "
+    "\"import base64, secrets; print('whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())\" "
+    "(dev mode, HERALD_DEV_MODE=true as under make run, generates one into HERALD_DATA_DIR/webhook_secret)")
+
+
+class MissingWebhookSecret(RuntimeError):
+    """Outside dev mode, HERALD_WEBHOOK_SECRET is required (no per-process secret)."""
 
 
 class Settings(BaseSettings):
@@ -88,6 +98,10 @@ class Settings(BaseSettings):
     # On SIGTERM/SIGINT the worker stops polling and gives the sends in flight this long to finish;
     # what is still running then is handed back to Temporal (retried by another worker).
     worker_shutdown_grace_seconds: float = Field(20, ge=0)
+    # Bounded memory: each of the worker's task-queue Workers (four per process) keeps up to this
+    # many workflows in its sticky cache and runs up to this many workflow tasks at once.
+    worker_max_cached_workflows: int = Field(250, ge=0)
+    worker_max_concurrent_workflow_tasks: int = Field(100, ge=2)
 
     email_concurrency: int = 50
     sms_concurrency: int = 50
@@ -142,10 +156,17 @@ class Settings(BaseSettings):
         return getattr(self, f"{channel}_rate_limit")
 
     def webhook_secrets(self) -> list[str]:
-        """Active signing secrets; in their absence one is generated once into the data dir."""
-        if self.webhook_secret:
+        """Active signing secrets; in their absence, in dev mode only, one generated once into the data dir."""
+        if self.webhook_secret and self.webhook_secret.replace(",", " ").split():
             return self.webhook_secret.replace(",", " ").split()
+        if not self.dev_mode:
+            raise MissingWebhookSecret(WEBHOOK_SECRET_HINT)
         return [load_or_create_secret(self.data_dir / "webhook_secret")]
+
+    def require_webhook_secret(self) -> None:
+        """Stop a process at start-up (before it connects anywhere) that would have no shared secret."""
+        if not self.dev_mode:
+            self.webhook_secrets()
 
 
 def load_or_create_secret(path: Path) -> str:

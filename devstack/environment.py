@@ -57,7 +57,8 @@ def prepare() -> DevStack:
         sms_sink_port = int(environ.get("HERALD_DEV_SMS_PORT") or DEFAULT_SMS_SINK_PORT)
         environ["HERALD_SMS_GATEWAY_URL"] = f"http://{HOST}:{sms_sink_port}/messages"
 
-    if not environ.get("HERALD_WEBHOOK_SECRET"):
+    # Dev mode only: outside it the worker and the API refuse to start without a shared secret.
+    if settings.dev_mode and not environ.get("HERALD_WEBHOOK_SECRET"):
         environ["HERALD_WEBHOOK_SECRET"] = load_or_create_secret(data_dir / "webhook_secret")
     if settings.dev_mode and not environ.get("HERALD_WEBHOOK_ALLOW_HOSTS"):
         environ["HERALD_WEBHOOK_ALLOW_HOSTS"] = DEV_WEBHOOK_ALLOW_HOSTS

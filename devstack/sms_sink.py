@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", default=os.environ.get("HERALD_SMS_GATEWAY_TOKEN", DEV_SMS_TOKEN))
     args = parser.parse_args(argv)
     print(f"SMS sink on http://{args.host}:{args.port}/messages, saving to {args.dir}", flush=True)
-    secrets = Settings().webhook_secrets()
+    # A dev tool: without HERALD_WEBHOOK_SECRET it checks against the dev secret in the data dir.
+    secrets = Settings(dev_mode=True).webhook_secrets()
     uvicorn.run(create_app(args.dir, args.token, secrets), host=args.host, port=args.port, log_level="warning")
 
 

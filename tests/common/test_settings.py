@@ -26,11 +26,11 @@ def test_the_api_refuses_to_start_without_keys_outside_dev_mode():
         create_app(Settings(dev_mode=False))
 
 
-def test_webhook_secrets_rotate_and_default_to_one_generated_once(tmp_path):
+def test_webhook_secrets_rotate_and_in_dev_mode_default_to_one_generated_once(tmp_path):
     assert Settings(webhook_secret="whsec_a whsec_b").webhook_secrets() == ["whsec_a", "whsec_b"]
-    generated = Settings(data_dir=tmp_path).webhook_secrets()
+    generated = Settings(data_dir=tmp_path, dev_mode=True).webhook_secrets()
     assert generated[0].startswith("whsec_")
-    assert Settings(data_dir=tmp_path).webhook_secrets() == generated
+    assert Settings(data_dir=tmp_path, dev_mode=True).webhook_secrets() == generated
     assert load_or_create_secret(tmp_path / "webhook_secret") == generated[0]
     assert oct((tmp_path / "webhook_secret").stat().st_mode & 0o777) == "0o600"
 
