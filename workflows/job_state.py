@@ -9,10 +9,8 @@ from temporalio import workflow
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from common.models import JOB_STATUS_KEY, JobSpec, JobState, Phase, RetrySpec
+    from common.models import JobSpec, JobState, Phase, RetrySpec
     from common.vocabulary import family_status
-
-HERALD_STATUS = JOB_STATUS_KEY
 
 
 def send_options(spec: JobSpec, retry: RetrySpec | None = None) -> dict[str, Any]:

@@ -26,13 +26,13 @@ with workflow.unsafe.imports_passed_through():
     from common.logs import log_event
     from common.metrics import count_dead_letter, count_job_finished
     from common.models import (
-        ATTEMPT_SIGNAL, STATE_MEMO_KEY, TASK_QUEUES, AttemptContext, AttemptRecord, CallbackState, JobSpec,
-        JobState, Phase, SendInput, WebhookRequest, stamped,
+        ATTEMPT_SIGNAL, JOB_STATUS_KEY, STATE_MEMO_KEY, TASK_QUEUES, AttemptContext, AttemptRecord, CallbackState,
+        JobSpec, JobState, Phase, SendInput, WebhookRequest, stamped,
     )
 
 from workflows.callback import CallbackWorkflow
 from workflows.failures import attempt_log, failure_cause, failure_message
-from workflows.job_state import HERALD_STATUS, callback_body, send_options
+from workflows.job_state import callback_body, send_options
 from workflows.job_tracking_v0 import JobTrackerV0
 
 # Jobs started from here on run the lean lifecycle; older runs replay JobTrackerV0.
@@ -189,7 +189,7 @@ class JobTracker:
         attempts = max([self.state.attempts] + [d.attempt for d in deliveries])
         self._change(phase=phase, attempts=attempts, **changes)
         # The final status, for visibility queries (the DLQ, the stats, the Web UI's filters).
-        workflow.upsert_search_attributes([HERALD_STATUS.value_set(phase.value)])
+        workflow.upsert_search_attributes([JOB_STATUS_KEY.value_set(phase.value)])
         log_event(f"job.{phase.value}", log=workflow.logger, job_id=self.state.job_id, kind=self.state.kind,
                   attempts=self.state.attempts, error=self.state.error)
         count_job_finished(self.state.kind, phase.value)

@@ -18,12 +18,13 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 with workflow.unsafe.imports_passed_through():
     from common.logs import log_event
     from common.models import (
-        STATE_MEMO_KEY, TASK_QUEUES, AttemptRecord, CallbackState, JobSpec, JobState, Phase, WebhookRequest,
+        JOB_STATUS_KEY, STATE_MEMO_KEY, TASK_QUEUES, AttemptRecord, CallbackState, JobSpec, JobState, Phase,
+        WebhookRequest,
     )
 
 from workflows.callback import CallbackWorkflow
 from workflows.failures import failure_message
-from workflows.job_state import HERALD_STATUS, callback_body, send_options
+from workflows.job_state import callback_body, send_options
 
 # Enough history for an operator; the memo must stay small.
 MAX_DELIVERIES_KEPT = 25
@@ -70,7 +71,7 @@ class JobTrackerV0:
 
     def _publish(self) -> None:
         workflow.upsert_memo({STATE_MEMO_KEY: self.state})
-        workflow.upsert_search_attributes([HERALD_STATUS.value_set(self.state.phase.value)])
+        workflow.upsert_search_attributes([JOB_STATUS_KEY.value_set(self.state.phase.value)])
 
     # ---- the job's life ----------------------------------------------------------------
     async def run(self, spec: JobSpec, send: Callable[[dict[str, Any]], Awaitable[Any]]) -> Any:
