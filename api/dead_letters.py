@@ -20,8 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, replace
-from datetime import timezone
-from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflow.v1 import WorkflowExecutionInfo
@@ -33,13 +31,15 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.errors import ApiError, validation_error
 from api.job_starter import start_job
 from api.temporal import RPC_TIMEOUT, is_unreachable
+from api.visibility import iso, job_type, memo_state, newer, runs_of
 from common.logs import log_event
 from common.models import (
     JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, CleanupInput, JobKind, NotificationInput, Phase,
 )
 
-_DEAD = (f"({JOB_STATUS_KEY.name} = '{Phase.FAILED.value}' "
-         "OR ExecutionStatus = 'Terminated' OR ExecutionStatus = 'TimedOut')")
+# The visibility condition a dead letter's run meets (the stats count with it too).
+DEAD = (f"({JOB_STATUS_KEY.name} = '{Phase.FAILED.value}' "
+        "OR ExecutionStatus = 'Terminated' OR ExecutionStatus = 'TimedOut')")
 _ENDED_BADLY = {
     WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT,
 }
@@ -72,7 +72,7 @@ class DeadLetterQueue:
     # ---- reading -----------------------------------------------------------------------
     async def page(self, kind: JobKind | None = None, limit: int = 50, cursor: str | None = None) -> DeadLetterPage:
         """Newest first (visibility's order: latest start first), at most `limit` at a time."""
-        query = f"{JOB_TYPE_KEY.name} = '{kind}' AND {_DEAD}" if kind else f"{JOB_TYPE_KEY.name} IS NOT NULL AND {_DEAD}"
+        query = f"{JOB_TYPE_KEY.name} = '{kind}' AND {DEAD}" if kind else f"{JOB_TYPE_KEY.name} IS NOT NULL AND {DEAD}"
         try:
             answer = await self.client.workflow_service.list_workflow_executions(
                 ListWorkflowExecutionsRequest(namespace=self.client.namespace, query=query, page_size=limit,
@@ -102,51 +102,24 @@ class DeadLetterQueue:
 
     async def _latest_runs(self, job_ids: set[str]) -> dict[str, str]:
         """The run id of each job's latest run: a redriven or discarded job's failed run is not it."""
-        if not job_ids:
-            return {}
-        ids = ", ".join(f"'{job_id}'" for job_id in sorted(job_ids))
-        latest: dict[str, tuple[Any, str]] = {}
-        token = b""
-        while True:
-            answer = await self.client.workflow_service.list_workflow_executions(
-                ListWorkflowExecutionsRequest(namespace=self.client.namespace, query=f"WorkflowId IN ({ids})",
-                                              page_size=1000, next_page_token=token),
-                timeout=RPC_TIMEOUT)
-            for info in answer.executions:
-                key = (info.start_time.seconds, info.start_time.nanos)
-                known = latest.get(info.execution.workflow_id)
-                if known is None or key > known[0]:
-                    latest[info.execution.workflow_id] = (key, info.execution.run_id)
-            token = answer.next_page_token
-            if not token:
-                return {job_id: run_id for job_id, (_, run_id) in latest.items()}
+        latest: dict[str, WorkflowExecutionInfo] = {}
+        for info in await runs_of(self.client, job_ids):
+            if newer(info, latest.get(info.execution.workflow_id)):
+                latest[info.execution.workflow_id] = info
+        return {job_id: info.execution.run_id for job_id, info in latest.items()}
 
     async def _entry(self, info: WorkflowExecutionInfo) -> DeadLetter:
-        state = await self._memo_state(info)
-        kind = await self._search_attribute(info, JOB_TYPE_KEY.name) or state.get("kind", "")
+        state = await memo_state(self.client, info)
+        kind = job_type(self.client, info) or state.get("kind", "")
         status = WorkflowExecutionStatus(info.status)
         if status in (WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT) \
                 and state.get("phase") != Phase.FAILED.value:
             error = "terminated by an operator" if status == WorkflowExecutionStatus.TERMINATED else "timed out"
         else:
             error = state.get("error")
-        failed_at = _iso(info.close_time) if info.HasField("close_time") else state.get("updated_at")
+        failed_at = iso(info.close_time) if info.HasField("close_time") else state.get("updated_at")
         return DeadLetter(job_id=info.execution.workflow_id, type=kind, error=error,
                           attempts=int(state.get("attempts") or 0), failed_at=failed_at)
-
-    async def _memo_state(self, info: WorkflowExecutionInfo) -> dict[str, Any]:
-        payload = info.memo.fields.get(STATE_MEMO_KEY)
-        if payload is None:
-            return {}
-        [state] = await self.client.data_converter.decode([payload])
-        return state if isinstance(state, dict) else {}
-
-    async def _search_attribute(self, info: WorkflowExecutionInfo, name: str) -> str | None:
-        payload = info.search_attributes.indexed_fields.get(name)
-        if payload is None:
-            return None
-        [value] = self.client.data_converter.payload_converter.from_payloads([payload])
-        return value[0] if isinstance(value, list) and value else value
 
     async def find(self, job_id: str) -> WorkflowExecutionInfo:
         """The job's latest run, if it is a dead letter; else 404."""
@@ -180,7 +153,7 @@ class DeadLetterQueue:
 
     async def discard(self, job_id: str) -> None:
         info = await self.find(job_id)
-        state = await self._memo_state(info)
+        state = await memo_state(self.client, info)
         handle = await self.client.start_workflow(
             DISCARDED_WORKFLOW, id=job_id, task_queue=DISCARDED_QUEUE,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
@@ -237,8 +210,4 @@ def _token(cursor: str | None) -> bytes:
         return base64.b64decode(cursor.encode(), altchars=b"-_", validate=True)
     except (ValueError, binascii.Error) as exc:
         raise validation_error("cursor", "not a cursor this API gave out") from exc
-
-
-def _iso(timestamp: Any) -> str:
-    return timestamp.ToDatetime(timezone.utc).isoformat()
 

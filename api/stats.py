@@ -35,17 +35,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import timezone
 from typing import Any, get_args
 
 from temporalio.api.workflow.v1 import WorkflowExecutionInfo
-from temporalio.api.workflowservice.v1 import ListWorkflowExecutionsRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from api.dead_letters import _DEAD, DISCARDED_WORKFLOW
+from api.dead_letters import DEAD, DISCARDED_WORKFLOW
 from api.job_views import load_job
 from api.temporal import RPC_TIMEOUT
-from common.models import JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, JobKind, Phase
+from api.visibility import iso, job_type, list_runs, memo_state, newer, runs_of, search_attribute
+from common.models import JOB_STATUS_KEY, JOB_TYPE_KEY, JobKind, Phase
 from common.vocabulary import JOB_STATUS
 
 KINDS: tuple[str, ...] = get_args(JobKind)
@@ -54,9 +53,6 @@ STATUSES: tuple[str, ...] = tuple(JOB_STATUS[p] for p in Phase)
 # 2 pages of running jobs, and 5 pages of dead runs plus 10 look-ups of their job ids' runs.
 MAX_LISTED_RUNNING = 2_000
 MAX_LISTED_DEAD = 5_000
-# Job ids per `WorkflowId IN (...)` query when looking for newer runs.
-_IDS_PER_QUERY = 500
-_PAGE = 1000
 # ExecutionStatus as visibility writes it.
 _TERMINATED, _TIMED_OUT, _CANCELED, _FAILED, _RUNNING = "Terminated", "TimedOut", "Canceled", "Failed", "Running"
 _STATUS_NAMES = {
@@ -151,11 +147,11 @@ async def _running_not_queued(client: Client) -> tuple[dict[tuple[str, str], int
     """
     query = (f"{JOB_TYPE_KEY.name} IS NOT NULL AND ExecutionStatus = '{_RUNNING}' "
              f"AND {JOB_STATUS_KEY.name} != '{Phase.QUEUED.value}'")
-    listed, complete = await _list(client, query, limit=MAX_LISTED_RUNNING)
+    listed, complete = await list_runs(client, query, limit=MAX_LISTED_RUNNING)
     tally: dict[tuple[str, str], int] = {}
     for info in listed:
-        kind = _herald_type(client, info)
-        word = status_word(_search_attribute(client, info, JOB_STATUS_KEY.name), _RUNNING)
+        kind = job_type(client, info)
+        word = status_word(search_attribute(client, info, JOB_STATUS_KEY.name), _RUNNING)
         if kind and word:
             tally[(kind, word)] = tally.get((kind, word), 0) + 1
     if complete:
@@ -173,8 +169,8 @@ async def _running_not_queued(client: Client) -> tuple[dict[tuple[str, str], int
 async def _dead_letters(client: Client) -> tuple[int, list[tuple[str, str]], bool]:
     """The DLQ's size; the (type, status word) of each counted run that is not its job's latest;
     and whether that is exact."""
-    dead_query = f"{JOB_TYPE_KEY.name} IS NOT NULL AND {_DEAD}"
-    dead, complete = await _list(client, dead_query, limit=MAX_LISTED_DEAD)
+    dead_query = f"{JOB_TYPE_KEY.name} IS NOT NULL AND {DEAD}"
+    dead, complete = await list_runs(client, dead_query, limit=MAX_LISTED_DEAD)
     if not complete:
         total, discarded = await asyncio.gather(
             client.count_workflows(dead_query, rpc_timeout=RPC_TIMEOUT),
@@ -182,17 +178,14 @@ async def _dead_letters(client: Client) -> tuple[int, list[tuple[str, str]], boo
         return max(0, total.count - discarded.count), [], False
     if not dead:
         return 0, [], True
-    ids = sorted({info.execution.workflow_id for info in dead})
-    runs: list[WorkflowExecutionInfo] = []
-    for chunk in (ids[n:n + _IDS_PER_QUERY] for n in range(0, len(ids), _IDS_PER_QUERY)):
-        runs += (await _list(client, "WorkflowId IN ({})".format(", ".join(_quoted(i) for i in chunk))))[0]
+    runs = await runs_of(client, {info.execution.workflow_id for info in dead})
     latest: dict[str, WorkflowExecutionInfo] = {}
     latest_job_run: dict[str, WorkflowExecutionInfo] = {}
     for info in runs:
         job_id = info.execution.workflow_id
-        if _newer(info, latest.get(job_id)):
+        if newer(info, latest.get(job_id)):
             latest[job_id] = info
-        if _herald_type(client, info) and _newer(info, latest_job_run.get(job_id)):
+        if job_type(client, info) and newer(info, latest_job_run.get(job_id)):
             latest_job_run[job_id] = info
     dlq = sum(1 for info in dead
               if latest.get(info.execution.workflow_id, info).execution.run_id == info.execution.run_id)
@@ -201,7 +194,7 @@ async def _dead_letters(client: Client) -> tuple[int, list[tuple[str, str]], boo
     # run stays its job's counted run, and the job reads failed.
     superseded = []
     for info in runs:
-        kind = _herald_type(client, info)
+        kind = job_type(client, info)
         newest = latest_job_run.get(info.execution.workflow_id)
         if kind and newest is not None and newest.execution.run_id != info.execution.run_id:
             word = status_word(None, _execution_status(info))
@@ -217,45 +210,14 @@ def _execution_status(info: WorkflowExecutionInfo) -> str:
         return ""
 
 
-def _newer(info: WorkflowExecutionInfo, than: WorkflowExecutionInfo | None) -> bool:
-    if than is None:
-        return True
-    return (info.start_time.seconds, info.start_time.nanos) > (than.start_time.seconds, than.start_time.nanos)
 
 
-async def _list(client: Client, query: str, limit: int | None = None) -> tuple[list[WorkflowExecutionInfo], bool]:
-    """The runs `query` finds, at most `limit`; and whether that is all of them."""
-    found: list[WorkflowExecutionInfo] = []
-    token = b""
-    while True:
-        page_size = min(_PAGE, limit - len(found)) if limit else _PAGE
-        answer = await client.workflow_service.list_workflow_executions(
-            ListWorkflowExecutionsRequest(namespace=client.namespace, query=query, page_size=page_size,
-                                          next_page_token=token),
-            timeout=RPC_TIMEOUT)
-        found += answer.executions
-        token = answer.next_page_token
-        if not token:
-            return found, True
-        if limit and len(found) >= limit:
-            return found[:limit], False
 
 
-def _quoted(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _search_attribute(client: Client, info: WorkflowExecutionInfo, name: str) -> str | None:
-    payload = info.search_attributes.indexed_fields.get(name)
-    if payload is None:
-        return None
-    [value] = client.data_converter.payload_converter.from_payloads([payload])
-    value = value[0] if isinstance(value, list) and value else value
-    return value if isinstance(value, str) else None
 
 
-def _herald_type(client: Client, info: WorkflowExecutionInfo) -> str | None:
-    return _search_attribute(client, info, JOB_TYPE_KEY.name)
 
 
 # ---- the latest jobs -------------------------------------------------------------------------
@@ -267,7 +229,7 @@ async def recent_jobs(client: Client, limit: int = 20, kind: JobKind | None = No
     """
     query = f"{JOB_TYPE_KEY.name} = '{kind}'" if kind else f"{JOB_TYPE_KEY.name} IS NOT NULL"
     # A redriven job has an older run further down; read a little more than asked to fill the page.
-    infos, _ = await _list(client, query, limit=limit + 10)
+    infos, _ = await list_runs(client, query, limit=limit + 10)
     seen: set[str] = set()
     jobs: list[RecentJob] = []
     for info in infos:
@@ -275,14 +237,14 @@ async def recent_jobs(client: Client, limit: int = 20, kind: JobKind | None = No
         if job_id in seen:
             continue
         seen.add(job_id)
-        state = await _memo_state(client, info)
-        word = status_word(_search_attribute(client, info, JOB_STATUS_KEY.name), _execution_status(info))
+        state = await memo_state(client, info)
+        word = status_word(search_attribute(client, info, JOB_STATUS_KEY.name), _execution_status(info))
         if word is None:
             continue
         jobs.append(RecentJob(
-            job_id=job_id, run_id=info.execution.run_id, type=_herald_type(client, info) or state.get("kind", ""),
-            status=word, created_at=state.get("created_at") or _iso(info.start_time),
-            finished_at=_iso(info.close_time) if info.HasField("close_time") else None))
+            job_id=job_id, run_id=info.execution.run_id, type=job_type(client, info) or state.get("kind", ""),
+            status=word, created_at=state.get("created_at") or iso(info.start_time),
+            finished_at=iso(info.close_time) if info.HasField("close_time") else None))
         if len(jobs) == limit:
             break
     await asyncio.gather(*(_read_live(client, job) for job in jobs if job.finished_at is None))
@@ -297,16 +259,4 @@ async def _read_live(client: Client, job: RecentJob) -> None:
     job.status = JOB_STATUS[view.phase]
 
 
-async def _memo_state(client: Client, info: WorkflowExecutionInfo) -> dict[str, Any]:
-    payload = info.memo.fields.get(STATE_MEMO_KEY)
-    if payload is None:
-        return {}
-    try:
-        [state] = await client.data_converter.decode([payload])
-    except Exception:  # noqa: BLE001 - an unreadable memo leaves the visibility fields
-        return {}
-    return state if isinstance(state, dict) else {}
 
-
-def _iso(timestamp: Any) -> str:
-    return timestamp.ToDatetime(timezone.utc).isoformat()
