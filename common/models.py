@@ -5,6 +5,7 @@ Everything here is a plain dataclass so Temporal's JSON converter carries it as 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -36,7 +37,15 @@ ATTEMPT_SIGNAL = "attempt_finished"
 # queries (the Web UI's filters, the DLQ, the stats).
 JOB_TYPE_KEY = SearchAttributeKey.for_keyword("HeraldJobType")
 JOB_STATUS_KEY = SearchAttributeKey.for_keyword("HeraldStatus")
-SEARCH_ATTRIBUTES = {key.name: "Keyword" for key in (JOB_TYPE_KEY, JOB_STATUS_KEY)}
+# Whose job it is (typed notifications, reports): user_ref(userId), never contact data, so a
+# report can list a user's notifications from visibility alone.
+JOB_USER_KEY = SearchAttributeKey.for_keyword("HeraldUser")
+SEARCH_ATTRIBUTES = {key.name: "Keyword" for key in (JOB_TYPE_KEY, JOB_STATUS_KEY, JOB_USER_KEY)}
+
+
+def user_ref(user_id: str) -> str:
+    """The HeraldUser value of a user's jobs: a digest, so visibility holds no client-chosen text."""
+    return hashlib.sha256(user_id.encode()).hexdigest()[:32]
 
 
 class Phase(StrEnum):
