@@ -20,7 +20,7 @@ from api.main import create_app
 from common.settings import Settings
 from devstack.smtp_sink import SmtpSink
 from tests.api.helpers import (
-    ADMIN_TOKEN, API_KEY, AUTH, SMS_TOKEN, ScriptedGateway, ThreadedServer, address_of, api_client, start_dev_server,
+    ADMIN_TOKEN, API_KEY, AUTH, SMS_TOKEN, ScriptedGateway, ThreadedServer, address_of, api_client, dev_server,
 )
 from tests.support.temporal import WEBHOOK_SECRET, free_port, running_workers
 
@@ -33,11 +33,8 @@ def api_dirs(tmp_path_factory) -> Path:
 
 @pytest_asyncio.fixture(scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await start_dev_server()
-    try:
+    async with dev_server() as env:
         yield env
-    finally:
-        await env.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,16 @@ async def start_dev_server(**kwargs: Any) -> WorkflowEnvironment:
     args = tuned_args(persistent="dev_server_database_filename" in kwargs)
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(DEV_SERVER), dev_server_extra_args=args, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def dev_server(**kwargs: Any) -> AsyncIterator[WorkflowEnvironment]:
+    """A dev server (start_dev_server) for the length of a fixture, shut down after it."""
+    env = await start_dev_server(**kwargs)
+    try:
+        yield env
+    finally:
+        await env.shutdown()
 
 
 def address_of(env: WorkflowEnvironment) -> str:

@@ -9,8 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from common.logs import JsonFormatter
 from tests.api.helpers import until_final
 from tests.support.http_receiver import Answer
 from tests.support.logs import on_the_root_logger
+from tests.support.processes import fetch_when_served
 from tests.support.temporal import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,15 +123,7 @@ def test_the_api_process_logs_json_lines_uvicorns_included(tmp_path):
     server = subprocess.Popen([sys.executable, "-m", "api"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        end = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
-                    page = answer.read().decode()
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < end, "the API never answered"
-                time.sleep(0.2)
+        page = fetch_when_served(f"http://127.0.0.1:{port}/metrics", server, "the API")
     finally:
         server.send_signal(signal.SIGINT)
         _, err = server.communicate(timeout=30)

@@ -28,7 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from common.settings import Settings
-from tests.api.helpers import address_of, api_client, start_dev_server
+from tests.api.helpers import address_of, api_client, dev_server
 from tests.support.temporal import WEBHOOK_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,11 +131,8 @@ def receiver() -> Iterator[Receiver]:
 # ---- Temporal, the API, the worker processes ------------------------------------------------
 @pytest_asyncio.fixture(scope="package")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await start_dev_server()
-    try:
+    async with dev_server() as env:
         yield env
-    finally:
-        await env.shutdown()
 
 
 def worker_environment(dev_env: WorkflowEnvironment, data_dir: Path, receiver: Receiver,

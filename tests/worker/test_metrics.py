@@ -29,6 +29,7 @@ from common.temporal import connect, worker_runtime
 from devstack.smtp_sink import SmtpSink
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.logs import on_the_root_logger
+from tests.support.processes import fetch_when_served
 from tests.support.temporal import free_port, running_workers
 
 # Every secret a deployment has, each one distinct, so any of them in a log line is found.
@@ -183,15 +184,7 @@ def test_the_worker_process_serves_its_endpoint_and_logs_json_lines(tmp_path):
     worker = subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        end = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
-                    assert answer.status == 200
-                    break
-            except OSError:
-                assert worker.poll() is None and time.monotonic() < end, "the worker never served its metrics"
-                time.sleep(0.2)
+        fetch_when_served(f"http://127.0.0.1:{port}/metrics", worker, "the worker")
         time.sleep(1.5)  # at least one "not reachable yet"
     finally:
         worker.terminate()
