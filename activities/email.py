@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+from dataclasses import dataclass
 from email.header import Header
 from email.message import EmailMessage as MimeMessage
 from email.policy import Policy
@@ -13,6 +14,8 @@ import aiosmtplib
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.fallback import FALLBACK, PRIMARY, Provider, provider_for, unreachable
+from common.logs import log_event
 from common.models import DeliveryReceipt, EmailMessage, FailureDetail
 from common.settings import Settings
 
@@ -60,6 +63,9 @@ def build_message(settings: Settings, email: EmailMessage) -> MimeMessage:
     mime["Date"] = formatdate(localtime=False)
     mime["Message-ID"] = message_id(email.idempotency_key)
     mime.set_content(email.body)
+    if email.html is not None:
+        # multipart/alternative: the plain text first, the HTML (preferred by readers that show it) last.
+        mime.add_alternative(email.html, subtype="html")
     return mime
 
 
@@ -69,36 +75,72 @@ class EmailActivities:
         # The EHLO name, once: aiosmtplib would otherwise look it up (getfqdn, in a thread) per send.
         self.local_hostname = settings.smtp_local_hostname or socket.getfqdn()
 
+    def _relay(self, attempt: int, max_attempts: int) -> _Relay:
+        s = self.settings
+        # The fallback relay takes the last attempt: by then the primary has kept failing
+        # (activities/fallback.py).
+        if s.smtp_fallback_host and provider_for(True, attempt, max_attempts) == FALLBACK:
+            return _Relay(FALLBACK, s.smtp_fallback_host, s.smtp_fallback_port, s.smtp_fallback_username,
+                          s.smtp_fallback_password, s.smtp_fallback_starttls)
+        return _Relay(PRIMARY, s.smtp_host, s.smtp_port, s.smtp_username, s.smtp_password, s.smtp_starttls)
+
     @activity.defn(name="send_email")
     async def send_email(self, email: EmailMessage) -> DeliveryReceipt:
+        return await self.deliver(email, email.context.job_attempt(activity.info().attempt),
+                                  email.context.max_attempts)
+
+    async def deliver(self, email: EmailMessage, attempt: int = 1, max_attempts: int = 1) -> DeliveryReceipt:
+        """Send one message as the job's attempt `attempt` of `max_attempts` (the activity's work; a
+        batch's slices call it per item); the last of two or more goes to the fallback relay, if any."""
         s = self.settings
+        relay = self._relay(attempt, max_attempts)
         try:
             mime = build_message(s, email)
         except ValueError as exc:
             # The same message would be refused on every attempt (the API refuses what causes this).
             raise ApplicationError(f"the email cannot be built: {exc}", type="InvalidEmail",
                                    non_retryable=True) from exc
+        if relay.provider == FALLBACK:
+            log_event("attempt.fallback", job_id=email.idempotency_key, channel="email", attempt=attempt)
         try:
             errors, answer = await aiosmtplib.send(
                 mime,
-                hostname=s.smtp_host,
-                port=s.smtp_port,
-                username=s.smtp_username,
-                password=s.smtp_password,
-                start_tls=s.smtp_starttls,
+                hostname=relay.host,
+                port=relay.port,
+                username=relay.username,
+                password=relay.password,
+                start_tls=relay.starttls,
                 timeout=s.smtp_timeout_seconds,
                 local_hostname=self.local_hostname,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
-            raise _smtp_failure(exc.recipients[0].code, exc.recipients[0].message) from exc
+            raise _smtp_failure(exc.recipients[0].code, exc.recipients[0].message, relay.name) from exc
         except aiosmtplib.SMTPResponseException as exc:
-            raise _smtp_failure(exc.code, exc.message) from exc
-        # Other errors (connection refused, timeouts) are raised as they are: Temporal retries them.
-        return DeliveryReceipt(summary=f"SMTP {answer}", provider_id=mime["Message-ID"])
+            raise _smtp_failure(exc.code, exc.message, relay.name) from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            # Connection refused, timeouts: retried. On the primary they are raised as they are.
+            if relay.provider == FALLBACK:
+                raise unreachable(relay.name, exc) from exc
+            raise
+        return DeliveryReceipt(summary=f"SMTP {answer}", provider_id=mime["Message-ID"], provider=relay.provider)
 
 
-def _smtp_failure(code: int, text: str) -> ApplicationError:
+@dataclass(frozen=True)
+class _Relay:
+    provider: Provider
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    starttls: bool
+
+    @property
+    def name(self) -> str:
+        return "fallback SMTP server" if self.provider == FALLBACK else "SMTP server"
+
+
+def _smtp_failure(code: int, text: str, what: str = "SMTP server") -> ApplicationError:
     # 5xx is the server's final word on this message (unknown mailbox, policy); 4xx is transient.
     detail = FailureDetail(status_code=code, response_excerpt=text[:512])
-    return ApplicationError(f"SMTP server answered {code} {text}", detail, type="SmtpRejected",
+    return ApplicationError(f"{what} answered {code} {text}", detail, type="SmtpRejected",
                             non_retryable=500 <= code < 600)

@@ -95,6 +95,9 @@ class SendResult(Answer):
     providerId: str | int | None = Field(None, description="the email's Message-ID, or the SMS gateway's JSON `id`")
     statusCode: int | None = Field(None, description="the receiver's or gateway's HTTP status")
     responseExcerpt: str | None = Field(None, description="the first 512 characters of the answer")
+    provider: Literal["primary", "fallback"] | None = Field(
+        None, description="SMS and email: which provider delivered, `primary` or `fallback` (HERALD_SMS_FALLBACK_URL, "
+                          "HERALD_SMTP_FALLBACK_HOST: the last attempt of a job with 2 or more); null for a webhook")
 
 
 class CleanupResult(Answer):

@@ -248,6 +248,9 @@ class DeliveryReceipt(SendResult):
     provider_id: str | None = None
     status_code: int | None = None
     response_excerpt: str | None = None
+    # SMS and email: which provider delivered, "primary" or "fallback" (activities/fallback.py);
+    # None for a webhook, and in receipts written before the fallback existed.
+    provider: str | None = None
 
 
 @dataclass

@@ -75,11 +75,25 @@ class Settings(BaseSettings):
     # The name Herald gives in EHLO; default: this machine's fully qualified name.
     smtp_local_hostname: str | None = None
     email_from: str = "Herald <herald@localhost>"
+    # A second SMTP relay (same message, same Message-ID): takes an email's last attempt (jobs with
+    # 2 or more attempts), as HERALD_SMS_FALLBACK_URL does for SMS. Unset: no fallback.
+    smtp_fallback_host: str | None = None
+    smtp_fallback_port: int = 25
+    smtp_fallback_username: str | None = None
+    smtp_fallback_password: str | None = None
+    smtp_fallback_starttls: bool = False
 
     sms_gateway_url: str = "http://127.0.0.1:8026/messages"
     sms_gateway_token: str = DEV_SMS_TOKEN
     sms_fallback_url: str | None = None
     sms_fallback_token: str | None = None
+
+    # The payload codec's keys (common/codec.py): base64 of 32 bytes, or ID:BASE64; several, space- or
+    # comma-separated, while rotating: the first encrypts, every one decrypts.
+    encryption_key: str | None = None
+    # Browser origins allowed to call the codec endpoint (the Temporal Web UI's); unset: the origin of
+    # temporal_ui_url, and in dev mode both http://127.0.0.1 and http://localhost at temporal_ui_port.
+    codec_origins: CommaList = Field(default_factory=list)
 
     # Standard Webhooks secrets (whsec_...); several, space- or comma-separated, while rotating.
     webhook_secret: str | None = None
