@@ -13,10 +13,13 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxRestrictions, SandboxedWorkflowRunner
 
+from activities.batch import BatchActivities
 from activities.email import EmailActivities
 from activities.maintenance import MaintenanceActivities
+from activities.reports import ReportActivities
 from activities.attempt_log import AttemptLogInterceptor
 from activities.sms import SmsActivities
+from activities.users import TypedEmailActivities
 from activities.webhook import WebhookActivities
 from api.schedule_store import ensure_at_start
 from common.logs import configure_logging, redact_secrets_of
@@ -24,11 +27,20 @@ from common.models import QUEUE_CHANNELS, TASK_QUEUES
 from common.runtime import exit_skipping_teardown
 from common.settings import MissingWebhookSecret, Settings, get_settings
 from common.temporal import connect_when_up, worker_runtime
+from workflows.batch import BatchWorkflow
 from workflows.callback import CallbackWorkflow
 from workflows.cleanup import CleanupWorkflow
+from workflows.idempotency import IdempotencyKeyWorkflow
 from workflows.notification import NotificationWorkflow
+from workflows.report import ReportWorkflow
+from workflows.sms_quota import SmsQuotaWorkflow
+from workflows.user import UserWorkflow
 
-WORKFLOWS = [NotificationWorkflow, CleanupWorkflow, CallbackWorkflow]
+WORKFLOWS = [NotificationWorkflow, CleanupWorkflow, CallbackWorkflow, ReportWorkflow, BatchWorkflow,
+             # Entities on ENTITY_TASK_QUEUE (common/models.py): a user's contact data, an SMS quota.
+             UserWorkflow, SmsQuotaWorkflow,
+             # An Idempotency-Key (api/idempotency.py), on the maintenance queue too.
+             IdempotencyKeyWorkflow]
 # Herald's own modules are imported once per worker instead of once per workflow run (about 40%
 # less worker CPU per job, bench/README.md). The sandbox then no longer checks them for
 # non-deterministic calls; tests/workflows/test_determinism.py and the replay tests do.
@@ -39,21 +51,26 @@ log = logging.getLogger("herald.worker")
 DRAIN_MARGIN_S = 3.0
 
 
-def activities_by_queue(settings: Settings) -> dict[str, list]:
+def activities_by_queue(settings: Settings, client: Client | None = None) -> dict[str, list]:
+    """`client`: the worker's, with which a typed notification's send reads its user."""
     email, sms = EmailActivities(settings), SmsActivities(settings)
+    typed = TypedEmailActivities(settings, client, email)
     webhook, maintenance = WebhookActivities(settings), MaintenanceActivities(settings)
+    # A batch's slices send with the same channel objects (activities/batch.py).
+    batch = BatchActivities(settings, email, sms, webhook)
     return {
-        TASK_QUEUES["email"]: [email.send_email],
-        TASK_QUEUES["sms"]: [sms.send_sms],
-        TASK_QUEUES["webhook"]: [webhook.deliver_webhook],
-        TASK_QUEUES["cleanup"]: [maintenance.run_cleanup],
+        TASK_QUEUES["email"]: [email.send_email, batch.send_email_slice, typed.send_typed_email],
+        TASK_QUEUES["sms"]: [sms.send_sms, batch.send_sms_slice],
+        TASK_QUEUES["webhook"]: [webhook.deliver_webhook, batch.deliver_webhook_slice],
+        # Reports share the maintenance queue (TASK_QUEUES["report"]).
+        TASK_QUEUES["cleanup"]: [maintenance.run_cleanup, ReportActivities(settings).build_report],
     }
 
 
 def build_workers(client: Client, settings: Settings) -> list[Worker]:
     """A worker per task queue, so a slow channel cannot starve the others."""
     workers = []
-    for queue, activities in activities_by_queue(settings).items():
+    for queue, activities in activities_by_queue(settings, client).items():
         channel = QUEUE_CHANNELS[queue]
         workers.append(Worker(
             client,

@@ -34,7 +34,7 @@ from api.temporal import RPC_TIMEOUT, is_unreachable
 from api.visibility import iso, job_type, memo_state, newer, runs_of
 from common.logs import log_event
 from common.models import (
-    JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, CleanupInput, JobKind, NotificationInput, Phase,
+    JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, CleanupInput, JobKind, NotificationInput, Phase, ReportInput,
 )
 
 # The visibility condition a dead letter's run meets (the stats count with it too).
@@ -47,7 +47,7 @@ _ENDED_BADLY = {
 DISCARDED_WORKFLOW = "DiscardedDeadLetter"
 DISCARDED_QUEUE = "herald-discarded"
 # What each job workflow takes as input, to start it again from its first event.
-_INPUTS = {"NotificationWorkflow": NotificationInput, "CleanupWorkflow": CleanupInput}
+_INPUTS = {"NotificationWorkflow": NotificationInput, "CleanupWorkflow": CleanupInput, "ReportWorkflow": ReportInput}
 
 
 @dataclass
@@ -143,6 +143,9 @@ class DeadLetterQueue:
         """Run the same job id again from the start; the dead letter leaves the queue."""
         info = await self.find(job_id)
         request = await self._first_input(info)
+        if isinstance(request, NotificationInput) and request.batch_failure is not None:
+            # A batch item's dead letter (workflows/batch.py): this time the item is sent, as a job.
+            request = replace(request, batch_failure=None)
         # The same job again, sent now: an earlier delay or deliverAt has long passed.
         spec = replace(request.job, delay_ms=0, deliver_at=None)
         started = await start_job(self.client, replace(request, job=spec),
@@ -182,7 +185,7 @@ class DeadLetterQueue:
             redriven += 1
         return redriven
 
-    async def _first_input(self, info: WorkflowExecutionInfo) -> NotificationInput | CleanupInput:
+    async def _first_input(self, info: WorkflowExecutionInfo) -> NotificationInput | CleanupInput | ReportInput:
         input_type = _INPUTS.get(info.type.name)
         if input_type is None:
             raise _not_dead(info.execution.workflow_id)

@@ -8,23 +8,21 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from common.destinations import BlockedDestination, check_url
 from api.errors import validation_error
 from api.metrics import count_accepted
-from api.schemas import JobOptions
+from api.schemas import JobOptions, TypedCleanupJob, TypedEmailJob, TypedJobBody, TypedSmsJob, TypedWebhookJob
 from api.temporal import RPC_TIMEOUT, TemporalGateway
+from api.throttle import sms_slots
 from common.logs import log_event
+from common.jobs import JobRequest, StartOptions, start_options  # noqa: F401 - StartOptions: re-exported
 from common.models import (
-    CHANNELS, JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, TASK_QUEUES, CallbackState, CleanupInput, CleanupTask,
-    EmailMessage, JobFamily, JobKind, JobSpec, JobState, NotificationInput, Phase, RetrySpec, SmsMessage,
-    WebhookRequest,
+    CHANNELS, CleanupInput, CleanupTask, EmailMessage, FollowUp, JobFamily, JobKind, JobSpec, NotificationInput,
+    Phase, RetrySpec, SmsMessage, WebhookRequest,
 )
 from common.settings import Settings
-from common.summaries import job_details, job_summary
-from workflows.cleanup import CleanupWorkflow
-from workflows.notification import NotificationWorkflow
 
 
 
@@ -51,8 +49,9 @@ def check_target(field: str, url: str | None, settings: Settings) -> None:
 
 
 def job_spec(job_id: str, kind: JobKind, family: JobFamily, options: JobOptions, settings: Settings,
-             recipient: str | None) -> JobSpec:
-    check_target("webhookUrl", options.webhookUrl, settings)
+             recipient: str | None, where: str = "") -> JobSpec:
+    """The spec of a job from its options; `where` is the options' path in the body (`then.`)."""
+    check_target(f"{where}webhookUrl", options.webhookUrl, settings)
     return JobSpec(
         job_id=job_id, kind=kind, family=family,
         created_at=datetime.now(timezone.utc).isoformat(),
@@ -64,55 +63,45 @@ def job_spec(job_id: str, kind: JobKind, family: JobFamily, options: JobOptions,
         recipient=recipient,
         attempt_timeout_s=settings.send_timeout_seconds,
         retry_after_cap_s=settings.retry_after_cap_seconds,
-        # A send's attempts heartbeat (activities/attempt_log.py); a cleanup's do not.
-        heartbeat_timeout_s=(settings.send_heartbeat_timeout_seconds or None) if kind != "cleanup" else None,
+        # A send's attempts heartbeat (activities/attempt_log.py); a cleanup's and a report's do not.
+        heartbeat_timeout_s=(settings.send_heartbeat_timeout_seconds or None) if kind not in ("cleanup", "report")
+        else None,
         # A rate-limited channel sends every attempt as an activity: the limit only counts those.
         first_attempt_local=settings.rate_limit(CHANNELS[kind]) is None,
+        then=follow_up(options.then, family, settings, f"{where}then.") if options.then else None,
     )
 
 
-@dataclass
-class StartOptions:
-    """What a job's workflow is started with besides its input, by the API and by a schedule's action."""
-
-    workflow: Any
-    task_queue: str
-    memo: dict[str, Any]
-    search_attributes: TypedSearchAttributes
-    priority: Priority
-    state: JobState
-    # What the Temporal Web UI shows for the run (redacted: common/summaries.py).
-    summary: str
-    details: str
-
-
-def start_options(request: NotificationInput | CleanupInput, priority: int | None = None) -> StartOptions:
-    spec = request.job
-    now = datetime.now(timezone.utc)
-    due = spec.due_at(now)
-    phase = Phase.DELAYED if due and due > now else Phase.QUEUED
-    # The memo holds the state from the first moment, before any worker has seen the job.
-    initial = JobState(
-        job_id=spec.job_id, kind=spec.kind, family=spec.family, phase=phase,
-        max_attempts=spec.retry.max_attempts, created_at=spec.created_at, updated_at=spec.created_at,
-        recipient=spec.recipient, not_before=due.isoformat() if phase == Phase.DELAYED else None,
-        callback=CallbackState(url=spec.callback_url) if spec.callback_url else None,
-    )
-    return StartOptions(
-        workflow=CleanupWorkflow.run if isinstance(request, CleanupInput) else NotificationWorkflow.run,
-        task_queue=TASK_QUEUES[spec.kind],
-        memo={STATE_MEMO_KEY: initial},
-        search_attributes=TypedSearchAttributes([SearchAttributePair(JOB_TYPE_KEY, spec.kind),
-                                                 SearchAttributePair(JOB_STATUS_KEY, phase.value)]),
-        priority=Priority(priority_key=priority) if priority else Priority.default,
-        state=initial,
-        summary=job_summary(request),
-        details=job_details(request),
-    )
+def typed_request(job: TypedJobBody, family: JobFamily, settings: Settings, where: str,
+                  job_id: str = "") -> NotificationInput | CleanupInput:
+    """The input of a job given as `{"type": ..., ...}` (a schedule's job, a `then`), its URLs checked;
+    `where` is its path in the body (`job.`, `then.`) for the 400's field."""
+    if isinstance(job, TypedWebhookJob):
+        check_target(f"{where}url", job.url, settings)
+    recipient = {TypedEmailJob: "to", TypedSmsJob: "phone", TypedWebhookJob: "url"}.get(type(job))
+    spec = job_spec(job_id, job.type, family, job, settings, getattr(job, recipient) if recipient else None, where)
+    if isinstance(job, TypedEmailJob):
+        return email_job(spec, job.to, job.subject, job.body)
+    if isinstance(job, TypedSmsJob):
+        return sms_job(spec, job.phone, job.message)
+    if isinstance(job, TypedWebhookJob):
+        return webhook_job(spec, job.url, job.data)
+    assert isinstance(job, TypedCleanupJob)
+    return cleanup_job(spec, job.task)
 
 
-async def start_job(client: Client, request: NotificationInput | CleanupInput, priority: int | None = None,
-                    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE) -> StartedJob:
+def follow_up(job: TypedJobBody, family: JobFamily, settings: Settings, where: str) -> FollowUp:
+    """A `then`, built and checked now, at the request: started by the job's workflow once it completed,
+    as `<jobId>-then` (an empty job id here: the child takes its workflow id, as a schedule's run does)."""
+    request = typed_request(job, family, settings, where)
+    if isinstance(request, CleanupInput):
+        return FollowUp(cleanup=request, priority=job.priority)
+    return FollowUp(notification=request, priority=job.priority)
+
+
+async def start_job(client: Client, request: JobRequest, priority: int | None = None,
+                    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    id_conflict_policy: WorkflowIDConflictPolicy = WorkflowIDConflictPolicy.UNSPECIFIED) -> StartedJob:
     spec = request.job
     start = start_options(request, priority)
     phase, initial = start.state.phase, start.state
@@ -122,6 +111,7 @@ async def start_job(client: Client, request: NotificationInput | CleanupInput, p
         id=spec.job_id,
         task_queue=start.task_queue,
         id_reuse_policy=id_reuse_policy,
+        id_conflict_policy=id_conflict_policy,
         memo=start.memo,
         search_attributes=start.search_attributes,
         priority=start.priority,
@@ -145,7 +135,23 @@ class JobStarter:
                     build: Callable[[JobSpec], NotificationInput | CleanupInput]) -> StartedJob:
         # The spec (and its URL checks) before the client: bad input is a 400 even without Temporal.
         spec = job_spec(new_job_id(kind), kind, family, options, self.settings, recipient)
-        return await start_job(await self.gateway.client(), build(spec), options.priority)
+        request = build(spec)
+        client = await self.gateway.client()
+        # Every SMS the request creates (its own, its `then` chain's) takes a slot of its number's
+        # hourly quota first (api/throttle.py): over HERALD_SMS_PER_HOUR, a 429 and no job.
+        async with sms_slots(client, self.settings, sms_numbers(request)):
+            return await start_job(client, request, options.priority)
+
+
+def sms_numbers(request: NotificationInput | CleanupInput) -> list[str]:
+    """The numbers a job and its `then` chain send SMS to, one per SMS."""
+    numbers = []
+    while request is not None:
+        if isinstance(request, NotificationInput) and request.sms:
+            numbers.append(request.sms.phone)
+        follow = request.job.then
+        request = follow.request if follow else None
+    return numbers
 
 
 # ---- one builder per kind of job, shared by the /jobs and /notify families --------------------

@@ -21,10 +21,11 @@ from temporalio.client import (
     Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle,
 )
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import not_found
 from api.temporal import RPC_TIMEOUT
-from common.models import STATE_MEMO_KEY, Phase
+from common.models import STATE_MEMO_KEY, Phase, result_url
 from common.vocabulary import BULLMQ_STATUS, JOB_STATUS, NOTIFICATION_STATUS
 
 MAX_ID_LENGTH = 255
@@ -47,7 +48,16 @@ class JobView:
 async def load_job(client: Client, job_id: str) -> JobView:
     if len(job_id) > MAX_ID_LENGTH:
         raise not_found(job_id)
-    description = await client.get_workflow_handle(job_id).describe(rpc_timeout=RPC_TIMEOUT)
+    try:
+        description = await client.get_workflow_handle(job_id).describe(rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        # A batch item (`<batchId>-<n>`) without a run of its own lives in its batch's run.
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            from api.batches import load_item  # api/batches.py builds on this module
+
+            if item := await load_item(client, job_id):
+                return item
+        raise
     state = (await description.memo()).get(STATE_MEMO_KEY)
     if not isinstance(state, dict):
         raise not_found(job_id)  # a Temporal workflow, but not a Herald job (e.g. a callback)
@@ -140,6 +150,8 @@ def _extras(view: JobView) -> dict[str, Any]:
     extras: dict[str, Any] = {"deliveries": _camel(deliveries)}
     if view.state.get("callback"):
         extras["callback"] = _camel(view.state["callback"])
+    if view.state.get("next"):
+        extras["next"] = view.state["next"]  # the `then` follow-up's job id, once started
     return extras
 
 
@@ -167,6 +179,10 @@ def bullmq_body(view: JobView) -> dict[str, Any]:
                             "attempts": view.attempts, "maxAttempts": view.state["max_attempts"]}
     if view.error and view.phase == Phase.FAILED:
         body["error"] = view.error
+    if view.state["kind"] == "report" and view.phase == Phase.COMPLETED:
+        body["resultUrl"] = result_url(view.id)
+    if view.state.get("next"):
+        body["next"] = view.state["next"]
     return body
 
 

@@ -13,11 +13,14 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.body_limit import BodyLimitMiddleware
 from api.deps import unauthorized_caller
 from api.errors import error_response, install_error_handlers, temporal_unavailable
+from api.idempotency import IdempotencyMiddleware
+from api.idempotency import document as document_idempotency
 from api.metrics import RequestLatencyMiddleware
 from api.metrics import router as metrics_router
-from api.routers import admin_dlq, health, jobs, notify
+from api.routers import admin_dlq, batches, health, jobs, notify
 from api.routers import admin as admin_dashboard
-from api.routers import admin_schedules, schedules
+from api.routers import admin_schedules, reports, schedules
+from api.routers import notifications, users
 from api.temporal import TemporalGateway, is_unreachable
 from common.logs import redact_secrets_of
 from common.settings import Settings, get_settings
@@ -60,13 +63,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.gateway = TemporalGateway(settings)
     install_error_handlers(app, refuse_first=unauthorized_caller)
     app.add_exception_handler(RPCError, _on_rpc_error)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Inside the body limit (it reads bodies whole), outside everything that answers.
+    app.add_middleware(IdempotencyMiddleware, settings=settings)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       per_path={"/notify/batch": settings.max_batch_body_bytes})
     # Outermost of Herald's middleware: it times the 413s too.
     app.add_middleware(RequestLatencyMiddleware)
-    for module in (health, jobs, notify, admin_dlq):
+    for module in (health, jobs, notify, batches, admin_dlq):
         app.include_router(module.router)
     app.include_router(admin_dashboard.router)
     app.include_router(schedules.router)
+    app.include_router(reports.router)
+    app.include_router(users.router)
+    app.include_router(notifications.router)
     app.include_router(admin_schedules.router)
     app.include_router(metrics_router)
+    document_idempotency(app)
     return app

@@ -22,7 +22,7 @@ BullMQStatusWord = Literal["waiting", "delayed", "active", "completed", "failed"
 # GET /notifications/{id}: no word for "delayed"
 NotificationStatusWord = Literal["queued", "processing", "success", "failed", "cancelled"]
 CallbackStatusWord = Literal["pending", "delivered", "failed"]
-JobType = Literal["email", "sms", "webhook", "cleanup"]
+JobType = Literal["email", "sms", "webhook", "cleanup", "report"]
 
 DATE_TIME = {"format": "date-time"}
 
@@ -110,6 +110,14 @@ class CleanupResult(Answer):
 
 
 # ---- status answers ------------------------------------------------------------------------
+class ReportResult(Answer):
+    """What a report job made."""
+
+    reportType: Literal["notification-history"]
+    notifications: int = Field(ge=0, description="how many of the user's jobs the report lists")
+    resultUrl: str = Field(description="`/reports/{jobId}/result`: the report document (client key)")
+
+
 class JobStatus(Answer):
     """A job's state in the words of GET /jobs/{id}/status."""
 
@@ -118,7 +126,7 @@ class JobStatus(Answer):
     status: JobStatusWord
     attempts: int = Field(ge=0, description="attempts made so far (live while the job retries)")
     maxAttempts: int = Field(ge=1)
-    result: SendResult | CleanupResult | None = Field(description="null until the job has completed")
+    result: SendResult | CleanupResult | ReportResult | None = Field(description="null until the job has completed")
     error: str | None = Field(description="the last failed attempt's error while the job retries or once it "
                                          "has failed; null otherwise")
     createdAt: str = Field(json_schema_extra=DATE_TIME)
@@ -128,6 +136,8 @@ class JobStatus(Answer):
         **DATE_TIME)
     deliveries: list[Delivery] = Field(description="the attempt log, oldest first")
     callback: Callback | SkipJsonSchema[None] = absent_unless("only for a job with a `webhookUrl`")
+    next: str | SkipJsonSchema[None] = absent_unless(
+        "only once the job's `then` follow-up has started: its job id (`<id>-then`), a job of its own")
 
 
 class BullMQJob(Answer):
@@ -138,6 +148,10 @@ class BullMQJob(Answer):
     attempts: int = Field(ge=0)
     maxAttempts: int = Field(ge=1)
     error: str | SkipJsonSchema[None] = absent_unless("only when the job has `failed`: why")
+    resultUrl: str | SkipJsonSchema[None] = absent_unless(
+        "only for a `completed` report: `/reports/{id}/result`, the report document (client key)")
+    next: str | SkipJsonSchema[None] = absent_unless(
+        "only once the job's `then` follow-up has started: its job id (`<id>-then`), a job of its own")
 
 
 class Notification(Answer):
@@ -155,6 +169,40 @@ class Notification(Answer):
         "only after a failed attempt: its error, while the job retries or once it has failed")
     deliveries: list[Delivery] = Field(description="the attempt log, oldest first")
     callback: Callback | SkipJsonSchema[None] = absent_unless("only for a job with a `webhookUrl`")
+    next: str | SkipJsonSchema[None] = absent_unless(
+        "only once the job's `then` follow-up has started: its job id (`<id>-then`), a job of its own")
+
+
+# ---- reports -------------------------------------------------------------------------------
+class ReportAccepted(Answer):
+    jobId: str = Field(description="`report-…`: the same for every request of this `userId` and `reportType`; "
+                                   "while one runs, a request gets that one")
+    statusUrl: str = Field(description="`/jobs/{jobId}` (the report's state in the `/jobs/{id}` words)")
+
+
+class ReportEntry(Answer):
+    """One of the user's jobs, with its latest run's state as visibility holds it."""
+
+    jobId: str
+    type: str = Field(description="the job's type (`email`, `sms`, `webhook`, ...)")
+    status: JobStatusWord = Field(description="in the `/jobs/{id}/status` words; a job being sent reads as it "
+                                              "started (`queued` or `delayed`)")
+    createdAt: str = Field(json_schema_extra=DATE_TIME)
+    finishedAt: str | SkipJsonSchema[None] = absent_unless("only once its run has closed", **DATE_TIME)
+    error: str | SkipJsonSchema[None] = absent_unless("only when it `failed`: why")
+
+
+class Report(Answer):
+    """A report document, as GET /reports/{jobId}/result serves it."""
+
+    jobId: str
+    reportType: Literal["notification-history"]
+    userId: str
+    generatedAt: str = Field(json_schema_extra=DATE_TIME)
+    total: int = Field(ge=0, description="how many jobs `notifications` lists")
+    truncated: bool = Field(description="true when the user has more jobs than the report lists (the newest 1000)")
+    counts: dict[JobStatusWord, int] = Field(description="how many of the listed jobs are in each status")
+    notifications: list[ReportEntry] = Field(description="the user's jobs, newest first")
 
 
 # ---- schedules -----------------------------------------------------------------------------
@@ -240,6 +288,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "`not_found`: no job with that id"},
     409: {"description": "`not_cancellable`: the job is being sent or is already final"},
     413: {"description": "`payload_too_large`: the body is over HERALD_MAX_BODY_BYTES (checked first)"},
+    429: {"description": "`rate_limited`: the recipient number (or user) had HERALD_SMS_PER_HOUR SMS in the last "
+                         "hour; nothing was started. `Retry-After`: seconds until a slot frees",
+          "headers": _RETRY_AFTER},
     502: {"description": "`temporal_error`: Temporal refused the call"},
     503: {"description": "`temporal_unavailable`: Temporal is unreachable; nothing was started",
           "headers": _RETRY_AFTER},
@@ -320,3 +371,49 @@ class RecentJob(Answer):
 
 class RecentJobs(Answer):
     items: list[RecentJob] = Field(description="newest first, one per job id")
+
+
+# ---- users and typed notifications -------------------------------------------------------------
+class User(Answer):
+    """A user's contact data, as GET /users/{userId} and PUT /users/{userId} answer."""
+
+    userId: str
+    email: str | None = Field(description="where typed notifications are sent")
+    phone: str | None = Field(description="E.164")
+    name: str | None
+    locale: str | None = Field(description="BCP 47 language tag; the templates' translation where one exists")
+    optOut: list[Literal["email", "sms"]] = Field(description="channels the user receives nothing on")
+    createdAt: str = Field(description="the first PUT", json_schema_extra=DATE_TIME)
+    updatedAt: str = Field(description="the latest PUT", json_schema_extra=DATE_TIME)
+
+
+class TypedNotificationAccepted(Answer):
+    jobId: str = Field(description="the notification's id, also its Temporal workflow id; every status route "
+                                   "answers for it")
+    statusUrl: str = Field(description="`/notifications/{jobId}`")
+
+
+# ---- batches ----------------------------------------------------------------------------------------
+class BatchAccepted(Answer):
+    batchId: str = Field(description="the batch's id, also its Temporal workflow id")
+    jobIds: list[str] = Field(description="each item's job id (`<batchId>-<n>`, n from 0), in item order; each "
+                                          "answers on every job status route")
+    statusUrl: str = Field(description="`/batches/{batchId}`")
+
+
+class BatchCounts(Answer):
+    queued: int = Field(description="items waiting to be sent (also on a delay or a retry backoff)")
+    processing: int = Field(description="items being sent right now")
+    success: int
+    failed: int = Field(description="items that failed for good; each is a dead letter of its own")
+    cancelled: int
+
+
+class BatchStatus(Answer):
+    """A batch: its items counted by state, in the words of GET /notifications/{id}."""
+
+    id: str
+    channel: Literal["email", "sms", "webhook"]
+    total: int = Field(description="the number of items")
+    counts: BatchCounts
+    done: bool = Field(description="true once every item is final (success, failed or cancelled)")

@@ -27,8 +27,8 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ApiError, validation_error
-from api.job_starter import check_target, cleanup_job, email_job, job_spec, sms_job, start_options, webhook_job
-from api.schemas import JobOptions, TypedCleanupJob, TypedEmailJob, TypedSmsJob, TypedWebhookJob
+from api.job_starter import cleanup_job, job_spec, start_options, typed_request
+from api.schemas import JobOptions, TypedJobBody
 from api.temporal import RPC_TIMEOUT
 from common.logs import log_event
 from common.models import CleanupInput, NotificationInput
@@ -45,9 +45,6 @@ BUILTINS = {b.id: b for b in BUILTIN_SCHEDULES}
 # start the run, so the answer can name its job id).
 TRIGGER_WAIT_S = 5.0
 
-TypedJobBody = TypedEmailJob | TypedSmsJob | TypedWebhookJob | TypedCleanupJob
-
-
 class _Described(Protocol):
     """What a schedule's description and a schedule's list entry both carry."""
 
@@ -63,18 +60,7 @@ def schedule_not_found(schedule_id: str) -> ApiError:
 # ---- building -------------------------------------------------------------------------------
 def job_request(job: TypedJobBody, settings: Settings) -> NotificationInput | CleanupInput:
     """The input each run starts with: what the API would build for the same job, with an empty job id."""
-    check_target("job.webhookUrl", job.webhookUrl, settings)
-    if isinstance(job, TypedWebhookJob):
-        check_target("job.url", job.url, settings)
-    recipient = {TypedEmailJob: "to", TypedSmsJob: "phone", TypedWebhookJob: "url"}.get(type(job))
-    spec = job_spec("", job.type, "jobs", job, settings, getattr(job, recipient) if recipient else None)
-    if isinstance(job, TypedEmailJob):
-        return email_job(spec, job.to, job.subject, job.body)
-    if isinstance(job, TypedSmsJob):
-        return sms_job(spec, job.phone, job.message)
-    if isinstance(job, TypedWebhookJob):
-        return webhook_job(spec, job.url, job.data)
-    return cleanup_job(spec, job.task)
+    return typed_request(job, "jobs", settings, "job.")
 
 
 def job_schedule(schedule_id: str, request: NotificationInput | CleanupInput, priority: int | None, cron: str,

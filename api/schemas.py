@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, Union
 
 import phonenumbers
 from pydantic import (
-    AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StrictInt, ValidationError,
+    AfterValidator, AwareDatetime, BaseModel, RootModel, BeforeValidator, ConfigDict, EmailStr, Field, StrictInt, ValidationError,
     ValidationInfo, ValidatorFunctionWrapHandler, WrapValidator, field_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -27,6 +27,22 @@ def _date_time_text(value: Any) -> Any:
     if value is not None and not (isinstance(value, str) and _DATE_TIME_START.match(value)):
         raise PydanticCustomError("datetime_type", "Input should be an ISO 8601 date-time with an offset, "
                                                    "e.g. 2030-01-01T09:00:00Z")
+    return value
+
+
+# How many `then` follow-ups may be chained one inside the other.
+MAX_THEN_DEPTH = 5
+
+
+def _bounded_chain(value: Any) -> Any:
+    """At most MAX_THEN_DEPTH nested `then`s, counted on the raw body before any of it is validated
+    (so a deep chain is a 400 on the outermost `then`, not a recursion through every level)."""
+    item, depth = value, 0
+    while isinstance(item, dict):
+        depth += 1
+        if depth > MAX_THEN_DEPTH:
+            raise ValueError(f"at most {MAX_THEN_DEPTH} jobs can be chained with `then`")
+        item = item.get("then")
     return value
 
 
@@ -50,6 +66,10 @@ class JobOptions(Body):
     backoff: Backoff = Field(default_factory=Backoff)
     priority: StrictInt | None = Field(None, ge=1, le=5, description="1 is most urgent")
     webhookUrl: str | None = Field(None, max_length=2048, description="receives the signed final state")
+    then: Annotated[TypedJob | None, BeforeValidator(_bounded_chain)] = Field(
+        None, description="a follow-up job (`type` and that type's body and options, itself allowed a `then`), "
+                          f"started once this job has completed, never after a failure or a cancel; at most "
+                          f"{MAX_THEN_DEPTH} chained")
 
     # A field validator (delay is validated before deliverAt), so the detail names `deliverAt`: a
     # model-level error would be reported as field `body`, which is also an email's `body` field.
@@ -202,10 +222,11 @@ def _untagged(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         errors: list[InitErrorDetails] = []
         for error in exc.errors():
             loc = error["loc"]
-            if error["type"] == "union_tag_not_found":
+            # The tag of this union (loc ()), not of a `then` inside it, whose errors arrive renamed.
+            if error["type"] == "union_tag_not_found" and not loc:
                 errors.append(InitErrorDetails(type="missing", loc=("type",), input=value))
                 continue
-            if error["type"] == "union_tag_invalid":
+            if error["type"] == "union_tag_invalid" and not loc:
                 message = "must be one of 'email', 'sms', 'webhook', 'cleanup'"
                 errors.append(InitErrorDetails(type=PydanticCustomError("union_tag_invalid", message),
                                                loc=("type",), input=error["input"]))
@@ -224,6 +245,19 @@ TypedJob = Annotated[
     Field(discriminator="type"),
     WrapValidator(_untagged),
 ]
+
+
+TypedJobBody = TypedEmailJob | TypedSmsJob | TypedWebhookJob | TypedCleanupJob
+
+
+def _complete(model: type[BaseModel]) -> None:
+    """JobOptions' `then` names TypedJob, defined after the models that inherit it: build them now."""
+    model.model_rebuild(force=True)
+    for sub in model.__subclasses__():
+        _complete(sub)
+
+
+_complete(JobOptions)
 
 
 class ScheduleCreate(Body):
@@ -258,5 +292,188 @@ class ScheduleCreate(Body):
 
 
 
+class ReportCreate(JobOptions):
+    userId: Text = Field(min_length=1, max_length=256, description="whose report")
+    reportType: Literal["notification-history"] = Field(
+        description="`notification-history`: the user's notifications and their states")
+
+
 class DeadLetterFilter(Body):
-    type: Literal["email", "sms", "webhook", "cleanup"] | None = Field(None, description="only this type's")
+    type: Literal["email", "sms", "webhook", "cleanup", "report"] | None = Field(None, description="only this type's")
+
+
+# ---- users and typed notifications (api/routers/users.py, api/routers/notifications.py) ------------
+# A userId names the user's workflow (`user-<userId>`): letters, digits and `._:@-`, at most 128.
+USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, max_length=128,
+                              description="the client's own id for the user: letters, digits and `._:@-`, "
+                                          "at most 128 characters, starting with a letter or digit")]
+LOCALE_PATTERN = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$"
+
+
+class UserPut(Body):
+    """A user's contact data (PUT replaces all of it): at least one of `email`, `phone`."""
+
+    email: EmailStr | None = Field(None, description="where typed notifications are sent")
+    phone: str | None = Field(None, max_length=32, description="E.164, e.g. +14155550100")
+    name: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_one_line)] | None = Field(
+        None, description="how the emails greet the user")
+    locale: str | None = Field(None, pattern=LOCALE_PATTERN, max_length=32,
+                               description="BCP 47 language tag (`de`, `de-AT`): the templates' translation "
+                                           "where one exists, else English")
+    optOut: list[Literal["email", "sms"]] = Field(
+        default_factory=list, max_length=2, description="channels the user receives nothing on")
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return None if value is None else _e164(value)
+
+    @field_validator("optOut")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+RESET_URL = re.compile(r"^https?://[^\s]+$", re.IGNORECASE)
+ORDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:#/-]{0,63}$")
+# What each type needs in `data` (DESIGN.md): field → (check, message).
+REQUIRED_DATA: dict[str, dict[str, tuple[Any, str]]] = {
+    "welcome": {},
+    "password-reset": {"resetUrl": (lambda v: isinstance(v, str) and len(v) <= 2048 and RESET_URL.match(v),
+                                    "must be an http(s) URL of at most 2048 characters")},
+    "order-confirmed": {"orderId": (lambda v: isinstance(v, str) and ORDER_ID.match(v)
+                                    or isinstance(v, int) and not isinstance(v, bool),
+                                    "must be an integer, or 1-64 letters, digits and ._:#/- (starting with a "
+                                    "letter or digit)")},
+}
+MAX_TYPED_DATA_KEYS = 50
+
+
+class TypedNotification(JobOptions):
+    """A typed notification: an email from the type's templates to the user `userId`."""
+
+    type: Literal["welcome", "password-reset", "order-confirmed"] = Field(
+        description="which email: `password-reset` runs at priority 1, the others at 5")
+    userId: UserId = Field(description="a user given with PUT /users/{userId}; resolved when the email is sent")
+    data: dict[str, Any] | None = Field(
+        None, validate_default=True, max_length=MAX_TYPED_DATA_KEYS,
+        description="the template's values: `password-reset` needs `resetUrl` (http or https), "
+                    "`order-confirmed` needs `orderId`; `welcome` needs nothing")
+
+    @field_validator("priority")
+    @classmethod
+    def _no_priority(cls, value: int | None) -> int | None:
+        if value is not None:
+            raise ValueError("set by the type: password-reset runs at 1, the others at 5")
+        return value
+
+    @field_validator("data")
+    @classmethod
+    def _needs(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any]:
+        value = _sendable(value or {})
+        kind = info.data.get("type")
+        errors: list[InitErrorDetails] = []
+        for name, (check, message) in REQUIRED_DATA.get(kind, {}).items():
+            if name not in value:
+                errors.append(InitErrorDetails(type=PydanticCustomError("missing", f"required by type {kind!r}"),
+                                               loc=(name,), input=value))
+            elif not check(value[name]):
+                errors.append(InitErrorDetails(type=PydanticCustomError("value_error", message),
+                                               loc=(name,), input=value[name]))
+        if errors:
+            raise _errors_at(errors, "data")
+        return value
+
+
+_complete(TypedNotification)
+
+
+# ---- POST /notify/batch: one channel, up to HERALD_MAX_BATCH_ITEMS items, options for them all -------
+# The schema's ceiling; the setting (at most this) is checked by the route.
+MAX_BATCH_ITEMS_CEILING = 5000
+
+
+class BatchOptions(Body):
+    """The options a batch's items share: those of a job, without `webhookUrl` and `then`."""
+
+    delay: StrictInt | None = Field(None, ge=0, le=MAX_DELAY_MS, description="wait this long (ms) before sending")
+    deliverAt: Annotated[AwareDatetime | None, BeforeValidator(_date_time_text)] = Field(
+        None, description="send at this instant (ISO 8601 with offset)")
+    attempts: StrictInt = Field(3, ge=1, le=25, description="most attempts of each item before it fails")
+    backoff: Backoff = Field(default_factory=Backoff)
+    priority: StrictInt | None = Field(None, ge=1, le=5, description="1 is most urgent")
+
+    @field_validator("deliverAt")
+    @classmethod
+    def _one_schedule(cls, value: AwareDatetime | None, info: ValidationInfo) -> AwareDatetime | None:
+        if value is not None and info.data.get("delay") is not None:
+            raise ValueError("give either delay or deliverAt, not both")
+        return value
+
+    def job_options(self) -> JobOptions:
+        """The same options as a job's (for the spec every item shares)."""
+        return JobOptions.model_construct(delay=self.delay, deliverAt=self.deliverAt, attempts=self.attempts,
+                                          backoff=self.backoff, priority=self.priority)
+
+
+class EmailItem(Body, EmailFields):
+    pass
+
+
+class SmsItem(Body, SmsFields):
+    pass
+
+
+class WebhookItem(Body):
+    url: str = Field(max_length=2048)
+    data: WebhookData = Field(description="sent exactly as given as the JSON body")
+
+
+def _items(model: Any) -> Any:
+    return Field(min_length=1, max_length=MAX_BATCH_ITEMS_CEILING,
+                 description="the items, each the body of the channel's `/notify/*` route without options; at "
+                             "most HERALD_MAX_BATCH_ITEMS (default 1000)")
+
+
+class EmailBatch(BatchOptions):
+    channel: Literal["email"]
+    items: list[EmailItem] = _items(EmailItem)
+
+
+class SmsBatch(BatchOptions):
+    channel: Literal["sms"]
+    items: list[SmsItem] = _items(SmsItem)
+
+
+class WebhookBatch(BatchOptions):
+    channel: Literal["webhook"]
+    items: list[WebhookItem] = _items(WebhookItem)
+
+
+def _untagged_channel(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A batch's errors at the body's own paths (`items.3.to`, `channel`), not pydantic's (`email.items...`)."""
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        errors: list[InitErrorDetails] = []
+        for error in exc.errors():
+            loc = error["loc"]
+            if error["type"] == "union_tag_not_found":
+                errors.append(InitErrorDetails(type="missing", loc=("channel",), input=value))
+                continue
+            if error["type"] == "union_tag_invalid":
+                message = "must be one of 'email', 'sms', 'webhook'"
+                errors.append(InitErrorDetails(type=PydanticCustomError("union_tag_invalid", message),
+                                               loc=("channel",), input=error["input"]))
+                continue
+            if loc and loc[0] in ("email", "sms", "webhook"):
+                loc = loc[1:]
+            errors.append(InitErrorDetails(type=PydanticCustomError(error["type"], error["msg"]), loc=loc,
+                                           input=error["input"]))
+        raise _errors_at(errors, "batch") from None
+
+
+class NotifyBatch(RootModel[Annotated[Union[EmailBatch, SmsBatch, WebhookBatch], Field(discriminator="channel"),
+                                     WrapValidator(_untagged_channel)]]):
+    """`channel` and that channel's items, with the options they share."""

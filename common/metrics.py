@@ -49,6 +49,11 @@ ACTIVITY_JOB_TYPES: dict[str, str] = {
     "send_sms": "sms",
     "deliver_webhook": "webhook",
     "run_cleanup": "cleanup",
+    "build_report": "report",
+    # A batch's slices (activities/batch.py): one attempt counted per item.
+    "send_email_slice": "email",
+    "send_sms_slice": "sms",
+    "deliver_webhook_slice": "webhook",
 }
 # A job's result callback is a signed webhook too, but no job of its own: counted apart.
 CALLBACK_WORKFLOW = "CallbackWorkflow"

@@ -9,11 +9,12 @@ import hashlib
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Literal
 
 from temporalio.common import RetryPolicy, SearchAttributeKey
 
-JobKind = Literal["email", "sms", "webhook", "cleanup"]
+JobKind = Literal["email", "sms", "webhook", "cleanup", "report"]
 # Which route family created a job, and so which status words its callback speaks.
 JobFamily = Literal["jobs", "notify"]
 CleanupTaskName = Literal["delete_temp", "remove_old_logs", "expire_sessions"]
@@ -23,9 +24,12 @@ TASK_QUEUES: dict[str, str] = {
     "sms": "herald-sms",
     "webhook": "herald-webhook",
     "cleanup": "herald-maintenance",
+    # A report reads visibility and writes one file: maintenance work, on the maintenance queue.
+    "report": "herald-maintenance",
 }
 # The settings prefix (HERALD_<CHANNEL>_CONCURRENCY, _RATE_LIMIT) of each kind's task queue.
-CHANNELS: dict[str, str] = {"email": "email", "sms": "sms", "webhook": "webhook", "cleanup": "maintenance"}
+CHANNELS: dict[str, str] = {"email": "email", "sms": "sms", "webhook": "webhook", "cleanup": "maintenance",
+                            "report": "maintenance"}
 QUEUE_CHANNELS: dict[str, str] = {TASK_QUEUES[kind]: channel for kind, channel in CHANNELS.items()}
 
 # Where a job keeps its state: the workflow's memo, readable by describe without a worker.
@@ -125,6 +129,12 @@ class JobSpec:
     # The first attempt runs as a local activity (no activity task, fewer history events) unless
     # the channel has a task-queue rate limit, which only normal activities honour.
     first_attempt_local: bool = True
+    # The HeraldUser search attribute of a job made for a known user (user_ref(userId)); None: none.
+    user_ref: str | None = None
+    # The job's `then`: a follow-up job started as a child workflow once this one has completed
+    # (workflows/job_tracking.py). Its own job id is empty: the child takes its workflow id,
+    # `<jobId>-then`. None for every job accepted before chaining existed.
+    then: FollowUp | None = None
 
     def due_at(self, accepted_at: datetime) -> datetime | None:
         """When the job may first be sent (None: at once); a `delay` counts from `accepted_at`."""
@@ -204,6 +214,9 @@ class EmailMessage(SendInput):
     subject: str
     body: str
     idempotency_key: str
+    # An HTML alternative to `body` (typed notifications' templates): sent as multipart/alternative.
+    # None for plain-text emails and for every message accepted before templates existed.
+    html: str | None = None
 
 
 @dataclass
@@ -232,12 +245,78 @@ class NotificationInput:
     email: EmailMessage | None = None
     sms: SmsMessage | None = None
     webhook: WebhookRequest | None = None
+    # A typed notification (POST /notifications): the user and template, resolved and rendered at
+    # send time (activities/users.py). None for every other notification and every older run.
+    typed: TypedEmail | None = None
+    # Set only for a batch item that failed inside its batch (workflows/batch.py): the run fails at
+    # once with this state, so the item is a dead letter of its own; a redrive clears it and sends.
+    batch_failure: JobState | None = None
 
 
 @dataclass
 class CleanupInput:
     job: JobSpec
     cleanup: CleanupTask
+
+
+@dataclass
+class FollowUp:
+    """A job's `then`: one follow-up job (exactly one of the inputs), started once the job completed."""
+
+    notification: NotificationInput | None = None
+    cleanup: CleanupInput | None = None
+    priority: int | None = None
+
+    @property
+    def request(self) -> NotificationInput | CleanupInput:
+        request = self.notification or self.cleanup
+        assert request is not None, "a follow-up carries a notification or a cleanup"
+        return request
+
+
+def then_id(job_id: str) -> str:
+    """The job id of a job's `then` follow-up (its workflow id)."""
+    return f"{job_id}-then"
+
+
+# ---- reports (POST /reports, workflows/report.py, activities/reports.py) --------------------------
+ReportType = Literal["notification-history"]
+
+
+def report_id(user_id: str, report_type: str) -> str:
+    """A report's job id: one per userId + reportType, so a second request finds the one in flight."""
+    return "report-" + hashlib.sha256(f"{report_type}\x00{user_id}".encode()).hexdigest()[:32]
+
+
+def result_url(job_id: str) -> str:
+    """Where the API serves a finished report (behind the client key)."""
+    return f"/reports/{job_id}/result"
+
+
+def report_path(data_dir: Path, job_id: str) -> Path:
+    """Where a report's document is written (by the worker) and read (by the API)."""
+    return data_dir / "reports" / f"{job_id}.json"
+
+
+@dataclass
+class ReportRequest(SendInput):
+    user_id: str
+    report_type: ReportType
+
+
+@dataclass
+class ReportInput:
+    job: JobSpec
+    report: ReportRequest
+
+
+@dataclass
+class ReportReceipt(SendResult):
+    """What a report job returns: what it holds and where it is served."""
+
+    report_type: str
+    notifications: int
+    result_url: str
 
 
 @dataclass
@@ -295,3 +374,180 @@ class JobState:
     error: str | None = None
     deliveries: list[AttemptRecord] = field(default_factory=list)
     callback: CallbackState | None = None
+    # The job id of the `then` follow-up, once started.
+    next: str | None = None
+
+
+# ---- batches (POST /notify/batch, workflows/batch.py) ---------------------------------------------
+BATCH_MEMO_KEY = "herald_batch"
+
+
+def batch_item_id(batch_id: str, n: int) -> str:
+    """A batch item's job id (also its idempotency key and webhook-id)."""
+    return f"{batch_id}-{n}"
+
+
+@dataclass
+class BatchEmail:
+    to: str
+    subject: str
+    body: str
+
+
+@dataclass
+class BatchSms:
+    phone: str
+    message: str
+
+
+@dataclass
+class BatchWebhook:
+    url: str
+    data: Any
+
+
+@dataclass
+class BatchInput:
+    """One batch: the items of one channel and the options they share (`job`, named by the batch id)."""
+
+    job: JobSpec
+    emails: list[BatchEmail] = field(default_factory=list)
+    sms: list[BatchSms] = field(default_factory=list)
+    webhooks: list[BatchWebhook] = field(default_factory=list)
+    # Items per send activity, and send activities in flight at once.
+    slice_items: int = 50
+    slices_in_flight: int = 4
+
+    @property
+    def total(self) -> int:
+        return len(self.emails) + len(self.sms) + len(self.webhooks)
+
+    def recipient(self, n: int) -> str:
+        if self.emails:
+            return self.emails[n].to
+        if self.sms:
+            return self.sms[n].phone
+        return self.webhooks[n].url
+
+
+@dataclass
+class BatchSlice:
+    """One send activity's share of a batch: item numbers, each item's attempt number, the items."""
+
+    batch_id: str
+    numbers: list[int]
+    attempts: list[int]
+    max_attempts: int
+    emails: list[BatchEmail] = field(default_factory=list)
+    sms: list[BatchSms] = field(default_factory=list)
+    webhooks: list[BatchWebhook] = field(default_factory=list)
+
+
+@dataclass
+class ItemOutcome:
+    """How one item's attempt in a slice went (kept small: a batch's history holds a thousand)."""
+
+    n: int
+    ok: bool
+    summary: str | None = None
+    provider_id: str | None = None
+    error: str | None = None
+    retryable: bool = True
+    retry_after_s: float | None = None
+
+
+@dataclass
+class BatchItemState:
+    """One item's state inside its batch's run (Phase values)."""
+
+    phase: Phase
+    recipient: str | None = None
+    attempts: int = 0
+    updated_at: str = ""
+    not_before: str | None = None
+    error: str | None = None
+    result: dict[str, Any] | None = None
+
+
+@dataclass
+class BatchResult:
+    batch_id: str
+    channel: str
+    created_at: str
+    max_attempts: int
+    items: list[BatchItemState] = field(default_factory=list)
+
+
+# ---- users and typed notifications (workflows/user.py, activities/users.py, POST /notifications) ----
+NotificationType = Literal["welcome", "password-reset", "order-confirmed"]
+# Channels a user can opt out of.
+OptOutChannel = Literal["email", "sms"]
+# The entity workflows (users, SMS quotas) run on the maintenance queue: a typed email's send, on the
+# email queue, queries its user without waiting for a slot of its own queue.
+ENTITY_TASK_QUEUE = TASK_QUEUES["cleanup"]
+
+
+def user_workflow_id(user_id: str) -> str:
+    return f"user-{user_id}"
+
+
+@dataclass
+class UserProfile:
+    """A user's contact data, as PUT /users/{userId} gave it (kept in the user's workflow)."""
+
+    user_id: str
+    email: str | None = None
+    phone: str | None = None
+    name: str | None = None
+    locale: str | None = None
+    opt_out: list[str] = field(default_factory=list)
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+@dataclass
+class UserInput:
+    """A user workflow's input: its id, and the profile carried over a continue-as-new."""
+
+    user_id: str
+    profile: UserProfile | None = None
+
+
+@dataclass
+class TypedEmail(SendInput):
+    """A typed notification's send: whom (a userId, resolved at send time) and which template."""
+
+    type: str
+    user_id: str
+    data: dict[str, Any]
+    idempotency_key: str
+
+
+# ---- SMS throttling (workflows/sms_quota.py, api/throttle.py) ---------------------------------------
+@dataclass
+class QuotaSlot:
+    at: str  # ISO 8601, the quota workflow's clock
+    token: str  # the reservation it belongs to (a release takes them back)
+
+
+@dataclass
+class QuotaInput:
+    key: str
+    slots: list[QuotaSlot] = field(default_factory=list)
+
+
+@dataclass
+class QuotaRequest:
+    count: int
+    limit: int
+    token: str
+    window_s: float = 3600
+
+
+@dataclass
+class QuotaAnswer:
+    granted: bool
+    used: int
+    # When refused: seconds until enough slots free (by the quota workflow's clock), and that instant.
+    retry_after_s: float | None = None
+    retry_at: str | None = None

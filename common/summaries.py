@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from common.models import CleanupInput, NotificationInput
+from common.models import CleanupInput, NotificationInput, ReportInput
 
 
 def mask_email(address: str) -> str:
@@ -31,19 +31,24 @@ def url_host(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or '?'}{f':{port}' if port else ''}/…"
 
 
-def job_summary(request: NotificationInput | CleanupInput) -> str:
+def job_summary(request: NotificationInput | CleanupInput | ReportInput) -> str:
     """One line for the run's list entry and header, e.g. `email to a***@example.com`."""
+    if isinstance(request, ReportInput):
+        return f"report: {request.report.report_type}"
     if isinstance(request, CleanupInput):
         return f"cleanup: {request.cleanup.task}"
     if request.email:
         return f"email to {mask_email(request.email.to)}"
     if request.sms:
         return f"SMS to {mask_phone(request.sms.phone)}"
+    if request.typed:
+        # The userId is the client's own text (maybe an address): not shown.
+        return f"{request.typed.type} email to a user"
     assert request.webhook
     return f"webhook to {url_host(request.webhook.url)}"
 
 
-def job_details(request: NotificationInput | CleanupInput) -> str:
+def job_details(request: NotificationInput | CleanupInput | ReportInput) -> str:
     """A few lines of Markdown for the run's page: the options, never the content."""
     spec = request.job
     lines = [f"**{job_summary(request)}**", "",

@@ -9,7 +9,7 @@ from temporalio import workflow
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from common.models import JobSpec, JobState, Phase, RetrySpec
+    from common.models import JobSpec, JobState, Phase, RetrySpec, result_url
     from common.vocabulary import family_status
 
 
@@ -45,6 +45,8 @@ def callback_body(state: JobState, timestamp: str) -> dict[str, Any]:
     }
     if state.error and state.phase == Phase.FAILED:
         data["error"] = state.error
+    if state.kind == "report" and state.phase == Phase.COMPLETED:
+        data["resultUrl"] = result_url(state.job_id)
     return {
         "type": "job.completed" if state.phase == Phase.COMPLETED else "job.failed",
         "timestamp": timestamp,

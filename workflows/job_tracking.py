@@ -20,14 +20,18 @@ from typing import Any, Callable
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError, ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError, is_cancelled_exception,
+)
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from common.jobs import start_options
     from common.logs import log_event
     from common.metrics import count_dead_letter, count_job_finished
     from common.models import (
         ATTEMPT_SIGNAL, JOB_STATUS_KEY, STATE_MEMO_KEY, TASK_QUEUES, AttemptContext, AttemptRecord, CallbackState,
-        JobSpec, JobState, Phase, SendInput, WebhookRequest, stamped,
+        FollowUp, JobSpec, JobState, Phase, SendInput, WebhookRequest, stamped, then_id,
     )
 
 from workflows.callback import CallbackWorkflow
@@ -39,6 +43,9 @@ from workflows.job_tracking_v0 import JobTrackerV0
 LEAN_LIFECYCLE = "lean-lifecycle"
 # A failed job writes its final state into the memo too (api/dead_letters.py reads it).
 DEAD_LETTER_MEMO = "dead-letter-memo"
+# A completed job with a `then` starts its follow-up as a child workflow (only jobs whose input has
+# one, which no run recorded before it existed has, ever reach it).
+THEN_CHAINING = "then-chaining"
 # Why a job failed, as the failure's type: the run fails too, so the Web UI shows it as Failed.
 JOB_FAILED = "JobFailed"
 
@@ -91,6 +98,10 @@ class JobTracker:
         deliveries = getattr(receipt, "deliveries", [])
         result = {k: v for k, v in asdict(receipt).items() if k != "deliveries"}
         self._end(Phase.COMPLETED, result=result, error=None, deliveries=deliveries)
+        if spec.then is not None and workflow.patched(THEN_CHAINING):
+            # Before the callback: the follow-up need not wait for a slow receiver, and the callback's
+            # memo already names it.
+            await self._start_then(spec.then)
         await self._call_back()
         return self.state
 
@@ -155,6 +166,27 @@ class JobTracker:
                 raise asyncio.CancelledError() from err
             deliveries = attempt_log(failure_cause(err), message.context)
             raise SendFailed(failure_message(err), deliveries) from err
+
+    async def _start_then(self, then: FollowUp) -> None:
+        """Start the `then` follow-up as a job of its own: a child named `<jobId>-then`, with the memo,
+        search attributes and summary any job starts with (common/jobs.py), that outlives this run."""
+        assert self.state is not None
+        request, child_id = then.request, then_id(self.state.job_id)
+        start = start_options(request, then.priority, now=workflow.now())
+        try:
+            await workflow.start_child_workflow(
+                start.workflow, request, id=child_id, task_queue=start.task_queue,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                memo=start.memo, search_attributes=start.search_attributes, priority=start.priority,
+                static_summary=start.summary, static_details=start.details,
+            )
+        except WorkflowAlreadyStartedError:
+            # The follow-up of an earlier run of this job id is still running (a run started again by hand).
+            log_event("then.skipped", log=workflow.logger, job_id=self.state.job_id, next=child_id,
+                      reason="a follow-up with this id is already running")
+            return
+        log_event("then.started", log=workflow.logger, job_id=self.state.job_id, next=child_id)
+        self._change(next=child_id)
 
     async def _call_back(self) -> None:
         """POST the final state to the job's webhookUrl, as a child workflow with its own retries."""

@@ -18,13 +18,18 @@ PINNED_WORKFLOWS = {
     "NotificationWorkflow": {"signals": {"attempt_finished"}, "queries": {"state"}, "updates": set()},
     "CleanupWorkflow": {"signals": {"attempt_finished"}, "queries": {"state"}, "updates": set()},
     "CallbackWorkflow": {"signals": {"attempt_finished"}, "queries": set(), "updates": set()},
+    "ReportWorkflow": {"signals": {"attempt_finished"}, "queries": {"state"}, "updates": set()},
+    "BatchWorkflow": {"signals": set(), "queries": {"batch_item", "batch_counts"}, "updates": {"batch_cancel"}},
+    "UserWorkflow": {"signals": set(), "queries": {"profile"}, "updates": {"put"}},
+    "SmsQuotaWorkflow": {"signals": set(), "queries": {"used"}, "updates": {"reserve", "release"}},
+    "IdempotencyKeyWorkflow": {"signals": {"complete"}, "queries": set(), "updates": {"claim"}},
 }
 
 PINNED_ACTIVITIES_BY_QUEUE = {
-    "herald-email": {"send_email"},
-    "herald-sms": {"send_sms"},
-    "herald-webhook": {"deliver_webhook"},
-    "herald-maintenance": {"run_cleanup"},
+    "herald-email": {"send_email", "send_email_slice", "send_typed_email"},
+    "herald-sms": {"send_sms", "send_sms_slice"},
+    "herald-webhook": {"deliver_webhook", "deliver_webhook_slice"},
+    "herald-maintenance": {"run_cleanup", "build_report"},
 }
 
 

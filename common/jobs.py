@@ -1,0 +1,72 @@
+"""How a job's workflow is started: its workflow, task queue, memo, search attributes and summary.
+
+One definition for every starter: the API (api/job_starter.py), a schedule's action
+(api/schedule_store.py) and a job's `then` follow-up, which its parent workflow starts as a child
+(workflows/job_tracking.py). So it takes the moment of the start as `now` (the workflow passes
+`workflow.now()`) and names the workflow by its pinned name, since common/ imports no workflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes
+
+from common.models import (
+    JOB_STATUS_KEY, JOB_TYPE_KEY, JOB_USER_KEY, STATE_MEMO_KEY, TASK_QUEUES, CallbackState, CleanupInput, JobState,
+    NotificationInput, Phase, ReportInput,
+)
+from common.summaries import job_details, job_summary
+
+JobRequest = NotificationInput | CleanupInput | ReportInput
+# The pinned workflow names (tests/replay/test_names.py) of each kind of job input.
+WORKFLOW_NAMES: dict[type, str] = {
+    NotificationInput: "NotificationWorkflow",
+    CleanupInput: "CleanupWorkflow",
+    ReportInput: "ReportWorkflow",
+}
+
+
+@dataclass
+class StartOptions:
+    """What a job's workflow is started with besides its input and id."""
+
+    workflow: str
+    task_queue: str
+    memo: dict[str, Any]
+    search_attributes: TypedSearchAttributes
+    priority: Priority
+    state: JobState
+    # What the Temporal Web UI shows for the run (redacted: common/summaries.py).
+    summary: str
+    details: str
+
+
+def start_options(request: JobRequest, priority: int | None = None, now: datetime | None = None) -> StartOptions:
+    spec = request.job
+    now = now or datetime.now(timezone.utc)
+    due = spec.due_at(now)
+    phase = Phase.DELAYED if due and due > now else Phase.QUEUED
+    # The memo holds the state from the first moment, before any worker has seen the job.
+    initial = JobState(
+        job_id=spec.job_id, kind=spec.kind, family=spec.family, phase=phase,
+        max_attempts=spec.retry.max_attempts, created_at=spec.created_at, updated_at=spec.created_at,
+        recipient=spec.recipient, not_before=due.isoformat() if phase == Phase.DELAYED else None,
+        callback=CallbackState(url=spec.callback_url) if spec.callback_url else None,
+    )
+    return StartOptions(
+        workflow=WORKFLOW_NAMES[type(request)],
+        task_queue=TASK_QUEUES[spec.kind],
+        memo={STATE_MEMO_KEY: initial},
+        search_attributes=TypedSearchAttributes([SearchAttributePair(JOB_TYPE_KEY, spec.kind),
+                                                 SearchAttributePair(JOB_STATUS_KEY, phase.value)]
+                                                # Whose job it is, where a userId is known (typed notifications).
+                                                + ([SearchAttributePair(JOB_USER_KEY, spec.user_ref)]
+                                                   if spec.user_ref else [])),
+        priority=Priority(priority_key=priority) if priority else Priority.default,
+        state=initial,
+        summary=job_summary(request),
+        details=job_details(request),
+    )
