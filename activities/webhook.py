@@ -35,6 +35,10 @@ class WebhookActivities:
 
     @activity.defn(name="deliver_webhook")
     async def deliver_webhook(self, request: WebhookRequest) -> DeliveryReceipt:
+        return await self.deliver(request)
+
+    async def deliver(self, request: WebhookRequest) -> DeliveryReceipt:
+        """POST one webhook (the activity's work; a batch's slices call it per item)."""
         s = self.settings
         body = json.dumps(request.data, separators=(",", ":"), ensure_ascii=False).encode()
         headers = {

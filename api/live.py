@@ -46,6 +46,7 @@ from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.batches import history_id
 from api.errors import ApiError, not_found, temporal_unavailable
 from api.job_views import MAX_ID_LENGTH, job_status_body, load_job
 from api.responses import JobStatus
@@ -183,6 +184,8 @@ class JobWatch:
 
     def __init__(self, client: Client, job_id: str, refresh_s: float, resume: HistoryMark | None = None) -> None:
         self.client, self.job_id, self.refresh_s = client, job_id, refresh_s
+        # The run whose history records the job's changes: a batch item's may be its batch's.
+        self.history_id = job_id
         self.current: Snapshot | None = None
         self._resume = resume
         self._token = b""
@@ -199,7 +202,7 @@ class JobWatch:
             if self._resume is not None:
                 self._token, self._open_activities = self._resume.token, set(self._resume.open_activities)
             else:
-                await self._next_events()
+                await self._history_start()
             self.current = await read_status(self.client, self.job_id)
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
@@ -209,8 +212,8 @@ class JobWatch:
 
     def mark(self) -> HistoryMark | None:
         """Where the next watch of this job can take up the history; None once the run ended."""
-        if self._ended or not self._token:
-            return None
+        if self._ended or not self._token or self.history_id != self.job_id:
+            return None  # (a batch item's watch reads its batch's history: not kept)
         return HistoryMark(self._token, frozenset(self._open_activities))
 
     async def change(self, until: float) -> Snapshot | None:
@@ -270,10 +273,21 @@ class JobWatch:
                 at = min(at, loop.time() + max(0.0, wait) + AFTER_DUE_S)
         return at
 
+    async def _history_start(self) -> None:
+        try:
+            await self._next_events()
+        except RPCError as exc:
+            # A batch item without a run of its own changes in its batch's run (api/batches.py).
+            batch_id = history_id(self.job_id)
+            if exc.status != RPCStatusCode.NOT_FOUND or not batch_id:
+                raise
+            self.history_id = batch_id
+            await self._next_events()
+
     async def _next_events(self) -> int:
         """The events after the last ones read; blocks on the server while there are none."""
         request = GetWorkflowExecutionHistoryRequest(
-            namespace=self.client.namespace, execution=WorkflowExecution(workflow_id=self.job_id),
+            namespace=self.client.namespace, execution=WorkflowExecution(workflow_id=self.history_id),
             maximum_page_size=HISTORY_PAGE_SIZE, next_page_token=self._token, wait_new_event=True)
         try:
             response = await self.client.workflow_service.get_workflow_execution_history(

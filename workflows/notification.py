@@ -12,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.webhook import WebhookActivities
     from common.models import JobState, NotificationInput, SendInput
 
+from workflows.batch import BATCH_DEAD_LETTER, fail_as_batch_item
 from workflows.job_tracking import TrackedJobWorkflow
 
 
@@ -19,6 +20,10 @@ from workflows.job_tracking import TrackedJobWorkflow
 class NotificationWorkflow(TrackedJobWorkflow):
     @workflow.run
     async def run(self, request: NotificationInput) -> JobState:
+        # A batch item that failed in its batch (workflows/batch.py): only such runs have the field.
+        if request.batch_failure is not None and workflow.patched(BATCH_DEAD_LETTER):
+            self.job.state = request.batch_failure
+            raise fail_as_batch_item(request.job, request.batch_failure)
         activity, message = _channel(request)
         return await self.run_job(request.job, activity, message)
 

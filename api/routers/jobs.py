@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
+from api.batches import cancel_in_batch
 from api.deps import Gateway, Jobs, require_client_key
 from api.errors import ApiError
 from api.job_starter import StartedJob, cleanup_job, email_job, sms_job
@@ -128,6 +129,9 @@ async def job(job_id: str, gateway: Gateway) -> BullMQJob:
              responses=errors(401, 404, 409, 502, 503))
 async def cancel_job(job_id: str, gateway: Gateway) -> CancelAccepted:
     client = await gateway.client()
+    # A batch (its waiting items) or a batch item still in its batch: cancelled there (api/batches.py).
+    if status_url := await cancel_in_batch(client, job_id):
+        return CancelAccepted(jobId=job_id, cancelRequested=True, statusUrl=status_url)
     view = await load_job(client, job_id)
     if view.phase.final:
         raise ApiError(409, "not_cancellable", f"the job is already {JOB_STATUS[view.phase]}")

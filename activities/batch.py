@@ -1,0 +1,118 @@
+"""Send one slice of a batch (workflows/batch.py): its items concurrently, each with the channel's own
+send code (activities/email.py, sms.py, webhook.py), and report each item's outcome.
+
+An item's failure never fails the activity: it is an outcome (retryable or not, with the
+Retry-After the far side asked for), so one bad address costs its item alone and the workflow
+retries only the items that need it. The activity itself fails only if its worker dies or it
+outlives its timeouts; the workflow then counts one failed attempt for each of the slice's items.
+Outcomes are kept small (a batch's history holds a thousand of them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, Awaitable, Callable
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.email import EmailActivities
+from activities.sms import SmsActivities
+from activities.webhook import WebhookActivities
+from common.failures import error_text
+from common.logs import log_event
+from common.metrics import FAILED, SUCCEEDED, count_attempt
+from common.models import (
+    BatchSlice, DeliveryReceipt, EmailMessage, ItemOutcome, SmsMessage, WebhookRequest, batch_item_id,
+)
+from common.settings import Settings
+
+HEARTBEAT_EVERY_S = 2.0
+MAX_ERROR_CHARS = 300
+
+
+class BatchActivities:
+    def __init__(self, settings: Settings, email: EmailActivities | None = None, sms: SmsActivities | None = None,
+                 webhook: WebhookActivities | None = None) -> None:
+        self.settings = settings
+        # The channel objects the single-job activities use (one SMTP identity, one HTTP pool each).
+        self.email = email or EmailActivities(settings)
+        self.sms = sms or SmsActivities(settings)
+        self.webhook = webhook
+        self._webhook_settings = settings
+
+    def _webhooks(self) -> WebhookActivities:
+        if self.webhook is None:
+            self.webhook = WebhookActivities(self._webhook_settings)
+        return self.webhook
+
+    @activity.defn(name="send_email_slice")
+    async def send_email_slice(self, part: BatchSlice) -> list[ItemOutcome]:
+        return await self._send(part, [
+            lambda n=n, item=item: self.email.deliver(EmailMessage(
+                to=item.to, subject=item.subject, body=item.body, idempotency_key=batch_item_id(part.batch_id, n)))
+            for n, item in zip(part.numbers, part.emails)])
+
+    @activity.defn(name="send_sms_slice")
+    async def send_sms_slice(self, part: BatchSlice) -> list[ItemOutcome]:
+        return await self._send(part, [
+            lambda n=n, item=item, attempt=attempt: self.sms.deliver(
+                SmsMessage(phone=item.phone, message=item.message, idempotency_key=batch_item_id(part.batch_id, n)),
+                attempt, part.max_attempts)
+            for n, item, attempt in zip(part.numbers, part.sms, part.attempts)])
+
+    @activity.defn(name="deliver_webhook_slice")
+    async def deliver_webhook_slice(self, part: BatchSlice) -> list[ItemOutcome]:
+        return await self._send(part, [
+            lambda n=n, item=item: self._webhooks().deliver(WebhookRequest(
+                url=item.url, data=item.data, webhook_id=batch_item_id(part.batch_id, n)))
+            for n, item in zip(part.numbers, part.webhooks)])
+
+    async def _send(self, part: BatchSlice, sends: list[Callable[[], Awaitable[DeliveryReceipt]]]) -> list[ItemOutcome]:
+        limit = asyncio.Semaphore(max(1, self.settings.batch_send_concurrency))
+        timeout = self.settings.send_timeout_seconds + 5
+
+        async def one(n: int, attempt: int, send: Callable[[], Awaitable[DeliveryReceipt]]) -> ItemOutcome:
+            async with limit:
+                try:
+                    receipt = await asyncio.wait_for(send(), timeout)
+                except Exception as exc:  # noqa: BLE001 - every failure is this item's outcome
+                    return _failed(part.batch_id, n, attempt, exc)
+            count_attempt(SUCCEEDED)
+            return ItemOutcome(n=n, ok=True, summary=receipt.summary[:MAX_ERROR_CHARS], provider_id=receipt.provider_id)
+
+        beating = asyncio.create_task(_heartbeat())
+        try:
+            outcomes = await asyncio.gather(*(one(n, a, s) for n, a, s in zip(part.numbers, part.attempts, sends)))
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+        failed = sum(not o.ok for o in outcomes)
+        log_event("batch.slice_sent", batch_id=part.batch_id, items=len(outcomes), failed=failed,
+                  first=part.numbers[0] if part.numbers else None)
+        return list(outcomes)
+
+
+def _failed(batch_id: str, n: int, attempt: int, exc: BaseException) -> ItemOutcome:
+    application = exc if isinstance(exc, ApplicationError) else None
+    delay = application.next_retry_delay if application else None
+    error = "attempt timed out" if isinstance(exc, asyncio.TimeoutError) else error_text(exc)
+    retryable = not (application and application.non_retryable)
+    log_event("attempt.failed", job_id=batch_item_id(batch_id, n), attempt=attempt, error=error, retryable=retryable)
+    count_attempt(FAILED)
+    return ItemOutcome(n=n, ok=False, error=error[:MAX_ERROR_CHARS], retryable=retryable,
+                       retry_after_s=delay.total_seconds() if delay else None)
+
+
+async def _heartbeat() -> None:
+    # So a slice whose worker died is retried on the heartbeat timeout, not at its start-to-close.
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(HEARTBEAT_EVERY_S)
+
+
+def slice_activity(channel: str) -> Any:
+    return {"email": BatchActivities.send_email_slice, "sms": BatchActivities.send_sms_slice,
+            "webhook": BatchActivities.deliver_webhook_slice}[channel]

@@ -1,0 +1,146 @@
+"""POST /notify/batch and GET /batches/{id} end to end: items delivered, read back by their job ids,
+refused whole for one bad item, failing alone into dead letters of their own, cancelled, and a
+thousand of them in one request within the history limits."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
+from temporalio.api.common.v1 import WorkflowExecution
+
+from tests.api.helpers import ADMIN, assert_error, mail_for, poll
+from tests.support.http_receiver import Answer
+
+DONE_WORDS = {"success", "failed", "cancelled"}
+
+
+async def _batch(api, body: dict) -> dict:
+    response = await api.post("/notify/batch", json=body)
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    batch_id = accepted["batchId"]
+    assert accepted == {"batchId": batch_id, "statusUrl": f"/batches/{batch_id}",
+                        "jobIds": [f"{batch_id}-{n}" for n in range(len(body["items"]))]}
+    return accepted
+
+
+async def _until_done(api, batch_id: str, deadline_s: float = 30) -> dict:
+    return await poll(api, f"/batches/{batch_id}", lambda b: b["done"], deadline_s=deadline_s)
+
+
+async def test_a_batch_of_emails_is_delivered_and_each_item_reads_as_a_job(api, smtp_sink):
+    items = [{"to": f"user{n}@example.com", "subject": f"Newsletter {n}", "body": f"Hello {n}"} for n in range(5)]
+    accepted = await _batch(api, {"channel": "email", "items": items})
+    batch = await _until_done(api, accepted["batchId"])
+    assert batch == {"id": accepted["batchId"], "channel": "email", "total": 5, "done": True,
+                     "counts": {"queued": 0, "processing": 0, "success": 5, "failed": 0, "cancelled": 0}}
+    for n, job_id in enumerate(accepted["jobIds"]):
+        status = (await api.get(f"/jobs/{job_id}/status")).json()
+        assert status["id"] == job_id and status["type"] == "email", status
+        assert status["status"] == "completed" and status["attempts"] == 1 and status["maxAttempts"] == 3, status
+        assert status["result"]["providerId"] == f"<{job_id}@herald>", status
+        notification = (await api.get(f"/notifications/{job_id}")).json()
+        assert notification["status"] == "success" and notification["recipient"] == f"user{n}@example.com"
+        assert (await api.get(f"/jobs/{job_id}")).json()["status"] == "completed"
+        [mail] = mail_for(smtp_sink.outbox, job_id)
+        assert mail["Subject"] == f"Newsletter {n}" and mail["To"] == f"user{n}@example.com"
+    # An id past the batch's items, or of no batch at all, is no job.
+    assert_error(await api.get(f"/jobs/{accepted['batchId']}-5/status"), 404, "not_found")
+    assert_error(await api.get("/jobs/batch-00000000000000000000-0/status"), 404, "not_found")
+    assert_error(await api.get("/batches/batch-00000000000000000000"), 404, "not_found")
+
+
+async def test_a_batch_of_sms_is_delivered_with_one_idempotency_key_per_item(api, sms_gateway):
+    phones = ["+14155550121", "+14155550122", "+14155550123"]
+    accepted = await _batch(api, {"channel": "sms", "items": [{"phone": p, "message": f"code {p[-3:]}"}
+                                                              for p in phones]})
+    batch = await _until_done(api, accepted["batchId"])
+    assert batch["counts"]["success"] == 3, batch
+    for phone, job_id in zip(phones, accepted["jobIds"]):
+        [call] = sms_gateway.calls_to(phone)
+        assert (call.to, call.idempotency_key, call.header_key, call.status) == (phone, job_id, job_id, 200)
+        assert (await api.get(f"/notifications/{job_id}")).json()["status"] == "success"
+
+
+async def test_one_bad_item_refuses_the_whole_batch(api):
+    items = [{"to": "a@example.com", "subject": "s", "body": "b"}, {"to": "not an address", "subject": "s", "body": "b"},
+             {"to": "c@example.com", "subject": "s", "body": "b", "attempts": 2}]
+    body = assert_error(await api.post("/notify/batch", json={"channel": "email", "items": items}),
+                        400, "validation_error")
+    assert {d["field"] for d in body["details"]} == {"items.1.to", "items.2.attempts"}
+    body = assert_error(await api.post("/notify/batch", json={"channel": "webhook", "items": [
+        {"url": "http://127.0.0.1:9/ok", "data": {}}, {"url": "http://169.254.169.254/latest", "data": {}}]}),
+        400, "validation_error")
+    assert [d["field"] for d in body["details"]] == ["items.1.url"]
+    body = assert_error(await api.post("/notify/batch", json={"channel": "fax", "items": []}), 400, "validation_error")
+    assert [d["field"] for d in body["details"]] == ["channel"]
+    body = assert_error(await api.post("/notify/batch", json={"channel": "sms", "items": []}), 400, "validation_error")
+    assert [d["field"] for d in body["details"]] == ["items"]
+
+
+async def test_a_failing_item_fails_alone_and_is_a_dead_letter_that_can_be_redriven(api, sms_gateway):
+    good, bad = "+14155550131", "+14155550132"
+    # The bad number's gateway fails twice (its two attempts), then accepts the redrive.
+    sms_gateway.script(bad, [Answer(503), Answer(500), Answer(200, {"id": "redriven"})])
+    accepted = await _batch(api, {"channel": "sms", "attempts": 2, "backoff": {"type": "fixed", "delay": 50},
+                                  "items": [{"phone": good, "message": "ok"}, {"phone": bad, "message": "ok"}]})
+    batch = await _until_done(api, accepted["batchId"])
+    assert batch["counts"] == {"queued": 0, "processing": 0, "success": 1, "failed": 1, "cancelled": 0}, batch
+    good_id, bad_id = accepted["jobIds"]
+    assert (await api.get(f"/jobs/{good_id}/status")).json()["attempts"] == 1
+    failed = await poll(api, f"/jobs/{bad_id}/status", lambda b: b["status"] == "failed")
+    assert failed["attempts"] == 2 and "500" in failed["error"], failed
+    for _ in range(100):
+        entry = (await api.get("/admin/dlq?type=sms&limit=100", headers=ADMIN)).json()
+        if bad_id in [i["jobId"] for i in entry["items"]]:
+            break
+        await asyncio.sleep(0.1)
+    [letter] = [i for i in entry["items"] if i["jobId"] == bad_id]
+    assert letter["attempts"] == 2 and "500" in letter["error"], letter
+    assert len(sms_gateway.calls_to(bad)) == 2
+    response = await api.post(f"/admin/dlq/{bad_id}/retry", headers=ADMIN)
+    assert response.status_code == 202, response.text
+    status = await poll(api, f"/jobs/{bad_id}/status", lambda b: b["status"] == "completed")
+    assert status["result"]["providerId"] == "redriven", status
+    calls = sms_gateway.calls_to(bad)
+    assert [c.status for c in calls] == [503, 500, 200] and {c.idempotency_key for c in calls} == {bad_id}
+    assert len(sms_gateway.calls_to(good)) == 1
+
+
+async def test_cancel_a_waiting_item_and_then_the_rest_of_its_batch(api):
+    items = [{"url": "http://127.0.0.1:9/never", "data": {"n": n}} for n in range(3)]
+    accepted = await _batch(api, {"channel": "webhook", "delay": 3_600_000, "items": items})
+    batch_id, (first, second, third) = accepted["batchId"], accepted["jobIds"]
+    waiting = await poll(api, f"/jobs/{first}/status", lambda b: b["status"] == "delayed")
+    assert waiting["nextAttemptAt"], waiting
+    response = await api.post(f"/jobs/{second}/cancel")
+    assert response.status_code == 202, response.text
+    assert (await api.get(f"/notifications/{second}")).json()["status"] == "cancelled"
+    assert (await api.get(f"/jobs/{first}")).json()["status"] == "delayed"
+    assert_error(await api.post(f"/jobs/{second}/cancel"), 409, "not_cancellable")
+    response = await api.post(f"/jobs/{batch_id}/cancel")
+    assert response.status_code == 202 and response.json()["statusUrl"] == f"/batches/{batch_id}", response.text
+    batch = await _until_done(api, batch_id)
+    assert batch["counts"] == {"queued": 0, "processing": 0, "success": 0, "failed": 0, "cancelled": 3}, batch
+    assert_error(await api.post(f"/jobs/{batch_id}/cancel"), 409, "not_cancellable")
+    assert_error(await api.post(f"/jobs/{third}/cancel"), 409, "not_cancellable")
+
+
+async def test_a_thousand_emails_in_one_request_within_the_history_limits(api, dev_env, smtp_sink):
+    items = [{"to": f"bulk{n}@example.com", "subject": "Bulk", "body": f"item {n}"} for n in range(1000)]
+    accepted = await _batch(api, {"channel": "email", "items": items})
+    batch = await _until_done(api, accepted["batchId"], deadline_s=60)
+    assert batch["counts"]["success"] == 1000, batch
+    assert mail_for(smtp_sink.outbox, accepted["jobIds"][999])
+    history = await dev_env.client.workflow_service.get_workflow_execution_history(
+        GetWorkflowExecutionHistoryRequest(namespace=dev_env.client.namespace,
+                                           execution=WorkflowExecution(workflow_id=accepted["batchId"]),
+                                           maximum_page_size=1000))
+    events = list(history.history.events)
+    assert not history.next_page_token
+    # Temporal's limits: 51,200 events and 50 MB per history (a warning at 10,240 events).
+    assert len(events) < 300, len(events)
+    assert sum(e.ByteSize() for e in events) < 2 * 1024 * 1024
+    assert sum(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED for e in events) == 20

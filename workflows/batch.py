@@ -1,0 +1,255 @@
+"""A batch of notifications on one channel (POST /notify/batch): one workflow for all its items.
+
+A workflow per item would cost each item a workflow's worth of persistence; here the items live
+in this workflow's memory. Due items are sent in slices (`slice_items` per activity, each
+activity sending its items concurrently: activities/batch.py), with at most `slices_in_flight`
+slice activities running at once (a sliding window). Each item keeps its own attempt count, error
+and retries: an item whose attempt failed and may be retried waits out the job's backoff (or the
+Retry-After it was given) on a durable timer and goes out again in a later slice, alone or with
+others due by then. So a thousand items cost some 20 activities and well under 200 history events.
+
+An item that fails for good becomes a dead letter of its own at once: a short NotificationWorkflow
+run with the item's job id, whose input says "already failed in batch" (`batch_failure`): it fails
+immediately with the usual JobFailed details, so the DLQ, the stats and the status routes see it
+like any failed job, and a redrive starts that id again without the marker, sending that item as
+a normal job. Items are read through the queries below while the batch runs (api/batches.py) and
+from its result once it has ended. `batch_cancel` cancels waiting items (one, or all of them);
+items in flight finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.batch import slice_activity
+    from common.logs import log_event
+    from common.metrics import count_dead_letter, count_job_finished
+    from common.models import (
+        JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, TASK_QUEUES, BatchInput, BatchItemState, BatchResult,
+        BatchSlice, EmailMessage, ItemOutcome, JobSpec, JobState, NotificationInput, Phase, SmsMessage,
+        WebhookRequest, batch_item_id,
+    )
+
+from workflows.failures import failure_message
+
+# NotificationWorkflow's branch for a batch item's dead letter (workflows/notification.py).
+BATCH_DEAD_LETTER = "batch-dead-letter"
+JOB_FAILED = "JobFailed"
+WAITING = (Phase.QUEUED, Phase.DELAYED)
+MAX_BACKOFF = timedelta(hours=1)
+# A slice activity whose worker died is retried (as a failed attempt of its items) this soon.
+DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0
+
+
+@workflow.defn(name="BatchWorkflow")
+class BatchWorkflow:
+    def __init__(self) -> None:
+        self.batch: BatchInput | None = None
+        self.items: list[BatchItemState] = []
+        self._due: dict[int, datetime] = {}
+
+    @workflow.run
+    async def run(self, batch: BatchInput) -> BatchResult:
+        self.batch = batch
+        spec = batch.job
+        now = workflow.now()
+        due = spec.due_at(workflow.info().start_time)
+        delayed = due is not None and due > now
+        self.items = [BatchItemState(phase=Phase.DELAYED if delayed else Phase.QUEUED, recipient=batch.recipient(n),
+                                     updated_at=now.isoformat(), not_before=due.isoformat() if delayed and due else None)
+                      for n in range(batch.total)]
+        if delayed and due:
+            self._due = {n: due for n in range(batch.total)}
+        while True:
+            now = workflow.now()
+            waiting = self._waiting()
+            ready = [n for n in waiting if self._due.get(n, now) <= now]
+            if ready:
+                await self._send(ready)
+                continue
+            if not waiting:
+                break
+            # The earliest backoff (or delay) among the waiting items; a cancel of them all ends it early.
+            wake = min(self._due[n] for n in waiting)
+            try:
+                await workflow.wait_condition(lambda: not self._waiting(), timeout=wake - now,
+                                              timeout_summary="until the next items are due")
+            except TimeoutError:
+                pass
+        counts = self.counts()
+        log_event("batch.done", log=workflow.logger, batch_id=spec.job_id, kind=spec.kind, **counts)
+        return BatchResult(batch_id=spec.job_id, channel=spec.kind, created_at=spec.created_at,
+                           max_attempts=spec.retry.max_attempts, items=self.items)
+
+    # ---- sending -----------------------------------------------------------------------
+    async def _send(self, ready: list[int]) -> None:
+        """Send these items in slices, at most `slices_in_flight` slices at a time."""
+        assert self.batch is not None
+        size = max(1, self.batch.slice_items)
+        slices = [ready[i:i + size] for i in range(0, len(ready), size)]
+        running: list[Any] = []
+        while slices or running:
+            while slices and len(running) < max(1, self.batch.slices_in_flight):
+                # An item cancelled since the round began stays behind.
+                part = [n for n in slices.pop(0) if self.items[n].phase in WAITING]
+                if part:
+                    running.append(asyncio.ensure_future(self._send_slice(part)))
+            if running:
+                await workflow.wait_condition(lambda: any(task.done() for task in running))
+                for task in [task for task in running if task.done()]:
+                    running.remove(task)
+                    task.result()
+
+    async def _send_slice(self, part: list[int]) -> None:
+        assert self.batch is not None
+        batch, spec = self.batch, self.batch.job
+        now = workflow.now().isoformat()
+        for n in part:
+            self._due.pop(n, None)
+            self.items[n] = replace(self.items[n], phase=Phase.PROCESSING, attempts=self.items[n].attempts + 1,
+                                    not_before=None, updated_at=now)
+        work = BatchSlice(
+            batch_id=spec.job_id, numbers=part, attempts=[self.items[n].attempts for n in part],
+            max_attempts=spec.retry.max_attempts,
+            emails=[batch.emails[n] for n in part] if batch.emails else [],
+            sms=[batch.sms[n] for n in part] if batch.sms else [],
+            webhooks=[batch.webhooks[n] for n in part] if batch.webhooks else [],
+        )
+        try:
+            outcomes: list[ItemOutcome] = await workflow.execute_activity_method(
+                slice_activity(spec.kind), work,
+                task_queue=TASK_QUEUES[spec.kind],
+                # Every item may take its whole timeout; the heartbeat notices a dead worker sooner.
+                start_to_close_timeout=timedelta(seconds=spec.attempt_timeout_s * len(part) + 60),
+                heartbeat_timeout=timedelta(seconds=spec.heartbeat_timeout_s or DEFAULT_HEARTBEAT_TIMEOUT_S),
+                # The items retry, each on its own schedule: a lost slice is one failed attempt of each.
+                retry_policy=RetryPolicy(maximum_attempts=1),
+                summary=f"items {part[0]}..{part[-1]} ({len(part)})",
+            )
+        except ActivityError as err:
+            error = failure_message(err)
+            if "heartbeat" in error.lower():
+                error = "lost: the worker stopped heartbeating"
+            outcomes = [ItemOutcome(n=n, ok=False, error=error) for n in part]
+        failed = [n for n in map(self._record, outcomes) if n is not None]
+        for n in failed:
+            await self._dead_letter(n)
+
+    def _record(self, outcome: ItemOutcome) -> int | None:
+        """An item's attempt outcome into its state; its number if it has now failed for good."""
+        assert self.batch is not None
+        spec, n = self.batch.job, outcome.n
+        item, now = self.items[n], workflow.now()
+        if item.phase != Phase.PROCESSING:
+            return None
+        if outcome.ok:
+            self.items[n] = replace(item, phase=Phase.COMPLETED, error=None, updated_at=now.isoformat(),
+                                    result={"summary": outcome.summary, "provider_id": outcome.provider_id})
+            count_job_finished(spec.kind, Phase.COMPLETED.value)
+            return None
+        if not outcome.retryable or item.attempts >= spec.retry.max_attempts:
+            self.items[n] = replace(item, phase=Phase.FAILED, error=outcome.error, updated_at=now.isoformat())
+            count_job_finished(spec.kind, Phase.FAILED.value)
+            return n
+        wait = timedelta(seconds=outcome.retry_after_s) if outcome.retry_after_s else self._backoff(item.attempts)
+        self._due[n] = now + wait
+        self.items[n] = replace(item, phase=Phase.DELAYED, error=outcome.error, updated_at=now.isoformat(),
+                                not_before=(now + wait).isoformat())
+        return None
+
+    def _backoff(self, attempts_done: int) -> timedelta:
+        """The job's wait after its attempt `attempts_done`, as its RetryPolicy would wait."""
+        assert self.batch is not None
+        retry = self.batch.job.retry
+        first = retry.first_wait()
+        return min(first * (retry.coefficient ** (attempts_done - 1)), max(MAX_BACKOFF, first))
+
+    async def _dead_letter(self, n: int) -> None:
+        """The failed item as a failed run of its own job id (the DLQ lists it; a redrive sends it)."""
+        assert self.batch is not None
+        batch, spec, item = self.batch, self.batch.job, self.items[n]
+        job_id = batch_item_id(spec.job_id, n)
+        state = JobState(job_id=job_id, kind=spec.kind, family=spec.family, phase=Phase.FAILED,
+                         max_attempts=spec.retry.max_attempts, created_at=spec.created_at,
+                         updated_at=item.updated_at, recipient=batch.recipient(n), attempts=item.attempts,
+                         error=item.error)
+        request = NotificationInput(job=replace(spec, job_id=job_id, recipient=batch.recipient(n), delay_ms=0,
+                                                deliver_at=None, callback_url=None),
+                                    batch_failure=state, **_message(batch, n, job_id))
+        try:
+            await workflow.start_child_workflow(
+                "NotificationWorkflow", request, id=job_id, task_queue=TASK_QUEUES[spec.kind],
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                memo={STATE_MEMO_KEY: state},
+                search_attributes=TypedSearchAttributes([SearchAttributePair(JOB_TYPE_KEY, spec.kind),
+                                                         SearchAttributePair(JOB_STATUS_KEY, Phase.FAILED.value)]),
+                static_summary=f"dead letter of batch item {job_id}",
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # started before (the item's id was redriven meanwhile): nothing to add
+
+    # ---- what the API reads and asks ----------------------------------------------------
+    def _waiting(self) -> list[int]:
+        return [n for n, item in enumerate(self.items) if item.phase in WAITING]
+
+    @workflow.query(name="batch_item")
+    def item(self, n: int) -> BatchItemState | None:
+        return self.items[n] if 0 <= n < len(self.items) else None
+
+    @workflow.query(name="batch_counts")
+    def counts(self) -> dict[str, int]:
+        counts = {phase.value: 0 for phase in Phase}
+        for item in self.items:
+            counts[item.phase.value] += 1
+        return counts
+
+    @workflow.update(name="batch_cancel")
+    def cancel(self, n: int | None) -> dict[str, Any]:
+        """Cancel item `n` (None: every waiting item); answers how many were cancelled and, for one
+        item, its phase now."""
+        numbers = self._waiting() if n is None else [n]
+        cancelled = 0
+        now = workflow.now().isoformat()
+        for number in numbers:
+            if self.items[number].phase in WAITING:
+                self.items[number] = replace(self.items[number], phase=Phase.CANCELLED, not_before=None,
+                                             updated_at=now)
+                self._due.pop(number, None)
+                count_job_finished(self.batch.job.kind if self.batch else "", Phase.CANCELLED.value)
+                cancelled += 1
+        return {"cancelled": cancelled, "phase": self.items[n].phase.value if n is not None else None}
+
+    @cancel.validator
+    def _valid_cancel(self, n: int | None) -> None:
+        if n is not None and not 0 <= n < len(self.items):
+            raise ValueError(f"no item {n} in this batch")
+
+
+def _message(batch: BatchInput, n: int, job_id: str) -> dict[str, Any]:
+    if batch.emails:
+        e = batch.emails[n]
+        return {"email": EmailMessage(to=e.to, subject=e.subject, body=e.body, idempotency_key=job_id)}
+    if batch.sms:
+        s = batch.sms[n]
+        return {"sms": SmsMessage(phone=s.phone, message=s.message, idempotency_key=job_id)}
+    w = batch.webhooks[n]
+    return {"webhook": WebhookRequest(url=w.url, data=w.data, webhook_id=job_id)}
+
+
+def fail_as_batch_item(spec: JobSpec, state: JobState) -> ApplicationError:
+    """NotificationWorkflow's run for a batch item that failed in its batch: the same end as a job
+    that failed on its own (status attribute, memo, log, metric), so it is a dead letter like one."""
+    workflow.upsert_search_attributes([JOB_STATUS_KEY.value_set(Phase.FAILED.value)])
+    workflow.upsert_memo({STATE_MEMO_KEY: state})
+    log_event("dead_lettered", log=workflow.logger, job_id=state.job_id, kind=state.kind, attempts=state.attempts,
+              error=state.error, batch=True)
+    count_dead_letter(state.kind)
+    return ApplicationError(state.error or "failed", state, type=JOB_FAILED, non_retryable=True)
