@@ -149,6 +149,13 @@ class Settings(BaseSettings):
     # The built-in schedules (daily cleanup at 00:00, token cleanup at 02:00) run in this IANA zone.
     schedule_timezone: str = "UTC"
 
+    # SMS per recipient number (and per user) in any rolling hour, counted in Temporal across every
+    # API replica (api/throttle.py); the next request is a 429. 0 turns throttling off.
+    sms_per_hour: int = Field(10, ge=0)
+    # Where the typed notifications' Jinja2 templates are (<type>.subject.j2, .txt.j2, .html.j2 and
+    # <locale>/ translations); unset: the `templates/` directory beside Herald's code.
+    templates_dir: Path | None = None
+
     @field_validator("api_keys", "webhook_allow_hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:

@@ -9,6 +9,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
     from activities.sms import SmsActivities
+    from activities.users import TypedEmailActivities
     from activities.webhook import WebhookActivities
     from common.models import JobState, NotificationInput, SendInput
 
@@ -31,6 +32,9 @@ class NotificationWorkflow(TrackedJobWorkflow):
 def _channel(request: NotificationInput) -> tuple[Callable[..., Any], SendInput]:
     if request.email:
         return EmailActivities.send_email, request.email
+    if request.typed:
+        # A typed notification (POST /notifications): only runs started with the field have it.
+        return TypedEmailActivities.send_typed_email, request.typed
     if request.sms:
         return SmsActivities.send_sms, request.sms
     assert request.webhook, "a notification carries an email, an SMS or a webhook"

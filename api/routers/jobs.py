@@ -23,6 +23,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_
 
 ACCEPTED = "The job is durably recorded in Temporal"
 CREATE_ERRORS = errors(400, 401, 413, 502, 503)
+SMS_ERRORS = errors(400, 401, 413, 429, 502, 503)
 READ_ERRORS = errors(401, 404, 502, 503)
 
 
@@ -38,8 +39,9 @@ async def create_email_job(body: EmailJob, jobs: Jobs) -> JobAccepted:
 
 
 @router.post("/sms", status_code=202, summary="Queue an SMS job", response_description=ACCEPTED,
-             responses=CREATE_ERRORS)
+             responses=SMS_ERRORS)
 async def create_sms_job(body: SmsJob, jobs: Jobs) -> JobAccepted:
+    # Throttled (JobStarter.start, api/throttle.py): over HERALD_SMS_PER_HOUR for the number, a 429, no job.
     return _accepted(await jobs.start("sms", "jobs", body, body.phone,
                                       lambda spec: sms_job(spec, body.phone, body.message)))
 

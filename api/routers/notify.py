@@ -15,6 +15,7 @@ router = APIRouter(tags=["notifications"], dependencies=[Depends(require_client_
 
 ACCEPTED = "The notification is durably recorded in Temporal"
 CREATE_ERRORS = errors(400, 401, 413, 502, 503)
+SMS_ERRORS = errors(400, 401, 413, 429, 502, 503)
 
 
 def _accepted(job: StartedJob) -> NotificationAccepted:
@@ -30,8 +31,9 @@ async def notify_email(body: NotifyEmail, jobs: Jobs) -> NotificationAccepted:
 
 
 @router.post("/notify/sms", status_code=202, summary="Send an SMS", response_description=ACCEPTED,
-             responses=CREATE_ERRORS)
+             responses=SMS_ERRORS)
 async def notify_sms(body: NotifySms, jobs: Jobs) -> NotificationAccepted:
+    # Throttled (JobStarter.start, api/throttle.py): over HERALD_SMS_PER_HOUR for the number, a 429, no job.
     return _accepted(await jobs.start("sms", "notify", body, body.phone,
                                       lambda spec: sms_job(spec, body.phone, body.message)))
 
