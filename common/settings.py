@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     max_body_bytes: int = 256 * 1024
+    # Idempotency-Key (api/idempotency.py): how long a key's first answer is kept, and how long a
+    # request holds its key before a retry with the same key may run in its place (its process died).
+    idempotency_keep_hours: float = Field(24, gt=0)
+    idempotency_lease_seconds: float = Field(30, gt=0)
     # Live status (api/live.py): open SSE streams and waiting long polls per API process; the
     # keep-alive comment's period; the re-read period while a job's send retries on the server.
     max_live_streams: int = Field(200, ge=0)
