@@ -147,7 +147,8 @@ class DeadLetterQueue:
             # A batch item's dead letter (workflows/batch.py): this time the item is sent, as a job.
             request = replace(request, batch_failure=None)
         # The same job again, sent now: an earlier delay or deliverAt has long passed.
-        spec = replace(request.job, delay_ms=0, deliver_at=None)
+        # A scheduled run's or a `then` follow-up's input has no job id (its workflow id is its job id).
+        spec = replace(request.job, job_id=request.job.job_id or job_id, delay_ms=0, deliver_at=None)
         started = await start_job(self.client, replace(request, job=spec),
                                   id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY)
         log_event("redriven", job_id=job_id, kind=spec.kind, failed_run=info.execution.run_id,

@@ -64,10 +64,13 @@ class JobTracker:
     # ---- the job's life ----------------------------------------------------------------
     async def run(self, spec: JobSpec, activity: Callable[..., Any], message: SendInput) -> JobState:
         if not spec.job_id:
-            # A run started by a schedule: a job of its own, named by its workflow id.
+            # A run started by a schedule or as a `then` follow-up: a job of its own, named by its
+            # workflow id.
             info = workflow.info()
             spec = replace(spec, job_id=info.workflow_id, created_at=info.start_time.isoformat())
-            message = stamped(message, spec.job_id)
+        # The job id as idempotency key where the input has none (those runs, also when redriven).
+        # No command: a no-op for every other input, so recorded runs replay the same.
+        message = stamped(message, spec.job_id)
         self.spec = spec
         # The same first state the API wrote into the memo; it changes here, in memory.
         self.state = JobState(

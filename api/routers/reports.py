@@ -45,7 +45,7 @@ async def create_report(body: ReportCreate, gateway: Gateway, settings: Settings
 
 @router.get("/{job_id}/result", summary="A finished report's document",
             response_description="The latest finished report of this job id",
-            responses=errors(401, 404, say={404: "`not_found`: no report with that id, or not built yet"}),
+            responses=errors(401, 404, 503, say={404: "`not_found`: no report with that id, or not built yet"}),
             response_model_exclude_unset=True)
 async def report_result(job_id: str, settings: SettingsDep) -> Report:
     path = report_path(settings.data_dir, job_id)

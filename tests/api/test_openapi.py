@@ -40,6 +40,8 @@ SUCCESS = {
     ("post", "/admin/schedules/{schedule_id}/unpause"): ("200", "ScheduleDetail"),
     ("get", "/admin/stats"): ("200", "Stats"),
     ("get", "/admin/jobs"): ("200", "RecentJobs"),
+    ("post", "/reports"): ("202", "ReportAccepted"),
+    ("get", "/reports/{job_id}/result"): ("200", "Report"),
 }
 # Server-Sent Events routes: the schema of each event's JSON `data`.
 EVENTS = {("get", "/jobs/{job_id}/events"): ("200", "JobStatus")}

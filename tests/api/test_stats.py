@@ -56,7 +56,7 @@ async def all_dead_letters(api) -> list[dict]:
 async def test_every_type_has_every_status_word(api):
     body = await stats(api)
     assert set(body) <= {"counts", "dlq", "approximate"} and "approximate" not in body
-    assert set(body["counts"]) == set(KINDS) == {"email", "sms", "webhook", "cleanup"}
+    assert set(body["counts"]) == set(KINDS) == {"email", "sms", "webhook", "cleanup", "report"}
     for kind, counts in body["counts"].items():
         assert list(counts) == list(STATUSES) == ["queued", "delayed", "processing", "completed", "failed",
                                                    "cancelled"], kind

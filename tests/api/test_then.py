@@ -129,3 +129,46 @@ async def test_then_survives_concurrent_parents(api, smtp_sink):
         await until_final(api, f"{job_id}-then")
         [mail] = mail_for(smtp_sink.outbox, f"{job_id}-then")
         assert mail["Subject"] == f"Child {n}"
+
+
+async def test_a_scheduled_run_chains_its_own_follow_up(api, smtp_sink):
+    """A schedule's job may carry `then`: the run (its job id filled in by the workflow, unknown to
+    the API) starts `<runId>-then`, so every run's follow-up has an id of its own."""
+    from activities.email import message_id
+    from devstack.smtp_sink import read_outbox
+    from tests.api.helpers import ADMIN
+
+    created = await api.post("/schedules", json={"cron": "0 0 1 1 *", "job": {
+        "type": "cleanup", "task": "delete_temp",
+        "then": {"type": "email", **_email("digest@example.com", "After the cleanup")}}})
+    assert created.status_code == 201, created.text
+    schedule_id = created.json()["scheduleId"]
+    try:
+        assert (await api.get(f"/schedules/{schedule_id}")).json()["job"]["then"]["subject"] == "After the cleanup"
+        run = (await api.post(f"/admin/schedules/{schedule_id}/trigger", headers=ADMIN)).json()["lastJobId"]
+        assert run.startswith(f"{schedule_id}-")
+        status = await until_final(api, run)
+        assert status["status"] == "completed" and status["next"] == f"{run}-then", status
+        child = await until_final(api, f"{run}-then")
+        assert child["status"] == "completed" and child["id"] == f"{run}-then"
+        [mail] = [m for m in read_outbox(smtp_sink.outbox) if m["Message-ID"] == message_id(f"{run}-then")]
+        assert mail["Subject"] == "After the cleanup" and mail["To"] == "digest@example.com"
+    finally:
+        await api.delete(f"/schedules/{schedule_id}")
+
+
+async def test_a_failed_follow_up_is_a_dead_letter_of_its_own_and_redrives(api, sms_gateway):
+    from tests.api.helpers import ADMIN
+
+    phone = "+14155550183"
+    sms_gateway.script(phone, [Answer(400, {"error": "not yet"}), Answer(200, {"id": "sms-ok"})])
+    job_id = await _job(await api.post("/jobs/cleanup", json={
+        "task": "delete_temp", "then": {"type": "sms", "phone": phone, "message": "chained"}}))
+    follow_up = (await _parent_done(api, job_id))["next"]
+    assert (await until_final(api, follow_up))["status"] == "failed"
+    response = await api.post(f"/admin/dlq/{follow_up}/retry", headers=ADMIN)
+    assert response.status_code == 202, response.text
+    status = await poll(api, f"/jobs/{follow_up}/status", lambda b: b["status"] == "completed")
+    assert status["result"]["providerId"] == "sms-ok"
+    # Both runs sent under the follow-up's own id as idempotency key.
+    assert [c.idempotency_key for c in sms_gateway.calls_to(phone)] == [follow_up, follow_up]

@@ -1,0 +1,46 @@
+"""A job's `then` in the time-skipping environment: the follow-up starts only once its parent has
+completed (after the parent's own day-long delay), and its own delay counts from its start."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from temporalio.api.enums.v1 import EventType
+
+from api.job_starter import email_job, start_job
+from common.models import FollowUp, then_id
+from devstack.smtp_sink import read_outbox
+from tests.support.temporal import events, herald_client, job_spec, local_activity_markers, running_workers
+
+
+def _email(job_id: str, to: str, subject: str, **spec_fields):
+    spec = replace(job_spec("email", recipient=to, **spec_fields), job_id=job_id)
+    return email_job(spec, to, subject, "body")
+
+
+async def test_the_follow_up_starts_after_the_parent_completed_and_waits_its_own_delay(
+        time_env, make_settings, smtp_sink):
+    client = herald_client(time_env)
+    follow_up = FollowUp(notification=_email("", "second@example.com", "Second", delay_ms=3_600_000))
+    parent = _email("email-chain-parent-1", "first@example.com", "First", delay_ms=86_400_000, then=follow_up)
+    async with running_workers(client, make_settings()):
+        handle = (await start_job(client, parent)).handle
+        final = await handle.result()  # a day passes in no time
+        child_id = then_id(handle.id)
+        assert final["next"] == child_id and final["phase"] == "completed"
+        assert [m["Subject"] for m in read_outbox(smtp_sink.outbox)] == ["First"]
+
+        child = client.get_workflow_handle(child_id)
+        [closed] = await events(handle, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED)
+        [child_started] = await events(child, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED)
+        # Started by its parent once the parent's send had completed, and outliving it.
+        assert child_started.workflow_execution_started_event_attributes.parent_workflow_execution.workflow_id \
+            == handle.id
+        assert child_started.event_time.ToDatetime() <= closed.event_time.ToDatetime()
+        state = await child.result()  # its hour passes in no time too
+        assert state["phase"] == "completed" and state["job_id"] == child_id and not state.get("next")
+        [sent] = await local_activity_markers(child)
+        assert sent.event_time.ToDatetime() - child_started.event_time.ToDatetime() >= timedelta(hours=1)
+    mails = {m["Subject"]: m for m in read_outbox(smtp_sink.outbox)}
+    assert mails["Second"]["Message-ID"] == f"<{child_id}@herald>"
