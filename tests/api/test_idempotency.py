@@ -14,7 +14,7 @@ from api.idempotency import KeyStore
 from common.idempotency import Claim, Completion, StoredAnswer, key_workflow_id
 from common.temporal import client_for
 from devstack.smtp_sink import read_outbox
-from tests.api.helpers import API_KEY, api_client, assert_error, until_final
+from tests.api.helpers import ADMIN, API_KEY, api_client, assert_error, until_final
 
 OTHER_KEY = "another-client-key"
 
@@ -117,9 +117,37 @@ async def test_a_wrong_client_key_is_a_401_and_never_reaches_the_store(anon, dev
     response = await anon.post("/jobs/email", json=email(),
                                headers={"Idempotency-Key": key, "Authorization": "Bearer wrong"})
     assert_error(response, 401, "unauthorized")
+    await assert_no_key(dev_env, settings, "client\nwrong", key)
+    # Nor does a client key on an admin route (403).
+    forbidden = await anon.post("/admin/dlq/retry", json={},
+                                headers={"Idempotency-Key": key, "Authorization": f"Bearer {API_KEY}"})
+    assert_error(forbidden, 403, "forbidden")
+    await assert_no_key(dev_env, settings, f"admin\n{API_KEY}", key)
+
+
+async def test_a_body_over_the_limit_is_a_413_and_never_reaches_the_store(api, dev_env, settings):
+    key = new_key()
+    response = await api.post("/jobs/email", json=email(body="x" * (settings.max_body_bytes + 1)),
+                              headers={"Idempotency-Key": key})
+    assert_error(response, 413, "payload_too_large")
+    await assert_no_key(dev_env, settings, f"client\n{API_KEY}", key)
+
+
+async def test_admin_posts_take_keys_of_the_admin_token(api):
+    key = new_key()
+    first = await api.post("/admin/schedules/no-such-schedule/pause", headers=ADMIN | {"Idempotency-Key": key})
+    body = assert_error(first, 404, "not_found")
+    again = await api.post("/admin/schedules/no-such-schedule/pause", headers=ADMIN | {"Idempotency-Key": key})
+    assert again.status_code == 404 and again.json() == body and again.headers["idempotency-replayed"] == "true"
+    # The client key's keys are others: the same key there is a request of its own.
+    mine = await api.post("/jobs/email", json=email(), headers={"Idempotency-Key": key})
+    assert mine.status_code == 202 and "idempotency-replayed" not in mine.headers
+
+
+async def assert_no_key(dev_env, settings, credential: str, key: str) -> None:
     client = client_for(dev_env.client, settings)
     with pytest.raises(RPCError) as missing:
-        await client.get_workflow_handle(key_workflow_id("client\nwrong", key)).describe()
+        await client.get_workflow_handle(key_workflow_id(credential, key)).describe()
     assert missing.value.status == RPCStatusCode.NOT_FOUND
 
 
