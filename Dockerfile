@@ -30,6 +30,9 @@ RUN pip install --no-deps . \
 RUN useradd --system --create-home --home-dir /app --uid 10001 herald \
     && mkdir -p /app/.data \
     && chown -R herald:herald /app/.data
+# The typed notifications' email templates (HERALD_TEMPLATES_DIR): data, not a package.
+COPY templates /app/templates
+ENV HERALD_TEMPLATES_DIR=/app/templates
 WORKDIR /app
 USER herald
 

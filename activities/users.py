@@ -8,6 +8,8 @@ email address, a user who opted out of email, a template the notification's data
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
@@ -19,13 +21,15 @@ from common.models import DeliveryReceipt, EmailMessage, TypedEmail, UserProfile
 from common.settings import Settings
 
 USER_QUERY = "profile"
+# A user workflow no worker answers for (the maintenance queue down): a retryable failure, not a hang.
+QUERY_TIMEOUT = timedelta(seconds=10)
 
 
 async def load_user(client: Client, user_id: str) -> UserProfile | None:
     """The user's profile, or None when there is no such user (no workflow `user-<userId>`)."""
     try:
         return await client.get_workflow_handle(user_workflow_id(user_id)).query(
-            USER_QUERY, result_type=UserProfile)
+            USER_QUERY, result_type=UserProfile, rpc_timeout=QUERY_TIMEOUT)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None
