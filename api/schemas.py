@@ -15,6 +15,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from common.models import CleanupTaskName
 from common.schedules import DEFAULT_TIMEZONE, validate_cron, validate_timezone
+from common.settings import MAX_EMAIL_BODY_CHARS, MAX_SMS_CHARS, MAX_SUBJECT_CHARS
 
 MAX_DELAY_MS = int(timedelta(days=366).total_seconds() * 1000)
 MAX_BACKOFF_MS = int(timedelta(days=1).total_seconds() * 1000)
@@ -93,11 +94,8 @@ def _e164(value: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-# Constants, not settings: the body models are built once, at import, and the OpenAPI schema states
-# these limits (maxLength) for every deployment alike (tests/docs checks it does not vary).
-MAX_SUBJECT_CHARS = 998  # RFC 5322's longest line
-MAX_EMAIL_BODY_CHARS = 100_000
-MAX_SMS_CHARS = 1600  # ten concatenated segments
+# The schema's maxLength of these fields: ceilings, the same for every deployment. An operator can
+# set lower limits (HERALD_MAX_*_CHARS), checked when a job is built (api/job_starter.py).
 
 # What Python's email package (str.splitlines) breaks a header at: CR and LF, and also VT, FF, FS,
 # GS, RS, NEL, LINE and PARAGRAPH SEPARATOR. In a subject the SMTP activity could never send them.
@@ -184,10 +182,14 @@ class NotifySms(JobOptions, SmsFields):
     pass
 
 
-class NotifyWebhook(JobOptions):
+class WebhookFields(BaseModel):
     url: str = Field(max_length=2048)
     # Required, but `null` is a legitimate body.
     data: WebhookData = Field(description="sent exactly as given as the JSON body")
+
+
+class NotifyWebhook(JobOptions, WebhookFields):
+    pass
 
 
 # ---- a job of any type, {"type": "email" | "sms" | "webhook" | "cleanup", ...}: a schedule's job ------
@@ -199,10 +201,8 @@ class TypedSmsJob(JobOptions, SmsFields):
     type: Literal["sms"]
 
 
-class TypedWebhookJob(JobOptions):
+class TypedWebhookJob(JobOptions, WebhookFields):
     type: Literal["webhook"]
-    url: str = Field(max_length=2048)
-    data: WebhookData = Field(description="sent exactly as given as the JSON body")
 
 
 class TypedCleanupJob(JobOptions):
@@ -290,12 +290,6 @@ class ScheduleCreate(Body):
             raise _errors_at(errors)
         return job
 
-
-
-class ReportCreate(JobOptions):
-    userId: Text = Field(min_length=1, max_length=256, description="whose report")
-    reportType: Literal["notification-history"] = Field(
-        description="`notification-history`: the user's notifications and their states")
 
 
 class DeadLetterFilter(Body):
@@ -477,3 +471,10 @@ def _untagged_channel(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
 class NotifyBatch(RootModel[Annotated[Union[EmailBatch, SmsBatch, WebhookBatch], Field(discriminator="channel"),
                                      WrapValidator(_untagged_channel)]]):
     """`channel` and that channel's items, with the options they share."""
+
+
+# ---- reports (api/routers/reports.py) --------------------------------------------------------------
+class ReportCreate(JobOptions):
+    userId: UserId = Field(description="whose report: the userId of the user's typed notifications")
+    reportType: Literal["notification-history"] = Field(
+        description="`notification-history`: the user's notifications and their states")

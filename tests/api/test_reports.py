@@ -188,3 +188,20 @@ async def test_a_bad_report_request_is_a_400_per_field(api):
     body = assert_error(await api.post("/reports", json={"userId": "u", "reportType": "notification-history",
                                                          "webhookUrl": "http://10.1.2.3/x"}), 400, "validation_error")
     assert [d["field"] for d in body["details"]] == ["webhookUrl"]
+
+
+async def test_a_report_lists_typed_notifications_sent_through_the_api(api, dev_env, settings, smtp_sink):
+    client = client_for(dev_env.client, settings)
+    user_id = _user()
+    assert (await api.put(f"/users/{user_id}", json={"email": f"{user_id}@example.com"})).status_code in (200, 201)
+    sent = await api.post("/notifications", json={"type": "welcome", "userId": user_id})
+    assert sent.status_code == 202, sent.text
+    job_id = sent.json()["jobId"]
+    assert (await until_final(api, job_id))["status"] == "completed"
+    await _visible(client, user_id, count=1, final=1)
+
+    report_job = await _post(api, user_id)
+    assert (await _report_done(api, report_job))["status"] == "completed"
+    report = (await api.get(f"/reports/{report_job}/result")).json()
+    [entry] = report["notifications"]
+    assert entry["jobId"] == job_id and entry["type"] == "email" and entry["status"] == "completed"
