@@ -49,6 +49,7 @@ _ENDED = {
 class StartedBatch:
     batch_id: str
     job_ids: list[str]
+    handle: WorkflowHandle
 
 
 def new_batch_id() -> str:
@@ -86,7 +87,7 @@ def batch_input(batch_id: str, body: EmailBatch | SmsBatch | WebhookBatch, setti
 async def start_batch(client: Client, batch: BatchInput, priority: int | None) -> StartedBatch:
     """Start the batch's run: once this returns, the batch and every item are durably recorded."""
     spec = batch.job
-    await client.start_workflow(
+    handle = await client.start_workflow(
         BatchWorkflow.run, batch, id=spec.job_id, task_queue=TASK_QUEUES[spec.kind],
         memo={BATCH_MEMO_KEY: {"channel": spec.kind, "total": batch.total, "created_at": spec.created_at,
                                "max_attempts": spec.retry.max_attempts}},
@@ -96,7 +97,7 @@ async def start_batch(client: Client, batch: BatchInput, priority: int | None) -
     )
     log_event("batch.added", batch_id=spec.job_id, kind=spec.kind, items=batch.total, priority=priority)
     count_accepted(spec.kind)
-    return StartedBatch(spec.job_id, [batch_item_id(spec.job_id, n) for n in range(batch.total)])
+    return StartedBatch(spec.job_id, [batch_item_id(spec.job_id, n) for n in range(batch.total)], handle)
 
 
 # ---- reading ---------------------------------------------------------------------------------------

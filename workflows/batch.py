@@ -185,7 +185,7 @@ class BatchWorkflow:
                                                 deliver_at=None, callback_url=None),
                                     batch_failure=state, **_message(batch, n, job_id))
         try:
-            await workflow.start_child_workflow(
+            child = await workflow.start_child_workflow(
                 "NotificationWorkflow", request, id=job_id, task_queue=TASK_QUEUES[spec.kind],
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 memo={STATE_MEMO_KEY: state},
@@ -193,6 +193,8 @@ class BatchWorkflow:
                                                          SearchAttributePair(JOB_STATUS_KEY, Phase.FAILED.value)]),
                 static_summary=f"dead letter of batch item {job_id}",
             )
+            # It fails at once, by design; the batch does not wait for that (nor log it as unretrieved).
+            child.add_done_callback(_seen)
         except WorkflowAlreadyStartedError:
             pass  # started before (the item's id was redriven meanwhile): nothing to add
 
@@ -231,6 +233,11 @@ class BatchWorkflow:
     def _valid_cancel(self, n: int | None) -> None:
         if n is not None and not 0 <= n < len(self.items):
             raise ValueError(f"no item {n} in this batch")
+
+
+def _seen(child: Any) -> None:
+    if not child.cancelled():
+        child.exception()
 
 
 def _message(batch: BatchInput, n: int, job_id: str) -> dict[str, Any]:

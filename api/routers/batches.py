@@ -9,24 +9,29 @@ from api.deps import Gateway, SettingsDep, require_client_key
 from api.errors import ApiError
 from api.responses import BatchAccepted, BatchStatus, errors
 from api.schemas import NotifyBatch
+from api.throttle import sms_slots
 
 router = APIRouter(tags=["notifications"], dependencies=[Depends(require_client_key)])
 
-SAY = {413: "`payload_too_large`: the body is larger than HERALD_MAX_BATCH_BODY_BYTES"}
+SAY = {413: "`payload_too_large`: the body is larger than HERALD_MAX_BATCH_BODY_BYTES",
+       429: "`rate_limited`: an SMS item's number is over HERALD_SMS_PER_HOUR (each item counts one); "
+            "nothing of the batch is started"}
 
 
 @router.post("/notify/batch", status_code=202, summary="Send many notifications on one channel",
              response_description="The batch and every item are durably recorded in Temporal",
-             responses=errors(400, 401, 413, 502, 503, say=SAY))
+             responses=errors(400, 401, 413, 429, 502, 503, say=SAY))
 async def notify_batch(request: NotifyBatch, gateway: Gateway, settings: SettingsDep) -> BatchAccepted:
     body = request.root
     # Checked before the client: bad input is a 400 even without Temporal.
     check_batch(body, settings)
     batch_id = new_batch_id()
     batch = batch_input(batch_id, body, settings)
-    # TODO(batch-throttle): reserve one SMS slot per item through api/throttle.py (HERALD_SMS_PER_HOUR)
-    # once it exists; until then SMS batch items are not counted against the per-number limit.
-    started = await start_batch(await gateway.client(), batch, body.priority)
+    client = await gateway.client()
+    # Each SMS item takes a slot of its number's hourly quota (api/throttle.py), all or none: over
+    # HERALD_SMS_PER_HOUR for any number, the whole batch is a 429 and nothing is started.
+    async with sms_slots(client, settings, [item.phone for item in batch.sms]):
+        started = await start_batch(client, batch, body.priority)
     return BatchAccepted(batchId=started.batch_id, jobIds=started.job_ids, statusUrl=f"/batches/{started.batch_id}")
 
 

@@ -10,7 +10,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 from temporalio.api.common.v1 import WorkflowExecution
 
-from tests.api.helpers import ADMIN, assert_error, mail_for, poll
+from tests.api.helpers import ADMIN, AUTH, api_client, assert_error, mail_for, poll
 from tests.support.http_receiver import Answer
 
 DONE_WORDS = {"success", "failed", "cancelled"}
@@ -62,6 +62,19 @@ async def test_a_batch_of_sms_is_delivered_with_one_idempotency_key_per_item(api
         [call] = sms_gateway.calls_to(phone)
         assert (call.to, call.idempotency_key, call.header_key, call.status) == (phone, job_id, job_id, 200)
         assert (await api.get(f"/notifications/{job_id}")).json()["status"] == "success"
+
+
+async def test_sms_items_count_against_their_numbers_hourly_limit(api, make_app, sms_gateway):
+    phone, limit = "+14155550141", 3
+    items = [{"phone": phone, "message": f"wave {n}"} for n in range(limit + 1)]
+    async with api_client(make_app(sms_per_hour=limit), headers=AUTH) as limited:
+        response = await limited.post("/notify/batch", json={"channel": "sms", "items": items})
+        assert_error(response, 429, "rate_limited")
+        assert int(response.headers["Retry-After"]) > 0
+        # All or none: the refused batch took no slot, so the limit's worth still goes out.
+        accepted = await _batch(limited, {"channel": "sms", "items": items[:-1]})
+        assert (await _until_done(limited, accepted["batchId"]))["counts"]["success"] == limit
+    assert len(sms_gateway.calls_to(phone)) == limit
 
 
 async def test_one_bad_item_refuses_the_whole_batch(api):

@@ -1,0 +1,53 @@
+"""BatchWorkflow (workflows/batch.py) in the time-skipping environment against real HTTP receivers:
+each item retries on its own schedule (the job's backoff, or the Retry-After it was given), fails
+alone into a dead letter of its own, and the batch's history stays small."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from temporalio.api.enums.v1 import EventType
+
+from api.batches import new_batch_id, start_batch
+from api.job_views import load_job
+from common.models import BatchInput, BatchWebhook
+from tests.support.http_receiver import Answer, HttpReceiver
+from tests.support.temporal import events, herald_client, job_spec, running_workers
+
+
+async def test_each_item_retries_on_its_own_backoff_and_fails_alone(time_env, make_settings):
+    client = herald_client(time_env)
+    spec = replace(job_spec("webhook", family="notify", attempts=3, backoff_ms=10_000), job_id=new_batch_id())
+    with HttpReceiver([Answer(200)]) as ok, \
+            HttpReceiver([Answer(500), Answer(503), Answer(200)]) as flaky, \
+            HttpReceiver([Answer(429, headers={"Retry-After": "120"}), Answer(200)]) as busy, \
+            HttpReceiver([Answer(500)]) as broken, \
+            HttpReceiver([Answer(404)]) as gone:
+        urls = [ok.url, flaky.url, busy.url, broken.url, gone.url]
+        batch = BatchInput(job=spec, webhooks=[BatchWebhook(url=u, data={"n": n}) for n, u in enumerate(urls)],
+                           slice_items=2, slices_in_flight=2)
+        async with running_workers(client, make_settings()):
+            # The handle start_workflow gave: its result() lets the test server skip time.
+            handle = (await start_batch(client, batch, None)).handle
+            result = await handle.result()
+            ids = [f"{spec.job_id}-{n}" for n in range(len(urls))]
+            views = [await load_job(client, job_id) for job_id in ids]
+    items = result.items
+    assert [i.phase.value for i in items] == ["completed", "completed", "completed", "failed", "failed"]
+    assert [i.attempts for i in items] == [1, 3, 2, 3, 1]
+    assert [len(r.received) for r in (ok, flaky, busy, broken, gone)] == [1, 3, 2, 3, 1]
+    # Each item's own webhook-id, the same on every retry.
+    for n, receiver in enumerate((ok, flaky, busy, broken, gone)):
+        assert {r.headers["webhook-id"] for r in receiver.received} == {ids[n]}
+    # The backoffs are durable timers: 10 s, then 20 s (exponential), and the 120 s Retry-After.
+    timers = await events(handle, EventType.EVENT_TYPE_TIMER_STARTED)
+    waits = sorted(round(t.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds())
+                   for t in timers)
+    assert waits == [10, 20, 90], waits  # 10 s, 10+20 s for the flaky item; the busy one at 120 s
+    # The failed items are dead letters of their own: failed runs of their job ids, with their reasons.
+    assert [v.phase.value for v in views] == ["completed", "completed", "completed", "failed", "failed"]
+    assert views[3].attempts == 3 and "500" in views[3].error
+    assert views[4].attempts == 1 and "404" in views[4].error
+    described = await client.get_workflow_handle(ids[3]).describe()
+    assert described.workflow_type == "NotificationWorkflow" and described.status.name == "FAILED"
+
