@@ -159,7 +159,8 @@ class Notification(Answer):
 
     id: str
     type: JobType
-    recipient: str | None = Field(description="the address, E.164 number or URL; null for a cleanup job")
+    recipient: str | None = Field(description="the address, E.164 number or URL; null for a cleanup job, a "
+                                                   "report or a typed notification (resolved when sent)")
     status: NotificationStatusWord
     attempts: int = Field(ge=0)
     maxAttempts: int = Field(ge=1)
