@@ -1,0 +1,94 @@
+"""Record the histories of users, typed notifications and SMS quotas for tests/replay/test_replay.py.
+
+    python -m tests.replay.record_entities tests/replay/histories/entities-v1
+
+Update-with-start (PUT /users, the SMS throttle) needs the dev server (the time-skipping test
+server lacks it), so these are recorded apart from record.py's, through the API itself:
+- `user_two_puts_open`: a user created by one PUT, replaced by a second, read by GET; still open;
+- `typed_welcome_sent`: a welcome email to that user, rendered and sent (NotificationWorkflow
+  with the `typed` input);
+- `typed_unknown_user_failed`: a typed notification to a user never PUT: failed at once;
+- `sms_quota_full_open` and `sms_quota_released_open`: two numbers' quotas (HERALD_SMS_PER_HOUR=2):
+  the first filled, then refused for a request that also reserved (and so released) the second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+from api.errors import ApiError
+from api.main import create_app
+from api.throttle import quota_key, reserve_sms
+from common.runtime import exit_skipping_teardown
+from common.settings import Settings
+from common.temporal import client_for
+from devstack.smtp_sink import SmtpSink
+from tests.api.helpers import address_of, api_client, start_dev_server
+from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, free_port, running_workers
+
+KEY = "record-key"
+
+
+async def save(client, workflow_id: str, out_dir: Path, name: str) -> None:
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    started.workflow_id = started.workflow_id or workflow_id
+    (out_dir / f"{name}.json").write_text(history.to_json())
+    print(f"{name}: {len(history.events)} events")
+
+
+async def final(api, job_id: str) -> str:
+    for _ in range(200):
+        status = (await api.get(f"/notifications/{job_id}")).json()["status"]
+        if status in ("success", "failed"):
+            return status
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{job_id} did not finish")
+
+
+async def record(out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = await start_dev_server()
+    try:
+        with tempfile.TemporaryDirectory() as tmp, SmtpSink(Path(tmp) / "outbox", port=free_port()) as sink:
+            settings = Settings(encryption_key=ENCRYPTION_KEY, webhook_secret=WEBHOOK_SECRET, data_dir=Path(tmp),
+                                temporal_address=address_of(env), api_keys=[KEY], smtp_port=sink.port,
+                                sms_per_hour=2)
+            client = client_for(env.client, settings)
+            async with running_workers(env.client, settings), \
+                    api_client(create_app(settings), headers={"Authorization": f"Bearer {KEY}"}) as api:
+                # 1. a user: two PUTs and a GET.
+                assert (await api.put("/users/ada", json={"email": "ada@example.com", "name": "Ada"})).status_code == 200
+                assert (await api.put("/users/ada", json={"email": "ada@example.com", "name": "Ada L.",
+                                                          "locale": "de", "optOut": ["sms"]})).status_code == 200
+                assert (await api.get("/users/ada")).json()["name"] == "Ada L."
+                await save(client, "user-ada", out_dir, "user_two_puts_open")
+
+                # 2. a welcome email, rendered and sent; 3. one to a user never PUT.
+                sent = (await api.post("/notifications", json={"type": "welcome", "userId": "ada"})).json()["jobId"]
+                assert await final(api, sent) == "success"
+                await save(client, sent, out_dir, "typed_welcome_sent")
+                unknown = (await api.post("/notifications", json={"type": "welcome", "userId": "nobody"})).json()
+                assert await final(api, unknown["jobId"]) == "failed"
+                await save(client, unknown["jobId"], out_dir, "typed_unknown_user_failed")
+
+                # 4. a full quota, and one reserved and released when the other refused.
+                full, other = "+14155550100", "+14155550199"
+                assert await reserve_sms(client, settings, [full, full])
+                try:
+                    await reserve_sms(client, settings, [other, full])
+                    raise AssertionError("the third SMS to the number was not refused")
+                except ApiError as refused:
+                    assert refused.status == 429
+                await save(client, quota_key("phone", full), out_dir, "sms_quota_full_open")
+                await save(client, quota_key("phone", other), out_dir, "sms_quota_released_open")
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(record(Path(sys.argv[1])))
+    exit_skipping_teardown(0)
