@@ -44,9 +44,10 @@ def quota_key(kind: str, value: str) -> str:
 
 
 class RateLimited(ApiError):
-    def __init__(self, message: str, retry_after_s: float) -> None:
+    def __init__(self, message: str, retry_after_s: float, retry_at: str | None = None) -> None:
         seconds = max(1, math.ceil(retry_after_s))
-        super().__init__(429, "rate_limited", f"{message}; a slot frees in {seconds} s",
+        when = f" (at {retry_at})" if retry_at else ""
+        super().__init__(429, "rate_limited", f"{message}; a slot frees in {seconds} s{when}",
                          headers={"Retry-After": str(seconds)})
         self.retry_after_s = seconds
 
@@ -123,7 +124,7 @@ async def reserve_sms(client: Client, settings: Settings, numbers: Sequence[str]
         log_event("sms.rate_limited", quota=key, used=answer.used, limit=limit, retry_after_s=answer.retry_after_s)
         what = f"{count} more SMS" if count > 1 else "another SMS"
         raise RateLimited(f"{who} had {answer.used} SMS in the last hour; at most {limit} per hour, so {what} "
-                          f"must wait", answer.retry_after_s or WINDOW.total_seconds())
+                          f"must wait", answer.retry_after_s or WINDOW.total_seconds(), answer.retry_at)
     return token
 
 

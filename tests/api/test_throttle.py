@@ -53,7 +53,8 @@ async def test_the_11th_sms_to_a_number_in_an_hour_is_a_429_and_sends_nothing(li
         body = assert_error(refused, 429, "rate_limited")
         retry_after = int(refused.headers["Retry-After"])
         assert 3500 < retry_after <= 3600, retry_after  # when the first of the ten expires
-        assert f"at most {LIMIT} per hour" in body["message"] and f"{retry_after} s" in body["message"]
+        assert f"at most {LIMIT} per hour" in body["message"]
+        assert f"a slot frees in {retry_after} s (at 20" in body["message"]  # seconds, and the instant
         assert number not in body["message"]  # masked
     # A `then` SMS counts too: an email whose follow-up texts the number is refused whole.
     chained = await limited.post("/jobs/email", json={"to": "a@example.com", "subject": "s", "body": "b",
