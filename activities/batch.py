@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.email import EmailActivities
+from activities.email import EmailActivities, SmtpSessions
 from activities.sms import SmsActivities
 from activities.webhook import WebhookActivities
 from common.failures import error_text
@@ -41,6 +41,11 @@ class BatchActivities:
         self.sms = sms or SmsActivities(settings)
         self.webhook = webhook
         self._webhook_settings = settings
+        # Sends of batch items in flight in this worker, per channel, whatever slice they belong to.
+        self._gates: dict[str, asyncio.Semaphore] = {}
+        # SMTP connections reused from item to item (at most one per send in flight).
+        self.smtp = SmtpSessions(self.email.local_hostname, settings.smtp_timeout_seconds,
+                                 keep=settings.batch_send_concurrency)
 
     def _webhooks(self) -> WebhookActivities:
         if self.webhook is None:
@@ -50,9 +55,10 @@ class BatchActivities:
     @activity.defn(name="send_email_slice")
     async def send_email_slice(self, part: BatchSlice) -> list[ItemOutcome]:
         return await self._send(part, [
-            lambda n=n, item=item: self.email.deliver(EmailMessage(
-                to=item.to, subject=item.subject, body=item.body, idempotency_key=batch_item_id(part.batch_id, n)))
-            for n, item in zip(part.numbers, part.emails)])
+            lambda n=n, item=item, attempt=attempt: self.email.deliver(EmailMessage(
+                to=item.to, subject=item.subject, body=item.body, idempotency_key=batch_item_id(part.batch_id, n)),
+                attempt, part.max_attempts, self.smtp)
+            for n, item, attempt in zip(part.numbers, part.emails, part.attempts)], "email")
 
     @activity.defn(name="send_sms_slice")
     async def send_sms_slice(self, part: BatchSlice) -> list[ItemOutcome]:
@@ -60,17 +66,20 @@ class BatchActivities:
             lambda n=n, item=item, attempt=attempt: self.sms.deliver(
                 SmsMessage(phone=item.phone, message=item.message, idempotency_key=batch_item_id(part.batch_id, n)),
                 attempt, part.max_attempts)
-            for n, item, attempt in zip(part.numbers, part.sms, part.attempts)])
+            for n, item, attempt in zip(part.numbers, part.sms, part.attempts)], "sms")
 
     @activity.defn(name="deliver_webhook_slice")
     async def deliver_webhook_slice(self, part: BatchSlice) -> list[ItemOutcome]:
         return await self._send(part, [
             lambda n=n, item=item: self._webhooks().deliver(WebhookRequest(
                 url=item.url, data=item.data, webhook_id=batch_item_id(part.batch_id, n)))
-            for n, item in zip(part.numbers, part.webhooks)])
+            for n, item in zip(part.numbers, part.webhooks)], "webhook")
 
-    async def _send(self, part: BatchSlice, sends: list[Callable[[], Awaitable[DeliveryReceipt]]]) -> list[ItemOutcome]:
-        limit = asyncio.Semaphore(max(1, self.settings.batch_send_concurrency))
+    async def _send(self, part: BatchSlice, sends: list[Callable[[], Awaitable[DeliveryReceipt]]],
+                    channel: str) -> list[ItemOutcome]:
+        limit = self._gates.get(channel)
+        if limit is None:
+            limit = self._gates[channel] = asyncio.Semaphore(max(1, self.settings.batch_send_concurrency))
         timeout = self.settings.send_timeout_seconds + 5
 
         async def one(n: int, attempt: int, send: Callable[[], Awaitable[DeliveryReceipt]]) -> ItemOutcome:
@@ -80,7 +89,8 @@ class BatchActivities:
                 except Exception as exc:  # noqa: BLE001 - every failure is this item's outcome
                     return _failed(part.batch_id, n, attempt, exc)
             count_attempt(SUCCEEDED)
-            return ItemOutcome(n=n, ok=True, summary=receipt.summary[:MAX_ERROR_CHARS], provider_id=receipt.provider_id)
+            return ItemOutcome(n=n, ok=True, summary=receipt.summary[:MAX_ERROR_CHARS], provider_id=receipt.provider_id,
+                               provider=getattr(receipt, "provider", None))
 
         beating = asyncio.create_task(_heartbeat())
         try:

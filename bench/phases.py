@@ -335,8 +335,15 @@ def _delivery_problems(what: str, d: dict, n: int) -> list[str]:
 
 
 async def run_load(stack: Stack, running: Running, name: str, label: str, kind: str, n: int,
-                   submit: Submit) -> dict[str, Any]:
-    """Warm-up, then N timed jobs; figures and checks as a dict."""
+                   submit: Submit | None, starter: Starter | None = None) -> dict[str, Any]:
+    """Warm-up, then N timed jobs; figures and checks as a dict. The jobs are started one by one
+    through `submit` (`concurrency` at a time), or all at once by `starter` (batches)."""
+    if starter is None:
+        assert submit is not None
+
+        async def starter(jobs: list[Job]) -> None:
+            await start_all(jobs, stack.concurrency, submit)
+
     sink = stack.sink
     pids = {"server": stack.server_pid, "worker": running.worker.pid, "sink": sink.pid,
             "api": running.api.pid if running.api else None}
@@ -346,7 +353,7 @@ async def run_load(stack: Stack, running: Running, name: str, label: str, kind: 
 
     # Untimed warm-up: imports, the workflow sandbox, connections, server caches.
     warm, warm_prefix = batch(stack.warmup)
-    await start_all(warm, stack.concurrency, submit)
+    await starter(warm)
     await sink.wait_for({j.subject for j in warm if not j.error}, stack.job_timeout)
     await quiesce(busy_pids)
     wd = _deliveries(sink, warm, warm_prefix)
@@ -359,7 +366,7 @@ async def run_load(stack: Stack, running: Running, name: str, label: str, kind: 
     before = await running.worker.usage()
     threads0 = thread_cpu_seconds(running.worker.pid)
     cpu0 = snapshot(pids)
-    await start_all(jobs, stack.concurrency, submit)
+    await starter(jobs)
     started = [j for j in jobs if not j.error]
     all_in = await sink.wait_for({j.subject for j in started}, stack.job_timeout)
     out["tail_cores"] = await quiesce(busy_pids)  # [server, worker] per 0.2 s after the last delivery
@@ -371,10 +378,16 @@ async def run_load(stack: Stack, running: Running, name: str, label: str, kind: 
     # After the window: outcomes, history sample, then the sink's final counts.
     if kind == "bare":
         outcomes = await bare_outcomes(stack.client, jobs, stack.concurrency, stack.job_timeout)
+    elif kind == "batch":
+        assert running.http is not None
+        outcomes = await batch_outcomes(running.http, jobs, stack.concurrency, stack.job_timeout)
     else:
         assert running.http is not None
         outcomes = await herald_outcomes(stack.client, running.http, jobs, stack.concurrency, stack.job_timeout)
-    history = await history_events(stack.client, started, stack.history_sample)
+    if kind == "batch":
+        history = await batch_history_events(stack.client, started, stack.history_sample)
+    else:
+        history = await history_events(stack.client, started, stack.history_sample)
     await asyncio.sleep(0.5)  # a late duplicate would show now
     d = _deliveries(sink, jobs, prefix)
 
@@ -436,6 +449,112 @@ async def run_load(stack: Stack, running: Running, name: str, label: str, kind: 
                worker_peak_reset=ready.get("peak_reset"))
     out["ok"] = not problems
     return out
+
+
+# ---- batches: POST /notify/batch ---------------------------------------------------------------
+Starter = Callable[[list[Job]], Awaitable[None]]
+
+
+def batch_starter(http: LeanHttp, size: int, concurrency: int) -> Starter:
+    """The jobs as batches of `size` emails (POST /notify/batch), `concurrency` POSTs in flight; each
+    job's id is its item's `<batchId>-<n>`."""
+    async def start(jobs: list[Job]) -> None:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(chunk: list[Job]) -> None:
+            async with gate:
+                issued = time.time()
+                for job in chunk:
+                    job.issued = issued
+                items = [{"to": TO, "subject": job.subject, "body": BODY} for job in chunk]
+                try:
+                    response = await http.post("/notify/batch", {"channel": "email", "items": items})
+                    if response.status_code != 202:
+                        raise RuntimeError(f"API answered {response.status_code}: {response.text[:200]}")
+                    ids = response.json()["jobIds"]
+                except Exception as exc:  # noqa: BLE001 - a failed start is a result, not a crash
+                    for job in chunk:
+                        job.error = f"batch start failed: {exc!r}"[:300]
+                    return
+                accepted = time.time()
+                for job, job_id in zip(chunk, ids):
+                    job.job_id, job.accepted = job_id, accepted
+
+        await asyncio.gather(*(one(jobs[i:i + size]) for i in range(0, len(jobs), size)))
+    return start
+
+
+def _batch_of(job_id: str) -> str:
+    return job_id.rsplit("-", 1)[0]
+
+
+async def batch_outcomes(http: LeanHttp, jobs: list[Job], concurrency: int, timeout: float,
+                         sample_per_batch: int = 3) -> dict[str, dict]:
+    """Each item's status: its batch's counts (GET /batches/{id}, polled until done) where every item
+    succeeded, else each item's GET /jobs/{id}/status; and a few items of every batch read by their
+    job id anyway (the item lookup answers like a job's)."""
+    gate = asyncio.Semaphore(concurrency)
+    batches: dict[str, list[str]] = {}
+    for job in jobs:
+        if job.job_id:
+            batches.setdefault(_batch_of(job.job_id), []).append(job.job_id)
+
+    async def status_of(job_id: str) -> str:
+        try:
+            response = await http.get(f"/jobs/{job_id}/status")
+            return response.json().get("status") if response.status_code == 200 else f"HTTP {response.status_code}"
+        except (HttpError, OSError, asyncio.TimeoutError, ValueError) as exc:
+            return f"GET failed: {exc!r}"[:200]
+
+    async def one(batch_id: str, ids: list[str]) -> dict[str, dict]:
+        async with gate:
+            deadline = time.monotonic() + timeout
+            body: dict = {}
+            while time.monotonic() < deadline:
+                try:
+                    response = await http.get(f"/batches/{batch_id}")
+                    body = response.json() if response.status_code == 200 else {}
+                except (HttpError, OSError, asyncio.TimeoutError, ValueError):
+                    body = {}
+                if body.get("done"):
+                    break
+                await asyncio.sleep(0.5)
+            if body.get("done") and body["counts"]["success"] == len(ids) == body["total"]:
+                statuses = {i: "completed" for i in ids}
+                for job_id in ids[::max(1, len(ids) // sample_per_batch)][:sample_per_batch]:
+                    statuses[job_id] = await status_of(job_id)
+            else:
+                statuses = {i: await status_of(i) for i in ids}
+        return {i: {"status": s, "closed": None} for i, s in statuses.items()}
+
+    found: dict[str, dict] = {}
+    for part in await asyncio.gather(*(one(b, ids) for b, ids in batches.items())):
+        found.update(part)
+    return found
+
+
+async def batch_history_events(client: Client, jobs: list[Job], sample: int) -> dict:
+    """History events per item: a sample of the batches' histories (the batch's workflow id), each
+    divided by its items."""
+    batches: dict[str, int] = Counter(_batch_of(j.job_id) for j in jobs if j.job_id)
+    picked = list(batches)[:max(1, sample)]
+    per_item, totals, errors, kinds = [], [], [], Counter()
+    for batch_id in picked:
+        try:
+            history = await client.get_workflow_handle(batch_id).fetch_history()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"{batch_id}: {exc!r}"[:200])
+            continue
+        totals.append(len(history.events))
+        per_item.append(len(history.events) / batches[batch_id])
+        if len(totals) == 1:
+            for e in history.events:
+                kinds[e.WhichOneof("attributes").removesuffix("_event_attributes")] += 1
+    if not per_item:
+        return {"sampled": 0, "errors": errors}
+    return {"sampled": len(per_item), "per_job": round(sum(per_item) / len(per_item), 2),
+            "per_batch": round(sum(totals) / len(totals), 1), "min": min(totals), "max": max(totals),
+            "first_batch_by_type": dict(kinds), "errors": errors}
 
 
 # ---- the paced phase --------------------------------------------------------------------------

@@ -106,15 +106,15 @@ def _phase(config: dict | None, name: str) -> dict | None:
     return next((p for p in config["phases"] if p["name"] == name), None)
 
 
-def _vs_both(config: dict | None, key: str) -> float | None:
+def _vs_both(config: dict | None, key: str, phase: str = "api") -> float | None:
     """Herald's figure against the mean of the bare runs before and after it (cancels a steady drift)."""
-    api, bare, bare2 = _phase(config, "api"), _phase(config, "bare"), _phase(config, "bare2")
+    api, bare, bare2 = _phase(config, phase), _phase(config, "bare"), _phase(config, "bare2")
     if not (api and bare and bare2) or bare.get(key) is None or bare2.get(key) is None:
         return None
     return ratio(api.get(key), (bare[key] + bare2[key]) / 2)
 
 
-def targets(configs: dict[str, dict]) -> list[dict]:
+def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]:
     """The issue's targets, each with what this run measured (None: not measured in this run)."""
     out: list[dict] = []
 
@@ -153,6 +153,15 @@ def targets(configs: dict[str, dict]) -> list[dict]:
             " ms", over=[paced])
         add(f"GET /jobs/{{id}}/status p99 at half the saturating rate ({where}), ms", paced and paced.get("get_p99_ms"), 25,
             False, " ms", over=[paced])
+    for key, config in (("file", file), ("memory", memory)):
+        batches = _phase(config, "batch")
+        where = "SQLite file" if key == "file" else "in memory"
+        add(f"Herald batches: delivered rate vs baseline ({where})", batches and batches["ratios"].get("delivered_per_s"),
+            10, True, both=_vs_both(config, "delivered_per_s", "batch"), over=[batches, _phase(config, "bare")])
+        if batches and ceiling and ceiling.get("delivered_per_s") and batches.get("delivered_per_s"):
+            out.append({"target": f"Herald batches vs the SMTP sink's own ceiling ({where})", "limit": "info",
+                        "measured": ratio(batches["delivered_per_s"], ceiling["delivered_per_s"]), "unit": "x",
+                        "gap": None, "verdict": "info"})
     old = _phase(configs.get("file-default"), "api")
     if old and api:
         out.append({"target": "Herald API: make run's pragmas vs default pragmas (same code)",

@@ -451,6 +451,8 @@ class ItemOutcome:
     ok: bool
     summary: str | None = None
     provider_id: str | None = None
+    # Which provider delivered (primary or fallback), where the channel has a fallback.
+    provider: str | None = None
     error: str | None = None
     retryable: bool = True
     retry_after_s: float | None = None

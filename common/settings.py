@@ -70,12 +70,12 @@ class Settings(BaseSettings):
     # Batches (POST /notify/batch): most items per request, and the largest batch body (its own
     # limit: a thousand items do not fit in max_body_bytes; a batch's input must stay well under
     # Temporal's 2 MB payload limit). Items per send activity, such activities in flight per batch,
-    # and concurrent sends inside one (worker).
+    # and (worker) batch items being sent at once per channel, whatever slice or batch they are in.
     max_batch_items: int = Field(1000, ge=1, le=5000)
     max_batch_body_bytes: int = Field(1024 * 1024, ge=1024, le=1536 * 1024)
     batch_slice_items: int = Field(50, ge=1, le=500)
     batch_slices_in_flight: int = Field(4, ge=1, le=50)
-    batch_send_concurrency: int = Field(25, ge=1, le=500)
+    batch_send_concurrency: int = Field(50, ge=1, le=1000)
     live_heartbeat_seconds: float = Field(15, gt=0)
     live_refresh_seconds: float = Field(2, gt=0)
 

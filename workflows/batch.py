@@ -152,7 +152,8 @@ class BatchWorkflow:
             return None
         if outcome.ok:
             self.items[n] = replace(item, phase=Phase.COMPLETED, error=None, updated_at=now.isoformat(),
-                                    result={"summary": outcome.summary, "provider_id": outcome.provider_id})
+                                    result={"summary": outcome.summary, "provider_id": outcome.provider_id,
+                                            **({"provider": outcome.provider} if outcome.provider else {})})
             count_job_finished(spec.kind, Phase.COMPLETED.value)
             return None
         if not outcome.retryable or item.attempts >= spec.retry.max_attempts:
