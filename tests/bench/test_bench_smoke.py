@@ -14,19 +14,25 @@ def test_bench_runs_small(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--jobs", "5", "--configs", "memory", "--paced-seconds", "2",
-         "--history-sample", "2", "--job-timeout", "30", "--out", str(out)],
+         "--history-sample", "2", "--job-timeout", "30", "--batch-jobs", "20", "--batch-size", "10",
+         "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["ok"], result["problems"]
     assert result["sink_ceiling"]["ok"]
     memory = result["configs"]["memory"]
-    assert [p["name"] for p in memory["phases"]] == ["bare", "api", "bare2"]
+    assert [p["name"] for p in memory["phases"]] == ["bare", "api", "batch", "bare2"]
     for phase in memory["phases"]:
-        assert phase["completed"] == 5 and phase["deliveries"]["received"] == 5
+        n = 20 if phase["name"] == "batch" else 5
+        assert phase["completed"] == n and phase["deliveries"]["received"] == n
         assert phase["delivered_per_s"] > 0 and phase["server_cpu_ms_per_job"] is not None
         assert phase["history"]["per_job"] > 0
     assert memory["paced"]["ok"] and memory["paced"]["post_p99_ms"] is not None
     verdicts = {row["target"]: row["verdict"] for row in result["targets"]}
     assert any(v in ("PASS", "MISS") for v in verdicts.values())
     assert "Herald API delivered rate vs baseline (in-memory server)" in verdicts
+    assert verdicts["Herald batches: delivered rate vs baseline (in memory)"] in ("PASS", "MISS")
+    assert verdicts["Herald batches vs the SMTP sink's own ceiling (in memory)"] == "info"
+    batch = memory["phases"][2]
+    assert batch["message_id_is_job_id"] == 20 and batch["history"]["per_batch"] > 0
