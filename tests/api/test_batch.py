@@ -11,6 +11,7 @@ from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 from temporalio.api.common.v1 import WorkflowExecution
 
 from tests.api.helpers import ADMIN, AUTH, api_client, assert_error, mail_for, poll
+from tests.api.test_live import _collapsed, _events, live, live_app, live_url  # noqa: F401 - fixtures
 from tests.support.http_receiver import Answer
 
 DONE_WORDS = {"success", "failed", "cancelled"}
@@ -157,3 +158,20 @@ async def test_a_thousand_emails_in_one_request_within_the_history_limits(api, d
     assert len(events) < 300, len(events)
     assert sum(e.ByteSize() for e in events) < 2 * 1024 * 1024
     assert sum(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED for e in events) == 20
+
+
+async def test_a_batch_item_streams_its_states_and_long_polls_like_a_job(live, sms_gateway):
+    phone = "+14155550151"
+    sms_gateway.script(phone, [Answer(503), Answer(200, {"id": "late"})])
+    response = await live.post("/notify/batch", json={"channel": "sms", "backoff": {"type": "fixed", "delay": 300},
+                                                      "items": [{"phone": phone, "message": "live"}]})
+    assert response.status_code == 202, response.text
+    [job_id] = response.json()["jobIds"]
+    stream = await _events(live, job_id)
+    assert stream.status_code == 200 and stream.closed
+    words = _collapsed(stream.statuses)
+    assert words[-1] == "completed" and "delayed" in words, words
+    assert stream.events[-1]["data"]["attempts"] == 2 and stream.events[-1]["data"]["id"] == job_id
+    # The item is final: a long poll on it answers its state (no change comes) after the wait.
+    answer = await live.get(f"/jobs/{job_id}/status", params={"wait": 0.2})
+    assert answer.status_code == 200 and answer.json()["status"] == "completed"
