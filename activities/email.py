@@ -169,6 +169,9 @@ class SmtpSessions:
         self._idle: dict[_Relay, list[aiosmtplib.SMTP]] = {}
 
     async def send(self, mime: MimeMessage, relay: _Relay) -> tuple[dict, str]:
+        # The envelope from the headers already parsed (send_message would parse them again).
+        envelope = {"sender": mime["From"].addresses[0].addr_spec,
+                    "recipients": [address.addr_spec for address in mime["To"].addresses]}
         idle = self._idle.setdefault(relay, [])
         while idle:
             smtp = idle.pop()
@@ -177,7 +180,7 @@ class SmtpSessions:
             try:
                 # The server may have dropped an idle session: nothing was accepted then, so the
                 # message goes out on another one.
-                return self._kept(relay, smtp, await smtp.send_message(mime))
+                return self._kept(relay, smtp, await smtp.send_message(mime, **envelope))
             except aiosmtplib.SMTPServerDisconnected:
                 smtp.close()
             except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException):
@@ -191,7 +194,7 @@ class SmtpSessions:
                                local_hostname=self.local_hostname)
         await smtp.connect()
         try:
-            return self._kept(relay, smtp, await smtp.send_message(mime))
+            return self._kept(relay, smtp, await smtp.send_message(mime, **envelope))
         except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException):
             self._kept(relay, smtp, None)
             raise
