@@ -24,7 +24,7 @@ from common.failures import error_text
 from common.logs import log_event
 from common.metrics import FAILED, SUCCEEDED, count_attempt
 from common.models import (
-    BatchSlice, DeliveryReceipt, EmailMessage, ItemOutcome, SmsMessage, WebhookRequest, batch_item_id,
+    BatchSlice, DeliveryReceipt, EmailMessage, ItemOutcome, SliceOutcomes, SmsMessage, WebhookRequest, batch_item_id,
 )
 from common.settings import Settings
 
@@ -53,7 +53,7 @@ class BatchActivities:
         return self.webhook
 
     @activity.defn(name="send_email_slice")
-    async def send_email_slice(self, part: BatchSlice) -> list[ItemOutcome]:
+    async def send_email_slice(self, part: BatchSlice) -> SliceOutcomes:
         return await self._send(part, [
             lambda n=n, item=item, attempt=attempt: self.email.deliver(EmailMessage(
                 to=item.to, subject=item.subject, body=item.body, idempotency_key=batch_item_id(part.batch_id, n)),
@@ -61,7 +61,7 @@ class BatchActivities:
             for n, item, attempt in zip(part.numbers, part.emails, part.attempts)], "email")
 
     @activity.defn(name="send_sms_slice")
-    async def send_sms_slice(self, part: BatchSlice) -> list[ItemOutcome]:
+    async def send_sms_slice(self, part: BatchSlice) -> SliceOutcomes:
         return await self._send(part, [
             lambda n=n, item=item, attempt=attempt: self.sms.deliver(
                 SmsMessage(phone=item.phone, message=item.message, idempotency_key=batch_item_id(part.batch_id, n)),
@@ -69,14 +69,14 @@ class BatchActivities:
             for n, item, attempt in zip(part.numbers, part.sms, part.attempts)], "sms")
 
     @activity.defn(name="deliver_webhook_slice")
-    async def deliver_webhook_slice(self, part: BatchSlice) -> list[ItemOutcome]:
+    async def deliver_webhook_slice(self, part: BatchSlice) -> SliceOutcomes:
         return await self._send(part, [
             lambda n=n, item=item: self._webhooks().deliver(WebhookRequest(
                 url=item.url, data=item.data, webhook_id=batch_item_id(part.batch_id, n)))
             for n, item in zip(part.numbers, part.webhooks)], "webhook")
 
     async def _send(self, part: BatchSlice, sends: list[Callable[[], Awaitable[DeliveryReceipt]]],
-                    channel: str) -> list[ItemOutcome]:
+                    channel: str) -> SliceOutcomes:
         limit = self._gates.get(channel)
         if limit is None:
             limit = self._gates[channel] = asyncio.Semaphore(max(1, self.settings.batch_send_concurrency))
@@ -103,7 +103,7 @@ class BatchActivities:
         failed = sum(not o.ok for o in outcomes)
         log_event("batch.slice_sent", batch_id=part.batch_id, items=len(outcomes), failed=failed,
                   first=part.numbers[0] if part.numbers else None)
-        return list(outcomes)
+        return SliceOutcomes.of(list(outcomes))
 
 
 def _failed(batch_id: str, n: int, attempt: int, exc: BaseException) -> ItemOutcome:

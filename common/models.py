@@ -459,6 +459,31 @@ class ItemOutcome:
 
 
 @dataclass
+class SliceOutcomes:
+    """A slice activity's result: its items' outcomes, one list per ItemOutcome field.
+
+    Temporal's converter looks a dataclass's type hints up for every value it decodes: fifty
+    ItemOutcomes cost the batch workflow ~7x the CPU of these eight lists."""
+
+    n: list[int] = field(default_factory=list)
+    ok: list[bool] = field(default_factory=list)
+    summary: list[str | None] = field(default_factory=list)
+    provider_id: list[str | None] = field(default_factory=list)
+    provider: list[str | None] = field(default_factory=list)
+    error: list[str | None] = field(default_factory=list)
+    retryable: list[bool] = field(default_factory=list)
+    retry_after_s: list[float | None] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, outcomes: list[ItemOutcome]) -> "SliceOutcomes":
+        return cls(**{f.name: [getattr(o, f.name) for o in outcomes] for f in fields(ItemOutcome)})
+
+    def items(self) -> list[ItemOutcome]:
+        columns = [getattr(self, f.name) for f in fields(ItemOutcome)]
+        return [ItemOutcome(*values) for values in zip(*columns)]
+
+
+@dataclass
 class BatchItemState:
     """One item's state inside its batch's run (Phase values)."""
 

@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from common.metrics import count_dead_letter, count_job_finished
     from common.models import (
         JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, TASK_QUEUES, BatchInput, BatchItemState, BatchResult,
-        BatchSlice, EmailMessage, ItemOutcome, JobSpec, JobState, NotificationInput, Phase, SmsMessage,
+        BatchSlice, EmailMessage, ItemOutcome, JobSpec, SliceOutcomes, JobState, NotificationInput, Phase, SmsMessage,
         WebhookRequest, batch_item_id,
     )
 
@@ -124,7 +124,7 @@ class BatchWorkflow:
             webhooks=[batch.webhooks[n] for n in part] if batch.webhooks else [],
         )
         try:
-            outcomes: list[ItemOutcome] = await workflow.execute_activity_method(
+            result: SliceOutcomes = await workflow.execute_activity_method(
                 slice_activity(spec.kind), work,
                 task_queue=TASK_QUEUES[spec.kind],
                 # Every item may take its whole timeout; the heartbeat notices a dead worker sooner.
@@ -134,6 +134,7 @@ class BatchWorkflow:
                 retry_policy=RetryPolicy(maximum_attempts=1),
                 summary=f"items {part[0]}..{part[-1]} ({len(part)})",
             )
+            outcomes = result.items()
         except ActivityError as err:
             error = failure_message(err)
             if "heartbeat" in error.lower():
