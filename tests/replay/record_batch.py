@@ -1,0 +1,94 @@
+"""Record BatchWorkflow histories (and a batch item's dead-letter run) for tests/replay/test_replay.py.
+
+    python -m tests.replay.record_batch tests/replay/histories/batch-v1
+
+Through Herald's real workers on Temporal's time-skipping test server, with real HTTP receivers
+at the edge; batches are started the way the API starts them (api.batches.start_batch):
+- `batch_retries_and_dead_letter`: three webhook items, one delivered at once, one after a 500
+  and its backoff timer, one refused for good (404): completed, with a dead-letter child started;
+- `batch_dead_letter_item`: that child, a NotificationWorkflow run with `batch_failure`: failed;
+- `batch_delayed_waiting`: an open run still on its 24 h delay (then terminated).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus
+
+from api.batches import new_batch_id, start_batch
+from common.models import BatchInput, BatchWebhook
+from common.runtime import exit_skipping_teardown
+from common.settings import Settings
+from tests.conftest import TEST_SERVER, register_search_attributes
+from tests.replay.record import Recorder, assert_run, failed, wait_for_event
+from tests.support.http_receiver import Answer, HttpReceiver
+from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, herald_client, job_spec, running_workers
+from temporalio.testing import WorkflowEnvironment
+
+
+def _batch(urls: list[str], **spec_fields) -> BatchInput:
+    spec = replace(job_spec("webhook", family="notify", **spec_fields), job_id=new_batch_id())
+    return BatchInput(job=spec, webhooks=[BatchWebhook(url=u, data={"n": n}) for n, u in enumerate(urls)],
+                      slice_items=2, slices_in_flight=2)
+
+
+async def retries_and_dead_letter(rec: Recorder) -> None:
+    with HttpReceiver([Answer(200)]) as ok, HttpReceiver([Answer(500), Answer(200)]) as flaky, \
+            HttpReceiver([Answer(404)]) as gone:
+        batch = _batch([ok.url, flaky.url, gone.url], attempts=3, backoff_ms=5000)
+        handle = (await start_batch(rec.client, batch, None)).handle
+        result = await handle.result()
+    assert [i.phase.value for i in result.items] == ["completed", "completed", "failed"], result.items
+    await assert_run(handle, WorkflowExecutionStatus.COMPLETED)
+    [child] = [e.child_workflow_execution_started_event_attributes.workflow_execution
+               async for e in handle.fetch_history_events()
+               if e.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED]
+    child_handle = rec.client.get_workflow_handle(child.workflow_id, run_id=child.run_id)
+    await failed(child_handle)
+    await assert_run(child_handle, WorkflowExecutionStatus.FAILED)
+    await rec.save("batch_retries_and_dead_letter", handle)
+    await rec.save("batch_dead_letter_item", child_handle)
+
+
+async def delayed_waiting(rec: Recorder) -> None:
+    with HttpReceiver() as receiver:
+        handle = (await start_batch(rec.client, _batch([receiver.url], delay_ms=24 * 3_600_000), None)).handle
+        await wait_for_event(handle, EventType.EVENT_TYPE_TIMER_STARTED)
+        await assert_run(handle, WorkflowExecutionStatus.RUNNING)
+        await rec.save("batch_delayed_waiting", handle)
+        await handle.terminate("recorded while waiting")
+    assert not receiver.received
+
+
+async def record(out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER))
+    try:
+        await register_search_attributes(env)
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = Settings(
+                data_dir=Path(tmp), webhook_secret=WEBHOOK_SECRET, encryption_key=ENCRYPTION_KEY,
+                webhook_allow_hosts=["127.0.0.1/8"], sms_gateway_url="http://127.0.0.1:9/unused",
+                temp_dir=Path(tmp) / "tmp", log_dir=Path(tmp) / "logs", session_dir=Path(tmp) / "sessions",
+            )
+            rec = Recorder(herald_client(env), out_dir, Path(tmp) / "outbox")
+            async with running_workers(env.client, settings):
+                await retries_and_dead_letter(rec)
+                await delayed_waiting(rec)
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m tests.replay.record_batch OUT_DIR")
+    logging.getLogger("temporalio").setLevel(logging.ERROR)
+    asyncio.run(record(Path(sys.argv[1])))
+    exit_skipping_teardown(0)
