@@ -154,10 +154,21 @@ async def item_state(batch: Batch, n: int) -> dict[str, Any]:
         state = await batch.handle.query("batch_item", n, rpc_timeout=RPC_TIMEOUT)
         if isinstance(state, dict):
             return state
-    # A batch run that ended without completing: its items that were not final never will be.
-    return {"phase": Phase.CANCELLED.value if batch.description.status == WorkflowExecutionStatus.CANCELED
-            else Phase.FAILED.value, "attempts": 0, "error": _ENDED.get(batch.description.status),
-            "updated_at": (batch.description.close_time or batch.description.start_time).isoformat()}
+    # A batch run that ended without completing (terminated, timed out): its items that were not
+    # final never will be. What each had come to, a worker can still tell by replaying the run.
+    state = await _queried(batch, "batch_item", n) or {}
+    if state.get("phase") in (Phase.COMPLETED.value, Phase.FAILED.value, Phase.CANCELLED.value):
+        return state
+    ended = batch.description.close_time or batch.description.start_time
+    return state | {"phase": Phase.FAILED.value, "error": _ENDED.get(batch.description.status, "the batch ended"),
+                    "not_before": None, "updated_at": ended.isoformat()}
+
+
+async def _queried(batch: Batch, query: str, *args: Any) -> Any:
+    try:
+        return await batch.handle.query(query, *args, rpc_timeout=RPC_TIMEOUT)
+    except Exception:  # noqa: BLE001 - no worker, or a run that cannot answer: the caller falls back
+        return None
 
 
 async def load_item(client: Client, job_id: str) -> JobView | None:
@@ -199,7 +210,12 @@ async def batch_counts(batch: Batch) -> dict[str, int]:
     elif batch.description.status == WorkflowExecutionStatus.RUNNING:
         phases = await batch.handle.query("batch_counts", rpc_timeout=RPC_TIMEOUT)
     else:
-        phases = {Phase.FAILED.value: int(batch.meta.get("total", 0))}
+        # Ended without completing (terminated, timed out): every item not final is failed.
+        phases = await _queried(batch, "batch_counts") or {}
+        final = (Phase.COMPLETED.value, Phase.FAILED.value, Phase.CANCELLED.value)
+        unfinished = int(batch.meta.get("total", 0)) - sum(int(phases.get(p, 0)) for p in final)
+        phases = {p: int(phases.get(p, 0)) for p in final}
+        phases[Phase.FAILED.value] += unfinished
     get = lambda phase: int(phases.get(phase.value, 0))  # noqa: E731
     return {"queued": get(Phase.QUEUED) + get(Phase.DELAYED), "processing": get(Phase.PROCESSING),
             "success": get(Phase.COMPLETED), "failed": get(Phase.FAILED), "cancelled": get(Phase.CANCELLED)}

@@ -55,6 +55,7 @@ class BatchWorkflow:
         self.batch: BatchInput | None = None
         self.items: list[BatchItemState] = []
         self._due: dict[int, datetime] = {}
+        self._running: list[Any] = []  # the slice activities in flight
 
     @workflow.run
     async def run(self, batch: BatchInput) -> BatchResult:
@@ -68,6 +69,22 @@ class BatchWorkflow:
                       for n in range(batch.total)]
         if delayed and due:
             self._due = {n: due for n in range(batch.total)}
+        try:
+            await self._deliver()
+        except asyncio.CancelledError:
+            # Cancelled from outside the API (the Web UI, `temporal workflow cancel`): the waiting
+            # items are cancelled; the slices in flight finish and record how their items went.
+            self._cancel(self._waiting())
+            await workflow.wait_condition(lambda: all(task.done() for task in self._running))
+            for task in self._running:
+                task.result()
+        counts = self.counts()
+        log_event("batch.done", log=workflow.logger, batch_id=spec.job_id, kind=spec.kind, **counts)
+        return BatchResult(batch_id=spec.job_id, channel=spec.kind, created_at=spec.created_at,
+                           max_attempts=spec.retry.max_attempts, items=self.items)
+
+    async def _deliver(self) -> None:
+        """Until no item waits: send the due ones, sleep until the next are due."""
         while True:
             now = workflow.now()
             waiting = self._waiting()
@@ -84,10 +101,6 @@ class BatchWorkflow:
                                               timeout_summary="until the next items are due")
             except TimeoutError:
                 pass
-        counts = self.counts()
-        log_event("batch.done", log=workflow.logger, batch_id=spec.job_id, kind=spec.kind, **counts)
-        return BatchResult(batch_id=spec.job_id, channel=spec.kind, created_at=spec.created_at,
-                           max_attempts=spec.retry.max_attempts, items=self.items)
 
     # ---- sending -----------------------------------------------------------------------
     async def _send(self, ready: list[int]) -> None:
@@ -95,7 +108,7 @@ class BatchWorkflow:
         assert self.batch is not None
         size = max(1, self.batch.slice_items)
         slices = [ready[i:i + size] for i in range(0, len(ready), size)]
-        running: list[Any] = []
+        running = self._running
         while slices or running:
             while slices and len(running) < max(1, self.batch.slices_in_flight):
                 # An item cancelled since the round began stays behind.
@@ -219,7 +232,10 @@ class BatchWorkflow:
     def cancel(self, n: int | None) -> dict[str, Any]:
         """Cancel item `n` (None: every waiting item); answers how many were cancelled and, for one
         item, its phase now."""
-        numbers = self._waiting() if n is None else [n]
+        cancelled = self._cancel(self._waiting() if n is None else [n])
+        return {"cancelled": cancelled, "phase": self.items[n].phase.value if n is not None else None}
+
+    def _cancel(self, numbers: list[int]) -> int:
         cancelled = 0
         now = workflow.now().isoformat()
         for number in numbers:
@@ -229,7 +245,7 @@ class BatchWorkflow:
                 self._due.pop(number, None)
                 count_job_finished(self.batch.job.kind if self.batch else "", Phase.CANCELLED.value)
                 cancelled += 1
-        return {"cancelled": cancelled, "phase": self.items[n].phase.value if n is not None else None}
+        return cancelled
 
     @cancel.validator
     def _valid_cancel(self, n: int | None) -> None:

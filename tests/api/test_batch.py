@@ -175,3 +175,14 @@ async def test_a_batch_item_streams_its_states_and_long_polls_like_a_job(live, s
     # The item is final: a long poll on it answers its state (no change comes) after the wait.
     answer = await live.get(f"/jobs/{job_id}/status", params={"wait": 0.2})
     assert answer.status_code == 200 and answer.json()["status"] == "completed"
+
+
+async def test_a_terminated_batch_reads_its_unfinished_items_as_failed(api, dev_env):
+    accepted = await _batch(api, {"channel": "email", "delay": 3_600_000,
+                                  "items": [{"to": "late@example.com", "subject": "s", "body": "b"}]})
+    await poll(api, f"/jobs/{accepted['jobIds'][0]}/status", lambda b: b["status"] == "delayed")
+    await dev_env.client.get_workflow_handle(accepted["batchId"]).terminate("by an operator")
+    status = (await api.get(f"/jobs/{accepted['jobIds'][0]}/status")).json()
+    assert status["status"] == "failed" and "terminated" in status["error"], status
+    batch = (await api.get(f"/batches/{accepted['batchId']}")).json()
+    assert batch["done"] and batch["counts"]["failed"] == 1, batch

@@ -4,6 +4,7 @@ alone into a dead letter of its own, and the batch's history stays small."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 from temporalio.api.enums.v1 import EventType
@@ -51,3 +52,29 @@ async def test_each_item_retries_on_its_own_backoff_and_fails_alone(time_env, ma
     described = await client.get_workflow_handle(ids[3]).describe()
     assert described.workflow_type == "NotificationWorkflow" and described.status.name == "FAILED"
 
+
+
+async def test_a_batch_cancelled_in_temporal_cancels_its_waiting_items_and_completes(time_env, make_settings):
+    client = herald_client(time_env)
+    spec = replace(job_spec("webhook", family="notify", delay_ms=3_600_000), job_id=new_batch_id())
+    with HttpReceiver() as receiver:
+        batch = BatchInput(job=spec, webhooks=[BatchWebhook(url=receiver.url, data={"n": n}) for n in range(3)])
+        async with running_workers(client, make_settings()):
+            handle = (await start_batch(client, batch, None)).handle
+            await wait_for_timer(handle)
+            # As the Web UI or `temporal workflow cancel` would: not through the API's update.
+            await handle.cancel()
+            result = await handle.result()
+            assert (await handle.describe()).status.name == "COMPLETED"
+            view = await load_job(client, f"{spec.job_id}-1")
+    assert [i.phase.value for i in result.items] == ["cancelled"] * 3
+    assert view.phase.value == "cancelled" and not receiver.received
+
+
+async def wait_for_timer(handle, timeout_s: float = 10) -> None:
+    # Polled in wall time: time skips only while a result is awaited.
+    for _ in range(int(timeout_s / 0.05)):
+        if await events(handle, EventType.EVENT_TYPE_TIMER_STARTED):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the batch never started its delay timer")
