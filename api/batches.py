@@ -23,7 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.errors import ApiError, validation_error
 from api.job_starter import check_target, job_spec
 from api.job_views import JobView
-from api.metrics import count_accepted
+from api.metrics import jobs_accepted
 from api.schemas import EmailBatch, SmsBatch, WebhookBatch
 from api.temporal import RPC_TIMEOUT
 from common.logs import log_event
@@ -96,7 +96,7 @@ async def start_batch(client: Client, batch: BatchInput, priority: int | None) -
         rpc_timeout=RPC_TIMEOUT,
     )
     log_event("batch.added", batch_id=spec.job_id, kind=spec.kind, items=batch.total, priority=priority)
-    count_accepted(spec.kind)
+    jobs_accepted.labels(type=spec.kind).inc(batch.total)  # each item is a job (count_accepted counts one)
     return StartedBatch(spec.job_id, [batch_item_id(spec.job_id, n) for n in range(batch.total)], handle)
 
 
