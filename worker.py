@@ -25,7 +25,7 @@ from api.schedule_store import ensure_at_start
 from common.logs import configure_logging, redact_secrets_of
 from common.models import QUEUE_CHANNELS, TASK_QUEUES
 from common.runtime import exit_skipping_teardown
-from common.settings import MissingWebhookSecret, Settings, get_settings
+from common.settings import Settings, StartupRefused, get_settings
 from common.temporal import connect_when_up, worker_runtime
 from workflows.batch import BatchWorkflow
 from workflows.callback import CallbackWorkflow
@@ -97,9 +97,9 @@ async def main() -> None:
     settings = get_settings()
     redact_secrets_of(settings)
     try:
-        # Before connecting: a worker without the shared secret must not start at all.
-        settings.require_webhook_secret()
-    except MissingWebhookSecret as exc:
+        # Before connecting: a worker without the shared secret and payload key must not start at all.
+        settings.require_secrets()
+    except StartupRefused as exc:
         print(f"herald worker: refusing to start: {exc}", file=sys.stderr, flush=True)
         exit_skipping_teardown(2)
     # Its Prometheus endpoint serves the SDK's metrics and Herald's (common/metrics.py).

@@ -9,7 +9,7 @@ import uvicorn
 from api.main import MissingApiKeys, create_app
 from common.logs import configure_logging
 from common.runtime import exit_skipping_teardown
-from common.settings import MissingWebhookSecret, get_settings
+from common.settings import StartupRefused, get_settings
 
 
 def main() -> int:
@@ -18,9 +18,10 @@ def main() -> int:
     try:
         # The API signs nothing itself, but it fronts workers that must share one secret: a
         # deployment without it is refused here too, at once, rather than at the first webhook.
-        settings.require_webhook_secret()
+        # The payload key it needs itself: it writes and reads every job's payloads.
+        settings.require_secrets()
         app = create_app(settings)
-    except (MissingApiKeys, MissingWebhookSecret) as exc:
+    except (MissingApiKeys, StartupRefused) as exc:
         print(f"herald api: refusing to start: {exc}", file=sys.stderr)
         return 2
     if settings.dev_mode:

@@ -80,11 +80,13 @@ def _cross_site(request: Request, authorization: str) -> bool:
             and request.headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site"))
 
 
-def _admin_refusal(settings: Settings, request: Request) -> ApiError | None:
+def _admin_refusal(settings: Settings, request: Request, *, page_allowed: bool = False) -> ApiError | None:
+    """`page_allowed`: the request comes from a page whose origin may call (the codec's CORS origins),
+    so HTTP Basic from it is no forgery."""
     authorization = request.headers.get("authorization", "")
     given = _admin_credential(authorization)
     if _is_admin_token(settings, given):
-        if _cross_site(request, authorization):
+        if not page_allowed and _cross_site(request, authorization):
             return ApiError(403, "forbidden", "an admin action from another site's page is refused; "
                                               "use the dashboard, or send the token as a Bearer token")
         return None
@@ -101,6 +103,30 @@ def require_admin_token(request: Request, settings: Annotated[Settings, Depends(
         raise refusal
 
 
+FOREIGN_ORIGIN = "the codec answers pages of the Temporal Web UI's origin only (HERALD_CODEC_ORIGINS)"
+
+
+def _codec_refusal(settings: Settings, request: Request) -> ApiError | None:
+    """The codec (api/routers/codec.py) answers the admin token; a browser page only from an allowed
+    origin (the Temporal Web UI's); in dev mode that origin also without a token, as the local Web UI
+    sends none."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return _admin_refusal(settings, request)
+    if origin not in settings.codec_allowed_origins():
+        return ApiError(403, "forbidden", FOREIGN_ORIGIN)
+    if settings.dev_mode and "authorization" not in request.headers:
+        return None
+    return _admin_refusal(settings, request, page_allowed=True)
+
+
+def require_codec_caller(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
+    """The admin token (a client key gets 403), from no page or from an allowed origin's (CORS)."""
+    refusal = _codec_refusal(settings, request)
+    if refusal:
+        raise refusal
+
+
 def unauthorized_caller(request: Request) -> ApiError | None:
     """The 401/403 owed to a caller of a client or admin route without the right credential, or None.
 
@@ -112,6 +138,8 @@ def unauthorized_caller(request: Request) -> ApiError | None:
     authorization = request.headers.get("authorization", "")
     if require_admin_token in guards:
         return _admin_refusal(get_settings(request), request)
+    if require_codec_caller in guards:
+        return _codec_refusal(get_settings(request), request)
     if require_client_key not in guards:
         return None
     scheme, _, token = authorization.partition(" ")

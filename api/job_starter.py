@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -11,9 +12,12 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from common.destinations import BlockedDestination, check_url
-from api.errors import validation_error
+from api.errors import ApiError, validation_error
 from api.metrics import count_accepted
-from api.schemas import JobOptions, TypedCleanupJob, TypedEmailJob, TypedJobBody, TypedSmsJob, TypedWebhookJob
+from api.schemas import (
+    EmailFields, JobOptions, SmsFields, TypedCleanupJob, TypedEmailJob, TypedJobBody, TypedSmsJob,
+    TypedWebhookJob, WebhookFields,
+)
 from api.temporal import RPC_TIMEOUT, TemporalGateway
 from api.throttle import sms_slots
 from common.logs import log_event
@@ -48,9 +52,30 @@ def check_target(field: str, url: str | None, settings: Settings) -> None:
         raise validation_error(field, str(exc)) from exc
 
 
+def check_limits(body: JobOptions, settings: Settings, where: str = "") -> None:
+    """The operator's field limits (HERALD_MAX_SUBJECT_CHARS, ..., at most the schema's ceilings), for
+    every route, `then` and schedule that takes a message; `where` is the body's path (`job.`)."""
+    limits: list[tuple[str, int, int]] = []  # field, limit, size
+    if isinstance(body, EmailFields):
+        limits += [("subject", settings.max_subject_chars, len(body.subject)),
+                   ("body", settings.max_email_body_chars, len(body.body))]
+    elif isinstance(body, SmsFields):
+        limits += [("message", settings.max_sms_chars, len(body.message))]
+    elif isinstance(body, WebhookFields) and settings.max_webhook_data_bytes is not None:
+        size = len(json.dumps(body.data, ensure_ascii=False, separators=(",", ":")).encode())
+        limits += [("data", settings.max_webhook_data_bytes, size)]
+    unit = {"data": "bytes as JSON"}
+    details = [{"field": where + name, "message": f"must be at most {limit} {unit.get(name, 'characters')}"}
+               for name, limit, size in limits if size > limit]
+    if details:
+        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        raise ApiError(400, "validation_error", f"invalid request: {summary}", details)
+
+
 def job_spec(job_id: str, kind: JobKind, family: JobFamily, options: JobOptions, settings: Settings,
              recipient: str | None, where: str = "") -> JobSpec:
     """The spec of a job from its options; `where` is the options' path in the body (`then.`)."""
+    check_limits(options, settings, where)
     check_target(f"{where}webhookUrl", options.webhookUrl, settings)
     return JobSpec(
         job_id=job_id, kind=kind, family=family,

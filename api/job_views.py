@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from temporalio.api.enums.v1 import PendingActivityState, PendingWorkflowTaskState
+from temporalio.api.failure.v1 import Failure
 from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import (
     Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle,
@@ -25,6 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import not_found
 from api.temporal import RPC_TIMEOUT
+from common.failures import error_text
 from common.models import STATE_MEMO_KEY, Phase, result_url
 from common.vocabulary import BULLMQ_STATUS, JOB_STATUS, NOTIFICATION_STATUS
 
@@ -74,7 +76,7 @@ async def load_job(client: Client, job_id: str) -> JobView:
         carried = await client.data_converter.decode(pending[0].heartbeat_details.payloads)
         if carried and isinstance(carried[0], dict) and carried[0].get("deliveries"):
             state = state | {"deliveries": carried[0]["deliveries"]}
-    return _view(job_id, state, description)
+    return _view(job_id, state, description, await _last_failure(client, pending[0]) if pending else None)
 
 
 async def _final_state(handle: WorkflowHandle) -> dict[str, Any] | None:
@@ -88,7 +90,17 @@ async def _final_state(handle: WorkflowHandle) -> dict[str, Any] | None:
     return outcome if isinstance(outcome, dict) and "phase" in outcome else None
 
 
-def _view(job_id: str, state: dict[str, Any], description: WorkflowExecutionDescription) -> JobView:
+async def _last_failure(client: Client, pending: PendingActivityInfo) -> str | None:
+    """The message of a retrying send's last failure; Temporal keeps it encrypted (common/temporal.py)."""
+    if not pending.HasField("last_failure"):
+        return None
+    failure = Failure()
+    failure.CopyFrom(pending.last_failure)  # decoding works in place
+    return error_text(await client.data_converter.decode_failure(failure))
+
+
+def _view(job_id: str, state: dict[str, Any], description: WorkflowExecutionDescription,
+          last_failure: str | None) -> JobView:
     phase = Phase(state["phase"])
     attempts, error, next_attempt_at = state.get("attempts", 0), state.get("error"), None
     if phase.final:
@@ -100,7 +112,7 @@ def _view(job_id: str, state: dict[str, Any], description: WorkflowExecutionDesc
     elif description.status == WorkflowExecutionStatus.RUNNING:
         live = description.raw_description
         if live.pending_activities:
-            return _retrying(job_id, state, live.pending_activities[0])
+            return _retrying(job_id, state, live.pending_activities[0], last_failure)
         if phase == Phase.DELAYED and state.get("not_before") and _now() < _parse(state["not_before"]):
             next_attempt_at = state["not_before"]
         elif attempts or live.pending_workflow_task.state == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED:
@@ -112,12 +124,11 @@ def _view(job_id: str, state: dict[str, Any], description: WorkflowExecutionDesc
                    next_attempt_at=next_attempt_at)
 
 
-def _retrying(job_id: str, state: dict[str, Any], pending: PendingActivityInfo) -> JobView:
+def _retrying(job_id: str, state: dict[str, Any], pending: PendingActivityInfo, error: str | None) -> JobView:
     """A job whose send runs as an activity under its retry policy (after a failed first attempt)."""
     deliveries = state.get("deliveries") or []
     done = max([d["attempt"] for d in deliveries], default=0)
     started = pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
-    error = pending.last_failure.message if pending.HasField("last_failure") else None
     phase, next_attempt_at = Phase.PROCESSING, None
     if not started and pending.HasField("next_attempt_schedule_time"):
         phase = Phase.DELAYED

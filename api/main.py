@@ -19,9 +19,11 @@ from api.metrics import RequestLatencyMiddleware
 from api.metrics import router as metrics_router
 from api.routers import admin_dlq, batches, health, jobs, notify
 from api.routers import admin as admin_dashboard
-from api.routers import admin_schedules, reports, schedules
+from api.routers import admin_schedules, codec, reports, schedules
 from api.routers import notifications, users
+from api.routers.codec import CodecCors
 from api.temporal import TemporalGateway, is_unreachable
+from common.codec import EncryptionCodec
 from common.logs import redact_secrets_of
 from common.settings import Settings, get_settings
 
@@ -60,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # (email-validator's own switch for test environments; `.test` is reserved, RFC 6761).
         email_validator.TEST_ENVIRONMENT = True
     app.state.settings = settings
+    # The payload codec the Web UI reaches through /codec (the API's Temporal client has its own).
+    app.state.codec = EncryptionCodec(settings.encryption_keys())
     app.state.gateway = TemporalGateway(settings)
     install_error_handlers(app, refuse_first=unauthorized_caller)
     app.add_exception_handler(RPCError, _on_rpc_error)
@@ -67,6 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(IdempotencyMiddleware, settings=settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        per_path={"/notify/batch": settings.max_batch_body_bytes})
+    # Around the body limit: a 413 to the Web UI is readable by it too.
+    app.add_middleware(CodecCors, settings=settings)
     # Outermost of Herald's middleware: it times the 413s too.
     app.add_middleware(RequestLatencyMiddleware)
     for module in (health, jobs, notify, batches, admin_dlq):
@@ -78,5 +84,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(notifications.router)
     app.include_router(admin_schedules.router)
     app.include_router(metrics_router)
+    app.include_router(codec.router)
     document_idempotency(app)
     return app

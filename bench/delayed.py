@@ -33,6 +33,8 @@ from temporalio.testing import WorkflowEnvironment
 from api.job_starter import email_job, start_job
 from common.models import JobSpec
 from common.runtime import exit_skipping_teardown
+from common.settings import Settings
+from common.temporal import client_for
 from devstack.temporal_server import TEMPORAL_BIN, tuned_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,14 +141,16 @@ async def main(count: int, out: Path, extra_env: dict[str, str]) -> dict:
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(TEMPORAL_BIN), dev_server_database_filename=str(tmp / "delayed.db"),
             dev_server_extra_args=tuned_args(persistent=True))
-        worker = start_worker(env.client.service_client.config.target_host, tmp, extra_env)
+        key = base64.b64encode(secrets.token_bytes(32)).decode()  # the payload codec's, for the worker and here
+        worker = start_worker(env.client.service_client.config.target_host, tmp,
+                              {"HERALD_ENCRYPTION_KEY": key} | extra_env)
         sampler = RssSampler(worker.pid)
         try:
             await wait_polling(tmp, worker)
             idle = await settle_rss(worker.pid, 10)
             sampler.start()
             t0 = time.monotonic()
-            ids = await start_all(env.client, count)
+            ids = await start_all(client_for(env.client, Settings(encryption_key=key)), count)
             start_s = time.monotonic() - t0
             await wait_parked(env.client, ids, timeout=300)
             parked_s = time.monotonic() - t0

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
+import secrets
 import statistics
 import tempfile
 import time
@@ -28,6 +30,7 @@ from api.main import create_app
 from common.models import JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, JobSpec
 from common.runtime import exit_skipping_teardown
 from common.settings import Settings
+from common.temporal import client_for
 from devstack.temporal_server import TEMPORAL_BIN, tuned_args
 
 KINDS = ["email", "sms", "webhook", "cleanup"]
@@ -89,9 +92,11 @@ async def main(count: int, out: Path) -> dict:
             dev_server_existing_path=str(TEMPORAL_BIN), dev_server_database_filename=str(Path(tmp) / "dlq.db"),
             dev_server_extra_args=tuned_args(persistent=True))
         try:
-            fill_s = await fill(env.client, count)
             settings = Settings(temporal_address=env.client.service_client.config.target_host,
-                                api_keys=["bench"], admin_token="bench-admin", data_dir=Path(tmp))
+                                api_keys=["bench"], admin_token="bench-admin", data_dir=Path(tmp),
+                                encryption_key=base64.b64encode(secrets.token_bytes(32)).decode())
+            # Through the API's converter: the memo the DLQ reads is encrypted, as in production.
+            fill_s = await fill(client_for(env.client, settings), count)
             transport = httpx.ASGITransport(app=create_app(settings))
             async with httpx.AsyncClient(transport=transport, base_url="http://bench") as api:
                 await visible(api, count)

@@ -34,6 +34,7 @@ from bench.procs import (
 
 API_KEY = "bench-key"
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+ENCRYPTION_KEY = "YmVuY2gtcGF5bG9hZC1rZXktb2YtMzItYnl0ZXMhISE="  # the payload codec's, as in production
 TO = "reader@example.com"
 BODY = "Hello from the Herald benchmark.\n\nThis is one of many identical messages; only the subject differs.\n"
 FINAL = {"completed", "failed", "cancelled"}
@@ -110,11 +111,13 @@ def start_job_submit(client: Client) -> Submit:
     from api.job_starter import email_job, job_spec, new_job_id, start_job
     from api.schemas import JobOptions
     from common.settings import Settings
-    settings = Settings()
+    from common.temporal import client_for
+    settings = Settings(encryption_key=ENCRYPTION_KEY)
+    herald = client_for(client, settings)  # the API's converter: the input encrypted
 
     async def submit(job: Job) -> str:
         spec = job_spec(new_job_id("email"), "email", "jobs", JobOptions(), settings, TO)
-        started = await start_job(client, email_job(spec, TO, job.subject, BODY))
+        started = await start_job(herald, email_job(spec, TO, job.subject, BODY))
         return started.job_id
     return submit
 
@@ -285,6 +288,7 @@ def herald_env(stack: Stack, data: Path, **extra: str) -> dict[str, str]:
     """HERALD_* as `make run` hands them to its children (dev mode), pointed at this run's server and sink."""
     return child_env(dev_mode="true", temporal_address=stack.address, data_dir=str(data),
                      smtp_host="127.0.0.1", smtp_port=str(stack.sink.port), webhook_secret=WEBHOOK_SECRET,
+                     encryption_key=ENCRYPTION_KEY,
                      webhook_allow_hosts="127.0.0.1/8,::1/128,localhost", temp_dir=str(data / "tmp"),
                      log_dir=str(data / "logs"), session_dir=str(data / "sessions"), **extra)
 

@@ -65,7 +65,12 @@ def build(client: Client, config: dict) -> list[Worker]:
 async def main(config: dict) -> None:
     if config["kind"] != "bare":
         configure_logging()
-    client = await Client.connect(config["address"])
+    if config["kind"] == "bare":
+        client = await Client.connect(config["address"])
+    else:  # as worker.py connects: Herald's data converter (the payload codec), HERALD_* settings
+        from common.settings import get_settings
+        from common.temporal import connect
+        client = await connect(get_settings())
     workers = build(client, config)
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as running:

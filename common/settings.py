@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
 import os
 import secrets
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -18,6 +22,12 @@ DEV_ADMIN_TOKEN = "herald-dev-admin"
 DEV_SMS_TOKEN = "herald-dev-sms"
 
 CommaList = Annotated[list[str], NoDecode]
+# The hard ceilings of a message's fields: the OpenAPI schema states them (maxLength) for every
+# deployment alike (api/schemas.py; tests/docs checks the schema does not vary with the settings);
+# HERALD_MAX_SUBJECT_CHARS, HERALD_MAX_EMAIL_BODY_CHARS and HERALD_MAX_SMS_CHARS can only lower them.
+MAX_SUBJECT_CHARS = 998  # RFC 5322's longest line
+MAX_EMAIL_BODY_CHARS = 100_000
+MAX_SMS_CHARS = 1600  # ten concatenated segments
 WEBHOOK_SECRET_HINT = (
     "HERALD_WEBHOOK_SECRET is not set. Outside dev mode Herald does not generate one: every worker "
     "must sign with the same secret, so give every worker and API process the same "
@@ -26,8 +36,47 @@ WEBHOOK_SECRET_HINT = (
     "(dev mode, HERALD_DEV_MODE=true as under make run, generates one into HERALD_DATA_DIR/webhook_secret)")
 
 
-class MissingWebhookSecret(RuntimeError):
+ENCRYPTION_KEY_HINT = (
+    "Outside dev mode Herald does not generate one: every API and worker process must encrypt and "
+    "decrypt with the same keys, so give them all the same HERALD_ENCRYPTION_KEY=<base64 of 32 random "
+    "bytes>; make one with: python -c \"import base64, secrets; "
+    "print(base64.b64encode(secrets.token_bytes(32)).decode())\" "
+    "(dev mode, HERALD_DEV_MODE=true as under make run, generates one into HERALD_DATA_DIR/encryption_key)")
+KEY_BYTES = 32  # AES-256
+
+
+class StartupRefused(RuntimeError):
+    """A setting without which an API or worker process must not start; the message says what to set."""
+
+
+class MissingWebhookSecret(StartupRefused):
     """Outside dev mode, HERALD_WEBHOOK_SECRET is required (no per-process secret)."""
+
+
+class EncryptionKeyError(StartupRefused):
+    """HERALD_ENCRYPTION_KEY is missing outside dev mode, or is not a list of 32-byte base64 keys."""
+
+
+@dataclass(frozen=True)
+class EncryptionKey:
+    """One key of the payload codec and its id, written into every payload it encrypts."""
+
+    id: str
+    key: bytes = field(repr=False)
+
+    @classmethod
+    def parse(cls, text: str) -> "EncryptionKey":
+        """`BASE64` (the id is a digest of the key) or `ID:BASE64` (an id of the operator's choosing)."""
+        key_id, _, encoded = text.rpartition(":")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if len(key) != KEY_BYTES:
+            raise EncryptionKeyError(
+                f"HERALD_ENCRYPTION_KEY: a key is not the base64 of {KEY_BYTES} bytes (AES-256); "
+                f"each key is BASE64 or ID:BASE64, several space- or comma-separated. {ENCRYPTION_KEY_HINT}")
+        return cls(id=key_id or hashlib.sha256(key).hexdigest()[:16], key=key)
 
 
 class Settings(BaseSettings):
@@ -60,6 +109,12 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     max_body_bytes: int = 256 * 1024
+    # Field limits an operator can lower (not raise: the OpenAPI schema states the ceilings).
+    max_subject_chars: int = Field(MAX_SUBJECT_CHARS, ge=1, le=MAX_SUBJECT_CHARS)
+    max_email_body_chars: int = Field(MAX_EMAIL_BODY_CHARS, ge=1, le=MAX_EMAIL_BODY_CHARS)
+    max_sms_chars: int = Field(MAX_SMS_CHARS, ge=1, le=MAX_SMS_CHARS)
+    # A webhook's `data`, as compact UTF-8 JSON; unset: only max_body_bytes bounds it.
+    max_webhook_data_bytes: int | None = Field(None, ge=4)
     # Idempotency-Key (api/idempotency.py): how long a key's first answer is kept, and how long a
     # request holds its key before a retry with the same key may run in its place (its process died).
     idempotency_keep_hours: float = Field(24, gt=0)
@@ -160,7 +215,7 @@ class Settings(BaseSettings):
     # <locale>/ translations); unset: the `templates/` directory beside Herald's code.
     templates_dir: Path | None = None
 
-    @field_validator("api_keys", "webhook_allow_hosts", mode="before")
+    @field_validator("api_keys", "webhook_allow_hosts", "codec_origins", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -197,17 +252,43 @@ class Settings(BaseSettings):
             raise MissingWebhookSecret(WEBHOOK_SECRET_HINT)
         return [load_or_create_secret(self.data_dir / "webhook_secret")]
 
-    def require_webhook_secret(self) -> None:
-        """Stop a process at start-up (before it connects anywhere) that would have no shared secret."""
+    def encryption_keys(self) -> list[EncryptionKey]:
+        """The codec's keys, the encrypting one first; in their absence, in dev mode only, one
+        generated once into the data dir."""
+        texts = (self.encryption_key or "").replace(",", " ").split()
+        if not texts:
+            if not self.dev_mode:
+                raise EncryptionKeyError(f"HERALD_ENCRYPTION_KEY is not set. {ENCRYPTION_KEY_HINT}")
+            texts = [load_or_create_secret(self.data_dir / "encryption_key", prefix="")]
+        keys = [EncryptionKey.parse(text) for text in texts]
+        if len({key.id for key in keys}) != len(keys):
+            raise EncryptionKeyError("HERALD_ENCRYPTION_KEY: two keys have the same id")
+        return keys
+
+    def require_secrets(self) -> None:
+        """Stop a process at start-up (before it connects anywhere) that would have no shared webhook
+        secret or payload key, or a malformed key."""
         if not self.dev_mode:
             self.webhook_secrets()
+        self.encryption_keys()
+
+    def codec_allowed_origins(self) -> list[str]:
+        """The browser origins the codec endpoint answers (CORS), e.g. the Temporal Web UI's."""
+        if self.codec_origins:
+            return [origin.rstrip("/") for origin in self.codec_origins]
+        ui = urlsplit(self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}")
+        origins = [f"{ui.scheme}://{ui.netloc}"]
+        if self.dev_mode:
+            origins += [f"http://{host}:{self.temporal_ui_port}" for host in ("127.0.0.1", "localhost")]
+        return list(dict.fromkeys(origins))
 
 
-def load_or_create_secret(path: Path) -> str:
+def load_or_create_secret(path: Path, prefix: str = "whsec_") -> str:
+    """A secret of 32 random bytes (base64, after `prefix`) kept in `path`: made once, then read."""
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    secret = prefix + base64.b64encode(secrets.token_bytes(32)).decode()
     # Write-then-rename so two processes starting together agree on one secret.
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(secret + "\n")

@@ -11,22 +11,32 @@ import asyncio
 import logging
 from pathlib import Path
 
-import temporalio.converter
 from temporalio.client import Client
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import (
     LogForwardingConfig, LoggingConfig, PrometheusConfig, Runtime, TelemetryConfig, TelemetryFilter,
 )
 from temporalio.service import RetryConfig, TLSConfig
 
+from common.codec import EncryptionCodec
 from common.settings import Settings
 
 log = logging.getLogger("herald.temporal")
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """How Herald's payloads are written into Temporal (workflow inputs, results, memo, details)."""
-    return temporalio.converter.default()
+    """How Herald's payloads are written into Temporal: JSON, then encrypted (common/codec.py).
+
+    The codec covers every payload the SDK writes: workflow and activity inputs and results,
+    heartbeat details, the memo (the client's at start, the workflow's upserts), the runs'
+    summaries (user metadata), schedules' actions and memos, and failures' details. Failures'
+    messages and stack traces can carry message text or an address too (an SMTP server's answer,
+    a receiver's body excerpt), so the failure converter moves them into the failure's encoded
+    attributes, which the codec encrypts; Temporal itself shows "Encoded failure" in their place.
+    Search attributes are never encoded: they hold no personal data (common/models.py).
+    """
+    return DataConverter(payload_codec=EncryptionCodec(settings.encryption_keys()),
+                         failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:
@@ -116,5 +126,8 @@ def worker_runtime(settings: Settings) -> Runtime:
 
 
 def client_for(client: Client, settings: Settings) -> Client:
-    """A client on an existing connection (a test environment's) with Herald's data converter."""
-    return Client(client.service_client, namespace=client.namespace, data_converter=data_converter(settings))
+    """The same client (connection, namespace, interceptors: a time-skipping test environment's
+    still skips time) with Herald's data converter, so it reads and writes encrypted payloads."""
+    config = client.config()
+    config["data_converter"] = data_converter(settings)
+    return Client(**config)

@@ -55,7 +55,7 @@ def start_stack(supervisor: Supervisor, stack: DevStack) -> None:
     supervisor.start("temporal", server_command(
         port=stack.temporal_port, ui_port=settings.temporal_ui_port,
         db_file=stack.data_dir / "temporal.db", namespace=settings.temporal_namespace,
-        full_sync=settings.temporal_full_sync))
+        full_sync=settings.temporal_full_sync, ui_codec_endpoint=api_url(stack) + "/codec"))
     if stack.smtp_sink_port is not None:
         supervisor.start("smtp-sink", [
             PYTHON, "-m", "devstack.smtp_sink",
@@ -118,7 +118,8 @@ def print_banner(stack: DevStack) -> None:
         f"  API          {api}",
         f"  API docs     {api}/docs",
         f"  Temporal UI  http://{HOST}:{settings.temporal_ui_port}"
-        f"  (namespace {settings.temporal_namespace}, server {HOST}:{stack.temporal_port})",
+        f"  (namespace {settings.temporal_namespace}, server {HOST}:{stack.temporal_port};"
+        f" payloads decrypted through {api}/codec)",
         f"  API key      {', '.join(settings.api_keys) or '(none: set HERALD_API_KEYS)'}"
         "  (Authorization: Bearer KEY)",
         f"  Admin token  {settings.admin_token or '(none: set HERALD_ADMIN_TOKEN)'}",

@@ -60,6 +60,9 @@ def prepare() -> DevStack:
     # Dev mode only: outside it the worker and the API refuse to start without a shared secret.
     if settings.dev_mode and not environ.get("HERALD_WEBHOOK_SECRET"):
         environ["HERALD_WEBHOOK_SECRET"] = load_or_create_secret(data_dir / "webhook_secret")
+    # The same for the payload key, so the API and the worker surely read and write with one key.
+    if settings.dev_mode and not environ.get("HERALD_ENCRYPTION_KEY"):
+        environ["HERALD_ENCRYPTION_KEY"] = load_or_create_secret(data_dir / "encryption_key", prefix="")
     if settings.dev_mode and not environ.get("HERALD_WEBHOOK_ALLOW_HOSTS"):
         environ["HERALD_WEBHOOK_ALLOW_HOSTS"] = DEV_WEBHOOK_ALLOW_HOSTS
 

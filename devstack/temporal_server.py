@@ -52,7 +52,9 @@ def port_of(address: str) -> int:
     return int(address.rsplit(":", 1)[1])
 
 
-def server_command(*, port: int, ui_port: int, db_file: Path, namespace: str, full_sync: bool = False) -> list[str]:
+def server_command(*, port: int, ui_port: int, db_file: Path, namespace: str, full_sync: bool = False,
+                   ui_codec_endpoint: str | None = None) -> list[str]:
+    """`ui_codec_endpoint`: where the Web UI decodes payloads (the API's /codec), so it shows them decrypted."""
     command = [
         str(TEMPORAL_BIN), "server", "start-dev",
         "--ip", HOST,
@@ -61,6 +63,8 @@ def server_command(*, port: int, ui_port: int, db_file: Path, namespace: str, fu
         "--db-filename", str(db_file),
         "--namespace", namespace,
     ]
+    if ui_codec_endpoint:
+        command += ["--ui-codec-endpoint", ui_codec_endpoint]
     return command + tuned_args(full_sync=full_sync) + ["--log-level", "warn"]
 
 

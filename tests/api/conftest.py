@@ -22,7 +22,7 @@ from devstack.smtp_sink import SmtpSink
 from tests.api.helpers import (
     ADMIN_TOKEN, API_KEY, AUTH, SMS_TOKEN, ScriptedGateway, ThreadedServer, address_of, api_client, dev_server,
 )
-from tests.support.temporal import WEBHOOK_SECRET, free_port, running_workers
+from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, free_port, running_workers
 
 
 # ---- session fixtures ----------------------------------------------------------------------
@@ -59,7 +59,7 @@ def settings(dev_env, api_dirs, smtp_sink, sms_gateway) -> Settings:
         data_dir=api_dirs / "data",
         smtp_host="127.0.0.1", smtp_port=smtp_sink.port,
         sms_gateway_url=sms_gateway.url, sms_gateway_token=SMS_TOKEN,
-        webhook_secret=WEBHOOK_SECRET, webhook_allow_hosts=["127.0.0.1/8"],
+        webhook_secret=WEBHOOK_SECRET, webhook_allow_hosts=["127.0.0.1/8"], encryption_key=ENCRYPTION_KEY,
         temp_dir=api_dirs / "tmp", log_dir=api_dirs / "logs", session_dir=api_dirs / "sessions",
         send_timeout_seconds=10,
         # Throttling stays on (every SMS takes a slot in Temporal) but far above what the session's tests

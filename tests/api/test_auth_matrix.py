@@ -5,7 +5,8 @@ covered the day it is added: it must be one of the open routes or carry the clie
 admin-token guard, and then answers this matrix like its kind.
 
 - client routes: a client key only; no key, a wrong token or the admin token → 401;
-- `/admin` and `/admin/*`: the admin token only; no or a wrong token → 401, a client key → 403;
+- `/admin`, `/admin/*` and the codec (`/codec/*`): the admin token only; no or a wrong token → 401,
+  a client key → 403;
 - open routes (`/healthz`, `/readyz`, `/metrics`, `/docs`, `/openapi.json`): anyone.
 
 The credential is checked before the body: every route that takes one is also called with a
@@ -23,10 +24,11 @@ from typing import Any
 import pytest
 from fastapi.routing import APIRoute
 
-from api.deps import ADMIN_CHALLENGE, require_admin_token, require_client_key
+from api.deps import ADMIN_CHALLENGE, require_admin_token, require_client_key, require_codec_caller
 from api.main import create_app
 from common.settings import Settings
 from tests.api.helpers import ADMIN_TOKEN, API_KEY, api_client, assert_error
+from tests.support.temporal import ENCRYPTION_KEY
 
 try:  # FastAPI >= 0.13x includes routers lazily: app.routes holds the included routers, not their routes.
     from fastapi.routing import iter_route_contexts
@@ -73,7 +75,7 @@ def _route_contexts(app) -> list[Any]:
 
 def _kind(path: str, route: Any) -> str:
     guards = {getattr(d, "dependency", None) for d in getattr(route, "dependencies", [])}
-    if require_admin_token in guards:
+    if require_admin_token in guards or require_codec_caller in guards:
         return "admin"
     if require_client_key in guards:
         return "client"
@@ -90,17 +92,19 @@ def route_cases(app) -> list[RouteCase]:
 
 
 # The app's routes, read at collection time from an app built like the test one.
-ROUTES = route_cases(create_app(Settings(api_keys=[API_KEY], admin_token=ADMIN_TOKEN)))
+ROUTES = route_cases(create_app(Settings(api_keys=[API_KEY], admin_token=ADMIN_TOKEN, encryption_key=ENCRYPTION_KEY)))
 SECRETS = [API_KEY, ADMIN_TOKEN, WRONG_TOKEN]
 
 
 def test_the_matrix_covers_every_route_and_each_has_its_guard(app):
     assert route_cases(app) == ROUTES
     assert {str(r) for r in ROUTES} >= {"POST /jobs/email", "GET /admin", "GET /admin/dlq", "GET /healthz",
-                                         "GET /openapi.json", "POST /schedules"}
+                                         "GET /openapi.json", "POST /schedules", "POST /codec/encode",
+                                         "POST /codec/decode"}
     for route in ROUTES:
         # A route is open only by being named so; every other one carries the guard of its prefix.
-        expected = "open" if route.path in OPEN else "admin" if re.match(r"^/admin(/|$)", route.path) else "client"
+        expected = ("open" if route.path in OPEN else "admin" if re.match(r"^/(admin|codec)(/|$)", route.path)
+                    else "client")
         assert route.kind == expected, f"{route}: guarded as {route.kind}, expected {expected}"
 
 

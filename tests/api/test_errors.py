@@ -8,6 +8,7 @@ import json
 import pytest
 
 from tests.api.helpers import API_KEY, AUTH, api_client, assert_error
+from tests.support.temporal import herald_client
 
 EMAIL = {"to": "ada@example.com", "subject": "Hello", "body": "Text"}
 SMS = {"phone": "+14155550100", "message": "Text"}
@@ -127,16 +128,16 @@ async def _settled_count(client) -> int:
 
 
 async def test_nothing_is_started_for_a_refused_body(api, dev_env):
-    before = await _settled_count(dev_env.client)
+    before = await _settled_count(herald_client(dev_env))
     assert_error(await api.post("/jobs/email", json={**EMAIL, "to": "nope"}), 400, "validation_error")
     assert_error(await api.post("/notify/webhook", json={**WEBHOOK, "url": "http://10.0.0.1/"}), 400,
                  "validation_error")
     assert_error(await api.post("/jobs/email", content=b"{", headers={"content-type": "application/json"}), 400,
                  "invalid_json")
-    assert await _settled_count(dev_env.client) == before
+    assert await _settled_count(herald_client(dev_env)) == before
     # ...while a good body does start one (the count can see it).
     assert (await api.post("/jobs/cleanup", json=CLEANUP)).status_code == 202
-    assert await _settled_count(dev_env.client) == before + 1
+    assert await _settled_count(herald_client(dev_env)) == before + 1
 
 
 # ---- 401 -----------------------------------------------------------------------------------
@@ -145,8 +146,8 @@ def test_every_client_route_is_covered_here(app):
     routes = {(method.upper(), path.replace("{job_id}", "{id}").replace("{notification_id}", "{id}")
                .replace("{schedule_id}", "{id}"))
               for path, methods in app.openapi()["paths"].items() for method in methods}
-    # The admin routes take the admin token (their own tests check 401 and 403).
-    client = {(m, p) for m, p in routes if p not in OPEN_ROUTES and not p.startswith("/admin")}
+    # The admin routes and the codec take the admin token (their own tests check 401 and 403).
+    client = {(m, p) for m, p in routes if p not in OPEN_ROUTES and not p.startswith(("/admin", "/codec/"))}
     assert client == {(m, p) for m, p, _ in CLIENT_ROUTES}
 
 
@@ -156,13 +157,13 @@ def test_every_client_route_is_covered_here(app):
 ], ids=["none", "empty", "bearer-only", "bearer-blank", "wrong", "longer", "prefix", "no-scheme", "basic", "token"])
 async def test_every_client_route_needs_a_valid_key(anon, dev_env, authorization):
     headers = {} if authorization is None else {"Authorization": authorization}
-    before = await _settled_count(dev_env.client)
+    before = await _settled_count(herald_client(dev_env))
     for method, path, body in CLIENT_ROUTES:
         response = await anon.request(method, path.replace("{id}", UNKNOWN), json=body, headers=headers)
         result = assert_error(response, 401, "unauthorized")
         assert response.headers["www-authenticate"] == "Bearer", (method, path)
         assert result["details"] == []
-    assert await _settled_count(dev_env.client) == before
+    assert await _settled_count(herald_client(dev_env)) == before
 
 
 async def test_the_key_is_checked_before_the_body(anon):

@@ -2,7 +2,7 @@
 
 Each operation gets a bounded number of generated requests (valid ones, then invalid ones),
 reproducibly (hypothesis derandomized, no example database), sent in-process to the ASGI app
-with the credential it takes: the client key, or the admin token on /admin and /admin/*. Every
+with the credential it takes: the client key, or the admin token on /admin, /admin/* and /codec/*. Every
 answer must be:
 
 - never a 5xx (a 502/503 would mean Temporal trouble, which is not what this test is about);
@@ -41,7 +41,7 @@ from common.settings import Settings
 from tests.api.helpers import (
     ADMIN, ADMIN_TOKEN, API_KEY, AUTH, address_of, api_client, assert_error, start_dev_server,
 )
-from tests.support.temporal import running_workers
+from tests.support.temporal import ENCRYPTION_KEY, running_workers
 
 # Generated requests per operation and generation mode (~40 of those): about 20 s in all.
 EXAMPLES = 50
@@ -61,7 +61,7 @@ def _can_be_invalid(operation: dict[str, Any]) -> bool:
 
 def _operations() -> list[tuple[str, str, GenerationMode]]:
     """Each operation with valid input, and with invalid input where it can have any."""
-    spec = create_app(Settings(api_keys=[API_KEY], admin_token=ADMIN_TOKEN)).openapi()
+    spec = create_app(Settings(api_keys=[API_KEY], admin_token=ADMIN_TOKEN, encryption_key=ENCRYPTION_KEY)).openapi()
     found = []
     for path, methods in spec["paths"].items():
         for method, operation in methods.items():
@@ -117,7 +117,7 @@ def _strategy(schema, method: str, path: str, mode: GenerationMode):
     key = (method, path, mode)
     if key not in _strategies:
         # The credential is fixed, so a negative case never "tests" it (test_auth_matrix does).
-        auth = ADMIN if path == "/admin" or path.startswith("/admin/") else AUTH
+        auth = ADMIN if path == "/admin" or path.startswith(("/admin/", "/codec/")) else AUTH
         _strategies[key] = schema[path][method].as_strategy(generation_mode=mode, headers=auth)
     return _strategies[key]
 

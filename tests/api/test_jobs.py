@@ -14,6 +14,7 @@ from temporalio.common import SearchAttributeKey
 from common.models import STATE_MEMO_KEY
 from tests.api.helpers import FINAL, assert_error, mail_for, poll, until_final
 from tests.support.http_receiver import Answer
+from tests.support.temporal import herald_client
 
 STATUS_KEYS = {"id", "type", "status", "attempts", "maxAttempts", "result", "error", "createdAt", "updatedAt"}
 
@@ -36,7 +37,7 @@ async def _accepted(response, prefix: str, status: str = "queued") -> str:
 
 async def _durably_started(dev_env, job_id: str) -> dict:
     """Right after the 202, with no waiting: Temporal already has the workflow and its state."""
-    description = await dev_env.client.get_workflow_handle(job_id).describe()
+    description = await herald_client(dev_env).get_workflow_handle(job_id).describe()
     assert description.id == job_id
     return (await description.memo())[STATE_MEMO_KEY]
 
@@ -47,7 +48,7 @@ async def test_email_job_is_sent_and_every_route_reads_it_back(api, dev_env, smt
     job_id = await _accepted(response, "email")
     state = await _durably_started(dev_env, job_id)
     assert state["kind"] == "email" and state["family"] == "jobs"
-    search = (await dev_env.client.get_workflow_handle(job_id).describe()).typed_search_attributes
+    search = (await herald_client(dev_env).get_workflow_handle(job_id).describe()).typed_search_attributes
     assert search.get(SearchAttributeKey.for_keyword("HeraldJobType")) == "email"
 
     status = await until_final(api, job_id)
@@ -77,7 +78,7 @@ async def test_email_job_is_sent_and_every_route_reads_it_back(api, dev_env, smt
     assert notification["recipient"] == "ada@example.com"
     assert notification["attempts"] == 1 and notification["maxAttempts"] == 3
     assert "error" not in notification
-    assert (await dev_env.client.get_workflow_handle(job_id).describe()).status == WorkflowExecutionStatus.COMPLETED
+    assert (await herald_client(dev_env).get_workflow_handle(job_id).describe()).status == WorkflowExecutionStatus.COMPLETED
 
 
 async def test_sms_job_reaches_the_gateway_with_the_job_id_as_idempotency_key(api, sms_gateway):
@@ -143,7 +144,7 @@ async def test_delayed_job_waits_and_can_be_cancelled_before_anything_is_sent(ap
     assert "nextAttemptAt" not in status
     assert (await api.get(f"/jobs/{job_id}")).json()["status"] == "cancelled"
     assert (await api.get(f"/notifications/{job_id}")).json()["status"] == "cancelled"
-    assert (await dev_env.client.get_workflow_handle(job_id).describe()).status == WorkflowExecutionStatus.CANCELED
+    assert (await herald_client(dev_env).get_workflow_handle(job_id).describe()).status == WorkflowExecutionStatus.CANCELED
 
     assert_error(await api.post(f"/jobs/{job_id}/cancel"), 409, "not_cancellable")
     assert mail_for(smtp_sink.outbox, job_id) == []
@@ -247,7 +248,7 @@ async def test_a_job_being_sent_is_processing_and_cannot_be_cancelled(api, sms_g
 async def test_a_job_terminated_by_an_operator_reads_failed(api, dev_env):
     response = await api.post("/jobs/cleanup", json={"task": "delete_temp", "delay": 60000})
     job_id = await _accepted(response, "cleanup", status="delayed")
-    await dev_env.client.get_workflow_handle(job_id).terminate(reason="operator")
+    await herald_client(dev_env).get_workflow_handle(job_id).terminate(reason="operator")
     status = (await api.get(f"/jobs/{job_id}/status")).json()
     assert status["status"] == "failed" and status["error"] == "terminated by an operator"
     assert (await api.get(f"/jobs/{job_id}")).json() == {
@@ -260,7 +261,7 @@ async def test_a_job_terminated_by_an_operator_reads_failed(api, dev_env):
 async def test_priority_reaches_temporal(api, dev_env, priority):
     response = await api.post("/jobs/cleanup", json={"task": "expire_sessions", "priority": priority})
     job_id = await _accepted(response, "cleanup")
-    info = (await dev_env.client.get_workflow_handle(job_id).describe()).raw_description.workflow_execution_info
+    info = (await herald_client(dev_env).get_workflow_handle(job_id).describe()).raw_description.workflow_execution_info
     assert info.priority.priority_key == priority
     assert (await until_final(api, job_id))["status"] == "completed"
 
@@ -276,6 +277,6 @@ async def test_a_finished_job_is_searchable_by_type_and_final_status(api, dev_en
     for job_id, kind, word in ((done, "email", "completed"), (failed, "sms", "failed")):
         query = f"WorkflowId = '{job_id}' AND HeraldJobType = '{kind}' AND HeraldStatus = '{word}'"
         end = time.monotonic() + 10
-        while (await dev_env.client.count_workflows(query)).count != 1:
+        while (await herald_client(dev_env).count_workflows(query)).count != 1:
             assert time.monotonic() < end, f"visibility never showed {query}"
             await asyncio.sleep(0.2)

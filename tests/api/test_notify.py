@@ -10,7 +10,7 @@ from temporalio.api.enums.v1 import EventType
 
 from tests.api.helpers import assert_error, mail_for, poll
 from tests.support.http_receiver import Answer, HttpReceiver
-from tests.support.temporal import WEBHOOK_SECRET
+from tests.support.temporal import WEBHOOK_SECRET, herald_client
 
 NOTIFICATION_KEYS = {"id", "type", "recipient", "status", "attempts", "maxAttempts", "createdAt", "updatedAt"}
 
@@ -32,7 +32,7 @@ async def test_notify_email_is_sent_and_reads_success(api, dev_env, smtp_sink):
     nid = _accepted(await api.post("/notify/email", json={"to": "bob@example.com", "subject": "Hi Bob",
                                                           "body": "Hello from Herald"}))
     assert nid.startswith("email-")
-    await dev_env.client.get_workflow_handle(nid).describe()  # durably started before the 202
+    await herald_client(dev_env).get_workflow_handle(nid).describe()  # durably started before the 202
 
     body = await _until_final(api, nid)
     assert NOTIFICATION_KEYS <= set(body), body
@@ -144,5 +144,5 @@ async def test_webhook_500_500_200_attempt_log_through_the_api_without_signals(a
     # While it waited, the log so far was readable too: one attempt, then two.
     waiting = {len(b["deliveries"]) for b in seen if b["status"] == "queued" and b.get("error")}
     assert waiting <= {1, 2} and waiting, seen
-    history = [e async for e in dev_env.client.get_workflow_handle(nid).fetch_history_events()]
+    history = [e async for e in herald_client(dev_env).get_workflow_handle(nid).fetch_history_events()]
     assert not [e for e in history if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]

@@ -26,6 +26,7 @@ from common.schedules import BUILTIN_SCHEDULES, cron_of
 from devstack.smtp_sink import read_outbox
 from tests.api.helpers import ADMIN, AUTH, api_client, assert_error, poll, until_final
 from tests.api.test_openapi import _problems
+from tests.support.temporal import herald_client
 
 ROOT = Path(__file__).resolve().parents[2]
 EMAIL_JOB = {"type": "email", "to": "ada@example.com", "subject": "Weekly digest", "body": "Your week"}
@@ -49,7 +50,7 @@ async def _listed(admin, ids: set[str]) -> list[dict]:
 
 @pytest.fixture
 async def builtins(dev_env, settings) -> None:
-    await ensure_builtin_schedules(dev_env.client, settings)
+    await ensure_builtin_schedules(herald_client(dev_env), settings)
 
 
 @pytest.fixture
@@ -70,15 +71,15 @@ async def _create(api, body: dict) -> str:
 
 # ---- the built-in schedules ------------------------------------------------------------------
 async def test_two_workers_starting_together_create_each_builtin_once(dev_env, settings, admin):
-    outcomes = await asyncio.gather(ensure_builtin_schedules(dev_env.client, settings),
-                                    ensure_builtin_schedules(dev_env.client, settings))
+    outcomes = await asyncio.gather(ensure_builtin_schedules(herald_client(dev_env), settings),
+                                    ensure_builtin_schedules(herald_client(dev_env), settings))
     for sid in BUILTINS:
         # Whoever came first created it (or an earlier test did); the other found it, which is success.
         assert sorted(o[sid] for o in outcomes) in (["created", "unchanged"], ["unchanged", "unchanged"]), outcomes
     # A later start changes nothing.
-    assert await ensure_builtin_schedules(dev_env.client, settings) == {sid: "unchanged" for sid in BUILTINS}
+    assert await ensure_builtin_schedules(herald_client(dev_env), settings) == {sid: "unchanged" for sid in BUILTINS}
 
-    ids = [s.id async for s in await dev_env.client.list_schedules()]
+    ids = [s.id async for s in await herald_client(dev_env).list_schedules()]
     for sid in BUILTINS:
         assert ids.count(sid) == 1, ids
     items = {i["id"]: i for i in await _listed(admin, set(BUILTINS))}
@@ -97,6 +98,7 @@ async def test_a_worker_process_start_ensures_the_builtins(dev_env, settings, bu
         "HERALD_TEMPORAL_ADDRESS": settings.temporal_address, "HERALD_API_KEYS": "unused",
         "HERALD_SMTP_PORT": str(settings.smtp_port), "HERALD_SMS_GATEWAY_URL": settings.sms_gateway_url,
         "HERALD_WEBHOOK_SECRET": settings.webhook_secret or "", "HERALD_DATA_DIR": str(tmp_path),
+        "HERALD_ENCRYPTION_KEY": settings.encryption_key or "",
         "HERALD_TEMP_DIR": str(settings.temp_dir), "HERALD_LOG_DIR": str(settings.log_dir),
         "HERALD_SESSION_DIR": str(settings.session_dir), "HERALD_WORKER_METRICS_PORT": "0",
         # What a run's input carries from the settings: the same as the first worker's, so nothing to update.
@@ -119,12 +121,12 @@ async def test_a_worker_process_start_ensures_the_builtins(dev_env, settings, bu
     said = next(line for line in lines if "built-in schedules" in line)
     for sid in BUILTINS:
         assert f"{sid} unchanged" in said, said
-    ids = [s.id async for s in await dev_env.client.list_schedules()]
+    ids = [s.id async for s in await herald_client(dev_env).list_schedules()]
     assert all(ids.count(sid) == 1 for sid in BUILTINS), ids
 
 
 async def test_builtins_follow_a_new_time_zone_and_keep_an_operators_pause(dev_env, settings, api, builtins):
-    client = dev_env.client
+    client = herald_client(dev_env)
     await client.get_schedule_handle("daily-cleanup").pause(note="held by an operator")
     berlin = settings.model_copy(update={"schedule_timezone": "Europe/Berlin"})
     try:
@@ -197,7 +199,7 @@ async def test_a_client_schedule_runs_its_job_as_a_job_of_its_own(api, dev_env, 
     job_id = triggered["lastJobId"]
     assert job_id.startswith(f"{schedule_id}-")
     # Durably a Herald job from its first moment: the memo and search attributes the API's own start sets.
-    handle = dev_env.client.get_workflow_handle(job_id)
+    handle = herald_client(dev_env).get_workflow_handle(job_id)
     description = await handle.describe()
     assert (await description.memo())[STATE_MEMO_KEY]["kind"] == "email"
     assert description.typed_search_attributes.get(SearchAttributeKey.for_keyword("HeraldJobType")) == "email"

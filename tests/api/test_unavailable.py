@@ -9,7 +9,7 @@ import time
 from api.main import create_app
 from common.settings import Settings
 from tests.api.helpers import AUTH, address_of, api_client, assert_error, start_dev_server
-from tests.support.temporal import free_port
+from tests.support.temporal import ENCRYPTION_KEY, free_port
 
 EMAIL = {"to": "ada@example.com", "subject": "Hello", "body": "Text"}
 # The client retries for about 3 s (api/temporal.py CLIENT_RETRIES); then a 503, not a hang.
@@ -54,7 +54,7 @@ async def test_temporal_stopped_then_back(tmp_path):
     port = free_port()
     database = str(tmp_path / "temporal.db")
     env = await start_dev_server(port=port, dev_server_database_filename=database)
-    app = create_app(Settings(temporal_address=address_of(env), api_keys=["test-key"],
+    app = create_app(Settings(temporal_address=address_of(env), api_keys=["test-key"], encryption_key=ENCRYPTION_KEY,
                               webhook_allow_hosts=["127.0.0.1/8"], data_dir=tmp_path))
     try:
         async with api_client(app, headers=AUTH) as api:

@@ -29,7 +29,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from common.settings import Settings
 from tests.api.helpers import address_of, api_client, dev_server
-from tests.support.temporal import WEBHOOK_SECRET
+from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "crash-test-key"
@@ -144,6 +144,7 @@ def worker_environment(dev_env: WorkflowEnvironment, data_dir: Path, receiver: R
         HERALD_DATA_DIR=str(data_dir),
         HERALD_API_KEYS=API_KEY,
         HERALD_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        HERALD_ENCRYPTION_KEY=ENCRYPTION_KEY,
         HERALD_WEBHOOK_ALLOW_HOSTS="127.0.0.1/8",
         HERALD_SMS_GATEWAY_URL=receiver.url + "/sms",
         HERALD_SMS_GATEWAY_TOKEN=SMS_TOKEN,

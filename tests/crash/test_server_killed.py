@@ -30,7 +30,7 @@ import pytest
 from devstack.processes import RestartPolicy, Supervisor
 from devstack.readiness import port_open
 from devstack.temporal_server import HOST, namespace_answers, server_command
-from tests.support.temporal import free_port
+from tests.support.temporal import ENCRYPTION_KEY, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "crash-test-key"
@@ -91,6 +91,7 @@ def stack(tmp_path) -> Iterator[dict]:
         HERALD_SMTP_HOST=HOST,
         HERALD_SMTP_PORT=str(smtp_port),
         HERALD_WEBHOOK_SECRET="whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        HERALD_ENCRYPTION_KEY=ENCRYPTION_KEY,
         HERALD_WORKER_METRICS_PORT="0",
     )
     supervisor = Supervisor(grace_seconds=10, restart=RestartPolicy(first_s=RESTART_PAUSE_S))

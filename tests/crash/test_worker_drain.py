@@ -24,6 +24,7 @@ from activities.attempt_log import HANDED_BACK
 from worker import DRAIN_MARGIN_S
 from tests.crash.conftest import Step
 from tests.crash.test_worker_killed import arrived, eventually, final
+from tests.support.temporal import herald_client
 
 GRACE_S = 6
 SLOW_S = 3.0
@@ -91,7 +92,7 @@ async def test_sigterm_lets_sends_in_flight_finish_and_hands_back_the_ones_that_
 
     # Nothing stuck: no run still has work pending.
     for job in states:
-        description = await dev_env.client.get_workflow_handle(job).describe()
+        description = await herald_client(dev_env).get_workflow_handle(job).describe()
         assert not description.raw_description.pending_activities, job
 
 

@@ -19,6 +19,7 @@ from temporalio.api.enums.v1 import EventType
 
 from activities.attempt_log import LOST_HEARTBEAT
 from tests.crash.conftest import HEARTBEAT_TIMEOUT_S, Receiver, Step
+from tests.support.temporal import herald_client
 
 FINAL = {"completed", "failed", "cancelled"}
 # Well under the 30 s start-to-close a lost attempt used to wait out.
@@ -71,7 +72,7 @@ async def test_a_killed_worker_loses_no_job_and_the_attempt_log_shows_the_lost_a
 
     # Attempt 2 has heartbeated (the log it inherited and which attempt it is).
     async def heartbeated():
-        pending = (await dev_env.client.get_workflow_handle(hook_id).describe()).raw_description.pending_activities
+        pending = (await herald_client(dev_env).get_workflow_handle(hook_id).describe()).raw_description.pending_activities
         return pending and len(pending[0].heartbeat_details.payloads) == 2
     await eventually("attempt 2's heartbeat", heartbeated, timeout=10)
 
@@ -101,7 +102,7 @@ async def test_a_killed_worker_loses_no_job_and_the_attempt_log_shows_the_lost_a
     assert {r.body for r in hooks} == {hooks[0].body}
     # Retried once the heartbeats stopped, not after the attempt's 30 s start-to-close.
     assert hook_recovered < ACTIVITY_RECOVERY_LIMIT_S, hook_recovered
-    timeouts = [e async for e in dev_env.client.get_workflow_handle(hook_id).fetch_history_events()
+    timeouts = [e async for e in herald_client(dev_env).get_workflow_handle(hook_id).fetch_history_events()
                 if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT]
     assert timeouts == []  # retried by the server under the retry policy: the activity never timed out
 
@@ -112,6 +113,6 @@ async def test_a_killed_worker_loses_no_job_and_the_attempt_log_shows_the_lost_a
     assert {r.headers["idempotency-key"] for r in sent} == {sms_id}
     assert {r.json()["idempotencyKey"] for r in sent} == {sms_id}
     assert sms_recovered < FIRST_ATTEMPT_RECOVERY_LIMIT_S, sms_recovered
-    task_timeouts = [e async for e in dev_env.client.get_workflow_handle(sms_id).fetch_history_events()
+    task_timeouts = [e async for e in herald_client(dev_env).get_workflow_handle(sms_id).fetch_history_events()
                      if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT]
     assert len(task_timeouts) == 1

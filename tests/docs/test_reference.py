@@ -13,6 +13,7 @@ from api.main import create_app
 from api.openapi_export import REGENERATE, openapi_schema, render
 from api.responses import BullMQStatusWord, JobStatusWord, NotificationStatusWord
 from common.settings import Settings
+from tests.support.temporal import ENCRYPTION_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -36,7 +37,8 @@ def test_openapi_file_is_the_apps_current_schema():
 
 def test_the_schema_does_not_depend_on_the_settings():
     # So the file is the schema of every deployment, whatever its HERALD_* variables.
-    other = Settings(api_keys=["some-key"], max_body_bytes=1234,
+    other = Settings(api_keys=["some-key"], max_body_bytes=1234, max_subject_chars=10, max_sms_chars=10,
+                     encryption_key=ENCRYPTION_KEY, codec_origins=["https://ui.example"],
                      temporal_address="temporal.example:7233", webhook_allow_hosts=["10.0.0.0/8"])
     assert create_app(other).openapi() == openapi_schema()
 

@@ -27,7 +27,7 @@ from common.settings import Settings
 from devstack.smtp_sink import SmtpSink, read_outbox
 from tests.conftest import TEST_SERVER, register_search_attributes
 from tests.support.http_receiver import Answer, HttpReceiver
-from tests.support.temporal import WEBHOOK_SECRET, free_port, job_spec, running_workers
+from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, free_port, herald_client, job_spec, running_workers
 
 TO = "ada@example.com"
 DATA = {"event": "order.shipped", "orderId": 42}
@@ -159,11 +159,11 @@ async def record(out_dir: Path) -> None:
         await register_search_attributes(env)
         with tempfile.TemporaryDirectory() as tmp, SmtpSink(Path(tmp) / "outbox", port=free_port()) as sink:
             settings = Settings(
-                data_dir=Path(tmp), smtp_port=sink.port, webhook_secret=WEBHOOK_SECRET,
+                data_dir=Path(tmp), smtp_port=sink.port, webhook_secret=WEBHOOK_SECRET, encryption_key=ENCRYPTION_KEY,
                 webhook_allow_hosts=["127.0.0.1/8"], sms_gateway_url="http://127.0.0.1:9/unused",
                 temp_dir=Path(tmp) / "tmp", log_dir=Path(tmp) / "logs", session_dir=Path(tmp) / "sessions",
             )
-            rec = Recorder(env.client, out_dir, sink.outbox)
+            rec = Recorder(herald_client(env), out_dir, sink.outbox)
             async with running_workers(env.client, settings):
                 await email_sent(rec)
                 await webhook_500_500_200(rec)

@@ -10,6 +10,7 @@ from typing import Any, AsyncIterator
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
 
 from api.job_views import load_job
 from common.models import JobSpec, RetrySpec
@@ -18,6 +19,9 @@ from common.temporal import client_for
 from worker import build_workers
 
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+# The tests' payload keys (HERALD_ENCRYPTION_KEY): base64 of 32 bytes each; the old one for rotation.
+ENCRYPTION_KEY = "dGVzdHMtcGF5bG9hZC1rZXktMzItYnl0ZXMtbG9uZyE="
+OLD_ENCRYPTION_KEY = "b2xkLXRlc3RzLXBheWxvYWQta2V5LTMyLWJ5dGVzLiE="
 
 
 def free_port() -> int:
@@ -33,6 +37,13 @@ def job_spec(kind: str, *, family: str = "jobs", attempts: int = 3, backoff: str
         created_at=datetime.now(timezone.utc).isoformat(),
         retry=RetrySpec(max_attempts=attempts, backoff=backoff, delay_ms=backoff_ms), **fields,
     )
+
+
+def herald_client(env: WorkflowEnvironment) -> Client:
+    """A test environment's client (its connection, and its time skipping) with Herald's data converter:
+    what it starts is encrypted, and it reads what the workers wrote. Tests that must see what Temporal
+    keeps, ciphertext and all, use `env.client` itself."""
+    return client_for(env.client, Settings(encryption_key=ENCRYPTION_KEY))
 
 
 @contextlib.asynccontextmanager

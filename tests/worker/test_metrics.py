@@ -39,8 +39,9 @@ SMTP_PASSWORD = "smtp-pw-5d7e9a1c3b"
 SMS_TOKEN = "sms-token-2b4d6f8a0c"
 SMS_FALLBACK_TOKEN = "sms-fallback-9c7a5e3b1d"
 WEBHOOK_SECRET = "whsec_c2VjcmV0LWZvci1sb2ctdGVzdHMtb25seS0xMjM0NTY="
+ENCRYPTION_KEY = "bG9nLXRlc3RzLXBheWxvYWQta2V5LTMyLWJ5dGVzISE="
 SECRETS = [API_KEY, ADMIN_TOKEN, SMTP_PASSWORD, SMS_TOKEN, SMS_FALLBACK_TOKEN, WEBHOOK_SECRET,
-           WEBHOOK_SECRET.removeprefix("whsec_")]
+           WEBHOOK_SECRET.removeprefix("whsec_"), ENCRYPTION_KEY]
 FINAL = {"completed", "failed", "cancelled"}
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,7 +119,7 @@ async def test_worker_endpoint_serves_sdk_and_herald_metrics_and_logs_keep_secre
             smtp_port=smtp.port, smtp_password=SMTP_PASSWORD,
             sms_gateway_url=gateway.url + "/messages", sms_gateway_token=SMS_TOKEN,
             sms_fallback_token=SMS_FALLBACK_TOKEN,
-            webhook_secret=WEBHOOK_SECRET, webhook_allow_hosts=["127.0.0.1/8"],
+            webhook_secret=WEBHOOK_SECRET, webhook_allow_hosts=["127.0.0.1/8"], encryption_key=ENCRYPTION_KEY,
             temp_dir=tmp_path / "tmp", log_dir=tmp_path / "logs", session_dir=tmp_path / "sessions",
             worker_metrics_port=port,
         )
@@ -180,7 +181,7 @@ def test_the_worker_process_serves_its_endpoint_and_logs_json_lines(tmp_path):
     port = free_port()
     env = {**os.environ, "HERALD_WORKER_METRICS_PORT": str(port), "HERALD_DATA_DIR": str(tmp_path),
            "HERALD_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",  # nothing there: it waits and says so
-           "HERALD_WEBHOOK_SECRET": WEBHOOK_SECRET}
+           "HERALD_WEBHOOK_SECRET": WEBHOOK_SECRET, "HERALD_ENCRYPTION_KEY": ENCRYPTION_KEY}
     worker = subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -11,17 +11,17 @@ from temporalio.client import WorkflowFailureError
 from api.job_starter import email_job, sms_job, start_job
 from devstack.smtp_sink import read_outbox
 from tests.support.http_receiver import Answer, HttpReceiver
-from tests.support.temporal import WEBHOOK_SECRET, events, job_spec, job_state, running_workers
+from tests.support.temporal import WEBHOOK_SECRET, events, herald_client, job_spec, job_state, running_workers
 
 
 async def run_to_end(env, settings, request):
-    async with running_workers(env.client, settings):
-        handle = (await start_job(env.client, request)).handle
+    async with running_workers(herald_client(env), settings):
+        handle = (await start_job(herald_client(env), request)).handle
         try:
             await handle.result()
         except WorkflowFailureError:
             pass
-    return handle, await job_state(env.client, handle)
+    return handle, await job_state(herald_client(env), handle)
 
 
 @pytest.mark.parametrize(("family", "word"), [("jobs", "completed"), ("notify", "success")])
@@ -71,7 +71,7 @@ async def test_a_receiver_down_for_an_hour_still_gets_its_callback(time_env, mak
         handle, state = await run_to_end(time_env, make_settings(), email_job(spec, "ada@example.com", "Hi", "Body"))
     assert len(receiver.received) == 11
     assert state["callback"]["status"] == "delivered" and state["callback"]["attempts"] == 11
-    callback_run = time_env.client.get_workflow_handle(f"{handle.id}-callback")
+    callback_run = herald_client(time_env).get_workflow_handle(f"{handle.id}-callback")
     # Only the last of a retried activity's attempts is in history: its start, an hour and more
     # after the first attempt was scheduled.
     [scheduled] = await events(callback_run, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)

@@ -7,7 +7,7 @@ import os
 import time
 
 from api.job_starter import cleanup_job, start_job
-from tests.support.temporal import job_spec, job_state, running_workers
+from tests.support.temporal import herald_client, job_spec, job_state, running_workers
 
 DAY = 86400
 
@@ -20,10 +20,10 @@ def touch(path, age_seconds: float, content: str = "x") -> None:
 
 
 async def run_cleanup(env, settings, task: str) -> dict:
-    async with running_workers(env.client, settings):
-        handle = (await start_job(env.client, cleanup_job(job_spec("cleanup"), task))).handle
+    async with running_workers(herald_client(env), settings):
+        handle = (await start_job(herald_client(env), cleanup_job(job_spec("cleanup"), task))).handle
         await handle.result()
-    state = await job_state(env.client, handle)
+    state = await job_state(herald_client(env), handle)
     assert state["phase"] == "completed"
     return state["result"]
 

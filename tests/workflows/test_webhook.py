@@ -13,7 +13,7 @@ from temporalio.client import WorkflowFailureError
 from api.job_starter import start_job, webhook_job
 from tests.support.http_receiver import Answer, HttpReceiver, Received
 from tests.support.temporal import (
-    WEBHOOK_SECRET, attempt_gaps, job_spec, job_state, running_workers,
+    WEBHOOK_SECRET, attempt_gaps, herald_client, job_spec, job_state, running_workers,
 )
 
 DATA = {"event": "order.shipped", "order": {"id": 42, "items": ["book", "pen"]}, "note": "ünïcødé"}
@@ -25,13 +25,13 @@ def verified(request: Received, secret: str = WEBHOOK_SECRET) -> dict:
 
 async def deliver(env, settings, url: str, data=DATA, **spec_fields):
     spec = job_spec("webhook", family="notify", recipient=url, **spec_fields)
-    async with running_workers(env.client, settings):
-        handle = (await start_job(env.client, webhook_job(spec, url, data))).handle
+    async with running_workers(herald_client(env), settings):
+        handle = (await start_job(herald_client(env), webhook_job(spec, url, data))).handle
         try:
             await handle.result()
         except WorkflowFailureError:
             pass
-    return handle, await job_state(env.client, handle)
+    return handle, await job_state(herald_client(env), handle)
 
 
 async def test_500_500_200_is_three_signed_attempts_with_one_webhook_id(time_env, make_settings):
