@@ -1,8 +1,9 @@
-"""What a run shows in the Temporal Web UI without decoding its payloads: a short, redacted summary.
+"""What a run shows in the Temporal Web UI's run list and header: a short, redacted summary.
 
-Summaries are stored in plain text beside the run (user metadata), so they carry no personal
-data in full: an address or number is masked, a URL keeps its scheme and host, and no message
-text appears at all.
+Summaries are stored beside the run (user metadata), encrypted like every payload (common/codec.py),
+and the Web UI shows them decrypted in every list of runs, to whoever opens it; so they carry no
+personal data in full: an address or number is masked, a URL keeps its scheme and host, and no
+message text appears at all.
 """
 
 from __future__ import annotations
