@@ -233,7 +233,9 @@ async def run(args: argparse.Namespace) -> int:
               f"({'writing .eml files' if ceiling['saves_files'] else 'counting only'}), "
               f"{ceiling['sink_cpu_ms_per_email']} ms sink CPU per email; over SMTP sessions kept open (as "
               f"batches send) {ceiling['sessions_delivered_per_s']} emails/s, "
-              f"{ceiling['sessions_sink_cpu_ms_per_email']} ms sink CPU per email.")
+              f"{ceiling['sessions_sink_cpu_ms_per_email']} ms sink CPU per email."
+              + (" ! other work used 0.25 cores or more meanwhile: unreliable"
+                 if max(ceiling.get("other_cores") or 0, ceiling.get("sessions_other_cores") or 0) >= 0.25 else ""))
     for c in configs.values():
         print()
         print(config_table(c))

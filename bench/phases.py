@@ -753,7 +753,13 @@ async def run_ceiling(sink: SinkProcess, n: int, concurrency: int, timeout: floa
             # A session per sender kept open (what a batch does): the sink's ceiling for batches.
             "sessions_delivered_per_s": kept["rate"],
             "sessions_sink_cpu_ms_per_email": _r((kept["cpu1"]["sink"] - kept["cpu0"]["sink"]) * 1000 / n, 2),
+            "sessions_other_cores": _others(kept["cpu0"], kept["cpu1"], kept["window"]),
             "sink_cpu_ms_per_email": _r((cpu1["sink"] - cpu0["sink"]) * 1000 / n, 2),
             "driver_cpu_ms_per_email": _r((cpu1["driver"] - cpu0["driver"]) * 1000 / n, 2),
-            "other_cores": _r(max(0.0, sum((cpu1[k] - cpu0[k]) * (1 if k == "machine" else -1) for k in cpu1)) / window, 2),
+            "other_cores": _others(cpu0, cpu1, window),
             "saves_files": sink.save, "problems": problems, "ok": not problems}
+
+
+def _others(cpu0: dict[str, float], cpu1: dict[str, float], window: float) -> float | None:
+    """Cores the rest of the machine used meanwhile (the sink and the driver are ours)."""
+    return _r(max(0.0, sum((cpu1[k] - cpu0[k]) * (1 if k == "machine" else -1) for k in cpu1)) / window, 2)

@@ -161,9 +161,10 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
         # The sink's ceiling as a batch sends: over SMTP sessions kept open (else a connection per email).
         top = (ceiling or {}).get("sessions_delivered_per_s") or (ceiling or {}).get("delivered_per_s")
         if batches and top and batches.get("delivered_per_s"):
+            noisy = max(ceiling.get("other_cores") or 0, ceiling.get("sessions_other_cores") or 0) >= NOISY_CORES
             out.append({"target": f"Herald batches vs the SMTP sink's own ceiling ({where})", "limit": "info",
                         "measured": ratio(batches["delivered_per_s"], top), "unit": "x",
-                        "gap": None, "verdict": "info"})
+                        "gap": None, "verdict": "info", "noisy": noisy or _noisy(batches)})
     old = _phase(configs.get("file-default"), "api")
     if old and api:
         out.append({"target": "Herald API: make run's pragmas vs default pragmas (same code)",
