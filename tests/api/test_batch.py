@@ -5,6 +5,7 @@ thousand of them in one request within the history limits."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
@@ -186,3 +187,15 @@ async def test_a_terminated_batch_reads_its_unfinished_items_as_failed(api, dev_
     assert status["status"] == "failed" and "terminated" in status["error"], status
     batch = (await api.get(f"/batches/{accepted['batchId']}")).json()
     assert batch["done"] and batch["counts"]["failed"] == 1, batch
+
+
+async def test_an_idempotency_key_makes_a_retried_batch_the_same_batch(api, smtp_sink):
+    body = {"channel": "email", "items": [{"to": "once@example.com", "subject": "Once", "body": "b"}]}
+    headers = {"Idempotency-Key": f"batch-retry-{uuid.uuid4().hex}"}
+    first = await api.post("/notify/batch", json=body, headers=headers)
+    again = await api.post("/notify/batch", json=body, headers=headers)
+    assert first.status_code == again.status_code == 202, again.text
+    assert again.json() == first.json() and again.headers.get("Idempotency-Replayed") == "true"
+    [job_id] = first.json()["jobIds"]
+    await _until_done(api, first.json()["batchId"])
+    assert len(mail_for(smtp_sink.outbox, job_id)) == 1
