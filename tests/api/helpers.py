@@ -198,8 +198,8 @@ class ScriptedGateway:
 class ThreadedServer:
     """Serves an ASGI app with uvicorn on its own thread and loop, so tests never block it."""
 
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                                     lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
