@@ -26,6 +26,12 @@ def validation_error(field: str, message: str) -> ApiError:
     return ApiError(400, "validation_error", f"{field}: {message}", [{"field": field, "message": message}])
 
 
+def validation_errors(details: list[dict[str, str]]) -> ApiError:
+    """A 400 with one `{"field", "message"}` detail per bad field, worded as a refused body's."""
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+    return ApiError(400, "validation_error", f"invalid request: {summary}", details)
+
+
 def not_found(job_id: str) -> ApiError:
     return ApiError(404, "not_found", f"no job with id {job_id!r}")
 
@@ -60,9 +66,8 @@ async def _on_validation(request: Request, exc: RequestValidationError) -> JSONR
     errors = exc.errors()
     if any(e["type"] == "json_invalid" for e in errors):
         return error_response(400, "invalid_json", "the body is not valid JSON")
-    details = [{"field": _field(e["loc"]), "message": _message(e)} for e in errors]
-    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
-    return error_response(400, "validation_error", f"invalid request: {summary}", details)
+    return await _on_api_error(request, validation_errors(
+        [{"field": _field(e["loc"]), "message": _message(e)} for e in errors]))
 
 
 async def _on_api_error(request: Request, exc: ApiError) -> JSONResponse:

@@ -12,7 +12,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from common.destinations import BlockedDestination, check_url
-from api.errors import ApiError, validation_error
+from api.errors import validation_error, validation_errors
 from api.metrics import count_accepted
 from api.schemas import (
     EmailFields, JobOptions, SmsFields, TypedCleanupJob, TypedEmailJob, TypedJobBody, TypedSmsJob,
@@ -68,8 +68,7 @@ def check_limits(body: JobOptions, settings: Settings, where: str = "") -> None:
     details = [{"field": where + name, "message": f"must be at most {limit} {unit.get(name, 'characters')}"}
                for name, limit, size in limits if size > limit]
     if details:
-        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
-        raise ApiError(400, "validation_error", f"invalid request: {summary}", details)
+        raise validation_errors(details)
 
 
 def job_spec(job_id: str, kind: JobKind, family: JobFamily, options: JobOptions, settings: Settings,
