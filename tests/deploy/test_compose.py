@@ -1,0 +1,81 @@
+"""docker-compose.yml, the Dockerfile and deploy/ checked by reading them (Docker does not run here).
+
+What would otherwise only fail on someone's first `docker compose up`: a setting the code does not
+know, a required secret that compose would let through empty, a package the image lacks, a search
+attribute the cluster never registers.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from common.models import SEARCH_ATTRIBUTES
+from common.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+HERALD = ("api", "worker")
+# ${VAR:?message}: compose refuses to start when VAR is unset or empty.
+REQUIRED = re.compile(r"^\$\{(\w+):\?")
+
+
+def _environment(service: str) -> dict[str, str]:
+    return {name: str(value) for name, value in SERVICES[service]["environment"].items()}
+
+
+@pytest.mark.parametrize("service", HERALD)
+def test_api_and_worker_run_two_replicas_by_default(service):
+    assert SERVICES[service]["deploy"]["replicas"] >= 2
+
+
+@pytest.mark.parametrize("service", [name for name, spec in SERVICES.items() if spec.get("restart") != "no"])
+def test_every_long_running_service_has_a_healthcheck(service):
+    assert SERVICES[service]["healthcheck"]["test"]
+
+
+@pytest.mark.parametrize("service", HERALD)
+def test_every_herald_variable_is_a_setting(service):
+    fields = {f"HERALD_{name.upper()}" for name in Settings.model_fields}
+    unknown = [name for name in _environment(service) if name.startswith("HERALD_") and name not in fields]
+    assert not unknown, f"{service} sets variables Herald does not read: {unknown}"
+
+
+@pytest.mark.parametrize("service", HERALD)
+def test_secrets_are_required_and_never_defaulted(service):
+    env = _environment(service)
+    assert env["HERALD_DEV_MODE"] == "false"
+    required = {name for name, value in env.items() if REQUIRED.match(value)}
+    secrets = {"HERALD_WEBHOOK_SECRET", "HERALD_ENCRYPTION_KEY"}
+    if service == "api":
+        secrets |= {"HERALD_API_KEYS", "HERALD_ADMIN_TOKEN"}
+    assert secrets <= required, f"{service}: {sorted(secrets - required)} must be ${{VAR:?...}}"
+
+
+def test_api_and_worker_share_the_data_directory():
+    # A worker writes reports; any API replica serves them.
+    mounts = [set(SERVICES[service].get("volumes", [])) for service in HERALD]
+    assert mounts[0] & mounts[1], "api and worker need one shared volume for .data"
+
+
+def test_the_gateway_balances_the_api_port():
+    nginx = (ROOT / "deploy/nginx.conf").read_text()
+    port = _environment("api")["HERALD_API_PORT"]
+    assert f"http://api:{port}" in nginx
+
+
+def test_the_cluster_registers_every_search_attribute():
+    script = (ROOT / "deploy/register-search-attributes.sh").read_text()
+    registered = set(re.search(r'ATTRIBUTES="([^"]*)"', script).group(1).split())
+    assert registered == set(SEARCH_ATTRIBUTES)
+
+
+def test_the_image_holds_every_package_herald_imports():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (\S+) ", dockerfile, re.MULTILINE))
+    packages = {path.name for path in ROOT.iterdir() if (path / "__init__.py").exists() and path.name not in ("tests", "bench")}
+    assert packages <= copied, f"the Dockerfile does not COPY {sorted(packages - copied)}"
