@@ -20,8 +20,8 @@ from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExec
 from temporalio.common import Priority
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import ApiError, validation_error
-from api.job_starter import check_target, job_spec
+from api.errors import ApiError, validation_error, validation_errors
+from api.job_starter import check_limits, check_target, job_spec
 from api.job_views import JobView
 from api.metrics import jobs_accepted
 from api.schemas import EmailBatch, SmsBatch, WebhookBatch
@@ -61,14 +61,16 @@ def check_batch(body: EmailBatch | SmsBatch | WebhookBatch, settings: Settings) 
     if len(body.items) > settings.max_batch_items:
         raise validation_error("items", f"at most {settings.max_batch_items} items in one batch")
     details: list[Any] = []
-    if isinstance(body, WebhookBatch):
-        for n, item in enumerate(body.items):
+    for n, item in enumerate(body.items):
+        # The operator's field limits (HERALD_MAX_SUBJECT_CHARS, ...) and, for webhooks, the SSRF rules.
+        for check in (lambda: check_limits(item, settings, f"items.{n}."),
+                      lambda: check_target(f"items.{n}.url", getattr(item, "url", None), settings)):
             try:
-                check_target(f"items.{n}.url", item.url, settings)
+                check()
             except ApiError as err:
                 details += err.details
     if details:
-        raise ApiError(400, "validation_error", "; ".join(f"{d['field']}: {d['message']}" for d in details), details)
+        raise validation_errors(details)
 
 
 def batch_input(batch_id: str, body: EmailBatch | SmsBatch | WebhookBatch, settings: Settings) -> BatchInput:

@@ -419,9 +419,8 @@ class SmsItem(Body, SmsFields):
     pass
 
 
-class WebhookItem(Body):
-    url: str = Field(max_length=2048)
-    data: WebhookData = Field(description="sent exactly as given as the JSON body")
+class WebhookItem(Body, WebhookFields):
+    pass
 
 
 def _items(model: Any) -> Any:

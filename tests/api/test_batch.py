@@ -199,3 +199,15 @@ async def test_an_idempotency_key_makes_a_retried_batch_the_same_batch(api, smtp
     [job_id] = first.json()["jobIds"]
     await _until_done(api, first.json()["batchId"])
     assert len(mail_for(smtp_sink.outbox, job_id)) == 1
+
+
+async def test_the_operators_field_limits_apply_to_each_item(make_app, workers):
+    async with api_client(make_app(max_subject_chars=10, max_sms_chars=5), headers=AUTH) as limited:
+        items = [{"to": "a@example.com", "subject": "short", "body": "b"},
+                 {"to": "b@example.com", "subject": "far too long a subject", "body": "b"}]
+        body = assert_error(await limited.post("/notify/batch", json={"channel": "email", "items": items}),
+                            400, "validation_error")
+        assert [d["field"] for d in body["details"]] == ["items.1.subject"]
+        body = assert_error(await limited.post("/notify/batch", json={"channel": "sms", "items": [
+            {"phone": "+14155550161", "message": "123456"}]}), 400, "validation_error")
+        assert [d["field"] for d in body["details"]] == ["items.0.message"]
