@@ -23,7 +23,7 @@ from api.throttle import sms_slots
 from common.logs import log_event
 from common.jobs import JobRequest, StartOptions, start_options  # noqa: F401 - StartOptions: re-exported
 from common.models import (
-    CHANNELS, CleanupInput, CleanupTask, EmailMessage, FollowUp, JobFamily, JobKind, JobSpec, NotificationInput,
+    CHANNELS, CleanupInput, CleanupTask, EmailMessage, FollowUp, JobFamily, JobKind, JobSpec, JobState, NotificationInput,
     Phase, RetrySpec, SmsMessage, WebhookRequest,
 )
 from common.settings import Settings
@@ -142,6 +142,8 @@ async def start_job(client: Client, request: JobRequest, priority: int | None = 
         static_summary=start.summary,
         static_details=start.details,
         rpc_timeout=RPC_TIMEOUT,
+        # Started by name (common/jobs.py): every job workflow's result is its final JobState.
+        result_type=JobState,
     )
     log_event("job.added", job_id=spec.job_id, kind=spec.kind, family=spec.family, phase=phase.value,
               priority=priority, not_before=initial.not_before)

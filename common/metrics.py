@@ -46,6 +46,7 @@ DESCRIPTIONS = {
 # The job type an activity sends for (the `type` label), by activity type.
 ACTIVITY_JOB_TYPES: dict[str, str] = {
     "send_email": "email",
+    "send_typed_email": "email",
     "send_sms": "sms",
     "deliver_webhook": "webhook",
     "run_cleanup": "cleanup",

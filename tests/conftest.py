@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -7,6 +8,8 @@ import pytest
 import pytest_asyncio
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import ListOpenWorkflowExecutionsRequest
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from common.models import SEARCH_ATTRIBUTES
@@ -32,6 +35,24 @@ async def time_env():
     await register_search_attributes(env)
     yield env
     await env.shutdown()
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def no_workflow_outlives_its_time_skipping_test(request: pytest.FixtureRequest):
+    """Ends what a test left running on the shared time-skipping server (an entity workflow's idle
+    timer, a delayed job): when a later test skips time it would fire into a task for this test's
+    stopped worker, and the server holds its clock still until that task is done: a hang."""
+    yield
+    if "time_env" not in request.fixturenames:
+        return
+    env: WorkflowEnvironment = request.getfixturevalue("time_env")
+    service, namespace = env.client.workflow_service, env.client.namespace
+    listing = await service.list_open_workflow_executions(
+        ListOpenWorkflowExecutionsRequest(namespace=namespace, maximum_page_size=1000))
+    for execution in listing.executions:
+        handle = env.client.get_workflow_handle(execution.execution.workflow_id, run_id=execution.execution.run_id)
+        with contextlib.suppress(RPCError):
+            await handle.terminate(reason="the test that started it is over")
 
 
 _exit_status: list[int] = []

@@ -15,7 +15,10 @@ SMS = {"phone": "+14155550100", "message": "Text"}
 CLEANUP = {"task": "expire_sessions"}
 WEBHOOK = {"url": "http://127.0.0.1:9/hook", "data": {"a": 1}}
 CREATE = {"/jobs/email": EMAIL, "/jobs/sms": SMS, "/jobs/cleanup": CLEANUP,
-          "/notify/email": EMAIL, "/notify/sms": SMS, "/notify/webhook": WEBHOOK}
+          "/notify/email": EMAIL, "/notify/sms": SMS, "/notify/webhook": WEBHOOK,
+          "/notify/batch": {"channel": "email", "items": [EMAIL]},
+          "/notifications": {"type": "welcome", "userId": "u-1"},
+          "/reports": {"userId": "u-1", "reportType": "notification-history"}}
 UNKNOWN = "email-00000000000000000000"
 # Every route behind the client key, with a body that would otherwise be accepted.
 CLIENT_ROUTES = [("POST", path, body) for path, body in CREATE.items()] + [
@@ -23,6 +26,8 @@ CLIENT_ROUTES = [("POST", path, body) for path, body in CREATE.items()] + [
     ("POST", "/schedules", {"cron": "0 0 1 1 *", "job": {"type": "cleanup", "task": "delete_temp"}}),
     ("GET", "/schedules/{id}", None), ("DELETE", "/schedules/{id}", None),
     ("GET", "/notifications/{id}", None), ("GET", "/jobs/{id}/events", None),
+    ("GET", "/batches/{id}", None), ("GET", "/reports/{id}/result", None),
+    ("PUT", "/users/{id}", {"email": "ada@example.com"}), ("GET", "/users/{id}", None),
 ]
 OPEN_ROUTES = {"/healthz", "/readyz", "/metrics"}
 
@@ -144,7 +149,7 @@ async def test_nothing_is_started_for_a_refused_body(api, dev_env):
 def test_every_client_route_is_covered_here(app):
     """If a client route is added, it must be added to CLIENT_ROUTES (and so be checked for 401)."""
     routes = {(method.upper(), path.replace("{job_id}", "{id}").replace("{notification_id}", "{id}")
-               .replace("{schedule_id}", "{id}"))
+               .replace("{schedule_id}", "{id}").replace("{batch_id}", "{id}").replace("{userId}", "{id}"))
               for path, methods in app.openapi()["paths"].items() for method in methods}
     # The admin routes and the codec take the admin token (their own tests check 401 and 403).
     client = {(m, p) for m, p in routes if p not in OPEN_ROUTES and not p.startswith(("/admin", "/codec/"))}
