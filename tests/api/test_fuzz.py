@@ -176,6 +176,12 @@ async def test_every_operation_answers_by_its_schema(fuzz_api, schema, method, p
         case.body = _seeded(case.body, data)
     response = await _send(fuzz_api, case)
     _check_error_shape(case, response)
+    if response.status_code == 413:
+        # A refusal too, which schemathesis does not count as one: the generated body is over the
+        # body limit (the smaller, all routes'), so the API never read it.
+        assert response.json()["error"] == "payload_too_large"
+        assert len(response.request.content) > Settings().max_body_bytes
+        return
     case.validate_response(response, checks=CHECKS)
 
 

@@ -28,7 +28,7 @@ async def test_the_follow_up_starts_after_the_parent_completed_and_waits_its_own
         handle = (await start_job(client, parent)).handle
         final = await handle.result()  # a day passes in no time
         child_id = then_id(handle.id)
-        assert final["next"] == child_id and final["phase"] == "completed"
+        assert final.next == child_id and final.phase == "completed"
         assert [m["Subject"] for m in read_outbox(smtp_sink.outbox)] == ["First"]
 
         child = client.get_workflow_handle(child_id)
@@ -39,7 +39,7 @@ async def test_the_follow_up_starts_after_the_parent_completed_and_waits_its_own
             == handle.id
         assert child_started.event_time.ToDatetime() <= closed.event_time.ToDatetime()
         state = await child.result()  # its hour passes in no time too
-        assert state["phase"] == "completed" and state["job_id"] == child_id and not state.get("next")
+        assert state["phase"] == "completed" and state["job_id"] == child_id and not state.get("next")  # untyped handle
         [sent] = await local_activity_markers(child)
         assert sent.event_time.ToDatetime() - child_started.event_time.ToDatetime() >= timedelta(hours=1)
     mails = {m["Subject"]: m for m in read_outbox(smtp_sink.outbox)}
