@@ -1,0 +1,85 @@
+"""Record the histories of chained jobs (`then`) and reports for tests/replay/test_replay.py.
+
+    python -m tests.replay.record_chains tests/replay/histories/chains-v1
+
+Reports list a user's jobs from visibility, which the time-skipping test server lacks, so these
+are recorded on the dev server, through the API itself:
+- `then_parent_completed` and `then_follow_up_completed`: an email whose `then` is an SMS; the
+  parent completed and started the follow-up as a child (`<jobId>-then`), which was delivered;
+- `then_parent_failed`: a webhook refused for good (404) with a `then`: failed, no child started;
+- `report_built`: a `notification-history` report of a user with one typed notification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+from api.main import create_app
+from common.runtime import exit_skipping_teardown
+from common.settings import Settings
+from common.temporal import client_for
+from devstack.smtp_sink import SmtpSink
+from tests.api.helpers import address_of, api_client, dev_server
+from tests.replay.record_entities import save
+from tests.support.http_receiver import Answer, HttpReceiver
+from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, free_port, running_workers
+
+KEY = "record-key"
+FINAL = {"completed", "failed", "cancelled"}
+
+
+async def final(api, job_id: str) -> dict:
+    for _ in range(400):
+        body = (await api.get(f"/jobs/{job_id}/status")).json()
+        if body.get("status") in FINAL and (body.get("callback") or {}).get("status") != "pending":
+            return body
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{job_id} did not finish")
+
+
+async def record(out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    async with dev_server() as env:
+        with tempfile.TemporaryDirectory() as tmp, SmtpSink(Path(tmp) / "outbox", port=free_port()) as sink, \
+                HttpReceiver([Answer(200, {"id": "sms-1"})]) as gateway, HttpReceiver([Answer(404)]) as gone:
+            settings = Settings(encryption_key=ENCRYPTION_KEY, webhook_secret=WEBHOOK_SECRET, data_dir=Path(tmp),
+                                temporal_address=address_of(env), api_keys=[KEY], smtp_port=sink.port,
+                                sms_gateway_url=gateway.url + "/messages", webhook_allow_hosts=["127.0.0.1/8"],
+                                temp_dir=Path(tmp) / "tmp", log_dir=Path(tmp) / "logs",
+                                session_dir=Path(tmp) / "sessions")
+            client = client_for(env.client, settings)
+            async with running_workers(env.client, settings), \
+                    api_client(create_app(settings), headers={"Authorization": f"Bearer {KEY}"}) as api:
+                follow_up = {"type": "sms", "phone": "+14155550100", "message": "Shipped"}
+                parent = (await api.post("/jobs/email", json={"to": "ada@example.com", "subject": "Order",
+                                                              "body": "Thanks", "then": follow_up})).json()["jobId"]
+                done = await final(api, parent)
+                assert done["status"] == "completed" and done["next"] == f"{parent}-then", done
+                assert (await final(api, done["next"]))["status"] == "completed"
+                assert len(gateway.received) == 1
+                await save(client, parent, out_dir, "then_parent_completed")
+                await save(client, done["next"], out_dir, "then_follow_up_completed")
+
+                refused = (await api.post("/notify/webhook", json={"url": gone.url + "/hook", "data": {"n": 1},
+                                                                   "attempts": 1, "then": follow_up})).json()
+                failed = await final(api, refused["notificationId"])
+                assert failed["status"] == "failed" and not failed.get("next"), failed
+                await save(client, refused["notificationId"], out_dir, "then_parent_failed")
+
+                assert (await api.put("/users/ada", json={"email": "ada@example.com"})).status_code == 200
+                welcome = (await api.post("/notifications", json={"type": "welcome", "userId": "ada"})).json()
+                assert (await final(api, welcome["jobId"]))["status"] == "completed"
+                report = (await api.post("/reports", json={"userId": "ada",
+                                                           "reportType": "notification-history"})).json()["jobId"]
+                assert (await final(api, report))["status"] == "completed"
+                assert (await api.get(f"/reports/{report}/result")).status_code == 200
+                await save(client, report, out_dir, "report_built")
+                await client.get_workflow_handle("user-ada").terminate("recorded")
+
+
+if __name__ == "__main__":
+    asyncio.run(record(Path(sys.argv[1])))
+    exit_skipping_teardown(0)
