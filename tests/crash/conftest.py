@@ -116,7 +116,11 @@ def receiver() -> Iterator[Receiver]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        # A batch sends its items concurrently: the default backlog of 5 resets connections.
+        request_queue_size = 256
+
+    server = Server(("127.0.0.1", 0), Handler)
     got.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -1,7 +1,8 @@
 """Scale-out: two worker processes (`python -m worker`, as deployed) on the same task queues.
 
-Temporal hands each task to one of them: every job runs, and runs once. The far side sees each
-job's idempotency key on exactly one request, and both workers did part of the work.
+Temporal hands each task to one of them: every job and every batch item runs, and runs once. The
+far side sees each job's (and item's) idempotency key on exactly one request, and both workers did
+part of the work.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from tests.crash.conftest import Receiver, Step
 from tests.crash.test_worker_killed import eventually, final
 
 JOBS_PER_CHANNEL = 30
+BATCH_ITEMS = 60
 
 
 def sends_by_worker(workers) -> list[Counter]:
@@ -23,6 +25,7 @@ def sends_by_worker(workers) -> list[Counter]:
 async def test_two_workers_run_every_job_once(api, receiver: Receiver, start_worker):
     hook_url = receiver.script("/hook", Step(200, delay_s=0.05))
     receiver.script("/sms", Step(200, delay_s=0.05))
+    batch_url = receiver.script("/batch", Step(200, delay_s=0.05))
     workers = [start_worker(), start_worker()]
 
     posts = [api.post("/notify/webhook", json={"url": hook_url, "data": {"n": n}}) for n in range(JOBS_PER_CHANNEL)]
@@ -31,16 +34,23 @@ async def test_two_workers_run_every_job_once(api, receiver: Receiver, start_wor
     answers = await asyncio.gather(*posts)
     assert all(a.status_code == 202 for a in answers), [a.text for a in answers if a.status_code != 202]
     job_ids = [a.json().get("notificationId") or a.json()["jobId"] for a in answers]
+    # And batch items: each a job of its own, sent by slices that either worker may run.
+    batch = await api.post("/notify/batch", json={
+        "channel": "webhook", "items": [{"url": batch_url, "data": {"n": n}} for n in range(BATCH_ITEMS)]})
+    assert batch.status_code == 202, batch.text
+    item_ids = batch.json()["jobIds"]
 
-    states = await asyncio.gather(*(final(api, job_id, timeout=90) for job_id in job_ids))
+    states = await asyncio.gather(*(final(api, job_id, timeout=90) for job_id in job_ids + item_ids))
     assert {s["status"] for s in states} == {"completed"}
-    assert all(s["attempts"] == 1 for s in states)
+    assert all(s["attempts"] == 1 for s in states), [(s["id"], s["error"]) for s in states if s["attempts"] != 1]
 
-    # Each job reached the far side once, under its own key.
+    # Each job and each item reached the far side once, under its own key.
     hook_ids = Counter(r.headers["webhook-id"] for r in receiver.requests_to("/hook"))
     sms_keys = Counter(r.headers["idempotency-key"] for r in receiver.requests_to("/sms"))
+    item_hook_ids = Counter(r.headers["webhook-id"] for r in receiver.requests_to("/batch"))
     assert hook_ids == Counter(job_ids[:JOBS_PER_CHANNEL])
     assert sms_keys == Counter(job_ids[JOBS_PER_CHANNEL:])
+    assert item_hook_ids == Counter(item_ids)
 
     # Each attempt ran on exactly one worker, and both workers took a share.
     await eventually("both workers' logs", lambda: _logged(workers, len(job_ids)), timeout=10)
