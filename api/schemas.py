@@ -57,8 +57,8 @@ class Backoff(Body):
     delay: StrictInt = Field(2000, ge=1, le=MAX_BACKOFF_MS, description="first wait between attempts, ms")
 
 
-class JobOptions(Body):
-    """Options every job accepts."""
+class DeliveryOptions(Body):
+    """When and how persistently to send: the options of every job, and those a batch's items share."""
 
     delay: StrictInt | None = Field(None, ge=0, le=MAX_DELAY_MS, description="wait this long (ms) before sending")
     deliverAt: Annotated[AwareDatetime | None, BeforeValidator(_date_time_text)] = Field(
@@ -66,11 +66,6 @@ class JobOptions(Body):
     attempts: StrictInt = Field(3, ge=1, le=25, description="most attempts before the job fails")
     backoff: Backoff = Field(default_factory=Backoff)
     priority: StrictInt | None = Field(None, ge=1, le=5, description="1 is most urgent")
-    webhookUrl: str | None = Field(None, max_length=2048, description="receives the signed final state")
-    then: Annotated[TypedJob | None, BeforeValidator(_bounded_chain)] = Field(
-        None, description="a follow-up job (`type` and that type's body and options, itself allowed a `then`), "
-                          f"started once this job has completed, never after a failure or a cancel; at most "
-                          f"{MAX_THEN_DEPTH} chained")
 
     # A field validator (delay is validated before deliverAt), so the detail names `deliverAt`: a
     # model-level error would be reported as field `body`, which is also an email's `body` field.
@@ -80,6 +75,16 @@ class JobOptions(Body):
         if value is not None and info.data.get("delay") is not None:
             raise ValueError("give either delay or deliverAt, not both")
         return value
+
+
+class JobOptions(DeliveryOptions):
+    """Options every job accepts."""
+
+    webhookUrl: str | None = Field(None, max_length=2048, description="receives the signed final state")
+    then: Annotated[TypedJob | None, BeforeValidator(_bounded_chain)] = Field(
+        None, description="a follow-up job (`type` and that type's body and options, itself allowed a `then`), "
+                          f"started once this job has completed, never after a failure or a cancel; at most "
+                          f"{MAX_THEN_DEPTH} chained")
 
 
 def _e164(value: str) -> str:
@@ -388,22 +393,9 @@ _complete(TypedNotification)
 MAX_BATCH_ITEMS_CEILING = 5000
 
 
-class BatchOptions(Body):
-    """The options a batch's items share: those of a job, without `webhookUrl` and `then`."""
-
-    delay: StrictInt | None = Field(None, ge=0, le=MAX_DELAY_MS, description="wait this long (ms) before sending")
-    deliverAt: Annotated[AwareDatetime | None, BeforeValidator(_date_time_text)] = Field(
-        None, description="send at this instant (ISO 8601 with offset)")
-    attempts: StrictInt = Field(3, ge=1, le=25, description="most attempts of each item before it fails")
-    backoff: Backoff = Field(default_factory=Backoff)
-    priority: StrictInt | None = Field(None, ge=1, le=5, description="1 is most urgent")
-
-    @field_validator("deliverAt")
-    @classmethod
-    def _one_schedule(cls, value: AwareDatetime | None, info: ValidationInfo) -> AwareDatetime | None:
-        if value is not None and info.data.get("delay") is not None:
-            raise ValueError("give either delay or deliverAt, not both")
-        return value
+class BatchOptions(DeliveryOptions):
+    """The options a batch's items share: those of a job, without `webhookUrl` and `then` (each item
+    retries on its own: `attempts` counts an item's attempts)."""
 
     def job_options(self) -> JobOptions:
         """The same options as a job's (for the spec every item shares)."""

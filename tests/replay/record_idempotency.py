@@ -24,6 +24,7 @@ from common.runtime import exit_skipping_teardown
 from common.settings import Settings
 from common.temporal import client_for
 from tests.api.helpers import start_dev_server
+from tests.replay.record_entities import save
 from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, running_workers
 
 ANSWER = StoredAnswer(status=202, headers=[["content-type", "application/json"]], body='{"jobId":"email-1"}')
@@ -35,14 +36,6 @@ class _Gateway:
 
     async def client(self):
         return self._client
-
-
-async def save(client, workflow_id: str, out_dir: Path, name: str) -> None:
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    started = history.events[0].workflow_execution_started_event_attributes
-    started.workflow_id = started.workflow_id or workflow_id
-    (out_dir / f"{name}.json").write_text(history.to_json())
-    print(f"{name}: {len(history.events)} events")
 
 
 async def record(out_dir: Path) -> None:
