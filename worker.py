@@ -21,7 +21,7 @@ from activities.attempt_log import AttemptLogInterceptor
 from activities.sms import SmsActivities
 from activities.users import TypedEmailActivities
 from activities.webhook import WebhookActivities
-from api.schedule_store import ensure_at_start
+from common.builtin_schedules import ensure_at_start
 from common.logs import configure_logging, redact_secrets_of
 from common.models import QUEUE_CHANNELS, TASK_QUEUES
 from common.runtime import exit_skipping_teardown

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 from temporalio.client import Client, WorkflowHandle
@@ -21,9 +20,9 @@ from api.schemas import (
 from api.temporal import RPC_TIMEOUT, TemporalGateway
 from api.throttle import sms_slots
 from common.logs import log_event
-from common.jobs import JobRequest, StartOptions, start_options  # noqa: F401 - StartOptions: re-exported
+from common.jobs import JobRequest, StartOptions, new_spec, start_options  # noqa: F401 - StartOptions: re-exported
 from common.models import (
-    CHANNELS, CleanupInput, CleanupTask, EmailMessage, FollowUp, JobFamily, JobKind, JobSpec, JobState, NotificationInput,
+    CleanupInput, CleanupTask, EmailMessage, FollowUp, JobFamily, JobKind, JobSpec, JobState, NotificationInput,
     Phase, RetrySpec, SmsMessage, WebhookRequest,
 )
 from common.settings import Settings
@@ -76,22 +75,13 @@ def job_spec(job_id: str, kind: JobKind, family: JobFamily, options: JobOptions,
     """The spec of a job from its options; `where` is the options' path in the body (`then.`)."""
     check_limits(options, settings, where)
     check_target(f"{where}webhookUrl", options.webhookUrl, settings)
-    return JobSpec(
-        job_id=job_id, kind=kind, family=family,
-        created_at=datetime.now(timezone.utc).isoformat(),
-        retry=RetrySpec(max_attempts=options.attempts, backoff=options.backoff.type,
-                        delay_ms=options.backoff.delay),
+    return new_spec(
+        job_id, kind, family, settings,
+        retry=RetrySpec(max_attempts=options.attempts, backoff=options.backoff.type, delay_ms=options.backoff.delay),
         delay_ms=options.delay or 0,
         deliver_at=options.deliverAt.isoformat() if options.deliverAt else None,
         callback_url=options.webhookUrl,
         recipient=recipient,
-        attempt_timeout_s=settings.send_timeout_seconds,
-        retry_after_cap_s=settings.retry_after_cap_seconds,
-        # A send's attempts heartbeat (activities/attempt_log.py); a cleanup's and a report's do not.
-        heartbeat_timeout_s=(settings.send_heartbeat_timeout_seconds or None) if kind not in ("cleanup", "report")
-        else None,
-        # A rate-limited channel sends every attempt as an activity: the limit only counts those.
-        first_attempt_local=settings.rate_limit(CHANNELS[kind]) is None,
         then=follow_up(options.then, family, settings, f"{where}then.") if options.then else None,
     )
 

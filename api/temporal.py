@@ -10,9 +10,8 @@ from temporalio.service import RetryConfig, RPCError, RPCStatusCode
 
 from api.errors import temporal_unavailable
 from common.settings import Settings
-from common.temporal import connect
+from common.temporal import RPC_TIMEOUT, connect  # noqa: F401 - RPC_TIMEOUT: the API's routes take it from here
 
-RPC_TIMEOUT = timedelta(seconds=10)
 # Ride out a blip, but tell a client "503, retry later" within ~3 s rather than hold it for 10.
 CLIENT_RETRIES = RetryConfig(max_elapsed_time_millis=3000, max_retries=6)
 UNREACHABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}

@@ -1,7 +1,7 @@
 """How a job's workflow is started: its workflow, task queue, memo, search attributes and summary.
 
 One definition for every starter: the API (api/job_starter.py), a schedule's action
-(api/schedule_store.py) and a job's `then` follow-up, which its parent workflow starts as a child
+(common/builtin_schedules.py, api/schedule_store.py) and a job's `then` follow-up, which its parent workflow starts as a child
 (workflows/job_tracking.py). So it takes the moment of the start as `now` (the workflow passes
 `workflow.now()`) and names the workflow by its pinned name, since common/ imports no workflow.
 """
@@ -15,9 +15,10 @@ from typing import Any
 from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes
 
 from common.models import (
-    JOB_STATUS_KEY, JOB_TYPE_KEY, JOB_USER_KEY, STATE_MEMO_KEY, TASK_QUEUES, CallbackState, CleanupInput, JobState,
-    NotificationInput, Phase, ReportInput,
+    CHANNELS, JOB_STATUS_KEY, JOB_TYPE_KEY, JOB_USER_KEY, STATE_MEMO_KEY, TASK_QUEUES, CallbackState, CleanupInput,
+    FollowUp, JobFamily, JobKind, JobSpec, JobState, NotificationInput, Phase, ReportInput, RetrySpec,
 )
+from common.settings import Settings
 from common.summaries import job_details, job_summary
 
 JobRequest = NotificationInput | CleanupInput | ReportInput
@@ -69,4 +70,27 @@ def start_options(request: JobRequest, priority: int | None = None, now: datetim
         state=initial,
         summary=job_summary(request),
         details=job_details(request),
+    )
+
+
+def new_spec(job_id: str, kind: JobKind, family: JobFamily, settings: Settings, *, retry: RetrySpec | None = None,
+             delay_ms: int = 0, deliver_at: str | None = None, callback_url: str | None = None,
+             recipient: str | None = None, then: FollowUp | None = None) -> JobSpec:
+    """A job's spec, with what the deployment's settings decide for every job (timeouts, heartbeats)."""
+    return JobSpec(
+        job_id=job_id, kind=kind, family=family,
+        created_at=datetime.now(timezone.utc).isoformat(),
+        retry=retry or RetrySpec(),
+        delay_ms=delay_ms,
+        deliver_at=deliver_at,
+        callback_url=callback_url,
+        recipient=recipient,
+        attempt_timeout_s=settings.send_timeout_seconds,
+        retry_after_cap_s=settings.retry_after_cap_seconds,
+        # A send's attempts heartbeat (activities/attempt_log.py); a cleanup's and a report's do not.
+        heartbeat_timeout_s=(settings.send_heartbeat_timeout_seconds or None) if kind not in ("cleanup", "report")
+        else None,
+        # A rate-limited channel sends every attempt as an activity: the limit only counts those.
+        first_attempt_local=settings.rate_limit(CHANNELS[kind]) is None,
+        then=then,
     )

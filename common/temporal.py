@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
@@ -20,6 +21,9 @@ from temporalio.service import RetryConfig, TLSConfig
 
 from common.codec import EncryptionCodec
 from common.settings import Settings
+
+# How long one call to Temporal may take (the API's and the worker's own calls, not a job's wait).
+RPC_TIMEOUT = timedelta(seconds=10)
 
 log = logging.getLogger("herald.temporal")
 

@@ -20,7 +20,7 @@ import pytest
 from temporalio.client import ScheduleOverlapPolicy
 from temporalio.common import SearchAttributeKey
 
-from api.schedule_store import ensure_builtin_schedules
+from common.builtin_schedules import ensure_builtin_schedules
 from common.models import STATE_MEMO_KEY
 from common.schedules import BUILTIN_SCHEDULES, cron_of
 from devstack.smtp_sink import read_outbox

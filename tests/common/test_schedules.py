@@ -9,8 +9,9 @@ import pytest
 from pydantic import ValidationError
 from temporalio.client import ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 
-from api.schedule_store import builtin_schedule, job_body, job_request, job_schedule
+from api.schedule_store import job_body, job_request
 from api.schemas import ScheduleCreate
+from common.builtin_schedules import builtin_schedule, job_schedule
 from common.models import JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, CleanupInput, NotificationInput
 from common.schedules import (
     BUILTIN_SCHEDULES, CATCHUP_WINDOW, cron_of, next_run_after, schedule_spec, validate_cron, validate_timezone,
