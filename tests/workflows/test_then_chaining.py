@@ -6,12 +6,28 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
+from temporalio.testing import WorkflowEnvironment
 
 from api.job_starter import email_job, start_job
 from common.models import FollowUp, then_id
 from devstack.smtp_sink import read_outbox
+from tests.conftest import TEST_SERVER, register_search_attributes
 from tests.support.temporal import events, herald_client, job_spec, local_activity_markers, running_workers
+
+
+@pytest_asyncio.fixture
+async def own_time_env():
+    """A time-skipping server of this test's own: the follow-up outlives its parent (ABANDON), and
+    the test server then keeps the parent's closed run busy with the child's completion, which
+    stalls time skipping for the next test (about a minute per backoff) on a shared server."""
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER))
+    await register_search_attributes(env)
+    try:
+        yield env
+    finally:
+        await env.shutdown()
 
 
 def _email(job_id: str, to: str, subject: str, **spec_fields):
@@ -20,8 +36,8 @@ def _email(job_id: str, to: str, subject: str, **spec_fields):
 
 
 async def test_the_follow_up_starts_after_the_parent_completed_and_waits_its_own_delay(
-        time_env, make_settings, smtp_sink):
-    client = herald_client(time_env)
+        own_time_env, make_settings, smtp_sink):
+    client = herald_client(own_time_env)
     follow_up = FollowUp(notification=_email("", "second@example.com", "Second", delay_ms=3_600_000))
     parent = _email("email-chain-parent-1", "first@example.com", "First", delay_ms=86_400_000, then=follow_up)
     async with running_workers(client, make_settings()):
