@@ -25,13 +25,14 @@ with workflow.unsafe.imports_passed_through():
 
 @workflow.defn(name="IdempotencyKeyWorkflow")
 class IdempotencyKeyWorkflow:
-    def __init__(self) -> None:
-        self.key = KeyState()
+    # Set from the input before any handler runs: a claim or an answer in a continued run's first
+    # task must see the key's carried state, not an empty one (it would proceed, and a job be made twice).
+    @workflow.init
+    def __init__(self, start: KeyStart) -> None:
+        self.key = start.state or KeyState()
 
     @workflow.run
     async def run(self, start: KeyStart) -> None:
-        if start.state:
-            self.key = start.state
         until = _parse(start.until) if start.until else workflow.info().start_time + timedelta(seconds=start.keep_s)
         try:
             # The key is kept until then; a long-lived busy key moves to a fresh history first.
