@@ -34,7 +34,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.client import RPCTimeoutOrCancelledError, WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
@@ -56,6 +56,7 @@ KEY_PATTERN = r"^[!-~](?:[ -~]{0,253}[!-~])?$"
 _KEY = re.compile(KEY_PATTERN)
 # The key's workflow runs on the maintenance queue: every worker polls it, and it is quiet.
 TASK_QUEUE = TASK_QUEUES["cleanup"]
+COMPLETE_TRIES = 3
 # Answers not worth replaying: the caller should be able to try again and get another one.
 NOT_KEPT = {401, 403, 408, 425, 429}
 # An answer larger than this is sent but not kept (Temporal payloads stay small); none is today.
@@ -82,6 +83,9 @@ class IdempotencyMiddleware:
                                              "ending with a space")
             return await _send_error(send, error)
         body = await _read_body(receive)  # the body limit (an outer middleware) applies while reading
+        if body is None:
+            # Gone mid-upload: claiming the key for part of a body would refuse the client's full retry.
+            return
         store = KeyStore(scope["app"].state.gateway, self.settings, key_workflow_id(credential, key))
         request_id = uuid.uuid4().hex
         try:
@@ -161,7 +165,7 @@ class KeyStore:
                 return await asyncio.wait_for(client.execute_update_with_start_workflow(
                     IdempotencyKeyWorkflow.claim, claim, start_workflow_operation=start,
                     rpc_timeout=timedelta(seconds=deadline)), deadline)
-            except asyncio.TimeoutError as exc:
+            except (asyncio.TimeoutError, RPCTimeoutOrCancelledError) as exc:
                 raise temporal_unavailable(f"the {HEADER} store did not answer within {deadline:g} s") from exc
             except RPCError as exc:
                 if is_unreachable(exc):
@@ -176,13 +180,20 @@ class KeyStore:
         raise AssertionError("unreachable")
 
     async def complete(self, done: Completion) -> None:
-        try:
-            client = await self.gateway.client()
-            await client.get_workflow_handle(self.workflow_id).signal(
-                IdempotencyKeyWorkflow.complete, done, rpc_timeout=RPC_TIMEOUT)
-        except Exception as exc:  # noqa: BLE001 - the lease frees the key anyway
-            log.warning("Idempotency-Key answer not stored (%s): the key frees itself after %g s",
-                        exc, self.settings.idempotency_lease_seconds)
+        # Tried a few times: an answer not stored frees the key when its lease ends, and a retry after
+        # that would run the request again.
+        for attempt in range(COMPLETE_TRIES):
+            try:
+                client = await self.gateway.client()
+                await client.get_workflow_handle(self.workflow_id).signal(
+                    IdempotencyKeyWorkflow.complete, done, rpc_timeout=RPC_TIMEOUT)
+                return
+            except Exception as exc:  # noqa: BLE001 - the lease frees the key anyway
+                if attempt == COMPLETE_TRIES - 1:
+                    log.error("Idempotency-Key answer not stored (%s): the key frees itself after %g s, and a "
+                              "retry after that runs the request again", exc, self.settings.idempotency_lease_seconds)
+                    return
+                await asyncio.sleep(0.2 * (attempt + 1))
 
 
 def _worth_keeping(status: int) -> bool:
@@ -242,12 +253,13 @@ def _credential(scope: Scope) -> str | None:
     return None
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole body; None when the client went away before sending all of it."""
     chunks, more = [], True
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            return None
         chunks.append(message.get("body", b""))
         more = message.get("more_body", False)
     return b"".join(chunks)

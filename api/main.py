@@ -8,6 +8,7 @@ import email_validator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.body_limit import BodyLimitMiddleware
@@ -44,6 +45,17 @@ async def _on_rpc_error(request: Request, exc: RPCError) -> JSONResponse:
     return error_response(502, "temporal_error", f"Temporal refused the call: {exc.message}")
 
 
+async def _on_rpc_timeout(request: Request, exc: RPCTimeoutOrCancelledError) -> JSONResponse:
+    # An update or a query Temporal did not answer in time (no worker, or Temporal slow): as unreachable.
+    err = temporal_unavailable(str(exc) or "Temporal did not answer in time")
+    return error_response(err.status, err.error, err.message, headers=err.headers)
+
+
+async def _on_query_failed(request: Request, exc: WorkflowQueryFailedError) -> JSONResponse:
+    log.error("a workflow query failed: %s", exc)
+    return error_response(502, "temporal_error", f"Temporal could not answer the query: {exc}")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     redact_secrets_of(settings)  # a last guard: common/logs.py masks them in every line
@@ -67,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.gateway = TemporalGateway(settings)
     install_error_handlers(app, refuse_first=unauthorized_caller)
     app.add_exception_handler(RPCError, _on_rpc_error)
+    app.add_exception_handler(RPCTimeoutOrCancelledError, _on_rpc_timeout)
+    app.add_exception_handler(WorkflowQueryFailedError, _on_query_failed)
     # Inside the body limit (it reads bodies whole), outside everything that answers.
     app.add_middleware(IdempotencyMiddleware, settings=settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,

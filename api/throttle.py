@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.client import Client, RPCTimeoutOrCancelledError, WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -78,7 +78,7 @@ async def _release(client: Client, key: str, token: str) -> None:
     try:
         await client.get_workflow_handle(key).execute_update(SmsQuotaWorkflow.release, token,
                                                              id=f"release-{token}", rpc_timeout=RPC_TIMEOUT)
-    except (RPCError, WorkflowUpdateFailedError) as exc:
+    except (RPCError, WorkflowUpdateFailedError, RPCTimeoutOrCancelledError) as exc:
         # Not released: the slots count until they expire (a refusal too many, never one too few).
         log_event("sms_quota.release_failed", key=key, error=str(exc))
 
@@ -116,6 +116,8 @@ async def reserve_sms(client: Client, settings: Settings, numbers: Sequence[str]
     for failure in failures:
         if isinstance(failure, RPCError) and is_unreachable(failure):
             raise temporal_unavailable(failure.message) from failure
+        if isinstance(failure, RPCTimeoutOrCancelledError):
+            raise temporal_unavailable(str(failure) or "Temporal did not answer in time") from failure
     if failures:
         raise failures[0]
     if refused:

@@ -4,6 +4,7 @@ dev server (update-with-start), real workers and the SMTP sink."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 
@@ -130,6 +131,28 @@ async def test_a_body_over_the_limit_is_a_413_and_never_reaches_the_store(api, d
     response = await api.post("/jobs/email", json=email(body="x" * (settings.max_body_bytes + 1)),
                               headers={"Idempotency-Key": key})
     assert_error(response, 413, "payload_too_large")
+    await assert_no_key(dev_env, settings, f"client\n{API_KEY}", key)
+
+
+async def test_a_client_gone_mid_upload_leaves_the_key_free(app, workers, dev_env, settings):
+    """Only a whole body claims a key: a part of one, kept, would refuse the client's full retry (409)."""
+    key = new_key()
+    body = json.dumps(email()).encode()
+    messages = [{"type": "http.request", "body": body[:20], "more_body": True}, {"type": "http.disconnect"}]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    headers = [(b"authorization", f"Bearer {API_KEY}".encode()), (b"idempotency-key", key.encode()),
+               (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/jobs/email", "raw_path": b"/jobs/email", "query_string": b"",
+             "root_path": "", "headers": headers, "client": ("127.0.0.1", 5000), "server": ("test", 80)}
+    await app(scope, receive, send)
     await assert_no_key(dev_env, settings, f"client\n{API_KEY}", key)
 
 
