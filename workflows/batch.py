@@ -42,6 +42,8 @@ from workflows.failures import failure_message
 
 # NotificationWorkflow's branch for a batch item's dead letter (workflows/notification.py).
 BATCH_DEAD_LETTER = "batch-dead-letter"
+# An item whose attempt fails after its batch was cancelled is cancelled, not retried.
+CANCEL_STOPS_RETRIES = "batch-cancel-stops-retries"
 JOB_FAILED = "JobFailed"
 WAITING = (Phase.QUEUED, Phase.DELAYED)
 MAX_BACKOFF = timedelta(hours=1)
@@ -56,6 +58,8 @@ class BatchWorkflow:
         self.items: list[BatchItemState] = []
         self._due: dict[int, datetime] = {}
         self._running: list[Any] = []  # the slice activities in flight
+        # The whole batch was cancelled: an item whose attempt was in flight then is not retried.
+        self._cancelled_all = False
 
     @workflow.run
     async def run(self, batch: BatchInput) -> BatchResult:
@@ -74,6 +78,7 @@ class BatchWorkflow:
         except asyncio.CancelledError:
             # Cancelled from outside the API (the Web UI, `temporal workflow cancel`): the waiting
             # items are cancelled; the slices in flight finish and record how their items went.
+            self._cancelled_all = True
             self._cancel(self._waiting())
             await workflow.wait_condition(lambda: all(task.done() for task in self._running))
             for task in self._running:
@@ -174,6 +179,11 @@ class BatchWorkflow:
             self.items[n] = replace(item, phase=Phase.FAILED, error=outcome.error, updated_at=now.isoformat())
             count_job_finished(spec.kind, Phase.FAILED.value)
             return n
+        if self._cancelled_all and workflow.patched(CANCEL_STOPS_RETRIES):
+            # Its attempt failed after the batch was cancelled: cancelled, not retried (and so final).
+            self.items[n] = replace(item, phase=Phase.CANCELLED, error=outcome.error, updated_at=now.isoformat())
+            count_job_finished(spec.kind, Phase.CANCELLED.value)
+            return None
         wait = timedelta(seconds=outcome.retry_after_s) if outcome.retry_after_s else self._backoff(item.attempts)
         self._due[n] = now + wait
         self.items[n] = replace(item, phase=Phase.DELAYED, error=outcome.error, updated_at=now.isoformat(),
@@ -232,6 +242,8 @@ class BatchWorkflow:
     def cancel(self, n: int | None) -> dict[str, Any]:
         """Cancel item `n` (None: every waiting item); answers how many were cancelled and, for one
         item, its phase now."""
+        if n is None:
+            self._cancelled_all = True
         cancelled = self._cancel(self._waiting() if n is None else [n])
         return {"cancelled": cancelled, "phase": self.items[n].phase.value if n is not None else None}
 

@@ -71,6 +71,26 @@ async def test_a_batch_cancelled_in_temporal_cancels_its_waiting_items_and_compl
     assert view.phase.value == "cancelled" and not receiver.received
 
 
+async def test_an_item_that_fails_after_its_batch_was_cancelled_is_cancelled_not_retried(time_env, make_settings):
+    client = herald_client(time_env)
+    spec = replace(job_spec("webhook", family="notify", attempts=3, backoff_ms=1000), job_id=new_batch_id())
+    # In flight when the cancel comes (answered a second later), then a retryable 503.
+    with HttpReceiver([Answer(503, delay_s=1.0)]) as receiver:
+        batch = BatchInput(job=spec, webhooks=[BatchWebhook(url=receiver.url, data={"n": n}) for n in range(2)])
+        async with running_workers(client, make_settings()):
+            handle = (await start_batch(client, batch, None)).handle
+            for _ in range(200):
+                if len(receiver.received) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            await handle.cancel()
+            result = await handle.result()
+    # Final, so the batch is done; each sent once, never again after the cancel.
+    assert [i.phase.value for i in result.items] == ["cancelled"] * 2
+    assert [i.attempts for i in result.items] == [1, 1] and len(receiver.received) == 2
+    assert all("503" in (i.error or "") for i in result.items)
+
+
 async def wait_for_timer(handle, timeout_s: float = 10) -> None:
     # Polled in wall time: time skips only while a result is awaited.
     for _ in range(int(timeout_s / 0.05)):
