@@ -302,7 +302,7 @@ class DeadLetterFilter(Body):
 
 
 # ---- users and typed notifications (api/routers/users.py, api/routers/notifications.py) ------------
-# A userId names the user's workflow (`user-<userId>`): letters, digits and `._:@-`, at most 128.
+# A userId (its digest names the user's workflow): letters, digits and `._:@-`, at most 128.
 USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, max_length=128,
                               description="the client's own id for the user: letters, digits and `._:@-`, "

@@ -515,7 +515,8 @@ ENTITY_TASK_QUEUE = TASK_QUEUES["cleanup"]
 
 
 def user_workflow_id(user_id: str) -> str:
-    return f"user-{user_id}"
+    # A digest, like HeraldUser: a userId is often an email address, and workflow ids are not encrypted.
+    return f"user-{user_ref(user_id)}"
 
 
 @dataclass

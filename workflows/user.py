@@ -1,4 +1,5 @@
-"""One user's contact data, kept in Temporal: an entity workflow per user (id `user-<userId>`).
+"""One user's contact data, kept in Temporal: an entity workflow per user (id `user-<digest of the
+userId>`: a userId may be an email address, and workflow ids are not encrypted).
 
 PUT /users/{userId} is an update-with-start of the `put` update (the first PUT starts the
 workflow), GET /users/{userId} and a typed notification's send read it with the `profile` query.

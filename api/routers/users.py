@@ -1,6 +1,6 @@
 """Users: the contact data typed notifications resolve a `userId` against, kept in Temporal.
 
-Each user is an entity workflow (workflows/user.py, id `user-<userId>`): PUT is an
+Each user is an entity workflow (workflows/user.py, id `user-<digest of the userId>`): PUT is an
 update-with-start of its `put` update (the first PUT starts it), GET its `profile` query. No
 second database: every API replica reads and writes the same user.
 """

@@ -68,3 +68,12 @@ async def test_invalid_users_are_refused_field_by_field(api, body, fields):
 @pytest.mark.parametrize("user_id", ["has space", "-leading-dash", "x" * 129, "semi;colon"])
 async def test_a_user_id_outside_the_charset_is_refused(api, user_id):
     assert_error(await api.put(f"/users/{user_id}", json={"email": "a@example.com"}), 400, "validation_error")
+
+
+async def test_a_user_id_that_is_an_email_address_is_not_in_the_workflow_id(api, dev_env):
+    user_id = f"ada.{new_user_id()}@example.com"
+    assert (await api.put(f"/users/{user_id}", json={"phone": "+14155550123"})).status_code == 200
+    assert (await api.get(f"/users/{user_id}")).json()["userId"] == user_id
+    workflow_id = user_workflow_id(user_id)
+    assert "example.com" not in workflow_id and "ada" not in workflow_id
+    assert (await dev_env.client.get_workflow_handle(workflow_id).describe()).workflow_type == "UserWorkflow"

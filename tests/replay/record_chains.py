@@ -19,6 +19,7 @@ from pathlib import Path
 
 from api.main import create_app
 from common.runtime import exit_skipping_teardown
+from common.models import user_workflow_id
 from common.settings import Settings
 from common.temporal import client_for
 from devstack.smtp_sink import SmtpSink
@@ -77,7 +78,7 @@ async def record(out_dir: Path) -> None:
                 assert (await final(api, report))["status"] == "completed"
                 assert (await api.get(f"/reports/{report}/result")).status_code == 200
                 await save(client, report, out_dir, "report_built")
-                await client.get_workflow_handle("user-ada").terminate("recorded")
+                await client.get_workflow_handle(user_workflow_id("ada")).terminate("recorded")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from api.errors import ApiError
 from api.main import create_app
 from api.throttle import quota_key, reserve_sms
 from common.runtime import exit_skipping_teardown
+from common.models import user_workflow_id
 from common.settings import Settings
 from common.temporal import client_for
 from devstack.smtp_sink import SmtpSink
@@ -65,7 +66,7 @@ async def record(out_dir: Path) -> None:
                 assert (await api.put("/users/ada", json={"email": "ada@example.com", "name": "Ada L.",
                                                           "locale": "de", "optOut": ["sms"]})).status_code == 200
                 assert (await api.get("/users/ada")).json()["name"] == "Ada L."
-                await save(client, "user-ada", out_dir, "user_two_puts_open")
+                await save(client, user_workflow_id("ada"), out_dir, "user_two_puts_open")
 
                 # 2. a welcome email, rendered and sent; 3. one to a user never PUT.
                 sent = (await api.post("/notifications", json={"type": "welcome", "userId": "ada"})).json()["jobId"]
