@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import secrets
 from typing import Annotated
 
@@ -115,9 +116,17 @@ def _codec_refusal(settings: Settings, request: Request) -> ApiError | None:
         return _admin_refusal(settings, request)
     if origin not in settings.codec_allowed_origins():
         return ApiError(403, "forbidden", FOREIGN_ORIGIN)
-    if settings.dev_mode and "authorization" not in request.headers:
+    if settings.dev_mode and "authorization" not in request.headers and _from_this_machine(request):
+        # The local Web UI's browser, on this machine (an Origin header alone anyone can send).
         return None
     return _admin_refusal(settings, request, page_allowed=True)
+
+
+def _from_this_machine(request: Request) -> bool:
+    try:
+        return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:  # not an address (a test transport's made-up host)
+        return False
 
 
 def require_codec_caller(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:

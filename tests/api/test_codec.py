@@ -7,6 +7,7 @@ import base64
 import json
 
 import email_validator
+import httpx
 import pytest
 from temporalio.api.common.v1 import Payload
 
@@ -150,6 +151,12 @@ async def test_in_dev_mode_the_local_web_ui_needs_no_token(make_app, monkeypatch
         assert_error(await dev.post("/codec/decode", json=plain_payloads(1)), 401, "unauthorized")
         assert_error(await dev.post("/codec/decode", json=plain_payloads(1), headers={
             "Origin": UI, "Authorization": "Bearer wrong-token"}), 401, "unauthorized")
+    # An Origin header anyone can send: without a token only from this machine (the local browser).
+    remote = httpx.ASGITransport(app=make_app(dev_mode=True), client=("203.0.113.7", 40000))
+    async with httpx.AsyncClient(transport=remote, base_url="http://test") as elsewhere:
+        answer = await elsewhere.post("/codec/decode", json=plain_payloads(TEXT),
+                                      headers={"Origin": "http://127.0.0.1:8233"})
+        assert_error(answer, 401, "unauthorized")
 
 
 async def test_the_allowed_origins_are_a_setting(make_app):
