@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Callable, Literal, Union
 
 import phonenumbers
 from pydantic import (
@@ -219,36 +219,41 @@ def _errors_at(errors: list[InitErrorDetails], title: str = "job") -> Validation
     return ValidationError.from_exception_data(title, errors)
 
 
-def _untagged(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-    """A typed job's errors at the body's own paths (`job.to`), not pydantic's (`job.email.to`)."""
-    try:
-        return handler(value)
-    except ValidationError as exc:
-        errors: list[InitErrorDetails] = []
-        for error in exc.errors():
-            loc = error["loc"]
-            # The tag of this union (loc ()), not of a `then` inside it, whose errors arrive renamed.
-            if error["type"] == "union_tag_not_found" and not loc:
-                errors.append(InitErrorDetails(type="missing", loc=("type",), input=value))
-                continue
-            if error["type"] == "union_tag_invalid" and not loc:
-                message = "must be one of 'email', 'sms', 'webhook', 'cleanup'"
-                errors.append(InitErrorDetails(type=PydanticCustomError("union_tag_invalid", message),
-                                               loc=("type",), input=error["input"]))
-                continue
-            if loc and loc[0] in ("email", "sms", "webhook", "cleanup"):
-                loc = loc[1:]
-            # The same type and message, without the context object each built-in type requires.
-            errors.append(InitErrorDetails(type=PydanticCustomError(error["type"], error["msg"]), loc=loc,
-                                           input=error["input"]))
-        raise _errors_at(errors, exc.title) from None
+def _untagged(tag: str, tags: tuple[str, ...], title: str | None = None) -> Callable[..., Any]:
+    """A tagged union's errors at the body's own paths (`job.to`, `items.3.to`, and `type` or `channel`
+    for the tag itself), not pydantic's (`job.email.to`, `email.items.3.to`)."""
+    message = "must be one of " + ", ".join(f"'{name}'" for name in tags)
+
+    def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            errors: list[InitErrorDetails] = []
+            for error in exc.errors():
+                loc = error["loc"]
+                # The tag of this union (loc ()), not of a `then` inside it, whose errors arrive renamed.
+                if error["type"] == "union_tag_not_found" and not loc:
+                    errors.append(InitErrorDetails(type="missing", loc=(tag,), input=value))
+                    continue
+                if error["type"] == "union_tag_invalid" and not loc:
+                    errors.append(InitErrorDetails(type=PydanticCustomError("union_tag_invalid", message),
+                                                   loc=(tag,), input=error["input"]))
+                    continue
+                if loc and loc[0] in tags:
+                    loc = loc[1:]
+                # The same type and message, without the context object each built-in type requires.
+                errors.append(InitErrorDetails(type=PydanticCustomError(error["type"], error["msg"]), loc=loc,
+                                               input=error["input"]))
+            raise _errors_at(errors, title or exc.title) from None
+
+    return validate
 
 
 # One model for every place a body names a job of any type; errors read `job.to`, `job.type`.
 TypedJob = Annotated[
     Union[TypedEmailJob, TypedSmsJob, TypedWebhookJob, TypedCleanupJob],
     Field(discriminator="type"),
-    WrapValidator(_untagged),
+    WrapValidator(_untagged("type", ("email", "sms", "webhook", "cleanup"))),
 ]
 
 
@@ -436,31 +441,8 @@ class WebhookBatch(BatchOptions):
     items: list[WebhookItem] = _items(WebhookItem)
 
 
-def _untagged_channel(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-    """A batch's errors at the body's own paths (`items.3.to`, `channel`), not pydantic's (`email.items...`)."""
-    try:
-        return handler(value)
-    except ValidationError as exc:
-        errors: list[InitErrorDetails] = []
-        for error in exc.errors():
-            loc = error["loc"]
-            if error["type"] == "union_tag_not_found":
-                errors.append(InitErrorDetails(type="missing", loc=("channel",), input=value))
-                continue
-            if error["type"] == "union_tag_invalid":
-                message = "must be one of 'email', 'sms', 'webhook'"
-                errors.append(InitErrorDetails(type=PydanticCustomError("union_tag_invalid", message),
-                                               loc=("channel",), input=error["input"]))
-                continue
-            if loc and loc[0] in ("email", "sms", "webhook"):
-                loc = loc[1:]
-            errors.append(InitErrorDetails(type=PydanticCustomError(error["type"], error["msg"]), loc=loc,
-                                           input=error["input"]))
-        raise _errors_at(errors, "batch") from None
-
-
 class NotifyBatch(RootModel[Annotated[Union[EmailBatch, SmsBatch, WebhookBatch], Field(discriminator="channel"),
-                                     WrapValidator(_untagged_channel)]]):
+                                     WrapValidator(_untagged("channel", ("email", "sms", "webhook"), "batch"))]]):
     """`channel` and that channel's items, with the options they share."""
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 from temporalio.api.common.v1 import WorkflowExecution
@@ -211,3 +212,12 @@ async def test_the_operators_field_limits_apply_to_each_item(make_app, workers):
         body = assert_error(await limited.post("/notify/batch", json={"channel": "sms", "items": [
             {"phone": "+14155550161", "message": "123456"}]}), 400, "validation_error")
         assert [d["field"] for d in body["details"]] == ["items.0.message"]
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"items": [{"to": "ada@example.com", "subject": "s", "body": "b"}]}, "field required"),
+    ({"channel": "fax", "items": []}, "must be one of 'email', 'sms', 'webhook'"),
+])
+async def test_a_missing_or_unknown_channel_is_a_400_on_channel(api, body, message):
+    details = assert_error(await api.post("/notify/batch", json=body), 400, "validation_error")["details"]
+    assert details == [{"field": "channel", "message": message}]
