@@ -190,24 +190,32 @@ async def herald_outcomes(client: Client, http: LeanHttp, jobs: list[Job], concu
     return dict(await asyncio.gather(*(one(j.job_id) for j in jobs if j.job_id)))
 
 
+async def _histories(client: Client, ids: list[str]) -> tuple[dict[str, int], Counter, list[str]]:
+    """Events in each of these workflows' histories, by id; the first one's events by type; the errors."""
+    lengths: dict[str, int] = {}
+    kinds: Counter = Counter()
+    errors: list[str] = []
+    for workflow_id in ids:
+        try:
+            history = await client.get_workflow_handle(workflow_id).fetch_history()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"{workflow_id}: {exc!r}"[:200])
+            continue
+        lengths[workflow_id] = len(history.events)
+        if len(lengths) == 1:
+            for e in history.events:
+                kinds[e.WhichOneof("attributes").removesuffix("_event_attributes")] += 1
+    return lengths, kinds, errors
+
+
 async def history_events(client: Client, jobs: list[Job], sample: int) -> dict:
     """Events in the history of a sample of the jobs' workflows (the workflow id is the job id)."""
     ids = [j.job_id for j in jobs if j.job_id]
     if not ids or sample <= 0:
         return {}
     step = max(1, len(ids) // sample)
-    picked = ids[::step][:sample]
-    counts, kinds, errors = [], Counter(), []
-    for job_id in picked:
-        try:
-            history = await client.get_workflow_handle(job_id).fetch_history()
-        except Exception as exc:  # noqa: BLE001
-            errors.append(f"{job_id}: {exc!r}"[:200])
-            continue
-        counts.append(len(history.events))
-        if len(counts) == 1:
-            for e in history.events:
-                kinds[e.WhichOneof("attributes").removesuffix("_event_attributes")] += 1
+    lengths, kinds, errors = await _histories(client, ids[::step][:sample])
+    counts = list(lengths.values())
     if not counts:
         return {"sampled": 0, "errors": errors}
     return {"sampled": len(counts), "per_job": round(sum(counts) / len(counts), 1), "min": min(counts),
@@ -541,19 +549,9 @@ async def batch_history_events(client: Client, jobs: list[Job], sample: int) -> 
     """History events per item: a sample of the batches' histories (the batch's workflow id), each
     divided by its items."""
     batches: dict[str, int] = Counter(_batch_of(j.job_id) for j in jobs if j.job_id)
-    picked = list(batches)[:max(1, sample)]
-    per_item, totals, errors, kinds = [], [], [], Counter()
-    for batch_id in picked:
-        try:
-            history = await client.get_workflow_handle(batch_id).fetch_history()
-        except Exception as exc:  # noqa: BLE001
-            errors.append(f"{batch_id}: {exc!r}"[:200])
-            continue
-        totals.append(len(history.events))
-        per_item.append(len(history.events) / batches[batch_id])
-        if len(totals) == 1:
-            for e in history.events:
-                kinds[e.WhichOneof("attributes").removesuffix("_event_attributes")] += 1
+    lengths, kinds, errors = await _histories(client, list(batches)[:max(1, sample)])
+    totals = list(lengths.values())
+    per_item = [events / batches[batch_id] for batch_id, events in lengths.items()]
     if not per_item:
         return {"sampled": 0, "errors": errors}
     return {"sampled": len(per_item), "per_job": round(sum(per_item) / len(per_item), 2),
