@@ -29,7 +29,6 @@ async def test_a_user_continues_as_new_with_its_profile(time_env, make_settings,
         assert (await latest.describe()).run_id != handle.result_run_id
         third = await latest.execute_update(UserWorkflow.put, UserProfile(user_id=user_id, phone="+14155550100"))
         assert third.email is None and third.phone == "+14155550100" and third.created_at == first.created_at
-        await latest.terminate()  # see tests/workflows/test_sms_quota.py: no entity outlives its test
 
 
 async def test_a_quota_continues_as_new_with_its_slots(time_env, make_settings, monkeypatch):
@@ -50,4 +49,3 @@ async def test_a_quota_continues_as_new_with_its_slots(time_env, make_settings, 
                                             QuotaRequest(count=1, limit=4, token="x"))).granted
         refused = await latest.execute_update(SmsQuotaWorkflow.reserve, QuotaRequest(count=1, limit=4, token="y"))
         assert not refused.granted and refused.used == 4
-        await latest.terminate()  # see tests/workflows/test_sms_quota.py: no entity outlives its test

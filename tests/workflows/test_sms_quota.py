@@ -31,12 +31,6 @@ async def _start(client, key: str) -> WorkflowHandle:
                                        task_queue=ENTITY_TASK_QUEUE)
 
 
-async def _end(handle: WorkflowHandle) -> None:
-    """A quota left running keeps its idle timer: when a later test skips time, it would fire into a task
-    for this test's (stopped) worker, which holds the time-skipping server's clock still."""
-    await handle.terminate()
-
-
 async def test_the_11th_in_an_hour_is_refused_until_the_first_slot_frees(time_env, make_settings):
     settings = make_settings()
     client = client_for(time_env.client, settings)
@@ -63,7 +57,6 @@ async def test_the_11th_in_an_hour_is_refused_until_the_first_slot_frees(time_en
         assert (await _reserve(handle, count=4)).granted
         six = await _reserve(handle, count=2)
         assert not six.granted and 1790 <= six.retry_after_s <= 1800, six  # until the second five expire
-        await _end(handle)
 
 
 async def test_a_release_gives_the_slots_back_and_an_idle_hour_ends_the_workflow(time_env, make_settings):
@@ -85,4 +78,3 @@ async def test_a_release_gives_the_slots_back_and_an_idle_hour_ends_the_workflow
         await handle.result()
         again = await _start(client, handle.id)
         assert (await _reserve(again, limit=3)).granted
-        await _end(again)
