@@ -23,22 +23,18 @@ from common.models import user_workflow_id
 from common.settings import Settings
 from common.temporal import client_for
 from devstack.smtp_sink import SmtpSink
-from tests.api.helpers import address_of, api_client, dev_server
+from tests.api.helpers import FINAL, address_of, api_client, dev_server, poll
 from tests.replay.record_entities import save
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, free_port, running_workers
 
 KEY = "record-key"
-FINAL = {"completed", "failed", "cancelled"}
 
 
 async def final(api, job_id: str) -> dict:
-    for _ in range(400):
-        body = (await api.get(f"/jobs/{job_id}/status")).json()
-        if body.get("status") in FINAL and (body.get("callback") or {}).get("status") != "pending":
-            return body
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{job_id} did not finish")
+    """The job's state once final and, where it calls back, once the callback is through."""
+    return await poll(api, f"/jobs/{job_id}/status", lambda body: body["status"] in FINAL
+                      and (body.get("callback") or {}).get("status") != "pending")
 
 
 async def record(out_dir: Path) -> None:

@@ -5,7 +5,6 @@ jobs taken in by the real API, a real SMTP sink and local HTTP receivers.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -27,6 +26,7 @@ from common.metrics import ATTEMPTS, DEAD_LETTERS, JOBS_FINISHED
 from common.settings import Settings
 from common.temporal import connect, worker_runtime
 from devstack.smtp_sink import SmtpSink
+from tests.api.helpers import FINAL, poll
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.logs import on_the_root_logger
 from tests.support.processes import fetch_when_served
@@ -42,7 +42,6 @@ WEBHOOK_SECRET = "whsec_c2VjcmV0LWZvci1sb2ctdGVzdHMtb25seS0xMjM0NTY="
 ENCRYPTION_KEY = "bG9nLXRlc3RzLXBheWxvYWQta2V5LTMyLWJ5dGVzISE="
 SECRETS = [API_KEY, ADMIN_TOKEN, SMTP_PASSWORD, SMS_TOKEN, SMS_FALLBACK_TOKEN, WEBHOOK_SECRET,
            WEBHOOK_SECRET.removeprefix("whsec_"), ENCRYPTION_KEY]
-FINAL = {"completed", "failed", "cancelled"}
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -99,13 +98,7 @@ def value(page: dict, name: str, **labels: str) -> float:
 
 
 async def until_final(api: httpx.AsyncClient, job_id: str) -> dict:
-    end = time.monotonic() + 30
-    while True:
-        body = (await api.get(f"/jobs/{job_id}/status")).json()
-        if body.get("status") in FINAL:
-            return body
-        assert time.monotonic() < end, body
-        await asyncio.sleep(0.1)
+    return await poll(api, f"/jobs/{job_id}/status", lambda body: body["status"] in FINAL, deadline_s=30)
 
 
 async def test_worker_endpoint_serves_sdk_and_herald_metrics_and_logs_keep_secrets_out(
