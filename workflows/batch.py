@@ -39,11 +39,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows.failures import failure_message
+from workflows.patches import CANCEL_STOPS_RETRIES
 
-# NotificationWorkflow's branch for a batch item's dead letter (workflows/notification.py).
-BATCH_DEAD_LETTER = "batch-dead-letter"
-# An item whose attempt fails after its batch was cancelled is cancelled, not retried.
-CANCEL_STOPS_RETRIES = "batch-cancel-stops-retries"
 JOB_FAILED = "JobFailed"
 WAITING = (Phase.QUEUED, Phase.DELAYED)
 MAX_BACKOFF = timedelta(hours=1)

@@ -38,14 +38,9 @@ from workflows.callback import CallbackWorkflow
 from workflows.failures import attempt_log, failure_cause, failure_message
 from workflows.job_state import callback_body, send_options
 from workflows.job_tracking_v0 import JobTrackerV0
+# What each patch guards and when it can go: workflows/patches.py.
+from workflows.patches import DEAD_LETTER_MEMO, LEAN_LIFECYCLE, THEN_CHAINING
 
-# Jobs started from here on run the lean lifecycle; older runs replay JobTrackerV0.
-LEAN_LIFECYCLE = "lean-lifecycle"
-# A failed job writes its final state into the memo too (api/dead_letters.py reads it).
-DEAD_LETTER_MEMO = "dead-letter-memo"
-# A completed job with a `then` starts its follow-up as a child workflow (only jobs whose input has
-# one, which no run recorded before it existed has, ever reach it).
-THEN_CHAINING = "then-chaining"
 # Why a job failed, as the failure's type: the run fails too, so the Web UI shows it as Failed.
 JOB_FAILED = "JobFailed"
 

@@ -3,7 +3,7 @@
 Those runs may still be waiting on a timer or a retry when a new worker picks them up; a
 worker must replay their history command for command, so this code must not change. It kept
 the state in the memo (one upsert per change) and learned of each attempt by a signal.
-Remove it once no run started before the patch is open (then `workflow.deprecate_patch`).
+When it can go, and how: workflows/patches.py and docs/versioning.md.
 """
 
 from __future__ import annotations

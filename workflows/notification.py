@@ -13,8 +13,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.webhook import WebhookActivities
     from common.models import JobState, NotificationInput, SendInput
 
-from workflows.batch import BATCH_DEAD_LETTER, fail_as_batch_item
+from workflows.batch import fail_as_batch_item
 from workflows.job_tracking import TrackedJobWorkflow
+from workflows.patches import BATCH_DEAD_LETTER
 
 
 @workflow.defn(name="NotificationWorkflow")

@@ -1,13 +1,16 @@
 """Record BatchWorkflow histories (and a batch item's dead-letter run) for tests/replay/test_replay.py.
 
-    python -m tests.replay.record_batch tests/replay/histories/batch-v1
+    python -m tests.replay.record_batch tests/replay/histories/batch-v1 [SCENARIO ...]
 
 Through Herald's real workers on Temporal's time-skipping test server, with real HTTP receivers
 at the edge; batches are started the way the API starts them (api.batches.start_batch):
 - `batch_retries_and_dead_letter`: three webhook items, one delivered at once, one after a 500
   and its backoff timer, one refused for good (404): completed, with a dead-letter child started;
 - `batch_dead_letter_item`: that child, a NotificationWorkflow run with `batch_failure`: failed;
-- `batch_delayed_waiting`: an open run still on its 24 h delay (then terminated).
+- `batch_delayed_waiting`: an open run still on its 24 h delay (then terminated);
+- `batch_cancelled_in_flight` (batch-v2, since the `batch-cancel-stops-retries` patch): two items
+  in flight when the batch is cancelled, both answered 503 after it: cancelled, not retried.
+Names after OUT_DIR record only those scenarios (a new folder for one patch's histories).
 """
 
 from __future__ import annotations
@@ -67,7 +70,27 @@ async def delayed_waiting(rec: Recorder) -> None:
     assert not receiver.received
 
 
-async def record(out_dir: Path) -> None:
+async def cancelled_in_flight(rec: Recorder) -> None:
+    # In flight when the cancel comes (answered a second later), then a retryable 503.
+    with HttpReceiver([Answer(503, delay_s=1.0)]) as receiver:
+        handle = (await start_batch(rec.client, _batch([receiver.url] * 2, attempts=3, backoff_ms=1000), None)).handle
+        for _ in range(200):
+            if len(receiver.received) == 2:
+                break
+            await asyncio.sleep(0.01)
+        await handle.cancel()
+        result = await handle.result()
+    assert [i.phase.value for i in result.items] == ["cancelled"] * 2, result.items
+    assert [i.attempts for i in result.items] == [1, 1] and len(receiver.received) == 2
+    await assert_run(handle, WorkflowExecutionStatus.COMPLETED)
+    await rec.save("batch_cancelled_in_flight", handle)
+
+
+SCENARIOS = {"batch_retries_and_dead_letter": retries_and_dead_letter, "batch_delayed_waiting": delayed_waiting,
+             "batch_cancelled_in_flight": cancelled_in_flight}
+
+
+async def record(out_dir: Path, names: list[str]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER))
     try:
@@ -80,15 +103,15 @@ async def record(out_dir: Path) -> None:
             )
             rec = Recorder(herald_client(env), out_dir, Path(tmp) / "outbox")
             async with running_workers(env.client, settings):
-                await retries_and_dead_letter(rec)
-                await delayed_waiting(rec)
+                for name in names:
+                    await SCENARIOS[name](rec)
     finally:
         await env.shutdown()
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m tests.replay.record_batch OUT_DIR")
+    if len(sys.argv) < 2 or not set(sys.argv[2:]) <= set(SCENARIOS):
+        sys.exit(f"usage: python -m tests.replay.record_batch OUT_DIR [{' '.join(SCENARIOS)}]")
     logging.getLogger("temporalio").setLevel(logging.ERROR)
-    asyncio.run(record(Path(sys.argv[1])))
+    asyncio.run(record(Path(sys.argv[1]), sys.argv[2:] or list(SCENARIOS)))
     exit_skipping_teardown(0)
