@@ -58,6 +58,7 @@ PATCHES: dict[str, Patch] = {p.id: p for p in [
                             "v0/failed_after_3_attempts", "v0/result_callback", "v0/webhook_500_500_200"),
         marker_histories=("chains-v1/report_built", "chains-v1/then_follow_up_completed",
                           "chains-v1/then_parent_completed", "chains-v1/then_parent_failed",
+                          "cleanup-v1/cleanup_api_completed", "cleanup-v1/cleanup_scheduled_completed",
                           "entities-v1/typed_unknown_user_failed", "entities-v1/typed_welcome_sent",
                           "v1/delay_then_cancel", "v1/delayed_24h_waiting", "v1/email_sent",
                           "v1/failed_after_3_attempts", "v1/result_callback", "v1/webhook_500_500_200"),
