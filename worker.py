@@ -43,7 +43,7 @@ WORKFLOWS = [NotificationWorkflow, CleanupWorkflow, CallbackWorkflow, ReportWork
              IdempotencyKeyWorkflow]
 # Herald's own modules are imported once per worker instead of once per workflow run (about 40%
 # less worker CPU per job, bench/README.md). The sandbox then no longer checks them for
-# non-deterministic calls; tests/workflows/test_determinism.py and the replay tests do.
+# non-deterministic calls; tests/replay/test_determinism.py and the replay tests do.
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "activities", "common"))
 log = logging.getLogger("herald.worker")
