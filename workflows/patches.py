@@ -46,69 +46,107 @@ class Patch:
     retire: str
 
 
-PATCHES: dict[str, Patch] = {p.id: p for p in [
-    Patch(
-        id=LEAN_LIFECYCLE,
-        guards="TrackedJobWorkflow.run_job (workflows/job_tracking.py): JobTracker, the lean lifecycle "
-               "(first attempt a local activity, the state in memory, the attempt log travelling with the "
-               "attempts). Old branch: JobTrackerV0, frozen in workflows/job_tracking_v0.py (a memo upsert per "
-               "change, an attempt_finished signal per attempt).",
-        since="db1cb43 (2026-11-30)",
-        old_path_histories=("v0/delay_then_cancel", "v0/delayed_24h_waiting", "v0/email_sent",
-                            "v0/failed_after_3_attempts", "v0/result_callback", "v0/webhook_500_500_200"),
-        marker_histories=("chains-v1/report_built", "chains-v1/then_follow_up_completed",
-                          "chains-v1/then_parent_completed", "chains-v1/then_parent_failed",
-                          "cleanup-v1/cleanup_api_completed", "cleanup-v1/cleanup_scheduled_completed",
-                          "entities-v1/typed_unknown_user_failed", "entities-v1/typed_welcome_sent",
-                          "v1/delay_then_cancel", "v1/delayed_24h_waiting", "v1/email_sent",
-                          "v1/failed_after_3_attempts", "v1/result_callback", "v1/webhook_500_500_200"),
-        retire="Waiting: runs from before db1cb43 may wait on a delay or a callback for a long time. Once "
-               "none is open and the retention has passed: deprecate_patch, delete workflows/job_tracking_v0.py, "
-               "the v0 branch of run_job and of attempt_finished, and histories/v0 (its CallbackWorkflow child "
-               "too: v1/result_callback_child covers that type).",
-    ),
-    Patch(
-        id=DEAD_LETTER_MEMO,
-        guards="JobTracker.run's failure path (workflows/job_tracking.py): a failed job writes its final "
-               "state into the memo, so the DLQ lists it from visibility. Old branch: no memo upsert.",
-        since="5002c7f (2026-11-30)",
-        old_path_histories=("v1/failed_after_3_attempts",),
-        marker_histories=("chains-v1/then_parent_failed", "entities-v1/typed_unknown_user_failed"),
-        retire="Waiting: a job that failed on a worker from before 5002c7f passed the call without the marker "
-               "(it may still be calling back, and stays queryable for the retention after it closed). Once the "
-               "retention has passed since the last of them closed: deprecate_patch, and delete "
-               "v1/failed_after_3_attempts.",
-    ),
-    Patch(
-        id=THEN_CHAINING,
-        guards="JobTracker.run after a completed send (workflows/job_tracking.py): a job with a `then` starts "
-               "its follow-up as a child workflow. Old branch: none started.",
-        since="c9a27d1 (2026-12-01)",
-        old_path_histories=(),
-        marker_histories=("chains-v1/then_parent_completed",),
-        retire="Ready for deprecate_patch: only a run whose input has a `then` reaches the call, and no input "
-               "had one before c9a27d1, so no run can take the old branch.",
-    ),
-    Patch(
-        id=BATCH_DEAD_LETTER,
-        guards="NotificationWorkflow.run (workflows/notification.py): a batch item's dead letter (input with "
-               "`batch_failure`) fails at once with the item's state. Old branch: sends it as a job.",
-        since="df0582e (2026-12-01)",
-        old_path_histories=(),
-        marker_histories=("batch-v1/batch_dead_letter_item",),
-        retire="Ready for deprecate_patch: it landed with batches, so every run with a `batch_failure` "
-               "has the marker.",
-    ),
-    Patch(
-        id=CANCEL_STOPS_RETRIES,
-        guards="BatchWorkflow._record (workflows/batch.py): an item whose attempt fails after the whole batch "
-               "was cancelled is cancelled, not retried. Old branch: it waits out its backoff (and the batch "
-               "never ends).",
-        since="7326987 (2026-12-01)",
-        old_path_histories=(),
-        marker_histories=("batch-v2/batch_cancelled_in_flight",),
-        retire="Waiting: a batch started before 7326987 and cancelled with items in flight takes the old "
-               "branch (no recorded history does). Once none is open and the retention has passed: "
-               "deprecate_patch.",
-    ),
-]}
+PATCHES: dict[str, Patch] = {
+    p.id: p
+    for p in [
+        Patch(
+            id=LEAN_LIFECYCLE,
+            guards=(
+                "TrackedJobWorkflow.run_job (workflows/job_tracking.py): JobTracker, the lean lifecycle "
+                "(first attempt a local activity, the state in memory, the attempt log travelling with the "
+                "attempts). Old branch: JobTrackerV0, frozen in workflows/job_tracking_v0.py (a memo upsert per "
+                "change, an attempt_finished signal per attempt)."
+            ),
+            since="db1cb43 (2026-11-30)",
+            old_path_histories=(
+                "v0/delay_then_cancel",
+                "v0/delayed_24h_waiting",
+                "v0/email_sent",
+                "v0/failed_after_3_attempts",
+                "v0/result_callback",
+                "v0/webhook_500_500_200",
+            ),
+            marker_histories=(
+                "chains-v1/report_built",
+                "chains-v1/then_follow_up_completed",
+                "chains-v1/then_parent_completed",
+                "chains-v1/then_parent_failed",
+                "cleanup-v1/cleanup_api_completed",
+                "cleanup-v1/cleanup_scheduled_completed",
+                "entities-v1/typed_unknown_user_failed",
+                "entities-v1/typed_welcome_sent",
+                "v1/delay_then_cancel",
+                "v1/delayed_24h_waiting",
+                "v1/email_sent",
+                "v1/failed_after_3_attempts",
+                "v1/result_callback",
+                "v1/webhook_500_500_200",
+            ),
+            retire=(
+                "Waiting: runs from before db1cb43 may wait on a delay or a callback for a long time. Once "
+                "none is open and the retention has passed: deprecate_patch, delete workflows/job_tracking_v0.py, "
+                "the v0 branch of run_job and of attempt_finished, and histories/v0 (its CallbackWorkflow child "
+                "too: v1/result_callback_child covers that type)."
+            ),
+        ),
+        Patch(
+            id=DEAD_LETTER_MEMO,
+            guards=(
+                "JobTracker.run's failure path (workflows/job_tracking.py): a failed job writes its final "
+                "state into the memo, so the DLQ lists it from visibility. Old branch: no memo upsert."
+            ),
+            since="5002c7f (2026-11-30)",
+            old_path_histories=("v1/failed_after_3_attempts",),
+            marker_histories=("chains-v1/then_parent_failed", "entities-v1/typed_unknown_user_failed"),
+            retire=(
+                "Waiting: a job that failed on a worker from before 5002c7f passed the call without the marker "
+                "(it may still be calling back, and stays queryable for the retention after it closed). Once the "
+                "retention has passed since the last of them closed: deprecate_patch, and delete "
+                "v1/failed_after_3_attempts."
+            ),
+        ),
+        Patch(
+            id=THEN_CHAINING,
+            guards=(
+                "JobTracker.run after a completed send (workflows/job_tracking.py): a job with a `then` starts "
+                "its follow-up as a child workflow. Old branch: none started."
+            ),
+            since="c9a27d1 (2026-12-01)",
+            old_path_histories=(),
+            marker_histories=("chains-v1/then_parent_completed",),
+            retire=(
+                "Ready for deprecate_patch: only a run whose input has a `then` reaches the call, and no input "
+                "had one before c9a27d1, so no run can take the old branch."
+            ),
+        ),
+        Patch(
+            id=BATCH_DEAD_LETTER,
+            guards=(
+                "NotificationWorkflow.run (workflows/notification.py): a batch item's dead letter (input with "
+                "`batch_failure`) fails at once with the item's state. Old branch: sends it as a job."
+            ),
+            since="df0582e (2026-12-01)",
+            old_path_histories=(),
+            marker_histories=("batch-v1/batch_dead_letter_item",),
+            retire=(
+                "Ready for deprecate_patch: it landed with batches, so every run with a `batch_failure` has the marker."
+            ),
+        ),
+        Patch(
+            id=CANCEL_STOPS_RETRIES,
+            guards=(
+                "BatchWorkflow._record (workflows/batch.py): an item whose attempt fails after the whole batch "
+                "was cancelled is cancelled, not retried. Old branch: it waits out its backoff (and the batch "
+                "never ends)."
+            ),
+            since="7326987 (2026-12-01)",
+            old_path_histories=(),
+            marker_histories=("batch-v2/batch_cancelled_in_flight",),
+            retire=(
+                "Waiting: a batch started before 7326987 and cancelled with items in flight takes the old "
+                "branch (no recorded history does). Once none is open and the retention has passed: "
+                "deprecate_patch."
+            ),
+        ),
+    ]
+}

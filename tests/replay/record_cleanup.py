@@ -57,16 +57,24 @@ async def scheduled_run(client, schedule_id: str) -> str:
 
 
 async def record(out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
     async with dev_server() as env:
         with tempfile.TemporaryDirectory() as tmp:
-            settings = Settings(encryption_key=ENCRYPTION_KEY, webhook_secret=WEBHOOK_SECRET, data_dir=Path(tmp),
-                                temporal_address=address_of(env), api_keys=[KEY],
-                                sms_gateway_url="http://127.0.0.1:9/unused", temp_dir=Path(tmp) / "tmp",
-                                log_dir=Path(tmp) / "logs", session_dir=Path(tmp) / "sessions")
+            settings = Settings(
+                encryption_key=ENCRYPTION_KEY,
+                webhook_secret=WEBHOOK_SECRET,
+                data_dir=Path(tmp),
+                temporal_address=address_of(env),
+                api_keys=[KEY],
+                sms_gateway_url="http://127.0.0.1:9/unused",
+                temp_dir=Path(tmp) / "tmp",
+                log_dir=Path(tmp) / "logs",
+                session_dir=Path(tmp) / "sessions",
+            )
             client = client_for(env.client, settings)
-            async with running_workers(env.client, settings), \
-                    api_client(create_app(settings), headers={"Authorization": f"Bearer {KEY}"}) as api:
+            async with (
+                running_workers(env.client, settings),
+                api_client(create_app(settings), headers={"Authorization": f"Bearer {KEY}"}) as api,
+            ):
                 temp = stale_file(settings.temp_dir, "upload.part", age_s=(settings.temp_max_age_hours + 1) * 3600)
                 job_id = (await api.post("/jobs/cleanup", json={"task": "delete_temp"})).json()["jobId"]
                 done = await poll(api, f"/jobs/{job_id}/status", lambda body: body["status"] in FINAL)
@@ -74,8 +82,12 @@ async def record(out_dir: Path) -> None:
                 await save(client, job_id, out_dir, "cleanup_api_completed")
 
                 [tokens] = [d for d in BUILTIN_SCHEDULES if d.id == "token-cleanup"]
-                session = stale_file(settings.session_dir, "expired.json", age_s=DAY_S,
-                                     text=json.dumps({"expiresAt": time.time() - DAY_S}))
+                session = stale_file(
+                    settings.session_dir,
+                    "expired.json",
+                    age_s=DAY_S,
+                    text=json.dumps({"expiresAt": time.time() - DAY_S}),
+                )
                 await ensure_builtin_schedule(client, settings, tokens)
                 run_id = await scheduled_run(client, tokens.id)
                 # Its job id is its workflow id, which the API reads it by.
@@ -89,5 +101,6 @@ async def record(out_dir: Path) -> None:
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python -m tests.replay.record_cleanup OUT_DIR")
+    Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
     asyncio.run(record(Path(sys.argv[1])))
     exit_skipping_teardown(0)

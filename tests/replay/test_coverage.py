@@ -30,8 +30,11 @@ def defined_types() -> set[str]:
                 call = decorator if isinstance(decorator, ast.Call) else None
                 target = call.func if call else decorator
                 if isinstance(target, ast.Attribute) and target.attr == "defn":
-                    pinned = [k.value.value for k in (call.keywords if call else [])
-                              if k.arg == "name" and isinstance(k.value, ast.Constant)]
+                    pinned = [
+                        k.value.value
+                        for k in (call.keywords if call else [])
+                        if k.arg == "name" and isinstance(k.value, ast.Constant)
+                    ]
                     names.add(pinned[0] if pinned else node.name)
     return names
 
@@ -51,5 +54,6 @@ def test_the_worker_registers_every_defined_workflow():
 
 def test_every_workflow_type_has_a_recorded_history():
     missing = sorted(defined_types() - set(recorded_types()))
-    assert not missing, (f"no recorded history in {HISTORIES.relative_to(ROOT)} for {missing}: record one "
-                         f"(tests/replay/README.md)")
+    assert not missing, (
+        f"no recorded history in {HISTORIES.relative_to(ROOT)} for {missing}: record one (tests/replay/README.md)"
+    )

@@ -33,19 +33,40 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / "workflows"
 PROJECT_PACKAGES = ("workflows", "common", "activities")
 FORBIDDEN_CALLS = {
-    "datetime.now", "datetime.utcnow", "datetime.today", "date.today", "time.time", "time.time_ns",
-    "time.monotonic", "time.perf_counter", "time.sleep", "asyncio.sleep", "random.random", "random.randint",
-    "random.choice", "uuid.uuid4", "uuid.uuid1", "os.urandom", "os.getenv", "secrets.token_hex",
-    "secrets.token_bytes", "secrets.token_urlsafe", "open", "print", "input",
+    "datetime.now",
+    "datetime.utcnow",
+    "datetime.today",
+    "date.today",
+    "time.time",
+    "time.time_ns",
+    "time.monotonic",
+    "time.perf_counter",
+    "time.sleep",
+    "asyncio.sleep",
+    "random.random",
+    "random.randint",
+    "random.choice",
+    "uuid.uuid4",
+    "uuid.uuid1",
+    "os.urandom",
+    "os.getenv",
+    "secrets.token_hex",
+    "secrets.token_bytes",
+    "secrets.token_urlsafe",
+    "open",
+    "print",
+    "input",
 }
 FORBIDDEN_IMPORTS = {"random", "uuid", "socket", "httpx", "aiosmtplib", "requests", "subprocess", "threading"}
 
 # Reachable code that may read the clock, with why that cannot reach a workflow's commands. Keyed by
 # (the function, qualified by its module, and the call).
 ALLOWED = {
-    ("common.jobs.start_options", "datetime.now"):
-        "the wall clock only when the caller gives no `now` (the API's and a schedule's starts); workflow "
-        "code always passes `now=workflow.now()` (test_workflow_code_passes_its_own_clock_to_start_options)",
+    (
+        "common.jobs.start_options",
+        "datetime.now",
+    ): "the wall clock only when the caller gives no `now` (the API's and a schedule's starts); workflow "
+    "code always passes `now=workflow.now()` (test_workflow_code_passes_its_own_clock_to_start_options)",
 }
 
 
@@ -71,12 +92,16 @@ def call_problems(tree: ast.AST) -> list[tuple[int, str]]:
 def problems(source: str) -> list[str]:
     """A workflow module's problems: its calls, and the imports workflow code never needs."""
     tree = ast.parse(source)
-    found = [f"line {line}: calls {what}()" if what != "os.environ" else f"line {line}: reads os.environ"
-             for line, what in call_problems(tree)]
+    found = [
+        f"line {line}: calls {what}()" if what != "os.environ" else f"line {line}: reads os.environ"
+        for line, what in call_problems(tree)
+    ]
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
-            found += [f"line {node.lineno}: imports {name}" for name in names if name.split(".")[0] in FORBIDDEN_IMPORTS]
+            found += [
+                f"line {node.lineno}: imports {name}" for name in names if name.split(".")[0] in FORBIDDEN_IMPORTS
+            ]
     return found
 
 
@@ -108,7 +133,9 @@ def load(name: str, root: Path = ROOT) -> Module | None:
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PROJECT_PACKAGES):
             module.imports.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names})
         elif isinstance(node, ast.Import):
-            module.imports.update({a.asname or a.name: a.name for a in node.names if a.name.startswith(PROJECT_PACKAGES)})
+            module.imports.update(
+                {a.asname or a.name: a.name for a in node.names if a.name.startswith(PROJECT_PACKAGES)}
+            )
     return module
 
 
@@ -130,8 +157,11 @@ def references(module: Module, tree: ast.AST) -> set[tuple[str, str]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             hit = resolve(module, node.id)
-        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and (
-                source := load(module.imports.get(node.value.id, ""), module.root)):
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and (source := load(module.imports.get(node.value.id, ""), module.root))
+        ):
             hit = resolve(source, node.attr)  # `import common.x as x`; x.name
         else:
             continue
@@ -143,8 +173,10 @@ def references(module: Module, tree: ast.AST) -> set[tuple[str, str]]:
 def is_activity_class(node: ast.AST) -> bool:
     return isinstance(node, ast.ClassDef) and any(
         dotted(d.func if isinstance(d, ast.Call) else d) == "activity.defn"
-        for item in node.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))
-        for d in item.decorator_list)
+        for item in node.body
+        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for d in item.decorator_list
+    )
 
 
 def functions_in(node: ast.AST, prefix: str) -> list[tuple[str, ast.AST]]:
@@ -204,18 +236,34 @@ def test_what_workflow_code_calls_in_common_and_activities_makes_no_nondetermini
 def test_the_reach_covers_the_modules_workflow_code_imports():
     modules = {name.rsplit(".", 1)[0] for name in reached()}
     # Among them: the job start a `then` uses, the models, logs, metrics, the batch's activity picker.
-    assert {"common.jobs", "common.models", "common.logs", "common.metrics", "common.idempotency",
-            "common.failures", "common.vocabulary", "activities.batch"} <= modules, modules
+    assert {
+        "common.jobs",
+        "common.models",
+        "common.logs",
+        "common.metrics",
+        "common.idempotency",
+        "common.failures",
+        "common.vocabulary",
+        "activities.batch",
+    } <= modules, modules
     # Followed through calls and annotations: RetrySpec (spec.retry), the summaries start_options writes.
-    assert {"common.models.RetrySpec", "common.models.JobSpec", "common.jobs.start_options",
-            "common.summaries.job_summary"} <= set(reached())
+    assert {
+        "common.models.RetrySpec",
+        "common.models.JobSpec",
+        "common.jobs.start_options",
+        "common.summaries.job_summary",
+    } <= set(reached())
     # An activity class's methods run in an activity, not in the workflow.
     assert "activities.email.EmailActivities" not in reached()
 
 
 def test_every_allowance_is_still_needed():
-    flagged = {(function, what) for qualified, node in reached().items()
-               for function, part in functions_in(node, qualified) for _, what in call_problems(part)}
+    flagged = {
+        (function, what)
+        for qualified, node in reached().items()
+        for function, part in functions_in(node, qualified)
+        for _, what in call_problems(part)
+    }
     assert set(ALLOWED) <= flagged, f"allowances for code that no longer needs them: {set(ALLOWED) - flagged}"
 
 
@@ -225,17 +273,21 @@ def test_workflow_code_passes_its_own_clock_to_start_options():
             if isinstance(node, ast.Call) and dotted(node.func).endswith("start_options"):
                 now = [k.value for k in node.keywords if k.arg == "now"]
                 assert now and dotted(getattr(now[0], "func", now[0])) == "workflow.now", (
-                    f"{path.name}:{node.lineno}: start_options without now=workflow.now() reads the wall clock")
+                    f"{path.name}:{node.lineno}: start_options without now=workflow.now() reads the wall clock"
+                )
 
 
-@pytest.mark.parametrize("snippet", [
-    "from datetime import datetime\ndatetime.now()",
-    "import time\ntime.time()",
-    "import asyncio\nasyncio.sleep(1)",
-    "import os\nos.environ['X']",
-    "import random",
-    "import httpx",
-])
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "from datetime import datetime\ndatetime.now()",
+        "import time\ntime.time()",
+        "import asyncio\nasyncio.sleep(1)",
+        "import os\nos.environ['X']",
+        "import random",
+        "import httpx",
+    ],
+)
 def test_the_check_catches_what_it_is_for(snippet: str):
     assert problems(snippet)
 
@@ -243,18 +295,20 @@ def test_the_check_catches_what_it_is_for(snippet: str):
 def test_the_reach_catches_what_workflow_code_calls(tmp_path: Path):
     files = {
         "workflows/wf.py": "from common.helpers import Stamped, stamp\nfrom activities.send import Sender\n"
-                           "async def run():\n    stamp(Stamped())\n    return Sender.send\n",
+        "async def run():\n    stamp(Stamped())\n    return Sender.send\n",
         "common/helpers.py": "import time\nfrom dataclasses import dataclass, field\nfrom datetime import datetime\n"
-                             "from common.more import deeper\n"
-                             "@dataclass\nclass Stamped:\n    at: float = field(default_factory=lambda: time.time())\n"
-                             "def stamp(x):\n    return deeper()\n"
-                             "def unused():\n    return datetime.now()\n",
+        "from common.more import deeper\n"
+        "@dataclass\nclass Stamped:\n    at: float = field(default_factory=lambda: time.time())\n"
+        "def stamp(x):\n    return deeper()\n"
+        "def unused():\n    return datetime.now()\n",
         "common/more.py": "import os\ndef deeper():\n    return os.environ['X']\n",
         "activities/send.py": "from datetime import datetime\nfrom temporalio import activity\n"
-                              "class Sender:\n    @activity.defn\n    def send(self):\n        return datetime.now()\n",
+        "class Sender:\n    @activity.defn\n    def send(self):\n        return datetime.now()\n",
     }
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(text)
-    assert reachable_problems(tmp_path) == ["common/helpers.py:7: common.helpers.Stamped calls time.time",
-                                            "common/more.py:3: common.more.deeper calls os.environ"]
+    assert reachable_problems(tmp_path) == [
+        "common/helpers.py:7: common.helpers.Stamped calls time.time",
+        "common/more.py:3: common.more.deeper calls os.environ",
+    ]

@@ -60,8 +60,11 @@ def patch_ids(package: Path = WORKFLOWS) -> dict[str, list[str]]:
                 patch_id = arg.value
             elif isinstance(arg, ast.Name) and arg.id in names:
                 patch_id = names[arg.id]
-            elif (isinstance(arg, ast.Attribute) and isinstance(arg.value, ast.Name)
-                  and arg.attr in constants.get(aliases.get(arg.value.id, ""), {})):
+            elif (
+                isinstance(arg, ast.Attribute)
+                and isinstance(arg.value, ast.Name)
+                and arg.attr in constants.get(aliases.get(arg.value.id, ""), {})
+            ):
                 patch_id = constants[aliases[arg.value.id]][arg.attr]
             else:
                 raise AssertionError(f"{where}: a patch id must be a string literal or a string constant")
@@ -81,8 +84,10 @@ def markers(history: Path) -> set[str]:
 
 
 def recorded() -> dict[str, set[str]]:
-    return {path.relative_to(HISTORIES).with_suffix("").as_posix(): markers(path)
-            for path in sorted(HISTORIES.glob("**/*.json"))}
+    return {
+        path.relative_to(HISTORIES).with_suffix("").as_posix(): markers(path)
+        for path in sorted(HISTORIES.glob("**/*.json"))
+    }
 
 
 def test_every_patch_the_workflows_use_is_in_the_registry():
@@ -110,11 +115,14 @@ def test_the_histories_said_to_take_an_old_branch_exist_and_lack_its_marker():
             assert patch.id not in histories[name], f"{patch.id}: {name} holds the marker, so takes the new branch"
 
 
-@pytest.mark.parametrize("source", [
-    'from temporalio import workflow\nworkflow.patched("made-up")',
-    'from temporalio import workflow\nMADE_UP = "made-up"\nworkflow.deprecate_patch(MADE_UP)',
-    'from temporalio.workflow import patched\nif patched("made-up"): pass',
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        'from temporalio import workflow\nworkflow.patched("made-up")',
+        'from temporalio import workflow\nMADE_UP = "made-up"\nworkflow.deprecate_patch(MADE_UP)',
+        'from temporalio.workflow import patched\nif patched("made-up"): pass',
+    ],
+)
 def test_the_scan_finds_literals_and_constants(tmp_path: Path, source: str):
     package = tmp_path / "workflows"
     package.mkdir()
