@@ -39,7 +39,7 @@ from workflows.user import UserWorkflow
 WORKFLOWS = [NotificationWorkflow, CleanupWorkflow, CallbackWorkflow, ReportWorkflow, BatchWorkflow,
              # Entities on ENTITY_TASK_QUEUE (common/models.py): a user's contact data, an SMS quota.
              UserWorkflow, SmsQuotaWorkflow,
-             # An Idempotency-Key (api/idempotency.py), on the maintenance queue too.
+             # An Idempotency-Key (api/core/idempotency.py), on the maintenance queue too.
              IdempotencyKeyWorkflow]
 # Herald's own modules are imported once per worker instead of once per workflow run (about 40%
 # less worker CPU per job, bench/README.md). The sandbox then no longer checks them for

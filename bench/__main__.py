@@ -8,7 +8,7 @@ started with devstack.temporal_server.tuned_args():
   file-default  a SQLite file with SQLite's default pragmas (optional: the configuration before tuning)
 phases, one after another, each with fresh worker (and API) processes:
   bare          the naive job: one workflow, one activity sending the email with aiosmtplib
-  start_job     (optional) Herald's start path, api.job_starter.start_job(email_job(...))
+  start_job     (optional) Herald's start path, api.jobs.starter.start_job(email_job(...))
   api           Herald through its HTTP API: POST /jobs/email to `python -m api`, Herald's worker
   paced         (after api) POSTs at half the rate api delivered, with status GETs: p99 of both
   batch         the same emails as POST /notify/batch, 100 per batch (one BatchWorkflow each)

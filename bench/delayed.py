@@ -2,7 +2,7 @@
 
 Starts a dev server the way `make run` does (a SQLite file, tuned_args) and Herald's real worker
 process (`python -m worker`, metrics off), reads its idle RSS (VmRSS of /proc/<pid>/status) once
-start-up has settled, then starts N delayed email jobs (delay 1 h, through api.job_starter, at
+start-up has settled, then starts N delayed email jobs (delay 1 h, through api.jobs.starter, at
 most 64 starts in flight). Each job's first workflow task runs on the worker and parks on its
 timer. Once a sample of the jobs (every 50th and the last 50 started) all have their timer in
 their history, the worker has run every first task; the bench then waits a few seconds and
@@ -30,7 +30,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from api.job_starter import email_job, start_job
+from api.jobs.starter import email_job, start_job
 from common.models import JobSpec
 from common.runtime import exit_skipping_teardown
 from common.settings import Settings

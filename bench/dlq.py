@@ -25,7 +25,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
-from api.job_starter import email_job
+from api.jobs.starter import email_job
 from api.main import create_app
 from common.models import JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, JobSpec
 from common.runtime import exit_skipping_teardown

@@ -107,9 +107,9 @@ def api_submit(http: LeanHttp) -> Submit:
 
 
 def start_job_submit(client: Client) -> Submit:
-    """Herald's start path without HTTP: api.job_starter.start_job(email_job(...)), as the API builds it."""
-    from api.job_starter import email_job, job_spec, new_job_id, start_job
-    from api.schemas import JobOptions
+    """Herald's start path without HTTP: api.jobs.starter.start_job(email_job(...)), as the API builds it."""
+    from api.jobs.starter import email_job, job_spec, new_job_id, start_job
+    from api.jobs.models import JobOptions
     from common.settings import Settings
     from common.temporal import client_for
     settings = Settings(encryption_key=ENCRYPTION_KEY)

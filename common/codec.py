@@ -12,7 +12,7 @@ is known when it is read back:
 - A payload that is not encrypted (runs started before the codec, the recorded histories in
   tests/replay) is passed through as it is.
 
-The API serves the same codec over HTTP for the Temporal Web UI (api/routers/codec.py).
+The API serves the same codec over HTTP for the Temporal Web UI (api/codec/routes.py).
 """
 
 from __future__ import annotations

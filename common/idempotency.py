@@ -1,4 +1,4 @@
-"""Idempotency-Key: what the API (api/idempotency.py) and the key's workflow
+"""Idempotency-Key: what the API (api/core/idempotency.py) and the key's workflow
 (workflows/idempotency.py) tell each other.
 
 Each (credential, Idempotency-Key) pair is one small Temporal workflow, `idem-<digest>`: it holds

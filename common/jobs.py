@@ -1,14 +1,14 @@
 """How a job's workflow is started: its workflow, task queue, memo, search attributes and summary.
 
-One definition for every starter: the API (api/job_starter.py), a schedule's action
-(common/builtin_schedules.py, api/schedule_store.py) and a job's `then` follow-up, which its parent workflow starts as a child
+One definition for every starter: the API (api/jobs/starter.py), a schedule's action
+(common/builtin_schedules.py, api/schedules/service.py) and a job's `then` follow-up, which its parent workflow starts as a child
 (workflows/job_tracking.py). So it takes the moment of the start as `now` (the workflow passes
 `workflow.now()`) and names the workflow by its pinned name, since common/ imports no workflow.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,7 +16,8 @@ from temporalio.common import Priority, SearchAttributePair, TypedSearchAttribut
 
 from common.models import (
     CHANNELS, JOB_STATUS_KEY, JOB_TYPE_KEY, JOB_USER_KEY, STATE_MEMO_KEY, TASK_QUEUES, CallbackState, CleanupInput,
-    FollowUp, JobFamily, JobKind, JobSpec, JobState, NotificationInput, Phase, ReportInput, RetrySpec,
+    CleanupTask, EmailMessage, FollowUp, JobFamily, JobKind, JobSpec, JobState, NotificationInput, Phase, ReportInput,
+    RetrySpec, SmsMessage, TypedEmail, WebhookRequest, user_ref,
 )
 from common.settings import Settings
 from common.summaries import job_details, job_summary
@@ -94,3 +95,29 @@ def new_spec(job_id: str, kind: JobKind, family: JobFamily, settings: Settings, 
         first_attempt_local=settings.rate_limit(CHANNELS[kind]) is None,
         then=then,
     )
+
+
+# ---- each kind of job's input from its spec and message (the API's routes, `then`, schedules) ------
+def email_job(spec: JobSpec, to: str, subject: str, body: str) -> NotificationInput:
+    return NotificationInput(job=spec, email=EmailMessage(to=to, subject=subject, body=body,
+                                                          idempotency_key=spec.job_id))
+
+
+def sms_job(spec: JobSpec, phone: str, message: str) -> NotificationInput:
+    return NotificationInput(job=spec, sms=SmsMessage(phone=phone, message=message, idempotency_key=spec.job_id))
+
+
+def webhook_job(spec: JobSpec, url: str, data: Any) -> NotificationInput:
+    return NotificationInput(job=spec, webhook=WebhookRequest(url=url, data=data, webhook_id=spec.job_id))
+
+
+def cleanup_job(spec: JobSpec, task: str) -> CleanupInput:
+    return CleanupInput(job=spec, cleanup=CleanupTask(task=task))
+
+
+def typed_email_job(spec: JobSpec, type: str, user_id: str, data: dict[str, Any]) -> NotificationInput:
+    """A typed notification: the user and template, resolved and rendered when the email is sent."""
+    # The HeraldUser search attribute: a user's notifications are listed by it (reports).
+    spec = replace(spec, user_ref=user_ref(user_id))
+    return NotificationInput(job=spec, typed=TypedEmail(type=type, user_id=user_id, data=data,
+                                                        idempotency_key=spec.job_id))

@@ -1,7 +1,7 @@
 """Herald's Prometheus metrics: their names, and the worker side of them.
 
 Two endpoints:
-- the API's `GET /metrics` (api/metrics.py, prometheus-client): `herald_jobs_accepted_total{type}`
+- the API's `GET /metrics` (api/core/metrics.py, prometheus-client): `herald_jobs_accepted_total{type}`
   and `herald_http_request_duration_seconds{method,route,status}`;
 - the worker's, on HERALD_WORKER_METRICS_HOST:HERALD_WORKER_METRICS_PORT, served by the Temporal
   runtime itself (common/temporal.worker_runtime): the SDK's own metrics (`temporal_…`) and
@@ -26,7 +26,7 @@ from temporalio import activity, workflow
 
 log = logging.getLogger("herald.metrics")
 
-# ---- the API (api/metrics.py) ------------------------------------------------------------------
+# ---- the API (api/core/metrics.py) ------------------------------------------------------------------
 JOBS_ACCEPTED = "herald_jobs_accepted_total"
 HTTP_REQUEST_DURATION = "herald_http_request_duration_seconds"
 

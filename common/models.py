@@ -53,7 +53,7 @@ def user_ref(user_id: str) -> str:
 
 
 class Phase(StrEnum):
-    """A job's internal state; api/job_views.py translates it into each family's words."""
+    """A job's internal state; api/jobs/service.py translates it into each family's words."""
 
     QUEUED = "queued"
     DELAYED = "delayed"
@@ -348,10 +348,14 @@ class FailureDetail:
     response_excerpt: str | None = None
 
 
+# A result callback's state (CallbackState.status), as every status route shows it.
+CallbackStatus = Literal["pending", "delivered", "failed"]
+
+
 @dataclass
 class CallbackState:
     url: str
-    status: Literal["pending", "delivered", "failed"] = "pending"
+    status: CallbackStatus = "pending"
     attempts: int = 0
     error: str | None = None
 
@@ -551,7 +555,7 @@ class TypedEmail(SendInput):
     idempotency_key: str
 
 
-# ---- SMS throttling (workflows/sms_quota.py, api/throttle.py) ---------------------------------------
+# ---- SMS throttling (workflows/sms_quota.py, api/jobs/throttle.py) ---------------------------------------
 @dataclass
 class QuotaSlot:
     at: str  # ISO 8601, the quota workflow's clock

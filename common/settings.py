@@ -23,7 +23,7 @@ DEV_SMS_TOKEN = "herald-dev-sms"
 
 CommaList = Annotated[list[str], NoDecode]
 # The hard ceilings of a message's fields: the OpenAPI schema states them (maxLength) for every
-# deployment alike (api/schemas.py; tests/docs checks the schema does not vary with the settings);
+# deployment alike (api/jobs/models.py; tests/docs checks the schema does not vary with the settings);
 # HERALD_MAX_SUBJECT_CHARS, HERALD_MAX_EMAIL_BODY_CHARS and HERALD_MAX_SMS_CHARS can only lower them.
 MAX_SUBJECT_CHARS = 998  # RFC 5322's longest line
 MAX_EMAIL_BODY_CHARS = 100_000
@@ -115,11 +115,11 @@ class Settings(BaseSettings):
     max_sms_chars: int = Field(MAX_SMS_CHARS, ge=1, le=MAX_SMS_CHARS)
     # A webhook's `data`, as compact UTF-8 JSON; unset: only max_body_bytes bounds it.
     max_webhook_data_bytes: int | None = Field(None, ge=4)
-    # Idempotency-Key (api/idempotency.py): how long a key's first answer is kept, and how long a
+    # Idempotency-Key (api/core/idempotency.py): how long a key's first answer is kept, and how long a
     # request holds its key before a retry with the same key may run in its place (its process died).
     idempotency_keep_hours: float = Field(24, gt=0)
     idempotency_lease_seconds: float = Field(30, gt=0)
-    # Live status (api/live.py): open SSE streams and waiting long polls per API process; the
+    # Live status (api/jobs/live.py): open SSE streams and waiting long polls per API process; the
     # keep-alive comment's period; the re-read period while a job's send retries on the server.
     max_live_streams: int = Field(200, ge=0)
     # Batches (POST /notify/batch): most items per request, and the largest batch body (its own
@@ -209,7 +209,7 @@ class Settings(BaseSettings):
     schedule_timezone: str = "UTC"
 
     # SMS per recipient number (and per user) in any rolling hour, counted in Temporal across every
-    # API replica (api/throttle.py); the next request is a 429. 0 turns throttling off.
+    # API replica (api/jobs/throttle.py); the next request is a 429. 0 turns throttling off.
     sms_per_hour: int = Field(10, ge=0)
     # Where the typed notifications' Jinja2 templates are (<type>.subject.j2, .txt.j2, .html.j2 and
     # <locale>/ translations); unset: the `templates/` directory beside Herald's code.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from common.models import Phase
 
 # GET /jobs/{id}/status
@@ -24,6 +26,11 @@ NOTIFICATION_STATUS = {
     Phase.FAILED: "failed",
     Phase.CANCELLED: "cancelled",
 }
+
+
+def words(table: Mapping[Phase, str]) -> tuple[str, ...]:
+    """A table's words, each once, in the phases' order: what its answers' schema lists."""
+    return tuple(dict.fromkeys(table[phase] for phase in Phase))
 
 
 def family_status(family: str, phase: Phase) -> str:

@@ -12,7 +12,7 @@ An item that fails for good becomes a dead letter of its own at once: a short No
 run with the item's job id, whose input says "already failed in batch" (`batch_failure`): it fails
 immediately with the usual JobFailed details, so the DLQ, the stats and the status routes see it
 like any failed job, and a redrive starts that id again without the marker, sending that item as
-a normal job. Items are read through the queries below while the batch runs (api/batches.py) and
+a normal job. Items are read through the queries below while the batch runs (api/jobs/batch_items.py) and
 from its result once it has ended. `batch_cancel` cancels waiting items (one, or all of them);
 items in flight finish.
 """

@@ -1,5 +1,5 @@
 """How many SMS one key (a recipient number, or a user) was given in the last hour: an entity
-workflow per key (id `sms-quota-<digest>`; never the number itself), driven by api/throttle.py.
+workflow per key (id `sms-quota-<digest>`; never the number itself), driven by api/jobs/throttle.py.
 
 `reserve` grants `count` slots when the rolling window has room for them, else answers how long
 until it has; `release` takes a reservation back (the API reserves a number and a user in turn

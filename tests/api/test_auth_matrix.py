@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from fastapi.routing import APIRoute
 
-from api.deps import ADMIN_CHALLENGE, require_admin_token, require_client_key, require_codec_caller
+from api.core.auth import ADMIN_CHALLENGE, require_admin_token, require_client_key, require_codec_caller
 from api.main import create_app
 from common.settings import Settings
 from tests.api.helpers import ADMIN_TOKEN, API_KEY, api_client, assert_error

@@ -1,4 +1,4 @@
-"""Idempotency-Key on every POST (api/idempotency.py, workflows/idempotency.py), against the real
+"""Idempotency-Key on every POST (api/core/idempotency.py, workflows/idempotency.py), against the real
 dev server (update-with-start), real workers and the SMTP sink."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import uuid
 import pytest
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.idempotency import KeyStore
+from api.core.idempotency import KeyStore
 from common.idempotency import Claim, Completion, StoredAnswer, key_workflow_id
 from common.temporal import client_for
 from devstack.smtp_sink import read_outbox

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 from pydantic import ValidationError
 
 from activities.email import build_message
-from api.schemas import EmailJob
+from api.jobs.models import EmailJob
 from common.models import EmailMessage
 from common.settings import Settings
 from tests.api.helpers import AUTH, api_client, assert_error, mail_for, until_final

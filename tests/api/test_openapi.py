@@ -6,7 +6,7 @@ from typing import Any, get_args, get_type_hints
 
 import pytest
 
-from api.responses import BullMQStatusWord, CallbackStatusWord, JobStatusWord, NotificationStatusWord
+from api.jobs.models import BullMQStatusWord, CallbackStatusWord, JobStatusWord, NotificationStatusWord
 from common.models import CallbackState, Phase
 from common.vocabulary import BULLMQ_STATUS, JOB_STATUS, NOTIFICATION_STATUS
 from tests.api.helpers import assert_error, poll

@@ -11,8 +11,8 @@ import uuid
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from api.job_starter import email_job, job_spec, new_job_id, sms_job
-from api.schemas import JobOptions
+from api.jobs.starter import email_job, job_spec, new_job_id, sms_job
+from api.jobs.models import JobOptions
 from common.jobs import start_options
 from common.models import JOB_STATUS_KEY, JOB_USER_KEY, report_id, report_path, user_ref
 from common.temporal import client_for

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from api.stats import KINDS, STATUSES, status_word
+from api.admin.service import KINDS, STATUSES, status_word
 from tests.api.helpers import ADMIN, AUTH, assert_error, poll, until_final
 from tests.api.test_dlq import failed_webhook, listed
 from tests.support.http_receiver import Answer, HttpReceiver

@@ -114,7 +114,7 @@ async def test_a_bad_then_is_a_400_on_its_field(api):
                         400, "validation_error")
     assert [d["field"] for d in body["details"]] == ["then"], body
     # A chain of five is fine (a 202 is not needed here: it would start jobs; the model accepts it).
-    from api.schemas import CleanupJob
+    from api.jobs.models import CleanupJob
     assert CleanupJob.model_validate({"task": "delete_temp", "then": chain["then"]}).then is not None
 
 

@@ -11,8 +11,8 @@ import random
 
 import pytest
 
-from api.errors import ApiError
-from api.throttle import quota_key, reserve_sms
+from api.core.errors import ApiError
+from api.jobs.throttle import quota_key, reserve_sms
 from common.temporal import client_for
 from tests.api.helpers import AUTH, api_client, assert_error, poll
 from workflows.sms_quota import SmsQuotaWorkflow

@@ -12,7 +12,7 @@ from tests.api.helpers import AUTH, address_of, api_client, assert_error, start_
 from tests.support.temporal import ENCRYPTION_KEY, free_port
 
 EMAIL = {"to": "ada@example.com", "subject": "Hello", "body": "Text"}
-# The client retries for about 3 s (api/temporal.py CLIENT_RETRIES); then a 503, not a hang.
+# The client retries for about 3 s (api/core/temporal.py CLIENT_RETRIES); then a 503, not a hang.
 MAX_WAIT_S = 8
 
 

@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 from temporalio.client import ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 
-from api.schedule_store import job_body, job_request
-from api.schemas import ScheduleCreate
+from api.schedules.service import job_body, job_request
+from api.schedules.models import ScheduleCreate
 from common.builtin_schedules import builtin_schedule, job_schedule
 from common.models import JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, CleanupInput, NotificationInput
 from common.schedules import (

@@ -40,7 +40,7 @@ POST_CONCURRENCY = 24
 START_TIMEOUT = 60
 # `make run` starts a dead server again after 1 s, and it listens again ~0.3 s later. Here the
 # first pause is 6 s, so the server is surely still down when the API's retries (at most ~3 s,
-# api/temporal.py; ~1.7 s measured) run out: a 202 then would be a right answer from a server
+# api/core/temporal.py; ~1.7 s measured) run out: a 202 then would be a right answer from a server
 # already back, and the 503 could not be asserted.
 RESTART_PAUSE_S = 6.0
 # The API gives up on an unreachable Temporal within ~3 s (tests/api/test_unavailable.py).

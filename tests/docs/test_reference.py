@@ -11,7 +11,7 @@ import pytest
 
 from api.main import create_app
 from api.openapi_export import REGENERATE, openapi_schema, render
-from api.responses import BullMQStatusWord, JobStatusWord, NotificationStatusWord
+from api.jobs.models import BullMQStatusWord, JobStatusWord, NotificationStatusWord
 from common.settings import Settings
 from tests.support.temporal import ENCRYPTION_KEY
 

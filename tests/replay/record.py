@@ -5,7 +5,7 @@
 Runs each scenario through Herald's real workers against Temporal's time-skipping test server,
 with real SMTP (the dev SMTP sink) and real HTTP (a local receiver) at the edges, checks that
 it ended as expected, and saves its history as OUT_DIR/<scenario>.json. Jobs are started the
-way the API starts them (api.job_starter), so a recording matches what production runs write.
+way the API starts them (api.jobs.starter), so a recording matches what production runs write.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.testing import WorkflowEnvironment
 
 import workflows
-from api.job_starter import email_job, start_job, webhook_job
+from api.jobs.starter import email_job, start_job, webhook_job
 from common.runtime import exit_skipping_teardown
 from common.settings import Settings
 from devstack.smtp_sink import SmtpSink, read_outbox

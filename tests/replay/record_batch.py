@@ -3,7 +3,7 @@
     python -m tests.replay.record_batch tests/replay/histories/batch-v1 [SCENARIO ...]
 
 Through Herald's real workers on Temporal's time-skipping test server, with real HTTP receivers
-at the edge; batches are started the way the API starts them (api.batches.start_batch):
+at the edge; batches are started the way the API starts them (api.batches.service.start_batch):
 - `batch_retries_and_dead_letter`: three webhook items, one delivered at once, one after a 500
   and its backoff timer, one refused for good (404): completed, with a dead-letter child started;
 - `batch_dead_letter_item`: that child, a NotificationWorkflow run with `batch_failure`: failed;
@@ -25,7 +25,7 @@ from pathlib import Path
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 
-from api.batches import new_batch_id, start_batch
+from api.batches.service import new_batch_id, start_batch
 from common.models import BatchInput, BatchWebhook
 from common.runtime import exit_skipping_teardown
 from common.settings import Settings

@@ -19,9 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from api.errors import ApiError
+from api.core.errors import ApiError
 from api.main import create_app
-from api.throttle import quota_key, reserve_sms
+from api.jobs.throttle import quota_key, reserve_sms
 from common.runtime import exit_skipping_teardown
 from common.models import user_workflow_id
 from common.settings import Settings

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from api.idempotency import KeyStore
+from api.core.idempotency import KeyStore
 from common.idempotency import Claim, Completion, StoredAnswer, key_workflow_id
 from common.runtime import exit_skipping_teardown
 from common.settings import Settings

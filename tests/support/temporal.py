@@ -12,7 +12,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from api.job_views import load_job
+from api.jobs.service import load_job
 from common.models import JobSpec, RetrySpec
 from common.settings import Settings
 from common.temporal import client_for
@@ -55,7 +55,7 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
 
 
 async def job_state(client: Client, handle: WorkflowHandle) -> dict[str, Any]:
-    """A job's state as the API reads it (api.job_views), with the phase, attempts and error it derives."""
+    """A job's state as the API reads it (api.jobs.service), with the phase, attempts and error it derives."""
     view = await load_job(client, handle.id)
     return view.state | {"phase": view.phase.value, "attempts": view.attempts, "error": view.error,
                          "next_attempt_at": view.next_attempt_at}

@@ -9,8 +9,8 @@ from dataclasses import replace
 
 from temporalio.api.enums.v1 import EventType
 
-from api.batches import new_batch_id, start_batch
-from api.job_views import load_job
+from api.batches.service import new_batch_id, start_batch
+from api.jobs.service import load_job
 from common.models import BatchInput, BatchWebhook
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.temporal import events, herald_client, job_spec, running_workers

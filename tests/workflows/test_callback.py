@@ -8,7 +8,7 @@ import pytest
 from standardwebhooks import Webhook
 from temporalio.client import WorkflowFailureError
 
-from api.job_starter import email_job, sms_job, start_job
+from api.jobs.starter import email_job, sms_job, start_job
 from devstack.smtp_sink import read_outbox
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.temporal import WEBHOOK_SECRET, events, herald_client, job_spec, job_state, running_workers

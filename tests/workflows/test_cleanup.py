@@ -6,7 +6,7 @@ import json
 import os
 import time
 
-from api.job_starter import cleanup_job, start_job
+from api.jobs.starter import cleanup_job, start_job
 from tests.support.temporal import herald_client, job_spec, job_state, running_workers
 
 DAY = 86400

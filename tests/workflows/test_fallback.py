@@ -11,8 +11,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from temporalio.client import WorkflowFailureError
 
-from api.job_starter import start_job
-from api.job_views import job_status_body, load_job
+from api.jobs.starter import start_job
+from api.jobs.service import job_status_body, load_job
 from common.temporal import client_for
 from devstack.smtp_sink import TEMPFAIL_REPLY, read_outbox
 from tests.support.http_receiver import Answer, HttpReceiver

@@ -10,7 +10,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
 
-from api.job_starter import start_job
+from api.jobs.starter import start_job
 from common.models import EmailMessage, NotificationInput, SmsMessage
 from devstack.smtp_sink import read_outbox
 from tests.support.http_receiver import Answer, HttpReceiver

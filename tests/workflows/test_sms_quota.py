@@ -1,6 +1,6 @@
 """SmsQuotaWorkflow on the time-skipping server: the rolling hour, by the workflow's clock.
 
-The time-skipping server has no update-with-start, which api/throttle.py uses: here the quota
+The time-skipping server has no update-with-start, which api/jobs/throttle.py uses: here the quota
 workflow is started and updated in two calls; the rest (reserve, release, the window, ending
 itself once idle for an hour) is the same code. tests/api/test_throttle.py covers the API end to
 end on the dev server.

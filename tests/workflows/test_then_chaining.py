@@ -11,7 +11,7 @@ import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
-from api.job_starter import email_job, start_job
+from api.jobs.starter import email_job, start_job
 from common.models import FollowUp, then_id
 from devstack.smtp_sink import read_outbox
 from tests.conftest import TEST_SERVER, register_search_attributes

@@ -10,7 +10,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 from temporalio.client import WorkflowFailureError
 
-from api.job_starter import start_job, webhook_job
+from api.jobs.starter import start_job, webhook_job
 from tests.support.http_receiver import Answer, HttpReceiver, Received
 from tests.support.temporal import (
     WEBHOOK_SECRET, attempt_gaps, herald_client, job_spec, job_state, running_workers,

@@ -1,0 +1,47 @@
+"""The operator's answers: job counts by type and status, and the latest jobs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
+
+from api.core.models import DATE_TIME, Answer, absent_unless
+from api.jobs.models import JobStatusWord
+from common.models import JobKind
+
+
+class StatusCounts(Answer):
+    """How many jobs of one type are in each `/jobs/{id}/status` word, each job under its latest run."""
+
+    queued: int = Field(ge=0, description="waiting for a worker; also a running job that started `queued` (see "
+                                          "`processing`)")
+    delayed: int = Field(ge=0, description="started with a `delay` or `deliverAt` and not finished yet")
+    processing: int = Field(ge=0, description="always 0 here: an attempt's start is not written to visibility, so "
+                                              "a job being sent counts under the status it started with")
+    completed: int = Field(ge=0)
+    failed: int = Field(ge=0, description="failed jobs, dead letters and discarded ones alike (a redriven job "
+                                          "counts under its new run)")
+    cancelled: int = Field(ge=0)
+
+
+class Stats(Answer):
+    counts: dict[JobKind, StatusCounts] = Field(description="every job type, each with every status word")
+    dlq: int = Field(ge=0, description="dead letters: what GET /admin/dlq lists")
+    approximate: Literal[True] | SkipJsonSchema[None] = absent_unless(
+        "only past 2 000 running jobs that are not `queued`, or 5 000 failed runs kept: the counts are then "
+        "estimated (see docs/api.md)")
+
+
+class RecentJob(Answer):
+    jobId: str = Field(description="the job's id, also its Temporal workflow id")
+    runId: str = Field(description="the Temporal run id of the job's latest run")
+    type: JobKind
+    status: JobStatusWord = Field(description="as GET /jobs/{id}/status reads it")
+    createdAt: str = Field(json_schema_extra=DATE_TIME)
+    finishedAt: str | SkipJsonSchema[None] = absent_unless("only once the run has closed: when", **DATE_TIME)
+
+
+class RecentJobs(Answer):
+    items: list[RecentJob] = Field(description="newest first, one per job id")

@@ -1,0 +1,1 @@
+"""Batches: POST /notify/batch (many notifications on one channel, one workflow) and GET /batches/{id}."""

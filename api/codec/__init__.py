@@ -1,0 +1,1 @@
+"""The payload codec over HTTP for the Temporal Web UI (/codec/encode, /codec/decode) and its CORS."""

@@ -1,0 +1,1 @@
+"""The dead-letter queue (admin): list, redrive one or all, discard (/admin/dlq)."""

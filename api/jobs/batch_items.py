@@ -1,0 +1,174 @@
+"""Batches (POST /notify/batch, GET /batches/{id}) and their items as jobs.
+
+A batch is one BatchWorkflow run (workflows/batch.py) named by the batch id; its items live in that
+run, each with the job id `<batchId>-<n>` (n from 0, in item order). An item is read from its
+batch: through a query while the batch runs (a worker answers it), from the run's result once it
+has ended (cached: a closed run never changes). An item that failed is also a failed run of its
+own job id (its dead letter), and a redriven one runs there as a normal job: the status routes
+look for a workflow with the item's id first (api/jobs/service.py), and only then in its batch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.core.errors import ApiError
+from api.jobs.models import JobView
+from api.core.temporal import RPC_TIMEOUT
+from common.models import (
+    BATCH_MEMO_KEY, Phase,
+)
+from common.vocabulary import JOB_STATUS
+
+BATCH_ID = re.compile(r"^batch-[0-9a-f]{20}$")
+ITEM_ID = re.compile(r"^(batch-[0-9a-f]{20})-(0|[1-9][0-9]{0,4})$")
+# Closed batches' item states kept per API process (a closed run never changes).
+RESULTS_KEPT = 32
+_ENDED = {
+    WorkflowExecutionStatus.TERMINATED: "the batch was terminated by an operator",
+    WorkflowExecutionStatus.TIMED_OUT: "the batch timed out",
+    WorkflowExecutionStatus.FAILED: "the batch failed",
+}
+
+
+# ---- reading ---------------------------------------------------------------------------------------
+@dataclass
+class Batch:
+    id: str
+    meta: dict[str, Any]
+    description: WorkflowExecutionDescription
+    handle: WorkflowHandle
+
+
+async def find_batch(client: Client, batch_id: str) -> Batch | None:
+    if not BATCH_ID.match(batch_id):
+        return None
+    handle = client.get_workflow_handle(batch_id)
+    try:
+        description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    meta = (await description.memo()).get(BATCH_MEMO_KEY)
+    if not isinstance(meta, dict):
+        return None
+    return Batch(batch_id, meta, description, client.get_workflow_handle(batch_id, run_id=description.run_id))
+
+
+_results: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+
+
+async def closed_items(batch: Batch) -> list[dict[str, Any]] | None:
+    """The item states a completed batch run returned (None for a run that did not complete)."""
+    if batch.description.status != WorkflowExecutionStatus.COMPLETED:
+        return None
+    run_id = batch.description.run_id
+    if run_id not in _results:
+        result = await batch.handle.result(follow_runs=False, rpc_timeout=RPC_TIMEOUT)
+        _results[run_id] = result.get("items", []) if isinstance(result, dict) else []
+        while len(_results) > RESULTS_KEPT:
+            _results.popitem(last=False)
+    _results.move_to_end(run_id)
+    return _results[run_id]
+
+
+async def item_state(batch: Batch, n: int) -> dict[str, Any]:
+    items = await closed_items(batch)
+    if items is not None:
+        return items[n]
+    if batch.description.status == WorkflowExecutionStatus.RUNNING:
+        state = await batch.handle.query("batch_item", n, rpc_timeout=RPC_TIMEOUT)
+        if isinstance(state, dict):
+            return state
+    # A batch run that ended without completing (terminated, timed out): its items that were not
+    # final never will be. What each had come to, a worker can still tell by replaying the run.
+    state = await queried(batch, "batch_item", n) or {}
+    if state.get("phase") in (Phase.COMPLETED.value, Phase.FAILED.value, Phase.CANCELLED.value):
+        return state
+    ended = batch.description.close_time or batch.description.start_time
+    return state | {"phase": Phase.FAILED.value, "error": _ENDED.get(batch.description.status, "the batch ended"),
+                    "not_before": None, "updated_at": ended.isoformat()}
+
+
+async def queried(batch: Batch, query: str, *args: Any) -> Any:
+    try:
+        return await batch.handle.query(query, *args, rpc_timeout=RPC_TIMEOUT)
+    except Exception:  # noqa: BLE001 - no worker, or a run that cannot answer: the caller falls back
+        return None
+
+
+async def load_item(client: Client, job_id: str) -> JobView | None:
+    """A batch item as a job (None: `job_id` names no batch item)."""
+    match = ITEM_ID.match(job_id)
+    if not match:
+        return None
+    batch = await find_batch(client, match.group(1))
+    n = int(match.group(2))
+    if batch is None or n >= int(batch.meta.get("total", 0)):
+        return None
+    item = await item_state(batch, n)
+    phase = Phase(item["phase"])
+    state = {
+        "job_id": job_id, "kind": batch.meta["channel"], "family": "notify", "phase": phase.value,
+        "max_attempts": batch.meta.get("max_attempts", 3), "created_at": batch.meta["created_at"],
+        "updated_at": item.get("updated_at") or batch.meta["created_at"], "recipient": item.get("recipient"),
+        "attempts": item.get("attempts", 0), "not_before": item.get("not_before"), "result": item.get("result"),
+        "error": item.get("error"), "deliveries": [], "batch_id": batch.id,
+    }
+    next_attempt_at = item.get("not_before") if phase == Phase.DELAYED else None
+    return JobView(id=job_id, state=state, phase=phase, attempts=state["attempts"],
+                   error=state["error"], next_attempt_at=next_attempt_at)
+
+
+def history_id(job_id: str) -> str | None:
+    """The workflow whose history records a batch item's changes (its batch's), for the live routes."""
+    match = ITEM_ID.match(job_id)
+    return match.group(1) if match else None
+
+
+# ---- cancelling ------------------------------------------------------------------------------------
+async def cancel_in_batch(client: Client, job_id: str) -> str | None:
+    """Cancel a batch's waiting items (`job_id` a batch id) or one waiting item (an item's id).
+
+    Returns the status URL to answer with, None when `job_id` is neither (the caller treats it as
+    a job), or raises 409 when nothing is left to cancel.
+    """
+    match = ITEM_ID.match(job_id)
+    if match:
+        try:
+            await client.get_workflow_handle(job_id).describe(rpc_timeout=RPC_TIMEOUT)
+            return None  # a run of its own (a dead letter, or redriven): a job like any other
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+        batch, n = await find_batch(client, match.group(1)), int(match.group(2))
+        if batch is None or n >= int(batch.meta.get("total", 0)):
+            return None
+    else:
+        batch, n = await find_batch(client, job_id), None
+        if batch is None:
+            return None
+    if batch.description.status != WorkflowExecutionStatus.RUNNING:
+        what = "job" if n is not None else "batch"
+        raise ApiError(409, "not_cancellable", f"the {what} is already finished")
+    try:
+        answer = await batch.handle.execute_update("batch_cancel", n, rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:  # the batch ended meanwhile
+            raise ApiError(409, "not_cancellable", "the batch is already finished") from exc
+        raise
+    if not answer.get("cancelled"):
+        if n is None:
+            raise ApiError(409, "not_cancellable", "no item of the batch is waiting any more")
+        phase = Phase(answer.get("phase") or Phase.PROCESSING.value)
+        if phase == Phase.PROCESSING:
+            raise ApiError(409, "not_cancellable", "the job is being sent right now and can no longer be cancelled")
+        raise ApiError(409, "not_cancellable", f"the job is already {JOB_STATUS[phase]}")
+    return f"/jobs/{job_id}/status" if n is not None else f"/batches/{job_id}"

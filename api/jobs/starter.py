@@ -1,0 +1,181 @@
+"""Turns an accepted request into a durably started workflow. A 202 is answered only after this."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Callable
+
+from fastapi import Depends
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+
+from common.destinations import BlockedDestination, check_url
+from api.core.errors import validation_error, validation_errors
+from api.core.metrics import count_accepted
+from api.jobs.models import (
+    EmailFields, JobOptions, SmsFields, TypedCleanupJob, TypedEmailJob, TypedJobBody, TypedSmsJob,
+    TypedWebhookJob, WebhookFields,
+)
+from api.core.auth import get_gateway, get_settings
+from api.core.temporal import RPC_TIMEOUT, TemporalGateway
+from api.jobs.throttle import sms_slots
+from common.logs import log_event
+from common.jobs import JobRequest, cleanup_job, email_job, new_spec, sms_job, start_options, webhook_job
+from common.models import (
+    CleanupInput, FollowUp, JobFamily, JobKind, JobSpec, JobState, NotificationInput,
+    Phase, RetrySpec,
+)
+from common.settings import Settings
+
+
+
+@dataclass
+class StartedJob:
+    job_id: str
+    phase: Phase
+    handle: WorkflowHandle
+
+
+def new_job_id(kind: str) -> str:
+    # Readable in the Web UI and unique; the kind prefix says what it is at a glance.
+    return f"{kind}-{uuid.uuid4().hex[:20]}"
+
+
+def check_target(field: str, url: str | None, settings: Settings) -> None:
+    """Refuse at the door what the SSRF guard would refuse at send time anyway (a 400, not a failed job)."""
+    if url is None:
+        return
+    try:
+        check_url(url, settings.webhook_allow_hosts)
+    except BlockedDestination as exc:
+        raise validation_error(field, str(exc)) from exc
+
+
+def check_limits(body: JobOptions, settings: Settings, where: str = "") -> None:
+    """The operator's field limits (HERALD_MAX_SUBJECT_CHARS, ..., at most the schema's ceilings), for
+    every route, `then` and schedule that takes a message; `where` is the body's path (`job.`)."""
+    limits: list[tuple[str, int, int]] = []  # field, limit, size
+    if isinstance(body, EmailFields):
+        limits += [("subject", settings.max_subject_chars, len(body.subject)),
+                   ("body", settings.max_email_body_chars, len(body.body))]
+    elif isinstance(body, SmsFields):
+        limits += [("message", settings.max_sms_chars, len(body.message))]
+    elif isinstance(body, WebhookFields) and settings.max_webhook_data_bytes is not None:
+        size = len(json.dumps(body.data, ensure_ascii=False, separators=(",", ":")).encode())
+        limits += [("data", settings.max_webhook_data_bytes, size)]
+    unit = {"data": "bytes as JSON"}
+    details = [{"field": where + name, "message": f"must be at most {limit} {unit.get(name, 'characters')}"}
+               for name, limit, size in limits if size > limit]
+    if details:
+        raise validation_errors(details)
+
+
+def job_spec(job_id: str, kind: JobKind, family: JobFamily, options: JobOptions, settings: Settings,
+             recipient: str | None, where: str = "") -> JobSpec:
+    """The spec of a job from its options; `where` is the options' path in the body (`then.`)."""
+    check_limits(options, settings, where)
+    check_target(f"{where}webhookUrl", options.webhookUrl, settings)
+    return new_spec(
+        job_id, kind, family, settings,
+        retry=RetrySpec(max_attempts=options.attempts, backoff=options.backoff.type, delay_ms=options.backoff.delay),
+        delay_ms=options.delay or 0,
+        deliver_at=options.deliverAt.isoformat() if options.deliverAt else None,
+        callback_url=options.webhookUrl,
+        recipient=recipient,
+        then=follow_up(options.then, family, settings, f"{where}then.") if options.then else None,
+    )
+
+
+def typed_request(job: TypedJobBody, family: JobFamily, settings: Settings, where: str,
+                  job_id: str = "") -> NotificationInput | CleanupInput:
+    """The input of a job given as `{"type": ..., ...}` (a schedule's job, a `then`), its URLs checked;
+    `where` is its path in the body (`job.`, `then.`) for the 400's field."""
+    if isinstance(job, TypedWebhookJob):
+        check_target(f"{where}url", job.url, settings)
+    recipient = {TypedEmailJob: "to", TypedSmsJob: "phone", TypedWebhookJob: "url"}.get(type(job))
+    spec = job_spec(job_id, job.type, family, job, settings, getattr(job, recipient) if recipient else None, where)
+    if isinstance(job, TypedEmailJob):
+        return email_job(spec, job.to, job.subject, job.body)
+    if isinstance(job, TypedSmsJob):
+        return sms_job(spec, job.phone, job.message)
+    if isinstance(job, TypedWebhookJob):
+        return webhook_job(spec, job.url, job.data)
+    assert isinstance(job, TypedCleanupJob)
+    return cleanup_job(spec, job.task)
+
+
+def follow_up(job: TypedJobBody, family: JobFamily, settings: Settings, where: str) -> FollowUp:
+    """A `then`, built and checked now, at the request: started by the job's workflow once it completed,
+    as `<jobId>-then` (an empty job id here: the child takes its workflow id, as a schedule's run does)."""
+    request = typed_request(job, family, settings, where)
+    if isinstance(request, CleanupInput):
+        return FollowUp(cleanup=request, priority=job.priority)
+    return FollowUp(notification=request, priority=job.priority)
+
+
+async def start_job(client: Client, request: JobRequest, priority: int | None = None,
+                    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    id_conflict_policy: WorkflowIDConflictPolicy = WorkflowIDConflictPolicy.UNSPECIFIED) -> StartedJob:
+    spec = request.job
+    start = start_options(request, priority)
+    phase, initial = start.state.phase, start.state
+    handle = await client.start_workflow(
+        start.workflow,
+        request,
+        id=spec.job_id,
+        task_queue=start.task_queue,
+        id_reuse_policy=id_reuse_policy,
+        id_conflict_policy=id_conflict_policy,
+        memo=start.memo,
+        search_attributes=start.search_attributes,
+        priority=start.priority,
+        static_summary=start.summary,
+        static_details=start.details,
+        rpc_timeout=RPC_TIMEOUT,
+        # Started by name (common/jobs.py): every job workflow's result is its final JobState.
+        result_type=JobState,
+    )
+    log_event("job.added", job_id=spec.job_id, kind=spec.kind, family=spec.family, phase=phase.value,
+              priority=priority, not_before=initial.not_before)
+    count_accepted(spec.kind)
+    return StartedJob(job_id=spec.job_id, phase=phase, handle=handle)
+
+
+class JobStarter:
+    """What a POST route needs to turn a valid body into a started job (injected with Depends)."""
+
+    def __init__(self, gateway: TemporalGateway, settings: Settings) -> None:
+        self.gateway, self.settings = gateway, settings
+
+    async def start(self, kind: JobKind, family: JobFamily, options: JobOptions, recipient: str | None,
+                    build: Callable[[JobSpec], NotificationInput | CleanupInput]) -> StartedJob:
+        # The spec (and its URL checks) before the client: bad input is a 400 even without Temporal.
+        spec = job_spec(new_job_id(kind), kind, family, options, self.settings, recipient)
+        request = build(spec)
+        client = await self.gateway.client()
+        # Every SMS the request creates (its own, its `then` chain's) takes a slot of its number's
+        # hourly quota first (api/jobs/throttle.py): over HERALD_SMS_PER_HOUR, a 429 and no job.
+        async with sms_slots(client, self.settings, sms_numbers(request)):
+            return await start_job(client, request, options.priority)
+
+
+def get_job_starter(gateway: Annotated[TemporalGateway, Depends(get_gateway)],
+                    settings: Annotated[Settings, Depends(get_settings)]) -> JobStarter:
+    return JobStarter(gateway, settings)
+
+
+Jobs = Annotated[JobStarter, Depends(get_job_starter)]
+
+
+def sms_numbers(request: NotificationInput | CleanupInput) -> list[str]:
+    """The numbers a job and its `then` chain send SMS to, one per SMS."""
+    numbers = []
+    while request is not None:
+        if isinstance(request, NotificationInput) and request.sms:
+            numbers.append(request.sms.phone)
+        follow = request.job.then
+        request = follow.request if follow else None
+    return numbers

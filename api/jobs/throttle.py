@@ -1,0 +1,151 @@
+"""SMS throttling: at most HERALD_SMS_PER_HOUR SMS per recipient number (and per user) in any
+rolling hour, counted in Temporal, so every API replica sees the same count.
+
+Each number and each user has a quota workflow (workflows/sms_quota.py, id `sms-quota-<digest>`:
+never the number itself). A request reserves its slots before its job is started, by an
+update-with-start (the first SMS to a number starts its workflow), so a refused request (429)
+creates no job. Several keys (a batch's numbers, a number and its user) are reserved one by one
+(concurrently); when one is refused the others' reservations are released again. Between the two
+a concurrent request to the same number may see it fuller than it ends up: it is refused too
+early, never let through over the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import math
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+
+from temporalio.client import Client, RPCTimeoutOrCancelledError, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.core.errors import ApiError, temporal_unavailable
+from api.core.temporal import RPC_TIMEOUT, is_unreachable
+from common.logs import log_event
+from common.models import ENTITY_TASK_QUEUE, QuotaAnswer, QuotaInput, QuotaRequest
+from common.settings import Settings
+from common.summaries import mask_phone
+from workflows.sms_quota import SmsQuotaWorkflow
+
+WINDOW = timedelta(hours=1)
+# Reservations in flight at once for one request (a batch of many numbers).
+PARALLEL = 32
+
+
+def quota_key(kind: str, value: str) -> str:
+    """The quota workflow's id for a number (`phone`) or a user (`user`): a digest, not the value."""
+    return "sms-quota-" + hashlib.sha256(f"{kind}\x00{value}".encode()).hexdigest()[:32]
+
+
+class RateLimited(ApiError):
+    def __init__(self, message: str, retry_after_s: float, retry_at: str | None = None) -> None:
+        seconds = max(1, math.ceil(retry_after_s))
+        when = f" (at {retry_at})" if retry_at else ""
+        super().__init__(429, "rate_limited", f"{message}; a slot frees in {seconds} s{when}",
+                         headers={"Retry-After": str(seconds)})
+        self.retry_after_s = seconds
+
+
+async def _reserve(client: Client, key: str, request: QuotaRequest) -> QuotaAnswer:
+    start = WithStartWorkflowOperation(
+        SmsQuotaWorkflow.run, QuotaInput(key=key), id=key, task_queue=ENTITY_TASK_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, static_summary="SMS quota (rolling hour)")
+    try:
+        # The same update id on a retry: a reservation the workflow already took is not taken twice.
+        return await client.execute_update_with_start_workflow(
+            SmsQuotaWorkflow.reserve, request, start_workflow_operation=start, id=f"reserve-{request.token}",
+            rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+    # The run ended (idle for an hour) between the server finding it and the update reaching it: once
+    # more, which starts a new run.
+    start = WithStartWorkflowOperation(
+        SmsQuotaWorkflow.run, QuotaInput(key=key), id=key, task_queue=ENTITY_TASK_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, static_summary="SMS quota (rolling hour)")
+    return await client.execute_update_with_start_workflow(
+        SmsQuotaWorkflow.reserve, request, start_workflow_operation=start, id=f"reserve-{request.token}",
+        rpc_timeout=RPC_TIMEOUT)
+
+
+async def _release(client: Client, key: str, token: str) -> None:
+    try:
+        await client.get_workflow_handle(key).execute_update(SmsQuotaWorkflow.release, token,
+                                                             id=f"release-{token}", rpc_timeout=RPC_TIMEOUT)
+    except (RPCError, WorkflowUpdateFailedError, RPCTimeoutOrCancelledError) as exc:
+        # Not released: the slots count until they expire (a refusal too many, never one too few).
+        log_event("sms_quota.release_failed", key=key, error=str(exc))
+
+
+async def reserve_sms(client: Client, settings: Settings, numbers: Sequence[str], user_id: str | None = None) -> str | None:
+    """Reserve one SMS slot per item of `numbers` (E.164; repeats count each), on each number's quota and,
+    with `user_id`, len(numbers) on the user's, all or none.
+
+    Raises ApiError 429 `rate_limited` (with `Retry-After`: seconds until enough slots free) when any
+    quota is full, and 503 `temporal_unavailable` when Temporal cannot be reached. Returns the
+    reservation's token (for release_sms), or None when throttling is off (HERALD_SMS_PER_HOUR=0).
+    """
+    limit = settings.sms_per_hour
+    if not limit or not numbers:
+        return None
+    token = uuid.uuid4().hex
+    wanted: dict[str, tuple[int, str]] = {quota_key("phone", n): (count, f"number {mask_phone(n)}")
+                                          for n, count in Counter(numbers).items()}
+    if user_id is not None:
+        wanted[quota_key("user", user_id)] = (len(numbers), "this user")
+    gate = asyncio.Semaphore(PARALLEL)
+
+    async def one(key: str, count: int) -> QuotaAnswer:
+        async with gate:
+            return await _reserve(client, key, QuotaRequest(count=count, limit=limit, token=f"{token}-{key}",
+                                                            window_s=WINDOW.total_seconds()))
+
+    keys = list(wanted)
+    outcomes = await asyncio.gather(*(one(k, wanted[k][0]) for k in keys), return_exceptions=True)
+    granted = [k for k, o in zip(keys, outcomes) if isinstance(o, QuotaAnswer) and o.granted]
+    refused = [(k, o) for k, o in zip(keys, outcomes) if isinstance(o, QuotaAnswer) and not o.granted]
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    if refused or failures:
+        await asyncio.gather(*(_release(client, k, f"{token}-{k}") for k in granted))
+    for failure in failures:
+        if isinstance(failure, RPCError) and is_unreachable(failure):
+            raise temporal_unavailable(failure.message) from failure
+        if isinstance(failure, RPCTimeoutOrCancelledError):
+            raise temporal_unavailable(str(failure) or "Temporal did not answer in time") from failure
+    if failures:
+        raise failures[0]
+    if refused:
+        key, answer = max(refused, key=lambda r: r[1].retry_after_s or 0)
+        count, who = wanted[key]
+        log_event("sms.rate_limited", quota=key, used=answer.used, limit=limit, retry_after_s=answer.retry_after_s)
+        what = f"{count} more SMS" if count > 1 else "another SMS"
+        raise RateLimited(f"{who} had {answer.used} SMS in the last hour; at most {limit} per hour, so {what} "
+                          f"must wait", answer.retry_after_s or WINDOW.total_seconds(), answer.retry_at)
+    return token
+
+
+async def release_sms(client: Client, numbers: Sequence[str], token: str | None, user_id: str | None = None) -> None:
+    """Take back a reservation whose job could not be started (best effort)."""
+    if token is None:
+        return
+    keys = {quota_key("phone", n) for n in numbers} | ({quota_key("user", user_id)} if user_id is not None else set())
+    await asyncio.gather(*(_release(client, k, f"{token}-{k}") for k in keys))
+
+
+
+@contextlib.asynccontextmanager
+async def sms_slots(client: Client, settings: Settings, numbers: Sequence[str],
+                    user_id: str | None = None) -> AsyncIterator[None]:
+    """Reserve the slots (or raise the 429) for what the block starts; released if the block fails."""
+    token = await reserve_sms(client, settings, numbers, user_id)
+    try:
+        yield
+    except BaseException:
+        await release_sms(client, numbers, token, user_id)
+        raise

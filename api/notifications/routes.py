@@ -1,0 +1,77 @@
+"""Notifications: the /notify family (status in `/notifications/{id}` words) and typed notifications.
+
+POST /notifications sends a user the email of a type from its templates. The API checks the body (the
+type's required `data`) and starts the job; the user's address is resolved and the templates rendered
+when the email is sent (activities/users.py), so an unknown user or an opt-out fails the job with a
+reason that says so. `password-reset` runs at priority 1, the others at 5. GET /notifications/{jobId}
+and every other status route answer for these jobs like for any other.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from api.core.auth import Gateway, SettingsDep, require_client_key
+from api.jobs.starter import Jobs, StartedJob, check_target
+from common.jobs import email_job, sms_job, typed_email_job, webhook_job
+from api.jobs.service import load_job, notification_body
+from api.core.errors import errors
+from api.notifications.models import (
+    Notification, NotificationAccepted, NotifyEmail, NotifySms, NotifyWebhook, TypedNotification,
+    TYPED_TYPES, TypedNotificationAccepted,
+)
+from common.vocabulary import NOTIFICATION_STATUS
+
+router = APIRouter(tags=["notifications"], dependencies=[Depends(require_client_key)])
+
+ACCEPTED = "The notification is durably recorded in Temporal"
+CREATE_ERRORS = errors(400, 401, 413, 502, 503)
+SMS_ERRORS = errors(400, 401, 413, 429, 502, 503)
+
+
+def _accepted(job: StartedJob) -> NotificationAccepted:
+    return NotificationAccepted(notificationId=job.job_id, status=NOTIFICATION_STATUS[job.phase],
+                                statusUrl=f"/notifications/{job.job_id}")
+
+
+@router.post("/notify/email", status_code=202, summary="Send an email", response_description=ACCEPTED,
+             responses=CREATE_ERRORS)
+async def notify_email(body: NotifyEmail, jobs: Jobs) -> NotificationAccepted:
+    return _accepted(await jobs.start("email", "notify", body, body.to,
+                                      lambda spec: email_job(spec, body.to, body.subject, body.body)))
+
+
+@router.post("/notify/sms", status_code=202, summary="Send an SMS", response_description=ACCEPTED,
+             responses=SMS_ERRORS)
+async def notify_sms(body: NotifySms, jobs: Jobs) -> NotificationAccepted:
+    # Throttled (JobStarter.start, api/jobs/throttle.py): over HERALD_SMS_PER_HOUR for the number, a 429, no job.
+    return _accepted(await jobs.start("sms", "notify", body, body.phone,
+                                      lambda spec: sms_job(spec, body.phone, body.message)))
+
+
+@router.post("/notify/webhook", status_code=202, summary="POST `data` to `url` as a signed webhook",
+             response_description=ACCEPTED, responses=CREATE_ERRORS)
+async def notify_webhook(body: NotifyWebhook, jobs: Jobs, settings: SettingsDep) -> NotificationAccepted:
+    check_target("url", body.url, settings)
+    return _accepted(await jobs.start("webhook", "notify", body, body.url,
+                                      lambda spec: webhook_job(spec, body.url, body.data)))
+
+
+@router.get("/notifications/{notification_id}", summary="A notification's state: queued, processing, success, ...",
+            response_description="The notification's state, attempt log and callback",
+            responses=errors(401, 404, 502, 503), response_model_exclude_unset=True)
+async def notification(notification_id: str, gateway: Gateway) -> Notification:
+    return Notification.model_validate(notification_body(await load_job(await gateway.client(), notification_id)))
+
+
+# Its own router: the app includes it after the users' routes (the order of docs/openapi.json).
+typed_router = APIRouter(tags=["notifications"], dependencies=[Depends(require_client_key)])
+
+
+@typed_router.post("/notifications", status_code=202, summary="Send a user a typed notification (an email from templates)",
+             response_description=ACCEPTED, responses=CREATE_ERRORS)
+async def create_typed_notification(body: TypedNotification, jobs: Jobs) -> TypedNotificationAccepted:
+    options = body.model_copy(update={"priority": TYPED_TYPES[body.type].priority})
+    job = await jobs.start("email", "notify", options, None,
+                           lambda spec: typed_email_job(spec, body.type, body.userId, body.data or {}))
+    return TypedNotificationAccepted(jobId=job.job_id, statusUrl=f"/notifications/{job.job_id}")

@@ -1,0 +1,54 @@
+"""Reports: POST /reports starts one (or finds the one in flight), GET /reports/{jobId}/result serves it.
+
+A report is a job of the /jobs family (its state on every status route, in the `/jobs/{id}` words
+on `GET /jobs/{id}` and in its callback). Its job id is `report-<digest of reportType and userId>`,
+started with the conflict policy USE_EXISTING: while one runs for the same userId and reportType,
+every request, concurrent ones included, gets that run, decided by Temporal itself, not a lookup
+table here. Once it has closed, the id is free again (reuse policy ALLOW_DUPLICATE) and the next
+request builds a new report under the same id, as a BullMQ jobId is reused once its job is gone:
+`resultUrl` always serves the latest finished report of that user and type.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from fastapi import APIRouter, Depends
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+
+from api.core.auth import Gateway, SettingsDep, require_client_key
+from api.core.errors import ApiError
+from api.jobs.starter import job_spec, start_job
+from api.core.errors import errors
+from api.reports.models import Report, ReportAccepted, ReportCreate
+from common.models import ReportInput, ReportRequest, report_id, report_path
+
+router = APIRouter(prefix="/reports", tags=["reports"], dependencies=[Depends(require_client_key)])
+
+_REPORT_ID = re.compile(r"report-[0-9a-f]{32}")
+
+
+@router.post("", status_code=202, summary="Build a report; the same userId and reportType in flight give its jobId",
+             response_description="The report job is durably recorded in Temporal (or one is already running)",
+             responses=errors(400, 401, 413, 502, 503))
+async def create_report(body: ReportCreate, gateway: Gateway, settings: SettingsDep) -> ReportAccepted:
+    job_id = report_id(body.userId, body.reportType)
+    # The spec (and its URL checks) before the client: bad input is a 400 even without Temporal.
+    spec = job_spec(job_id, "report", "jobs", body, settings, None)
+    request = ReportInput(job=spec, report=ReportRequest(user_id=body.userId, report_type=body.reportType))
+    await start_job(await gateway.client(), request, body.priority,
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+    return ReportAccepted(jobId=job_id, statusUrl=f"/jobs/{job_id}")
+
+
+@router.get("/{job_id}/result", summary="A finished report's document",
+            response_description="The latest finished report of this job id",
+            responses=errors(401, 404, 503, say={404: "`not_found`: no report with that id, or not built yet"}),
+            response_model_exclude_unset=True)
+async def report_result(job_id: str, settings: SettingsDep) -> Report:
+    path = report_path(settings.data_dir, job_id)
+    if not _REPORT_ID.fullmatch(job_id) or not path.is_file():
+        raise ApiError(404, "not_found", f"no finished report with job id {job_id!r}")
+    return Report.model_validate(json.loads(path.read_text()))

@@ -1,0 +1,1 @@
+"""Schedules: clients' recurring jobs (POST, GET, DELETE /schedules), and reading every schedule back."""
