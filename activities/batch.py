@@ -24,7 +24,7 @@ from common.failures import error_text
 from common.logs import log_event
 from common.metrics import FAILED, SUCCEEDED, count_attempt
 from common.models import (
-    BatchSlice, DeliveryReceipt, EmailMessage, ItemOutcome, SliceOutcomes, SmsMessage, WebhookRequest, batch_item_id,
+    BatchSlice, DeliveryReceipt, ItemOutcome, SliceOutcomes, batch_item_id, item_message,
 )
 from common.settings import Settings
 
@@ -55,24 +55,21 @@ class BatchActivities:
     @activity.defn(name="send_email_slice")
     async def send_email_slice(self, part: BatchSlice) -> SliceOutcomes:
         return await self._send(part, [
-            lambda n=n, item=item, attempt=attempt: self.email.deliver(EmailMessage(
-                to=item.to, subject=item.subject, body=item.body, idempotency_key=batch_item_id(part.batch_id, n)),
-                attempt, part.max_attempts, self.smtp)
+            lambda n=n, item=item, attempt=attempt: self.email.deliver(
+                item_message(item, batch_item_id(part.batch_id, n)), attempt, part.max_attempts, self.smtp)
             for n, item, attempt in zip(part.numbers, part.emails, part.attempts)], "email")
 
     @activity.defn(name="send_sms_slice")
     async def send_sms_slice(self, part: BatchSlice) -> SliceOutcomes:
         return await self._send(part, [
             lambda n=n, item=item, attempt=attempt: self.sms.deliver(
-                SmsMessage(phone=item.phone, message=item.message, idempotency_key=batch_item_id(part.batch_id, n)),
-                attempt, part.max_attempts)
+                item_message(item, batch_item_id(part.batch_id, n)), attempt, part.max_attempts)
             for n, item, attempt in zip(part.numbers, part.sms, part.attempts)], "sms")
 
     @activity.defn(name="deliver_webhook_slice")
     async def deliver_webhook_slice(self, part: BatchSlice) -> SliceOutcomes:
         return await self._send(part, [
-            lambda n=n, item=item: self._webhooks().deliver(WebhookRequest(
-                url=item.url, data=item.data, webhook_id=batch_item_id(part.batch_id, n)))
+            lambda n=n, item=item: self._webhooks().deliver(item_message(item, batch_item_id(part.batch_id, n)))
             for n, item in zip(part.numbers, part.webhooks)], "webhook")
 
     async def _send(self, part: BatchSlice, sends: list[Callable[[], Awaitable[DeliveryReceipt]]],

@@ -25,6 +25,7 @@ from common.models import (
     result_url, user_ref,
 )
 from common.settings import Settings
+from common.vocabulary import FAILED_BY_ENDING
 
 # The newest runs a report lists; a user with more gets the newest ones and `truncated: true`.
 MAX_REPORT_ENTRIES = 1000
@@ -32,8 +33,7 @@ _CLOSED = {
     WorkflowExecutionStatus.COMPLETED: Phase.COMPLETED,
     WorkflowExecutionStatus.FAILED: Phase.FAILED,
     WorkflowExecutionStatus.CANCELED: Phase.CANCELLED,
-    WorkflowExecutionStatus.TERMINATED: Phase.FAILED,
-    WorkflowExecutionStatus.TIMED_OUT: Phase.FAILED,
+    **dict.fromkeys(FAILED_BY_ENDING, Phase.FAILED),
 }
 
 

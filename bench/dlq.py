@@ -28,6 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.jobs.starter import email_job
 from api.main import create_app
 from common.models import JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, JobSpec
+from common.names import NOTIFICATION_WORKFLOW
 from common.runtime import exit_skipping_teardown
 from common.settings import Settings
 from common.temporal import client_for
@@ -52,7 +53,7 @@ async def fill(client: Client, count: int, concurrency: int = 64) -> float:
         request = email_job(spec, "dead@example.com", "bench", "a dead letter")
         async with gate:
             handle = await client.start_workflow(
-                "NotificationWorkflow", request, id=job_id, task_queue=IDLE_QUEUE, memo={STATE_MEMO_KEY: state},
+                NOTIFICATION_WORKFLOW, request, id=job_id, task_queue=IDLE_QUEUE, memo={STATE_MEMO_KEY: state},
                 search_attributes=TypedSearchAttributes([SearchAttributePair(JOB_TYPE_KEY, kind),
                                                          SearchAttributePair(JOB_STATUS_KEY, "failed")]))
             await handle.terminate(reason="bench: a dead letter")

@@ -19,9 +19,8 @@ from temporalio.client import (
     SchedulePolicy, ScheduleUpdate, ScheduleUpdateInput,
 )
 
-from common.jobs import JobRequest, new_spec, start_options
+from common.jobs import JobRequest, cleanup_job, new_spec, start_options
 from common.logs import log_event
-from common.models import CleanupInput, CleanupTask
 from common.schedules import (
     BUILTIN_SCHEDULES, CATCHUP_WINDOW, SCHEDULE_MEMO_KEY, BuiltinSchedule, cron_of, schedule_spec,
 )
@@ -46,7 +45,7 @@ def job_schedule(schedule_id: str, request: JobRequest, priority: int | None, cr
 
 def builtin_schedule(definition: BuiltinSchedule, settings: Settings) -> Schedule:
     # An empty job id: each run takes its own workflow id (a job's default options otherwise).
-    request = CleanupInput(job=new_spec("", "cleanup", "jobs", settings), cleanup=CleanupTask(task=definition.task))
+    request = cleanup_job(new_spec("", "cleanup", "jobs", settings), definition.task)
     # Two cleanups of the same directory at once gain nothing: a run still going skips the next.
     return job_schedule(definition.id, request, None, definition.cron, settings.schedule_timezone,
                         ScheduleOverlapPolicy.SKIP)

@@ -1,9 +1,11 @@
-"""How a job's workflow is started: its workflow, task queue, memo, search attributes and summary.
+"""A job's input, and how its workflow is started: workflow, task queue, memo, search attributes, summary.
 
-One definition for every starter: the API (api/jobs/starter.py), a schedule's action
-(common/builtin_schedules.py, api/schedules/service.py) and a job's `then` follow-up, which its parent workflow starts as a child
-(workflows/job_tracking.py). So it takes the moment of the start as `now` (the workflow passes
-`workflow.now()`) and names the workflow by its pinned name, since common/ imports no workflow.
+Every kind of job input is built here (email_job, ..., typed_email_job, redrive_input), and every
+start takes its options from start_options: the API (api/jobs/starter.py, whose start_job is the one
+function that starts a job), a schedule's action (common/builtin_schedules.py, api/schedules/service.py)
+and a job's `then` follow-up, which its parent workflow starts as a child (workflows/job_tracking.py).
+So it takes the moment of the start as `now` (the workflow passes `workflow.now()`) and names the
+workflow by its pinned name (common/names.py), since common/ imports no workflow.
 """
 
 from __future__ import annotations
@@ -15,19 +17,20 @@ from typing import Any
 from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes
 
 from common.models import (
-    CHANNELS, JOB_STATUS_KEY, JOB_TYPE_KEY, JOB_USER_KEY, STATE_MEMO_KEY, TASK_QUEUES, CallbackState, CleanupInput,
-    CleanupTask, EmailMessage, FollowUp, JobFamily, JobKind, JobSpec, JobState, NotificationInput, Phase, ReportInput,
+    CHANNELS, JOB_STATUS_KEY, JOB_TYPE_KEY, JOB_USER_KEY, STATE_MEMO_KEY, TASK_QUEUES, CleanupInput,
+    CleanupTask, CleanupTaskName, EmailMessage, FollowUp, JobFamily, JobKind, JobSpec, JobState, NotificationInput, Phase, ReportInput,
     RetrySpec, SmsMessage, TypedEmail, WebhookRequest, user_ref,
 )
+from common.names import CLEANUP_WORKFLOW, NOTIFICATION_WORKFLOW, REPORT_WORKFLOW
 from common.settings import Settings
 from common.summaries import job_details, job_summary
 
 JobRequest = NotificationInput | CleanupInput | ReportInput
 # The pinned workflow names (tests/replay/test_names.py) of each kind of job input.
 WORKFLOW_NAMES: dict[type, str] = {
-    NotificationInput: "NotificationWorkflow",
-    CleanupInput: "CleanupWorkflow",
-    ReportInput: "ReportWorkflow",
+    NotificationInput: NOTIFICATION_WORKFLOW,
+    CleanupInput: CLEANUP_WORKFLOW,
+    ReportInput: REPORT_WORKFLOW,
 }
 
 
@@ -52,12 +55,8 @@ def start_options(request: JobRequest, priority: int | None = None, now: datetim
     due = spec.due_at(now)
     phase = Phase.DELAYED if due and due > now else Phase.QUEUED
     # The memo holds the state from the first moment, before any worker has seen the job.
-    initial = JobState(
-        job_id=spec.job_id, kind=spec.kind, family=spec.family, phase=phase,
-        max_attempts=spec.retry.max_attempts, created_at=spec.created_at, updated_at=spec.created_at,
-        recipient=spec.recipient, not_before=due.isoformat() if phase == Phase.DELAYED else None,
-        callback=CallbackState(url=spec.callback_url) if spec.callback_url else None,
-    )
+    initial = JobState.initial(spec, phase, spec.created_at,
+                               not_before=due.isoformat() if phase == Phase.DELAYED else None)
     return StartOptions(
         workflow=WORKFLOW_NAMES[type(request)],
         task_queue=TASK_QUEUES[spec.kind],
@@ -111,8 +110,19 @@ def webhook_job(spec: JobSpec, url: str, data: Any) -> NotificationInput:
     return NotificationInput(job=spec, webhook=WebhookRequest(url=url, data=data, webhook_id=spec.job_id))
 
 
-def cleanup_job(spec: JobSpec, task: str) -> CleanupInput:
+def cleanup_job(spec: JobSpec, task: CleanupTaskName) -> CleanupInput:
     return CleanupInput(job=spec, cleanup=CleanupTask(task=task))
+
+
+def redrive_input(request: JobRequest, job_id: str) -> JobRequest:
+    """A dead letter's first input, to start its job id again from the start."""
+    if isinstance(request, NotificationInput) and request.batch_failure is not None:
+        # A batch item's dead letter (workflows/batch.py): this time the item is sent, as a job.
+        request = replace(request, batch_failure=None)
+    # The same job again, sent now: an earlier delay or deliverAt has long passed.
+    # A scheduled run's or a `then` follow-up's input has no job id (its workflow id is its job id).
+    spec = replace(request.job, job_id=request.job.job_id or job_id, delay_ms=0, deliver_at=None)
+    return replace(request, job=spec)
 
 
 def typed_email_job(spec: JobSpec, type: str, user_id: str, data: dict[str, Any]) -> NotificationInput:

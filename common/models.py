@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from temporalio.common import RetryPolicy, SearchAttributeKey
 
@@ -67,13 +67,20 @@ class Phase(StrEnum):
         return self in (Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED)
 
 
+# A job's retries when the client names none: the API's defaults of `attempts` and `backoff`.
+DEFAULT_ATTEMPTS = 3
+BackoffType = Literal["exponential", "fixed"]
+DEFAULT_BACKOFF: BackoffType = "exponential"
+DEFAULT_BACKOFF_DELAY_MS = 2000
+
+
 @dataclass
 class RetrySpec:
     """A job's `attempts` and `backoff`, as the client gave them."""
 
-    max_attempts: int = 3
-    backoff: Literal["exponential", "fixed"] = "exponential"
-    delay_ms: int = 2000
+    max_attempts: int = DEFAULT_ATTEMPTS
+    backoff: BackoffType = DEFAULT_BACKOFF
+    delay_ms: int = DEFAULT_BACKOFF_DELAY_MS
 
     def policy(self, max_interval: timedelta = timedelta(hours=1)) -> RetryPolicy:
         return RetryPolicy(
@@ -172,7 +179,7 @@ class AttemptContext:
     """
 
     first_attempt: int = 1
-    max_attempts: int = 3
+    max_attempts: int = DEFAULT_ATTEMPTS
     earlier: list[AttemptRecord] = field(default_factory=list)
 
     def job_attempt(self, activity_attempt: int) -> int:
@@ -381,6 +388,15 @@ class JobState:
     # The job id of the `then` follow-up, once started.
     next: str | None = None
 
+    @classmethod
+    def initial(cls, spec: JobSpec, phase: Phase, updated_at: str, not_before: str | None = None) -> JobState:
+        """A job's state before its first attempt: what the API writes into the memo at start, and
+        what the job's workflow begins with."""
+        return cls(job_id=spec.job_id, kind=spec.kind, family=spec.family, phase=phase,
+                   max_attempts=spec.retry.max_attempts, created_at=spec.created_at, updated_at=updated_at,
+                   recipient=spec.recipient, not_before=not_before,
+                   callback=CallbackState(url=spec.callback_url) if spec.callback_url else None)
+
 
 # ---- batches (POST /notify/batch, workflows/batch.py) ---------------------------------------------
 BATCH_MEMO_KEY = "herald_batch"
@@ -408,6 +424,22 @@ class BatchSms:
 class BatchWebhook:
     url: str
     data: Any
+
+
+@overload
+def item_message(item: BatchEmail, job_id: str) -> EmailMessage: ...
+@overload
+def item_message(item: BatchSms, job_id: str) -> SmsMessage: ...
+@overload
+def item_message(item: BatchWebhook, job_id: str) -> WebhookRequest: ...
+def item_message(item: BatchEmail | BatchSms | BatchWebhook, job_id: str) -> EmailMessage | SmsMessage | WebhookRequest:
+    """What a batch item's send takes, in its batch's slice and as a dead letter's (or a redriven item's)
+    own job: its message, with the item's job id as idempotency key (webhook-id)."""
+    if isinstance(item, BatchEmail):
+        return EmailMessage(to=item.to, subject=item.subject, body=item.body, idempotency_key=job_id)
+    if isinstance(item, BatchSms):
+        return SmsMessage(phone=item.phone, message=item.message, idempotency_key=job_id)
+    return WebhookRequest(url=item.url, data=item.data, webhook_id=job_id)
 
 
 @dataclass
@@ -510,9 +542,6 @@ class BatchResult:
 
 
 # ---- users and typed notifications (workflows/user.py, activities/users.py, POST /notifications) ----
-NotificationType = Literal["welcome", "password-reset", "order-confirmed"]
-# Channels a user can opt out of.
-OptOutChannel = Literal["email", "sms"]
 # The entity workflows (users, SMS quotas) run on the maintenance queue: a typed email's send, on the
 # email queue, queries its user without waiting for a slot of its own queue.
 ENTITY_TASK_QUEUE = TASK_QUEUES["cleanup"]

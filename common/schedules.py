@@ -50,7 +50,6 @@ BUILTIN_SCHEDULES: tuple[BuiltinSchedule, ...] = (
     BuiltinSchedule("token-cleanup", "0 2 * * *", "expire_sessions",
                     "token cleanup: expired sessions and tokens"),
 )
-BUILTIN_IDS = frozenset(b.id for b in BUILTIN_SCHEDULES)
 
 
 def validate_cron(text: str) -> str:

@@ -1,8 +1,10 @@
-"""The one place where Herald's internal phases become each client family's status words."""
+"""The one place where Herald's internal phases, and the ends of runs, become each client family's status words."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+from temporalio.client import WorkflowExecutionStatus
 
 from common.models import Phase
 
@@ -26,6 +28,16 @@ NOTIFICATION_STATUS = {
     Phase.FAILED: "failed",
     Phase.CANCELLED: "cancelled",
 }
+
+
+# A run Temporal ended without the job recording its end (an operator's terminate, a run timeout): the job
+# counts as failed, for this reason, on every status route, in the DLQ, the stats and reports.
+FAILED_BY_ENDING: dict[WorkflowExecutionStatus, str] = {
+    WorkflowExecutionStatus.TERMINATED: "terminated by an operator",
+    WorkflowExecutionStatus.TIMED_OUT: "timed out",
+}
+# The same ends as visibility's ExecutionStatus names them (in its queries and answers).
+FAILED_BY_ENDING_NAMES: tuple[str, ...] = ("Terminated", "TimedOut")
 
 
 def words(table: Mapping[Phase, str]) -> tuple[str, ...]:

@@ -34,21 +34,21 @@ with workflow.unsafe.imports_passed_through():
     from common.metrics import count_dead_letter, count_job_finished
     from common.models import (
         JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, TASK_QUEUES, BatchInput, BatchItemState, BatchResult,
-        BatchSlice, EmailMessage, ItemOutcome, JobSpec, SliceOutcomes, JobState, NotificationInput, Phase, SmsMessage,
-        WebhookRequest, batch_item_id,
+        BatchSlice, ItemOutcome, JobSpec, SliceOutcomes, JobState, NotificationInput, Phase, batch_item_id,
+        item_message,
     )
+    from common.names import BATCH_WORKFLOW, JOB_FAILED, NOTIFICATION_WORKFLOW
 
 from workflows.failures import failure_message
 from workflows.patches import CANCEL_STOPS_RETRIES
 
-JOB_FAILED = "JobFailed"
 WAITING = (Phase.QUEUED, Phase.DELAYED)
 MAX_BACKOFF = timedelta(hours=1)
 # A slice activity whose worker died is retried (as a failed attempt of its items) this soon.
 DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0
 
 
-@workflow.defn(name="BatchWorkflow")
+@workflow.defn(name=BATCH_WORKFLOW)
 class BatchWorkflow:
     def __init__(self) -> None:
         self.batch: BatchInput | None = None
@@ -208,7 +208,7 @@ class BatchWorkflow:
                                     batch_failure=state, **_message(batch, n, job_id))
         try:
             child = await workflow.start_child_workflow(
-                "NotificationWorkflow", request, id=job_id, task_queue=TASK_QUEUES[spec.kind],
+                NOTIFICATION_WORKFLOW, request, id=job_id, task_queue=TASK_QUEUES[spec.kind],
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 memo={STATE_MEMO_KEY: state},
                 search_attributes=TypedSearchAttributes([SearchAttributePair(JOB_TYPE_KEY, spec.kind),
@@ -269,13 +269,10 @@ def _seen(child: Any) -> None:
 
 def _message(batch: BatchInput, n: int, job_id: str) -> dict[str, Any]:
     if batch.emails:
-        e = batch.emails[n]
-        return {"email": EmailMessage(to=e.to, subject=e.subject, body=e.body, idempotency_key=job_id)}
+        return {"email": item_message(batch.emails[n], job_id)}
     if batch.sms:
-        s = batch.sms[n]
-        return {"sms": SmsMessage(phone=s.phone, message=s.message, idempotency_key=job_id)}
-    w = batch.webhooks[n]
-    return {"webhook": WebhookRequest(url=w.url, data=w.data, webhook_id=job_id)}
+        return {"sms": item_message(batch.sms[n], job_id)}
+    return {"webhook": item_message(batch.webhooks[n], job_id)}
 
 
 def fail_as_batch_item(spec: JobSpec, state: JobState) -> ApplicationError:

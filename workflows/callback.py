@@ -11,6 +11,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.webhook import WebhookActivities
     from common.models import ATTEMPT_SIGNAL, AttemptRecord, CallbackState, WebhookRequest
+    from common.names import CALLBACK_WORKFLOW
 
 from workflows.failures import attempt_log, failure_cause, failure_message
 
@@ -24,7 +25,7 @@ CALLBACK_RETRY = RetryPolicy(
 )
 
 
-@workflow.defn(name="CallbackWorkflow")
+@workflow.defn(name=CALLBACK_WORKFLOW)
 class CallbackWorkflow:
     def __init__(self) -> None:
         self.outcome: CallbackState | None = None

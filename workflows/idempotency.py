@@ -21,9 +21,10 @@ with workflow.unsafe.imports_passed_through():
     from common.idempotency import (
         CLAIM_UPDATE, COMPLETE_SIGNAL, Claim, ClaimOutcome, Completion, KeyStart, KeyState,
     )
+    from common.names import IDEMPOTENCY_KEY_WORKFLOW
 
 
-@workflow.defn(name="IdempotencyKeyWorkflow")
+@workflow.defn(name=IDEMPOTENCY_KEY_WORKFLOW)
 class IdempotencyKeyWorkflow:
     # Set from the input before any handler runs: a claim or an answer in a continued run's first
     # task must see the key's carried state, not an empty one (it would proceed, and a job be made twice).

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         ATTEMPT_SIGNAL, JOB_STATUS_KEY, STATE_MEMO_KEY, TASK_QUEUES, AttemptContext, AttemptRecord, CallbackState,
         FollowUp, JobSpec, JobState, Phase, SendInput, WebhookRequest, stamped, then_id,
     )
+    from common.names import JOB_FAILED
 
 from workflows.callback import CallbackWorkflow
 from workflows.failures import attempt_log, failure_cause, failure_message
@@ -40,9 +41,6 @@ from workflows.job_state import callback_body, send_options
 from workflows.job_tracking_v0 import JobTrackerV0
 # What each patch guards and when it can go: workflows/patches.py.
 from workflows.patches import DEAD_LETTER_MEMO, LEAN_LIFECYCLE, THEN_CHAINING
-
-# Why a job failed, as the failure's type: the run fails too, so the Web UI shows it as Failed.
-JOB_FAILED = "JobFailed"
 
 
 class SendFailed(Exception):
@@ -68,12 +66,7 @@ class JobTracker:
         message = stamped(message, spec.job_id)
         self.spec = spec
         # The same first state the API wrote into the memo; it changes here, in memory.
-        self.state = JobState(
-            job_id=spec.job_id, kind=spec.kind, family=spec.family, phase=Phase.QUEUED,
-            max_attempts=spec.retry.max_attempts, created_at=spec.created_at,
-            updated_at=_now(), recipient=spec.recipient,
-            callback=CallbackState(url=spec.callback_url) if spec.callback_url else None,
-        )
+        self.state = JobState.initial(spec, Phase.QUEUED, _now())
         try:
             await self._wait_until_due()
             self._change(phase=Phase.PROCESSING, not_before=None)

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         JOB_STATUS_KEY, STATE_MEMO_KEY, TASK_QUEUES, AttemptRecord, CallbackState, JobSpec, JobState, Phase,
         WebhookRequest,
     )
+    from common.names import JOB_FAILED
 
 from workflows.callback import CallbackWorkflow
 from workflows.failures import failure_message
@@ -40,12 +41,7 @@ class JobTrackerV0:
     # ---- state -------------------------------------------------------------------------
     def begin(self, spec: JobSpec) -> None:
         self.spec = spec
-        self.state = JobState(
-            job_id=spec.job_id, kind=spec.kind, family=spec.family, phase=Phase.QUEUED,
-            max_attempts=spec.retry.max_attempts, created_at=spec.created_at,
-            updated_at=_now(), recipient=spec.recipient,
-            callback=CallbackState(url=spec.callback_url) if spec.callback_url else None,
-        )
+        self.state = JobState.initial(spec, Phase.QUEUED, _now())
         self._publish()
 
     def update(self, **changes: Any) -> None:
@@ -91,7 +87,7 @@ class JobTrackerV0:
             self._log("job.failed")
             await self._call_back()
             # The run itself fails too, so the Web UI and `temporal workflow list` show it as Failed.
-            raise ApplicationError(message, type="JobFailed", non_retryable=True) from err
+            raise ApplicationError(message, type=JOB_FAILED, non_retryable=True) from err
         except asyncio.CancelledError:
             self.update(phase=Phase.CANCELLED)
             self._log("job.cancelled")

@@ -12,13 +12,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.users import TypedEmailActivities
     from activities.webhook import WebhookActivities
     from common.models import JobState, NotificationInput, SendInput
+    from common.names import NOTIFICATION_WORKFLOW
 
 from workflows.batch import fail_as_batch_item
 from workflows.job_tracking import TrackedJobWorkflow
 from workflows.patches import BATCH_DEAD_LETTER
 
 
-@workflow.defn(name="NotificationWorkflow")
+@workflow.defn(name=NOTIFICATION_WORKFLOW)
 class NotificationWorkflow(TrackedJobWorkflow):
     @workflow.run
     async def run(self, request: NotificationInput) -> JobState:

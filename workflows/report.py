@@ -13,11 +13,12 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.reports import ReportActivities
     from common.models import JobState, ReportInput
+    from common.names import REPORT_WORKFLOW
 
 from workflows.job_tracking import TrackedJobWorkflow
 
 
-@workflow.defn(name="ReportWorkflow")
+@workflow.defn(name=REPORT_WORKFLOW)
 class ReportWorkflow(TrackedJobWorkflow):
     @workflow.run
     async def run(self, request: ReportInput) -> JobState:

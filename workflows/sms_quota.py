@@ -20,12 +20,13 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from common.models import QuotaAnswer, QuotaInput, QuotaRequest, QuotaSlot
+    from common.names import SMS_QUOTA_WORKFLOW
 
 MAX_UPDATES = 1000
 DEFAULT_WINDOW = timedelta(hours=1)
 
 
-@workflow.defn(name="SmsQuotaWorkflow")
+@workflow.defn(name=SMS_QUOTA_WORKFLOW)
 class SmsQuotaWorkflow:
     @workflow.init
     def __init__(self, input: QuotaInput) -> None:

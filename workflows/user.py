@@ -15,12 +15,13 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from common.models import UserInput, UserProfile
+    from common.names import USER_WORKFLOW
 
 # Updates per run before it continues as new (each update adds a handful of events).
 MAX_UPDATES = 500
 
 
-@workflow.defn(name="UserWorkflow")
+@workflow.defn(name=USER_WORKFLOW)
 class UserWorkflow:
     @workflow.init
     def __init__(self, input: UserInput) -> None:

@@ -45,7 +45,7 @@ from api.jobs.service import load_job
 from api.core.temporal import RPC_TIMEOUT
 from api.core.visibility import iso, job_type, list_runs, memo_state, newer, runs_of, search_attribute
 from common.models import JOB_STATUS_KEY, JOB_TYPE_KEY, JobKind, Phase
-from common.vocabulary import JOB_STATUS
+from common.vocabulary import FAILED_BY_ENDING_NAMES, JOB_STATUS
 
 KINDS: tuple[str, ...] = get_args(JobKind)
 STATUSES: tuple[str, ...] = tuple(JOB_STATUS[p] for p in Phase)
@@ -65,7 +65,7 @@ _STATUS_NAMES = {
 
 def status_word(herald_status: str | None, execution_status: str) -> str | None:
     """A run's `/jobs/{id}/status` word from what visibility knows of it; None: not a job's run."""
-    if herald_status == Phase.FAILED.value or execution_status in (_TERMINATED, _TIMED_OUT):
+    if herald_status == Phase.FAILED.value or execution_status in FAILED_BY_ENDING_NAMES:
         return JOB_STATUS[Phase.FAILED]
     if execution_status == _CANCELED:
         return JOB_STATUS[Phase.CANCELLED]

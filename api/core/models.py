@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler
+from pydantic.json_schema import JsonDict
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 
@@ -46,7 +47,7 @@ def untagged(tag: str, tags: tuple[str, ...], title: str | None = None) -> Calla
 
     return validate
 
-DATE_TIME = {"format": "date-time"}
+DATE_TIME: JsonDict = {"format": "date-time"}
 
 
 def absent_unless(description: str, **extra: Any) -> Any:

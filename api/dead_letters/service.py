@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflow.v1 import WorkflowExecutionInfo
@@ -32,22 +32,22 @@ from api.core.errors import ApiError, validation_error
 from api.jobs.starter import start_job
 from api.core.temporal import RPC_TIMEOUT, is_unreachable
 from api.core.visibility import iso, job_type, memo_state, newer, runs_of
+from common.jobs import WORKFLOW_NAMES, redrive_input
 from common.logs import log_event
+from common.vocabulary import FAILED_BY_ENDING, FAILED_BY_ENDING_NAMES
 from common.models import (
     JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, CleanupInput, JobKind, NotificationInput, Phase, ReportInput,
 )
 
 # The visibility condition a dead letter's run meets (the stats count with it too).
-DEAD = (f"({JOB_STATUS_KEY.name} = '{Phase.FAILED.value}' "
-        "OR ExecutionStatus = 'Terminated' OR ExecutionStatus = 'TimedOut')")
-_ENDED_BADLY = {
-    WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT,
-}
+DEAD = "({})".format(" OR ".join([f"{JOB_STATUS_KEY.name} = '{Phase.FAILED.value}'",
+                                   *(f"ExecutionStatus = '{name}'" for name in FAILED_BY_ENDING_NAMES)]))
+_ENDED_BADLY = {WorkflowExecutionStatus.FAILED, *FAILED_BY_ENDING}
 # A discarded dead letter's tombstone: a workflow type no worker knows, on a queue no worker polls.
 DISCARDED_WORKFLOW = "DiscardedDeadLetter"
 DISCARDED_QUEUE = "herald-discarded"
 # What each job workflow takes as input, to start it again from its first event.
-_INPUTS = {"NotificationWorkflow": NotificationInput, "CleanupWorkflow": CleanupInput, "ReportWorkflow": ReportInput}
+_INPUTS = {name: input_type for input_type, name in WORKFLOW_NAMES.items()}
 
 
 @dataclass
@@ -112,9 +112,8 @@ class DeadLetterQueue:
         state = await memo_state(self.client, info)
         kind = job_type(self.client, info) or state.get("kind", "")
         status = WorkflowExecutionStatus(info.status)
-        if status in (WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT) \
-                and state.get("phase") != Phase.FAILED.value:
-            error = "terminated by an operator" if status == WorkflowExecutionStatus.TERMINATED else "timed out"
+        if status in FAILED_BY_ENDING and state.get("phase") != Phase.FAILED.value:
+            error = FAILED_BY_ENDING[status]
         else:
             error = state.get("error")
         failed_at = iso(info.close_time) if info.HasField("close_time") else state.get("updated_at")
@@ -142,14 +141,9 @@ class DeadLetterQueue:
     async def redrive(self, job_id: str) -> str:
         """Run the same job id again from the start; the dead letter leaves the queue."""
         info = await self.find(job_id)
-        request = await self._first_input(info)
-        if isinstance(request, NotificationInput) and request.batch_failure is not None:
-            # A batch item's dead letter (workflows/batch.py): this time the item is sent, as a job.
-            request = replace(request, batch_failure=None)
-        # The same job again, sent now: an earlier delay or deliverAt has long passed.
-        # A scheduled run's or a `then` follow-up's input has no job id (its workflow id is its job id).
-        spec = replace(request.job, job_id=request.job.job_id or job_id, delay_ms=0, deliver_at=None)
-        started = await start_job(self.client, replace(request, job=spec),
+        request = redrive_input(await self._first_input(info), job_id)
+        spec = request.job
+        started = await start_job(self.client, request,
                                   id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY)
         log_event("redriven", job_id=job_id, kind=spec.kind, failed_run=info.execution.run_id,
                   run=started.handle.result_run_id)

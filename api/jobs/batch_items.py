@@ -22,6 +22,7 @@ from api.core.errors import ApiError
 from api.jobs.models import JobView
 from api.core.temporal import RPC_TIMEOUT
 from common.models import (
+    DEFAULT_ATTEMPTS,
     BATCH_MEMO_KEY, Phase,
 )
 from common.vocabulary import JOB_STATUS
@@ -117,7 +118,7 @@ async def load_item(client: Client, job_id: str) -> JobView | None:
     phase = Phase(item["phase"])
     state = {
         "job_id": job_id, "kind": batch.meta["channel"], "family": "notify", "phase": phase.value,
-        "max_attempts": batch.meta.get("max_attempts", 3), "created_at": batch.meta["created_at"],
+        "max_attempts": batch.meta.get("max_attempts", DEFAULT_ATTEMPTS), "created_at": batch.meta["created_at"],
         "updated_at": item.get("updated_at") or batch.meta["created_at"], "recipient": item.get("recipient"),
         "attempts": item.get("attempts", 0), "not_before": item.get("not_before"), "result": item.get("result"),
         "error": item.get("error"), "deliveries": [], "batch_id": batch.id,

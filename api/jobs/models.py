@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
 import phonenumbers
 from pydantic import (
@@ -23,14 +23,19 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from api.core.models import DATE_TIME, Answer, Body, absent_unless, untagged
-from common.models import CallbackStatus, CleanupTaskName, JobKind, Phase
+from common.models import (
+    DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, DEFAULT_BACKOFF_DELAY_MS, BackoffType, CallbackStatus, CleanupTaskName, JobKind,
+    Phase,
+)
 from common.settings import MAX_EMAIL_BODY_CHARS, MAX_SMS_CHARS, MAX_SUBJECT_CHARS
 from common.vocabulary import BULLMQ_STATUS, JOB_STATUS, NOTIFICATION_STATUS, words
 
 
 # Each route family's status words, derived from the one table (common/vocabulary.py).
 if TYPE_CHECKING:
-    JobStatusWord = BullMQStatusWord = NotificationStatusWord = str
+    JobStatusWord: TypeAlias = str
+    BullMQStatusWord: TypeAlias = str
+    NotificationStatusWord: TypeAlias = str
 else:
     # GET /jobs/{id}/status
     JobStatusWord = Literal[words(JOB_STATUS)]
@@ -76,8 +81,8 @@ def _bounded_chain(value: Any) -> Any:
 
 
 class Backoff(Body):
-    type: Literal["exponential", "fixed"] = "exponential"
-    delay: StrictInt = Field(2000, ge=1, le=MAX_BACKOFF_MS, description="first wait between attempts, ms")
+    type: BackoffType = DEFAULT_BACKOFF
+    delay: StrictInt = Field(DEFAULT_BACKOFF_DELAY_MS, ge=1, le=MAX_BACKOFF_MS, description="first wait between attempts, ms")
 
 
 class DeliveryOptions(Body):
@@ -86,7 +91,7 @@ class DeliveryOptions(Body):
     delay: StrictInt | None = Field(None, ge=0, le=MAX_DELAY_MS, description="wait this long (ms) before sending")
     deliverAt: Annotated[AwareDatetime | None, BeforeValidator(_date_time_text)] = Field(
         None, description="send at this instant (ISO 8601 with offset)")
-    attempts: StrictInt = Field(3, ge=1, le=25, description="most attempts before the job fails")
+    attempts: StrictInt = Field(DEFAULT_ATTEMPTS, ge=1, le=25, description="most attempts before the job fails")
     backoff: Backoff = Field(default_factory=Backoff)
     priority: StrictInt | None = Field(None, ge=1, le=5, description="1 is most urgent")
 

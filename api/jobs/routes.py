@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from api.jobs.batch_items import cancel_in_batch
 from api.core.auth import Gateway, require_client_key
 from api.core.errors import ApiError
-from api.jobs.starter import Jobs, StartedJob, cleanup_job, email_job, sms_job
+from api.jobs.starter import Jobs, StartedJob
 from api.jobs.service import bullmq_body, load_job
 from api.jobs.live import (
     MAX_WAIT_SECONDS, VERSION_PATTERN, Live, LiveStreamResponse, get_live, matches, read_status, versions,
@@ -34,22 +34,20 @@ def _accepted(job: StartedJob) -> JobAccepted:
 @router.post("/email", status_code=202, summary="Queue an email job", response_description=ACCEPTED,
              responses=CREATE_ERRORS)
 async def create_email_job(body: EmailJob, jobs: Jobs) -> JobAccepted:
-    return _accepted(await jobs.start("email", "jobs", body, body.to,
-                                      lambda spec: email_job(spec, body.to, body.subject, body.body)))
+    return _accepted(await jobs.start("email", "jobs", body))
 
 
 @router.post("/sms", status_code=202, summary="Queue an SMS job", response_description=ACCEPTED,
              responses=SMS_ERRORS)
 async def create_sms_job(body: SmsJob, jobs: Jobs) -> JobAccepted:
     # Throttled (JobStarter.start, api/jobs/throttle.py): over HERALD_SMS_PER_HOUR for the number, a 429, no job.
-    return _accepted(await jobs.start("sms", "jobs", body, body.phone,
-                                      lambda spec: sms_job(spec, body.phone, body.message)))
+    return _accepted(await jobs.start("sms", "jobs", body))
 
 
 @router.post("/cleanup", status_code=202, summary="Queue a cleanup job", response_description=ACCEPTED,
              responses=CREATE_ERRORS)
 async def create_cleanup_job(body: CleanupJob, jobs: Jobs) -> JobAccepted:
-    return _accepted(await jobs.start("cleanup", "jobs", body, None, lambda spec: cleanup_job(spec, body.task)))
+    return _accepted(await jobs.start("cleanup", "jobs", body))
 
 
 LiveDep = Annotated[Live, Depends(get_live)]

@@ -29,13 +29,9 @@ from api.jobs.models import JobView
 from api.core.temporal import RPC_TIMEOUT
 from common.failures import error_text
 from common.models import STATE_MEMO_KEY, Phase, result_url
-from common.vocabulary import BULLMQ_STATUS, JOB_STATUS, NOTIFICATION_STATUS
+from common.vocabulary import BULLMQ_STATUS, FAILED_BY_ENDING, JOB_STATUS, NOTIFICATION_STATUS
 
 MAX_ID_LENGTH = 255
-_ENDED = {
-    WorkflowExecutionStatus.TERMINATED: "terminated by an operator",
-    WorkflowExecutionStatus.TIMED_OUT: "timed out",
-}
 
 
 async def load_job(client: Client, job_id: str) -> JobView:
@@ -94,8 +90,8 @@ def _view(job_id: str, state: dict[str, Any], description: WorkflowExecutionDesc
     attempts, error, next_attempt_at = state.get("attempts", 0), state.get("error"), None
     if phase.final:
         pass  # The workflow recorded how the job ended; that outranks how the run itself ended.
-    elif description.status in _ENDED:
-        phase, error = Phase.FAILED, _ENDED[description.status]
+    elif description.status in FAILED_BY_ENDING:
+        phase, error = Phase.FAILED, FAILED_BY_ENDING[description.status]
     elif description.status == WorkflowExecutionStatus.CANCELED:
         phase = Phase.CANCELLED
     elif description.status == WorkflowExecutionStatus.RUNNING:

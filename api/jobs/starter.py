@@ -1,4 +1,10 @@
-"""Turns an accepted request into a durably started workflow. A 202 is answered only after this."""
+"""Starting any job: a request turned into its job input, durably started. A 202 is answered only after this.
+
+The one way in: a /jobs or /notify body, a typed notification, a `then` (follow_up), a schedule's job
+(typed_request), a batch (api/batches/service.py builds its items' shared spec with job_spec) and a
+redrive (common/jobs.py redrive_input) all become a job input here or in common/jobs.py, whose builders
+the worker's schedules and the workflows' `then` share; start_job is the one function that starts a job.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +22,8 @@ from common.destinations import BlockedDestination, check_url
 from api.core.errors import validation_error, validation_errors
 from api.core.metrics import count_accepted
 from api.jobs.models import (
-    EmailFields, JobOptions, SmsFields, TypedCleanupJob, TypedEmailJob, TypedJobBody, TypedSmsJob,
-    TypedWebhookJob, WebhookFields,
+    CleanupJob,
+    EmailFields, JobOptions, SmsFields, TypedCleanupJob, TypedJobBody, TypedWebhookJob, WebhookFields,
 )
 from api.core.auth import get_gateway, get_settings
 from api.core.temporal import RPC_TIMEOUT, TemporalGateway
@@ -95,16 +101,31 @@ def typed_request(job: TypedJobBody, family: JobFamily, settings: Settings, wher
     `where` is its path in the body (`job.`, `then.`) for the 400's field."""
     if isinstance(job, TypedWebhookJob):
         check_target(f"{where}url", job.url, settings)
-    recipient = {TypedEmailJob: "to", TypedSmsJob: "phone", TypedWebhookJob: "url"}.get(type(job))
-    spec = job_spec(job_id, job.type, family, job, settings, getattr(job, recipient) if recipient else None, where)
-    if isinstance(job, TypedEmailJob):
-        return email_job(spec, job.to, job.subject, job.body)
-    if isinstance(job, TypedSmsJob):
-        return sms_job(spec, job.phone, job.message)
-    if isinstance(job, TypedWebhookJob):
-        return webhook_job(spec, job.url, job.data)
-    assert isinstance(job, TypedCleanupJob)
-    return cleanup_job(spec, job.task)
+    return job_input(job_spec(job_id, job.type, family, job, settings, recipient_of(job), where), job)
+
+
+def recipient_of(body: JobOptions) -> str | None:
+    """Where a job's message goes (its status answers show it): an address, a number or a URL."""
+    if isinstance(body, EmailFields):
+        return body.to
+    if isinstance(body, SmsFields):
+        return body.phone
+    if isinstance(body, WebhookFields):
+        return body.url
+    return None
+
+
+def job_input(spec: JobSpec, body: JobOptions) -> NotificationInput | CleanupInput:
+    """The input of a job whose body carries its message: an email's, SMS's or webhook's fields, or a
+    cleanup's task (a /jobs or /notify body, a schedule's job, a `then`)."""
+    if isinstance(body, EmailFields):
+        return email_job(spec, body.to, body.subject, body.body)
+    if isinstance(body, SmsFields):
+        return sms_job(spec, body.phone, body.message)
+    if isinstance(body, WebhookFields):
+        return webhook_job(spec, body.url, body.data)
+    assert isinstance(body, (CleanupJob, TypedCleanupJob)), f"no message in a {type(body).__name__}"
+    return cleanup_job(spec, body.task)
 
 
 def follow_up(job: TypedJobBody, family: JobFamily, settings: Settings, where: str) -> FollowUp:
@@ -150,11 +171,13 @@ class JobStarter:
     def __init__(self, gateway: TemporalGateway, settings: Settings) -> None:
         self.gateway, self.settings = gateway, settings
 
-    async def start(self, kind: JobKind, family: JobFamily, options: JobOptions, recipient: str | None,
-                    build: Callable[[JobSpec], NotificationInput | CleanupInput]) -> StartedJob:
+    async def start(self, kind: JobKind, family: JobFamily, options: JobOptions,
+                    build: Callable[[JobSpec], NotificationInput | CleanupInput] | None = None) -> StartedJob:
+        """Start the job `options` (the body) describes; `build` makes its input from its spec where the
+        body alone does not say (a typed notification), job_input otherwise."""
         # The spec (and its URL checks) before the client: bad input is a 400 even without Temporal.
-        spec = job_spec(new_job_id(kind), kind, family, options, self.settings, recipient)
-        request = build(spec)
+        spec = job_spec(new_job_id(kind), kind, family, options, self.settings, recipient_of(options))
+        request = build(spec) if build else job_input(spec, options)
         client = await self.gateway.client()
         # Every SMS the request creates (its own, its `then` chain's) takes a slot of its number's
         # hourly quota first (api/jobs/throttle.py): over HERALD_SMS_PER_HOUR, a 429 and no job.

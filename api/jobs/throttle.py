@@ -43,7 +43,7 @@ def quota_key(kind: str, value: str) -> str:
     return "sms-quota-" + hashlib.sha256(f"{kind}\x00{value}".encode()).hexdigest()[:32]
 
 
-class RateLimited(ApiError):
+class Throttled(ApiError):
     def __init__(self, message: str, retry_after_s: float, retry_at: str | None = None) -> None:
         seconds = max(1, math.ceil(retry_after_s))
         when = f" (at {retry_at})" if retry_at else ""
@@ -125,7 +125,7 @@ async def reserve_sms(client: Client, settings: Settings, numbers: Sequence[str]
         count, who = wanted[key]
         log_event("sms.rate_limited", quota=key, used=answer.used, limit=limit, retry_after_s=answer.retry_after_s)
         what = f"{count} more SMS" if count > 1 else "another SMS"
-        raise RateLimited(f"{who} had {answer.used} SMS in the last hour; at most {limit} per hour, so {what} "
+        raise Throttled(f"{who} had {answer.used} SMS in the last hour; at most {limit} per hour, so {what} "
                           f"must wait", answer.retry_after_s or WINDOW.total_seconds(), answer.retry_at)
     return token
 

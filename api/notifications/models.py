@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal, TypeAlias
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -56,7 +56,7 @@ TYPED_TYPES: dict[str, TypedType] = {
         "must be an integer, or 1-64 letters, digits and ._:#/- (starting with a letter or digit)")}),
 }
 if TYPE_CHECKING:
-    TypedNotificationType = str
+    TypedNotificationType: TypeAlias = str
 else:
     TypedNotificationType = Literal[tuple(TYPED_TYPES)]
 MAX_TYPED_DATA_KEYS = 50

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends
 
 from api.core.auth import Gateway, SettingsDep, require_client_key
 from api.jobs.starter import Jobs, StartedJob, check_target
-from common.jobs import email_job, sms_job, typed_email_job, webhook_job
+from common.jobs import typed_email_job
 from api.jobs.service import load_job, notification_body
 from api.core.errors import errors
 from api.notifications.models import (
@@ -37,24 +37,21 @@ def _accepted(job: StartedJob) -> NotificationAccepted:
 @router.post("/notify/email", status_code=202, summary="Send an email", response_description=ACCEPTED,
              responses=CREATE_ERRORS)
 async def notify_email(body: NotifyEmail, jobs: Jobs) -> NotificationAccepted:
-    return _accepted(await jobs.start("email", "notify", body, body.to,
-                                      lambda spec: email_job(spec, body.to, body.subject, body.body)))
+    return _accepted(await jobs.start("email", "notify", body))
 
 
 @router.post("/notify/sms", status_code=202, summary="Send an SMS", response_description=ACCEPTED,
              responses=SMS_ERRORS)
 async def notify_sms(body: NotifySms, jobs: Jobs) -> NotificationAccepted:
     # Throttled (JobStarter.start, api/jobs/throttle.py): over HERALD_SMS_PER_HOUR for the number, a 429, no job.
-    return _accepted(await jobs.start("sms", "notify", body, body.phone,
-                                      lambda spec: sms_job(spec, body.phone, body.message)))
+    return _accepted(await jobs.start("sms", "notify", body))
 
 
 @router.post("/notify/webhook", status_code=202, summary="POST `data` to `url` as a signed webhook",
              response_description=ACCEPTED, responses=CREATE_ERRORS)
 async def notify_webhook(body: NotifyWebhook, jobs: Jobs, settings: SettingsDep) -> NotificationAccepted:
     check_target("url", body.url, settings)
-    return _accepted(await jobs.start("webhook", "notify", body, body.url,
-                                      lambda spec: webhook_job(spec, body.url, body.data)))
+    return _accepted(await jobs.start("webhook", "notify", body))
 
 
 @router.get("/notifications/{notification_id}", summary="A notification's state: queued, processing, success, ...",
@@ -72,6 +69,6 @@ typed_router = APIRouter(tags=["notifications"], dependencies=[Depends(require_c
              response_description=ACCEPTED, responses=CREATE_ERRORS)
 async def create_typed_notification(body: TypedNotification, jobs: Jobs) -> TypedNotificationAccepted:
     options = body.model_copy(update={"priority": TYPED_TYPES[body.type].priority})
-    job = await jobs.start("email", "notify", options, None,
+    job = await jobs.start("email", "notify", options,
                            lambda spec: typed_email_job(spec, body.type, body.userId, body.data or {}))
     return TypedNotificationAccepted(jobId=job.job_id, statusUrl=f"/notifications/{job.job_id}")

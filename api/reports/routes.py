@@ -15,14 +15,13 @@ import json
 import re
 
 from fastapi import APIRouter, Depends
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from api.core.auth import Gateway, SettingsDep, require_client_key
 from api.core.errors import ApiError
-from api.jobs.starter import job_spec, start_job
 from api.core.errors import errors
 from api.reports.models import Report, ReportAccepted, ReportCreate
-from common.models import ReportInput, ReportRequest, report_id, report_path
+from api.reports.service import start_report
+from common.models import report_path
 
 router = APIRouter(prefix="/reports", tags=["reports"], dependencies=[Depends(require_client_key)])
 
@@ -33,13 +32,7 @@ _REPORT_ID = re.compile(r"report-[0-9a-f]{32}")
              response_description="The report job is durably recorded in Temporal (or one is already running)",
              responses=errors(400, 401, 413, 502, 503))
 async def create_report(body: ReportCreate, gateway: Gateway, settings: SettingsDep) -> ReportAccepted:
-    job_id = report_id(body.userId, body.reportType)
-    # The spec (and its URL checks) before the client: bad input is a 400 even without Temporal.
-    spec = job_spec(job_id, "report", "jobs", body, settings, None)
-    request = ReportInput(job=spec, report=ReportRequest(user_id=body.userId, report_type=body.reportType))
-    await start_job(await gateway.client(), request, body.priority,
-                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+    job_id = await start_report(gateway, body, settings)
     return ReportAccepted(jobId=job_id, statusUrl=f"/jobs/{job_id}")
 
 

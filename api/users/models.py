@@ -10,10 +10,10 @@ from api.core.models import DATE_TIME, Answer, Body
 from api.jobs.models import e164, one_line
 
 
+# The channels a user can opt out of (activities/users.py refuses to send on them).
+OptOutChannel = Literal["email", "sms"]
 # A userId (its digest names the user's workflow): letters, digits and `._:@-`, at most 128.
 USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
-
-
 UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, max_length=128,
                               description="the client's own id for the user: letters, digits and `._:@-`, "
                                           "at most 128 characters, starting with a letter or digit")]
@@ -32,7 +32,7 @@ class UserPut(Body):
     locale: str | None = Field(None, pattern=LOCALE_PATTERN, max_length=32,
                                description="BCP 47 language tag (`de`, `de-AT`): the templates' translation "
                                            "where one exists, else English")
-    optOut: list[Literal["email", "sms"]] = Field(
+    optOut: list[OptOutChannel] = Field(
         default_factory=list, max_length=2, description="channels the user receives nothing on")
 
     @field_validator("phone")
@@ -53,6 +53,6 @@ class User(Answer):
     phone: str | None = Field(description="E.164")
     name: str | None
     locale: str | None = Field(description="BCP 47 language tag; the templates' translation where one exists")
-    optOut: list[Literal["email", "sms"]] = Field(description="channels the user receives nothing on")
+    optOut: list[OptOutChannel] = Field(description="channels the user receives nothing on")
     createdAt: str = Field(description="the first PUT", json_schema_extra=DATE_TIME)
     updatedAt: str = Field(description="the latest PUT", json_schema_extra=DATE_TIME)

@@ -10,17 +10,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
-from temporalio.client import WithStartWorkflowOperation
-from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.core.auth import Gateway, require_client_key
 from api.core.errors import ApiError
 from api.core.errors import errors
 from api.users.models import USER_ID_PATTERN, User, UserPut
-from api.core.temporal import RPC_TIMEOUT
-from common.models import ENTITY_TASK_QUEUE, UserInput, UserProfile, user_workflow_id
-from workflows.user import UserWorkflow
+from api.users.service import read_profile, store_profile
+from common.models import UserProfile
 
 router = APIRouter(prefix="/users", tags=["users"], dependencies=[Depends(require_client_key)])
 
@@ -48,26 +44,13 @@ async def put_user(user_id: UserIdPath, body: UserPut, gateway: Gateway) -> User
                        [{"field": "email", "message": message}, {"field": "phone", "message": message}])
     profile = UserProfile(user_id=user_id, email=body.email, phone=body.phone, name=body.name, locale=body.locale,
                           opt_out=list(body.optOut))
-    client = await gateway.client()
-    start = WithStartWorkflowOperation(
-        UserWorkflow.run, UserInput(user_id=user_id), id=user_workflow_id(user_id), task_queue=ENTITY_TASK_QUEUE,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, static_summary="a user's contact data")
-    stored = await client.execute_update_with_start_workflow(UserWorkflow.put, profile, start_workflow_operation=start,
-                                                             rpc_timeout=RPC_TIMEOUT)
-    return _answer(stored)
+    return _answer(await store_profile(await gateway.client(), profile))
 
 
 @router.get("/{userId}", summary="A user's contact data", response_description="The user as stored",
             responses=errors(400, 401, 404, 502, 503, say={404: "`not_found`: no user with that id"}))
 async def get_user(user_id: UserIdPath, gateway: Gateway) -> User:
-    client = await gateway.client()
-    try:
-        profile = await client.get_workflow_handle(user_workflow_id(user_id)).query(UserWorkflow.get_profile,
-                                                                                   rpc_timeout=RPC_TIMEOUT)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise _no_user(user_id) from exc
-        raise
+    profile = await read_profile(await gateway.client(), user_id)
     if profile is None:
         raise _no_user(user_id)
     return _answer(profile)
