@@ -163,7 +163,7 @@ def _lost_reason(info: activity.Info, seen: dict[str, Any] | None) -> str:
     return LOST_HEARTBEAT
 
 
-def _start_heartbeats(info: activity.Info, log: list[AttemptRecord], in_flight: InFlight) -> asyncio.Task | None:
+def _start_heartbeats(info: activity.Info, log: list[AttemptRecord], in_flight: InFlight) -> asyncio.Task[None] | None:
     """Heartbeat the inherited log while the attempt runs (not a local activity: it cannot)."""
     if info.is_local or not info.heartbeat_timeout:
         return None
@@ -178,7 +178,7 @@ def _start_heartbeats(info: activity.Info, log: list[AttemptRecord], in_flight: 
     return asyncio.create_task(beat(), name=f"heartbeat-{info.workflow_id}-{info.attempt}")
 
 
-async def _stop(beating: asyncio.Task | None) -> None:
+async def _stop(beating: asyncio.Task[None] | None) -> None:
     if beating is not None:
         beating.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from typing import Any, Awaitable, Callable
 
 from temporalio import activity
@@ -55,7 +56,7 @@ class BatchActivities:
     @activity.defn(name="send_email_slice")
     async def send_email_slice(self, part: BatchSlice) -> SliceOutcomes:
         return await self._send(part, [
-            lambda n=n, item=item, attempt=attempt: self.email.deliver(EmailMessage(
+            functools.partial(self.email.deliver, EmailMessage(
                 to=item.to, subject=item.subject, body=item.body, idempotency_key=batch_item_id(part.batch_id, n)),
                 attempt, part.max_attempts, self.smtp)
             for n, item, attempt in zip(part.numbers, part.emails, part.attempts)], "email")
@@ -63,15 +64,15 @@ class BatchActivities:
     @activity.defn(name="send_sms_slice")
     async def send_sms_slice(self, part: BatchSlice) -> SliceOutcomes:
         return await self._send(part, [
-            lambda n=n, item=item, attempt=attempt: self.sms.deliver(
-                SmsMessage(phone=item.phone, message=item.message, idempotency_key=batch_item_id(part.batch_id, n)),
+            functools.partial(self.sms.deliver, SmsMessage(
+                phone=item.phone, message=item.message, idempotency_key=batch_item_id(part.batch_id, n)),
                 attempt, part.max_attempts)
             for n, item, attempt in zip(part.numbers, part.sms, part.attempts)], "sms")
 
     @activity.defn(name="deliver_webhook_slice")
     async def deliver_webhook_slice(self, part: BatchSlice) -> SliceOutcomes:
         return await self._send(part, [
-            lambda n=n, item=item: self._webhooks().deliver(WebhookRequest(
+            functools.partial(self._webhooks().deliver, WebhookRequest(
                 url=item.url, data=item.data, webhook_id=batch_item_id(part.batch_id, n)))
             for n, item in zip(part.numbers, part.webhooks)], "webhook")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,7 +34,7 @@ class MaintenanceActivities:
         raise ApplicationError(f"unknown cleanup task {task.task!r}", type="UnknownTask", non_retryable=True)
 
 
-def _remove(directory: Path, task: str, stale) -> CleanupReport:
+def _remove(directory: Path, task: str, stale: Callable[[Path], bool]) -> CleanupReport:
     report = CleanupReport(task=task, directory=str(directory))
     if not directory.is_dir():
         return report  # Nothing to clean is a success, not an error.

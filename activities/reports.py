@@ -44,6 +44,7 @@ class ReportActivities:
     @activity.defn(name="build_report")
     async def build_report(self, request: ReportRequest) -> ReportReceipt:
         job_id = activity.info().workflow_id
+        assert job_id is not None, "a report is named by its ReportWorkflow's id"
         if request.report_type != "notification-history":
             raise ApplicationError(f"unknown report type {request.report_type!r}", type="UnknownReport",
                                    non_retryable=True)

@@ -26,7 +26,7 @@ Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 
 async def _getaddrinfo(host: str, port: int) -> list[str]:
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [info[4][0] for info in infos]
+    return [str(info[4][0]) for info in infos]  # (an IPv6 sockaddr is typed with ints in it)
 
 
 class GuardedTransport(httpx.AsyncBaseTransport):

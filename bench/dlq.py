@@ -37,6 +37,7 @@ KINDS = ["email", "sms", "webhook", "cleanup"]
 ADMIN = {"Authorization": "Bearer bench-admin"}
 # A task queue no worker polls: the runs are started and terminated without ever running.
 IDLE_QUEUE = "herald-bench-idle"
+CREATED_AT = "2026-01-01T00:00:00+00:00"
 
 
 async def fill(client: Client, count: int, concurrency: int = 64) -> float:
@@ -46,9 +47,9 @@ async def fill(client: Client, count: int, concurrency: int = 64) -> float:
         kind = KINDS[n % len(KINDS)]
         job_id = f"{kind}-dlq{n:05d}-{uuid.uuid4().hex[:6]}"
         state = {"job_id": job_id, "kind": kind, "family": "jobs", "phase": "failed", "max_attempts": 3,
-                 "attempts": 3, "error": f"bench failure {n}", "created_at": "2026-01-01T00:00:00+00:00",
+                 "attempts": 3, "error": f"bench failure {n}", "created_at": CREATED_AT,
                  "updated_at": "2026-01-01T00:00:10+00:00", "deliveries": []}
-        spec = JobSpec(job_id=job_id, kind="email", family="jobs", created_at=state["created_at"])
+        spec = JobSpec(job_id=job_id, kind="email", family="jobs", created_at=CREATED_AT)
         request = email_job(spec, "dead@example.com", "bench", "a dead letter")
         async with gate:
             handle = await client.start_workflow(

@@ -19,6 +19,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Awaitable, Callable
 
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -204,7 +205,7 @@ async def _histories(client: Client, ids: list[str]) -> tuple[dict[str, int], Co
         lengths[workflow_id] = len(history.events)
         if len(lengths) == 1:
             for e in history.events:
-                kinds[e.WhichOneof("attributes").removesuffix("_event_attributes")] += 1
+                kinds[(e.WhichOneof("attributes") or "").removesuffix("_event_attributes")] += 1
     return lengths, kinds, errors
 
 
@@ -223,7 +224,7 @@ async def history_events(client: Client, jobs: list[Job], sample: int) -> dict:
 
 
 # ---- CPU --------------------------------------------------------------------------------------
-def snapshot(pids: dict[str, int | None]) -> dict[str, float]:
+def snapshot(pids: Mapping[str, int | None]) -> dict[str, float]:
     """CPU seconds so far: the driver's, each named process's, the kernel threads' ("kernel") and
     ("machine") the whole machine's."""
     cpu = {"machine": machine_busy_seconds(), "kernel": kernel_thread_seconds(), "driver": own_cpu_seconds()}
@@ -239,14 +240,14 @@ def snapshot(pids: dict[str, int | None]) -> dict[str, float]:
 async def quiesce(pids: list[int | None], window: float = 0.2, busy: float = 0.15, limit: float = 10) -> list:
     """Until these processes together used under `busy` of a core in two windows in a row.
     Returns each window's cores busy per process (the tail after the last delivery)."""
-    pids = [p for p in pids if p]
+    live = [p for p in pids if p]
     deadline = time.monotonic() + limit
     calm = 0
     trace = []
-    last = [cpu_seconds(p) for p in pids]
+    last = [cpu_seconds(p) for p in live]
     while calm < 2 and time.monotonic() < deadline:
         await asyncio.sleep(window)
-        now = [cpu_seconds(p) for p in pids]
+        now = [cpu_seconds(p) for p in live]
         trace.append([round((b - a) / window, 2) for a, b in zip(last, now)])
         calm = calm + 1 if sum(now) - sum(last) < busy * window else 0
         last = now

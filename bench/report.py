@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 # (key, label) of every figure compared with the first bare phase of the same configuration.
@@ -47,7 +48,7 @@ def _row(cells: list[tuple[str, int]]) -> str:
 
 
 def _noisy(p: dict | None) -> bool:
-    return bool(p) and (p.get("other_cores") or 0) >= NOISY_CORES
+    return p is not None and bool(p) and (p.get("other_cores") or 0) >= NOISY_CORES
 
 
 def config_table(config: dict) -> str:
@@ -118,8 +119,9 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
     """The issue's targets, each with what this run measured (None: not measured in this run)."""
     out: list[dict] = []
 
-    def add(target: str, measured: float | None, limit: float, higher: bool, unit: str = "x",
-            both: float | None = None, over: list[dict | None] = ()) -> None:
+    # measured: a phase's figure, None when the phase did not run (`phase and phase[...]`).
+    def add(target: str, measured: Any, limit: float, higher: bool, unit: str = "x",
+            both: float | None = None, over: Sequence[dict | None] = ()) -> None:
         if measured is None:
             verdict = "not run"
         else:
@@ -160,7 +162,7 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
             10, True, both=_vs_both(config, "delivered_per_s", "batch"), over=[batches, _phase(config, "bare")])
         # The sink's ceiling as a batch sends: over SMTP sessions kept open (else a connection per email).
         top = (ceiling or {}).get("sessions_delivered_per_s") or (ceiling or {}).get("delivered_per_s")
-        if batches and top and batches.get("delivered_per_s"):
+        if ceiling and batches and top and batches.get("delivered_per_s"):
             noisy = max(ceiling.get("other_cores") or 0, ceiling.get("sessions_other_cores") or 0) >= NOISY_CORES
             out.append({"target": f"Herald batches vs the SMTP sink's own ceiling ({where})", "limit": "info",
                         "measured": ratio(batches["delivered_per_s"], top), "unit": "x",

@@ -54,7 +54,7 @@ def start_options(request: JobRequest, priority: int | None = None, now: datetim
     initial = JobState(
         job_id=spec.job_id, kind=spec.kind, family=spec.family, phase=phase,
         max_attempts=spec.retry.max_attempts, created_at=spec.created_at, updated_at=spec.created_at,
-        recipient=spec.recipient, not_before=due.isoformat() if phase == Phase.DELAYED else None,
+        recipient=spec.recipient, not_before=due.isoformat() if due is not None and phase == Phase.DELAYED else None,
         callback=CallbackState(url=spec.callback_url) if spec.callback_url else None,
     )
     return StartOptions(

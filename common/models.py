@@ -189,7 +189,7 @@ class SendInput:
 def stamped(message: SendInput, job_id: str) -> SendInput:
     """The message with `job_id` as its idempotency key (and webhook-id) where it has none yet:
     a scheduled job's runs are jobs of their own, each named by its run's workflow id."""
-    keys = {f.name: job_id for f in fields(message)
+    keys: dict[str, Any] = {f.name: job_id for f in fields(message)
             if f.name in ("idempotency_key", "webhook_id") and not getattr(message, f.name)}
     return replace(message, **keys)
 

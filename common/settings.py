@@ -239,10 +239,12 @@ class Settings(BaseSettings):
         return self
 
     def concurrency(self, channel: str) -> int:
-        return getattr(self, f"{channel}_concurrency")
+        limit: int = getattr(self, f"{channel}_concurrency")
+        return limit
 
     def rate_limit(self, channel: str) -> float | None:
-        return getattr(self, f"{channel}_rate_limit")
+        rate: float | None = getattr(self, f"{channel}_rate_limit")
+        return rate
 
     def webhook_secrets(self) -> list[str]:
         """Active signing secrets; in their absence, in dev mode only, one generated once into the data dir."""

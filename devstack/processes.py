@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import signal
 import subprocess
@@ -181,7 +182,7 @@ class Supervisor:
             env=dict(env if env is not None else os.environ, PYTHONUNBUFFERED="1"),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             process_group=0,
-            preexec_fn=lambda parent=os.getpid(): _die_with_parent(parent),
+            preexec_fn=functools.partial(_die_with_parent, os.getpid()),
         )
         return Child(name, process, argv=argv, env=env, stop_grace=stop_grace)
 

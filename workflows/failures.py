@@ -35,7 +35,7 @@ def attempt_log(cause: BaseException, context: AttemptContext | None = None) -> 
         now = workflow.now().isoformat()
         number = (log[-1].attempt + 1) if log else 1
         return log + [AttemptRecord(attempt=number, started_at=now, finished_at=now, succeeded=False,
-                                    error=f"attempt timed out ({cause.type.name.lower()})")]
+                                    error=f"attempt timed out ({cause.type.name.lower() if cause.type else 'unknown'})")]
     return list(context.earlier) if context else []
 
 

@@ -238,9 +238,11 @@ class TrackedJobWorkflow:
     def __init__(self) -> None:
         self.job: JobTracker | JobTrackerV0 = JobTracker()
 
-    async def run_job(self, spec: JobSpec, activity: Callable[..., Any], message: SendInput) -> Any:
+    # Histories from before LEAN_LIFECYCLE returned the send's result (Any), not the state.
+    async def run_job(self, spec: JobSpec, activity: Callable[..., Any], message: SendInput) -> JobState | Any:
         if workflow.patched(LEAN_LIFECYCLE):
-            return await self.job.run(spec, activity, message)  # type: ignore[arg-type]
+            assert isinstance(self.job, JobTracker)  # (only the unpatched path below replaces it)
+            return await self.job.run(spec, activity, message)
         self.job = JobTrackerV0()
         return await self.job.run(spec, lambda options: workflow.execute_activity_method(activity, message, **options))
 

@@ -70,6 +70,7 @@ class JobTrackerV0:
                   attempts=self.state.attempts, error=self.state.error)
 
     def _publish(self) -> None:
+        assert self.state is not None
         workflow.upsert_memo({STATE_MEMO_KEY: self.state})
         workflow.upsert_search_attributes([JOB_STATUS_KEY.value_set(self.state.phase.value)])
 
