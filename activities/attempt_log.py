@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
@@ -84,7 +84,7 @@ class _AttemptLogInbound(ActivityInboundInterceptor):
                 raise self._failed(info, number, started, inherited,
                                    ApplicationError(HANDED_BACK, type="WorkerShutDown")) from exc
             raise
-        except Exception as exc:  # noqa: BLE001 - every failure is logged, then raised again
+        except Exception as exc:  # every failure is logged, then raised again
             await _stop(beating)
             raise self._failed(info, number, started, inherited, exc) from exc
         await _stop(beating)
@@ -200,4 +200,4 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -25,7 +26,14 @@ from common.failures import error_text
 from common.logs import log_event
 from common.metrics import FAILED, SUCCEEDED, count_attempt
 from common.models import (
-    BatchSlice, DeliveryReceipt, EmailMessage, ItemOutcome, SliceOutcomes, SmsMessage, WebhookRequest, batch_item_id,
+    BatchSlice,
+    DeliveryReceipt,
+    EmailMessage,
+    ItemOutcome,
+    SliceOutcomes,
+    SmsMessage,
+    WebhookRequest,
+    batch_item_id,
 )
 from common.settings import Settings
 

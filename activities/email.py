@@ -23,7 +23,6 @@ from common.logs import log_event
 from common.models import DeliveryReceipt, EmailMessage, FailureDetail
 from common.settings import Settings
 
-
 _Result = TypeVar("_Result")
 
 _NOT_DOT_ATOM = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
@@ -157,9 +156,9 @@ class EmailActivities:
             log_event("attempt.fallback", job_id=email.idempotency_key, channel="email", attempt=attempt)
         try:
             if sessions is not None:
-                errors, answer = await sessions.send(mime, relay)
+                _refused, answer = await sessions.send(mime, relay)
             else:
-                errors, answer = await aiosmtplib.send(
+                _refused, answer = await aiosmtplib.send(
                     mime,
                     hostname=relay.host,
                     port=relay.port,

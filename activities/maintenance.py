@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from temporalio import activity
@@ -61,11 +61,11 @@ def _session_expired(path: Path) -> bool:
     try:
         expires = json.loads(path.read_text()).get("expiresAt")
         if isinstance(expires, (int, float)):
-            when = datetime.fromtimestamp(expires, timezone.utc)
+            when = datetime.fromtimestamp(expires, UTC)
         else:
             when = datetime.fromisoformat(str(expires).replace("Z", "+00:00"))
             if when.tzinfo is None:
-                when = when.replace(tzinfo=timezone.utc)
+                when = when.replace(tzinfo=UTC)
     except (OSError, ValueError, AttributeError, TypeError):
         return False
-    return when <= datetime.now(timezone.utc)
+    return when <= datetime.now(UTC)

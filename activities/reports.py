@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,16 @@ from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 
 from common.models import (
-    JOB_STATUS_KEY, JOB_TYPE_KEY, JOB_USER_KEY, STATE_MEMO_KEY, Phase, ReportReceipt, ReportRequest, report_path,
-    result_url, user_ref,
+    JOB_STATUS_KEY,
+    JOB_TYPE_KEY,
+    JOB_USER_KEY,
+    STATE_MEMO_KEY,
+    Phase,
+    ReportReceipt,
+    ReportRequest,
+    report_path,
+    result_url,
+    user_ref,
 )
 from common.settings import Settings
 
@@ -53,7 +61,7 @@ class ReportActivities:
             "jobId": job_id,
             "reportType": request.report_type,
             "userId": request.user_id,
-            "generatedAt": datetime.now(timezone.utc).isoformat(),
+            "generatedAt": datetime.now(UTC).isoformat(),
             "total": len(entries),
             "truncated": truncated,
             "counts": _counts(entries),

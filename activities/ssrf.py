@@ -17,7 +17,12 @@ from typing import Any
 import httpx
 
 from common.destinations import (
-    BlockedDestination, IPAddress, blocked_reason, is_allowed, parse_ip, static_check,
+    BlockedDestination,
+    IPAddress,
+    blocked_reason,
+    is_allowed,
+    parse_ip,
+    static_check,
 )
 
 # Resolves (host, port) to address strings; injectable so tests never touch real DNS.

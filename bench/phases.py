@@ -13,24 +13,34 @@ After the window: every job must have completed (bare: its workflow; Herald: GET
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from bench.bare import TASK_QUEUE as BARE_QUEUE, SendEmailWorkflow
+from bench.bare import TASK_QUEUE as BARE_QUEUE
+from bench.bare import SendEmailWorkflow
 from bench.bare_activity import EmailRequest
 from bench.http_client import HttpError, LeanHttp
 from bench.procs import (
-    ApiProcess, SinkProcess, WorkerProcess, child_env, cpu_seconds, free_port, kernel_thread_seconds,
-    machine_busy_seconds, own_cpu_seconds,
-    python_thread_seconds, thread_cpu_seconds,
+    ApiProcess,
+    SinkProcess,
+    WorkerProcess,
+    child_env,
+    cpu_seconds,
+    free_port,
+    kernel_thread_seconds,
+    machine_busy_seconds,
+    own_cpu_seconds,
+    python_thread_seconds,
+    thread_cpu_seconds,
 )
 
 API_KEY = "bench-key"
@@ -156,7 +166,8 @@ async def bare_outcomes(client: Client, jobs: list[Job], concurrency: int, timeo
                 if d.status != WorkflowExecutionStatus.RUNNING or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.5)
-        status = "completed" if d.status == WorkflowExecutionStatus.COMPLETED else (d.status.name.lower() if d.status else "?")
+        status = ("completed" if d.status == WorkflowExecutionStatus.COMPLETED
+                  else (d.status.name.lower() if d.status else "?"))
         return job_id, {"status": status, "closed": d.close_time.timestamp() if d.close_time else None}
 
     return dict(await asyncio.gather(*(one(j.job_id) for j in jobs if j.job_id)))
@@ -174,8 +185,9 @@ async def herald_outcomes(client: Client, http: LeanHttp, jobs: list[Job], concu
             while True:
                 try:
                     response = await http.get(f"/jobs/{job_id}/status")
-                    status = response.json().get("status") if response.status_code == 200 else f"HTTP {response.status_code}"
-                except (HttpError, OSError, asyncio.TimeoutError, ValueError) as exc:
+                    status = (response.json().get("status") if response.status_code == 200
+                              else f"HTTP {response.status_code}")
+                except (TimeoutError, HttpError, OSError, ValueError) as exc:
                     status = f"GET failed: {exc!r}"[:200]
                 if status in FINAL or time.monotonic() > deadline:
                     break
@@ -230,10 +242,8 @@ def snapshot(pids: Mapping[str, int | None]) -> dict[str, float]:
     cpu = {"machine": machine_busy_seconds(), "kernel": kernel_thread_seconds(), "driver": own_cpu_seconds()}
     for name, pid in pids.items():
         if pid:
-            try:
+            with contextlib.suppress(OSError):  # (gone meanwhile)
                 cpu[name] = cpu_seconds(pid)
-            except OSError:
-                pass
     return cpu
 
 
@@ -516,7 +526,7 @@ async def batch_outcomes(http: LeanHttp, jobs: list[Job], concurrency: int, time
         try:
             response = await http.get(f"/jobs/{job_id}/status")
             return response.json().get("status") if response.status_code == 200 else f"HTTP {response.status_code}"
-        except (HttpError, OSError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, HttpError, OSError, ValueError) as exc:
             return f"GET failed: {exc!r}"[:200]
 
     async def one(batch_id: str, ids: list[str]) -> dict[str, dict]:
@@ -527,13 +537,13 @@ async def batch_outcomes(http: LeanHttp, jobs: list[Job], concurrency: int, time
                 try:
                     response = await http.get(f"/batches/{batch_id}")
                     body = response.json() if response.status_code == 200 else {}
-                except (HttpError, OSError, asyncio.TimeoutError, ValueError):
+                except (TimeoutError, HttpError, OSError, ValueError):
                     body = {}
                 if body.get("done"):
                     break
                 await asyncio.sleep(0.5)
             if body.get("done") and body["counts"]["success"] == len(ids) == body["total"]:
-                statuses = {i: "completed" for i in ids}
+                statuses = dict.fromkeys(ids, "completed")
                 for job_id in ids[::max(1, len(ids) // sample_per_batch)][:sample_per_batch]:
                     statuses[job_id] = await status_of(job_id)
             else:
@@ -587,7 +597,7 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
         t = time.perf_counter()
         try:
             response = await http.post("/jobs/email", {"to": TO, "subject": job.subject, "body": BODY})
-        except (HttpError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, HttpError, OSError) as exc:
             errors.append(f"POST: {exc!r}"[:200])
             return
         post_ms.append((time.perf_counter() - t) * 1000)
@@ -603,7 +613,7 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
         t = time.perf_counter()
         try:
             response = await http.get(f"/jobs/{job_id}/status")
-        except (HttpError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, HttpError, OSError) as exc:
             errors.append(f"GET: {exc!r}"[:200])
             return
         get_ms.append((time.perf_counter() - t) * 1000)
@@ -622,7 +632,7 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
     began = time.time()
     try:
         for k in range(count):
-            for at, make in ((t0 + k * period, lambda: post(jobs[k])),
+            for at, make in ((t0 + k * period, lambda: post(jobs[k])),  # noqa: B023 - called in this iteration
                              (t0 + (k + 0.5) * period, lambda: get(recent[-1]) if recent else None)):
                 delay = at - loop.time()
                 if delay > 0:
@@ -660,7 +670,8 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
     cpu = {k: cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0}
     machine, kernel = cpu.pop("machine"), cpu.pop("kernel")
     return {
-        "rate_per_s": _r(rate, 2), "seconds": _r(sent_s, 1), "waited_for_quiet_s": waited, "posts": count, "gets": len(get_ms),
+        "rate_per_s": _r(rate, 2), "seconds": _r(sent_s, 1), "waited_for_quiet_s": waited, "posts": count,
+        "gets": len(get_ms),
         "post_p50_ms": _r(percentile(post_ms, 50)), "post_p99_ms": _r(percentile(post_ms, 99)),
         "post_p90_ms": _r(percentile(post_ms, 90)), "post_p95_ms": _r(percentile(post_ms, 95)),
         "post_max_ms": _r(max(post_ms, default=None)), "posts_over_50_ms": sum(x > 50 for x in post_ms),
@@ -682,8 +693,9 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
 async def run_ceiling(sink: SinkProcess, n: int, concurrency: int, timeout: float) -> dict[str, Any]:
     """N emails sent straight to the sink with aiosmtplib (no Temporal), `concurrency` at a time:
     the most the sink (and this machine, with the driver as the client) takes."""
-    import aiosmtplib
     from email.message import EmailMessage
+
+    import aiosmtplib
 
     gate = asyncio.Semaphore(concurrency)
     errors: list[str] = []

@@ -44,7 +44,7 @@ class _RecordingHandler(smtp_sink._OutboxHandler):
 
     save = True
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
+    async def handle_DATA(self, server, session, envelope) -> str:
         if self.save:
             answer = await super().handle_DATA(server, session, envelope)
         else:

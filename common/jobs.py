@@ -1,22 +1,37 @@
 """How a job's workflow is started: its workflow, task queue, memo, search attributes and summary.
 
 One definition for every starter: the API (api/job_starter.py), a schedule's action
-(common/builtin_schedules.py, api/schedule_store.py) and a job's `then` follow-up, which its parent workflow starts as a child
-(workflows/job_tracking.py). So it takes the moment of the start as `now` (the workflow passes
-`workflow.now()`) and names the workflow by its pinned name, since common/ imports no workflow.
+(common/builtin_schedules.py, api/schedule_store.py) and a job's `then` follow-up, which its parent
+workflow starts as a child (workflows/job_tracking.py). So it takes the moment of the start as `now`
+(the workflow passes `workflow.now()`) and names the workflow by its pinned name, since common/ imports no workflow.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes
 
 from common.models import (
-    CHANNELS, JOB_STATUS_KEY, JOB_TYPE_KEY, JOB_USER_KEY, STATE_MEMO_KEY, TASK_QUEUES, CallbackState, CleanupInput,
-    FollowUp, JobFamily, JobKind, JobSpec, JobState, NotificationInput, Phase, ReportInput, RetrySpec,
+    CHANNELS,
+    JOB_STATUS_KEY,
+    JOB_TYPE_KEY,
+    JOB_USER_KEY,
+    STATE_MEMO_KEY,
+    TASK_QUEUES,
+    CallbackState,
+    CleanupInput,
+    FollowUp,
+    JobFamily,
+    JobKind,
+    JobSpec,
+    JobState,
+    NotificationInput,
+    Phase,
+    ReportInput,
+    RetrySpec,
 )
 from common.settings import Settings
 from common.summaries import job_details, job_summary
@@ -47,7 +62,7 @@ class StartOptions:
 
 def start_options(request: JobRequest, priority: int | None = None, now: datetime | None = None) -> StartOptions:
     spec = request.job
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     due = spec.due_at(now)
     phase = Phase.DELAYED if due and due > now else Phase.QUEUED
     # The memo holds the state from the first moment, before any worker has seen the job.
@@ -79,7 +94,7 @@ def new_spec(job_id: str, kind: JobKind, family: JobFamily, settings: Settings, 
     """A job's spec, with what the deployment's settings decide for every job (timeouts, heartbeats)."""
     return JobSpec(
         job_id=job_id, kind=kind, family=family,
-        created_at=datetime.now(timezone.utc).isoformat(),
+        created_at=datetime.now(UTC).isoformat(),
         retry=retry or RetrySpec(),
         delay_ms=delay_ms,
         deliver_at=deliver_at,

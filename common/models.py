@@ -91,7 +91,7 @@ class RetrySpec:
         """The wait between the first and the second attempt."""
         return timedelta(milliseconds=max(self.delay_ms, 1))
 
-    def after_first(self) -> "RetrySpec":
+    def after_first(self) -> RetrySpec:
         """The same schedule for the attempts after the first (its first wait is the second one)."""
         return RetrySpec(max_attempts=self.max_attempts - 1, backoff=self.backoff,
                          delay_ms=int(self.delay_ms * self.coefficient))
@@ -475,7 +475,7 @@ class SliceOutcomes:
     retry_after_s: list[float | None] = field(default_factory=list)
 
     @classmethod
-    def of(cls, outcomes: list[ItemOutcome]) -> "SliceOutcomes":
+    def of(cls, outcomes: list[ItemOutcome]) -> SliceOutcomes:
         return cls(**{f.name: [getattr(o, f.name) for o in outcomes] for f in fields(ItemOutcome)})
 
     def items(self) -> list[ItemOutcome]:

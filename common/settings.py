@@ -65,7 +65,7 @@ class EncryptionKey:
     key: bytes = field(repr=False)
 
     @classmethod
-    def parse(cls, text: str) -> "EncryptionKey":
+    def parse(cls, text: str) -> EncryptionKey:
         """`BASE64` (the id is a digest of the key) or `ID:BASE64` (an id of the operator's choosing)."""
         key_id, _, encoded = text.rpartition(":")
         try:
@@ -225,12 +225,12 @@ class Settings(BaseSettings):
     @field_validator("schedule_timezone")
     @classmethod
     def _iana_zone(cls, value: str) -> str:
-        from common.schedules import validate_timezone  # noqa: PLC0415 - keeps settings import-light
+        from common.schedules import validate_timezone  # (imported here: keeps settings import-light)
 
         return validate_timezone(value)
 
     @model_validator(mode="after")
-    def _dev_credentials(self) -> "Settings":
+    def _dev_credentials(self) -> Settings:
         if self.dev_mode:
             if not self.api_keys:
                 self.api_keys = [DEV_API_KEY]

@@ -13,6 +13,7 @@ that is a configuration to fix, not a crash to ride out.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
@@ -129,10 +130,8 @@ class Child:
             say(self.name, raw.decode(errors="replace"))
 
     def signal_group(self, signum: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signum)  # the group id is the child's pid
-        except ProcessLookupError:
-            pass
 
     def finish_output(self, timeout: float = 1.0) -> None:
         self._reader.join(timeout)

@@ -14,14 +14,19 @@ The attempt log travels with the attempts themselves (activities/attempt_log.py)
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
-    ActivityError, ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError, is_cancelled_exception,
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+    is_cancelled_exception,
 )
 from temporalio.workflow import ParentClosePolicy
 
@@ -30,8 +35,21 @@ with workflow.unsafe.imports_passed_through():
     from common.logs import log_event
     from common.metrics import count_dead_letter, count_job_finished
     from common.models import (
-        ATTEMPT_SIGNAL, JOB_STATUS_KEY, STATE_MEMO_KEY, TASK_QUEUES, AttemptContext, AttemptRecord, CallbackState,
-        FollowUp, JobSpec, JobState, Phase, SendInput, WebhookRequest, stamped, then_id,
+        ATTEMPT_SIGNAL,
+        JOB_STATUS_KEY,
+        STATE_MEMO_KEY,
+        TASK_QUEUES,
+        AttemptContext,
+        AttemptRecord,
+        CallbackState,
+        FollowUp,
+        JobSpec,
+        JobState,
+        Phase,
+        SendInput,
+        WebhookRequest,
+        stamped,
+        then_id,
     )
 
 from workflows.callback import CallbackWorkflow

@@ -9,8 +9,9 @@ When it can go, and how: workflows/patches.py and docs/versioning.md.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
@@ -18,7 +19,14 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 with workflow.unsafe.imports_passed_through():
     from common.logs import log_event
     from common.models import (
-        JOB_STATUS_KEY, STATE_MEMO_KEY, TASK_QUEUES, AttemptRecord, CallbackState, JobSpec, JobState, Phase,
+        JOB_STATUS_KEY,
+        STATE_MEMO_KEY,
+        TASK_QUEUES,
+        AttemptRecord,
+        CallbackState,
+        JobSpec,
+        JobState,
+        Phase,
         WebhookRequest,
     )
 
