@@ -56,6 +56,7 @@ from workflows.callback import CallbackWorkflow
 from workflows.failures import attempt_log, failure_cause, failure_message
 from workflows.job_state import callback_body, send_options
 from workflows.job_tracking_v0 import JobTrackerV0
+
 # What each patch guards and when it can go: workflows/patches.py.
 from workflows.patches import DEAD_LETTER_MEMO, LEAN_LIFECYCLE, THEN_CHAINING
 
