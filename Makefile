@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install run test demo bench clean
+.PHONY: install run lint test demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,13 @@ run: $(STAMP)
 demo: $(STAMP)
 	HERALD_DEV_MODE=$${HERALD_DEV_MODE:-true} $(BIN)/python -m devstack.demo
 
-test: $(STAMP) $(CHROMIUM)
+# Format check, lint, then types (settings in pyproject.toml): the first step of make test.
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The dashboard test drives Debian's Chromium (through the playwright package, never a browser

@@ -11,13 +11,13 @@ from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxRestrictions, SandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.attempt_log import AttemptLogInterceptor
 from activities.batch import BatchActivities
 from activities.email import EmailActivities
 from activities.maintenance import MaintenanceActivities
 from activities.reports import ReportActivities
-from activities.attempt_log import AttemptLogInterceptor
 from activities.sms import SmsActivities
 from activities.users import TypedEmailActivities
 from activities.webhook import WebhookActivities

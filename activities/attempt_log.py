@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
@@ -84,7 +84,7 @@ class _AttemptLogInbound(ActivityInboundInterceptor):
                 raise self._failed(info, number, started, inherited,
                                    ApplicationError(HANDED_BACK, type="WorkerShutDown")) from exc
             raise
-        except Exception as exc:  # noqa: BLE001 - every failure is logged, then raised again
+        except Exception as exc:  # every failure is logged, then raised again
             await _stop(beating)
             raise self._failed(info, number, started, inherited, exc) from exc
         await _stop(beating)
@@ -163,7 +163,7 @@ def _lost_reason(info: activity.Info, seen: dict[str, Any] | None) -> str:
     return LOST_HEARTBEAT
 
 
-def _start_heartbeats(info: activity.Info, log: list[AttemptRecord], in_flight: InFlight) -> asyncio.Task | None:
+def _start_heartbeats(info: activity.Info, log: list[AttemptRecord], in_flight: InFlight) -> asyncio.Task[None] | None:
     """Heartbeat the inherited log while the attempt runs (not a local activity: it cannot)."""
     if info.is_local or not info.heartbeat_timeout:
         return None
@@ -178,7 +178,7 @@ def _start_heartbeats(info: activity.Info, log: list[AttemptRecord], in_flight: 
     return asyncio.create_task(beat(), name=f"heartbeat-{info.workflow_id}-{info.attempt}")
 
 
-async def _stop(beating: asyncio.Task | None) -> None:
+async def _stop(beating: asyncio.Task[None] | None) -> None:
     if beating is not None:
         beating.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -200,4 +200,4 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()

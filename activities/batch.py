@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -24,7 +26,12 @@ from common.failures import error_text
 from common.logs import log_event
 from common.metrics import FAILED, SUCCEEDED, count_attempt
 from common.models import (
-    BatchSlice, DeliveryReceipt, ItemOutcome, SliceOutcomes, batch_item_id, item_message,
+    BatchSlice,
+    DeliveryReceipt,
+    ItemOutcome,
+    SliceOutcomes,
+    batch_item_id,
+    item_message,
 )
 from common.settings import Settings
 
@@ -55,21 +62,21 @@ class BatchActivities:
     @activity.defn(name="send_email_slice")
     async def send_email_slice(self, part: BatchSlice) -> SliceOutcomes:
         return await self._send(part, [
-            lambda n=n, item=item, attempt=attempt: self.email.deliver(
-                item_message(item, batch_item_id(part.batch_id, n)), attempt, part.max_attempts, self.smtp)
+            functools.partial(self.email.deliver, item_message(item, batch_item_id(part.batch_id, n)),
+                              attempt, part.max_attempts, self.smtp)
             for n, item, attempt in zip(part.numbers, part.emails, part.attempts)], "email")
 
     @activity.defn(name="send_sms_slice")
     async def send_sms_slice(self, part: BatchSlice) -> SliceOutcomes:
         return await self._send(part, [
-            lambda n=n, item=item, attempt=attempt: self.sms.deliver(
-                item_message(item, batch_item_id(part.batch_id, n)), attempt, part.max_attempts)
+            functools.partial(self.sms.deliver, item_message(item, batch_item_id(part.batch_id, n)),
+                              attempt, part.max_attempts)
             for n, item, attempt in zip(part.numbers, part.sms, part.attempts)], "sms")
 
     @activity.defn(name="deliver_webhook_slice")
     async def deliver_webhook_slice(self, part: BatchSlice) -> SliceOutcomes:
         return await self._send(part, [
-            lambda n=n, item=item: self._webhooks().deliver(item_message(item, batch_item_id(part.batch_id, n)))
+            functools.partial(self._webhooks().deliver, item_message(item, batch_item_id(part.batch_id, n)))
             for n, item in zip(part.numbers, part.webhooks)], "webhook")
 
     async def _send(self, part: BatchSlice, sends: list[Callable[[], Awaitable[DeliveryReceipt]]],

@@ -12,7 +12,7 @@ from email.message import EmailMessage as MimeMessage
 from email.policy import Policy
 from email.policy import default as default_policy
 from email.utils import formatdate
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosmtplib
 from temporalio import activity
@@ -23,6 +23,7 @@ from common.logs import log_event
 from common.models import DeliveryReceipt, EmailMessage, FailureDetail
 from common.settings import Settings
 
+_Result = TypeVar("_Result")
 
 _NOT_DOT_ATOM = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
 
@@ -92,7 +93,7 @@ def _text_content(body: str) -> tuple[tuple[tuple[str, Any], ...], Any]:
     mime = MimeMessage(policy=_POLICY)
     mime.set_content(body)
     # The payload as set_content stored it (get_payload() would decode an 8bit one back to text).
-    return tuple(mime.raw_items()), mime._payload
+    return tuple(mime.raw_items()), mime._payload  # type: ignore[attr-defined]  # (private: not in typeshed)
 
 
 def build_message(settings: Settings, email: EmailMessage) -> MimeMessage:
@@ -155,9 +156,9 @@ class EmailActivities:
             log_event("attempt.fallback", job_id=email.idempotency_key, channel="email", attempt=attempt)
         try:
             if sessions is not None:
-                errors, answer = await sessions.send(mime, relay)
+                _refused, answer = await sessions.send(mime, relay)
             else:
-                errors, answer = await aiosmtplib.send(
+                _refused, answer = await aiosmtplib.send(
                     mime,
                     hostname=relay.host,
                     port=relay.port,
@@ -189,7 +190,7 @@ class SmtpSessions:
         self.local_hostname, self.timeout, self.keep = local_hostname, timeout, keep
         self._idle: dict[_Relay, list[aiosmtplib.SMTP]] = {}
 
-    async def send(self, mime: MimeMessage, relay: _Relay) -> tuple[dict, str]:
+    async def send(self, mime: MimeMessage, relay: _Relay) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
         # The envelope from the headers already parsed (send_message would parse them again).
         envelope = {"sender": mime["From"].addresses[0].addr_spec,
                     "recipients": [address.addr_spec for address in mime["To"].addresses]}
@@ -223,7 +224,7 @@ class SmtpSessions:
             smtp.close()
             raise
 
-    def _kept(self, relay: _Relay, smtp: aiosmtplib.SMTP, result: Any) -> Any:
+    def _kept(self, relay: _Relay, smtp: aiosmtplib.SMTP, result: _Result) -> _Result:
         idle = self._idle.setdefault(relay, [])
         if smtp.is_connected and len(idle) < self.keep:
             idle.append(smtp)

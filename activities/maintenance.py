@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from temporalio import activity
@@ -33,7 +34,7 @@ class MaintenanceActivities:
         raise ApplicationError(f"unknown cleanup task {task.task!r}", type="UnknownTask", non_retryable=True)
 
 
-def _remove(directory: Path, task: str, stale) -> CleanupReport:
+def _remove(directory: Path, task: str, stale: Callable[[Path], bool]) -> CleanupReport:
     report = CleanupReport(task=task, directory=str(directory))
     if not directory.is_dir():
         return report  # Nothing to clean is a success, not an error.
@@ -60,11 +61,11 @@ def _session_expired(path: Path) -> bool:
     try:
         expires = json.loads(path.read_text()).get("expiresAt")
         if isinstance(expires, (int, float)):
-            when = datetime.fromtimestamp(expires, timezone.utc)
+            when = datetime.fromtimestamp(expires, UTC)
         else:
             when = datetime.fromisoformat(str(expires).replace("Z", "+00:00"))
             if when.tzinfo is None:
-                when = when.replace(tzinfo=timezone.utc)
+                when = when.replace(tzinfo=UTC)
     except (OSError, ValueError, AttributeError, TypeError):
         return False
-    return when <= datetime.now(timezone.utc)
+    return when <= datetime.now(UTC)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,16 @@ from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 
 from common.models import (
-    JOB_STATUS_KEY, JOB_TYPE_KEY, JOB_USER_KEY, STATE_MEMO_KEY, Phase, ReportReceipt, ReportRequest, report_path,
-    result_url, user_ref,
+    JOB_STATUS_KEY,
+    JOB_TYPE_KEY,
+    JOB_USER_KEY,
+    STATE_MEMO_KEY,
+    Phase,
+    ReportReceipt,
+    ReportRequest,
+    report_path,
+    result_url,
+    user_ref,
 )
 from common.settings import Settings
 from common.vocabulary import FAILED_BY_ENDING
@@ -44,6 +52,7 @@ class ReportActivities:
     @activity.defn(name="build_report")
     async def build_report(self, request: ReportRequest) -> ReportReceipt:
         job_id = activity.info().workflow_id
+        assert job_id is not None, "a report is named by its ReportWorkflow's id"
         if request.report_type != "notification-history":
             raise ApplicationError(f"unknown report type {request.report_type!r}", type="UnknownReport",
                                    non_retryable=True)
@@ -52,7 +61,7 @@ class ReportActivities:
             "jobId": job_id,
             "reportType": request.report_type,
             "userId": request.user_id,
-            "generatedAt": datetime.now(timezone.utc).isoformat(),
+            "generatedAt": datetime.now(UTC).isoformat(),
             "total": len(entries),
             "truncated": truncated,
             "counts": _counts(entries),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook, WebhookVerificationError
@@ -20,12 +20,12 @@ def sign_headers(secrets: Sequence[str], webhook_id: str, body: bytes,
     if not secrets:
         raise ValueError("at least one webhook signing secret is required")
     if timestamp is None:
-        timestamp = datetime.now(timezone.utc)
+        timestamp = datetime.now(UTC)
     elif timestamp.tzinfo is None:
         # The library reads a naive time as UTC; a local one would be skewed by hours
         # and receivers would reject it as too old or too new.
         raise ValueError("timestamp must be timezone-aware")
-    timestamp = timestamp.astimezone(timezone.utc).replace(microsecond=0)
+    timestamp = timestamp.astimezone(UTC).replace(microsecond=0)
     # The library signs text; JSON bodies are UTF-8, and decoding strictly round-trips exactly.
     text = body.decode("utf-8")
     signatures = []

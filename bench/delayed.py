@@ -30,7 +30,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from api.jobs.starter import email_job, start_job
+from api.jobs.starter import start_job
+from common.jobs import email_job
 from common.models import JobSpec
 from common.runtime import exit_skipping_teardown
 from common.settings import Settings

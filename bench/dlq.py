@@ -25,8 +25,8 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
-from api.jobs.starter import email_job
 from api.main import create_app
+from common.jobs import email_job
 from common.models import JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, JobSpec
 from common.names import NOTIFICATION_WORKFLOW
 from common.runtime import exit_skipping_teardown
@@ -38,6 +38,7 @@ KINDS = ["email", "sms", "webhook", "cleanup"]
 ADMIN = {"Authorization": "Bearer bench-admin"}
 # A task queue no worker polls: the runs are started and terminated without ever running.
 IDLE_QUEUE = "herald-bench-idle"
+CREATED_AT = "2026-01-01T00:00:00+00:00"
 
 
 async def fill(client: Client, count: int, concurrency: int = 64) -> float:
@@ -47,9 +48,9 @@ async def fill(client: Client, count: int, concurrency: int = 64) -> float:
         kind = KINDS[n % len(KINDS)]
         job_id = f"{kind}-dlq{n:05d}-{uuid.uuid4().hex[:6]}"
         state = {"job_id": job_id, "kind": kind, "family": "jobs", "phase": "failed", "max_attempts": 3,
-                 "attempts": 3, "error": f"bench failure {n}", "created_at": "2026-01-01T00:00:00+00:00",
+                 "attempts": 3, "error": f"bench failure {n}", "created_at": CREATED_AT,
                  "updated_at": "2026-01-01T00:00:10+00:00", "deliveries": []}
-        spec = JobSpec(job_id=job_id, kind="email", family="jobs", created_at=state["created_at"])
+        spec = JobSpec(job_id=job_id, kind="email", family="jobs", created_at=CREATED_AT)
         request = email_job(spec, "dead@example.com", "bench", "a dead letter")
         async with gate:
             handle = await client.start_workflow(

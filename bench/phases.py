@@ -13,23 +13,34 @@ After the window: every job must have completed (bare: its workflow; Herald: GET
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from bench.bare import TASK_QUEUE as BARE_QUEUE, SendEmailWorkflow
+from bench.bare import TASK_QUEUE as BARE_QUEUE
+from bench.bare import SendEmailWorkflow
 from bench.bare_activity import EmailRequest
 from bench.http_client import HttpError, LeanHttp
 from bench.procs import (
-    ApiProcess, SinkProcess, WorkerProcess, child_env, cpu_seconds, free_port, kernel_thread_seconds,
-    machine_busy_seconds, own_cpu_seconds,
-    python_thread_seconds, thread_cpu_seconds,
+    ApiProcess,
+    SinkProcess,
+    WorkerProcess,
+    child_env,
+    cpu_seconds,
+    free_port,
+    kernel_thread_seconds,
+    machine_busy_seconds,
+    own_cpu_seconds,
+    python_thread_seconds,
+    thread_cpu_seconds,
 )
 
 API_KEY = "bench-key"
@@ -108,8 +119,9 @@ def api_submit(http: LeanHttp) -> Submit:
 
 def start_job_submit(client: Client) -> Submit:
     """Herald's start path without HTTP: api.jobs.starter.start_job(email_job(...)), as the API builds it."""
-    from api.jobs.starter import email_job, job_spec, new_job_id, start_job
     from api.jobs.models import JobOptions
+    from api.jobs.starter import job_spec, new_job_id, start_job
+    from common.jobs import email_job
     from common.settings import Settings
     from common.temporal import client_for
     settings = Settings(encryption_key=ENCRYPTION_KEY)
@@ -155,7 +167,8 @@ async def bare_outcomes(client: Client, jobs: list[Job], concurrency: int, timeo
                 if d.status != WorkflowExecutionStatus.RUNNING or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.5)
-        status = "completed" if d.status == WorkflowExecutionStatus.COMPLETED else (d.status.name.lower() if d.status else "?")
+        status = ("completed" if d.status == WorkflowExecutionStatus.COMPLETED
+                  else (d.status.name.lower() if d.status else "?"))
         return job_id, {"status": status, "closed": d.close_time.timestamp() if d.close_time else None}
 
     return dict(await asyncio.gather(*(one(j.job_id) for j in jobs if j.job_id)))
@@ -173,8 +186,9 @@ async def herald_outcomes(client: Client, http: LeanHttp, jobs: list[Job], concu
             while True:
                 try:
                     response = await http.get(f"/jobs/{job_id}/status")
-                    status = response.json().get("status") if response.status_code == 200 else f"HTTP {response.status_code}"
-                except (HttpError, OSError, asyncio.TimeoutError, ValueError) as exc:
+                    status = (response.json().get("status") if response.status_code == 200
+                              else f"HTTP {response.status_code}")
+                except (TimeoutError, HttpError, OSError, ValueError) as exc:
                     status = f"GET failed: {exc!r}"[:200]
                 if status in FINAL or time.monotonic() > deadline:
                     break
@@ -204,7 +218,7 @@ async def _histories(client: Client, ids: list[str]) -> tuple[dict[str, int], Co
         lengths[workflow_id] = len(history.events)
         if len(lengths) == 1:
             for e in history.events:
-                kinds[e.WhichOneof("attributes").removesuffix("_event_attributes")] += 1
+                kinds[(e.WhichOneof("attributes") or "").removesuffix("_event_attributes")] += 1
     return lengths, kinds, errors
 
 
@@ -223,30 +237,28 @@ async def history_events(client: Client, jobs: list[Job], sample: int) -> dict:
 
 
 # ---- CPU --------------------------------------------------------------------------------------
-def snapshot(pids: dict[str, int | None]) -> dict[str, float]:
+def snapshot(pids: Mapping[str, int | None]) -> dict[str, float]:
     """CPU seconds so far: the driver's, each named process's, the kernel threads' ("kernel") and
     ("machine") the whole machine's."""
     cpu = {"machine": machine_busy_seconds(), "kernel": kernel_thread_seconds(), "driver": own_cpu_seconds()}
     for name, pid in pids.items():
         if pid:
-            try:
+            with contextlib.suppress(OSError):  # (gone meanwhile)
                 cpu[name] = cpu_seconds(pid)
-            except OSError:
-                pass
     return cpu
 
 
 async def quiesce(pids: list[int | None], window: float = 0.2, busy: float = 0.15, limit: float = 10) -> list:
     """Until these processes together used under `busy` of a core in two windows in a row.
     Returns each window's cores busy per process (the tail after the last delivery)."""
-    pids = [p for p in pids if p]
+    live = [p for p in pids if p]
     deadline = time.monotonic() + limit
     calm = 0
     trace = []
-    last = [cpu_seconds(p) for p in pids]
+    last = [cpu_seconds(p) for p in live]
     while calm < 2 and time.monotonic() < deadline:
         await asyncio.sleep(window)
-        now = [cpu_seconds(p) for p in pids]
+        now = [cpu_seconds(p) for p in live]
         trace.append([round((b - a) / window, 2) for a, b in zip(last, now)])
         calm = calm + 1 if sum(now) - sum(last) < busy * window else 0
         last = now
@@ -515,7 +527,7 @@ async def batch_outcomes(http: LeanHttp, jobs: list[Job], concurrency: int, time
         try:
             response = await http.get(f"/jobs/{job_id}/status")
             return response.json().get("status") if response.status_code == 200 else f"HTTP {response.status_code}"
-        except (HttpError, OSError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, HttpError, OSError, ValueError) as exc:
             return f"GET failed: {exc!r}"[:200]
 
     async def one(batch_id: str, ids: list[str]) -> dict[str, dict]:
@@ -526,13 +538,13 @@ async def batch_outcomes(http: LeanHttp, jobs: list[Job], concurrency: int, time
                 try:
                     response = await http.get(f"/batches/{batch_id}")
                     body = response.json() if response.status_code == 200 else {}
-                except (HttpError, OSError, asyncio.TimeoutError, ValueError):
+                except (TimeoutError, HttpError, OSError, ValueError):
                     body = {}
                 if body.get("done"):
                     break
                 await asyncio.sleep(0.5)
             if body.get("done") and body["counts"]["success"] == len(ids) == body["total"]:
-                statuses = {i: "completed" for i in ids}
+                statuses = dict.fromkeys(ids, "completed")
                 for job_id in ids[::max(1, len(ids) // sample_per_batch)][:sample_per_batch]:
                     statuses[job_id] = await status_of(job_id)
             else:
@@ -586,7 +598,7 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
         t = time.perf_counter()
         try:
             response = await http.post("/jobs/email", {"to": TO, "subject": job.subject, "body": BODY})
-        except (HttpError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, HttpError, OSError) as exc:
             errors.append(f"POST: {exc!r}"[:200])
             return
         post_ms.append((time.perf_counter() - t) * 1000)
@@ -602,7 +614,7 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
         t = time.perf_counter()
         try:
             response = await http.get(f"/jobs/{job_id}/status")
-        except (HttpError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, HttpError, OSError) as exc:
             errors.append(f"GET: {exc!r}"[:200])
             return
         get_ms.append((time.perf_counter() - t) * 1000)
@@ -621,7 +633,7 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
     began = time.time()
     try:
         for k in range(count):
-            for at, make in ((t0 + k * period, lambda: post(jobs[k])),
+            for at, make in ((t0 + k * period, lambda: post(jobs[k])),  # noqa: B023 - called in this iteration
                              (t0 + (k + 0.5) * period, lambda: get(recent[-1]) if recent else None)):
                 delay = at - loop.time()
                 if delay > 0:
@@ -659,7 +671,8 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
     cpu = {k: cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0}
     machine, kernel = cpu.pop("machine"), cpu.pop("kernel")
     return {
-        "rate_per_s": _r(rate, 2), "seconds": _r(sent_s, 1), "waited_for_quiet_s": waited, "posts": count, "gets": len(get_ms),
+        "rate_per_s": _r(rate, 2), "seconds": _r(sent_s, 1), "waited_for_quiet_s": waited, "posts": count,
+        "gets": len(get_ms),
         "post_p50_ms": _r(percentile(post_ms, 50)), "post_p99_ms": _r(percentile(post_ms, 99)),
         "post_p90_ms": _r(percentile(post_ms, 90)), "post_p95_ms": _r(percentile(post_ms, 95)),
         "post_max_ms": _r(max(post_ms, default=None)), "posts_over_50_ms": sum(x > 50 for x in post_ms),
@@ -681,8 +694,9 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
 async def run_ceiling(sink: SinkProcess, n: int, concurrency: int, timeout: float) -> dict[str, Any]:
     """N emails sent straight to the sink with aiosmtplib (no Temporal), `concurrency` at a time:
     the most the sink (and this machine, with the driver as the client) takes."""
-    import aiosmtplib
     from email.message import EmailMessage
+
+    import aiosmtplib
 
     gate = asyncio.Semaphore(concurrency)
     errors: list[str] = []

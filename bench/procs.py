@@ -131,7 +131,7 @@ class _Child:
                 self.proc.terminate()
             try:
                 await asyncio.wait_for(self.proc.wait(), 20)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
         if self._log is not None:
@@ -148,7 +148,7 @@ class WorkerProcess(_Child):
         self.env = env
 
     async def start(self, timeout: float = 60) -> dict:
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - the child's log, open while it runs
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.worker_proc", json.dumps(self.config),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=self._log,
@@ -198,7 +198,7 @@ class ApiProcess(_Child):
 
     async def start(self, ready_url: str, timeout: float = 60) -> None:
         import httpx
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - the child's log, open while it runs
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "api", stdin=asyncio.subprocess.DEVNULL,
             stdout=self._log, stderr=self._log, cwd=ROOT, env=self.env)
@@ -235,7 +235,7 @@ class SinkProcess(_Child):
         self._reader: asyncio.Task | None = None
 
     async def start(self, timeout: float = 30) -> None:
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - the child's log, open while it runs
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.sink_proc",
             json.dumps({"port": self.port, "outbox": str(self.outbox), "save": self.save}),
@@ -275,7 +275,7 @@ class SinkProcess(_Child):
             self._news.clear()
             try:
                 await asyncio.wait_for(self._news.wait(), stall_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return all(s in self.arrivals for s in subjects)
 
     def count_of(self, prefix: str) -> dict[str, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 # (key, label) of every figure compared with the first bare phase of the same configuration.
@@ -47,7 +48,7 @@ def _row(cells: list[tuple[str, int]]) -> str:
 
 
 def _noisy(p: dict | None) -> bool:
-    return bool(p) and (p.get("other_cores") or 0) >= NOISY_CORES
+    return p is not None and bool(p) and (p.get("other_cores") or 0) >= NOISY_CORES
 
 
 def config_table(config: dict) -> str:
@@ -59,18 +60,21 @@ def config_table(config: dict) -> str:
     for p in phases:
         r = p.get("ratios", {})
         lines.append(_row([
-            (p["label"] + (" !" if _noisy(p) else ""), 20), (f"{p.get('completed', 0)}/{p['jobs']}", 9), (_n(p.get("delivered_per_s")), 12),
+            (p["label"] + (" !" if _noisy(p) else ""), 20), (f"{p.get('completed', 0)}/{p['jobs']}", 9),
+            (_n(p.get("delivered_per_s")), 12),
             (_x(r.get("delivered_per_s")), 7), (_n(p.get("p50_ms"), "{:.0f}"), 8), (_x(r.get("p50_ms")), 7),
             (_n(p.get("p95_ms"), "{:.0f}"), 8), (_x(r.get("p95_ms")), 7), (_n(p.get("start_p50_ms")), 10),
             (_n(p.get("history_events_per_job")), 11), (_x(r.get("history_events_per_job")), 7)]))
     lines.append("")
     head = [("CPU ms per job", 20), ("server", 8), ("", 7), ("worker", 8), ("", 7), ("api", 7), ("sink", 7),
-            ("driver", 8), ("all", 8), ("", 7), ("worker RSS MB: peak", 20), ("", 7), ("cores: server", 14), ("worker", 7), ("python", 8), ("others", 7)]
+            ("driver", 8), ("all", 8), ("", 7), ("worker RSS MB: peak", 20), ("", 7), ("cores: server", 14),
+            ("worker", 7), ("python", 8), ("others", 7)]
     lines.append(_row(head))
     for p in phases:
         r = p.get("ratios", {})
         lines.append(_row([
-            (p["label"], 20), (_n(p.get("server_cpu_ms_per_job"), "{:.2f}"), 8), (_x(r.get("server_cpu_ms_per_job")), 7),
+            (p["label"], 20),
+            (_n(p.get("server_cpu_ms_per_job"), "{:.2f}"), 8), (_x(r.get("server_cpu_ms_per_job")), 7),
             (_n(p.get("worker_cpu_ms_per_job"), "{:.2f}"), 8), (_x(r.get("worker_cpu_ms_per_job")), 7),
             (_n(p.get("api_cpu_ms_per_job"), "{:.2f}"), 7), (_n(p.get("sink_cpu_ms_per_job"), "{:.2f}"), 7),
             (_n(p.get("driver_cpu_ms_per_job"), "{:.2f}"), 8), (_n(p.get("total_cpu_ms_per_job"), "{:.2f}"), 8),
@@ -80,15 +84,21 @@ def config_table(config: dict) -> str:
             (_n(p.get("other_cores"), "{:.2f}"), 7)]))
     paced = config.get("paced")
     if any(_noisy(p) for p in phases + [paced]):
-        lines.append(f"! other work on the machine used {NOISY_CORES} cores or more during this phase: its figures are unreliable")
+        lines.append(f"! other work on the machine used {NOISY_CORES} cores or more during this phase: "
+                     "its figures are unreliable")
     if paced:
         lines.append("")
         lines.append(
-            f"paced Herald (HTTP API){' !' if _noisy(paced) else ''} at {paced['rate_per_s']}/s for {paced['seconds']} s: "
-            f"POST p50 {_n(paced['post_p50_ms'])} / p95 {_n(paced.get('post_p95_ms'))} / p99 {_n(paced['post_p99_ms'])} ms, "
-            f"GET status p50 {_n(paced['get_p50_ms'])} / p95 {_n(paced.get('get_p95_ms'))} / p99 {_n(paced['get_p99_ms'])} ms "
-            f"({paced['gets']} GETs, {paced['get_statuses']}), delivery p50 {_n(paced['delivery_p50_ms'], '{:.0f}')} ms, "
-            f"server CPU {_n(paced['server_cpu_ms_per_job'], '{:.2f}')} ms/job, driver late p99 {_n(paced['driver_late_p99_ms'])} ms, "
+            f"paced Herald (HTTP API){' !' if _noisy(paced) else ''} at {paced['rate_per_s']}/s "
+            f"for {paced['seconds']} s: "
+            f"POST p50 {_n(paced['post_p50_ms'])} / p95 {_n(paced.get('post_p95_ms'))} "
+            f"/ p99 {_n(paced['post_p99_ms'])} ms, "
+            f"GET status p50 {_n(paced['get_p50_ms'])} / p95 {_n(paced.get('get_p95_ms'))} "
+            f"/ p99 {_n(paced['get_p99_ms'])} ms "
+            f"({paced['gets']} GETs, {paced['get_statuses']}), "
+            f"delivery p50 {_n(paced['delivery_p50_ms'], '{:.0f}')} ms, "
+            f"server CPU {_n(paced['server_cpu_ms_per_job'], '{:.2f}')} ms/job, "
+            f"driver late p99 {_n(paced['driver_late_p99_ms'])} ms, "
             f"others' cores {_n(paced.get('other_cores'), '{:.2f}')}")
     lines.append("")
     for p in phases + ([{**paced, "label": "paced"}] if paced else []):
@@ -118,8 +128,9 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
     """The issue's targets, each with what this run measured (None: not measured in this run)."""
     out: list[dict] = []
 
-    def add(target: str, measured: float | None, limit: float, higher: bool, unit: str = "x",
-            both: float | None = None, over: list[dict | None] = ()) -> None:
+    # measured: a phase's figure, None when the phase did not run (`phase and phase[...]`).
+    def add(target: str, measured: Any, limit: float, higher: bool, unit: str = "x",
+            both: float | None = None, over: Sequence[dict | None] = ()) -> None:
         if measured is None:
             verdict = "not run"
         else:
@@ -144,23 +155,24 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
             api and api["ratios"].get("server_cpu_ms_per_job"), 0.8, False,
             both=_vs_both(config, "server_cpu_ms_per_job"), over=[api, _phase(config, "bare")])
     api = _phase(file, "api")
-    add("make run stack delivers (Herald API, SQLite file), emails/s", api and api.get("delivered_per_s"), 35, True, "/s",
-        over=[api])
+    add("make run stack delivers (Herald API, SQLite file), emails/s", api and api.get("delivered_per_s"), 35, True,
+        "/s", over=[api])
     for key, config in (("file", file), ("memory", memory)):
         paced = (config or {}).get("paced")
         where = "SQLite file" if key == "file" else "in memory"
-        add(f"POST /jobs/email p99 at half the saturating rate ({where}), ms", paced and paced.get("post_p99_ms"), 50, False,
-            " ms", over=[paced])
-        add(f"GET /jobs/{{id}}/status p99 at half the saturating rate ({where}), ms", paced and paced.get("get_p99_ms"), 25,
-            False, " ms", over=[paced])
+        add(f"POST /jobs/email p99 at half the saturating rate ({where}), ms", paced and paced.get("post_p99_ms"),
+            50, False, " ms", over=[paced])
+        add(f"GET /jobs/{{id}}/status p99 at half the saturating rate ({where}), ms",
+            paced and paced.get("get_p99_ms"), 25, False, " ms", over=[paced])
     for key, config in (("file", file), ("memory", memory)):
         batches = _phase(config, "batch")
         where = "SQLite file" if key == "file" else "in memory"
-        add(f"Herald batches: delivered rate vs baseline ({where})", batches and batches["ratios"].get("delivered_per_s"),
-            10, True, both=_vs_both(config, "delivered_per_s", "batch"), over=[batches, _phase(config, "bare")])
+        add(f"Herald batches: delivered rate vs baseline ({where})",
+            batches and batches["ratios"].get("delivered_per_s"), 10, True,
+            both=_vs_both(config, "delivered_per_s", "batch"), over=[batches, _phase(config, "bare")])
         # The sink's ceiling as a batch sends: over SMTP sessions kept open (else a connection per email).
         top = (ceiling or {}).get("sessions_delivered_per_s") or (ceiling or {}).get("delivered_per_s")
-        if batches and top and batches.get("delivered_per_s"):
+        if ceiling and batches and top and batches.get("delivered_per_s"):
             noisy = max(ceiling.get("other_cores") or 0, ceiling.get("sessions_other_cores") or 0) >= NOISY_CORES
             out.append({"target": f"Herald batches vs the SMTP sink's own ceiling ({where})", "limit": "info",
                         "measured": ratio(batches["delivered_per_s"], top), "unit": "x",
@@ -184,5 +196,6 @@ def targets_table(rows: list[dict]) -> str:
         lines.append(f"{r['target']:<{width}}{r['limit']:>10}{shown:>11}{margin:>9}  {verdict:<9}"
                      f"{'' if b is None else f'{b:.2f}x':>18}")
     if any(r.get("noisy") for r in rows):
-        lines.append(f"! measured while other work on the machine used {NOISY_CORES} cores or more: unreliable, run again")
+        lines.append(f"! measured while other work on the machine used {NOISY_CORES} cores or more: "
+                     "unreliable, run again")
     return "\n".join(lines)

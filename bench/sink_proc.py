@@ -44,7 +44,7 @@ class _RecordingHandler(smtp_sink._OutboxHandler):
 
     save = True
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
+    async def handle_DATA(self, server, session, envelope) -> str:
         if self.save:
             answer = await super().handle_DATA(server, session, envelope)
         else:
@@ -65,7 +65,12 @@ def main(config: dict) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     say(event="ready", port=sink.port, save=_RecordingHandler.save)
-    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+
+    def stop_at_eof() -> None:  # the driver closes our stdin when it is done (or gone)
+        sys.stdin.read()
+        stop.set()
+
+    threading.Thread(target=stop_at_eof, daemon=True).start()
     try:
         while not stop.wait(0.5):
             pass

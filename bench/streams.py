@@ -112,7 +112,7 @@ class Stack:
             time.sleep(0.3)
 
     def _spawn(self, name: str, command: list[str], logs: Path, env: dict[str, str]) -> None:
-        log = open(logs / f"{name}.log", "wb")
+        log = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - the child's log, open while it runs
         self.procs[name] = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                                             stdout=log, stderr=log, start_new_session=True)
 
@@ -138,7 +138,7 @@ class Meter:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
 
-    def __enter__(self) -> "Meter":
+    def __enter__(self) -> Meter:
         self.t0, self.procs0 = time.monotonic(), self.stack.cpu()
         self.own0, self.machine0 = own_cpu_seconds(), machine_busy_seconds()
         return self

@@ -12,17 +12,29 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from temporalio.client import (
-    Client, Schedule, ScheduleActionStartWorkflow, ScheduleAlreadyRunningError, ScheduleOverlapPolicy,
-    SchedulePolicy, ScheduleUpdate, ScheduleUpdateInput,
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
 )
 
 from common.jobs import JobRequest, cleanup_job, new_spec, start_options
 from common.logs import log_event
 from common.schedules import (
-    BUILTIN_SCHEDULES, CATCHUP_WINDOW, SCHEDULE_MEMO_KEY, BuiltinSchedule, cron_of, schedule_spec,
+    BUILTIN_SCHEDULES,
+    CATCHUP_WINDOW,
+    SCHEDULE_MEMO_KEY,
+    BuiltinSchedule,
+    cron_of,
+    schedule_spec,
 )
 from common.settings import Settings
 from common.temporal import RPC_TIMEOUT
@@ -122,7 +134,7 @@ async def ensure_at_start(client: Client, settings: Settings) -> None:
     (the worker still runs jobs, and the next start tries again)."""
     try:
         outcomes = await ensure_builtin_schedules(client, settings)
-    except Exception:  # noqa: BLE001 - any failure: log it and go on polling
+    except Exception:  # any failure: log it and go on polling
         log.exception("could not ensure the built-in schedules; the next worker start tries again")
         return
     log.info("built-in schedules in %s: %s", settings.schedule_timezone,

@@ -11,15 +11,35 @@ workflow by its pinned name (common/names.py), since common/ imports no workflow
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes
 
 from common.models import (
-    CHANNELS, JOB_STATUS_KEY, JOB_TYPE_KEY, JOB_USER_KEY, STATE_MEMO_KEY, TASK_QUEUES, CleanupInput,
-    CleanupTask, CleanupTaskName, EmailMessage, FollowUp, JobFamily, JobKind, JobSpec, JobState, NotificationInput, Phase, ReportInput,
-    RetrySpec, SmsMessage, TypedEmail, WebhookRequest, user_ref,
+    CHANNELS,
+    JOB_STATUS_KEY,
+    JOB_TYPE_KEY,
+    JOB_USER_KEY,
+    STATE_MEMO_KEY,
+    TASK_QUEUES,
+    CleanupInput,
+    CleanupTask,
+    CleanupTaskName,
+    EmailMessage,
+    FollowUp,
+    JobFamily,
+    JobKind,
+    JobSpec,
+    JobState,
+    NotificationInput,
+    Phase,
+    ReportInput,
+    RetrySpec,
+    SmsMessage,
+    TypedEmail,
+    WebhookRequest,
+    user_ref,
 )
 from common.names import CLEANUP_WORKFLOW, NOTIFICATION_WORKFLOW, REPORT_WORKFLOW
 from common.settings import Settings
@@ -51,12 +71,12 @@ class StartOptions:
 
 def start_options(request: JobRequest, priority: int | None = None, now: datetime | None = None) -> StartOptions:
     spec = request.job
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     due = spec.due_at(now)
     phase = Phase.DELAYED if due and due > now else Phase.QUEUED
     # The memo holds the state from the first moment, before any worker has seen the job.
     initial = JobState.initial(spec, phase, spec.created_at,
-                               not_before=due.isoformat() if phase == Phase.DELAYED else None)
+                               not_before=due.isoformat() if due is not None and phase == Phase.DELAYED else None)
     return StartOptions(
         workflow=WORKFLOW_NAMES[type(request)],
         task_queue=TASK_QUEUES[spec.kind],
@@ -79,7 +99,7 @@ def new_spec(job_id: str, kind: JobKind, family: JobFamily, settings: Settings, 
     """A job's spec, with what the deployment's settings decide for every job (timeouts, heartbeats)."""
     return JobSpec(
         job_id=job_id, kind=kind, family=family,
-        created_at=datetime.now(timezone.utc).isoformat(),
+        created_at=datetime.now(UTC).isoformat(),
         retry=retry or RetrySpec(),
         delay_ms=delay_ms,
         deliver_at=deliver_at,

@@ -16,8 +16,9 @@ import json
 import logging
 import re
 import sys
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -37,7 +38,8 @@ MIN_SECRET_LENGTH = 6
 _secrets: set[str] = set()
 
 
-def log_event(event: str, *, log: logging.Logger | logging.LoggerAdapter = logger, **fields: Any) -> None:
+def log_event(event: str, *, log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger,
+              **fields: Any) -> None:
     """One stage of a job, as one JSON line. Inside a workflow pass `log=workflow.logger`
     (silent during replay)."""
     payload = {"event": event, **fields}
@@ -50,7 +52,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
         }
@@ -70,7 +72,7 @@ class JsonFormatter(logging.Formatter):
         return redact(_dumps(line))
 
 
-def configure_logging(level: int = logging.INFO, settings: "Settings | None" = None) -> None:
+def configure_logging(level: int = logging.INFO, settings: Settings | None = None) -> None:
     """JSON lines on stderr for every logger of the process (Herald's, uvicorn's, the SDK's)."""
     if settings is not None:
         redact_secrets_of(settings)
@@ -87,7 +89,7 @@ def configure_logging(level: int = logging.INFO, settings: "Settings | None" = N
 
 
 # ---- secrets ---------------------------------------------------------------------------------
-def secret_values(settings: "Settings") -> set[str]:
+def secret_values(settings: Settings) -> set[str]:
     """The secrets among the settings' values (every setting named *_key(s), *_token, *_password,
     *_secret), each of several comma- or space-separated ones on its own."""
     found: set[str] = set()
@@ -109,7 +111,7 @@ def secret_values(settings: "Settings") -> set[str]:
     return {s for s in found if len(s) >= MIN_SECRET_LENGTH}
 
 
-def redact_secrets_of(settings: "Settings") -> None:
+def redact_secrets_of(settings: Settings) -> None:
     """From now on, mask these settings' secrets wherever JsonFormatter writes a line."""
     add_secrets(secret_values(settings))
 

@@ -77,7 +77,7 @@ def count_attempt(outcome: str) -> None:
         info = activity.info()
         activity.metric_meter().create_counter(ATTEMPTS, DESCRIPTIONS[ATTEMPTS]).add(
             1, {"type": attempt_type(info.activity_type, info.workflow_type), "outcome": outcome})
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.warning("could not count an attempt", exc_info=True)
 
 

@@ -98,7 +98,7 @@ class RetrySpec:
         """The wait between the first and the second attempt."""
         return timedelta(milliseconds=max(self.delay_ms, 1))
 
-    def after_first(self) -> "RetrySpec":
+    def after_first(self) -> RetrySpec:
         """The same schedule for the attempts after the first (its first wait is the second one)."""
         return RetrySpec(max_attempts=self.max_attempts - 1, backoff=self.backoff,
                          delay_ms=int(self.delay_ms * self.coefficient))
@@ -196,7 +196,7 @@ class SendInput:
 def stamped(message: SendInput, job_id: str) -> SendInput:
     """The message with `job_id` as its idempotency key (and webhook-id) where it has none yet:
     a scheduled job's runs are jobs of their own, each named by its run's workflow id."""
-    keys = {f.name: job_id for f in fields(message)
+    keys: dict[str, Any] = {f.name: job_id for f in fields(message)
             if f.name in ("idempotency_key", "webhook_id") and not getattr(message, f.name)}
     return replace(message, **keys)
 
@@ -511,7 +511,7 @@ class SliceOutcomes:
     retry_after_s: list[float | None] = field(default_factory=list)
 
     @classmethod
-    def of(cls, outcomes: list[ItemOutcome]) -> "SliceOutcomes":
+    def of(cls, outcomes: list[ItemOutcome]) -> SliceOutcomes:
         return cls(**{f.name: [getattr(o, f.name) for o in outcomes] for f in fields(ItemOutcome)})
 
     def items(self) -> list[ItemOutcome]:

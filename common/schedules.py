@@ -1,9 +1,10 @@
 """Herald's schedules, without any I/O: the built-in ones, and what a valid cron and time zone are.
 
 Every schedule is a Temporal Schedule whose action starts one ordinary Herald job (common/builtin_schedules.py
-builds them and ensures the built-in ones; api/schedules/service.py creates clients' and reads them). Its cron expression is kept in the schedule's spec twice: Temporal parses
-`"<cron> # <cron>"` into calendar ranges and keeps the text after `#` as the calendar's comment, so
-describe and list give the cron back exactly as it was set (and the Web UI shows it).
+builds them and ensures the built-in ones; api/schedules/service.py creates clients' and reads them). Its cron
+expression is kept in the schedule's spec twice: Temporal parses `"<cron> # <cron>"` into calendar ranges
+and keeps the text after `#` as the calendar's comment, so describe and list give the cron back exactly as it
+was set (and the Web UI shows it).
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ class EncryptionKey:
     key: bytes = field(repr=False)
 
     @classmethod
-    def parse(cls, text: str) -> "EncryptionKey":
+    def parse(cls, text: str) -> EncryptionKey:
         """`BASE64` (the id is a digest of the key) or `ID:BASE64` (an id of the operator's choosing)."""
         key_id, _, encoded = text.rpartition(":")
         try:
@@ -225,12 +225,12 @@ class Settings(BaseSettings):
     @field_validator("schedule_timezone")
     @classmethod
     def _iana_zone(cls, value: str) -> str:
-        from common.schedules import validate_timezone  # noqa: PLC0415 - keeps settings import-light
+        from common.schedules import validate_timezone  # (imported here: keeps settings import-light)
 
         return validate_timezone(value)
 
     @model_validator(mode="after")
-    def _dev_credentials(self) -> "Settings":
+    def _dev_credentials(self) -> Settings:
         if self.dev_mode:
             if not self.api_keys:
                 self.api_keys = [DEV_API_KEY]
@@ -239,10 +239,12 @@ class Settings(BaseSettings):
         return self
 
     def concurrency(self, channel: str) -> int:
-        return getattr(self, f"{channel}_concurrency")
+        limit: int = getattr(self, f"{channel}_concurrency")
+        return limit
 
     def rate_limit(self, channel: str) -> float | None:
-        return getattr(self, f"{channel}_rate_limit")
+        rate: float | None = getattr(self, f"{channel}_rate_limit")
+        return rate
 
     def webhook_secrets(self) -> list[str]:
         """Active signing secrets; in their absence, in dev mode only, one generated once into the data dir."""

@@ -46,7 +46,7 @@ def push_flow(api: httpx.Client, secrets: list[str]) -> None:
     arrived: queue.Queue[tuple[dict, dict]] = queue.Queue()
 
     class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {k.lower(): v for k, v in self.headers.items()}
             try:

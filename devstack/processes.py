@@ -13,8 +13,10 @@ that is a configuration to fix, not a crash to ride out.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import signal
 import subprocess
@@ -128,10 +130,8 @@ class Child:
             say(self.name, raw.decode(errors="replace"))
 
     def signal_group(self, signum: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signum)  # the group id is the child's pid
-        except ProcessLookupError:
-            pass
 
     def finish_output(self, timeout: float = 1.0) -> None:
         self._reader.join(timeout)
@@ -181,7 +181,7 @@ class Supervisor:
             env=dict(env if env is not None else os.environ, PYTHONUNBUFFERED="1"),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             process_group=0,
-            preexec_fn=lambda parent=os.getpid(): _die_with_parent(parent),
+            preexec_fn=functools.partial(_die_with_parent, os.getpid()),
         )
         return Child(name, process, argv=argv, env=env, stop_grace=stop_grace)
 

@@ -23,9 +23,9 @@ import json
 import os
 import secrets
 import time
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Sequence
 
 from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.responses import JSONResponse
@@ -64,7 +64,7 @@ class SmsStore:
             "to": to,
             "body": body,
             "idempotencyKey": key,
-            "receivedAt": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "receivedAt": datetime.now(UTC).isoformat(timespec="milliseconds"),
         }
         name = f"{time.time_ns():020d}-{record['id']}"
         tmp = self.directory / f".{name}.tmp"

@@ -104,7 +104,7 @@ class SmtpSink:
             self._controller.stop()
             self._controller = None
 
-    def __enter__(self) -> "SmtpSink":
+    def __enter__(self) -> SmtpSink:
         self.start()
         return self
 
@@ -115,7 +115,7 @@ class SmtpSink:
 def read_outbox(outbox: Path) -> list[EmailMessage]:
     """Every stored message, oldest first."""
     parser = BytesParser(policy=email.policy.default)
-    return [parser.parsebytes(path.read_bytes())  # type: ignore[misc]
+    return [parser.parsebytes(path.read_bytes())
             for path in sorted(Path(outbox).glob("*.eml"))]
 
 

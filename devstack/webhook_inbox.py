@@ -9,8 +9,8 @@ Served by the dev sink next to the SMS gateway, so `make run` has somewhere to s
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response
 from standardwebhooks.webhooks import WebhookVerificationError
@@ -43,7 +43,7 @@ def webhook_inbox(secrets: Sequence[str]) -> APIRouter:
             "webhookId": headers.get("webhook-id"),
             "verified": verifies(body, headers),
             "body": payload,
-            "receivedAt": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "receivedAt": datetime.now(UTC).isoformat(timespec="milliseconds"),
         })
         return Response(status_code=204)
 

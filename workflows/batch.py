@@ -20,6 +20,7 @@ items in flight finish.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,8 +34,21 @@ with workflow.unsafe.imports_passed_through():
     from common.logs import log_event
     from common.metrics import count_dead_letter, count_job_finished
     from common.models import (
-        JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, TASK_QUEUES, BatchInput, BatchItemState, BatchResult,
-        BatchSlice, ItemOutcome, JobSpec, SliceOutcomes, JobState, NotificationInput, Phase, batch_item_id,
+        JOB_STATUS_KEY,
+        JOB_TYPE_KEY,
+        STATE_MEMO_KEY,
+        TASK_QUEUES,
+        BatchInput,
+        BatchItemState,
+        BatchResult,
+        BatchSlice,
+        ItemOutcome,
+        JobSpec,
+        JobState,
+        NotificationInput,
+        Phase,
+        SliceOutcomes,
+        batch_item_id,
         item_message,
     )
     from common.names import BATCH_WORKFLOW, JOB_FAILED, NOTIFICATION_WORKFLOW
@@ -65,11 +79,12 @@ class BatchWorkflow:
         now = workflow.now()
         due = spec.due_at(workflow.info().start_time)
         delayed = due is not None and due > now
+        not_before = due.isoformat() if delayed and due else None
         self.items = [BatchItemState(phase=Phase.DELAYED if delayed else Phase.QUEUED, recipient=batch.recipient(n),
-                                     updated_at=now.isoformat(), not_before=due.isoformat() if delayed and due else None)
+                                     updated_at=now.isoformat(), not_before=not_before)
                       for n in range(batch.total)]
         if delayed and due:
-            self._due = {n: due for n in range(batch.total)}
+            self._due = dict.fromkeys(range(batch.total), due)
         try:
             await self._deliver()
         except asyncio.CancelledError:
@@ -98,11 +113,9 @@ class BatchWorkflow:
                 break
             # The earliest backoff (or delay) among the waiting items; a cancel of them all ends it early.
             wake = min(self._due[n] for n in waiting)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: not self._waiting(), timeout=wake - now,
                                               timeout_summary="until the next items are due")
-            except TimeoutError:
-                pass
 
     # ---- sending -----------------------------------------------------------------------
     async def _send(self, ready: list[int]) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from temporalio import workflow
 from typing import Any
 
+from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -34,8 +34,9 @@ def attempt_log(cause: BaseException, context: AttemptContext | None = None) -> 
             log = list(context.earlier)
         now = workflow.now().isoformat()
         number = (log[-1].attempt + 1) if log else 1
+        kind = cause.type.name.lower() if cause.type else "unknown"
         return log + [AttemptRecord(attempt=number, started_at=now, finished_at=now, succeeded=False,
-                                    error=f"attempt timed out ({cause.type.name.lower()})")]
+                                    error=f"attempt timed out ({kind})")]
     return list(context.earlier) if context else []
 
 

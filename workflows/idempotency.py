@@ -12,14 +12,20 @@ twenty identical requests at once make one job, and every one of them gets its a
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from common.idempotency import (
-        CLAIM_UPDATE, COMPLETE_SIGNAL, Claim, ClaimOutcome, Completion, KeyStart, KeyState,
+        CLAIM_UPDATE,
+        COMPLETE_SIGNAL,
+        Claim,
+        ClaimOutcome,
+        Completion,
+        KeyStart,
+        KeyState,
     )
     from common.names import IDEMPOTENCY_KEY_WORKFLOW
 
@@ -39,7 +45,7 @@ class IdempotencyKeyWorkflow:
             # The key is kept until then; a long-lived busy key moves to a fresh history first.
             await workflow.wait_condition(lambda: workflow.info().is_continue_as_new_suggested(),
                                           timeout=max(until - workflow.now(), timedelta(0)))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             # Kept long enough: end (the key can be used again), after the claims still waiting.
             await workflow.wait_condition(workflow.all_handlers_finished)
             return
@@ -60,12 +66,11 @@ class IdempotencyKeyWorkflow:
                 key.lease_until = (now + timedelta(seconds=claim.lease_s)).isoformat()
                 return ClaimOutcome("proceed")
             holder = key.holder
-            try:
-                # Until the holder answers or lets go, or its lease runs out.
-                await workflow.wait_condition(lambda: self.key.holder != holder or self.key.answer is not None,
-                                              timeout=_parse(key.lease_until) - now)
-            except asyncio.TimeoutError:
-                pass
+            # Until the holder answers or lets go, or its lease runs out.
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self.key.holder != holder or self.key.answer is not None,  # noqa: B023 - awaited here
+                    timeout=_parse(key.lease_until) - now)
 
     @workflow.signal(name=COMPLETE_SIGNAL)
     def complete(self, done: Completion) -> None:

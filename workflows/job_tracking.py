@@ -14,14 +14,19 @@ The attempt log travels with the attempts themselves (activities/attempt_log.py)
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
-    ActivityError, ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError, is_cancelled_exception,
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+    is_cancelled_exception,
 )
 from temporalio.workflow import ParentClosePolicy
 
@@ -30,8 +35,21 @@ with workflow.unsafe.imports_passed_through():
     from common.logs import log_event
     from common.metrics import count_dead_letter, count_job_finished
     from common.models import (
-        ATTEMPT_SIGNAL, JOB_STATUS_KEY, STATE_MEMO_KEY, TASK_QUEUES, AttemptContext, AttemptRecord, CallbackState,
-        FollowUp, JobSpec, JobState, Phase, SendInput, WebhookRequest, stamped, then_id,
+        ATTEMPT_SIGNAL,
+        JOB_STATUS_KEY,
+        STATE_MEMO_KEY,
+        TASK_QUEUES,
+        AttemptContext,
+        AttemptRecord,
+        CallbackState,
+        FollowUp,
+        JobSpec,
+        JobState,
+        Phase,
+        SendInput,
+        WebhookRequest,
+        stamped,
+        then_id,
     )
     from common.names import JOB_FAILED
 
@@ -39,6 +57,7 @@ from workflows.callback import CallbackWorkflow
 from workflows.failures import attempt_log, failure_cause, failure_message
 from workflows.job_state import callback_body, send_options
 from workflows.job_tracking_v0 import JobTrackerV0
+
 # What each patch guards and when it can go: workflows/patches.py.
 from workflows.patches import DEAD_LETTER_MEMO, LEAN_LIFECYCLE, THEN_CHAINING
 
@@ -231,9 +250,11 @@ class TrackedJobWorkflow:
     def __init__(self) -> None:
         self.job: JobTracker | JobTrackerV0 = JobTracker()
 
-    async def run_job(self, spec: JobSpec, activity: Callable[..., Any], message: SendInput) -> Any:
+    # Histories from before LEAN_LIFECYCLE returned the send's result (Any), not the state.
+    async def run_job(self, spec: JobSpec, activity: Callable[..., Any], message: SendInput) -> JobState | Any:
         if workflow.patched(LEAN_LIFECYCLE):
-            return await self.job.run(spec, activity, message)  # type: ignore[arg-type]
+            assert isinstance(self.job, JobTracker)  # (only the unpatched path below replaces it)
+            return await self.job.run(spec, activity, message)
         self.job = JobTrackerV0()
         return await self.job.run(spec, lambda options: workflow.execute_activity_method(activity, message, **options))
 

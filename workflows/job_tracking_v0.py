@@ -9,8 +9,9 @@ When it can go, and how: workflows/patches.py and docs/versioning.md.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
@@ -18,7 +19,14 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 with workflow.unsafe.imports_passed_through():
     from common.logs import log_event
     from common.models import (
-        JOB_STATUS_KEY, STATE_MEMO_KEY, TASK_QUEUES, AttemptRecord, CallbackState, JobSpec, JobState, Phase,
+        JOB_STATUS_KEY,
+        STATE_MEMO_KEY,
+        TASK_QUEUES,
+        AttemptRecord,
+        CallbackState,
+        JobSpec,
+        JobState,
+        Phase,
         WebhookRequest,
     )
     from common.names import JOB_FAILED
@@ -66,6 +74,7 @@ class JobTrackerV0:
                   attempts=self.state.attempts, error=self.state.error)
 
     def _publish(self) -> None:
+        assert self.state is not None
         workflow.upsert_memo({STATE_MEMO_KEY: self.state})
         workflow.upsert_search_attributes([JOB_STATUS_KEY.value_set(self.state.phase.value)])
 

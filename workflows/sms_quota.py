@@ -13,7 +13,7 @@ slots, when Temporal suggests it or after MAX_UPDATES updates.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -49,11 +49,9 @@ class SmsQuotaWorkflow:
                 if not self.touched and not self._live(workflow.now()):
                     return  # idle for a whole window, nothing left to count
             self.touched = False
-            try:
+            with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: self.touched or self._continue_as_new_due(),
                                               timeout=max(idle_left, timedelta(seconds=1)))
-            except asyncio.TimeoutError:
-                pass
 
     def _continue_as_new_due(self) -> bool:
         return self.updates >= MAX_UPDATES or workflow.info().is_continue_as_new_suggested()
