@@ -28,8 +28,14 @@ def main() -> int:
         print(f"herald api: dev mode; client key {settings.api_keys[0]!r}, admin token {settings.admin_token!r}")
     # log_config=None: uvicorn's own lines go through Herald's JSON logging too (common/logs.py).
     # Open SSE streams would otherwise hold a SIGTERM'd API up until its supervisor kills it.
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info", log_config=None,
-                timeout_graceful_shutdown=5)
+    uvicorn.run(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="info",
+        log_config=None,
+        timeout_graceful_shutdown=5,
+    )
     return 0
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 
 import email_validator
-
 from fastapi import FastAPI
 
 from api.admin import routes as admin
@@ -50,12 +49,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if not settings.api_keys:
         raise MissingApiKeys(
             "HERALD_API_KEYS is empty, so no client could call the API. Set HERALD_API_KEYS=key1,key2 "
-            "or run in dev mode (HERALD_DEV_MODE=true) to use the documented dev key.")
+            "or run in dev mode (HERALD_DEV_MODE=true) to use the documented dev key."
+        )
     app = FastAPI(
         title="Herald",
         version="0.1.0",
         description="Durable notifications and background jobs on Temporal. "
-                    "Client routes take `Authorization: Bearer <client key>`.",
+        "Client routes take `Authorization: Bearer <client key>`.",
     )
     if settings.dev_mode:
         # Lets clients address the dev SMTP sink's reject.test / tempfail.test mailboxes
@@ -69,16 +69,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_temporal_error_handlers(app)
     # Inside the body limit (it reads bodies whole), outside everything that answers.
     app.add_middleware(IdempotencyMiddleware, settings=settings)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
-                       per_path={"/notify/batch": settings.max_batch_body_bytes})
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        per_path={"/notify/batch": settings.max_batch_body_bytes},
+    )
     # Around the body limit: a 413 to the Web UI is readable by it too.
     app.add_middleware(CodecCors, settings=settings)
     # Outermost of Herald's middleware: it times the 413s too.
     app.add_middleware(RequestLatencyMiddleware)
     # In this order, the order of docs/openapi.json's paths.
-    for router in (health.router, jobs.router, notifications.router, batches.router, dead_letters.router,
-                   admin.router, schedules.router, reports.router, users.router, notifications.typed_router,
-                   admin_schedules.router, metrics_router, codec.router):
+    for router in (
+        health.router,
+        jobs.router,
+        notifications.router,
+        batches.router,
+        dead_letters.router,
+        admin.router,
+        schedules.router,
+        reports.router,
+        users.router,
+        notifications.typed_router,
+        admin_schedules.router,
+        metrics_router,
+        codec.router,
+    ):
         app.include_router(router)
     document_idempotency(app)
     return app

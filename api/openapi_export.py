@@ -23,8 +23,9 @@ REGENERATE = f"python -m api.openapi_export {DEFAULT_PATH}"
 def openapi_schema() -> dict[str, Any]:
     # model_construct: the defaults, not whatever HERALD_* variables this shell happens to have;
     # a client key and a payload key the app needs to be built, used for nothing.
-    settings = Settings.model_construct(api_keys=["openapi-export"],
-                                        encryption_key=base64.b64encode(bytes(32)).decode())
+    settings = Settings.model_construct(
+        api_keys=["openapi-export"], encryption_key=base64.b64encode(bytes(32)).decode()
+    )
     return create_app(settings).openapi()
 
 

@@ -15,14 +15,19 @@ from common.models import JobKind
 class StatusCounts(Answer):
     """How many jobs of one type are in each `/jobs/{id}/status` word, each job under its latest run."""
 
-    queued: int = Field(ge=0, description="waiting for a worker; also a running job that started `queued` (see "
-                                          "`processing`)")
+    queued: int = Field(
+        ge=0, description="waiting for a worker; also a running job that started `queued` (see `processing`)"
+    )
     delayed: int = Field(ge=0, description="started with a `delay` or `deliverAt` and not finished yet")
-    processing: int = Field(ge=0, description="always 0 here: an attempt's start is not written to visibility, so "
-                                              "a job being sent counts under the status it started with")
+    processing: int = Field(
+        ge=0,
+        description="always 0 here: an attempt's start is not written to visibility, so "
+        "a job being sent counts under the status it started with",
+    )
     completed: int = Field(ge=0)
-    failed: int = Field(ge=0, description="failed jobs, dead letters and discarded ones alike (a redriven job "
-                                          "counts under its new run)")
+    failed: int = Field(
+        ge=0, description="failed jobs, dead letters and discarded ones alike (a redriven job counts under its new run)"
+    )
     cancelled: int = Field(ge=0)
 
 
@@ -31,7 +36,8 @@ class Stats(Answer):
     dlq: int = Field(ge=0, description="dead letters: what GET /admin/dlq lists")
     approximate: Literal[True] | SkipJsonSchema[None] = absent_unless(
         "only past 2 000 running jobs that are not `queued`, or 5 000 failed runs kept: the counts are then "
-        "estimated (see docs/api.md)")
+        "estimated (see docs/api.md)"
+    )
 
 
 class RecentJob(Answer):

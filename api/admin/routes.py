@@ -11,23 +11,26 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from api.core.auth import ADMIN_CHALLENGE, Gateway, SettingsDep, require_admin_token
 from api.admin.models import RecentJob, RecentJobs, Stats, StatusCounts
-from api.core.errors import errors
 from api.admin.service import STATUSES, job_stats, recent_jobs
+from api.core.auth import ADMIN_CHALLENGE, Gateway, SettingsDep, require_admin_token
+from api.core.errors import errors
 from common.models import JobKind
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin_token)])
 
-SAY = {401: "`unauthorized`: no or wrong admin token",
-       403: "`forbidden`: a client key; or an admin action by HTTP Basic from another site's page"}
+SAY = {
+    401: "`unauthorized`: no or wrong admin token",
+    403: "`forbidden`: a client key; or an admin action by HTTP Basic from another site's page",
+}
 
 
 def _admin_errors(*statuses: int) -> dict:
     answers = errors(*statuses, say=SAY)
     if 401 in answers:  # the challenge a browser answers with its password prompt
-        answers[401] = answers[401] | {"headers": {"WWW-Authenticate": {
-            "description": f"`{ADMIN_CHALLENGE}`", "schema": {"type": "string"}}}}
+        answers[401] = answers[401] | {
+            "headers": {"WWW-Authenticate": {"description": f"`{ADMIN_CHALLENGE}`", "schema": {"type": "string"}}}
+        }
     return answers
 
 
@@ -37,10 +40,14 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 REFRESH_SECONDS = 5
 
 
-@router.get("/stats", summary="Job counts by type and status, and the DLQ's size",
-            response_description="Every job type with every `/jobs/{id}/status` word, read from Temporal's "
-                                 "visibility store (which may lag a moment behind a change)",
-            responses=ADMIN_ERRORS, response_model_exclude_unset=True)
+@router.get(
+    "/stats",
+    summary="Job counts by type and status, and the DLQ's size",
+    response_description="Every job type with every `/jobs/{id}/status` word, read from Temporal's "
+    "visibility store (which may lag a moment behind a change)",
+    responses=ADMIN_ERRORS,
+    response_model_exclude_unset=True,
+)
 async def stats(gateway: Gateway) -> Stats:
     found = await job_stats(await gateway.client())
     body = Stats(counts={kind: StatusCounts(**words) for kind, words in found.counts.items()}, dlq=found.dlq)
@@ -49,9 +56,13 @@ async def stats(gateway: Gateway) -> Stats:
     return body
 
 
-@router.get("/jobs", summary="The latest jobs, newest first",
-            response_description="One item per job id (its latest run)",
-            responses=_admin_errors(400, 401, 403, 502, 503), response_model_exclude_unset=True)
+@router.get(
+    "/jobs",
+    summary="The latest jobs, newest first",
+    response_description="One item per job id (its latest run)",
+    responses=_admin_errors(400, 401, 403, 502, 503),
+    response_model_exclude_unset=True,
+)
 async def latest_jobs(
     gateway: Gateway,
     type: Annotated[JobKind | None, Query(description="only jobs of this type")] = None,
@@ -60,8 +71,7 @@ async def latest_jobs(
     jobs = await recent_jobs(await gateway.client(), limit=limit, kind=type)
     items = []
     for job in jobs:
-        item = RecentJob(jobId=job.job_id, runId=job.run_id, type=job.type, status=job.status,
-                         createdAt=job.created_at)
+        item = RecentJob(jobId=job.job_id, runId=job.run_id, type=job.type, status=job.status, createdAt=job.created_at)
         if job.finished_at:
             item.finishedAt = job.finished_at
         items.append(item)
@@ -90,15 +100,21 @@ def _has_route(request: Request, path: str) -> bool:
 def _json_errors(responses: dict) -> dict:
     """The error answers of an HTML route: still JSON (FastAPI would give them the route's type)."""
     json_error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-    return {status: {k: v for k, v in answer.items() if k != "model"} | {"content": json_error}
-            for status, answer in responses.items()}
+    return {
+        status: {k: v for k, v in answer.items() if k != "model"} | {"content": json_error}
+        for status, answer in responses.items()
+    }
 
 
-@router.get("", summary="The operator's dashboard (HTML)", response_class=HTMLResponse,
-            response_description="A page that reads the admin JSON routes every few seconds with the "
-                                 "credentials it was opened with (HTTP Basic: any user name, the admin token "
-                                 "as password)",
-            responses=_json_errors(ADMIN_ERRORS))
+@router.get(
+    "",
+    summary="The operator's dashboard (HTML)",
+    response_class=HTMLResponse,
+    response_description="A page that reads the admin JSON routes every few seconds with the "
+    "credentials it was opened with (HTTP Basic: any user name, the admin token "
+    "as password)",
+    responses=_json_errors(ADMIN_ERRORS),
+)
 async def dashboard(request: Request, settings: SettingsDep) -> HTMLResponse:
     css, js = _assets()
     nonce = secrets.token_urlsafe(16)
@@ -108,16 +124,31 @@ async def dashboard(request: Request, settings: SettingsDep) -> HTMLResponse:
         "refreshSeconds": REFRESH_SECONDS,
         "schedules": _has_route(request, "/admin/schedules"),
     }
-    page = _environment().get_template("dashboard.html").render(
-        css=css, js=js, nonce=nonce, config=config, ui_url=config["uiUrl"], namespace=settings.temporal_namespace,
-        schedules=config["schedules"], statuses=STATUSES, refresh_seconds=REFRESH_SECONDS)
-    return HTMLResponse(page, headers={
-        # Only this page's own inline style and script, and requests back to this API.
-        "Content-Security-Policy": f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-                                   "connect-src 'self'; img-src 'self' data:; base-uri 'none'; "
-                                   "form-action 'none'; frame-ancestors 'none'",
-        "X-Frame-Options": "DENY",  # no clickjacking of the redrive buttons
-        "Referrer-Policy": "no-referrer",
-        "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff",
-    })
+    page = (
+        _environment()
+        .get_template("dashboard.html")
+        .render(
+            css=css,
+            js=js,
+            nonce=nonce,
+            config=config,
+            ui_url=config["uiUrl"],
+            namespace=settings.temporal_namespace,
+            schedules=config["schedules"],
+            statuses=STATUSES,
+            refresh_seconds=REFRESH_SECONDS,
+        )
+    )
+    return HTMLResponse(
+        page,
+        headers={
+            # Only this page's own inline style and script, and requests back to this API.
+            "Content-Security-Policy": f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            "connect-src 'self'; img-src 'self' data:; base-uri 'none'; "
+            "form-action 'none'; frame-ancestors 'none'",
+            "X-Frame-Options": "DENY",  # no clickjacking of the redrive buttons
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )

@@ -16,28 +16,46 @@ ONE_ERRORS = errors(401, 403, 404, 502, 503, say={404: "`not_found`: no schedule
 AFTER = "The schedule after the change"
 
 
-@router.get("", summary="Every schedule: the built-in ones and the clients'",
-            response_description="The built-in schedules first, then the others by id (read from Temporal's "
-                                 "visibility store, which may lag a moment behind a change)",
-            responses=ADMIN_ERRORS, response_model_exclude_unset=True)
+@router.get(
+    "",
+    summary="Every schedule: the built-in ones and the clients'",
+    response_description="The built-in schedules first, then the others by id (read from Temporal's "
+    "visibility store, which may lag a moment behind a change)",
+    responses=ADMIN_ERRORS,
+    response_model_exclude_unset=True,
+)
 async def all_schedules(gateway: Gateway) -> ScheduleList:
     return ScheduleList.model_validate({"items": await list_schedules(await gateway.client())})
 
 
-@router.post("/{schedule_id}/trigger", summary="Run the schedule's job now (also while paused)",
-             response_description="The schedule, whose `lastJobId` names the run just started",
-             responses=ONE_ERRORS, response_model_exclude_unset=True)
+@router.post(
+    "/{schedule_id}/trigger",
+    summary="Run the schedule's job now (also while paused)",
+    response_description="The schedule, whose `lastJobId` names the run just started",
+    responses=ONE_ERRORS,
+    response_model_exclude_unset=True,
+)
 async def trigger(schedule_id: str, gateway: Gateway) -> ScheduleDetail:
     return ScheduleDetail.model_validate(await trigger_schedule(await gateway.client(), schedule_id))
 
 
-@router.post("/{schedule_id}/pause", summary="Pause a schedule: no runs until it is unpaused",
-             response_description=AFTER, responses=ONE_ERRORS, response_model_exclude_unset=True)
+@router.post(
+    "/{schedule_id}/pause",
+    summary="Pause a schedule: no runs until it is unpaused",
+    response_description=AFTER,
+    responses=ONE_ERRORS,
+    response_model_exclude_unset=True,
+)
 async def pause(schedule_id: str, gateway: Gateway) -> ScheduleDetail:
     return ScheduleDetail.model_validate(await pause_schedule(await gateway.client(), schedule_id, paused=True))
 
 
-@router.post("/{schedule_id}/unpause", summary="Resume a paused schedule from its next cron time",
-             response_description=AFTER, responses=ONE_ERRORS, response_model_exclude_unset=True)
+@router.post(
+    "/{schedule_id}/unpause",
+    summary="Resume a paused schedule from its next cron time",
+    response_description=AFTER,
+    responses=ONE_ERRORS,
+    response_model_exclude_unset=True,
+)
 async def unpause(schedule_id: str, gateway: Gateway) -> ScheduleDetail:
     return ScheduleDetail.model_validate(await pause_schedule(await gateway.client(), schedule_id, paused=False))

@@ -40,11 +40,11 @@ from typing import Any, get_args
 from temporalio.api.workflow.v1 import WorkflowExecutionInfo
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from api.core.visibility import iso, job_type, list_runs, memo_state, newer, runs_of, search_attribute
 from api.dead_letters.service import DEAD, DISCARDED_WORKFLOW
 from api.jobs.service import load_job
-from api.core.temporal import RPC_TIMEOUT
-from api.core.visibility import iso, job_type, list_runs, memo_state, newer, runs_of, search_attribute
 from common.models import JOB_STATUS_KEY, JOB_TYPE_KEY, JobKind, Phase
+from common.temporal import RPC_TIMEOUT
 from common.vocabulary import FAILED_BY_ENDING_NAMES, JOB_STATUS
 
 KINDS: tuple[str, ...] = get_args(JobKind)
@@ -56,9 +56,12 @@ MAX_LISTED_DEAD = 5_000
 # ExecutionStatus as visibility writes it.
 _TERMINATED, _TIMED_OUT, _CANCELED, _FAILED, _RUNNING = "Terminated", "TimedOut", "Canceled", "Failed", "Running"
 _STATUS_NAMES = {
-    WorkflowExecutionStatus.RUNNING: _RUNNING, WorkflowExecutionStatus.COMPLETED: "Completed",
-    WorkflowExecutionStatus.FAILED: _FAILED, WorkflowExecutionStatus.CANCELED: _CANCELED,
-    WorkflowExecutionStatus.TERMINATED: _TERMINATED, WorkflowExecutionStatus.CONTINUED_AS_NEW: "ContinuedAsNew",
+    WorkflowExecutionStatus.RUNNING: _RUNNING,
+    WorkflowExecutionStatus.COMPLETED: "Completed",
+    WorkflowExecutionStatus.FAILED: _FAILED,
+    WorkflowExecutionStatus.CANCELED: _CANCELED,
+    WorkflowExecutionStatus.TERMINATED: _TERMINATED,
+    WorkflowExecutionStatus.CONTINUED_AS_NEW: "ContinuedAsNew",
     WorkflowExecutionStatus.TIMED_OUT: _TIMED_OUT,
 }
 
@@ -116,10 +119,13 @@ async def job_stats(client: Client) -> Stats:
 async def _job_stats(client: Client) -> Stats:
     counts = {kind: dict.fromkeys(STATUSES, 0) for kind in KINDS}
     *by_kind, (running, running_complete), (dlq, superseded, dead_complete) = await asyncio.gather(
-        *(client.count_workflows(f"{JOB_TYPE_KEY.name} = '{kind}' GROUP BY ExecutionStatus", rpc_timeout=RPC_TIMEOUT)
-          for kind in KINDS),
+        *(
+            client.count_workflows(f"{JOB_TYPE_KEY.name} = '{kind}' GROUP BY ExecutionStatus", rpc_timeout=RPC_TIMEOUT)
+            for kind in KINDS
+        ),
         _running_not_queued(client),
-        _dead_letters(client))
+        _dead_letters(client),
+    )
     for kind, answer in zip(KINDS, by_kind):
         for group in answer.groups:
             execution_status = str(group.group_values[0]) if group.group_values else ""
@@ -145,8 +151,10 @@ async def _running_not_queued(client: Client) -> tuple[dict[tuple[str, str], int
 
     Past MAX_LISTED_RUNNING of them, one COUNT per type gives the rest, which count as `delayed`.
     """
-    query = (f"{JOB_TYPE_KEY.name} IS NOT NULL AND ExecutionStatus = '{_RUNNING}' "
-             f"AND {JOB_STATUS_KEY.name} != '{Phase.QUEUED.value}'")
+    query = (
+        f"{JOB_TYPE_KEY.name} IS NOT NULL AND ExecutionStatus = '{_RUNNING}' "
+        f"AND {JOB_STATUS_KEY.name} != '{Phase.QUEUED.value}'"
+    )
     listed, complete = await list_runs(client, query, limit=MAX_LISTED_RUNNING)
     tally: dict[tuple[str, str], int] = {}
     for info in listed:
@@ -156,9 +164,15 @@ async def _running_not_queued(client: Client) -> tuple[dict[tuple[str, str], int
             tally[(kind, word)] = tally.get((kind, word), 0) + 1
     if complete:
         return tally, True
-    totals = await asyncio.gather(*(client.count_workflows(query.replace(
-        f"{JOB_TYPE_KEY.name} IS NOT NULL", f"{JOB_TYPE_KEY.name} = '{kind}'"), rpc_timeout=RPC_TIMEOUT)
-        for kind in KINDS))
+    totals = await asyncio.gather(
+        *(
+            client.count_workflows(
+                query.replace(f"{JOB_TYPE_KEY.name} IS NOT NULL", f"{JOB_TYPE_KEY.name} = '{kind}'"),
+                rpc_timeout=RPC_TIMEOUT,
+            )
+            for kind in KINDS
+        )
+    )
     for kind, total in zip(KINDS, totals):
         seen = sum(number for (k, _), number in tally.items() if k == kind)
         key = (kind, JOB_STATUS[Phase.DELAYED])
@@ -174,7 +188,8 @@ async def _dead_letters(client: Client) -> tuple[int, list[tuple[str, str]], boo
     if not complete:
         total, discarded = await asyncio.gather(
             client.count_workflows(dead_query, rpc_timeout=RPC_TIMEOUT),
-            client.count_workflows(f"WorkflowType = '{DISCARDED_WORKFLOW}'", rpc_timeout=RPC_TIMEOUT))
+            client.count_workflows(f"WorkflowType = '{DISCARDED_WORKFLOW}'", rpc_timeout=RPC_TIMEOUT),
+        )
         return max(0, total.count - discarded.count), [], False
     if not dead:
         return 0, [], True
@@ -187,8 +202,9 @@ async def _dead_letters(client: Client) -> tuple[int, list[tuple[str, str]], boo
             latest[job_id] = info
         if job_type(client, info) and newer(info, latest_job_run.get(job_id)):
             latest_job_run[job_id] = info
-    dlq = sum(1 for info in dead
-              if latest.get(info.execution.workflow_id, info).execution.run_id == info.execution.run_id)
+    dlq = sum(
+        1 for info in dead if latest.get(info.execution.workflow_id, info).execution.run_id == info.execution.run_id
+    )
     # Counted runs that a newer run of the same job replaced (only a closed dead run can be run
     # again), each under its own bucket. A discard's tombstone is never counted, so the discarded
     # run stays its job's counted run, and the job reads failed.
@@ -208,16 +224,6 @@ def _execution_status(info: WorkflowExecutionInfo) -> str:
         return _STATUS_NAMES.get(WorkflowExecutionStatus(info.status), "")
     except ValueError:
         return ""
-
-
-
-
-
-
-
-
-
-
 
 
 # ---- the latest jobs -------------------------------------------------------------------------
@@ -241,10 +247,16 @@ async def recent_jobs(client: Client, limit: int = 20, kind: JobKind | None = No
         word = status_word(search_attribute(client, info, JOB_STATUS_KEY.name), _execution_status(info))
         if word is None:
             continue
-        jobs.append(RecentJob(
-            job_id=job_id, run_id=info.execution.run_id, type=job_type(client, info) or state.get("kind", ""),
-            status=word, created_at=state.get("created_at") or iso(info.start_time),
-            finished_at=iso(info.close_time) if info.HasField("close_time") else None))
+        jobs.append(
+            RecentJob(
+                job_id=job_id,
+                run_id=info.execution.run_id,
+                type=job_type(client, info) or state.get("kind", ""),
+                status=word,
+                created_at=state.get("created_at") or iso(info.start_time),
+                finished_at=iso(info.close_time) if info.HasField("close_time") else None,
+            )
+        )
         if len(jobs) == limit:
             break
     await asyncio.gather(*(_read_live(client, job) for job in jobs if job.finished_at is None))
@@ -257,6 +269,3 @@ async def _read_live(client: Client, job: RecentJob) -> None:
     except Exception:  # noqa: BLE001 - gone or unreadable meanwhile: keep what visibility said
         return
     job.status = JOB_STATUS[view.phase]
-
-
-

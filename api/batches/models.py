@@ -3,13 +3,12 @@ and the batches' answers."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, RootModel, WrapValidator
 
 from api.core.models import Answer, Body, untagged
 from api.jobs.models import DeliveryOptions, EmailFields, JobOptions, SmsFields, WebhookFields
-
 
 # The schema's ceiling; the setting (at most this) is checked by the route.
 MAX_BATCH_ITEMS_CEILING = 5000
@@ -21,8 +20,13 @@ class BatchOptions(DeliveryOptions):
 
     def job_options(self) -> JobOptions:
         """The same options as a job's (for the spec every item shares)."""
-        return JobOptions.model_construct(delay=self.delay, deliverAt=self.deliverAt, attempts=self.attempts,
-                                          backoff=self.backoff, priority=self.priority)
+        return JobOptions.model_construct(
+            delay=self.delay,
+            deliverAt=self.deliverAt,
+            attempts=self.attempts,
+            backoff=self.backoff,
+            priority=self.priority,
+        )
 
 
 class EmailItem(Body, EmailFields):
@@ -38,9 +42,12 @@ class WebhookItem(Body, WebhookFields):
 
 
 def _items(model: Any) -> Any:
-    return Field(min_length=1, max_length=MAX_BATCH_ITEMS_CEILING,
-                 description="the items, each the body of the channel's `/notify/*` route without options; at "
-                             "most HERALD_MAX_BATCH_ITEMS (default 1000)")
+    return Field(
+        min_length=1,
+        max_length=MAX_BATCH_ITEMS_CEILING,
+        description="the items, each the body of the channel's `/notify/*` route without options; at "
+        "most HERALD_MAX_BATCH_ITEMS (default 1000)",
+    )
 
 
 class EmailBatch(BatchOptions):
@@ -58,14 +65,24 @@ class WebhookBatch(BatchOptions):
     items: list[WebhookItem] = _items(WebhookItem)
 
 
-class NotifyBatch(RootModel[Annotated[Union[EmailBatch, SmsBatch, WebhookBatch], Field(discriminator="channel"),
-                                     WrapValidator(untagged("channel", ("email", "sms", "webhook"), "batch"))]]):
+class NotifyBatch(
+    RootModel[
+        Annotated[
+            EmailBatch | SmsBatch | WebhookBatch,
+            Field(discriminator="channel"),
+            WrapValidator(untagged("channel", ("email", "sms", "webhook"), "batch")),
+        ]
+    ]
+):
     """`channel` and that channel's items, with the options they share."""
+
 
 class BatchAccepted(Answer):
     batchId: str = Field(description="the batch's id, also its Temporal workflow id")
-    jobIds: list[str] = Field(description="each item's job id (`<batchId>-<n>`, n from 0), in item order; each "
-                                          "answers on every job status route")
+    jobIds: list[str] = Field(
+        description="each item's job id (`<batchId>-<n>`, n from 0), in item order; each "
+        "answers on every job status route"
+    )
     statusUrl: str = Field(description="`/batches/{batchId}`")
 
 

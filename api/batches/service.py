@@ -6,6 +6,7 @@ own (`<batchId>-<n>`), read, cancelled and redriven through the job routes (api/
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -16,12 +17,21 @@ from temporalio.common import Priority
 from api.batches.models import EmailBatch, SmsBatch, WebhookBatch
 from api.core.errors import ApiError, validation_error, validation_errors
 from api.core.metrics import jobs_accepted
-from api.core.temporal import RPC_TIMEOUT
 from api.jobs.batch_items import Batch, closed_items, queried
 from api.jobs.starter import check_limits, check_target, job_spec
 from common.logs import log_event
-from common.models import BATCH_MEMO_KEY, TASK_QUEUES, BatchEmail, BatchInput, BatchSms, BatchWebhook, Phase, batch_item_id
+from common.models import (
+    BATCH_MEMO_KEY,
+    TASK_QUEUES,
+    BatchEmail,
+    BatchInput,
+    BatchSms,
+    BatchWebhook,
+    Phase,
+    batch_item_id,
+)
 from common.settings import Settings
+from common.temporal import RPC_TIMEOUT
 from workflows.batch import BatchWorkflow
 
 
@@ -31,8 +41,10 @@ class StartedBatch:
     job_ids: list[str]
     handle: WorkflowHandle
 
+
 def new_batch_id() -> str:
     return f"batch-{uuid.uuid4().hex[:20]}"
+
 
 def check_batch(body: EmailBatch | SmsBatch | WebhookBatch, settings: Settings) -> None:
     """What the schema cannot say: the item count's setting, each webhook item's URL (SSRF)."""
@@ -41,8 +53,10 @@ def check_batch(body: EmailBatch | SmsBatch | WebhookBatch, settings: Settings) 
     details: list[Any] = []
     for n, item in enumerate(body.items):
         # The operator's field limits (HERALD_MAX_SUBJECT_CHARS, ...) and, for webhooks, the SSRF rules.
-        for check in (lambda: check_limits(item, settings, f"items.{n}."),
-                      lambda: check_target(f"items.{n}.url", getattr(item, "url", None), settings)):
+        for check in (
+            functools.partial(check_limits, item, settings, f"items.{n}."),
+            functools.partial(check_target, f"items.{n}.url", getattr(item, "url", None), settings),
+        ):
             try:
                 check()
             except ApiError as err:
@@ -50,10 +64,12 @@ def check_batch(body: EmailBatch | SmsBatch | WebhookBatch, settings: Settings) 
     if details:
         raise validation_errors(details)
 
+
 def batch_input(batch_id: str, body: EmailBatch | SmsBatch | WebhookBatch, settings: Settings) -> BatchInput:
     spec = job_spec(batch_id, body.channel, "notify", body.job_options(), settings, None)
-    batch = BatchInput(job=spec, slice_items=settings.batch_slice_items,
-                       slices_in_flight=settings.batch_slices_in_flight)
+    batch = BatchInput(
+        job=spec, slice_items=settings.batch_slice_items, slices_in_flight=settings.batch_slices_in_flight
+    )
     if isinstance(body, EmailBatch):
         batch.emails = [BatchEmail(to=i.to, subject=i.subject, body=i.body) for i in body.items]
     elif isinstance(body, SmsBatch):
@@ -62,13 +78,23 @@ def batch_input(batch_id: str, body: EmailBatch | SmsBatch | WebhookBatch, setti
         batch.webhooks = [BatchWebhook(url=i.url, data=i.data) for i in body.items]
     return batch
 
+
 async def start_batch(client: Client, batch: BatchInput, priority: int | None) -> StartedBatch:
     """Start the batch's run: once this returns, the batch and every item are durably recorded."""
     spec = batch.job
     handle = await client.start_workflow(
-        BatchWorkflow.run, batch, id=spec.job_id, task_queue=TASK_QUEUES[spec.kind],
-        memo={BATCH_MEMO_KEY: {"channel": spec.kind, "total": batch.total, "created_at": spec.created_at,
-                               "max_attempts": spec.retry.max_attempts}},
+        BatchWorkflow.run,
+        batch,
+        id=spec.job_id,
+        task_queue=TASK_QUEUES[spec.kind],
+        memo={
+            BATCH_MEMO_KEY: {
+                "channel": spec.kind,
+                "total": batch.total,
+                "created_at": spec.created_at,
+                "max_attempts": spec.retry.max_attempts,
+            }
+        },
         priority=Priority(priority_key=priority) if priority else Priority.default,
         static_summary=f"batch of {batch.total} {spec.kind} notifications",
         rpc_timeout=RPC_TIMEOUT,
@@ -76,6 +102,7 @@ async def start_batch(client: Client, batch: BatchInput, priority: int | None) -
     log_event("batch.added", batch_id=spec.job_id, kind=spec.kind, items=batch.total, priority=priority)
     jobs_accepted.labels(type=spec.kind).inc(batch.total)  # each item is a job (count_accepted counts one)
     return StartedBatch(spec.job_id, [batch_item_id(spec.job_id, n) for n in range(batch.total)], handle)
+
 
 async def batch_counts(batch: Batch) -> dict[str, int]:
     """Items per state, in the `/notifications/{id}` words."""
@@ -94,5 +121,10 @@ async def batch_counts(batch: Batch) -> dict[str, int]:
         phases = {p: int(phases.get(p, 0)) for p in final}
         phases[Phase.FAILED.value] += unfinished
     get = lambda phase: int(phases.get(phase.value, 0))  # noqa: E731
-    return {"queued": get(Phase.QUEUED) + get(Phase.DELAYED), "processing": get(Phase.PROCESSING),
-            "success": get(Phase.COMPLETED), "failed": get(Phase.FAILED), "cancelled": get(Phase.CANCELLED)}
+    return {
+        "queued": get(Phase.QUEUED) + get(Phase.DELAYED),
+        "processing": get(Phase.PROCESSING),
+        "success": get(Phase.COMPLETED),
+        "failed": get(Phase.FAILED),
+        "cancelled": get(Phase.CANCELLED),
+    }

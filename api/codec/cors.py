@@ -55,16 +55,23 @@ class CodecCors:
             status = 403
         else:
             body = b""
-            headers = [*_cors_headers(origin), (b"access-control-allow-methods", b"POST"),
-                       (b"access-control-allow-headers", ALLOWED_HEADERS.encode()),
-                       (b"access-control-max-age", PREFLIGHT_MAX_AGE.encode())]
+            headers = [
+                *_cors_headers(origin),
+                (b"access-control-allow-methods", b"POST"),
+                (b"access-control-allow-headers", ALLOWED_HEADERS.encode()),
+                (b"access-control-max-age", PREFLIGHT_MAX_AGE.encode()),
+            ]
             status = 204
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
+
 def _cors_headers(origin: str) -> list[tuple[bytes, bytes]]:
     # Credentials: the Web UI can send the browser's HTTP Basic login to the API with its requests
     # (TEMPORAL_CODEC_INCLUDE_CREDENTIALS), which needs the exact origin, never `*`.
-    return [(b"access-control-allow-origin", origin.encode()), (b"access-control-allow-credentials", b"true"),
-            (b"vary", b"Origin")]
+    return [
+        (b"access-control-allow-origin", origin.encode()),
+        (b"access-control-allow-credentials", b"true"),
+        (b"vary", b"Origin"),
+    ]

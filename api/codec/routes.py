@@ -24,9 +24,9 @@ from temporalio.api.common.v1 import Payload
 from api.codec.cors import PREFIX
 from api.codec.models import CodecPayload, CodecPayloads, PayloadsIn
 from api.core.auth import require_codec_caller
-from api.core.errors import ApiError
-from api.core.errors import errors
+from api.core.errors import ApiError, errors
 from common.codec import EncryptionCodec, UndecryptablePayload
+
 
 def get_codec(request: Request) -> EncryptionCodec:
     return request.app.state.codec
@@ -34,9 +34,11 @@ def get_codec(request: Request) -> EncryptionCodec:
 
 Codec = Annotated[EncryptionCodec, Depends(get_codec)]
 router = APIRouter(prefix=PREFIX, tags=["codec"], dependencies=[Depends(require_codec_caller)])
-SAY = {400: "`validation_error`: not a Payloads message, or (decode) a payload no configured key decrypts",
-       401: "`unauthorized`: no or wrong admin token",
-       403: "`forbidden`: a client key, or a page of an origin that is not allowed (HERALD_CODEC_ORIGINS)"}
+SAY = {
+    400: "`validation_error`: not a Payloads message, or (decode) a payload no configured key decrypts",
+    401: "`unauthorized`: no or wrong admin token",
+    403: "`forbidden`: a client key, or a page of an origin that is not allowed (HERALD_CODEC_ORIGINS)",
+}
 
 
 def _apply(convert: Callable[[Payload], Payload], body: PayloadsIn) -> CodecPayloads:
@@ -45,10 +47,12 @@ def _apply(convert: Callable[[Payload], Payload], body: PayloadsIn) -> CodecPayl
         try:
             payload = convert(Payload(metadata=given.metadata, data=given.data))
         except UndecryptablePayload as exc:
-            raise ApiError(400, "validation_error", f"payloads.{n}: {exc}",
-                           [{"field": f"payloads.{n}", "message": str(exc)}]) from exc
-        answered.append(CodecPayload(metadata={k: _b64(v) for k, v in payload.metadata.items()},
-                                     data=_b64(payload.data)))
+            raise ApiError(
+                400, "validation_error", f"payloads.{n}: {exc}", [{"field": f"payloads.{n}", "message": str(exc)}]
+            ) from exc
+        answered.append(
+            CodecPayload(metadata={k: _b64(v) for k, v in payload.metadata.items()}, data=_b64(payload.data))
+        )
     return CodecPayloads(payloads=answered)
 
 
@@ -56,17 +60,21 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-@router.post("/encode", summary="Encrypt payloads (the Temporal Web UI's remote codec protocol)",
-             response_description="The payloads, each encrypted under the current key",
-             responses=errors(400, 401, 403, 413, say=SAY))
+@router.post(
+    "/encode",
+    summary="Encrypt payloads (the Temporal Web UI's remote codec protocol)",
+    response_description="The payloads, each encrypted under the current key",
+    responses=errors(400, 401, 403, 413, say=SAY),
+)
 async def encode(body: PayloadsIn, codec: Codec) -> CodecPayloads:
     return _apply(codec.encrypt, body)
 
 
-@router.post("/decode", summary="Decrypt payloads (the Temporal Web UI's remote codec protocol)",
-             response_description="The payloads decrypted; those that were not encrypted as given",
-             responses=errors(400, 401, 403, 413, say=SAY))
+@router.post(
+    "/decode",
+    summary="Decrypt payloads (the Temporal Web UI's remote codec protocol)",
+    response_description="The payloads decrypted; those that were not encrypted as given",
+    responses=errors(400, 401, 403, 413, say=SAY),
+)
 async def decode(body: PayloadsIn, codec: Codec) -> CodecPayloads:
     return _apply(codec.decrypt, body)
-
-

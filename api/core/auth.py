@@ -32,8 +32,12 @@ def _is_client_key(settings: Settings, given: str) -> bool:
 
 
 def _unauthorized() -> ApiError:
-    return ApiError(401, "unauthorized", "a valid client key is required: Authorization: Bearer KEY",
-                    headers={"WWW-Authenticate": "Bearer"})
+    return ApiError(
+        401,
+        "unauthorized",
+        "a valid client key is required: Authorization: Bearer KEY",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 def require_client_key(
@@ -47,7 +51,9 @@ def require_client_key(
 
 
 def _is_admin_token(settings: Settings, given: str) -> bool:
-    return bool(given and settings.admin_token) and secrets.compare_digest(given.encode(), settings.admin_token.encode())
+    return bool(given and settings.admin_token) and secrets.compare_digest(
+        given.encode(), settings.admin_token.encode()
+    )
 
 
 def _admin_credential(authorization: str) -> str:
@@ -77,8 +83,11 @@ def _cross_site(request: Request, authorization: str) -> bool:
     Bearer tokens are never sent on their own, and clients that are not browsers send no
     Sec-Fetch-Site, so neither is affected.
     """
-    return (request.method not in _SAFE_METHODS and authorization.partition(" ")[0].lower() == "basic"
-            and request.headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site"))
+    return (
+        request.method not in _SAFE_METHODS
+        and authorization.partition(" ")[0].lower() == "basic"
+        and request.headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site")
+    )
 
 
 def _admin_refusal(settings: Settings, request: Request, *, page_allowed: bool = False) -> ApiError | None:
@@ -88,13 +97,21 @@ def _admin_refusal(settings: Settings, request: Request, *, page_allowed: bool =
     given = _admin_credential(authorization)
     if _is_admin_token(settings, given):
         if not page_allowed and _cross_site(request, authorization):
-            return ApiError(403, "forbidden", "an admin action from another site's page is refused; "
-                                              "use the dashboard, or send the token as a Bearer token")
+            return ApiError(
+                403,
+                "forbidden",
+                "an admin action from another site's page is refused; "
+                "use the dashboard, or send the token as a Bearer token",
+            )
         return None
     if _is_client_key(settings, given):
         return ApiError(403, "forbidden", "a client key cannot use the admin routes; use the admin token")
-    return ApiError(401, "unauthorized", "the admin token is required: Authorization: Bearer TOKEN",
-                    headers={"WWW-Authenticate": ADMIN_CHALLENGE})
+    return ApiError(
+        401,
+        "unauthorized",
+        "the admin token is required: Authorization: Bearer TOKEN",
+        headers={"WWW-Authenticate": ADMIN_CHALLENGE},
+    )
 
 
 def require_admin_token(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:

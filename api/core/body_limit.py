@@ -52,8 +52,14 @@ class BodyLimitMiddleware:
                 await self._refuse(send, max_bytes)
 
     async def _refuse(self, send: Send, max_bytes: int) -> None:
-        body = json.dumps({"error": "payload_too_large",
-                           "message": f"the body is larger than {max_bytes} bytes", "details": []}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        body = json.dumps(
+            {"error": "payload_too_large", "message": f"the body is larger than {max_bytes} bytes", "details": []}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

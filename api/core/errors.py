@@ -3,7 +3,8 @@ how each route documents its errors (`errors()`)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,8 +17,14 @@ UNAVAILABLE_RETRY_AFTER = "5"
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, message: str, details: list[Any] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        details: list[Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.error, self.message = status, error, message
         self.details = details or []
@@ -39,14 +46,20 @@ def not_found(job_id: str) -> ApiError:
 
 
 def temporal_unavailable(reason: str) -> ApiError:
-    return ApiError(503, "temporal_unavailable", f"the job store (Temporal) is unreachable: {reason}",
-                    headers={"Retry-After": UNAVAILABLE_RETRY_AFTER})
+    return ApiError(
+        503,
+        "temporal_unavailable",
+        f"the job store (Temporal) is unreachable: {reason}",
+        headers={"Retry-After": UNAVAILABLE_RETRY_AFTER},
+    )
 
 
-def error_response(status: int, error: str, message: str, details: list[Any] | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": error, "message": message, "details": details or []},
-                        status_code=status, headers=headers)
+def error_response(
+    status: int, error: str, message: str, details: list[Any] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": error, "message": message, "details": details or []}, status_code=status, headers=headers
+    )
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -68,16 +81,25 @@ async def _on_validation(request: Request, exc: RequestValidationError) -> JSONR
     errors = exc.errors()
     if any(e["type"] == "json_invalid" for e in errors):
         return error_response(400, "invalid_json", "the body is not valid JSON")
-    return await _on_api_error(request, validation_errors(
-        [{"field": _field(e["loc"]), "message": _message(e)} for e in errors]))
+    return await _on_api_error(
+        request, validation_errors([{"field": _field(e["loc"]), "message": _message(e)} for e in errors])
+    )
 
 
 async def _on_api_error(request: Request, exc: ApiError) -> JSONResponse:
     return error_response(exc.status, exc.error, exc.message, exc.details, exc.headers)
 
 
-HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-              409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited"}
+HTTP_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
 
 
 async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -122,8 +144,9 @@ def install_error_handlers(app: FastAPI, refuse_first: Callable[[Request], ApiEr
 
 
 class FieldError(BaseModel):
-    field: str = Field(description="dotted path from the body's root (`to`, `backoff.type`); `(body)` for the "
-                                   "body itself")
+    field: str = Field(
+        description="dotted path from the body's root (`to`, `backoff.type`); `(body)` for the body itself"
+    )
     message: str
 
 
@@ -139,28 +162,47 @@ _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying ag
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "`validation_error` (one detail per bad field) or `invalid_json`", "content": {
-        "application/json": {"examples": {
-            "validation_error": {"value": {
-                "error": "validation_error", "message": "invalid request: attempts: Input should be less than or "
-                "equal to 25; backoff.type: Input should be 'exponential' or 'fixed'",
-                "details": [{"field": "attempts", "message": "Input should be less than or equal to 25"},
-                            {"field": "backoff.type", "message": "Input should be 'exponential' or 'fixed'"}]}},
-            "invalid_json": {"value": {"error": "invalid_json", "message": "the body is not valid JSON",
-                                       "details": []}},
-        }}}},
-    401: {"description": "`unauthorized`: no or wrong client key (checked before the body)",
-          "headers": {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}},
+    400: {
+        "description": "`validation_error` (one detail per bad field) or `invalid_json`",
+        "content": {
+            "application/json": {
+                "examples": {
+                    "validation_error": {
+                        "value": {
+                            "error": "validation_error",
+                            "message": "invalid request: attempts: Input should be less than or "
+                            "equal to 25; backoff.type: Input should be 'exponential' or 'fixed'",
+                            "details": [
+                                {"field": "attempts", "message": "Input should be less than or equal to 25"},
+                                {"field": "backoff.type", "message": "Input should be 'exponential' or 'fixed'"},
+                            ],
+                        }
+                    },
+                    "invalid_json": {
+                        "value": {"error": "invalid_json", "message": "the body is not valid JSON", "details": []}
+                    },
+                }
+            }
+        },
+    },
+    401: {
+        "description": "`unauthorized`: no or wrong client key (checked before the body)",
+        "headers": {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
+    },
     403: {"description": "`forbidden`: a client key on an admin route (they take the admin token)"},
     404: {"description": "`not_found`: no job with that id"},
     409: {"description": "`not_cancellable`: the job is being sent or is already final"},
     413: {"description": "`payload_too_large`: the body is over HERALD_MAX_BODY_BYTES (checked first)"},
-    429: {"description": "`rate_limited`: the recipient number (or user) had HERALD_SMS_PER_HOUR SMS in the last "
-                         "hour; nothing was started. `Retry-After`: seconds until a slot frees",
-          "headers": _RETRY_AFTER},
+    429: {
+        "description": "`rate_limited`: the recipient number (or user) had HERALD_SMS_PER_HOUR SMS in the last "
+        "hour; nothing was started. `Retry-After`: seconds until a slot frees",
+        "headers": _RETRY_AFTER,
+    },
     502: {"description": "`temporal_error`: Temporal refused the call"},
-    503: {"description": "`temporal_unavailable`: Temporal is unreachable; nothing was started",
-          "headers": _RETRY_AFTER},
+    503: {
+        "description": "`temporal_unavailable`: Temporal is unreachable; nothing was started",
+        "headers": _RETRY_AFTER,
+    },
     "default": {"description": "any other error (`method_not_allowed`, `internal_error`), in the same shape"},
 }
 

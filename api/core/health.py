@@ -8,9 +8,9 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from api.core.auth import Gateway
-from api.core.errors import temporal_unavailable
-from api.core.errors import errors
+from api.core.errors import errors, temporal_unavailable
 from api.core.models import Answer
+
 
 class Health(Answer):
     status: Literal["ok"]
@@ -24,14 +24,22 @@ class Ready(Answer):
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="The API process is up", response_description="always, while the process runs",
-            responses=errors())
+@router.get(
+    "/healthz",
+    summary="The API process is up",
+    response_description="always, while the process runs",
+    responses=errors(),
+)
 async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", summary="Temporal is reachable, so jobs can be accepted",
-            response_description="Temporal answered a health check", responses=errors(503))
+@router.get(
+    "/readyz",
+    summary="Temporal is reachable, so jobs can be accepted",
+    response_description="Temporal answered a health check",
+    responses=errors(503),
+)
 async def readyz(gateway: Gateway) -> Ready:
     if not await gateway.ready():
         raise temporal_unavailable(f"no answer from {gateway.settings.temporal_address}")

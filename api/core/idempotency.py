@@ -40,11 +40,12 @@ from temporalio.service import RPCError
 
 from api.core.auth import _admin_credential, _admin_refusal, _is_client_key, require_admin_token, require_client_key
 from api.core.errors import ApiError, temporal_unavailable, validation_error
-from api.core.temporal import RPC_TIMEOUT, is_unreachable
+from api.core.temporal import is_unreachable
 from common.idempotency import Claim, ClaimOutcome, Completion, KeyStart, StoredAnswer, key_workflow_id
 from common.logs import log_event
 from common.models import TASK_QUEUES
 from common.settings import Settings
+from common.temporal import RPC_TIMEOUT
 from workflows.idempotency import IdempotencyKeyWorkflow
 
 log = logging.getLogger("herald.api")
@@ -79,8 +80,9 @@ class IdempotencyMiddleware:
             return await self.app(scope, receive, send)
         key = raw.decode("latin-1")
         if not _KEY.match(key):
-            error = validation_error(HEADER, "must be 1 to 255 printable ASCII characters, not starting or "
-                                             "ending with a space")
+            error = validation_error(
+                HEADER, "must be 1 to 255 printable ASCII characters, not starting or ending with a space"
+            )
             return await _send_error(send, error)
         body = await _read_body(receive)  # the body limit (an outer middleware) applies while reading
         if body is None:
@@ -89,22 +91,34 @@ class IdempotencyMiddleware:
         store = KeyStore(scope["app"].state.gateway, self.settings, key_workflow_id(credential, key))
         request_id = uuid.uuid4().hex
         try:
-            outcome = await store.claim(Claim(fingerprint=_fingerprint(scope, body), request_id=request_id,
-                                              lease_s=self.settings.idempotency_lease_seconds))
+            outcome = await store.claim(
+                Claim(
+                    fingerprint=_fingerprint(scope, body),
+                    request_id=request_id,
+                    lease_s=self.settings.idempotency_lease_seconds,
+                )
+            )
         except ApiError as error:
             return await _send_error(send, error)
         if outcome.outcome == "conflict":
-            return await _send_error(send, ApiError(
-                409, "idempotency_conflict", f"this {HEADER} was first used with another request (method, path or "
-                                             "body); use a new key for a new request"))
+            return await _send_error(
+                send,
+                ApiError(
+                    409,
+                    "idempotency_conflict",
+                    f"this {HEADER} was first used with another request (method, path or "
+                    "body); use a new key for a new request",
+                ),
+            )
         if outcome.outcome == "replay":
             assert outcome.answer is not None
             log_event("idempotency.replayed", path=scope["path"], status=outcome.answer.status)
             return await _send_answer(send, outcome.answer, replayed=True)
         await self._first(scope, body, receive, send, store, request_id)
 
-    async def _first(self, scope: Scope, body: bytes, receive: Receive, send: Send, store: "KeyStore",
-                     request_id: str) -> None:
+    async def _first(
+        self, scope: Scope, body: bytes, receive: Receive, send: Send, store: KeyStore, request_id: str
+    ) -> None:
         """Run the request; keep its answer (or free the key) before the caller sees it."""
         replayed_body = False
 
@@ -134,8 +148,11 @@ class IdempotencyMiddleware:
         assert start is not None, "the app answered nothing"
         answer = StoredAnswer(
             status=start["status"],
-            headers=[[k.decode("latin-1"), v.decode("latin-1")] for k, v in start.get("headers", [])
-                     if k.decode("latin-1").lower() not in _HOP],
+            headers=[
+                [k.decode("latin-1"), v.decode("latin-1")]
+                for k, v in start.get("headers", [])
+                if k.decode("latin-1").lower() not in _HOP
+            ],
             body=b"".join(chunks).decode("latin-1"),
         )
         kept = _worth_keeping(answer.status) and len(answer.body) <= MAX_KEPT_BYTES
@@ -155,25 +172,34 @@ class KeyStore:
         deadline = claim.lease_s + RPC_TIMEOUT.total_seconds()
         for attempt in range(2):
             start = WithStartWorkflowOperation(
-                IdempotencyKeyWorkflow.run, KeyStart(keep_s=self.settings.idempotency_keep_hours * 3600),
-                id=self.workflow_id, task_queue=TASK_QUEUE,
+                IdempotencyKeyWorkflow.run,
+                KeyStart(keep_s=self.settings.idempotency_keep_hours * 3600),
+                id=self.workflow_id,
+                task_queue=TASK_QUEUE,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 static_summary="Idempotency-Key",
             )
             try:
-                return await asyncio.wait_for(client.execute_update_with_start_workflow(
-                    IdempotencyKeyWorkflow.claim, claim, start_workflow_operation=start,
-                    rpc_timeout=timedelta(seconds=deadline)), deadline)
-            except (asyncio.TimeoutError, RPCTimeoutOrCancelledError) as exc:
+                return await asyncio.wait_for(
+                    client.execute_update_with_start_workflow(
+                        IdempotencyKeyWorkflow.claim,
+                        claim,
+                        start_workflow_operation=start,
+                        rpc_timeout=timedelta(seconds=deadline),
+                    ),
+                    deadline,
+                )
+            except (TimeoutError, RPCTimeoutOrCancelledError) as exc:
                 raise temporal_unavailable(f"the {HEADER} store did not answer within {deadline:g} s") from exc
             except RPCError as exc:
                 if is_unreachable(exc):
                     raise temporal_unavailable(exc.message) from exc
                 # The key's workflow was just ending (its day is over): once more, on a new one.
                 if attempt == 1:
-                    raise ApiError(502, "temporal_error", f"Temporal refused the {HEADER} claim: {exc.message}") \
-                        from exc
+                    raise ApiError(
+                        502, "temporal_error", f"Temporal refused the {HEADER} claim: {exc.message}"
+                    ) from exc
             except WorkflowUpdateFailedError as exc:
                 if attempt == 1:
                     raise ApiError(502, "temporal_error", f"the {HEADER} claim failed: {exc}") from exc
@@ -186,12 +212,17 @@ class KeyStore:
             try:
                 client = await self.gateway.client()
                 await client.get_workflow_handle(self.workflow_id).signal(
-                    IdempotencyKeyWorkflow.complete, done, rpc_timeout=RPC_TIMEOUT)
+                    IdempotencyKeyWorkflow.complete, done, rpc_timeout=RPC_TIMEOUT
+                )
                 return
             except Exception as exc:  # noqa: BLE001 - the lease frees the key anyway
                 if attempt == COMPLETE_TRIES - 1:
-                    log.error("Idempotency-Key answer not stored (%s): the key frees itself after %g s, and a "
-                              "retry after that runs the request again", exc, self.settings.idempotency_lease_seconds)
+                    log.error(
+                        "Idempotency-Key answer not stored (%s): the key frees itself after %g s, and a "
+                        "retry after that runs the request again",
+                        exc,
+                        self.settings.idempotency_lease_seconds,
+                    )
                     return
                 await asyncio.sleep(0.2 * (attempt + 1))
 
@@ -211,7 +242,7 @@ def _routes(app: FastAPI) -> list[tuple[Any, APIRoute]]:
     """Every route as (what matches a request, the APIRoute that answers it), or the route twice
     (FastAPI >= 0.13x includes routers lazily: app.routes holds the included routers)."""
     try:
-        from fastapi.routing import iter_route_contexts  # noqa: PLC0415
+        from fastapi.routing import iter_route_contexts
     except ImportError:  # pragma: no cover - older FastAPI: app.routes is already flat
         return [(route, route) for route in app.routes]
     return [(ctx, ctx.original_route) for ctx in iter_route_contexts(app.routes)]
@@ -290,21 +321,28 @@ async def _send_answer(send: Send, answer: StoredAnswer, replayed: bool) -> None
 async def _send_error(send: Send, error: ApiError) -> None:
     body = json.dumps({"error": error.error, "message": error.message, "details": error.details}).encode()
     headers = [["content-type", "application/json"], *[[k, v] for k, v in (error.headers or {}).items()]]
-    await _send_answer(send, StoredAnswer(status=error.status, headers=headers, body=body.decode("latin-1")),
-                       replayed=False)
+    await _send_answer(
+        send, StoredAnswer(status=error.status, headers=headers, body=body.decode("latin-1")), replayed=False
+    )
 
 
 # ---- the OpenAPI schema: the header on every POST that takes a credential ----------------------
 HEADER_PARAMETER = {
-    "name": HEADER, "in": "header", "required": False,
+    "name": HEADER,
+    "in": "header",
+    "required": False,
     "description": "makes a retried POST safe: the same key with the same request (method, path, body) returns the "
-                   "first answer (status, body; `Idempotency-Replayed: true`) and starts nothing; with another "
-                   "request it is a 409 `idempotency_conflict`. Scoped to the credential, kept 24 h "
-                   "(HERALD_IDEMPOTENCY_KEEP_HOURS); 5xx, 401, 403, 408, 425 and 429 answers are not kept",
+    "first answer (status, body; `Idempotency-Replayed: true`) and starts nothing; with another "
+    "request it is a 409 `idempotency_conflict`. Scoped to the credential, kept 24 h "
+    "(HERALD_IDEMPOTENCY_KEEP_HOURS); 5xx, 401, 403, 408, 425 and 429 answers are not kept",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": KEY_PATTERN},
 }
-REPLAYED_HEADER = {REPLAYED: {"description": "`true` on an answer replayed for a repeated `Idempotency-Key`",
-                              "schema": {"type": "string", "enum": ["true"]}}}
+REPLAYED_HEADER = {
+    REPLAYED: {
+        "description": "`true` on an answer replayed for a repeated `Idempotency-Key`",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
 _ERROR_JSON = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 _CONFLICT = "`idempotency_conflict`: the `Idempotency-Key` was first used with another request"
 _BAD_KEY = "`validation_error` on `Idempotency-Key`: not 1 to 255 printable ASCII characters"
@@ -320,8 +358,11 @@ def document(app: FastAPI) -> None:
         if not fresh:
             return schema
         for matcher, route in _routes(app):
-            if not (isinstance(route, APIRoute) and "POST" in (matcher.methods or ())
-                    and _guards(route) & {require_client_key, require_admin_token}):
+            if not (
+                isinstance(route, APIRoute)
+                and "POST" in (matcher.methods or ())
+                and _guards(route) & {require_client_key, require_admin_token}
+            ):
                 continue
             operation = schema["paths"].get(matcher.path_format, {}).get("post")
             if operation is None:  # not in the schema (include_in_schema=False)

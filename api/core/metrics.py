@@ -23,12 +23,16 @@ PlatformCollector(registry=REGISTRY)
 GCCollector(registry=REGISTRY)
 
 # prometheus-client adds `_total` to a counter's name itself: named without it, exposed with it.
-jobs_accepted = Counter(JOBS_ACCEPTED.removesuffix("_total"), DESCRIPTIONS[JOBS_ACCEPTED], ["type"],
-                        registry=REGISTRY)
+jobs_accepted = Counter(JOBS_ACCEPTED.removesuffix("_total"), DESCRIPTIONS[JOBS_ACCEPTED], ["type"], registry=REGISTRY)
 # Up to a minute: long polls (`?wait=`) and event streams answer late on purpose.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-request_duration = Histogram(HTTP_REQUEST_DURATION, DESCRIPTIONS[HTTP_REQUEST_DURATION],
-                             ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
+request_duration = Histogram(
+    HTTP_REQUEST_DURATION,
+    DESCRIPTIONS[HTTP_REQUEST_DURATION],
+    ["method", "route", "status"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
 # The `route` of a request that matched no route (a 404 for an unknown path): never the raw path.
 UNMATCHED = "unmatched"
 
@@ -63,17 +67,20 @@ class RequestLatencyMiddleware:
             # The router writes the matched route into the (shared) scope.
             route = getattr(scope.get("route"), "path", None) or UNMATCHED
             request_duration.labels(method=scope["method"], route=route, status=str(status)).observe(
-                time.perf_counter() - started)
+                time.perf_counter() - started
+            )
 
 
 router = APIRouter(tags=["health"])
 
 
 @router.get(
-    "/metrics", summary="Prometheus metrics", response_class=Response,
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
     response_description="the Prometheus text format: `herald_jobs_accepted_total{type}`, "
-                         "`herald_http_request_duration_seconds{method,route,status}`, and the process's "
-                         "`process_*` / `python_*` metrics",
+    "`herald_http_request_duration_seconds{method,route,status}`, and the process's "
+    "`process_*` / `python_*` metrics",
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **errors()},
 )
 async def metrics(request: Request) -> Response:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler
 from pydantic.json_schema import JsonDict
@@ -35,17 +36,24 @@ def untagged(tag: str, tags: tuple[str, ...], title: str | None = None) -> Calla
                     errors.append(InitErrorDetails(type="missing", loc=(tag,), input=value))
                     continue
                 if error["type"] == "union_tag_invalid" and not loc:
-                    errors.append(InitErrorDetails(type=PydanticCustomError("union_tag_invalid", message),
-                                                   loc=(tag,), input=error["input"]))
+                    errors.append(
+                        InitErrorDetails(
+                            type=PydanticCustomError("union_tag_invalid", message), loc=(tag,), input=error["input"]
+                        )
+                    )
                     continue
                 if loc and loc[0] in tags:
                     loc = loc[1:]
                 # The same type and message, without the context object each built-in type requires.
-                errors.append(InitErrorDetails(type=PydanticCustomError(error["type"], error["msg"]), loc=loc,
-                                               input=error["input"]))
+                errors.append(
+                    InitErrorDetails(
+                        type=PydanticCustomError(error["type"], error["msg"]), loc=loc, input=error["input"]
+                    )
+                )
             raise errors_at(errors, title or exc.title) from None
 
     return validate
+
 
 DATE_TIME: JsonDict = {"format": "date-time"}
 

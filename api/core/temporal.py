@@ -14,7 +14,7 @@ from temporalio.service import RetryConfig, RPCError, RPCStatusCode
 
 from api.core.errors import error_response, temporal_unavailable
 from common.settings import Settings
-from common.temporal import RPC_TIMEOUT, connect  # noqa: F401 - RPC_TIMEOUT: the API's routes take it from here
+from common.temporal import RPC_TIMEOUT, connect
 
 log = logging.getLogger("herald.api")
 
@@ -35,9 +35,9 @@ class TemporalGateway:
                 if self._client is None:
                     try:
                         self._client = await asyncio.wait_for(
-                            connect(self.settings, retry_config=CLIENT_RETRIES),
-                            timeout=RPC_TIMEOUT.total_seconds())
-                    except (RuntimeError, OSError, asyncio.TimeoutError) as exc:
+                            connect(self.settings, retry_config=CLIENT_RETRIES), timeout=RPC_TIMEOUT.total_seconds()
+                        )
+                    except (TimeoutError, RuntimeError, OSError) as exc:
                         raise temporal_unavailable(str(exc) or "connection timed out") from exc
         return self._client
 

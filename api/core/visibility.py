@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 from typing import Any
 
 from temporalio.api.workflow.v1 import WorkflowExecutionInfo
 from temporalio.api.workflowservice.v1 import ListWorkflowExecutionsRequest
 from temporalio.client import Client
 
-from api.core.temporal import RPC_TIMEOUT
 from common.models import JOB_TYPE_KEY, STATE_MEMO_KEY
+from common.temporal import RPC_TIMEOUT
 
 # Job ids per `WorkflowId IN (...)` query when looking for a job's other runs.
 IDS_PER_QUERY = 500
@@ -24,9 +24,11 @@ async def list_runs(client: Client, query: str, limit: int | None = None) -> tup
     while True:
         page_size = min(PAGE, limit - len(found)) if limit else PAGE
         answer = await client.workflow_service.list_workflow_executions(
-            ListWorkflowExecutionsRequest(namespace=client.namespace, query=query, page_size=page_size,
-                                          next_page_token=token),
-            timeout=RPC_TIMEOUT)
+            ListWorkflowExecutionsRequest(
+                namespace=client.namespace, query=query, page_size=page_size, next_page_token=token
+            ),
+            timeout=RPC_TIMEOUT,
+        )
         found += answer.executions
         token = answer.next_page_token
         if not token:
@@ -39,7 +41,7 @@ async def runs_of(client: Client, job_ids: set[str] | list[str]) -> list[Workflo
     """Every run of these job ids (a redriven or discarded job has more than one)."""
     ids = sorted(set(job_ids))
     runs: list[WorkflowExecutionInfo] = []
-    for chunk in (ids[n:n + IDS_PER_QUERY] for n in range(0, len(ids), IDS_PER_QUERY)):
+    for chunk in (ids[n : n + IDS_PER_QUERY] for n in range(0, len(ids), IDS_PER_QUERY)):
         runs += (await list_runs(client, "WorkflowId IN ({})".format(", ".join(quoted(i) for i in chunk))))[0]
     return runs
 
@@ -80,4 +82,4 @@ async def memo_state(client: Client, info: WorkflowExecutionInfo) -> dict[str, A
 
 
 def iso(timestamp: Any) -> str:
-    return timestamp.ToDatetime(timezone.utc).isoformat()
+    return timestamp.ToDatetime(UTC).isoformat()

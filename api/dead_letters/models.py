@@ -14,6 +14,7 @@ from common.models import JobKind
 class DeadLetterFilter(Body):
     type: JobKind | None = Field(None, description="only this type's")
 
+
 class DeadLetterItem(Answer):
     jobId: str = Field(description="the job's id; redrive and discard take it")
     type: JobKind | str = Field(description="the job's type")

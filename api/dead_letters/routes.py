@@ -6,20 +6,27 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query
 
-from api.dead_letters.service import DeadLetterQueue
 from api.core.auth import Gateway, require_admin_token
 from api.core.errors import errors
 from api.dead_letters.models import (
-    DeadLetterFilter, DeadLetterItem, DeadLetterList, Discarded, Redriven, RedrivenAll,
+    DeadLetterFilter,
+    DeadLetterItem,
+    DeadLetterList,
+    Discarded,
+    Redriven,
+    RedrivenAll,
 )
+from api.dead_letters.service import DeadLetterQueue
 from common.models import JobKind
 
 router = APIRouter(prefix="/admin/dlq", tags=["admin"], dependencies=[Depends(require_admin_token)])
 
 ADMIN = (401, 403, 502, 503)
-SAY = {401: "`unauthorized`: no or wrong admin token",
-       404: "`not_found`: no dead letter with that job id",
-       409: "`callback_pending`: the job failed but its result callback is still being delivered"}
+SAY = {
+    401: "`unauthorized`: no or wrong admin token",
+    404: "`not_found`: no dead letter with that job id",
+    409: "`callback_pending`: the job failed but its result callback is still being delivered",
+}
 
 
 async def get_dead_letters(gateway: Gateway) -> DeadLetterQueue:
@@ -38,9 +45,12 @@ async def list_dead_letters(
 ) -> DeadLetterList:
     page = await dlq.page(type, limit, cursor)
     return DeadLetterList(
-        items=[DeadLetterItem(jobId=d.job_id, type=d.type, error=d.error, attempts=d.attempts, failedAt=d.failed_at)
-               for d in page.items],
-        nextCursor=page.next_cursor)
+        items=[
+            DeadLetterItem(jobId=d.job_id, type=d.type, error=d.error, attempts=d.attempts, failedAt=d.failed_at)
+            for d in page.items
+        ],
+        nextCursor=page.next_cursor,
+    )
 
 
 @router.post("/retry", summary="Redrive every dead letter (of one type)", responses=errors(400, *ADMIN, say=SAY))
@@ -48,8 +58,12 @@ async def redrive_all(dlq: DeadLetters, body: Annotated[DeadLetterFilter | None,
     return RedrivenAll(redriven=await dlq.redrive_all(body.type if body else None))
 
 
-@router.post("/{job_id}/retry", status_code=202, summary="Redrive one dead letter: the same job id from the start",
-             responses=errors(404, 409, *ADMIN, say=SAY))
+@router.post(
+    "/{job_id}/retry",
+    status_code=202,
+    summary="Redrive one dead letter: the same job id from the start",
+    responses=errors(404, 409, *ADMIN, say=SAY),
+)
 async def redrive(job_id: str, dlq: DeadLetters) -> Redriven:
     await dlq.redrive(job_id)
     return Redriven(jobId=job_id, status="queued", statusUrl=f"/jobs/{job_id}/status")

@@ -29,19 +29,33 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.core.errors import ApiError, validation_error
-from api.jobs.starter import start_job
-from api.core.temporal import RPC_TIMEOUT, is_unreachable
+from api.core.temporal import is_unreachable
 from api.core.visibility import iso, job_type, memo_state, newer, runs_of
+from api.jobs.starter import start_job
 from common.jobs import WORKFLOW_NAMES, redrive_input
 from common.logs import log_event
-from common.vocabulary import FAILED_BY_ENDING, FAILED_BY_ENDING_NAMES
 from common.models import (
-    JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, CleanupInput, JobKind, NotificationInput, Phase, ReportInput,
+    JOB_STATUS_KEY,
+    JOB_TYPE_KEY,
+    STATE_MEMO_KEY,
+    CleanupInput,
+    JobKind,
+    NotificationInput,
+    Phase,
+    ReportInput,
 )
+from common.temporal import RPC_TIMEOUT
+from common.vocabulary import FAILED_BY_ENDING, FAILED_BY_ENDING_NAMES
 
 # The visibility condition a dead letter's run meets (the stats count with it too).
-DEAD = "({})".format(" OR ".join([f"{JOB_STATUS_KEY.name} = '{Phase.FAILED.value}'",
-                                   *(f"ExecutionStatus = '{name}'" for name in FAILED_BY_ENDING_NAMES)]))
+DEAD = "({})".format(
+    " OR ".join(
+        [
+            f"{JOB_STATUS_KEY.name} = '{Phase.FAILED.value}'",
+            *(f"ExecutionStatus = '{name}'" for name in FAILED_BY_ENDING_NAMES),
+        ]
+    )
+)
 _ENDED_BADLY = {WorkflowExecutionStatus.FAILED, *FAILED_BY_ENDING}
 # A discarded dead letter's tombstone: a workflow type no worker knows, on a queue no worker polls.
 DISCARDED_WORKFLOW = "DiscardedDeadLetter"
@@ -75,19 +89,27 @@ class DeadLetterQueue:
         query = f"{JOB_TYPE_KEY.name} = '{kind}' AND {DEAD}" if kind else f"{JOB_TYPE_KEY.name} IS NOT NULL AND {DEAD}"
         try:
             answer = await self.client.workflow_service.list_workflow_executions(
-                ListWorkflowExecutionsRequest(namespace=self.client.namespace, query=query, page_size=limit,
-                                              next_page_token=_token(cursor)),
-                timeout=RPC_TIMEOUT)
+                ListWorkflowExecutionsRequest(
+                    namespace=self.client.namespace, query=query, page_size=limit, next_page_token=_token(cursor)
+                ),
+                timeout=RPC_TIMEOUT,
+            )
         except RPCError as err:
             # Some visibility stores (the dev server's SQLite) fail a token they cannot decode as an
             # internal error, not INVALID_ARGUMENT: the same query from the first page tells which.
-            if cursor and not is_unreachable(err) and (
-                    err.status == RPCStatusCode.INVALID_ARGUMENT or await self._lists_from_the_start(query)):
+            if (
+                cursor
+                and not is_unreachable(err)
+                and (err.status == RPCStatusCode.INVALID_ARGUMENT or await self._lists_from_the_start(query))
+            ):
                 raise validation_error("cursor", "not a cursor this API gave out") from err
             raise
         latest = await self._latest_runs({info.execution.workflow_id for info in answer.executions})
-        items = [await self._entry(info) for info in answer.executions
-                 if latest.get(info.execution.workflow_id) == info.execution.run_id]
+        items = [
+            await self._entry(info)
+            for info in answer.executions
+            if latest.get(info.execution.workflow_id) == info.execution.run_id
+        ]
         token = answer.next_page_token
         return DeadLetterPage(items=items, next_cursor=base64.urlsafe_b64encode(token).decode() if token else None)
 
@@ -95,7 +117,8 @@ class DeadLetterQueue:
         try:
             await self.client.workflow_service.list_workflow_executions(
                 ListWorkflowExecutionsRequest(namespace=self.client.namespace, query=query, page_size=1),
-                timeout=RPC_TIMEOUT)
+                timeout=RPC_TIMEOUT,
+            )
         except RPCError:
             return False
         return True
@@ -117,22 +140,31 @@ class DeadLetterQueue:
         else:
             error = state.get("error")
         failed_at = iso(info.close_time) if info.HasField("close_time") else state.get("updated_at")
-        return DeadLetter(job_id=info.execution.workflow_id, type=kind, error=error,
-                          attempts=int(state.get("attempts") or 0), failed_at=failed_at)
+        return DeadLetter(
+            job_id=info.execution.workflow_id,
+            type=kind,
+            error=error,
+            attempts=int(state.get("attempts") or 0),
+            failed_at=failed_at,
+        )
 
     async def find(self, job_id: str) -> WorkflowExecutionInfo:
         """The job's latest run, if it is a dead letter; else 404."""
         try:
             description = await self.client.get_workflow_handle(job_id).describe(rpc_timeout=RPC_TIMEOUT)
-        except Exception as exc:  # noqa: BLE001 - an RPC "not found" and a malformed id alike
+        except Exception as exc:  # an RPC "not found" and a malformed id alike
             raise _not_dead(job_id) from exc
         info = description.raw_description.workflow_execution_info
         state = (await description.memo()).get(STATE_MEMO_KEY)
         if not isinstance(state, dict) or state.get("discarded"):
             raise _not_dead(job_id)
         if description.status == WorkflowExecutionStatus.RUNNING and state.get("phase") == Phase.FAILED.value:
-            raise ApiError(409, "callback_pending", "the job failed and its result callback is still being "
-                           "delivered; redrive or discard it once that is done")
+            raise ApiError(
+                409,
+                "callback_pending",
+                "the job failed and its result callback is still being "
+                "delivered; redrive or discard it once that is done",
+            )
         if description.status not in _ENDED_BADLY:
             raise _not_dead(job_id)
         return info
@@ -143,20 +175,29 @@ class DeadLetterQueue:
         info = await self.find(job_id)
         request = redrive_input(await self._first_input(info), job_id)
         spec = request.job
-        started = await start_job(self.client, request,
-                                  id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY)
-        log_event("redriven", job_id=job_id, kind=spec.kind, failed_run=info.execution.run_id,
-                  run=started.handle.result_run_id)
+        started = await start_job(
+            self.client, request, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
+        )
+        log_event(
+            "redriven",
+            job_id=job_id,
+            kind=spec.kind,
+            failed_run=info.execution.run_id,
+            run=started.handle.result_run_id,
+        )
         return job_id
 
     async def discard(self, job_id: str) -> None:
         info = await self.find(job_id)
         state = await memo_state(self.client, info)
         handle = await self.client.start_workflow(
-            DISCARDED_WORKFLOW, id=job_id, task_queue=DISCARDED_QUEUE,
+            DISCARDED_WORKFLOW,
+            id=job_id,
+            task_queue=DISCARDED_QUEUE,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
             memo={STATE_MEMO_KEY: state | {"phase": Phase.FAILED.value, "discarded": True}},
-            rpc_timeout=RPC_TIMEOUT)
+            rpc_timeout=RPC_TIMEOUT,
+        )
         await handle.terminate(reason="dead letter discarded by an operator", rpc_timeout=RPC_TIMEOUT)
         log_event("discarded", job_id=job_id, failed_run=info.execution.run_id)
 
@@ -185,9 +226,11 @@ class DeadLetterQueue:
         if input_type is None:
             raise _not_dead(info.execution.workflow_id)
         history = await self.client.workflow_service.get_workflow_execution_history(
-            GetWorkflowExecutionHistoryRequest(namespace=self.client.namespace, execution=info.execution,
-                                               maximum_page_size=1),
-            timeout=RPC_TIMEOUT)
+            GetWorkflowExecutionHistoryRequest(
+                namespace=self.client.namespace, execution=info.execution, maximum_page_size=1
+            ),
+            timeout=RPC_TIMEOUT,
+        )
         first = history.history.events[0]
         assert first.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED
         payloads = first.workflow_execution_started_event_attributes.input.payloads
@@ -208,4 +251,3 @@ def _token(cursor: str | None) -> bytes:
         return base64.b64decode(cursor.encode(), altchars=b"-_", validate=True)
     except (ValueError, binascii.Error) as exc:
         raise validation_error("cursor", "not a cursor this API gave out") from exc
-

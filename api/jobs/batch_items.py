@@ -20,11 +20,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.core.errors import ApiError
 from api.jobs.models import JobView
-from api.core.temporal import RPC_TIMEOUT
 from common.models import (
+    BATCH_MEMO_KEY,
     DEFAULT_ATTEMPTS,
-    BATCH_MEMO_KEY, Phase,
+    Phase,
 )
+from common.temporal import RPC_TIMEOUT
 from common.vocabulary import JOB_STATUS
 
 BATCH_ID = re.compile(r"^batch-[0-9a-f]{20}$")
@@ -94,8 +95,12 @@ async def item_state(batch: Batch, n: int) -> dict[str, Any]:
     if state.get("phase") in (Phase.COMPLETED.value, Phase.FAILED.value, Phase.CANCELLED.value):
         return state
     ended = batch.description.close_time or batch.description.start_time
-    return state | {"phase": Phase.FAILED.value, "error": _ENDED.get(batch.description.status, "the batch ended"),
-                    "not_before": None, "updated_at": ended.isoformat()}
+    return state | {
+        "phase": Phase.FAILED.value,
+        "error": _ENDED.get(batch.description.status, "the batch ended"),
+        "not_before": None,
+        "updated_at": ended.isoformat(),
+    }
 
 
 async def queried(batch: Batch, query: str, *args: Any) -> Any:
@@ -117,15 +122,30 @@ async def load_item(client: Client, job_id: str) -> JobView | None:
     item = await item_state(batch, n)
     phase = Phase(item["phase"])
     state = {
-        "job_id": job_id, "kind": batch.meta["channel"], "family": "notify", "phase": phase.value,
-        "max_attempts": batch.meta.get("max_attempts", DEFAULT_ATTEMPTS), "created_at": batch.meta["created_at"],
-        "updated_at": item.get("updated_at") or batch.meta["created_at"], "recipient": item.get("recipient"),
-        "attempts": item.get("attempts", 0), "not_before": item.get("not_before"), "result": item.get("result"),
-        "error": item.get("error"), "deliveries": [], "batch_id": batch.id,
+        "job_id": job_id,
+        "kind": batch.meta["channel"],
+        "family": "notify",
+        "phase": phase.value,
+        "max_attempts": batch.meta.get("max_attempts", DEFAULT_ATTEMPTS),
+        "created_at": batch.meta["created_at"],
+        "updated_at": item.get("updated_at") or batch.meta["created_at"],
+        "recipient": item.get("recipient"),
+        "attempts": item.get("attempts", 0),
+        "not_before": item.get("not_before"),
+        "result": item.get("result"),
+        "error": item.get("error"),
+        "deliveries": [],
+        "batch_id": batch.id,
     }
     next_attempt_at = item.get("not_before") if phase == Phase.DELAYED else None
-    return JobView(id=job_id, state=state, phase=phase, attempts=state["attempts"],
-                   error=state["error"], next_attempt_at=next_attempt_at)
+    return JobView(
+        id=job_id,
+        state=state,
+        phase=phase,
+        attempts=state["attempts"],
+        error=state["error"],
+        next_attempt_at=next_attempt_at,
+    )
 
 
 def history_id(job_id: str) -> str | None:

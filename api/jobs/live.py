@@ -46,11 +46,11 @@ from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.jobs.batch_items import history_id
 from api.core.errors import ApiError, not_found, temporal_unavailable
-from api.jobs.service import MAX_ID_LENGTH, job_status_body, load_job
-from api.jobs.models import JobStatus
 from api.core.temporal import TemporalGateway, is_unreachable
+from api.jobs.batch_items import history_id
+from api.jobs.models import JobStatus
+from api.jobs.service import MAX_ID_LENGTH, job_status_body, load_job
 from common.settings import Settings
 
 log = logging.getLogger("herald.api.live")
@@ -133,9 +133,13 @@ class StreamSlots:
     def take(self) -> Callable[[], None]:
         """A slot, or a 503 when all are taken; returns its release (safe to call twice)."""
         if self.open >= self.limit:
-            raise ApiError(503, "too_many_streams",
-                           f"this API process already serves {self.limit} live streams (HERALD_MAX_LIVE_STREAMS); "
-                           "retry later, or read GET /jobs/{id}/status", headers={"Retry-After": STREAMS_RETRY_AFTER})
+            raise ApiError(
+                503,
+                "too_many_streams",
+                f"this API process already serves {self.limit} live streams (HERALD_MAX_LIVE_STREAMS); "
+                "retry later, or read GET /jobs/{id}/status",
+                headers={"Retry-After": STREAMS_RETRY_AFTER},
+            )
         self.open += 1
         released = False
 
@@ -287,11 +291,16 @@ class JobWatch:
     async def _next_events(self) -> int:
         """The events after the last ones read; blocks on the server while there are none."""
         request = GetWorkflowExecutionHistoryRequest(
-            namespace=self.client.namespace, execution=WorkflowExecution(workflow_id=self.history_id),
-            maximum_page_size=HISTORY_PAGE_SIZE, next_page_token=self._token, wait_new_event=True)
+            namespace=self.client.namespace,
+            execution=WorkflowExecution(workflow_id=self.history_id),
+            maximum_page_size=HISTORY_PAGE_SIZE,
+            next_page_token=self._token,
+            wait_new_event=True,
+        )
         try:
             response = await self.client.workflow_service.get_workflow_execution_history(
-                request, retry=True, timeout=LONG_POLL_RPC_TIMEOUT)
+                request, retry=True, timeout=LONG_POLL_RPC_TIMEOUT
+            )
         except RPCError as exc:
             if exc.status == RPCStatusCode.DEADLINE_EXCEEDED and self._token:
                 return 0  # a lost long poll: ask again from the same place
@@ -323,8 +332,9 @@ class Live:
         self.marks = HistoryMarks()
 
     async def watch(self, job_id: str) -> JobWatch:
-        watch = JobWatch(await self.gateway.client(), job_id, self.settings.live_refresh_seconds,
-                         resume=self.marks.get(job_id))
+        watch = JobWatch(
+            await self.gateway.client(), job_id, self.settings.live_refresh_seconds, resume=self.marks.get(job_id)
+        )
         try:
             await watch.open()
         except BaseException:
@@ -336,8 +346,9 @@ class Live:
         watch.close()
         self.marks.keep(watch.job_id, watch.mark())
 
-    async def wait_for_change(self, request: Request, job_id: str, wait: float,
-                              known: set[str]) -> tuple[Snapshot, bool]:
+    async def wait_for_change(
+        self, request: Request, job_id: str, wait: float, known: set[str]
+    ) -> tuple[Snapshot, bool]:
         """The long poll: the status once it is not one of `known` (empty: the state at the request),
         or after `wait` seconds. Returns the status and whether it changed."""
         release = self.slots.take()
@@ -372,8 +383,9 @@ class Live:
         except BaseException:  # an RPCError is answered by the app's handler (404, 503, 502)
             release()
             raise
-        return LiveStreamResponse(_sse(watch, self.settings.live_heartbeat_seconds),
-                                  on_close=lambda: (self.unwatch(watch), release()))
+        return LiveStreamResponse(
+            _sse(watch, self.settings.live_heartbeat_seconds), on_close=lambda: (self.unwatch(watch), release())
+        )
 
 
 async def _first_unknown(watch: JobWatch, known: set[str], until: float) -> Snapshot | None:
@@ -420,8 +432,11 @@ def sse_event(snapshot: Snapshot) -> bytes:
 
 
 def sse_error(error: ApiError) -> bytes:
-    data = json.dumps({"error": error.error, "message": error.message, "details": error.details},
-                      ensure_ascii=False, separators=(",", ":"))
+    data = json.dumps(
+        {"error": error.error, "message": error.message, "details": error.details},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
     return f"event: error\ndata: {data}\n\n".encode()
 
 
@@ -454,10 +469,12 @@ class LiveStreamResponse(StreamingResponse):
 
     media_type = "text/event-stream"
 
-    def __init__(self, content: AsyncIterator[bytes], status_code: int = 200,
-                 on_close: Callable[[], Any] = lambda: None) -> None:
-        super().__init__(content, status_code=status_code,
-                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    def __init__(
+        self, content: AsyncIterator[bytes], status_code: int = 200, on_close: Callable[[], Any] = lambda: None
+    ) -> None:
+        super().__init__(
+            content, status_code=status_code, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

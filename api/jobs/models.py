@@ -12,24 +12,37 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 import phonenumbers
 from pydantic import (
-    AfterValidator, AwareDatetime, BaseModel, BeforeValidator, EmailStr, Field, StrictInt, ValidationInfo,
-    WrapValidator, field_validator,
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    EmailStr,
+    Field,
+    StrictInt,
+    ValidationInfo,
+    WrapValidator,
+    field_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from api.core.models import DATE_TIME, Answer, Body, absent_unless, untagged
 from common.models import (
-    DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, DEFAULT_BACKOFF_DELAY_MS, BackoffType, CallbackStatus, CleanupTaskName, JobKind,
+    DEFAULT_ATTEMPTS,
+    DEFAULT_BACKOFF,
+    DEFAULT_BACKOFF_DELAY_MS,
+    BackoffType,
+    CallbackStatus,
+    CleanupTaskName,
+    JobKind,
     Phase,
 )
 from common.settings import MAX_EMAIL_BODY_CHARS, MAX_SMS_CHARS, MAX_SUBJECT_CHARS
 from common.vocabulary import BULLMQ_STATUS, JOB_STATUS, NOTIFICATION_STATUS, words
-
 
 # Each route family's status words, derived from the one table (common/vocabulary.py).
 if TYPE_CHECKING:
@@ -59,8 +72,9 @@ def _date_time_text(value: Any) -> Any:
     """Only ISO 8601 text: pydantic would also read a number (or numeric text) as a Unix time, in
     seconds or milliseconds by its size, so a `deliverAt` of 60000 would mean 1970."""
     if value is not None and not (isinstance(value, str) and _DATE_TIME_START.match(value)):
-        raise PydanticCustomError("datetime_type", "Input should be an ISO 8601 date-time with an offset, "
-                                                   "e.g. 2030-01-01T09:00:00Z")
+        raise PydanticCustomError(
+            "datetime_type", "Input should be an ISO 8601 date-time with an offset, e.g. 2030-01-01T09:00:00Z"
+        )
     return value
 
 
@@ -82,7 +96,9 @@ def _bounded_chain(value: Any) -> Any:
 
 class Backoff(Body):
     type: BackoffType = DEFAULT_BACKOFF
-    delay: StrictInt = Field(DEFAULT_BACKOFF_DELAY_MS, ge=1, le=MAX_BACKOFF_MS, description="first wait between attempts, ms")
+    delay: StrictInt = Field(
+        DEFAULT_BACKOFF_DELAY_MS, ge=1, le=MAX_BACKOFF_MS, description="first wait between attempts, ms"
+    )
 
 
 class DeliveryOptions(Body):
@@ -90,7 +106,8 @@ class DeliveryOptions(Body):
 
     delay: StrictInt | None = Field(None, ge=0, le=MAX_DELAY_MS, description="wait this long (ms) before sending")
     deliverAt: Annotated[AwareDatetime | None, BeforeValidator(_date_time_text)] = Field(
-        None, description="send at this instant (ISO 8601 with offset)")
+        None, description="send at this instant (ISO 8601 with offset)"
+    )
     attempts: StrictInt = Field(DEFAULT_ATTEMPTS, ge=1, le=25, description="most attempts before the job fails")
     backoff: Backoff = Field(default_factory=Backoff)
     priority: StrictInt | None = Field(None, ge=1, le=5, description="1 is most urgent")
@@ -110,9 +127,11 @@ class JobOptions(DeliveryOptions):
 
     webhookUrl: str | None = Field(None, max_length=2048, description="receives the signed final state")
     then: Annotated[TypedJob | None, BeforeValidator(_bounded_chain)] = Field(
-        None, description="a follow-up job (`type` and that type's body and options, itself allowed a `then`), "
-                          f"started once this job has completed, never after a failure or a cancel; at most "
-                          f"{MAX_THEN_DEPTH} chained")
+        None,
+        description="a follow-up job (`type` and that type's body and options, itself allowed a `then`), "
+        f"started once this job has completed, never after a failure or a cancel; at most "
+        f"{MAX_THEN_DEPTH} chained",
+    )
 
 
 def e164(value: str) -> str:
@@ -141,8 +160,9 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def no_control(value: str) -> str:
     if found := _CONTROL.search(value):
-        raise ValueError(f"must not contain control characters (U+{ord(found.group()):04X} at position "
-                         f"{found.start()})")
+        raise ValueError(
+            f"must not contain control characters (U+{ord(found.group()):04X} at position {found.start()})"
+        )
     return value
 
 
@@ -237,7 +257,7 @@ class TypedCleanupJob(JobOptions):
 
 # One model for every place a body names a job of any type; errors read `job.to`, `job.type`.
 TypedJob = Annotated[
-    Union[TypedEmailJob, TypedSmsJob, TypedWebhookJob, TypedCleanupJob],
+    TypedEmailJob | TypedSmsJob | TypedWebhookJob | TypedCleanupJob,
     Field(discriminator="type"),
     WrapValidator(untagged("type", ("email", "sms", "webhook", "cleanup"))),
 ]
@@ -254,6 +274,7 @@ def complete(model: type[BaseModel]) -> None:
 
 
 complete(JobOptions)
+
 
 class JobAccepted(Answer):
     jobId: str = Field(description="the job's id, also its Temporal workflow id")
@@ -275,11 +296,17 @@ class Delivery(Answer):
     finishedAt: str = Field(json_schema_extra=DATE_TIME)
     succeeded: bool
     error: str | None = Field(None, description="why the attempt failed; null when it succeeded")
-    retryable: bool = Field(True, description="false when the failure ended the job at once (an HTTP 4xx other "
-                                              "than 408/429, a redirect, an SMTP 5xx, a refused destination)")
-    statusCode: int | None = Field(None, description="the HTTP status (SMS, webhook) or the SMTP code of a refusal; "
-                                                     "null without one (a connection error, a timeout, an accepted "
-                                                     "email)")
+    retryable: bool = Field(
+        True,
+        description="false when the failure ended the job at once (an HTTP 4xx other "
+        "than 408/429, a redirect, an SMTP 5xx, a refused destination)",
+    )
+    statusCode: int | None = Field(
+        None,
+        description="the HTTP status (SMS, webhook) or the SMTP code of a refusal; "
+        "null without one (a connection error, a timeout, an accepted "
+        "email)",
+    )
     responseExcerpt: str | None = Field(None, description="the first 512 characters of the far side's answer")
 
 
@@ -287,8 +314,9 @@ class Callback(Answer):
     """The result callback to the job's `webhookUrl`."""
 
     url: str
-    status: CallbackStatusWord = Field(description="`pending` until the job ends and the callback is delivered "
-                                                   "or has given up")
+    status: CallbackStatusWord = Field(
+        description="`pending` until the job ends and the callback is delivered or has given up"
+    )
     attempts: int = Field(ge=0, description="callback attempts made")
     error: str | None = Field(None, description="the last callback attempt's error")
 
@@ -301,8 +329,10 @@ class SendResult(Answer):
     statusCode: int | None = Field(None, description="the receiver's or gateway's HTTP status")
     responseExcerpt: str | None = Field(None, description="the first 512 characters of the answer")
     provider: Literal["primary", "fallback"] | None = Field(
-        None, description="SMS and email: which provider delivered, `primary` or `fallback` (HERALD_SMS_FALLBACK_URL, "
-                          "HERALD_SMTP_FALLBACK_HOST: the last attempt of a job with 2 or more); null for a webhook")
+        None,
+        description="SMS and email: which provider delivered, `primary` or `fallback` (HERALD_SMS_FALLBACK_URL, "
+        "HERALD_SMTP_FALLBACK_HOST: the last attempt of a job with 2 or more); null for a webhook",
+    )
 
 
 class CleanupResult(Answer):
@@ -331,17 +361,20 @@ class JobStatus(Answer):
     attempts: int = Field(ge=0, description="attempts made so far (live while the job retries)")
     maxAttempts: int = Field(ge=1)
     result: SendResult | CleanupResult | ReportResult | None = Field(description="null until the job has completed")
-    error: str | None = Field(description="the last failed attempt's error while the job retries or once it "
-                                         "has failed; null otherwise")
+    error: str | None = Field(
+        description="the last failed attempt's error while the job retries or once it has failed; null otherwise"
+    )
     createdAt: str = Field(json_schema_extra=DATE_TIME)
     updatedAt: str = Field(json_schema_extra=DATE_TIME)
     nextAttemptAt: str | SkipJsonSchema[None] = absent_unless(
         "only while `delayed`: when the next attempt is due (end of a delay, `deliverAt`, or a retry backoff)",
-        **DATE_TIME)
+        **DATE_TIME,
+    )
     deliveries: list[Delivery] = Field(description="the attempt log, oldest first")
     callback: Callback | SkipJsonSchema[None] = absent_unless("only for a job with a `webhookUrl`")
     next: str | SkipJsonSchema[None] = absent_unless(
-        "only once the job's `then` follow-up has started: its job id (`<id>-then`), a job of its own")
+        "only once the job's `then` follow-up has started: its job id (`<id>-then`), a job of its own"
+    )
 
 
 class BullMQJob(Answer):
@@ -353,9 +386,11 @@ class BullMQJob(Answer):
     maxAttempts: int = Field(ge=1)
     error: str | SkipJsonSchema[None] = absent_unless("only when the job has `failed`: why")
     resultUrl: str | SkipJsonSchema[None] = absent_unless(
-        "only for a `completed` report: `/reports/{id}/result`, the report document (client key)")
+        "only for a `completed` report: `/reports/{id}/result`, the report document (client key)"
+    )
     next: str | SkipJsonSchema[None] = absent_unless(
-        "only once the job's `then` follow-up has started: its job id (`<id>-then`), a job of its own")
+        "only once the job's `then` follow-up has started: its job id (`<id>-then`), a job of its own"
+    )
 
 
 # ---- a job as read back from Temporal (api/jobs/service.py), before it is put in a family's words ----

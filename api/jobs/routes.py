@@ -6,16 +6,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
-from api.jobs.batch_items import cancel_in_batch
 from api.core.auth import Gateway, require_client_key
-from api.core.errors import ApiError
-from api.jobs.starter import Jobs, StartedJob
-from api.jobs.service import bullmq_body, load_job
+from api.core.errors import ApiError, errors
+from api.jobs.batch_items import cancel_in_batch
 from api.jobs.live import (
-    MAX_WAIT_SECONDS, VERSION_PATTERN, Live, LiveStreamResponse, get_live, matches, read_status, versions,
+    MAX_WAIT_SECONDS,
+    VERSION_PATTERN,
+    Live,
+    LiveStreamResponse,
+    get_live,
+    matches,
+    read_status,
+    versions,
 )
-from api.core.errors import errors
 from api.jobs.models import BullMQJob, CancelAccepted, CleanupJob, EmailJob, JobAccepted, JobStatus, SmsJob
+from api.jobs.service import bullmq_body, load_job
+from api.jobs.starter import Jobs, StartedJob
 from common.models import Phase
 from common.vocabulary import JOB_STATUS
 
@@ -31,71 +37,113 @@ def _accepted(job: StartedJob) -> JobAccepted:
     return JobAccepted(jobId=job.job_id, status=JOB_STATUS[job.phase], statusUrl=f"/jobs/{job.job_id}/status")
 
 
-@router.post("/email", status_code=202, summary="Queue an email job", response_description=ACCEPTED,
-             responses=CREATE_ERRORS)
+@router.post(
+    "/email", status_code=202, summary="Queue an email job", response_description=ACCEPTED, responses=CREATE_ERRORS
+)
 async def create_email_job(body: EmailJob, jobs: Jobs) -> JobAccepted:
     return _accepted(await jobs.start("email", "jobs", body))
 
 
-@router.post("/sms", status_code=202, summary="Queue an SMS job", response_description=ACCEPTED,
-             responses=SMS_ERRORS)
+@router.post("/sms", status_code=202, summary="Queue an SMS job", response_description=ACCEPTED, responses=SMS_ERRORS)
 async def create_sms_job(body: SmsJob, jobs: Jobs) -> JobAccepted:
     # Throttled (JobStarter.start, api/jobs/throttle.py): over HERALD_SMS_PER_HOUR for the number, a 429, no job.
     return _accepted(await jobs.start("sms", "jobs", body))
 
 
-@router.post("/cleanup", status_code=202, summary="Queue a cleanup job", response_description=ACCEPTED,
-             responses=CREATE_ERRORS)
+@router.post(
+    "/cleanup", status_code=202, summary="Queue a cleanup job", response_description=ACCEPTED, responses=CREATE_ERRORS
+)
 async def create_cleanup_job(body: CleanupJob, jobs: Jobs) -> JobAccepted:
     return _accepted(await jobs.start("cleanup", "jobs", body))
 
 
 LiveDep = Annotated[Live, Depends(get_live)]
-_LIVE_503 = ("`temporal_unavailable`: Temporal is unreachable; or `too_many_streams`: this API process already "
-             "serves HERALD_MAX_LIVE_STREAMS live streams and long polls (both with `Retry-After`)")
-_ETAG = {"ETag": {"description": "the answer's version: pass it as `since` or `If-None-Match`",
-                  "schema": {"type": "string"}}}
+_LIVE_503 = (
+    "`temporal_unavailable`: Temporal is unreachable; or `too_many_streams`: this API process already "
+    "serves HERALD_MAX_LIVE_STREAMS live streams and long polls (both with `Retry-After`)"
+)
+_ETAG = {
+    "ETag": {"description": "the answer's version: pass it as `since` or `If-None-Match`", "schema": {"type": "string"}}
+}
 STATUS_ANSWERS = {
     200: {"headers": _ETAG},
     304: {"description": "Not Modified: the state is still the one `If-None-Match` names (no body)", "headers": _ETAG},
-    **{status: answer | ({"description": _LIVE_503} if status == 503 else {})
-       for status, answer in errors(400, 401, 404, 502, 503).items()},
+    **{
+        status: answer | ({"description": _LIVE_503} if status == 503 else {})
+        for status, answer in errors(400, 401, 404, 502, 503).items()
+    },
 }
 EVENTS_ANSWERS = {
-    200: {"description": "`text/event-stream`: an `event: status` whose `data` is the `GET /jobs/{id}/status` "
-                         "JSON and whose `id` is its ETag: the current state first, then one per change; a "
-                         "`: keep-alive` comment when idle; closed after a final state (or after an `event: "
-                         "error` whose `data` is an error body)",
-          "content": {"text/event-stream": {"itemSchema": {
-              "type": "object", "required": ["event", "data"],
-              "properties": {"event": {"type": "string", "enum": ["status", "error"]},
-                             "data": {"type": "string", "contentMediaType": "application/json",
-                                      "contentSchema": {"$ref": "#/components/schemas/JobStatus"}},
-                             "id": {"type": "string"}}}}}},
-    204: {"description": "`Last-Event-ID` names the job's final state: nothing more will come (an EventSource "
-                         "stops reconnecting)"},
+    200: {
+        "description": "`text/event-stream`: an `event: status` whose `data` is the `GET /jobs/{id}/status` "
+        "JSON and whose `id` is its ETag: the current state first, then one per change; a "
+        "`: keep-alive` comment when idle; closed after a final state (or after an `event: "
+        "error` whose `data` is an error body)",
+        "content": {
+            "text/event-stream": {
+                "itemSchema": {
+                    "type": "object",
+                    "required": ["event", "data"],
+                    "properties": {
+                        "event": {"type": "string", "enum": ["status", "error"]},
+                        "data": {
+                            "type": "string",
+                            "contentMediaType": "application/json",
+                            "contentSchema": {"$ref": "#/components/schemas/JobStatus"},
+                        },
+                        "id": {"type": "string"},
+                    },
+                }
+            }
+        },
+    },
+    204: {
+        "description": "`Last-Event-ID` names the job's final state: nothing more will come (an EventSource "
+        "stops reconnecting)"
+    },
     # Errors are JSON, not the route's text/event-stream: named by content rather than by model.
-    **{status: {k: v for k, v in answer.items() if k != "model"}
-       | {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-       | ({"description": _LIVE_503} if status == 503 else {})
-       for status, answer in errors(401, 404, 502, 503).items()},
+    **{
+        status: {k: v for k, v in answer.items() if k != "model"}
+        | {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        | ({"description": _LIVE_503} if status == 503 else {})
+        for status, answer in errors(401, 404, 502, 503).items()
+    },
 }
 
 
-@router.get("/{job_id}/status", summary="A job's state: queued, delayed, processing, completed, failed, cancelled",
-            response_description="The job's state, attempt log and callback", responses=STATUS_ANSWERS,
-            response_model_exclude_unset=True)
+@router.get(
+    "/{job_id}/status",
+    summary="A job's state: queued, delayed, processing, completed, failed, cancelled",
+    response_description="The job's state, attempt log and callback",
+    responses=STATUS_ANSWERS,
+    response_model_exclude_unset=True,
+)
 async def job_status(
-    job_id: str, gateway: Gateway, live: LiveDep, request: Request, response: Response,
-    wait: Annotated[float | None, Query(
-        ge=0, le=MAX_WAIT_SECONDS,
-        description="long poll: answer at the first change (relative to `since`, `If-None-Match`, or else the "
-                    "state at the request), or after this many seconds (at most 60)")] = None,
-    since: Annotated[str | None, Query(
-        pattern=VERSION_PATTERN,
-        description="with `wait`: the ETag of the last answer the client has; a different state answers at once")] = None,
-    if_none_match: Annotated[str | None, Header(
-        description="ETags the client has: 304 while the state is one of them (with `wait`: after waiting)")] = None,
+    job_id: str,
+    gateway: Gateway,
+    live: LiveDep,
+    request: Request,
+    response: Response,
+    wait: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=MAX_WAIT_SECONDS,
+            description="long poll: answer at the first change (relative to `since`, `If-None-Match`, or else the "
+            "state at the request), or after this many seconds (at most 60)",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        Query(
+            pattern=VERSION_PATTERN,
+            description="with `wait`: the ETag of the last answer the client has; a different state answers at once",
+        ),
+    ] = None,
+    if_none_match: Annotated[
+        str | None,
+        Header(description="ETags the client has: 304 while the state is one of them (with `wait`: after waiting)"),
+    ] = None,
 ) -> JobStatus:
     if wait:
         snapshot, _ = await live.wait_for_change(request, job_id, wait, versions(since) or versions(if_none_match))
@@ -107,26 +155,40 @@ async def job_status(
     return JobStatus.model_validate(snapshot.body)
 
 
-@router.get("/{job_id}/events", summary="A job's state as Server-Sent Events, until it is final",
-            response_class=LiveStreamResponse, responses=EVENTS_ANSWERS)
+@router.get(
+    "/{job_id}/events",
+    summary="A job's state as Server-Sent Events, until it is final",
+    response_class=LiveStreamResponse,
+    responses=EVENTS_ANSWERS,
+)
 async def job_events(
-    job_id: str, live: LiveDep,
-    last_event_id: Annotated[str | None, Header(
-        description="set by a reconnecting EventSource: the `id` of the last event it got")] = None,
+    job_id: str,
+    live: LiveDep,
+    last_event_id: Annotated[
+        str | None, Header(description="set by a reconnecting EventSource: the `id` of the last event it got")
+    ] = None,
 ) -> Response:
     return await live.stream(job_id, last_event_id)
 
 
-@router.get("/{job_id}", summary="A job's state in BullMQ's words: waiting, delayed, active, completed, ...",
-            response_description="The job's state in BullMQ's words", responses=READ_ERRORS,
-            response_model_exclude_unset=True)
+@router.get(
+    "/{job_id}",
+    summary="A job's state in BullMQ's words: waiting, delayed, active, completed, ...",
+    response_description="The job's state in BullMQ's words",
+    responses=READ_ERRORS,
+    response_model_exclude_unset=True,
+)
 async def job(job_id: str, gateway: Gateway) -> BullMQJob:
     return BullMQJob.model_validate(bullmq_body(await load_job(await gateway.client(), job_id)))
 
 
-@router.post("/{job_id}/cancel", status_code=202, summary="Cancel a queued or delayed job",
-             response_description="The cancel is recorded; the job reads `cancelled` shortly, nothing is sent",
-             responses=errors(401, 404, 409, 502, 503))
+@router.post(
+    "/{job_id}/cancel",
+    status_code=202,
+    summary="Cancel a queued or delayed job",
+    response_description="The cancel is recorded; the job reads `cancelled` shortly, nothing is sent",
+    responses=errors(401, 404, 409, 502, 503),
+)
 async def cancel_job(job_id: str, gateway: Gateway) -> CancelAccepted:
     client = await gateway.client()
     # A batch (its waiting items) or a batch item still in its batch: cancelled there (api/jobs/batch_items.py).

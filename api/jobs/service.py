@@ -11,14 +11,18 @@ worker is needed to answer, and a finished job costs one more read: its close ev
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.api.enums.v1 import PendingActivityState, PendingWorkflowTaskState
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import (
-    Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle,
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
 )
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -26,9 +30,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.core.errors import not_found
 from api.jobs.batch_items import load_item
 from api.jobs.models import JobView
-from api.core.temporal import RPC_TIMEOUT
 from common.failures import error_text
 from common.models import STATE_MEMO_KEY, Phase, result_url
+from common.temporal import RPC_TIMEOUT
 from common.vocabulary import BULLMQ_STATUS, FAILED_BY_ENDING, JOB_STATUS, NOTIFICATION_STATUS
 
 MAX_ID_LENGTH = 255
@@ -41,9 +45,8 @@ async def load_job(client: Client, job_id: str) -> JobView:
         description = await client.get_workflow_handle(job_id).describe(rpc_timeout=RPC_TIMEOUT)
     except RPCError as exc:
         # A batch item (`<batchId>-<n>`) without a run of its own lives in its batch's run.
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            if item := await load_item(client, job_id):
-                return item
+        if exc.status == RPCStatusCode.NOT_FOUND and (item := await load_item(client, job_id)):
+            return item
         raise
     state = (await description.memo()).get(STATE_MEMO_KEY)
     if not isinstance(state, dict):
@@ -84,8 +87,9 @@ async def _last_failure(client: Client, pending: PendingActivityInfo) -> str | N
     return error_text(await client.data_converter.decode_failure(failure))
 
 
-def _view(job_id: str, state: dict[str, Any], description: WorkflowExecutionDescription,
-          last_failure: str | None) -> JobView:
+def _view(
+    job_id: str, state: dict[str, Any], description: WorkflowExecutionDescription, last_failure: str | None
+) -> JobView:
     phase = Phase(state["phase"])
     attempts, error, next_attempt_at = state.get("attempts", 0), state.get("error"), None
     if phase.final:
@@ -100,13 +104,14 @@ def _view(job_id: str, state: dict[str, Any], description: WorkflowExecutionDesc
             return _retrying(job_id, state, live.pending_activities[0], last_failure)
         if phase == Phase.DELAYED and state.get("not_before") and _now() < _parse(state["not_before"]):
             next_attempt_at = state["not_before"]
-        elif attempts or live.pending_workflow_task.state == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED:
+        elif (
+            attempts or live.pending_workflow_task.state == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED
+        ):
             # A worker is on it: the first attempt runs inside the workflow task (a local activity).
             phase, attempts = Phase.PROCESSING, max(attempts, 1)
         else:
             phase = Phase.QUEUED
-    return JobView(id=job_id, state=state, phase=phase, attempts=attempts, error=error,
-                   next_attempt_at=next_attempt_at)
+    return JobView(id=job_id, state=state, phase=phase, attempts=attempts, error=error, next_attempt_at=next_attempt_at)
 
 
 def _retrying(job_id: str, state: dict[str, Any], pending: PendingActivityInfo, error: str | None) -> JobView:
@@ -118,9 +123,14 @@ def _retrying(job_id: str, state: dict[str, Any], pending: PendingActivityInfo, 
     if not started and pending.HasField("next_attempt_schedule_time"):
         phase = Phase.DELAYED
         next_attempt_at = pending.next_attempt_schedule_time.ToDatetime().isoformat() + "Z"
-    return JobView(id=job_id, state=state, phase=phase,
-                   attempts=done + 1 if started else done, error=error or state.get("error"),
-                   next_attempt_at=next_attempt_at)
+    return JobView(
+        id=job_id,
+        state=state,
+        phase=phase,
+        attempts=done + 1 if started else done,
+        error=error or state.get("error"),
+        next_attempt_at=next_attempt_at,
+    )
 
 
 def _parse(moment: str) -> datetime:
@@ -128,7 +138,7 @@ def _parse(moment: str) -> datetime:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _camel(value: Any) -> Any:
@@ -171,8 +181,12 @@ def job_status_body(view: JobView) -> dict[str, Any]:
 
 def bullmq_body(view: JobView) -> dict[str, Any]:
     """GET /jobs/{id}"""
-    body: dict[str, Any] = {"id": view.id, "status": BULLMQ_STATUS[view.phase],
-                            "attempts": view.attempts, "maxAttempts": view.state["max_attempts"]}
+    body: dict[str, Any] = {
+        "id": view.id,
+        "status": BULLMQ_STATUS[view.phase],
+        "attempts": view.attempts,
+        "maxAttempts": view.state["max_attempts"],
+    }
     if view.error and view.phase == Phase.FAILED:
         body["error"] = view.error
     if view.state["kind"] == "report" and view.phase == Phase.COMPLETED:

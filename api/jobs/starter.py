@@ -10,32 +10,45 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Callable
+from typing import Annotated
 
 from fastapi import Depends
-
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-from common.destinations import BlockedDestination, check_url
+from api.core.auth import get_gateway, get_settings
 from api.core.errors import validation_error, validation_errors
 from api.core.metrics import count_accepted
+from api.core.temporal import TemporalGateway
 from api.jobs.models import (
     CleanupJob,
-    EmailFields, JobOptions, SmsFields, TypedCleanupJob, TypedJobBody, TypedWebhookJob, WebhookFields,
+    EmailFields,
+    JobOptions,
+    SmsFields,
+    TypedCleanupJob,
+    TypedJobBody,
+    TypedWebhookJob,
+    WebhookFields,
 )
-from api.core.auth import get_gateway, get_settings
-from api.core.temporal import RPC_TIMEOUT, TemporalGateway
 from api.jobs.throttle import sms_slots
-from common.logs import log_event
+from common.destinations import BlockedDestination, check_url
 from common.jobs import JobRequest, cleanup_job, email_job, new_spec, sms_job, start_options, webhook_job
+from common.logs import log_event
 from common.models import (
-    CleanupInput, FollowUp, JobFamily, JobKind, JobSpec, JobState, NotificationInput,
-    Phase, RetrySpec,
+    CleanupInput,
+    FollowUp,
+    JobFamily,
+    JobKind,
+    JobSpec,
+    JobState,
+    NotificationInput,
+    Phase,
+    RetrySpec,
 )
 from common.settings import Settings
-
+from common.temporal import RPC_TIMEOUT
 
 
 @dataclass
@@ -65,27 +78,42 @@ def check_limits(body: JobOptions, settings: Settings, where: str = "") -> None:
     every route, `then` and schedule that takes a message; `where` is the body's path (`job.`)."""
     limits: list[tuple[str, int, int]] = []  # field, limit, size
     if isinstance(body, EmailFields):
-        limits += [("subject", settings.max_subject_chars, len(body.subject)),
-                   ("body", settings.max_email_body_chars, len(body.body))]
+        limits += [
+            ("subject", settings.max_subject_chars, len(body.subject)),
+            ("body", settings.max_email_body_chars, len(body.body)),
+        ]
     elif isinstance(body, SmsFields):
         limits += [("message", settings.max_sms_chars, len(body.message))]
     elif isinstance(body, WebhookFields) and settings.max_webhook_data_bytes is not None:
         size = len(json.dumps(body.data, ensure_ascii=False, separators=(",", ":")).encode())
         limits += [("data", settings.max_webhook_data_bytes, size)]
     unit = {"data": "bytes as JSON"}
-    details = [{"field": where + name, "message": f"must be at most {limit} {unit.get(name, 'characters')}"}
-               for name, limit, size in limits if size > limit]
+    details = [
+        {"field": where + name, "message": f"must be at most {limit} {unit.get(name, 'characters')}"}
+        for name, limit, size in limits
+        if size > limit
+    ]
     if details:
         raise validation_errors(details)
 
 
-def job_spec(job_id: str, kind: JobKind, family: JobFamily, options: JobOptions, settings: Settings,
-             recipient: str | None, where: str = "") -> JobSpec:
+def job_spec(
+    job_id: str,
+    kind: JobKind,
+    family: JobFamily,
+    options: JobOptions,
+    settings: Settings,
+    recipient: str | None,
+    where: str = "",
+) -> JobSpec:
     """The spec of a job from its options; `where` is the options' path in the body (`then.`)."""
     check_limits(options, settings, where)
     check_target(f"{where}webhookUrl", options.webhookUrl, settings)
     return new_spec(
-        job_id, kind, family, settings,
+        job_id,
+        kind,
+        family,
+        settings,
         retry=RetrySpec(max_attempts=options.attempts, backoff=options.backoff.type, delay_ms=options.backoff.delay),
         delay_ms=options.delay or 0,
         deliver_at=options.deliverAt.isoformat() if options.deliverAt else None,
@@ -95,8 +123,9 @@ def job_spec(job_id: str, kind: JobKind, family: JobFamily, options: JobOptions,
     )
 
 
-def typed_request(job: TypedJobBody, family: JobFamily, settings: Settings, where: str,
-                  job_id: str = "") -> NotificationInput | CleanupInput:
+def typed_request(
+    job: TypedJobBody, family: JobFamily, settings: Settings, where: str, job_id: str = ""
+) -> NotificationInput | CleanupInput:
     """The input of a job given as `{"type": ..., ...}` (a schedule's job, a `then`), its URLs checked;
     `where` is its path in the body (`job.`, `then.`) for the 400's field."""
     if isinstance(job, TypedWebhookJob):
@@ -137,9 +166,13 @@ def follow_up(job: TypedJobBody, family: JobFamily, settings: Settings, where: s
     return FollowUp(notification=request, priority=job.priority)
 
 
-async def start_job(client: Client, request: JobRequest, priority: int | None = None,
-                    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    id_conflict_policy: WorkflowIDConflictPolicy = WorkflowIDConflictPolicy.UNSPECIFIED) -> StartedJob:
+async def start_job(
+    client: Client,
+    request: JobRequest,
+    priority: int | None = None,
+    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    id_conflict_policy: WorkflowIDConflictPolicy = WorkflowIDConflictPolicy.UNSPECIFIED,
+) -> StartedJob:
     spec = request.job
     start = start_options(request, priority)
     phase, initial = start.state.phase, start.state
@@ -159,8 +192,15 @@ async def start_job(client: Client, request: JobRequest, priority: int | None = 
         # Started by name (common/jobs.py): every job workflow's result is its final JobState.
         result_type=JobState,
     )
-    log_event("job.added", job_id=spec.job_id, kind=spec.kind, family=spec.family, phase=phase.value,
-              priority=priority, not_before=initial.not_before)
+    log_event(
+        "job.added",
+        job_id=spec.job_id,
+        kind=spec.kind,
+        family=spec.family,
+        phase=phase.value,
+        priority=priority,
+        not_before=initial.not_before,
+    )
     count_accepted(spec.kind)
     return StartedJob(job_id=spec.job_id, phase=phase, handle=handle)
 
@@ -171,8 +211,13 @@ class JobStarter:
     def __init__(self, gateway: TemporalGateway, settings: Settings) -> None:
         self.gateway, self.settings = gateway, settings
 
-    async def start(self, kind: JobKind, family: JobFamily, options: JobOptions,
-                    build: Callable[[JobSpec], NotificationInput | CleanupInput] | None = None) -> StartedJob:
+    async def start(
+        self,
+        kind: JobKind,
+        family: JobFamily,
+        options: JobOptions,
+        build: Callable[[JobSpec], NotificationInput | CleanupInput] | None = None,
+    ) -> StartedJob:
         """Start the job `options` (the body) describes; `build` makes its input from its spec where the
         body alone does not say (a typed notification), job_input otherwise."""
         # The spec (and its URL checks) before the client: bad input is a 400 even without Temporal.
@@ -185,8 +230,9 @@ class JobStarter:
             return await start_job(client, request, options.priority)
 
 
-def get_job_starter(gateway: Annotated[TemporalGateway, Depends(get_gateway)],
-                    settings: Annotated[Settings, Depends(get_settings)]) -> JobStarter:
+def get_job_starter(
+    gateway: Annotated[TemporalGateway, Depends(get_gateway)], settings: Annotated[Settings, Depends(get_settings)]
+) -> JobStarter:
     return JobStarter(gateway, settings)
 
 

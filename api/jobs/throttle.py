@@ -26,11 +26,12 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.core.errors import ApiError, temporal_unavailable
-from api.core.temporal import RPC_TIMEOUT, is_unreachable
+from api.core.temporal import is_unreachable
 from common.logs import log_event
 from common.models import ENTITY_TASK_QUEUE, QuotaAnswer, QuotaInput, QuotaRequest
 from common.settings import Settings
 from common.summaries import mask_phone
+from common.temporal import RPC_TIMEOUT
 from workflows.sms_quota import SmsQuotaWorkflow
 
 WINDOW = timedelta(hours=1)
@@ -47,43 +48,65 @@ class Throttled(ApiError):
     def __init__(self, message: str, retry_after_s: float, retry_at: str | None = None) -> None:
         seconds = max(1, math.ceil(retry_after_s))
         when = f" (at {retry_at})" if retry_at else ""
-        super().__init__(429, "rate_limited", f"{message}; a slot frees in {seconds} s{when}",
-                         headers={"Retry-After": str(seconds)})
+        super().__init__(
+            429, "rate_limited", f"{message}; a slot frees in {seconds} s{when}", headers={"Retry-After": str(seconds)}
+        )
         self.retry_after_s = seconds
 
 
 async def _reserve(client: Client, key: str, request: QuotaRequest) -> QuotaAnswer:
     start = WithStartWorkflowOperation(
-        SmsQuotaWorkflow.run, QuotaInput(key=key), id=key, task_queue=ENTITY_TASK_QUEUE,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, static_summary="SMS quota (rolling hour)")
+        SmsQuotaWorkflow.run,
+        QuotaInput(key=key),
+        id=key,
+        task_queue=ENTITY_TASK_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary="SMS quota (rolling hour)",
+    )
     try:
         # The same update id on a retry: a reservation the workflow already took is not taken twice.
         return await client.execute_update_with_start_workflow(
-            SmsQuotaWorkflow.reserve, request, start_workflow_operation=start, id=f"reserve-{request.token}",
-            rpc_timeout=RPC_TIMEOUT)
+            SmsQuotaWorkflow.reserve,
+            request,
+            start_workflow_operation=start,
+            id=f"reserve-{request.token}",
+            rpc_timeout=RPC_TIMEOUT,
+        )
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
     # The run ended (idle for an hour) between the server finding it and the update reaching it: once
     # more, which starts a new run.
     start = WithStartWorkflowOperation(
-        SmsQuotaWorkflow.run, QuotaInput(key=key), id=key, task_queue=ENTITY_TASK_QUEUE,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, static_summary="SMS quota (rolling hour)")
+        SmsQuotaWorkflow.run,
+        QuotaInput(key=key),
+        id=key,
+        task_queue=ENTITY_TASK_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary="SMS quota (rolling hour)",
+    )
     return await client.execute_update_with_start_workflow(
-        SmsQuotaWorkflow.reserve, request, start_workflow_operation=start, id=f"reserve-{request.token}",
-        rpc_timeout=RPC_TIMEOUT)
+        SmsQuotaWorkflow.reserve,
+        request,
+        start_workflow_operation=start,
+        id=f"reserve-{request.token}",
+        rpc_timeout=RPC_TIMEOUT,
+    )
 
 
 async def _release(client: Client, key: str, token: str) -> None:
     try:
-        await client.get_workflow_handle(key).execute_update(SmsQuotaWorkflow.release, token,
-                                                             id=f"release-{token}", rpc_timeout=RPC_TIMEOUT)
+        await client.get_workflow_handle(key).execute_update(
+            SmsQuotaWorkflow.release, token, id=f"release-{token}", rpc_timeout=RPC_TIMEOUT
+        )
     except (RPCError, WorkflowUpdateFailedError, RPCTimeoutOrCancelledError) as exc:
         # Not released: the slots count until they expire (a refusal too many, never one too few).
         log_event("sms_quota.release_failed", key=key, error=str(exc))
 
 
-async def reserve_sms(client: Client, settings: Settings, numbers: Sequence[str], user_id: str | None = None) -> str | None:
+async def reserve_sms(
+    client: Client, settings: Settings, numbers: Sequence[str], user_id: str | None = None
+) -> str | None:
     """Reserve one SMS slot per item of `numbers` (E.164; repeats count each), on each number's quota and,
     with `user_id`, len(numbers) on the user's, all or none.
 
@@ -95,16 +118,20 @@ async def reserve_sms(client: Client, settings: Settings, numbers: Sequence[str]
     if not limit or not numbers:
         return None
     token = uuid.uuid4().hex
-    wanted: dict[str, tuple[int, str]] = {quota_key("phone", n): (count, f"number {mask_phone(n)}")
-                                          for n, count in Counter(numbers).items()}
+    wanted: dict[str, tuple[int, str]] = {
+        quota_key("phone", n): (count, f"number {mask_phone(n)}") for n, count in Counter(numbers).items()
+    }
     if user_id is not None:
         wanted[quota_key("user", user_id)] = (len(numbers), "this user")
     gate = asyncio.Semaphore(PARALLEL)
 
     async def one(key: str, count: int) -> QuotaAnswer:
         async with gate:
-            return await _reserve(client, key, QuotaRequest(count=count, limit=limit, token=f"{token}-{key}",
-                                                            window_s=WINDOW.total_seconds()))
+            return await _reserve(
+                client,
+                key,
+                QuotaRequest(count=count, limit=limit, token=f"{token}-{key}", window_s=WINDOW.total_seconds()),
+            )
 
     keys = list(wanted)
     outcomes = await asyncio.gather(*(one(k, wanted[k][0]) for k in keys), return_exceptions=True)
@@ -125,8 +152,11 @@ async def reserve_sms(client: Client, settings: Settings, numbers: Sequence[str]
         count, who = wanted[key]
         log_event("sms.rate_limited", quota=key, used=answer.used, limit=limit, retry_after_s=answer.retry_after_s)
         what = f"{count} more SMS" if count > 1 else "another SMS"
-        raise Throttled(f"{who} had {answer.used} SMS in the last hour; at most {limit} per hour, so {what} "
-                          f"must wait", answer.retry_after_s or WINDOW.total_seconds(), answer.retry_at)
+        raise Throttled(
+            f"{who} had {answer.used} SMS in the last hour; at most {limit} per hour, so {what} must wait",
+            answer.retry_after_s or WINDOW.total_seconds(),
+            answer.retry_at,
+        )
     return token
 
 
@@ -138,10 +168,10 @@ async def release_sms(client: Client, numbers: Sequence[str], token: str | None,
     await asyncio.gather(*(_release(client, k, f"{token}-{k}") for k in keys))
 
 
-
 @contextlib.asynccontextmanager
-async def sms_slots(client: Client, settings: Settings, numbers: Sequence[str],
-                    user_id: str | None = None) -> AsyncIterator[None]:
+async def sms_slots(
+    client: Client, settings: Settings, numbers: Sequence[str], user_id: str | None = None
+) -> AsyncIterator[None]:
     """Reserve the slots (or raise the 429) for what the block starts; released if the block fails."""
     token = await reserve_sms(client, settings, numbers, user_id)
     try:

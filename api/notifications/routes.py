@@ -12,14 +12,20 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from api.core.auth import Gateway, SettingsDep, require_client_key
-from api.jobs.starter import Jobs, StartedJob, check_target
-from common.jobs import typed_email_job
-from api.jobs.service import load_job, notification_body
 from api.core.errors import errors
+from api.jobs.service import load_job, notification_body
+from api.jobs.starter import Jobs, StartedJob, check_target
 from api.notifications.models import (
-    Notification, NotificationAccepted, NotifyEmail, NotifySms, NotifyWebhook, TypedNotification,
-    TYPED_TYPES, TypedNotificationAccepted,
+    TYPED_TYPES,
+    Notification,
+    NotificationAccepted,
+    NotifyEmail,
+    NotifySms,
+    NotifyWebhook,
+    TypedNotification,
+    TypedNotificationAccepted,
 )
+from common.jobs import typed_email_job
 from common.vocabulary import NOTIFICATION_STATUS
 
 router = APIRouter(tags=["notifications"], dependencies=[Depends(require_client_key)])
@@ -30,33 +36,43 @@ SMS_ERRORS = errors(400, 401, 413, 429, 502, 503)
 
 
 def _accepted(job: StartedJob) -> NotificationAccepted:
-    return NotificationAccepted(notificationId=job.job_id, status=NOTIFICATION_STATUS[job.phase],
-                                statusUrl=f"/notifications/{job.job_id}")
+    return NotificationAccepted(
+        notificationId=job.job_id, status=NOTIFICATION_STATUS[job.phase], statusUrl=f"/notifications/{job.job_id}"
+    )
 
 
-@router.post("/notify/email", status_code=202, summary="Send an email", response_description=ACCEPTED,
-             responses=CREATE_ERRORS)
+@router.post(
+    "/notify/email", status_code=202, summary="Send an email", response_description=ACCEPTED, responses=CREATE_ERRORS
+)
 async def notify_email(body: NotifyEmail, jobs: Jobs) -> NotificationAccepted:
     return _accepted(await jobs.start("email", "notify", body))
 
 
-@router.post("/notify/sms", status_code=202, summary="Send an SMS", response_description=ACCEPTED,
-             responses=SMS_ERRORS)
+@router.post("/notify/sms", status_code=202, summary="Send an SMS", response_description=ACCEPTED, responses=SMS_ERRORS)
 async def notify_sms(body: NotifySms, jobs: Jobs) -> NotificationAccepted:
     # Throttled (JobStarter.start, api/jobs/throttle.py): over HERALD_SMS_PER_HOUR for the number, a 429, no job.
     return _accepted(await jobs.start("sms", "notify", body))
 
 
-@router.post("/notify/webhook", status_code=202, summary="POST `data` to `url` as a signed webhook",
-             response_description=ACCEPTED, responses=CREATE_ERRORS)
+@router.post(
+    "/notify/webhook",
+    status_code=202,
+    summary="POST `data` to `url` as a signed webhook",
+    response_description=ACCEPTED,
+    responses=CREATE_ERRORS,
+)
 async def notify_webhook(body: NotifyWebhook, jobs: Jobs, settings: SettingsDep) -> NotificationAccepted:
     check_target("url", body.url, settings)
     return _accepted(await jobs.start("webhook", "notify", body))
 
 
-@router.get("/notifications/{notification_id}", summary="A notification's state: queued, processing, success, ...",
-            response_description="The notification's state, attempt log and callback",
-            responses=errors(401, 404, 502, 503), response_model_exclude_unset=True)
+@router.get(
+    "/notifications/{notification_id}",
+    summary="A notification's state: queued, processing, success, ...",
+    response_description="The notification's state, attempt log and callback",
+    responses=errors(401, 404, 502, 503),
+    response_model_exclude_unset=True,
+)
 async def notification(notification_id: str, gateway: Gateway) -> Notification:
     return Notification.model_validate(notification_body(await load_job(await gateway.client(), notification_id)))
 
@@ -65,10 +81,16 @@ async def notification(notification_id: str, gateway: Gateway) -> Notification:
 typed_router = APIRouter(tags=["notifications"], dependencies=[Depends(require_client_key)])
 
 
-@typed_router.post("/notifications", status_code=202, summary="Send a user a typed notification (an email from templates)",
-             response_description=ACCEPTED, responses=CREATE_ERRORS)
+@typed_router.post(
+    "/notifications",
+    status_code=202,
+    summary="Send a user a typed notification (an email from templates)",
+    response_description=ACCEPTED,
+    responses=CREATE_ERRORS,
+)
 async def create_typed_notification(body: TypedNotification, jobs: Jobs) -> TypedNotificationAccepted:
     options = body.model_copy(update={"priority": TYPED_TYPES[body.type].priority})
-    job = await jobs.start("email", "notify", options,
-                           lambda spec: typed_email_job(spec, body.type, body.userId, body.data or {}))
+    job = await jobs.start(
+        "email", "notify", options, lambda spec: typed_email_job(spec, body.type, body.userId, body.data or {})
+    )
     return TypedNotificationAccepted(jobId=job.job_id, statusUrl=f"/notifications/{job.job_id}")

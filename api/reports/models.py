@@ -15,11 +15,15 @@ from api.users.models import UserId
 class ReportCreate(JobOptions):
     userId: UserId = Field(description="whose report: the userId of the user's typed notifications")
     reportType: Literal["notification-history"] = Field(
-        description="`notification-history`: the user's notifications and their states")
+        description="`notification-history`: the user's notifications and their states"
+    )
+
 
 class ReportAccepted(Answer):
-    jobId: str = Field(description="`report-…`: the same for every request of this `userId` and `reportType`; "
-                                   "while one runs, a request gets that one")
+    jobId: str = Field(
+        description="`report-…`: the same for every request of this `userId` and `reportType`; "
+        "while one runs, a request gets that one"
+    )
     statusUrl: str = Field(description="`/jobs/{jobId}` (the report's state in the `/jobs/{id}` words)")
 
 
@@ -28,8 +32,9 @@ class ReportEntry(Answer):
 
     jobId: str
     type: str = Field(description="the job's type (`email`, `sms`, `webhook`, ...)")
-    status: JobStatusWord = Field(description="in the `/jobs/{id}/status` words; a job being sent reads as it "
-                                              "started (`queued` or `delayed`)")
+    status: JobStatusWord = Field(
+        description="in the `/jobs/{id}/status` words; a job being sent reads as it started (`queued` or `delayed`)"
+    )
     createdAt: str = Field(json_schema_extra=DATE_TIME)
     finishedAt: str | SkipJsonSchema[None] = absent_unless("only once its run has closed", **DATE_TIME)
     error: str | SkipJsonSchema[None] = absent_unless("only when it `failed`: why")

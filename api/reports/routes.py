@@ -17,8 +17,7 @@ import re
 from fastapi import APIRouter, Depends
 
 from api.core.auth import Gateway, SettingsDep, require_client_key
-from api.core.errors import ApiError
-from api.core.errors import errors
+from api.core.errors import ApiError, errors
 from api.reports.models import Report, ReportAccepted, ReportCreate
 from api.reports.service import start_report
 from common.models import report_path
@@ -28,18 +27,25 @@ router = APIRouter(prefix="/reports", tags=["reports"], dependencies=[Depends(re
 _REPORT_ID = re.compile(r"report-[0-9a-f]{32}")
 
 
-@router.post("", status_code=202, summary="Build a report; the same userId and reportType in flight give its jobId",
-             response_description="The report job is durably recorded in Temporal (or one is already running)",
-             responses=errors(400, 401, 413, 502, 503))
+@router.post(
+    "",
+    status_code=202,
+    summary="Build a report; the same userId and reportType in flight give its jobId",
+    response_description="The report job is durably recorded in Temporal (or one is already running)",
+    responses=errors(400, 401, 413, 502, 503),
+)
 async def create_report(body: ReportCreate, gateway: Gateway, settings: SettingsDep) -> ReportAccepted:
     job_id = await start_report(gateway, body, settings)
     return ReportAccepted(jobId=job_id, statusUrl=f"/jobs/{job_id}")
 
 
-@router.get("/{job_id}/result", summary="A finished report's document",
-            response_description="The latest finished report of this job id",
-            responses=errors(401, 404, 503, say={404: "`not_found`: no report with that id, or not built yet"}),
-            response_model_exclude_unset=True)
+@router.get(
+    "/{job_id}/result",
+    summary="A finished report's document",
+    response_description="The latest finished report of this job id",
+    responses=errors(401, 404, 503, say={404: "`not_found`: no report with that id, or not built yet"}),
+    response_model_exclude_unset=True,
+)
 async def report_result(job_id: str, settings: SettingsDep) -> Report:
     path = report_path(settings.data_dir, job_id)
     if not _REPORT_ID.fullmatch(job_id) or not path.is_file():

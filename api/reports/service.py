@@ -18,7 +18,11 @@ async def start_report(gateway: TemporalGateway, body: ReportCreate, settings: S
     # The spec (and its URL checks) before the client: bad input is a 400 even without Temporal.
     spec = job_spec(job_id, "report", "jobs", body, settings, None)
     request = ReportInput(job=spec, report=ReportRequest(user_id=body.userId, report_type=body.reportType))
-    await start_job(await gateway.client(), request, body.priority,
-                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+    await start_job(
+        await gateway.client(),
+        request,
+        body.priority,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
     return job_id

@@ -6,36 +6,54 @@ from fastapi import APIRouter, Depends, Response
 
 from api.core.auth import Gateway, SettingsDep, require_client_key
 from api.core.errors import errors
-from api.schedules.service import create_client_schedule, delete_schedule, describe_schedule, detail_body, summary_body
 from api.schedules.models import ScheduleCreate, ScheduleCreated, ScheduleDeleted, ScheduleDetail
+from api.schedules.service import create_client_schedule, delete_schedule, describe_schedule, detail_body, summary_body
 
 router = APIRouter(prefix="/schedules", tags=["schedules"], dependencies=[Depends(require_client_key)])
 
 NOT_FOUND = "`not_found`: no schedule with that id"
 
 
-@router.post("", status_code=201, summary="Create a recurring job: `job` runs at every `cron` time in `timezone`",
-             response_description="The schedule exists in Temporal; `Location` is `/schedules/{scheduleId}`",
-             responses=errors(400, 401, 413, 502, 503))
-async def create_schedule(body: ScheduleCreate, gateway: Gateway, settings: SettingsDep,
-                          response: Response) -> ScheduleCreated:
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a recurring job: `job` runs at every `cron` time in `timezone`",
+    response_description="The schedule exists in Temporal; `Location` is `/schedules/{scheduleId}`",
+    responses=errors(400, 401, 413, 502, 503),
+)
+async def create_schedule(
+    body: ScheduleCreate, gateway: Gateway, settings: SettingsDep, response: Response
+) -> ScheduleCreated:
     description = await create_client_schedule(await gateway.client(), settings, body.cron, body.timezone, body.job)
     response.headers["Location"] = f"/schedules/{description.id}"
     summary = summary_body(description, {"cron": body.cron})
     return ScheduleCreated(scheduleId=description.id, nextRunAt=summary["nextRunAt"])
 
 
-@router.get("/{schedule_id}", summary="A schedule: its cron, time zone, state, next and last run, and job",
-            response_description="The schedule", responses=errors(401, 404, 502, 503, say={404: NOT_FOUND}),
-            response_model_exclude_unset=True)
+@router.get(
+    "/{schedule_id}",
+    summary="A schedule: its cron, time zone, state, next and last run, and job",
+    response_description="The schedule",
+    responses=errors(401, 404, 502, 503, say={404: NOT_FOUND}),
+    response_model_exclude_unset=True,
+)
 async def get_schedule(schedule_id: str, gateway: Gateway) -> ScheduleDetail:
     return ScheduleDetail.model_validate(detail_body(*await describe_schedule(await gateway.client(), schedule_id)))
 
 
-@router.delete("/{schedule_id}", summary="Delete a schedule: no more runs (a run already started goes on)",
-               response_description="The schedule is gone",
-               responses=errors(401, 404, 409, 502, 503, say={
-                   404: NOT_FOUND, 409: "`builtin_schedule`: a built-in schedule, which only an operator can pause"}))
+@router.delete(
+    "/{schedule_id}",
+    summary="Delete a schedule: no more runs (a run already started goes on)",
+    response_description="The schedule is gone",
+    responses=errors(
+        401,
+        404,
+        409,
+        502,
+        503,
+        say={404: NOT_FOUND, 409: "`builtin_schedule`: a built-in schedule, which only an operator can pause"},
+    ),
+)
 async def remove_schedule(schedule_id: str, gateway: Gateway) -> ScheduleDeleted:
     await delete_schedule(await gateway.client(), schedule_id)
     return ScheduleDeleted(scheduleId=schedule_id, deleted=True)

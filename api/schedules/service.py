@@ -15,29 +15,36 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from temporalio.client import (
-    Client, ScheduleActionResult, ScheduleDescription, ScheduleHandle, ScheduleOverlapPolicy, ScheduleSpec,
+    Client,
+    ScheduleActionResult,
+    ScheduleDescription,
+    ScheduleHandle,
+    ScheduleOverlapPolicy,
+    ScheduleSpec,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.core.errors import ApiError, validation_error
-from api.jobs.starter import typed_request
 from api.jobs.models import TypedJobBody
-from api.core.temporal import RPC_TIMEOUT
+from api.jobs.starter import typed_request
 from common.builtin_schedules import job_schedule
 from common.logs import log_event
 from common.models import CleanupInput, NotificationInput
 from common.schedules import BUILTIN_SCHEDULES, SCHEDULE_MEMO_KEY, cron_of, next_run_after
 from common.settings import Settings
+from common.temporal import RPC_TIMEOUT
 
 BUILTIN_ORDER = {b.id: n for n, b in enumerate(BUILTIN_SCHEDULES)}
 BUILTINS = {b.id: b for b in BUILTIN_SCHEDULES}
 # How long an admin action's answer waits for the scheduler to take the change in (for a trigger: to
 # start the run, so the answer can name its job id).
 TRIGGER_WAIT_S = 5.0
+
 
 class _Described(Protocol):
     """What a schedule's description and a schedule's list entry both carry."""
@@ -70,16 +77,20 @@ def _refused_spec(exc: RPCError) -> ApiError | None:
     return validation_error("timezone" if "time zone" in exc.message.lower() else "cron", exc.message)
 
 
-async def create_client_schedule(client: Client, settings: Settings, cron: str, timezone_name: str,
-                                 job: TypedJobBody) -> ScheduleDescription:
+async def create_client_schedule(
+    client: Client, settings: Settings, cron: str, timezone_name: str, job: TypedJobBody
+) -> ScheduleDescription:
     request = job_request(job, settings)
     schedule_id = f"schedule-{uuid.uuid4().hex[:20]}"
     # Every occurrence is a job of its own: one still retrying does not hold up the next.
     schedule = job_schedule(schedule_id, request, job.priority, cron, timezone_name, ScheduleOverlapPolicy.ALLOW_ALL)
     try:
         handle = await client.create_schedule(
-            schedule_id, schedule, memo={SCHEDULE_MEMO_KEY: {"owner": "client", "cron": cron, "job": job_body(job)}},
-            rpc_timeout=RPC_TIMEOUT)
+            schedule_id,
+            schedule,
+            memo={SCHEDULE_MEMO_KEY: {"owner": "client", "cron": cron, "job": job_body(job)}},
+            rpc_timeout=RPC_TIMEOUT,
+        )
     except RPCError as exc:
         raise (_refused_spec(exc) or exc) from exc
     log_event("schedule.created", schedule_id=schedule_id, cron=cron, timezone=timezone_name, kind=job.type)
@@ -102,7 +113,7 @@ async def describe_schedule(client: Client, schedule_id: str) -> tuple[ScheduleD
 
 
 def _instant(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat()
+    return moment.astimezone(UTC).isoformat()
 
 
 def _last_run(recent: Sequence[ScheduleActionResult]) -> dict[str, str]:
@@ -124,16 +135,22 @@ def summary_body(described: _Described, entry: dict[str, Any]) -> dict[str, Any]
     paused = bool(described.schedule.state.paused)
     next_run = None
     if not paused:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         # Temporal's own times (a listed schedule's may be a little stale); croniter's otherwise.
         upcoming = [t for t in described.info.next_action_times if t > now]
         if upcoming:
             next_run = _instant(upcoming[0])
         elif cron:
             next_run = _instant(next_run_after(cron, zone, now))
-    return {"id": described.id, "cron": cron, "timezone": zone, "paused": paused,
-            "builtin": entry.get("owner") == "builtin", "nextRunAt": next_run,
-            **_last_run(described.info.recent_actions)}
+    return {
+        "id": described.id,
+        "cron": cron,
+        "timezone": zone,
+        "paused": paused,
+        "builtin": entry.get("owner") == "builtin",
+        "nextRunAt": next_run,
+        **_last_run(described.info.recent_actions),
+    }
 
 
 def detail_body(description: ScheduleDescription, entry: dict[str, Any]) -> dict[str, Any]:
@@ -155,10 +172,14 @@ async def list_schedules(client: Client) -> list[dict[str, Any]]:
 
 # ---- changing -------------------------------------------------------------------------------
 async def delete_schedule(client: Client, schedule_id: str) -> None:
-    description, entry = await describe_schedule(client, schedule_id)
+    _, entry = await describe_schedule(client, schedule_id)
     if entry.get("owner") == "builtin":
-        raise ApiError(409, "builtin_schedule", f"{schedule_id!r} is a built-in schedule; an operator can pause it "
-                                                f"with POST /admin/schedules/{schedule_id}/pause")
+        raise ApiError(
+            409,
+            "builtin_schedule",
+            f"{schedule_id!r} is a built-in schedule; an operator can pause it "
+            f"with POST /admin/schedules/{schedule_id}/pause",
+        )
     try:
         await client.get_schedule_handle(schedule_id).delete(rpc_timeout=RPC_TIMEOUT)
     except RPCError as exc:

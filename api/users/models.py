@@ -9,14 +9,19 @@ from pydantic import AfterValidator, EmailStr, Field, field_validator
 from api.core.models import DATE_TIME, Answer, Body
 from api.jobs.models import e164, one_line
 
-
 # The channels a user can opt out of (activities/users.py refuses to send on them).
 OptOutChannel = Literal["email", "sms"]
 # A userId (its digest names the user's workflow): letters, digits and `._:@-`, at most 128.
 USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
-UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, max_length=128,
-                              description="the client's own id for the user: letters, digits and `._:@-`, "
-                                          "at most 128 characters, starting with a letter or digit")]
+UserId = Annotated[
+    str,
+    Field(
+        pattern=USER_ID_PATTERN,
+        max_length=128,
+        description="the client's own id for the user: letters, digits and `._:@-`, "
+        "at most 128 characters, starting with a letter or digit",
+    ),
+]
 
 
 LOCALE_PATTERN = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$"
@@ -28,12 +33,17 @@ class UserPut(Body):
     email: EmailStr | None = Field(None, description="where typed notifications are sent")
     phone: str | None = Field(None, max_length=32, description="E.164, e.g. +14155550100")
     name: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(one_line)] | None = Field(
-        None, description="how the emails greet the user")
-    locale: str | None = Field(None, pattern=LOCALE_PATTERN, max_length=32,
-                               description="BCP 47 language tag (`de`, `de-AT`): the templates' translation "
-                                           "where one exists, else English")
+        None, description="how the emails greet the user"
+    )
+    locale: str | None = Field(
+        None,
+        pattern=LOCALE_PATTERN,
+        max_length=32,
+        description="BCP 47 language tag (`de`, `de-AT`): the templates' translation where one exists, else English",
+    )
     optOut: list[OptOutChannel] = Field(
-        default_factory=list, max_length=2, description="channels the user receives nothing on")
+        default_factory=list, max_length=2, description="channels the user receives nothing on"
+    )
 
     @field_validator("phone")
     @classmethod
@@ -44,6 +54,7 @@ class UserPut(Body):
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
+
 
 class User(Answer):
     """A user's contact data, as GET /users/{userId} and PUT /users/{userId} answer."""

@@ -9,26 +9,32 @@ from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.core.temporal import RPC_TIMEOUT
 from common.models import ENTITY_TASK_QUEUE, UserInput, UserProfile, user_workflow_id
+from common.temporal import RPC_TIMEOUT
 from workflows.user import UserWorkflow
 
 
 async def store_profile(client: Client, profile: UserProfile) -> UserProfile:
     """Create or replace the user's contact data; the profile as stored."""
     start = WithStartWorkflowOperation(
-        UserWorkflow.run, UserInput(user_id=profile.user_id), id=user_workflow_id(profile.user_id),
-        task_queue=ENTITY_TASK_QUEUE, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        static_summary="a user's contact data")
-    return await client.execute_update_with_start_workflow(UserWorkflow.put, profile, start_workflow_operation=start,
-                                                           rpc_timeout=RPC_TIMEOUT)
+        UserWorkflow.run,
+        UserInput(user_id=profile.user_id),
+        id=user_workflow_id(profile.user_id),
+        task_queue=ENTITY_TASK_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary="a user's contact data",
+    )
+    return await client.execute_update_with_start_workflow(
+        UserWorkflow.put, profile, start_workflow_operation=start, rpc_timeout=RPC_TIMEOUT
+    )
 
 
 async def read_profile(client: Client, user_id: str) -> UserProfile | None:
     """The user's contact data; None for a user never PUT."""
     try:
-        return await client.get_workflow_handle(user_workflow_id(user_id)).query(UserWorkflow.get_profile,
-                                                                                 rpc_timeout=RPC_TIMEOUT)
+        return await client.get_workflow_handle(user_workflow_id(user_id)).query(
+            UserWorkflow.get_profile, rpc_timeout=RPC_TIMEOUT
+        )
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None
