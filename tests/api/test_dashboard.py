@@ -16,16 +16,15 @@ from urllib.parse import urlsplit
 import pytest
 
 from api.main import create_app
-from tests.api.helpers import ADMIN, ADMIN_TOKEN, API_KEY, AUTH, ThreadedServer, assert_error, until_final
-from tests.api.test_dlq import failed_webhook, listed
+from tests.api.helpers import (
+    ADMIN, ADMIN_TOKEN, API_KEY, AUTH, CHROMIUM, CHROMIUM_ARGS, ThreadedServer, assert_error, failed_webhook, listed,
+    until_final,
+)
 from tests.support.http_receiver import Answer, HttpReceiver
 
 pytestmark = pytest.mark.usefixtures("workers")
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".data" / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WAIT_MS = 20_000
 
 

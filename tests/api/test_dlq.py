@@ -2,43 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
 
 import pytest
 
-from tests.api.helpers import ADMIN, AUTH, assert_error, poll, until_final
+from tests.api.helpers import ADMIN, AUTH, assert_error, dead_letters, failed_webhook, listed, poll, until_final
 from tests.support.http_receiver import Answer, HttpReceiver
 
 pytestmark = pytest.mark.usefixtures("workers")
-
-
-async def failed_webhook(api, url: str, **options) -> str:
-    """A notification that fails at once (the receiver's 4xx is final) and so is a dead letter."""
-    response = await api.post("/notify/webhook", json={"url": url, "data": {"n": 1}, **options})
-    assert response.status_code == 202, response.text
-    job_id = response.json()["notificationId"]
-    await poll(api, f"/notifications/{job_id}", lambda b: b["status"] == "failed")
-    return job_id
-
-
-async def dead_letters(api, **params) -> list[dict]:
-    response = await api.get("/admin/dlq", params=params, headers=ADMIN)
-    assert response.status_code == 200, response.text
-    return response.json()["items"]
-
-
-async def listed(api, job_id: str, present: bool = True, **params) -> dict | None:
-    """The job's entry once visibility shows it (or once it is gone); visibility lags a little."""
-    end = time.monotonic() + 10
-    while True:
-        entry = next((d for d in await dead_letters(api, limit=500, **params) if d["jobId"] == job_id), None)
-        if (entry is not None) == present:
-            return entry
-        assert time.monotonic() < end, f"{job_id} {'never listed' if present else 'still listed'}"
-        await asyncio.sleep(0.2)
 
 
 async def test_a_failed_job_is_a_dead_letter_with_its_reason(api):

@@ -8,95 +8,20 @@ thread of its own and talk to it over a real socket, against the session's dev s
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import httpx
 import pytest
-import pytest_asyncio
 
 from api.main import create_app
-from tests.api.helpers import AUTH, ThreadedServer, address_of, assert_error, start_dev_server
+from tests.api.helpers import (
+    AUTH, LIVE, ThreadedServer, address_of, assert_error, collapsed, open_stream, read_stream, sse_events,
+    start_dev_server,
+)
 from tests.support.http_receiver import Answer
 from tests.support.temporal import free_port
 
 FINAL = {"completed", "failed", "cancelled"}
-# Short heartbeats and re-reads, so a test sees them within a second or two.
-LIVE = {"live_heartbeat_seconds": 0.5, "live_refresh_seconds": 0.3}
-
-
-@dataclass
-class Stream:
-    """What one SSE answer carried, in order."""
-
-    status_code: int
-    headers: httpx.Headers
-    lines: AsyncIterator[str] | None = None
-    events: list[dict] = field(default_factory=list)   # {"event", "id", "data"}
-    comments: list[str] = field(default_factory=list)
-    closed: bool = False
-
-    @property
-    def statuses(self) -> list[str]:
-        return [e["data"]["status"] for e in self.events if e["event"] == "status"]
-
-
-def _collapsed(words: list[str]) -> list[str]:
-    return [w for n, w in enumerate(words) if n == 0 or words[n - 1] != w]
-
-
-def _open(response: httpx.Response) -> Stream:
-    return Stream(response.status_code, response.headers, lines=response.aiter_lines())
-
-
-async def _read(stream: Stream, until=lambda s: False) -> Stream:
-    """Parse SSE lines into `stream` until the server closes it or `until(stream)`."""
-    event: dict = {}
-    assert stream.lines is not None
-    async for line in stream.lines:
-        if line.startswith(":"):
-            stream.comments.append(line[1:].strip())
-        elif line == "":
-            if event:
-                event.setdefault("event", "message")
-                event["data"] = json.loads(event["data"])
-                stream.events.append(event)
-                event = {}
-                if until(stream):
-                    return stream
-        else:
-            name, _, value = line.partition(":")
-            event[name] = value.removeprefix(" ")
-    stream.closed = True
-    return stream
-
-
-async def _events(client: httpx.AsyncClient, job_id: str, until=lambda s: False, deadline_s: float = 30) -> Stream:
-    async with client.stream("GET", f"/jobs/{job_id}/events") as response:
-        stream = _open(response)
-        if response.status_code == 200:
-            await asyncio.wait_for(_read(stream, until), deadline_s)
-        return stream
-
-
-@pytest.fixture(scope="module")
-def live_app(settings):
-    return create_app(settings.model_copy(update=LIVE))
-
-
-@pytest.fixture(scope="module")
-def live_url(live_app) -> str:
-    with ThreadedServer(live_app) as server:
-        yield f"http://127.0.0.1:{server.port}"
-
-
-@pytest_asyncio.fixture
-async def live(live_url, workers) -> AsyncIterator[httpx.AsyncClient]:
-    """The API served over a socket, with a client key."""
-    async with httpx.AsyncClient(base_url=live_url, headers=AUTH, timeout=30) as client:
-        yield client
 
 
 async def _job(client: httpx.AsyncClient, path: str, body: dict) -> str:
@@ -116,14 +41,14 @@ async def test_a_job_with_one_retry_streams_each_state_once_and_closes(live, sms
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["cache-control"] == "no-cache"
-        stream = _open(response)
-        await asyncio.wait_for(_read(stream, lambda s: "processing" in s.statuses), 20)
+        stream = open_stream(response)
+        await asyncio.wait_for(read_stream(stream, lambda s: "processing" in s.statuses), 20)
         held.set()
-        await asyncio.wait_for(_read(stream), 20)
+        await asyncio.wait_for(read_stream(stream), 20)
 
     assert stream.closed
     assert {e["event"] for e in stream.events} == {"status"}
-    words = _collapsed(stream.statuses)
+    words = collapsed(stream.statuses)
     assert words in (["processing", "delayed", "processing", "completed"],
                      ["queued", "processing", "delayed", "processing", "completed"]), stream.statuses
     # One event per change: no event repeats the one before it.
@@ -145,13 +70,13 @@ async def test_retries_on_the_server_are_seen_without_a_history_event(live, sms_
     sms_gateway.script(phone, [Answer(500), Answer(500), Answer(200)])
     job_id = await _job(live, "/jobs/sms", {"phone": phone, "message": "live",
                                             "backoff": {"type": "fixed", "delay": 1500}})
-    stream = await _events(live, job_id)
+    stream = await sse_events(live, job_id)
     assert stream.closed and stream.statuses[-1] == "completed", stream.statuses
     delays = [e["data"] for e in stream.events if e["data"]["status"] == "delayed"]
     assert [d["attempts"] for d in delays][:1] == [1] and 2 in [d["attempts"] for d in delays], stream.statuses
     second = next(d for d in delays if d["attempts"] == 2)
     assert [x["attempt"] for x in second["deliveries"]] == [1, 2]  # the attempt log the backoff carries
-    words = _collapsed(stream.statuses)
+    words = collapsed(stream.statuses)
     assert words[-1] == "completed" and words.count("delayed") == 2, words
 
 
@@ -159,11 +84,11 @@ async def test_a_delayed_job_streams_delayed_keeps_alive_and_ends_cancelled(live
     job_id = await _job(live, "/jobs/email", {"to": "ada@example.com", "subject": "s", "body": "b", "delay": 600000})
     async with live.stream("GET", f"/jobs/{job_id}/events") as response:
         assert response.status_code == 200
-        stream = _open(response)
-        await asyncio.wait_for(_read(stream, lambda s: bool(s.events)), 10)
+        stream = open_stream(response)
+        await asyncio.wait_for(read_stream(stream, lambda s: bool(s.events)), 10)
         first = stream.events[0]["data"]
         assert first["status"] == "delayed" and first["nextAttemptAt"], first
-        reader = asyncio.create_task(_read(stream))
+        reader = asyncio.create_task(read_stream(stream))
         await asyncio.sleep(1.8)  # idle: heartbeats every 0.5 s, no event
         assert stream.comments.count("keep-alive") >= 2 and len(stream.events) == 1, stream
         assert (await live.post(f"/jobs/{job_id}/cancel")).status_code == 202
@@ -175,7 +100,7 @@ async def test_a_finished_job_streams_its_final_state_and_a_reconnect_after_it_g
     job_id = await _job(live, "/jobs/cleanup", {"task": "expire_sessions"})
     final = None
     for _ in range(100):
-        final = await _events(live, job_id)
+        final = await sse_events(live, job_id)
         if final.statuses == ["completed"]:
             break
         await asyncio.sleep(0.1)
@@ -331,12 +256,12 @@ async def test_a_stream_whose_temporal_goes_away_ends_with_an_error_event(settin
                 job_id = await _job(client, "/jobs/email", {"to": "ada@example.com", "subject": "s", "body": "b",
                                                             "delay": 600000})
                 async with client.stream("GET", f"/jobs/{job_id}/events") as response:
-                    stream = _open(response)
-                    await asyncio.wait_for(_read(stream, lambda s: bool(s.events)), 10)
+                    stream = open_stream(response)
+                    await asyncio.wait_for(read_stream(stream, lambda s: bool(s.events)), 10)
                     assert stream.statuses == ["delayed"]
                     await env.shutdown()
                     env = None
-                    await asyncio.wait_for(_read(stream), 30)
+                    await asyncio.wait_for(read_stream(stream), 30)
         assert stream.closed
         error = stream.events[-1]
         assert error["event"] == "error" and error["data"]["error"] == "temporal_unavailable", stream.events

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, get_args, get_type_hints
+from typing import get_args, get_type_hints
 
 import pytest
 
 from api.jobs.models import BullMQStatusWord, CallbackStatusWord, JobStatusWord, NotificationStatusWord
 from common.models import CallbackState, Phase
 from common.vocabulary import BULLMQ_STATUS, JOB_STATUS, NOTIFICATION_STATUS
-from tests.api.helpers import assert_error, poll
+from tests.api.helpers import REF, assert_error, check_schema, poll, schema_named
 from tests.support.http_receiver import Answer, HttpReceiver
 
-REF = "#/components/schemas/"
 # The success answer of each route, by the name of its schema.
 SUCCESS = {
     ("post", "/jobs/email"): ("202", "JobAccepted"),
@@ -71,10 +70,6 @@ def _words(mapping: dict[Phase, str]) -> list[str]:
     return list(dict.fromkeys(mapping[p] for p in Phase))
 
 
-def _schema(spec: dict, name: str) -> dict:
-    return spec["components"]["schemas"][name]
-
-
 # ---- what the schema says ------------------------------------------------------------------
 def test_every_route_names_the_schema_of_its_success_answer(spec):
     routes = {(method, path) for path, methods in spec["paths"].items() for method in methods}
@@ -92,13 +87,13 @@ def test_every_route_names_the_schema_of_its_success_answer(spec):
         responses = spec["paths"][path][method]["responses"]
         assert [s for s in responses if s.startswith("2")] == [status], (method, path, list(responses))
         assert responses[status]["content"]["application/json"]["schema"] == {"$ref": REF + name}, (method, path)
-        assert "properties" in _schema(spec, name), name
+        assert "properties" in schema_named(spec, name), name
 
 
 def test_errors_are_documented_in_the_error_shape_and_never_as_422(spec):
-    error = _schema(spec, "Error")
+    error = schema_named(spec, "Error")
     assert set(error["properties"]) == {"error", "message", "details"} == set(error["required"])
-    assert set(_schema(spec, "FieldError")["properties"]) == {"field", "message"}
+    assert set(schema_named(spec, "FieldError")["properties"]) == {"field", "message"}
     for path, methods in spec["paths"].items():
         for method, operation in methods.items():
             responses = operation["responses"]
@@ -119,7 +114,7 @@ def test_errors_are_documented_in_the_error_shape_and_never_as_422(spec):
 
 def test_status_fields_carry_each_familys_words(spec):
     def enum(schema: str, field: str = "status") -> list[str]:
-        return _schema(spec, schema)["properties"][field]["enum"]
+        return schema_named(spec, schema)["properties"][field]["enum"]
 
     assert enum("JobStatus") == _words(JOB_STATUS) == list(get_args(JobStatusWord))
     assert enum("BullMQJob") == _words(BULLMQ_STATUS) == list(get_args(BullMQStatusWord))
@@ -131,7 +126,7 @@ def test_status_fields_carry_each_familys_words(spec):
 
 
 def test_keys_that_are_left_out_are_optional_and_never_null(spec):
-    job_status, notification, bullmq = (_schema(spec, n) for n in ("JobStatus", "Notification", "BullMQJob"))
+    job_status, notification, bullmq = (schema_named(spec, n) for n in ("JobStatus", "Notification", "BullMQJob"))
     assert set(job_status["required"]) == {"id", "type", "status", "attempts", "maxAttempts", "result", "error",
                                            "createdAt", "updatedAt", "deliveries"}
     assert set(notification["required"]) == {"id", "type", "recipient", "status", "attempts", "maxAttempts",
@@ -140,94 +135,59 @@ def test_keys_that_are_left_out_are_optional_and_never_null(spec):
     for schema, key in [(job_status, "nextAttemptAt"), (job_status, "callback"), (notification, "error"),
                         (notification, "callback"), (bullmq, "error")]:
         assert "anyOf" not in schema["properties"][key] and "default" not in schema["properties"][key], key
-    assert set(_schema(spec, "Delivery")["properties"]) == {
+    assert set(schema_named(spec, "Delivery")["properties"]) == {
         "attempt", "startedAt", "finishedAt", "succeeded", "error", "retryable", "statusCode", "responseExcerpt"}
-    assert set(_schema(spec, "Callback")["properties"]) == {"url", "status", "attempts", "error"}
+    assert set(schema_named(spec, "Callback")["properties"]) == {"url", "status", "attempts", "error"}
 
 
 # ---- real answers match it ------------------------------------------------------------------
-def _problems(spec: dict, schema: dict, value: Any, at: str = "$") -> list[str]:
-    """Where `value` breaks `schema`; a key the schema does not document counts as a break."""
-    if "$ref" in schema:
-        return _problems(spec, _schema(spec, schema["$ref"].removeprefix(REF)), value, at)
-    if "anyOf" in schema:
-        tries = [_problems(spec, option, value, at) for option in schema["anyOf"]]
-        return [] if any(not t for t in tries) else [f"{at}: matches no option: {tries}"]
-    if "enum" in schema and value not in schema["enum"]:
-        return [f"{at}: {value!r} not in {schema['enum']}"]
-    kinds = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list,
-             "object": dict, "null": type(None)}
-    kind = schema.get("type")
-    if kind and (not isinstance(value, kinds[kind]) or (kind == "integer" and isinstance(value, bool))):
-        return [f"{at}: {value!r} is not {kind}"]
-    problems = []
-    if kind == "array":
-        for n, item in enumerate(value):
-            problems += _problems(spec, schema.get("items", {}), item, f"{at}[{n}]")
-    if kind == "object" and "properties" in schema:
-        problems += [f"{at}: required {key!r} missing" for key in schema.get("required", []) if key not in value]
-        problems += [f"{at}: {key!r} is not documented" for key in value if key not in schema["properties"]]
-        for key, item in value.items():
-            if key in schema["properties"]:
-                problems += _problems(spec, schema["properties"][key], item, f"{at}.{key}")
-    return problems
-
-
-def _check(spec: dict, response, method: str, path: str) -> dict:
-    status = str(response.status_code)
-    schema = spec["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
-    body = response.json()
-    assert _problems(spec, schema, body) == [], (method, path, status, body)
-    return body
-
-
 async def test_every_answer_matches_the_published_schema(api, anon, spec):
     with HttpReceiver([Answer(204)]) as ok, HttpReceiver([Answer(404, {"error": "gone"})]) as gone:
         # A notification that succeeds and calls back; one that fails; a delayed job that is cancelled.
         sent = await api.post("/notify/webhook", json={"url": ok.url + "/hook", "data": {"n": 1},
                                                         "webhookUrl": ok.url + "/cb"})
-        nid = _check(spec, sent, "post", "/notify/webhook")["notificationId"]
+        nid = check_schema(spec, sent, "post", "/notify/webhook")["notificationId"]
         failed = await api.post("/jobs/email", json={"to": "ada@example.com", "subject": "s", "body": "b",
                                                      "delay": 60000, "webhookUrl": gone.url})
-        delayed_id = _check(spec, failed, "post", "/jobs/email")["jobId"]
+        delayed_id = check_schema(spec, failed, "post", "/jobs/email")["jobId"]
         failing = await api.post("/notify/webhook", json={"url": gone.url, "data": None})
-        failing_id = _check(spec, failing, "post", "/notify/webhook")["notificationId"]
+        failing_id = check_schema(spec, failing, "post", "/notify/webhook")["notificationId"]
         cleanup = await api.post("/jobs/cleanup", json={"task": "expire_sessions"})
-        cleanup_id = _check(spec, cleanup, "post", "/jobs/cleanup")["jobId"]
+        cleanup_id = check_schema(spec, cleanup, "post", "/jobs/cleanup")["jobId"]
 
-        delayed = _check(spec, await api.get(f"/jobs/{delayed_id}/status"), "get", "/jobs/{job_id}/status")
+        delayed = check_schema(spec, await api.get(f"/jobs/{delayed_id}/status"), "get", "/jobs/{job_id}/status")
         assert delayed["status"] == "delayed" and "nextAttemptAt" in delayed and delayed["callback"]["status"] == "pending"
-        _check(spec, await api.get(f"/jobs/{delayed_id}"), "get", "/jobs/{job_id}")
-        _check(spec, await api.get(f"/notifications/{delayed_id}"), "get", "/notifications/{notification_id}")
-        _check(spec, await api.post(f"/jobs/{delayed_id}/cancel"), "post", "/jobs/{job_id}/cancel")
+        check_schema(spec, await api.get(f"/jobs/{delayed_id}"), "get", "/jobs/{job_id}")
+        check_schema(spec, await api.get(f"/notifications/{delayed_id}"), "get", "/notifications/{notification_id}")
+        check_schema(spec, await api.post(f"/jobs/{delayed_id}/cancel"), "post", "/jobs/{job_id}/cancel")
 
         done = await poll(api, f"/jobs/{nid}/status", lambda b: (b.get("callback") or {}).get("status") == "delivered")
-        _check(spec, await api.get(f"/jobs/{nid}/status"), "get", "/jobs/{job_id}/status")
+        check_schema(spec, await api.get(f"/jobs/{nid}/status"), "get", "/jobs/{job_id}/status")
         assert done["result"]["statusCode"] == 204
-        notification = _check(spec, await api.get(f"/notifications/{nid}"), "get", "/notifications/{notification_id}")
+        notification = check_schema(spec, await api.get(f"/notifications/{nid}"), "get", "/notifications/{notification_id}")
         assert notification["status"] == "success" and notification["callback"]["status"] == "delivered"
 
         await poll(api, f"/notifications/{failing_id}", lambda b: b["status"] == "failed")
-        bullmq = _check(spec, await api.get(f"/jobs/{failing_id}"), "get", "/jobs/{job_id}")
+        bullmq = check_schema(spec, await api.get(f"/jobs/{failing_id}"), "get", "/jobs/{job_id}")
         assert bullmq["status"] == "failed" and "HTTP 404" in bullmq["error"]
-        _check(spec, await api.get(f"/jobs/{failing_id}/status"), "get", "/jobs/{job_id}/status")
-        _check(spec, await api.get(f"/notifications/{failing_id}"), "get", "/notifications/{notification_id}")
+        check_schema(spec, await api.get(f"/jobs/{failing_id}/status"), "get", "/jobs/{job_id}/status")
+        check_schema(spec, await api.get(f"/notifications/{failing_id}"), "get", "/notifications/{notification_id}")
 
         cleaned = await poll(api, f"/jobs/{cleanup_id}/status", lambda b: b["status"] == "completed")
         assert set(cleaned["result"]) == {"task", "directory", "removed", "kept"}
-        _check(spec, await api.get(f"/jobs/{cleanup_id}/status"), "get", "/jobs/{job_id}/status")
+        check_schema(spec, await api.get(f"/jobs/{cleanup_id}/status"), "get", "/jobs/{job_id}/status")
 
         cancelled = await poll(api, f"/jobs/{delayed_id}/status", lambda b: b["status"] == "cancelled")
         assert "nextAttemptAt" not in cancelled
-        _check(spec, await api.get(f"/jobs/{delayed_id}/status"), "get", "/jobs/{job_id}/status")
-        _check(spec, await api.get(f"/notifications/{delayed_id}"), "get", "/notifications/{notification_id}")
+        check_schema(spec, await api.get(f"/jobs/{delayed_id}/status"), "get", "/jobs/{job_id}/status")
+        check_schema(spec, await api.get(f"/notifications/{delayed_id}"), "get", "/notifications/{notification_id}")
 
-    _check(spec, await anon.get("/healthz"), "get", "/healthz")
-    _check(spec, await anon.get("/readyz"), "get", "/readyz")
+    check_schema(spec, await anon.get("/healthz"), "get", "/healthz")
+    check_schema(spec, await anon.get("/readyz"), "get", "/readyz")
     # Errors, in the documented shape under their documented status.
     refused = await api.post("/jobs/sms", json={"phone": "1", "backoff": {"type": "linear"}})
     assert len(assert_error(refused, 400, "validation_error")["details"]) == 3
-    _check(spec, refused, "post", "/jobs/sms")
-    _check(spec, await anon.get("/jobs/x/status"), "get", "/jobs/{job_id}/status")
-    _check(spec, await api.get("/jobs/no-such-job"), "get", "/jobs/{job_id}")
-    _check(spec, await api.post(f"/jobs/{cleanup_id}/cancel"), "post", "/jobs/{job_id}/cancel")
+    check_schema(spec, refused, "post", "/jobs/sms")
+    check_schema(spec, await anon.get("/jobs/x/status"), "get", "/jobs/{job_id}/status")
+    check_schema(spec, await api.get("/jobs/no-such-job"), "get", "/jobs/{job_id}")
+    check_schema(spec, await api.post(f"/jobs/{cleanup_id}/cancel"), "post", "/jobs/{job_id}/cancel")

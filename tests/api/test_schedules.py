@@ -24,8 +24,7 @@ from common.builtin_schedules import ensure_builtin_schedules
 from common.models import STATE_MEMO_KEY
 from common.schedules import BUILTIN_SCHEDULES, cron_of
 from devstack.smtp_sink import read_outbox
-from tests.api.helpers import ADMIN, AUTH, api_client, assert_error, poll, until_final
-from tests.api.test_openapi import _problems
+from tests.api.helpers import ADMIN, AUTH, api_client, assert_error, poll, schema_problems, until_final
 from tests.support.temporal import herald_client
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -319,7 +318,7 @@ async def test_every_schedule_answer_matches_the_published_schema(api, admin, an
     def check(response, method: str, path: str) -> dict:
         answer = spec["paths"][path][method]["responses"][str(response.status_code)]
         body = response.json()
-        assert _problems(spec, answer["content"]["application/json"]["schema"], body) == [], (path, body)
+        assert schema_problems(spec, answer["content"]["application/json"]["schema"], body) == [], (path, body)
         return body
 
     one = "/schedules/{schedule_id}"

@@ -7,28 +7,11 @@ import uuid
 import pytest
 
 from common.models import JOB_USER_KEY, user_ref
-from tests.api.helpers import assert_error, mail_for, poll
+from tests.api.helpers import NAME, assert_error, mail_for, notify, poll, put_user
 
 FINAL = {"success", "failed", "cancelled"}
 # Markup and entities in what the client controls: the HTML part must escape all of it.
-NAME = 'Ann <script>alert("x")</script> & Co'
 RESET_URL = "https://app.example.com/reset?token=abc&user=1"
-
-
-async def put_user(api, **fields) -> str:
-    user_id = f"u-{uuid.uuid4().hex[:12]}"
-    response = await api.put(f"/users/{user_id}", json={"email": f"{user_id}@example.com", "name": NAME} | fields)
-    assert response.status_code == 200, response.text
-    return user_id
-
-
-async def notify(api, **body) -> str:
-    response = await api.post("/notifications", json=body)
-    assert response.status_code == 202, response.text
-    accepted = response.json()
-    job_id = accepted["jobId"]
-    assert accepted == {"jobId": job_id, "statusUrl": f"/notifications/{job_id}"}
-    return job_id
 
 
 async def until_final(api, job_id: str) -> dict:

@@ -19,8 +19,7 @@ from common.models import ENTITY_TASK_QUEUE, TASK_QUEUES
 from common.temporal import client_for
 from devstack.smtp_sink import read_outbox
 from devstack.temporal_server import tuned_args
-from tests.api.helpers import AUTH, DEV_SERVER, address_of, api_client, poll
-from tests.api.test_typed_notifications import notify, put_user
+from tests.api.helpers import AUTH, DEV_SERVER, address_of, api_client, notify, poll, put_user
 from worker import build_workers
 
 BACKLOG = 12

@@ -15,8 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from devstack.temporal_server import tuned_args
-from tests.api.helpers import AUTH, DEV_SERVER, ThreadedServer, address_of, until_final
-from tests.api.test_dashboard import CHROMIUM, CHROMIUM_ARGS
+from tests.api.helpers import AUTH, CHROMIUM, CHROMIUM_ARGS, DEV_SERVER, ThreadedServer, address_of, until_final
 from tests.support.temporal import free_port, running_workers
 
 PHONE = "+14155550142"

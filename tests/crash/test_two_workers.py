@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from tests.crash.conftest import Receiver, Step
-from tests.crash.test_worker_killed import eventually, final
+from tests.crash.helpers import Receiver, Step, eventually, final
 
 JOBS_PER_CHANNEL = 30
 BATCH_ITEMS = 60

@@ -22,8 +22,7 @@ import time
 
 from activities.attempt_log import HANDED_BACK
 from worker import DRAIN_MARGIN_S
-from tests.crash.conftest import Step
-from tests.crash.test_worker_killed import arrived, eventually, final
+from tests.crash.helpers import Step, arrived, eventually, final
 from tests.support.temporal import herald_client
 
 GRACE_S = 6

@@ -14,44 +14,15 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
 from temporalio.api.enums.v1 import EventType
 
 from activities.attempt_log import LOST_HEARTBEAT
-from tests.crash.conftest import HEARTBEAT_TIMEOUT_S, Receiver, Step
+from tests.crash.helpers import HEARTBEAT_TIMEOUT_S, Step, arrived, eventually, final_since
 from tests.support.temporal import herald_client
 
-FINAL = {"completed", "failed", "cancelled"}
 # Well under the 30 s start-to-close a lost attempt used to wait out.
 ACTIVITY_RECOVERY_LIMIT_S = 20
 FIRST_ATTEMPT_RECOVERY_LIMIT_S = 25
-
-
-async def eventually(what: str, probe, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while True:
-        if result := await probe():
-            return result
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        await asyncio.sleep(0.1)
-
-
-async def final(api: httpx.AsyncClient, job_id: str, timeout: float = 40) -> dict:
-    async def probe():
-        body = (await api.get(f"/jobs/{job_id}/status")).json()
-        return body if body.get("status") in FINAL else None
-    return await eventually(f"{job_id} final", probe, timeout)
-
-
-async def final_since(api: httpx.AsyncClient, job_id: str, since: float) -> tuple[dict, float]:
-    state = await final(api, job_id)
-    return state, time.monotonic() - since
-
-
-def arrived(receiver: Receiver, path: str, count: int):
-    async def probe():
-        return len(receiver.requests_to(path)) >= count
-    return probe
 
 
 async def test_a_killed_worker_loses_no_job_and_the_attempt_log_shows_the_lost_attempt(

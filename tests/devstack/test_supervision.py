@@ -11,14 +11,13 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from common.settings import DEV_API_KEY
 from devstack.processes import Backoff, RestartPolicy, StopRequested, Supervisor
-from tests.devstack.test_launcher import ROOT, alive, descendants, launcher_env, survivors, wait_ready
+from tests.support.processes import ROOT, alive, descendants, launcher_env, survivors, wait_ready
 
 
 # ---- the pause before a restart ---------------------------------------------------------------

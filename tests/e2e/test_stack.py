@@ -27,7 +27,7 @@ from standardwebhooks import Webhook
 
 from common.settings import DEV_API_KEY
 from devstack.smtp_sink import read_outbox
-from tests.devstack.test_launcher import ROOT, alive, descendants, launcher_env, survivors, wait_ready
+from tests.support.processes import ROOT, alive, descendants, launcher_env, survivors, wait_ready
 from tests.support.http_receiver import HttpReceiver, Received
 
 pytestmark = pytest.mark.e2e

@@ -25,7 +25,7 @@ from api.jobs.starter import email_job, start_job, webhook_job
 from common.runtime import exit_skipping_teardown
 from common.settings import Settings
 from devstack.smtp_sink import SmtpSink, read_outbox
-from tests.conftest import TEST_SERVER, register_search_attributes
+from tests.support.temporal import TEST_SERVER, register_search_attributes
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, free_port, herald_client, job_spec, running_workers
 

@@ -29,7 +29,7 @@ from api.batches.service import new_batch_id, start_batch
 from common.models import BatchInput, BatchWebhook
 from common.runtime import exit_skipping_teardown
 from common.settings import Settings
-from tests.conftest import TEST_SERVER, register_search_attributes
+from tests.support.temporal import TEST_SERVER, register_search_attributes
 from tests.replay.record import Recorder, assert_run, failed, wait_for_event
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, herald_client, job_spec, running_workers

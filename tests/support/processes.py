@@ -1,10 +1,18 @@
-"""Waiting on a real process (`python -m api`, `python -m worker`) started by a test."""
+"""Real processes a test starts (`python -m api`, `python -m worker`, `python -m devstack`): waiting on
+them, and finding every process a launcher started, so none outlives its test."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def fetch_when_served(url: str, process: subprocess.Popen, what: str, timeout: float = 30) -> str:
@@ -18,3 +26,76 @@ def fetch_when_served(url: str, process: subprocess.Popen, what: str, timeout: f
         except OSError:
             assert process.poll() is None and time.monotonic() < end, f"{what} never answered {url}"
             time.sleep(0.2)
+
+
+# ---- `python -m devstack` and what it starts ---------------------------------------------------
+START_TIMEOUT = 120
+
+
+def proc_stat(pid: int) -> tuple[int, str, int] | None:
+    """(ppid, state, start time) of a process, or None if it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()  # after "pid (comm) "
+    return int(fields[1]), fields[0], int(fields[19])
+
+
+def descendants(root: int) -> dict[int, int]:
+    """Every live descendant of `root`: pid → start time."""
+    children: dict[int, list[int]] = {}
+    starts: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := proc_stat(int(entry.name))):
+            children.setdefault(stat[0], []).append(int(entry.name))
+            starts[int(entry.name)] = stat[2]
+    found: dict[int, int] = {}
+    todo = [root]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            found[pid] = starts[pid]
+            todo.append(pid)
+    return found
+
+
+def alive(pid: int, start: int) -> bool:
+    stat = proc_stat(pid)
+    return stat is not None and stat[2] == start and stat[1] != "Z"
+
+
+def launcher_env(tmp_path: Path, free_port) -> tuple[dict[str, str], int]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
+    api_port = free_port()
+    env.update(
+        HERALD_TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
+        HERALD_TEMPORAL_UI_PORT=str(free_port()),
+        HERALD_API_PORT=str(api_port),
+        HERALD_SMTP_PORT=str(free_port()),
+        HERALD_DEV_SMS_PORT=str(free_port()),
+        HERALD_DATA_DIR=str(tmp_path / "data"),
+    )
+    return env, api_port
+
+
+def survivors(processes: dict[int, int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while (left := [pid for pid, start in processes.items() if alive(pid, start)]) and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def wait_ready(launcher: subprocess.Popen, url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if launcher.poll() is not None:
+            pytest.fail(f"launcher exited with {launcher.returncode}:\n{log_path.read_text()}")
+        try:
+            if httpx.get(url, timeout=2, trust_env=False).status_code == 200 and \
+                    "Ctrl-C to stop" in log_path.read_text():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{url} not ready after {START_TIMEOUT} s:\n{log_path.read_text()}")

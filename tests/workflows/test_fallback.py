@@ -16,8 +16,7 @@ from api.jobs.service import job_status_body, load_job
 from common.temporal import client_for
 from devstack.smtp_sink import TEMPFAIL_REPLY, read_outbox
 from tests.support.http_receiver import Answer, HttpReceiver
-from tests.support.temporal import free_port, job_state, running_workers
-from tests.workflows.test_notification import email_job, sms_job
+from tests.support.temporal import email_job, free_port, job_state, running_workers, sms_job
 
 FALLBACK_TOKEN = "sms-fallback-token"
 

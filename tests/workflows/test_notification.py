@@ -11,24 +11,12 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
 
 from api.jobs.starter import start_job
-from common.models import EmailMessage, NotificationInput, SmsMessage
+from common.models import NotificationInput
 from devstack.smtp_sink import read_outbox
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.temporal import (
-    attempt_gaps, events, herald_client, job_spec, local_activity_markers, job_state, running_workers,
+    attempt_gaps, email_job, events, herald_client, local_activity_markers, job_state, running_workers, sms_job,
 )
-
-
-def email_job(to="ada@example.com", **spec_fields) -> NotificationInput:
-    spec = job_spec("email", recipient=to, **spec_fields)
-    return NotificationInput(job=spec, email=EmailMessage(to=to, subject="Hello", body="Body text",
-                                                          idempotency_key=spec.job_id))
-
-
-def sms_job(**spec_fields) -> NotificationInput:
-    spec = job_spec("sms", recipient="+14155550100", **spec_fields)
-    return NotificationInput(job=spec, sms=SmsMessage(phone="+14155550100", message="Your code is 123456",
-                                                      idempotency_key=spec.job_id))
 
 
 async def start(env, request: NotificationInput):
