@@ -164,7 +164,7 @@ async def test_a_thousand_emails_in_one_request_within_the_history_limits(api, d
 async def test_a_batch_item_streams_its_states_and_long_polls_like_a_job(live, sms_gateway):
     phone = "+14155550151"
     sms_gateway.script(phone, [Answer(503), Answer(200, {"id": "late"})])
-    response = await live.post("/notify/batch", json={"channel": "sms", "backoff": {"type": "fixed", "delay": 300},
+    response = await live.post("/notify/batch", json={"channel": "sms", "backoff": {"type": "fixed", "delay": 1500},
                                                       "items": [{"phone": phone, "message": "live"}]})
     assert response.status_code == 202, response.text
     [job_id] = response.json()["jobIds"]

@@ -24,7 +24,7 @@ HEARTBEAT_TIMEOUT_S = 10
 @dataclass
 class Step:
     status: int = 200
-    delay_s: float = 0  # answer this late
+    delay_s: float = 0  # answer this late (after the release, when held)
     hold: bool = False  # answer only once released (the attempt stays in flight meanwhile)
 
 

@@ -1,11 +1,13 @@
 """SIGTERM to a worker with sends in flight: they finish within the shutdown grace, or are handed back.
 
-Slow sends are in flight when the worker gets SIGTERM (a 6 s grace here):
+Slow sends are in flight when the worker gets SIGTERM (a 6 s grace here); the receiver holds
+each until the signal is sent, then answers late (so all are in flight at the signal however
+long a loaded machine took to get them there):
 - first attempts (local activities inside the workflow task) and second attempts (activities),
-  each answered after 3 s: they finish, and nothing is sent twice;
-- a second attempt whose receiver answers only after 15 s: handed back when the grace runs out,
-  logged as such, and retried by the next worker;
-- a second attempt that heartbeats and then fails (a 503 after 4 s): its record reaches the
+  each answered 3 s after the signal: they finish, and nothing is sent twice;
+- a second attempt whose receiver answers only 15 s after it: handed back when the grace runs
+  out, logged as such, and retried by the next worker;
+- a second attempt that heartbeats and then fails (a 503 4 s after it): its record reaches the
   next attempt as usual, nothing is taken for lost.
 Then a new worker starts, and every job completes.
 
@@ -42,26 +44,30 @@ async def test_sigterm_lets_sends_in_flight_finish_and_hands_back_the_ones_that_
         assert answer.status_code == 202, answer.text
         return answer.json()["notificationId"]
 
-    seconds = [await send(f"/second-{n}", Step(503), Step(200, delay_s=SLOW_S), in_flight=2) for n in range(2)]
-    stuck = await send("/stuck", Step(503), Step(200, delay_s=15), Step(200), in_flight=2)
-    failing = await send("/slow-503", Step(503), Step(503, delay_s=4), Step(200), in_flight=2)
+    seconds = [await send(f"/second-{n}", Step(503), Step(200, hold=True, delay_s=SLOW_S), in_flight=2)
+               for n in range(2)]
+    stuck = await send("/stuck", Step(503), Step(200, hold=True, delay_s=15), Step(200), in_flight=2)
+    failing = await send("/slow-503", Step(503), Step(503, hold=True, delay_s=4), Step(200), in_flight=2)
     for path, count in paths.items():
         await eventually(f"{path} in flight", arrived(receiver, path, count))
     # The first attempts last, so that every slow send is in flight at once.
-    firsts = [await send(f"/first-{n}", Step(200, delay_s=SLOW_S), in_flight=1) for n in range(3)]
+    firsts = [await send(f"/first-{n}", Step(200, hold=True, delay_s=SLOW_S), in_flight=1) for n in range(3)]
     for n in range(3):
         await eventually(f"/first-{n} in flight", arrived(receiver, f"/first-{n}", 1))
 
     first.process.send_signal(signal.SIGTERM)
     stopping = time.monotonic()
+    receiver.released.set()
     # Every slow send was still in flight when the signal came.
     assert {r.path for r in receiver.received if r.answered_at is None or r.answered_at > stopping} == set(paths)
     assert first.process.wait(timeout=GRACE_S + 20) == 0, first.log()
-    stopped_in = time.monotonic() - stopping
-    assert stopped_in < GRACE_S + DRAIN_MARGIN_S, stopped_in  # the grace, not the margin: all reported
     events = [line.get("message", "") for line in first.events()]
     assert any(m.startswith("worker stopping") for m in events), first.log()
-    assert any(m.startswith("worker drained") for m in events), first.log()
+    # Within the grace, not after the margin: every send reported back (the worker's own clock says so;
+    # the test's would count a loaded machine's slow start-up and exit too).
+    [drained] = [m for m in events if m.startswith("worker drained in ")]
+    assert float(drained.removeprefix("worker drained in ").split()[0]) < GRACE_S + DRAIN_MARGIN_S, drained
+    assert not any(m.startswith("worker stopping without") for m in events), first.log()
 
     start_worker()
     states = dict(zip(firsts + seconds + [stuck, failing],
@@ -104,7 +110,9 @@ async def test_a_first_attempt_running_past_the_grace_does_not_hold_the_worker_u
     first.process.send_signal(signal.SIGTERM)
     stopping = time.monotonic()
     assert first.process.wait(timeout=30) == 0, first.log()
-    assert time.monotonic() - stopping < 1 + DRAIN_MARGIN_S + 3
+    # Not held up by the attempt (held for 60 s): out after the grace and the margin, give or take a
+    # loaded machine's exit.
+    assert time.monotonic() - stopping < 1 + DRAIN_MARGIN_S + 10
     events = [line.get("message", "") for line in first.events()]
     assert any(m.startswith("worker stopping without the first attempts") for m in events), first.log()
 

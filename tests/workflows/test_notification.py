@@ -48,7 +48,8 @@ async def test_delay_is_a_durable_timer_that_never_fires_early(time_env, make_se
     waited = sent.event_time.ToDatetime() - started.event_time.ToDatetime()
     assert delay <= waited < delay + timedelta(seconds=5)
     assert (await job_state(herald_client(time_env), handle))["phase"] == "completed"
-    assert time.monotonic() - wall_start < 20, "time-skipping must not wait for real"
+    # Waiting for real would take the 60 s at least (or the day); well below that, whatever the load.
+    assert time.monotonic() - wall_start < 45, "time-skipping must not wait for real"
 
 
 async def test_deliver_at_waits_until_that_instant(time_env, make_settings, smtp_sink):
