@@ -9,7 +9,6 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -27,8 +26,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# In parallel (pytest-xdist): each process has Temporal servers of its own. PYTEST_ARGS=-n0 runs
+# it in one process; PYTEST_ARGS=tests/api picks a folder.
+PYTEST_WORKERS ?= 4
 test: lint $(CHROMIUM)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # The dashboard test drives Debian's Chromium (through the playwright package, never a browser
 # of its own): installed once with apt-get, skipped when it is there.

@@ -13,6 +13,16 @@ from common.runtime import exit_skipping_teardown
 from tests.support.temporal import TEST_SERVER, free_port as _free_port, register_search_attributes
 
 
+# The longest tests (whole stacks started and killed, the bench) go first: under xdist, a worker
+# that drew one last would still be busy long after the others ran out of tests.
+LONGEST_FIRST = ("tests/crash/", "tests/devstack/test_launcher.py", "tests/devstack/test_supervision.py",
+                 "tests/e2e/", "tests/bench/")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST_FIRST))
+
+
 @pytest.fixture
 def free_port() -> Callable[[], int]:
     """A function returning a TCP port on 127.0.0.1 that nothing listens on right now."""

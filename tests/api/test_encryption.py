@@ -29,6 +29,9 @@ from tests.api.helpers import AUTH, address_of, api_client, dev_server, mail_for
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.temporal import herald_client, running_workers
 
+# Its module-scoped Temporal server is started once: under xdist all its tests run on one worker.
+pytestmark = pytest.mark.xdist_group("encryption")
+
 SMS_TEXT = "Vault code 7Q4-ZEBRA-991 for your eyes only"
 EMAIL_BODY = "Dear Ada, the diagnosis is PLUM-LAGOON-3317."
 EMAIL_SUBJECT = "Your results SUBJ-KESTREL-52"

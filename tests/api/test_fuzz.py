@@ -43,6 +43,9 @@ from tests.api.helpers import (
 )
 from tests.support.temporal import ENCRYPTION_KEY, running_workers
 
+# Its module-scoped Temporal server is started once: under xdist all its tests run on one worker.
+pytestmark = pytest.mark.xdist_group("fuzz")
+
 # Generated requests per operation and generation mode (~40 of those): about 20 s in all.
 EXAMPLES = 50
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,

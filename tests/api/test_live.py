@@ -14,6 +14,7 @@ import time
 import httpx
 import pytest
 
+from api.live import Live
 from api.main import create_app
 from tests.api.helpers import (
     AUTH, LIVE, ThreadedServer, address_of, assert_error, collapsed, open_stream, read_stream, sse_events,
@@ -36,24 +37,23 @@ async def eventually(condition, what: str, timeout_s: float = 20) -> None:
 
 
 @pytest.fixture
-def watches_opened(live_app, monkeypatch):
-    """Awaitable: the served app has opened this many watches (a long poll holds the job's state and
+def watch_opened(monkeypatch):
+    """Awaitable: the served API has opened a watch of the job (a long poll holds the job's state and
     waits on its history from there), so a change made now is one the long poll must answer."""
-    live = live_app.state.live
-    opened = 0
-    lock = threading.Lock()
+    opened: set[str] = set()
+    lock = threading.Lock()  # the served app runs on a thread of its own
+    original = Live.watch
 
-    async def watch(job_id: str):
-        nonlocal opened
-        found = await type(live).watch(live, job_id)
+    async def watch(self: Live, job_id: str):
+        found = await original(self, job_id)
         with lock:
-            opened += 1
+            opened.add(job_id)
         return found
 
-    monkeypatch.setattr(live, "watch", watch)
+    monkeypatch.setattr(Live, "watch", watch)
 
-    async def until(count: int) -> None:
-        await eventually(lambda: opened >= count, f"{count} open watch(es)")
+    async def until(job_id: str) -> None:
+        await eventually(lambda: job_id in opened, f"watch of {job_id}")
 
     return until
 
@@ -156,7 +156,7 @@ async def test_an_unknown_job_is_404_before_any_stream(live, anon):
 
 
 # ---- long polls -----------------------------------------------------------------------------
-async def test_a_long_poll_answers_at_the_first_change(live, watches_opened):
+async def test_a_long_poll_answers_at_the_first_change(live, watch_opened):
     job_id = await _job(live, "/jobs/email", {"to": "ada@example.com", "subject": "s", "body": "b", "delay": 600000})
     seen = await live.get(f"/jobs/{job_id}/status")
     assert seen.json()["status"] == "delayed"
@@ -164,7 +164,7 @@ async def test_a_long_poll_answers_at_the_first_change(live, watches_opened):
 
     started = time.monotonic()
     waiting = asyncio.create_task(live.get(f"/jobs/{job_id}/status", params={"wait": 60, "since": etag}))
-    await watches_opened(1)
+    await watch_opened(job_id)
     assert (await live.post(f"/jobs/{job_id}/cancel")).status_code == 202
     answer = await waiting
     assert answer.status_code == 200 and answer.json()["status"] == "cancelled", answer.text
@@ -172,11 +172,11 @@ async def test_a_long_poll_answers_at_the_first_change(live, watches_opened):
     assert time.monotonic() - started < SOON_S  # at the change, not after the 60 s
 
 
-async def test_a_long_poll_without_since_waits_for_the_first_change_after_the_request(live, watches_opened):
+async def test_a_long_poll_without_since_waits_for_the_first_change_after_the_request(live, watch_opened):
     job_id = await _job(live, "/jobs/email", {"to": "ada@example.com", "subject": "s", "body": "b", "delay": 600000})
     started = time.monotonic()
     waiting = asyncio.create_task(live.get(f"/jobs/{job_id}/status?wait=60"))
-    await watches_opened(1)  # it holds the state at the request (delayed): the cancel is a change after it
+    await watch_opened(job_id)  # it holds the state at the request (delayed): the cancel is a change after it
     await live.post(f"/jobs/{job_id}/cancel")
     answer = await waiting
     assert answer.json()["status"] == "cancelled" and time.monotonic() - started < SOON_S

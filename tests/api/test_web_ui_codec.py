@@ -18,6 +18,9 @@ from devstack.temporal_server import tuned_args
 from tests.api.helpers import AUTH, CHROMIUM, CHROMIUM_ARGS, DEV_SERVER, ThreadedServer, address_of, until_final
 from tests.support.temporal import free_port, running_workers
 
+# Its module-scoped Temporal server is started once: under xdist all its tests run on one worker.
+pytestmark = pytest.mark.xdist_group("web_ui_codec")
+
 PHONE = "+14155550142"
 
 

@@ -15,8 +15,11 @@ def test_bench_runs_small(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--jobs", "5", "--configs", "memory", "--paced-seconds", "2",
          "--history-sample", "2", "--job-timeout", "30", "--batch-jobs", "20", "--batch-size", "10",
-         "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
+         # No waiting for an idle machine before each timed window: the suite's other tests keep it
+         # busy (up to 20 s a window, some 2 min in all), and these figures are not compared.
+         "--quiet-wait", "0", "--out", str(out)],
+        # Some 20 s alone; the bound only stops a hang (the suite's other workers share the cores).
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["ok"], result["problems"]
