@@ -27,10 +27,12 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # In parallel (pytest-xdist): each process has Temporal servers of its own. PYTEST_ARGS=-n0 runs
-# it in one process; PYTEST_ARGS=tests/api picks a folder.
+# it in one process; PYTEST_ARGS=tests/api picks a folder. Bytecode is written even where
+# PYTHONDONTWRITEBYTECODE is set: the suite starts some fifty Python processes (workers, APIs,
+# stacks), and each xdist process assertion-rewrites hypothesis and schemathesis otherwise.
 PYTEST_WORKERS ?= 4
 test: lint $(CHROMIUM)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # The dashboard test drives Debian's Chromium (through the playwright package, never a browser
 # of its own): installed once with apt-get, skipped when it is there.

@@ -50,7 +50,11 @@ async def test_a_killed_worker_loses_no_job_and_the_attempt_log_shows_the_lost_a
     first.process.kill()
     killed_at = time.monotonic()
     assert first.process.wait(timeout=10) == -9
+    restarting = time.monotonic()
     start_worker()
+    # The limits count from the kill; a loaded machine's slow start of the next worker is not the
+    # server's doing, so it is added (the webhook's bound stays under the 30 s start-to-close).
+    restart_s = time.monotonic() - restarting
 
     (hook_state, hook_recovered), (sms_state, sms_recovered) = await asyncio.gather(
         final_since(api, hook_id, killed_at), final_since(api, sms_id, killed_at))
@@ -72,7 +76,7 @@ async def test_a_killed_worker_loses_no_job_and_the_attempt_log_shows_the_lost_a
     assert {r.headers["webhook-id"] for r in hooks} == {hook_id}
     assert {r.body for r in hooks} == {hooks[0].body}
     # Retried once the heartbeats stopped, not after the attempt's 30 s start-to-close.
-    assert hook_recovered < ACTIVITY_RECOVERY_LIMIT_S, hook_recovered
+    assert hook_recovered < min(ACTIVITY_RECOVERY_LIMIT_S + restart_s, 30), (hook_recovered, restart_s)
     timeouts = [e async for e in herald_client(dev_env).get_workflow_handle(hook_id).fetch_history_events()
                 if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT]
     assert timeouts == []  # retried by the server under the retry policy: the activity never timed out
@@ -83,7 +87,7 @@ async def test_a_killed_worker_loses_no_job_and_the_attempt_log_shows_the_lost_a
     assert len(sent) == 2
     assert {r.headers["idempotency-key"] for r in sent} == {sms_id}
     assert {r.json()["idempotencyKey"] for r in sent} == {sms_id}
-    assert sms_recovered < FIRST_ATTEMPT_RECOVERY_LIMIT_S, sms_recovered
+    assert sms_recovered < FIRST_ATTEMPT_RECOVERY_LIMIT_S + restart_s, (sms_recovered, restart_s)
     task_timeouts = [e async for e in herald_client(dev_env).get_workflow_handle(sms_id).fetch_history_events()
                      if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT]
     assert len(task_timeouts) == 1
