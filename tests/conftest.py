@@ -10,8 +10,8 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from common.runtime import exit_skipping_teardown
-from tests.support.temporal import TEST_SERVER, free_port as _free_port, register_search_attributes
-
+from tests.support.temporal import TEST_SERVER, register_search_attributes
+from tests.support.temporal import free_port as _free_port
 
 # The longest tests (whole stacks started and killed, the bench) go first: under xdist, a worker
 # that drew one last would still be busy long after the others ran out of tests.

@@ -17,7 +17,16 @@ import pytest
 
 from api.main import create_app
 from tests.api.helpers import (
-    ADMIN, ADMIN_TOKEN, API_KEY, AUTH, CHROMIUM, CHROMIUM_ARGS, ThreadedServer, assert_error, failed_webhook, listed,
+    ADMIN,
+    ADMIN_TOKEN,
+    API_KEY,
+    AUTH,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ThreadedServer,
+    assert_error,
+    failed_webhook,
+    listed,
     until_final,
 )
 from tests.support.http_receiver import Answer, HttpReceiver

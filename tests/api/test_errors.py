@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 import pytest
 
@@ -137,7 +137,7 @@ async def started_since(api, dev_env, since: str) -> set[str]:
 
 
 async def test_nothing_is_started_for_a_refused_body(api, dev_env):
-    since = datetime.now(timezone.utc).isoformat()
+    since = datetime.now(UTC).isoformat()
     assert_error(await api.post("/jobs/email", json={**EMAIL, "to": "nope"}), 400, "validation_error")
     assert_error(await api.post("/notify/webhook", json={**WEBHOOK, "url": "http://10.0.0.1/"}), 400,
                  "validation_error")
@@ -163,7 +163,7 @@ def test_every_client_route_is_covered_here(app):
 ], ids=["none", "empty", "bearer-only", "bearer-blank", "wrong", "longer", "prefix", "no-scheme", "basic", "token"])
 async def test_every_client_route_needs_a_valid_key(anon, api, dev_env, authorization):
     headers = {} if authorization is None else {"Authorization": authorization}
-    since = datetime.now(timezone.utc).isoformat()
+    since = datetime.now(UTC).isoformat()
     for method, path, body in CLIENT_ROUTES:
         response = await anon.request(method, path.replace("{id}", UNKNOWN), json=body, headers=headers)
         result = assert_error(response, 401, "unauthorized")

@@ -17,7 +17,15 @@ import pytest
 from api.live import Live
 from api.main import create_app
 from tests.api.helpers import (
-    AUTH, LIVE, ThreadedServer, address_of, assert_error, collapsed, open_stream, read_stream, sse_events,
+    AUTH,
+    LIVE,
+    ThreadedServer,
+    address_of,
+    assert_error,
+    collapsed,
+    open_stream,
+    read_stream,
+    sse_events,
     start_dev_server,
 )
 from tests.support.http_receiver import Answer

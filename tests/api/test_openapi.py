@@ -158,13 +158,17 @@ async def test_every_answer_matches_the_published_schema(api, anon, spec):
         delayed = check_schema(spec, await api.get(f"/jobs/{delayed_id}/status"), "get", "/jobs/{job_id}/status")
         assert delayed["status"] == "delayed" and "nextAttemptAt" in delayed and delayed["callback"]["status"] == "pending"
         check_schema(spec, await api.get(f"/jobs/{delayed_id}"), "get", "/jobs/{job_id}")
-        check_schema(spec, await api.get(f"/notifications/{delayed_id}"), "get", "/notifications/{notification_id}")
+        check_schema(
+            spec, await api.get(f"/notifications/{delayed_id}"), "get", "/notifications/{notification_id}"
+        )
         check_schema(spec, await api.post(f"/jobs/{delayed_id}/cancel"), "post", "/jobs/{job_id}/cancel")
 
         done = await poll(api, f"/jobs/{nid}/status", lambda b: (b.get("callback") or {}).get("status") == "delivered")
         check_schema(spec, await api.get(f"/jobs/{nid}/status"), "get", "/jobs/{job_id}/status")
         assert done["result"]["statusCode"] == 204
-        notification = check_schema(spec, await api.get(f"/notifications/{nid}"), "get", "/notifications/{notification_id}")
+        notification = check_schema(
+            spec, await api.get(f"/notifications/{nid}"), "get", "/notifications/{notification_id}"
+        )
         assert notification["status"] == "success" and notification["callback"]["status"] == "delivered"
 
         await poll(api, f"/notifications/{failing_id}", lambda b: b["status"] == "failed")

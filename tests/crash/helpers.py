@@ -100,6 +100,7 @@ async def final(api: httpx.AsyncClient, job_id: str, timeout: float = 40) -> dic
     async def probe():
         body = (await api.get(f"/jobs/{job_id}/status")).json()
         return body if body.get("status") in FINAL else None
+
     return await eventually(f"{job_id} final", probe, timeout)
 
 
@@ -111,4 +112,5 @@ async def final_since(api: httpx.AsyncClient, job_id: str, since: float) -> tupl
 def arrived(receiver: Receiver, path: str, count: int):
     async def probe():
         return len(receiver.requests_to(path)) >= count
+
     return probe

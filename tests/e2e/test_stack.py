@@ -27,8 +27,8 @@ from standardwebhooks import Webhook
 
 from common.settings import DEV_API_KEY
 from devstack.smtp_sink import read_outbox
-from tests.support.processes import ROOT, alive, descendants, launcher_env, survivors, wait_ready
 from tests.support.http_receiver import HttpReceiver, Received
+from tests.support.processes import ROOT, alive, descendants, launcher_env, survivors, wait_ready
 
 pytestmark = pytest.mark.e2e
 

@@ -25,9 +25,17 @@ from api.jobs.starter import email_job, start_job, webhook_job
 from common.runtime import exit_skipping_teardown
 from common.settings import Settings
 from devstack.smtp_sink import SmtpSink, read_outbox
-from tests.support.temporal import TEST_SERVER, register_search_attributes
 from tests.support.http_receiver import Answer, HttpReceiver
-from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, free_port, herald_client, job_spec, running_workers
+from tests.support.temporal import (
+    ENCRYPTION_KEY,
+    TEST_SERVER,
+    WEBHOOK_SECRET,
+    free_port,
+    herald_client,
+    job_spec,
+    register_search_attributes,
+    running_workers,
+)
 
 TO = "ada@example.com"
 DATA = {"event": "order.shipped", "orderId": 42}

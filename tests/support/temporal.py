@@ -6,7 +6,7 @@ import contextlib
 import socket
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -38,7 +38,7 @@ def free_port() -> int:
 async def register_search_attributes(env: WorkflowEnvironment) -> None:
     await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
         namespace=env.client.namespace,
-        search_attributes={name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in SEARCH_ATTRIBUTES},
+        search_attributes=dict.fromkeys(SEARCH_ATTRIBUTES, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD),
     ))
 
 
@@ -46,7 +46,7 @@ def job_spec(kind: str, *, family: str = "jobs", attempts: int = 3, backoff: str
              backoff_ms: int = 2000, **fields: Any) -> JobSpec:
     return JobSpec(
         job_id=f"{kind}-{uuid.uuid4().hex[:12]}", kind=kind, family=family,
-        created_at=datetime.now(timezone.utc).isoformat(),
+        created_at=datetime.now(UTC).isoformat(),
         retry=RetrySpec(max_attempts=attempts, backoff=backoff, delay_ms=backoff_ms), **fields,
     )
 

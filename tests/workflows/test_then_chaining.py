@@ -14,7 +14,14 @@ from temporalio.testing import WorkflowEnvironment
 from api.jobs.starter import email_job, start_job
 from common.models import FollowUp, then_id
 from devstack.smtp_sink import read_outbox
-from tests.support.temporal import TEST_SERVER, events, herald_client, job_spec, register_search_attributes, running_workers
+from tests.support.temporal import (
+    TEST_SERVER,
+    events,
+    herald_client,
+    job_spec,
+    register_search_attributes,
+    running_workers,
+)
 
 
 @pytest_asyncio.fixture
