@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from api.live import Live
+from api.jobs.live import Live
 from api.main import create_app
 from tests.api.helpers import (
     AUTH,
