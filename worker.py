@@ -36,16 +36,24 @@ from workflows.report import ReportWorkflow
 from workflows.sms_quota import SmsQuotaWorkflow
 from workflows.user import UserWorkflow
 
-WORKFLOWS = [NotificationWorkflow, CleanupWorkflow, CallbackWorkflow, ReportWorkflow, BatchWorkflow,
-             # Entities on ENTITY_TASK_QUEUE (common/models.py): a user's contact data, an SMS quota.
-             UserWorkflow, SmsQuotaWorkflow,
-             # An Idempotency-Key (api/core/idempotency.py), on the maintenance queue too.
-             IdempotencyKeyWorkflow]
+WORKFLOWS = [
+    NotificationWorkflow,
+    CleanupWorkflow,
+    CallbackWorkflow,
+    ReportWorkflow,
+    BatchWorkflow,
+    # Entities on ENTITY_TASK_QUEUE (common/models.py): a user's contact data, an SMS quota.
+    UserWorkflow,
+    SmsQuotaWorkflow,
+    # An Idempotency-Key (api/core/idempotency.py), on the maintenance queue too.
+    IdempotencyKeyWorkflow,
+]
 # Herald's own modules are imported once per worker instead of once per workflow run (about 40%
 # less worker CPU per job, bench/README.md). The sandbox then no longer checks them for
 # non-deterministic calls; tests/replay/test_determinism.py and the replay tests do.
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "activities", "common"))
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "activities", "common")
+)
 log = logging.getLogger("herald.worker")
 # How long after the shutdown grace the worker still waits for its last sends to report back.
 DRAIN_MARGIN_S = 3.0
@@ -72,23 +80,25 @@ def build_workers(client: Client, settings: Settings) -> list[Worker]:
     workers = []
     for queue, activities in activities_by_queue(settings, client).items():
         channel = QUEUE_CHANNELS[queue]
-        workers.append(Worker(
-            client,
-            task_queue=queue,
-            workflows=WORKFLOWS,
-            activities=activities,
-            interceptors=[AttemptLogInterceptor()],
-            workflow_runner=WORKFLOW_RUNNER,
-            max_concurrent_activities=settings.concurrency(channel),
-            # A job's first attempt runs as a local activity: the same concurrency applies.
-            max_concurrent_local_activities=settings.concurrency(channel),
-            max_task_queue_activities_per_second=settings.rate_limit(channel),
-            # Per Worker (each has its own cache and slots): the process holds up to 4x these.
-            max_cached_workflows=settings.worker_max_cached_workflows,
-            max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
-            # On shutdown, sends in flight get this long to finish before they are handed back.
-            graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),
-        ))
+        workers.append(
+            Worker(
+                client,
+                task_queue=queue,
+                workflows=WORKFLOWS,
+                activities=activities,
+                interceptors=[AttemptLogInterceptor()],
+                workflow_runner=WORKFLOW_RUNNER,
+                max_concurrent_activities=settings.concurrency(channel),
+                # A job's first attempt runs as a local activity: the same concurrency applies.
+                max_concurrent_local_activities=settings.concurrency(channel),
+                max_task_queue_activities_per_second=settings.rate_limit(channel),
+                # Per Worker (each has its own cache and slots): the process holds up to 4x these.
+                max_cached_workflows=settings.worker_max_cached_workflows,
+                max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+                # On shutdown, sends in flight get this long to finish before they are handed back.
+                graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),
+            )
+        )
     return workers
 
 
@@ -144,8 +154,11 @@ async def drain(workers: list[Worker], grace_seconds: float) -> None:
     except TimeoutError:
         # The SDK waits for a first attempt (a local activity) whatever the grace. Leave it: its
         # workflow task times out and another worker runs the attempt again (same idempotency key).
-        log.warning("worker stopping without the first attempts still running after %g s: "
-                    "their workflow tasks time out and run again on another worker", grace_seconds)
+        log.warning(
+            "worker stopping without the first attempts still running after %g s: "
+            "their workflow tasks time out and run again on another worker",
+            grace_seconds,
+        )
         exit_skipping_teardown(0)
     log.info("worker drained in %.1f s", loop_time() - started)
 

@@ -81,8 +81,9 @@ class _AttemptLogInbound(ActivityInboundInterceptor):
             await _stop(beating)
             if activity.is_worker_shutdown():
                 # The shutdown grace ran out: hand the attempt back, logged, for another worker to retry.
-                raise self._failed(info, number, started, inherited,
-                                   ApplicationError(HANDED_BACK, type="WorkerShutDown")) from exc
+                raise self._failed(
+                    info, number, started, inherited, ApplicationError(HANDED_BACK, type="WorkerShutDown")
+                ) from exc
             raise
         except Exception as exc:  # every failure is logged, then raised again
             await _stop(beating)
@@ -91,7 +92,10 @@ class _AttemptLogInbound(ActivityInboundInterceptor):
         log_event("attempt.succeeded", job_id=info.workflow_id, attempt=number)
         count_attempt(SUCCEEDED)
         record = AttemptRecord(
-            attempt=number, started_at=started, finished_at=_now(), succeeded=True,
+            attempt=number,
+            started_at=started,
+            finished_at=_now(),
+            succeeded=True,
             server_started_at=None if info.is_local else _iso(info.started_time),
             status_code=getattr(result, "status_code", None),
             response_excerpt=getattr(result, "response_excerpt", None),
@@ -100,27 +104,34 @@ class _AttemptLogInbound(ActivityInboundInterceptor):
             result.deliveries = _kept(inherited + [record])
         return result
 
-    def _failed(self, info: activity.Info, number: int, started: str, inherited: list[AttemptRecord],
-                exc: Exception) -> ApplicationError:
+    def _failed(
+        self, info: activity.Info, number: int, started: str, inherited: list[AttemptRecord], exc: Exception
+    ) -> ApplicationError:
         """The same error, with the attempt log as its details (the far side's answer is in the log)."""
         application = exc if isinstance(exc, ApplicationError) else None
         detail = _failure_detail(application)
         record = AttemptRecord(
-            attempt=number, started_at=started, finished_at=_now(), succeeded=False, error=error_text(exc),
+            attempt=number,
+            started_at=started,
+            finished_at=_now(),
+            succeeded=False,
+            error=error_text(exc),
             retryable=not (application and application.non_retryable),
             status_code=detail.status_code if detail else None,
             response_excerpt=detail.response_excerpt if detail else None,
             server_started_at=None if info.is_local else _iso(info.started_time),
         )
         log = _kept(inherited + [record])
-        log_event("attempt.failed", job_id=info.workflow_id, attempt=number, error=record.error,
-                  retryable=record.retryable)
+        log_event(
+            "attempt.failed", job_id=info.workflow_id, attempt=number, error=record.error, retryable=record.retryable
+        )
         count_attempt(FAILED)
         if not info.is_local:
             # The next attempt starts from here; describe shows it meanwhile.
             activity.heartbeat(AttemptLog(log))
         return ApplicationError(
-            record.error or "attempt failed", AttemptLog(log),
+            record.error or "attempt failed",
+            AttemptLog(log),
             type=application.type if application else type(exc).__name__,
             non_retryable=not record.retryable,
             next_retry_delay=application.next_retry_delay if application else None,
@@ -143,10 +154,16 @@ def _inherited_log(info: activity.Info, context: AttemptContext, number: int) ->
     now = _now()
     for missing in range(max((r.attempt for r in log), default=0) + 1, number):
         seen = in_flight if in_flight and in_flight.get("attempt") == missing else None
-        log.append(AttemptRecord(
-            attempt=missing, started_at=seen["started_at"] if seen else now, finished_at=now, succeeded=False,
-            error=_lost_reason(info, seen), server_started_at=seen.get("server_started_at") if seen else None,
-        ))
+        log.append(
+            AttemptRecord(
+                attempt=missing,
+                started_at=seen["started_at"] if seen else now,
+                finished_at=now,
+                succeeded=False,
+                error=_lost_reason(info, seen),
+                server_started_at=seen.get("server_started_at") if seen else None,
+            )
+        )
         log_event("attempt.lost", job_id=info.workflow_id, attempt=missing, error=log[-1].error)
     return _kept(log)
 

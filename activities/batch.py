@@ -40,8 +40,13 @@ MAX_ERROR_CHARS = 300
 
 
 class BatchActivities:
-    def __init__(self, settings: Settings, email: EmailActivities | None = None, sms: SmsActivities | None = None,
-                 webhook: WebhookActivities | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        email: EmailActivities | None = None,
+        sms: SmsActivities | None = None,
+        webhook: WebhookActivities | None = None,
+    ) -> None:
         self.settings = settings
         # The channel objects the single-job activities use (one SMTP identity, one HTTP pool each).
         self.email = email or EmailActivities(settings)
@@ -51,8 +56,9 @@ class BatchActivities:
         # Sends of batch items in flight in this worker, per channel, whatever slice they belong to.
         self._gates: dict[str, asyncio.Semaphore] = {}
         # SMTP connections reused from item to item (at most one per send in flight).
-        self.smtp = SmtpSessions(self.email.local_hostname, settings.smtp_timeout_seconds,
-                                 keep=settings.batch_send_concurrency)
+        self.smtp = SmtpSessions(
+            self.email.local_hostname, settings.smtp_timeout_seconds, keep=settings.batch_send_concurrency
+        )
 
     def _webhooks(self) -> WebhookActivities:
         if self.webhook is None:
@@ -61,26 +67,48 @@ class BatchActivities:
 
     @activity.defn(name="send_email_slice")
     async def send_email_slice(self, part: BatchSlice) -> SliceOutcomes:
-        return await self._send(part, [
-            functools.partial(self.email.deliver, item_message(item, batch_item_id(part.batch_id, n)),
-                              attempt, part.max_attempts, self.smtp)
-            for n, item, attempt in zip(part.numbers, part.emails, part.attempts)], "email")
+        return await self._send(
+            part,
+            [
+                functools.partial(
+                    self.email.deliver,
+                    item_message(item, batch_item_id(part.batch_id, n)),
+                    attempt,
+                    part.max_attempts,
+                    self.smtp,
+                )
+                for n, item, attempt in zip(part.numbers, part.emails, part.attempts)
+            ],
+            "email",
+        )
 
     @activity.defn(name="send_sms_slice")
     async def send_sms_slice(self, part: BatchSlice) -> SliceOutcomes:
-        return await self._send(part, [
-            functools.partial(self.sms.deliver, item_message(item, batch_item_id(part.batch_id, n)),
-                              attempt, part.max_attempts)
-            for n, item, attempt in zip(part.numbers, part.sms, part.attempts)], "sms")
+        return await self._send(
+            part,
+            [
+                functools.partial(
+                    self.sms.deliver, item_message(item, batch_item_id(part.batch_id, n)), attempt, part.max_attempts
+                )
+                for n, item, attempt in zip(part.numbers, part.sms, part.attempts)
+            ],
+            "sms",
+        )
 
     @activity.defn(name="deliver_webhook_slice")
     async def deliver_webhook_slice(self, part: BatchSlice) -> SliceOutcomes:
-        return await self._send(part, [
-            functools.partial(self._webhooks().deliver, item_message(item, batch_item_id(part.batch_id, n)))
-            for n, item in zip(part.numbers, part.webhooks)], "webhook")
+        return await self._send(
+            part,
+            [
+                functools.partial(self._webhooks().deliver, item_message(item, batch_item_id(part.batch_id, n)))
+                for n, item in zip(part.numbers, part.webhooks)
+            ],
+            "webhook",
+        )
 
-    async def _send(self, part: BatchSlice, sends: list[Callable[[], Awaitable[DeliveryReceipt]]],
-                    channel: str) -> SliceOutcomes:
+    async def _send(
+        self, part: BatchSlice, sends: list[Callable[[], Awaitable[DeliveryReceipt]]], channel: str
+    ) -> SliceOutcomes:
         limit = self._gates.get(channel)
         if limit is None:
             limit = self._gates[channel] = asyncio.Semaphore(max(1, self.settings.batch_send_concurrency))
@@ -94,8 +122,13 @@ class BatchActivities:
                 except Exception as exc:  # noqa: BLE001 - every failure is this item's outcome
                     return _failed(part.batch_id, n, attempt, exc)
             count_attempt(SUCCEEDED)
-            return ItemOutcome(n=n, ok=True, summary=receipt.summary[:MAX_ERROR_CHARS], provider_id=receipt.provider_id,
-                               provider=getattr(receipt, "provider", None))
+            return ItemOutcome(
+                n=n,
+                ok=True,
+                summary=receipt.summary[:MAX_ERROR_CHARS],
+                provider_id=receipt.provider_id,
+                provider=getattr(receipt, "provider", None),
+            )
 
         beating = asyncio.create_task(_heartbeat())
         try:
@@ -105,8 +138,13 @@ class BatchActivities:
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
         failed = sum(not o.ok for o in outcomes)
-        log_event("batch.slice_sent", batch_id=part.batch_id, items=len(outcomes), failed=failed,
-                  first=part.numbers[0] if part.numbers else None)
+        log_event(
+            "batch.slice_sent",
+            batch_id=part.batch_id,
+            items=len(outcomes),
+            failed=failed,
+            first=part.numbers[0] if part.numbers else None,
+        )
         return SliceOutcomes.of(list(outcomes))
 
 
@@ -117,8 +155,13 @@ def _failed(batch_id: str, n: int, attempt: int, exc: BaseException) -> ItemOutc
     retryable = not (application and application.non_retryable)
     log_event("attempt.failed", job_id=batch_item_id(batch_id, n), attempt=attempt, error=error, retryable=retryable)
     count_attempt(FAILED)
-    return ItemOutcome(n=n, ok=False, error=error[:MAX_ERROR_CHARS], retryable=retryable,
-                       retry_after_s=delay.total_seconds() if delay else None)
+    return ItemOutcome(
+        n=n,
+        ok=False,
+        error=error[:MAX_ERROR_CHARS],
+        retryable=retryable,
+        retry_after_s=delay.total_seconds() if delay else None,
+    )
 
 
 async def _heartbeat() -> None:
@@ -130,5 +173,8 @@ async def _heartbeat() -> None:
 
 
 def slice_activity(channel: str) -> Any:
-    return {"email": BatchActivities.send_email_slice, "sms": BatchActivities.send_sms_slice,
-            "webhook": BatchActivities.deliver_webhook_slice}[channel]
+    return {
+        "email": BatchActivities.send_email_slice,
+        "sms": BatchActivities.send_sms_slice,
+        "webhook": BatchActivities.deliver_webhook_slice,
+    }[channel]

@@ -130,17 +130,23 @@ class EmailActivities:
         # The fallback relay takes the last attempt: by then the primary has kept failing
         # (activities/fallback.py).
         if s.smtp_fallback_host and provider_for(True, attempt, max_attempts) == FALLBACK:
-            return _Relay(FALLBACK, s.smtp_fallback_host, s.smtp_fallback_port, s.smtp_fallback_username,
-                          s.smtp_fallback_password, s.smtp_fallback_starttls)
+            return _Relay(
+                FALLBACK,
+                s.smtp_fallback_host,
+                s.smtp_fallback_port,
+                s.smtp_fallback_username,
+                s.smtp_fallback_password,
+                s.smtp_fallback_starttls,
+            )
         return _Relay(PRIMARY, s.smtp_host, s.smtp_port, s.smtp_username, s.smtp_password, s.smtp_starttls)
 
     @activity.defn(name="send_email")
     async def send_email(self, email: EmailMessage) -> DeliveryReceipt:
-        return await self.deliver(email, email.context.job_attempt(activity.info().attempt),
-                                  email.context.max_attempts)
+        return await self.deliver(email, email.context.job_attempt(activity.info().attempt), email.context.max_attempts)
 
-    async def deliver(self, email: EmailMessage, attempt: int = 1, max_attempts: int = 1,
-                      sessions: SmtpSessions | None = None) -> DeliveryReceipt:
+    async def deliver(
+        self, email: EmailMessage, attempt: int = 1, max_attempts: int = 1, sessions: SmtpSessions | None = None
+    ) -> DeliveryReceipt:
         """Send one message as the job's attempt `attempt` of `max_attempts` (the activity's work; a
         batch's slices call it per item, with `sessions` to reuse SMTP connections); the last of two
         or more goes to the fallback relay, if any."""
@@ -150,8 +156,9 @@ class EmailActivities:
             mime = build_message(s, email)
         except ValueError as exc:
             # The same message would be refused on every attempt (the API refuses what causes this).
-            raise ApplicationError(f"the email cannot be built: {exc}", type="InvalidEmail",
-                                   non_retryable=True) from exc
+            raise ApplicationError(
+                f"the email cannot be built: {exc}", type="InvalidEmail", non_retryable=True
+            ) from exc
         if relay.provider == FALLBACK:
             log_event("attempt.fallback", job_id=email.idempotency_key, channel="email", attempt=attempt)
         try:
@@ -192,8 +199,10 @@ class SmtpSessions:
 
     async def send(self, mime: MimeMessage, relay: _Relay) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
         # The envelope from the headers already parsed (send_message would parse them again).
-        envelope = {"sender": mime["From"].addresses[0].addr_spec,
-                    "recipients": [address.addr_spec for address in mime["To"].addresses]}
+        envelope = {
+            "sender": mime["From"].addresses[0].addr_spec,
+            "recipients": [address.addr_spec for address in mime["To"].addresses],
+        }
         idle = self._idle.setdefault(relay, [])
         while idle:
             smtp = idle.pop()
@@ -211,9 +220,15 @@ class SmtpSessions:
             except BaseException:
                 smtp.close()
                 raise
-        smtp = aiosmtplib.SMTP(hostname=relay.host, port=relay.port, username=relay.username,
-                               password=relay.password, start_tls=relay.starttls, timeout=self.timeout,
-                               local_hostname=self.local_hostname)
+        smtp = aiosmtplib.SMTP(
+            hostname=relay.host,
+            port=relay.port,
+            username=relay.username,
+            password=relay.password,
+            start_tls=relay.starttls,
+            timeout=self.timeout,
+            local_hostname=self.local_hostname,
+        )
         await smtp.connect()
         try:
             return self._kept(relay, smtp, await smtp.send_message(mime, **envelope))
@@ -250,5 +265,6 @@ class _Relay:
 def _smtp_failure(code: int, text: str, what: str = "SMTP server") -> ApplicationError:
     # 5xx is the server's final word on this message (unknown mailbox, policy); 4xx is transient.
     detail = FailureDetail(status_code=code, response_excerpt=text[:512])
-    return ApplicationError(f"{what} answered {code} {text}", detail, type="SmtpRejected",
-                            non_retryable=500 <= code < 600)
+    return ApplicationError(
+        f"{what} answered {code} {text}", detail, type="SmtpRejected", non_retryable=500 <= code < 600
+    )

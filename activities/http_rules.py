@@ -37,7 +37,7 @@ def retry_after(value: str | None, cap_seconds: float, now: datetime | None = No
 
 
 def excerpt(body: bytes) -> str:
-    return body[:EXCERPT_CHARS * 4].decode("utf-8", "replace")[:EXCERPT_CHARS]
+    return body[: EXCERPT_CHARS * 4].decode("utf-8", "replace")[:EXCERPT_CHARS]
 
 
 async def read_capped(response: httpx.Response, limit: int) -> bytes:
@@ -61,6 +61,10 @@ def raise_for_answer(what: str, status: int, headers: httpx.Headers, body: bytes
         raise ApplicationError(f"{what} answered HTTP {status}", detail, type="HttpRetryable", next_retry_delay=delay)
     if 300 <= status < 400:
         location = headers.get("location", "")
-        raise ApplicationError(f"{what} answered HTTP {status} redirect to {location!r}; redirects are not followed",
-                               detail, type="HttpRedirect", non_retryable=True)
+        raise ApplicationError(
+            f"{what} answered HTTP {status} redirect to {location!r}; redirects are not followed",
+            detail,
+            type="HttpRedirect",
+            non_retryable=True,
+        )
     raise ApplicationError(f"{what} answered HTTP {status}", detail, type="HttpRejected", non_retryable=True)

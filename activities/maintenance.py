@@ -27,8 +27,11 @@ class MaintenanceActivities:
         if task.task == "delete_temp":
             return _remove(s.temp_dir, task.task, lambda p: _older_than(p, s.temp_max_age_hours * 3600))
         if task.task == "remove_old_logs":
-            return _remove(s.log_dir, task.task,
-                           lambda p: p.name.endswith(LOG_SUFFIXES) and _older_than(p, s.log_retention_days * 86400))
+            return _remove(
+                s.log_dir,
+                task.task,
+                lambda p: p.name.endswith(LOG_SUFFIXES) and _older_than(p, s.log_retention_days * 86400),
+            )
         if task.task == "expire_sessions":
             return _remove(s.session_dir, task.task, _session_expired)
         raise ApplicationError(f"unknown cleanup task {task.task!r}", type="UnknownTask", non_retryable=True)

@@ -54,8 +54,9 @@ class ReportActivities:
         job_id = activity.info().workflow_id
         assert job_id is not None, "a report is named by its ReportWorkflow's id"
         if request.report_type != "notification-history":
-            raise ApplicationError(f"unknown report type {request.report_type!r}", type="UnknownReport",
-                                   non_retryable=True)
+            raise ApplicationError(
+                f"unknown report type {request.report_type!r}", type="UnknownReport", non_retryable=True
+            )
         entries, truncated = await notification_history(activity.client(), user_ref(request.user_id))
         document = {
             "jobId": job_id,
@@ -68,8 +69,7 @@ class ReportActivities:
             "notifications": entries,
         }
         await asyncio.to_thread(_write, report_path(self.settings.data_dir, job_id), document)
-        return ReportReceipt(report_type=request.report_type, notifications=len(entries),
-                             result_url=result_url(job_id))
+        return ReportReceipt(report_type=request.report_type, notifications=len(entries), result_url=result_url(job_id))
 
 
 async def notification_history(client: Client, ref: str) -> tuple[list[dict[str, Any]], bool]:

@@ -9,8 +9,9 @@ from typing import Any
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook, WebhookVerificationError
 
 
-def sign_headers(secrets: Sequence[str], webhook_id: str, body: bytes,
-                 timestamp: datetime | None = None) -> dict[str, str]:
+def sign_headers(
+    secrets: Sequence[str], webhook_id: str, body: bytes, timestamp: datetime | None = None
+) -> dict[str, str]:
     """The webhook-id / webhook-timestamp / webhook-signature headers for `body`.
 
     Every active secret signs, space-separated, so receivers keep verifying while a

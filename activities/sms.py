@@ -20,8 +20,9 @@ class SmsActivities:
     def _http(self) -> httpx.AsyncClient:
         # One client (and connection pool) for every attempt, instead of a TLS context per send.
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.settings.send_timeout_seconds, connect=5),
-                                             follow_redirects=False)
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.settings.send_timeout_seconds, connect=5), follow_redirects=False
+            )
         return self._client
 
     def _gateway(self, attempt: int, max_attempts: int) -> tuple[Provider, str, str]:
@@ -53,13 +54,18 @@ class SmsActivities:
             if provider == FALLBACK:
                 raise unreachable(what, exc) from exc
             raise
-        raise_for_answer(what, response.status_code, response.headers, response.content,
-                         self.settings.retry_after_cap_seconds)
+        raise_for_answer(
+            what, response.status_code, response.headers, response.content, self.settings.retry_after_cap_seconds
+        )
         try:
             answer_id = response.json().get("id")
         except (ValueError, AttributeError):
             answer_id = None
         provider_id = str(answer_id) if answer_id is not None else None
-        return DeliveryReceipt(summary=f"HTTP {response.status_code}", provider_id=provider_id,
-                               status_code=response.status_code, response_excerpt=excerpt(response.content),
-                               provider=provider)
+        return DeliveryReceipt(
+            summary=f"HTTP {response.status_code}",
+            provider_id=provider_id,
+            status_code=response.status_code,
+            response_excerpt=excerpt(response.content),
+            provider=provider,
+        )

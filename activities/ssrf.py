@@ -43,8 +43,9 @@ class GuardedTransport(httpx.AsyncBaseTransport):
     from the environment, which would connect on our behalf unchecked.
     """
 
-    def __init__(self, allow_hosts: Sequence[str] = (), *, resolver: Resolver | None = None,
-                 **transport_kwargs: Any) -> None:
+    def __init__(
+        self, allow_hosts: Sequence[str] = (), *, resolver: Resolver | None = None, **transport_kwargs: Any
+    ) -> None:
         self._allow_hosts = list(allow_hosts)
         self._resolve = resolver or _getaddrinfo
         self._transport = httpx.AsyncHTTPTransport(**transport_kwargs)
@@ -85,8 +86,11 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         error: httpx.ConnectError | None = None
         for ip in addresses:  # in resolver order, like the OS would try them
             pinned = httpx.Request(
-                request.method, request.url.copy_with(host=str(ip)), headers=headers,
-                stream=request.stream, extensions=extensions,
+                request.method,
+                request.url.copy_with(host=str(ip)),
+                headers=headers,
+                stream=request.stream,
+                extensions=extensions,
             )
             try:
                 return await self._transport.handle_async_request(pinned)

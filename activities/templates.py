@@ -37,8 +37,7 @@ def environment(directory: Path) -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(directory),
         # Only the HTML part is markup; the subject and the plain text are sent as they are.
-        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False,
-                                            default=False),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False, default=False),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
@@ -63,8 +62,9 @@ def _pick(env: jinja2.Environment, kind: str, locale: str | None) -> tuple[str, 
     return "", None
 
 
-def render(kind: str, context: dict[str, Any], locale: str | None = None,
-           directory: Path | None = None) -> RenderedEmail:
+def render(
+    kind: str, context: dict[str, Any], locale: str | None = None, directory: Path | None = None
+) -> RenderedEmail:
     env = environment(directory or DEFAULT_DIR)
     prefix, used = _pick(env, kind, locale)
     parts = {}

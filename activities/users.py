@@ -29,7 +29,8 @@ async def load_user(client: Client, user_id: str) -> UserProfile | None:
     """The user's profile, or None when there is no such user (no workflow `user-<userId>`)."""
     try:
         profile: UserProfile | None = await client.get_workflow_handle(user_workflow_id(user_id)).query(
-            USER_QUERY, result_type=UserProfile, rpc_timeout=QUERY_TIMEOUT)
+            USER_QUERY, result_type=UserProfile, rpc_timeout=QUERY_TIMEOUT
+        )
         return profile
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
@@ -57,15 +58,25 @@ class TypedEmailActivities:
         if not user.email:
             raise _permanent(f"user {typed.user_id!r} has no email address", "NoAddress")
         try:
-            rendered = render(typed.type, {"name": user.name, "data": typed.data, "type": typed.type},
-                              user.locale, self.settings.templates_dir)
+            rendered = render(
+                typed.type,
+                {"name": user.name, "data": typed.data, "type": typed.type},
+                user.locale,
+                self.settings.templates_dir,
+            )
         except TemplateError as exc:
             raise _permanent(f"the {typed.type} email cannot be rendered: {exc}", "TemplateError") from exc
-        return EmailMessage(to=user.email, subject=rendered.subject, body=rendered.text, html=rendered.html,
-                            idempotency_key=typed.idempotency_key)
+        return EmailMessage(
+            to=user.email,
+            subject=rendered.subject,
+            body=rendered.text,
+            html=rendered.html,
+            idempotency_key=typed.idempotency_key,
+        )
 
     @activity.defn(name="send_typed_email")
     async def send_typed_email(self, typed: TypedEmail) -> DeliveryReceipt:
         message = await self.compose(typed)
-        return await self.email.deliver(message, typed.context.job_attempt(activity.info().attempt),
-                                        typed.context.max_attempts)
+        return await self.email.deliver(
+            message, typed.context.job_attempt(activity.info().attempt), typed.context.max_attempts
+        )

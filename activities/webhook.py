@@ -52,7 +52,7 @@ class WebhookActivities:
         except BlockedDestination as exc:
             raise ApplicationError(str(exc), type="BlockedDestination", non_retryable=True) from exc
         # Timeouts and connection errors propagate as they are and are retried.
-        raise_for_answer("Webhook receiver", response.status_code, response.headers, answer,
-                         s.retry_after_cap_seconds)
-        return DeliveryReceipt(summary=f"HTTP {response.status_code}", status_code=response.status_code,
-                               response_excerpt=excerpt(answer))
+        raise_for_answer("Webhook receiver", response.status_code, response.headers, answer, s.retry_after_cap_seconds)
+        return DeliveryReceipt(
+            summary=f"HTTP {response.status_code}", status_code=response.status_code, response_excerpt=excerpt(answer)
+        )

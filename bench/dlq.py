@@ -47,16 +47,31 @@ async def fill(client: Client, count: int, concurrency: int = 64) -> float:
     async def one(n: int) -> None:
         kind = KINDS[n % len(KINDS)]
         job_id = f"{kind}-dlq{n:05d}-{uuid.uuid4().hex[:6]}"
-        state = {"job_id": job_id, "kind": kind, "family": "jobs", "phase": "failed", "max_attempts": 3,
-                 "attempts": 3, "error": f"bench failure {n}", "created_at": CREATED_AT,
-                 "updated_at": "2026-01-01T00:00:10+00:00", "deliveries": []}
+        state = {
+            "job_id": job_id,
+            "kind": kind,
+            "family": "jobs",
+            "phase": "failed",
+            "max_attempts": 3,
+            "attempts": 3,
+            "error": f"bench failure {n}",
+            "created_at": CREATED_AT,
+            "updated_at": "2026-01-01T00:00:10+00:00",
+            "deliveries": [],
+        }
         spec = JobSpec(job_id=job_id, kind="email", family="jobs", created_at=CREATED_AT)
         request = email_job(spec, "dead@example.com", "bench", "a dead letter")
         async with gate:
             handle = await client.start_workflow(
-                NOTIFICATION_WORKFLOW, request, id=job_id, task_queue=IDLE_QUEUE, memo={STATE_MEMO_KEY: state},
-                search_attributes=TypedSearchAttributes([SearchAttributePair(JOB_TYPE_KEY, kind),
-                                                         SearchAttributePair(JOB_STATUS_KEY, "failed")]))
+                NOTIFICATION_WORKFLOW,
+                request,
+                id=job_id,
+                task_queue=IDLE_QUEUE,
+                memo={STATE_MEMO_KEY: state},
+                search_attributes=TypedSearchAttributes(
+                    [SearchAttributePair(JOB_TYPE_KEY, kind), SearchAttributePair(JOB_STATUS_KEY, "failed")]
+                ),
+            )
             await handle.terminate(reason="bench: a dead letter")
 
     started = time.monotonic()
@@ -81,8 +96,9 @@ async def visible(api: httpx.AsyncClient, count: int, timeout: float = 120) -> N
     while time.monotonic() < end:
         stats = (await api.get("/admin/dlq", params={"limit": 1}, headers=ADMIN)).json()
         if stats["items"]:
-            last_kind_page = (await api.get("/admin/dlq", params={"type": "cleanup", "limit": 500},
-                                            headers=ADMIN)).json()
+            last_kind_page = (
+                await api.get("/admin/dlq", params={"type": "cleanup", "limit": 500}, headers=ADMIN)
+            ).json()
             if last_kind_page["items"]:
                 return
         await asyncio.sleep(1)
@@ -91,12 +107,18 @@ async def visible(api: httpx.AsyncClient, count: int, timeout: float = 120) -> N
 async def main(count: int, out: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(TEMPORAL_BIN), dev_server_database_filename=str(Path(tmp) / "dlq.db"),
-            dev_server_extra_args=tuned_args(persistent=True))
+            dev_server_existing_path=str(TEMPORAL_BIN),
+            dev_server_database_filename=str(Path(tmp) / "dlq.db"),
+            dev_server_extra_args=tuned_args(persistent=True),
+        )
         try:
-            settings = Settings(temporal_address=env.client.service_client.config.target_host,
-                                api_keys=["bench"], admin_token="bench-admin", data_dir=Path(tmp),
-                                encryption_key=base64.b64encode(secrets.token_bytes(32)).decode())
+            settings = Settings(
+                temporal_address=env.client.service_client.config.target_host,
+                api_keys=["bench"],
+                admin_token="bench-admin",
+                data_dir=Path(tmp),
+                encryption_key=base64.b64encode(secrets.token_bytes(32)).decode(),
+            )
             # Through the API's converter: the memo the DLQ reads is encrypted, as in production.
             fill_s = await fill(client_for(env.client, settings), count)
             transport = httpx.ASGITransport(app=create_app(settings))
@@ -105,24 +127,32 @@ async def main(count: int, out: Path) -> dict:
                 figures = {
                     "first_page_50": await timed(api, "GET", "/admin/dlq", 20, params={"limit": 50}),
                     "first_page_500": await timed(api, "GET", "/admin/dlq", 5, params={"limit": 500}),
-                    "one_type_page_50": await timed(api, "GET", "/admin/dlq", 20,
-                                                    params={"type": "sms", "limit": 50}),
+                    "one_type_page_50": await timed(api, "GET", "/admin/dlq", 20, params={"type": "sms", "limit": 50}),
                 }
                 # A page 20 pages in (1,000 entries deep), reached by following cursors.
                 cursor = None
                 for _ in range(20):
-                    page = (await api.get("/admin/dlq", params={"limit": 50} | ({"cursor": cursor} if cursor else {}),
-                                          headers=ADMIN)).json()
+                    page = (
+                        await api.get(
+                            "/admin/dlq", params={"limit": 50} | ({"cursor": cursor} if cursor else {}), headers=ADMIN
+                        )
+                    ).json()
                     cursor = page["nextCursor"]
-                figures["page_21_by_cursor"] = await timed(api, "GET", "/admin/dlq", 10,
-                                                           params={"limit": 50, "cursor": cursor})
+                figures["page_21_by_cursor"] = await timed(
+                    api, "GET", "/admin/dlq", 10, params={"limit": 50, "cursor": cursor}
+                )
                 victim = figures["first_page_50"]["body"]["items"][0]["jobId"]
                 figures["redrive_one"] = await timed(api, "POST", f"/admin/dlq/{victim}/retry", 1)
         finally:
             await env.shutdown()
-    result = {"dead_letters": count, "fill_seconds": round(fill_s, 1),
-              **{name: {k: v for k, v in f.items() if k != "body"} | {"items": len(f["body"].get("items", []))}
-                 for name, f in figures.items()}}
+    result = {
+        "dead_letters": count,
+        "fill_seconds": round(fill_s, 1),
+        **{
+            name: {k: v for k, v in f.items() if k != "body"} | {"items": len(f["body"].get("items", []))}
+            for name, f in figures.items()
+        },
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     return result

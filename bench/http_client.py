@@ -42,8 +42,11 @@ class _Conn:
         self.idle_since = time.monotonic()
 
     def usable(self) -> bool:
-        return (not self.writer.is_closing() and not self.reader.at_eof()
-                and time.monotonic() - self.idle_since < IDLE_LIMIT_S)
+        return (
+            not self.writer.is_closing()
+            and not self.reader.at_eof()
+            and time.monotonic() - self.idle_since < IDLE_LIMIT_S
+        )
 
     def close(self) -> None:
         self.writer.close()

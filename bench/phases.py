@@ -72,8 +72,8 @@ class Job:
     index: int
     subject: str
     job_id: str | None = None
-    issued: float | None = None     # time.time() just before the start call / the POST
-    accepted: float | None = None   # when it returned (202 for the API)
+    issued: float | None = None  # time.time() just before the start call / the POST
+    accepted: float | None = None  # when it returned (202 for the API)
     error: str | None = None
 
 
@@ -102,9 +102,11 @@ def _r(x: float | None, digits: int = 1) -> float | None:
 def bare_submit(client: Client) -> Submit:
     async def submit(job: Job) -> str:
         job_id = f"email-{job.subject.split()[-1]}"
-        await client.start_workflow(SendEmailWorkflow.run, EmailRequest(to=TO, subject=job.subject, body=BODY),
-                                    id=job_id, task_queue=BARE_QUEUE)
+        await client.start_workflow(
+            SendEmailWorkflow.run, EmailRequest(to=TO, subject=job.subject, body=BODY), id=job_id, task_queue=BARE_QUEUE
+        )
         return job_id
+
     return submit
 
 
@@ -114,6 +116,7 @@ def api_submit(http: LeanHttp) -> Submit:
         if response.status_code != 202:
             raise RuntimeError(f"API answered {response.status_code}: {response.text[:200]}")
         return response.json()["jobId"]
+
     return submit
 
 
@@ -124,6 +127,7 @@ def start_job_submit(client: Client) -> Submit:
     from common.jobs import email_job
     from common.settings import Settings
     from common.temporal import client_for
+
     settings = Settings(encryption_key=ENCRYPTION_KEY)
     herald = client_for(client, settings)  # the API's converter: the input encrypted
 
@@ -131,6 +135,7 @@ def start_job_submit(client: Client) -> Submit:
         spec = job_spec(new_job_id("email"), "email", "jobs", JobOptions(), settings, TO)
         started = await start_job(herald, email_job(spec, TO, job.subject, BODY))
         return started.job_id
+
     return submit
 
 
@@ -167,15 +172,19 @@ async def bare_outcomes(client: Client, jobs: list[Job], concurrency: int, timeo
                 if d.status != WorkflowExecutionStatus.RUNNING or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.5)
-        status = ("completed" if d.status == WorkflowExecutionStatus.COMPLETED
-                  else (d.status.name.lower() if d.status else "?"))
+        status = (
+            "completed"
+            if d.status == WorkflowExecutionStatus.COMPLETED
+            else (d.status.name.lower() if d.status else "?")
+        )
         return job_id, {"status": status, "closed": d.close_time.timestamp() if d.close_time else None}
 
     return dict(await asyncio.gather(*(one(j.job_id) for j in jobs if j.job_id)))
 
 
-async def herald_outcomes(client: Client, http: LeanHttp, jobs: list[Job], concurrency: int,
-                          timeout: float) -> dict[str, dict]:
+async def herald_outcomes(
+    client: Client, http: LeanHttp, jobs: list[Job], concurrency: int, timeout: float
+) -> dict[str, dict]:
     """Each job's status as GET /jobs/{id}/status tells it (waiting for any not final yet), and, where
     the job is a workflow of the same id, its close time."""
     gate = asyncio.Semaphore(concurrency)
@@ -186,8 +195,9 @@ async def herald_outcomes(client: Client, http: LeanHttp, jobs: list[Job], concu
             while True:
                 try:
                     response = await http.get(f"/jobs/{job_id}/status")
-                    status = (response.json().get("status") if response.status_code == 200
-                              else f"HTTP {response.status_code}")
+                    status = (
+                        response.json().get("status") if response.status_code == 200 else f"HTTP {response.status_code}"
+                    )
                 except (TimeoutError, HttpError, OSError, ValueError) as exc:
                     status = f"GET failed: {exc!r}"[:200]
                 if status in FINAL or time.monotonic() > deadline:
@@ -232,8 +242,14 @@ async def history_events(client: Client, jobs: list[Job], sample: int) -> dict:
     counts = list(lengths.values())
     if not counts:
         return {"sampled": 0, "errors": errors}
-    return {"sampled": len(counts), "per_job": round(sum(counts) / len(counts), 1), "min": min(counts),
-            "max": max(counts), "first_job_by_type": dict(kinds), "errors": errors}
+    return {
+        "sampled": len(counts),
+        "per_job": round(sum(counts) / len(counts), 1),
+        "min": min(counts),
+        "max": max(counts),
+        "first_job_by_type": dict(kinds),
+        "errors": errors,
+    }
 
 
 # ---- CPU --------------------------------------------------------------------------------------
@@ -306,11 +322,20 @@ class Running:
 
 def herald_env(stack: Stack, data: Path, **extra: str) -> dict[str, str]:
     """HERALD_* as `make run` hands them to its children (dev mode), pointed at this run's server and sink."""
-    return child_env(dev_mode="true", temporal_address=stack.address, data_dir=str(data),
-                     smtp_host="127.0.0.1", smtp_port=str(stack.sink.port), webhook_secret=WEBHOOK_SECRET,
-                     encryption_key=ENCRYPTION_KEY,
-                     webhook_allow_hosts="127.0.0.1/8,::1/128,localhost", temp_dir=str(data / "tmp"),
-                     log_dir=str(data / "logs"), session_dir=str(data / "sessions"), **extra)
+    return child_env(
+        dev_mode="true",
+        temporal_address=stack.address,
+        data_dir=str(data),
+        smtp_host="127.0.0.1",
+        smtp_port=str(stack.sink.port),
+        webhook_secret=WEBHOOK_SECRET,
+        encryption_key=ENCRYPTION_KEY,
+        webhook_allow_hosts="127.0.0.1/8,::1/128,localhost",
+        temp_dir=str(data / "tmp"),
+        log_dir=str(data / "logs"),
+        session_dir=str(data / "sessions"),
+        **extra,
+    )
 
 
 async def start_processes(stack: Stack, name: str, kind: str, with_api: bool) -> Running:
@@ -326,9 +351,16 @@ async def start_processes(stack: Stack, name: str, kind: str, with_api: bool) ->
         running.ready = await worker.start()
         if with_api:
             port = free_port()
-            running.api = ApiProcess(herald_env(stack, stack.workdir / f"{name}-api-data", api_keys=API_KEY,
-                                                api_host="127.0.0.1", api_port=str(port)),
-                                     stack.workdir / f"{name}-api.log")
+            running.api = ApiProcess(
+                herald_env(
+                    stack,
+                    stack.workdir / f"{name}-api-data",
+                    api_keys=API_KEY,
+                    api_host="127.0.0.1",
+                    api_port=str(port),
+                ),
+                stack.workdir / f"{name}-api.log",
+            )
             running.api_url = f"http://127.0.0.1:{port}"
             await running.api.start(f"{running.api_url}/readyz")
             running.http = LeanHttp(running.api_url, {"Authorization": f"Bearer {API_KEY}"}, stack.concurrency)
@@ -353,13 +385,23 @@ def _deliveries(sink: SinkProcess, jobs: list[Job], prefix: str) -> dict:
 def _delivery_problems(what: str, d: dict, n: int) -> list[str]:
     if d["received"] == n and not (d["missing"] or d["duplicated"] or d["unexpected"]):
         return []
-    return [f"{what}: the sink got {d['received']} emails for {n} jobs ({len(d['missing'])} missing, "
-            f"{len(d['duplicated'])} duplicated, {len(d['unexpected'])} unexpected; e.g. "
-            f"{(d['missing'] + d['duplicated'] + d['unexpected'])[:3]})"]
+    return [
+        f"{what}: the sink got {d['received']} emails for {n} jobs ({len(d['missing'])} missing, "
+        f"{len(d['duplicated'])} duplicated, {len(d['unexpected'])} unexpected; e.g. "
+        f"{(d['missing'] + d['duplicated'] + d['unexpected'])[:3]})"
+    ]
 
 
-async def run_load(stack: Stack, running: Running, name: str, label: str, kind: str, n: int,
-                   submit: Submit | None, starter: Starter | None = None) -> dict[str, Any]:
+async def run_load(
+    stack: Stack,
+    running: Running,
+    name: str,
+    label: str,
+    kind: str,
+    n: int,
+    submit: Submit | None,
+    starter: Starter | None = None,
+) -> dict[str, Any]:
     """Warm-up, then N timed jobs; figures and checks as a dict. The jobs are started one by one
     through `submit` (`concurrency` at a time), or all at once by `starter` (batches)."""
     if starter is None:
@@ -369,8 +411,12 @@ async def run_load(stack: Stack, running: Running, name: str, label: str, kind: 
             await start_all(jobs, stack.concurrency, submit)
 
     sink = stack.sink
-    pids = {"server": stack.server_pid, "worker": running.worker.pid, "sink": sink.pid,
-            "api": running.api.pid if running.api else None}
+    pids = {
+        "server": stack.server_pid,
+        "worker": running.worker.pid,
+        "sink": sink.pid,
+        "api": running.api.pid if running.api else None,
+    }
     busy_pids = [stack.server_pid, running.worker.pid]
     out: dict[str, Any] = {"name": name, "label": label, "kind": kind, "jobs": n, "problems": []}
     problems: list[str] = out["problems"]
@@ -437,14 +483,23 @@ async def run_load(stack: Stack, running: Running, name: str, label: str, kind: 
         # Herald's email carries the job's idempotency key as its Message-ID (README: Delivery rules).
         ids = {j.subject: j.job_id for j in started}
         out["message_id_is_job_id"] = sum(sink.message_ids.get(s, [""])[0] == f"<{i}@herald>" for s, i in ids.items())
-    out.update(completed=completed, statuses=dict(statuses), deliveries={k: (v if isinstance(v, int) else len(v))
-                                                                         for k, v in d.items()},
-               history=history, errors=start_errors[:5])
+    out.update(
+        completed=completed,
+        statuses=dict(statuses),
+        deliveries={k: (v if isinstance(v, int) else len(v)) for k, v in d.items()},
+        history=history,
+        errors=start_errors[:5],
+    )
     if delivered:
         wall = max(delivered) - first
-        out.update(wall_s=_r(wall, 3), delivered_per_s=_r(len(delivered) / wall, 2),
-                   p50_ms=_r(percentile(latencies, 50)), p95_ms=_r(percentile(latencies, 95)),
-                   start_p50_ms=_r(percentile(starts, 50), 2), start_p95_ms=_r(percentile(starts, 95), 2))
+        out.update(
+            wall_s=_r(wall, 3),
+            delivered_per_s=_r(len(delivered) / wall, 2),
+            p50_ms=_r(percentile(latencies, 50)),
+            p95_ms=_r(percentile(latencies, 95)),
+            start_p50_ms=_r(percentile(starts, 50), 2),
+            start_p95_ms=_r(percentile(starts, 95), 2),
+        )
     if len(closes) == n:
         out.update(completed_per_s=_r(n / (max(closes) - first), 2))
     cpu = {k: cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0}
@@ -453,24 +508,31 @@ async def run_load(stack: Stack, running: Running, name: str, label: str, kind: 
     per_job = {k: _r(v * 1000 / n, 2) for k, v in cpu.items()}
     ready = running.ready
     peak = after.get("hwm_kb") or after["maxrss_kb"]
-    out.update(cpu_s={k: round(v, 3) for k, v in cpu.items()},
-               server_cpu_ms_per_job=per_job.get("server"), worker_cpu_ms_per_job=per_job.get("worker"),
-               api_cpu_ms_per_job=per_job.get("api"), sink_cpu_ms_per_job=per_job.get("sink"),
-               driver_cpu_ms_per_job=per_job.get("driver"),
-               total_cpu_ms_per_job=_r(sum(cpu.values()) * 1000 / n, 2),
-               cpu_window_s=_r(window, 1),
-               # Everything else on the machine meanwhile (other people's test runs...): noise.
-               other_cores=_r(max(0.0, machine - kernel - sum(cpu.values())) / window, 2),
-               kernel_cores=_r(kernel / window, 2),
-               # Cores busy on average: a Python worker near 1.0 is the bottleneck (one GIL).
-               server_cores=_r(cpu.get("server", 0) / window, 2), worker_cores=_r(cpu.get("worker", 0) / window, 2),
-               # The worker's Python threads (the event loop, the workflow executor), which share one
-               # GIL: near 1.0, the worker's Python side is saturated whatever its total says.
-               worker_python_cores=_r(python_thread_seconds(threads0, threads1) / window, 2),
-               machine_cores=_r(machine / window, 2),
-               worker_idle_rss_mb=_r(ready.get("rss_kb", 0) / 1024), worker_peak_rss_mb=_r(peak / 1024),
-               worker_rss_before_mb=_r(before["rss_kb"] / 1024), worker_rss_after_mb=_r(after["rss_kb"] / 1024),
-               worker_peak_reset=ready.get("peak_reset"))
+    out.update(
+        cpu_s={k: round(v, 3) for k, v in cpu.items()},
+        server_cpu_ms_per_job=per_job.get("server"),
+        worker_cpu_ms_per_job=per_job.get("worker"),
+        api_cpu_ms_per_job=per_job.get("api"),
+        sink_cpu_ms_per_job=per_job.get("sink"),
+        driver_cpu_ms_per_job=per_job.get("driver"),
+        total_cpu_ms_per_job=_r(sum(cpu.values()) * 1000 / n, 2),
+        cpu_window_s=_r(window, 1),
+        # Everything else on the machine meanwhile (other people's test runs...): noise.
+        other_cores=_r(max(0.0, machine - kernel - sum(cpu.values())) / window, 2),
+        kernel_cores=_r(kernel / window, 2),
+        # Cores busy on average: a Python worker near 1.0 is the bottleneck (one GIL).
+        server_cores=_r(cpu.get("server", 0) / window, 2),
+        worker_cores=_r(cpu.get("worker", 0) / window, 2),
+        # The worker's Python threads (the event loop, the workflow executor), which share one
+        # GIL: near 1.0, the worker's Python side is saturated whatever its total says.
+        worker_python_cores=_r(python_thread_seconds(threads0, threads1) / window, 2),
+        machine_cores=_r(machine / window, 2),
+        worker_idle_rss_mb=_r(ready.get("rss_kb", 0) / 1024),
+        worker_peak_rss_mb=_r(peak / 1024),
+        worker_rss_before_mb=_r(before["rss_kb"] / 1024),
+        worker_rss_after_mb=_r(after["rss_kb"] / 1024),
+        worker_peak_reset=ready.get("peak_reset"),
+    )
     out["ok"] = not problems
     return out
 
@@ -482,6 +544,7 @@ Starter = Callable[[list[Job]], Awaitable[None]]
 def batch_starter(http: LeanHttp, size: int, concurrency: int) -> Starter:
     """The jobs as batches of `size` emails (POST /notify/batch), `concurrency` POSTs in flight; each
     job's id is its item's `<batchId>-<n>`."""
+
     async def start(jobs: list[Job]) -> None:
         gate = asyncio.Semaphore(concurrency)
 
@@ -504,7 +567,8 @@ def batch_starter(http: LeanHttp, size: int, concurrency: int) -> Starter:
                 for job, job_id in zip(chunk, ids):
                     job.job_id, job.accepted = job_id, accepted
 
-        await asyncio.gather(*(one(jobs[i:i + size]) for i in range(0, len(jobs), size)))
+        await asyncio.gather(*(one(jobs[i : i + size]) for i in range(0, len(jobs), size)))
+
     return start
 
 
@@ -512,8 +576,9 @@ def _batch_of(job_id: str) -> str:
     return job_id.rsplit("-", 1)[0]
 
 
-async def batch_outcomes(http: LeanHttp, jobs: list[Job], concurrency: int, timeout: float,
-                         sample_per_batch: int = 3) -> dict[str, dict]:
+async def batch_outcomes(
+    http: LeanHttp, jobs: list[Job], concurrency: int, timeout: float, sample_per_batch: int = 3
+) -> dict[str, dict]:
     """Each item's status: its batch's counts (GET /batches/{id}, polled until done) where every item
     succeeded, else each item's GET /jobs/{id}/status; and a few items of every batch read by their
     job id anyway (the item lookup answers like a job's)."""
@@ -545,7 +610,7 @@ async def batch_outcomes(http: LeanHttp, jobs: list[Job], concurrency: int, time
                 await asyncio.sleep(0.5)
             if body.get("done") and body["counts"]["success"] == len(ids) == body["total"]:
                 statuses = dict.fromkeys(ids, "completed")
-                for job_id in ids[::max(1, len(ids) // sample_per_batch)][:sample_per_batch]:
+                for job_id in ids[:: max(1, len(ids) // sample_per_batch)][:sample_per_batch]:
                     statuses[job_id] = await status_of(job_id)
             else:
                 statuses = {i: await status_of(i) for i in ids}
@@ -561,14 +626,20 @@ async def batch_history_events(client: Client, jobs: list[Job], sample: int) -> 
     """History events per item: a sample of the batches' histories (the batch's workflow id), each
     divided by its items."""
     batches: dict[str, int] = Counter(_batch_of(j.job_id) for j in jobs if j.job_id)
-    lengths, kinds, errors = await _histories(client, list(batches)[:max(1, sample)])
+    lengths, kinds, errors = await _histories(client, list(batches)[: max(1, sample)])
     totals = list(lengths.values())
     per_item = [events / batches[batch_id] for batch_id, events in lengths.items()]
     if not per_item:
         return {"sampled": 0, "errors": errors}
-    return {"sampled": len(per_item), "per_job": round(sum(per_item) / len(per_item), 2),
-            "per_batch": round(sum(totals) / len(totals), 1), "min": min(totals), "max": max(totals),
-            "first_batch_by_type": dict(kinds), "errors": errors}
+    return {
+        "sampled": len(per_item),
+        "per_job": round(sum(per_item) / len(per_item), 2),
+        "per_batch": round(sum(totals) / len(totals), 1),
+        "min": min(totals),
+        "max": max(totals),
+        "first_batch_by_type": dict(kinds),
+        "errors": errors,
+    }
 
 
 # ---- the paced phase --------------------------------------------------------------------------
@@ -633,8 +704,10 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
     began = time.time()
     try:
         for k in range(count):
-            for at, make in ((t0 + k * period, lambda: post(jobs[k])),  # noqa: B023 - called in this iteration
-                             (t0 + (k + 0.5) * period, lambda: get(recent[-1]) if recent else None)):
+            for at, make in (
+                (t0 + k * period, lambda: post(jobs[k])),  # noqa: B023 - called in this iteration
+                (t0 + (k + 0.5) * period, lambda: get(recent[-1]) if recent else None),
+            ):
                 delay = at - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -664,29 +737,43 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
     statuses = Counter(o["status"] for o in outcomes.values())
     if statuses.get("completed", 0) != count:
         stuck = [i for i, o in outcomes.items() if o["status"] != "completed"][:3]
-        problems.append(f"{statuses.get('completed', 0)} of {count} paced jobs completed; "
-                        f"statuses {dict(statuses)}, e.g. {stuck}")
+        problems.append(
+            f"{statuses.get('completed', 0)} of {count} paced jobs completed; statuses {dict(statuses)}, e.g. {stuck}"
+        )
     arrivals = {s: t[0] for s, t in sink.arrivals.items() if s.startswith(prefix)}
     latencies = [(arrivals[j.subject] - j.issued) * 1000 for j in started if j.subject in arrivals and j.issued]
     cpu = {k: cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0}
     machine, kernel = cpu.pop("machine"), cpu.pop("kernel")
     return {
-        "rate_per_s": _r(rate, 2), "seconds": _r(sent_s, 1), "waited_for_quiet_s": waited, "posts": count,
+        "rate_per_s": _r(rate, 2),
+        "seconds": _r(sent_s, 1),
+        "waited_for_quiet_s": waited,
+        "posts": count,
         "gets": len(get_ms),
-        "post_p50_ms": _r(percentile(post_ms, 50)), "post_p99_ms": _r(percentile(post_ms, 99)),
-        "post_p90_ms": _r(percentile(post_ms, 90)), "post_p95_ms": _r(percentile(post_ms, 95)),
-        "post_max_ms": _r(max(post_ms, default=None)), "posts_over_50_ms": sum(x > 50 for x in post_ms),
-        "get_p50_ms": _r(percentile(get_ms, 50)), "get_p99_ms": _r(percentile(get_ms, 99)),
-        "get_p90_ms": _r(percentile(get_ms, 90)), "get_p95_ms": _r(percentile(get_ms, 95)),
-        "get_max_ms": _r(max(get_ms, default=None)), "gets_over_25_ms": sum(x > 25 for x in get_ms),
+        "post_p50_ms": _r(percentile(post_ms, 50)),
+        "post_p99_ms": _r(percentile(post_ms, 99)),
+        "post_p90_ms": _r(percentile(post_ms, 90)),
+        "post_p95_ms": _r(percentile(post_ms, 95)),
+        "post_max_ms": _r(max(post_ms, default=None)),
+        "posts_over_50_ms": sum(x > 50 for x in post_ms),
+        "get_p50_ms": _r(percentile(get_ms, 50)),
+        "get_p99_ms": _r(percentile(get_ms, 99)),
+        "get_p90_ms": _r(percentile(get_ms, 90)),
+        "get_p95_ms": _r(percentile(get_ms, 95)),
+        "get_max_ms": _r(max(get_ms, default=None)),
+        "gets_over_25_ms": sum(x > 25 for x in get_ms),
         "driver_late_p99_ms": _r(percentile(late_ms, 99)),
         "get_statuses": dict(get_status),
         "slow_requests": sorted(slow)[:60],
-        "delivery_p50_ms": _r(percentile(latencies, 50)), "delivery_p99_ms": _r(percentile(latencies, 99)),
+        "delivery_p50_ms": _r(percentile(latencies, 50)),
+        "delivery_p99_ms": _r(percentile(latencies, 99)),
         "server_cpu_ms_per_job": _r(cpu.get("server", 0) * 1000 / count, 2),
         "other_cores": _r(max(0.0, machine - kernel - sum(cpu.values())) / cpu_window, 2),
-        "delivered": d["received"], "statuses": dict(statuses), "errors": errors[:5],
-        "problems": problems, "ok": not problems,
+        "delivered": d["received"],
+        "statuses": dict(statuses),
+        "errors": errors[:5],
+        "problems": problems,
+        "ok": not problems,
     }
 
 
@@ -752,24 +839,37 @@ async def run_ceiling(sink: SinkProcess, n: int, concurrency: int, timeout: floa
         cpu1 = snapshot(pids)
         d = _deliveries(sink, jobs, prefix)
         last = max((t[0] for s, t in sink.arrivals.items() if s.startswith(prefix)), default=first)
-        return {"rate": _r(n / max(last - first, 1e-6), 1), "cpu0": cpu0, "cpu1": cpu1, "first": first,
-                "window": time.time() - first, "problems": _delivery_problems(what, d, n)}
+        return {
+            "rate": _r(n / max(last - first, 1e-6), 1),
+            "cpu0": cpu0,
+            "cpu1": cpu1,
+            "first": first,
+            "window": time.time() - first,
+            "problems": _delivery_problems(what, d, n),
+        }
 
     pids = {"sink": sink.pid}
     each = await measured(send_all, "sink ceiling")
     kept = await measured(send_over_sessions, "sink ceiling (sessions kept open)")
     cpu0, cpu1, window = each["cpu0"], each["cpu1"], each["window"]
-    problems = each["problems"] + kept["problems"] + (
-        [f"{len(errors)} sends failed, e.g. {errors[0]}"] if errors else [])
-    return {"jobs": n, "concurrency": concurrency, "delivered_per_s": each["rate"],
-            # A session per sender kept open (what a batch does): the sink's ceiling for batches.
-            "sessions_delivered_per_s": kept["rate"],
-            "sessions_sink_cpu_ms_per_email": _r((kept["cpu1"]["sink"] - kept["cpu0"]["sink"]) * 1000 / n, 2),
-            "sessions_other_cores": _others(kept["cpu0"], kept["cpu1"], kept["window"]),
-            "sink_cpu_ms_per_email": _r((cpu1["sink"] - cpu0["sink"]) * 1000 / n, 2),
-            "driver_cpu_ms_per_email": _r((cpu1["driver"] - cpu0["driver"]) * 1000 / n, 2),
-            "other_cores": _others(cpu0, cpu1, window),
-            "saves_files": sink.save, "problems": problems, "ok": not problems}
+    problems = (
+        each["problems"] + kept["problems"] + ([f"{len(errors)} sends failed, e.g. {errors[0]}"] if errors else [])
+    )
+    return {
+        "jobs": n,
+        "concurrency": concurrency,
+        "delivered_per_s": each["rate"],
+        # A session per sender kept open (what a batch does): the sink's ceiling for batches.
+        "sessions_delivered_per_s": kept["rate"],
+        "sessions_sink_cpu_ms_per_email": _r((kept["cpu1"]["sink"] - kept["cpu0"]["sink"]) * 1000 / n, 2),
+        "sessions_other_cores": _others(kept["cpu0"], kept["cpu1"], kept["window"]),
+        "sink_cpu_ms_per_email": _r((cpu1["sink"] - cpu0["sink"]) * 1000 / n, 2),
+        "driver_cpu_ms_per_email": _r((cpu1["driver"] - cpu0["driver"]) * 1000 / n, 2),
+        "other_cores": _others(cpu0, cpu1, window),
+        "saves_files": sink.save,
+        "problems": problems,
+        "ok": not problems,
+    }
 
 
 def _others(cpu0: dict[str, float], cpu1: dict[str, float], window: float) -> float | None:

@@ -16,6 +16,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 def free_port() -> int:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -150,9 +151,16 @@ class WorkerProcess(_Child):
     async def start(self, timeout: float = 60) -> dict:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - the child's log, open while it runs
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.worker_proc", json.dumps(self.config),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=self._log,
-            cwd=ROOT, env=self.env)
+            sys.executable,
+            "-m",
+            "bench.worker_proc",
+            json.dumps(self.config),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=self._log,
+            cwd=ROOT,
+            env=self.env,
+        )
         return await self._expect("ready", timeout)
 
     async def usage(self) -> dict:
@@ -179,8 +187,10 @@ class WorkerProcess(_Child):
                 line = await self.proc.stdout.readline()
                 if not line:
                     await self.proc.wait()
-                    raise ChildFailed(f"worker process exited ({self.proc.returncode}) before {event!r}; "
-                                      f"its log ({self.log_path}) ends:\n{_tail(self.log_path)}")
+                    raise ChildFailed(
+                        f"worker process exited ({self.proc.returncode}) before {event!r}; "
+                        f"its log ({self.log_path}) ends:\n{_tail(self.log_path)}"
+                    )
                 try:
                     message: Any = json.loads(line)
                 except ValueError:
@@ -198,15 +208,25 @@ class ApiProcess(_Child):
 
     async def start(self, ready_url: str, timeout: float = 60) -> None:
         import httpx
+
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - the child's log, open while it runs
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "api", stdin=asyncio.subprocess.DEVNULL,
-            stdout=self._log, stderr=self._log, cwd=ROOT, env=self.env)
+            sys.executable,
+            "-m",
+            "api",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+            cwd=ROOT,
+            env=self.env,
+        )
         async with httpx.AsyncClient() as http, asyncio.timeout(timeout):
             while True:
                 if self.proc.returncode is not None:
-                    raise ChildFailed(f"API process exited ({self.proc.returncode}); its log "
-                                      f"({self.log_path}) ends:\n{_tail(self.log_path)}")
+                    raise ChildFailed(
+                        f"API process exited ({self.proc.returncode}); its log "
+                        f"({self.log_path}) ends:\n{_tail(self.log_path)}"
+                    )
                 try:
                     if (await http.get(ready_url)).status_code == 200:
                         return
@@ -237,18 +257,27 @@ class SinkProcess(_Child):
     async def start(self, timeout: float = 30) -> None:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - the child's log, open while it runs
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.sink_proc",
+            sys.executable,
+            "-m",
+            "bench.sink_proc",
             json.dumps({"port": self.port, "outbox": str(self.outbox), "save": self.save}),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=self._log,
-            cwd=ROOT, env=child_env(), limit=1 << 20)
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=self._log,
+            cwd=ROOT,
+            env=child_env(),
+            limit=1 << 20,
+        )
         assert self.proc.stdout is not None
         async with asyncio.timeout(timeout):
             while True:
                 line = await self.proc.stdout.readline()
                 if not line:
                     await self.proc.wait()
-                    raise ChildFailed(f"SMTP sink exited ({self.proc.returncode}); its log "
-                                      f"({self.log_path}) ends:\n{_tail(self.log_path)}")
+                    raise ChildFailed(
+                        f"SMTP sink exited ({self.proc.returncode}); its log "
+                        f"({self.log_path}) ends:\n{_tail(self.log_path)}"
+                    )
                 if json.loads(line).get("event") == "ready":
                     break
         self._reader = asyncio.create_task(self._read())

@@ -54,38 +54,89 @@ def _noisy(p: dict | None) -> bool:
 def config_table(config: dict) -> str:
     phases = config["phases"]
     lines = [f"== {config['label']}  (ratios against '{phases[0]['label']}' of this configuration)"]
-    head = [("phase", 20), ("done", 9), ("delivered/s", 12), ("", 7), ("p50 ms", 8), ("", 7), ("p95 ms", 8),
-            ("", 7), ("start p50", 10), ("events/job", 11), ("", 7)]
+    head = [
+        ("phase", 20),
+        ("done", 9),
+        ("delivered/s", 12),
+        ("", 7),
+        ("p50 ms", 8),
+        ("", 7),
+        ("p95 ms", 8),
+        ("", 7),
+        ("start p50", 10),
+        ("events/job", 11),
+        ("", 7),
+    ]
     lines.append(_row(head))
     for p in phases:
         r = p.get("ratios", {})
-        lines.append(_row([
-            (p["label"] + (" !" if _noisy(p) else ""), 20), (f"{p.get('completed', 0)}/{p['jobs']}", 9),
-            (_n(p.get("delivered_per_s")), 12),
-            (_x(r.get("delivered_per_s")), 7), (_n(p.get("p50_ms"), "{:.0f}"), 8), (_x(r.get("p50_ms")), 7),
-            (_n(p.get("p95_ms"), "{:.0f}"), 8), (_x(r.get("p95_ms")), 7), (_n(p.get("start_p50_ms")), 10),
-            (_n(p.get("history_events_per_job")), 11), (_x(r.get("history_events_per_job")), 7)]))
+        lines.append(
+            _row(
+                [
+                    (p["label"] + (" !" if _noisy(p) else ""), 20),
+                    (f"{p.get('completed', 0)}/{p['jobs']}", 9),
+                    (_n(p.get("delivered_per_s")), 12),
+                    (_x(r.get("delivered_per_s")), 7),
+                    (_n(p.get("p50_ms"), "{:.0f}"), 8),
+                    (_x(r.get("p50_ms")), 7),
+                    (_n(p.get("p95_ms"), "{:.0f}"), 8),
+                    (_x(r.get("p95_ms")), 7),
+                    (_n(p.get("start_p50_ms")), 10),
+                    (_n(p.get("history_events_per_job")), 11),
+                    (_x(r.get("history_events_per_job")), 7),
+                ]
+            )
+        )
     lines.append("")
-    head = [("CPU ms per job", 20), ("server", 8), ("", 7), ("worker", 8), ("", 7), ("api", 7), ("sink", 7),
-            ("driver", 8), ("all", 8), ("", 7), ("worker RSS MB: peak", 20), ("", 7), ("cores: server", 14),
-            ("worker", 7), ("python", 8), ("others", 7)]
+    head = [
+        ("CPU ms per job", 20),
+        ("server", 8),
+        ("", 7),
+        ("worker", 8),
+        ("", 7),
+        ("api", 7),
+        ("sink", 7),
+        ("driver", 8),
+        ("all", 8),
+        ("", 7),
+        ("worker RSS MB: peak", 20),
+        ("", 7),
+        ("cores: server", 14),
+        ("worker", 7),
+        ("python", 8),
+        ("others", 7),
+    ]
     lines.append(_row(head))
     for p in phases:
         r = p.get("ratios", {})
-        lines.append(_row([
-            (p["label"], 20),
-            (_n(p.get("server_cpu_ms_per_job"), "{:.2f}"), 8), (_x(r.get("server_cpu_ms_per_job")), 7),
-            (_n(p.get("worker_cpu_ms_per_job"), "{:.2f}"), 8), (_x(r.get("worker_cpu_ms_per_job")), 7),
-            (_n(p.get("api_cpu_ms_per_job"), "{:.2f}"), 7), (_n(p.get("sink_cpu_ms_per_job"), "{:.2f}"), 7),
-            (_n(p.get("driver_cpu_ms_per_job"), "{:.2f}"), 8), (_n(p.get("total_cpu_ms_per_job"), "{:.2f}"), 8),
-            (_x(r.get("total_cpu_ms_per_job")), 7), (_n(p.get("worker_peak_rss_mb")), 20),
-            (_x(r.get("worker_peak_rss_mb")), 7), (_n(p.get("server_cores"), "{:.2f}"), 14),
-            (_n(p.get("worker_cores"), "{:.2f}"), 7), (_n(p.get("worker_python_cores"), "{:.2f}"), 8),
-            (_n(p.get("other_cores"), "{:.2f}"), 7)]))
+        lines.append(
+            _row(
+                [
+                    (p["label"], 20),
+                    (_n(p.get("server_cpu_ms_per_job"), "{:.2f}"), 8),
+                    (_x(r.get("server_cpu_ms_per_job")), 7),
+                    (_n(p.get("worker_cpu_ms_per_job"), "{:.2f}"), 8),
+                    (_x(r.get("worker_cpu_ms_per_job")), 7),
+                    (_n(p.get("api_cpu_ms_per_job"), "{:.2f}"), 7),
+                    (_n(p.get("sink_cpu_ms_per_job"), "{:.2f}"), 7),
+                    (_n(p.get("driver_cpu_ms_per_job"), "{:.2f}"), 8),
+                    (_n(p.get("total_cpu_ms_per_job"), "{:.2f}"), 8),
+                    (_x(r.get("total_cpu_ms_per_job")), 7),
+                    (_n(p.get("worker_peak_rss_mb")), 20),
+                    (_x(r.get("worker_peak_rss_mb")), 7),
+                    (_n(p.get("server_cores"), "{:.2f}"), 14),
+                    (_n(p.get("worker_cores"), "{:.2f}"), 7),
+                    (_n(p.get("worker_python_cores"), "{:.2f}"), 8),
+                    (_n(p.get("other_cores"), "{:.2f}"), 7),
+                ]
+            )
+        )
     paced = config.get("paced")
     if any(_noisy(p) for p in phases + [paced]):
-        lines.append(f"! other work on the machine used {NOISY_CORES} cores or more during this phase: "
-                     "its figures are unreliable")
+        lines.append(
+            f"! other work on the machine used {NOISY_CORES} cores or more during this phase: "
+            "its figures are unreliable"
+        )
     if paced:
         lines.append("")
         lines.append(
@@ -99,7 +150,8 @@ def config_table(config: dict) -> str:
             f"delivery p50 {_n(paced['delivery_p50_ms'], '{:.0f}')} ms, "
             f"server CPU {_n(paced['server_cpu_ms_per_job'], '{:.2f}')} ms/job, "
             f"driver late p99 {_n(paced['driver_late_p99_ms'])} ms, "
-            f"others' cores {_n(paced.get('other_cores'), '{:.2f}')}")
+            f"others' cores {_n(paced.get('other_cores'), '{:.2f}')}"
+        )
     lines.append("")
     for p in phases + ([{**paced, "label": "paced"}] if paced else []):
         d = p.get("deliveries") or {}
@@ -129,59 +181,123 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
     out: list[dict] = []
 
     # measured: a phase's figure, None when the phase did not run (`phase and phase[...]`).
-    def add(target: str, measured: Any, limit: float, higher: bool, unit: str = "x",
-            both: float | None = None, over: Sequence[dict | None] = ()) -> None:
+    def add(
+        target: str,
+        measured: Any,
+        limit: float,
+        higher: bool,
+        unit: str = "x",
+        both: float | None = None,
+        over: Sequence[dict | None] = (),
+    ) -> None:
         if measured is None:
             verdict = "not run"
         else:
             verdict = "PASS" if (measured >= limit if higher else measured <= limit) else "MISS"
         # gap: how far the measurement is from the limit, negative when it falls short.
         gap = None if measured is None else round((measured - limit) if higher else (limit - measured), 2)
-        out.append({"target": target, "limit": f"{'>=' if higher else '<='} {limit:g}{unit}",
-                    "measured": measured, "unit": unit, "gap": gap, "verdict": verdict,
-                    "vs_both_bare": both, "noisy": any(_noisy(p) for p in over)})
+        out.append(
+            {
+                "target": target,
+                "limit": f"{'>=' if higher else '<='} {limit:g}{unit}",
+                "measured": measured,
+                "unit": unit,
+                "gap": gap,
+                "verdict": verdict,
+                "vs_both_bare": both,
+                "noisy": any(_noisy(p) for p in over),
+            }
+        )
 
     file, memory = configs.get("file"), configs.get("memory")
     for key, config, limit in (("file", file, 1.2), ("memory", memory, 1.0)):
         api = _phase(config, "api")
         where = "SQLite file, make run's pragmas" if key == "file" else "in-memory server"
-        add(f"Herald API delivered rate vs baseline ({where})",
-            api and api["ratios"].get("delivered_per_s"), limit, True, both=_vs_both(config, "delivered_per_s"),
-            over=[api, _phase(config, "bare")])
+        add(
+            f"Herald API delivered rate vs baseline ({where})",
+            api and api["ratios"].get("delivered_per_s"),
+            limit,
+            True,
+            both=_vs_both(config, "delivered_per_s"),
+            over=[api, _phase(config, "bare")],
+        )
     for key, config in (("file", file), ("memory", memory)):
         api = _phase(config, "api")
         where = "SQLite file" if key == "file" else "in memory"
-        add(f"dev-server CPU per job vs baseline ({where})",
-            api and api["ratios"].get("server_cpu_ms_per_job"), 0.8, False,
-            both=_vs_both(config, "server_cpu_ms_per_job"), over=[api, _phase(config, "bare")])
+        add(
+            f"dev-server CPU per job vs baseline ({where})",
+            api and api["ratios"].get("server_cpu_ms_per_job"),
+            0.8,
+            False,
+            both=_vs_both(config, "server_cpu_ms_per_job"),
+            over=[api, _phase(config, "bare")],
+        )
     api = _phase(file, "api")
-    add("make run stack delivers (Herald API, SQLite file), emails/s", api and api.get("delivered_per_s"), 35, True,
-        "/s", over=[api])
+    add(
+        "make run stack delivers (Herald API, SQLite file), emails/s",
+        api and api.get("delivered_per_s"),
+        35,
+        True,
+        "/s",
+        over=[api],
+    )
     for key, config in (("file", file), ("memory", memory)):
         paced = (config or {}).get("paced")
         where = "SQLite file" if key == "file" else "in memory"
-        add(f"POST /jobs/email p99 at half the saturating rate ({where}), ms", paced and paced.get("post_p99_ms"),
-            50, False, " ms", over=[paced])
-        add(f"GET /jobs/{{id}}/status p99 at half the saturating rate ({where}), ms",
-            paced and paced.get("get_p99_ms"), 25, False, " ms", over=[paced])
+        add(
+            f"POST /jobs/email p99 at half the saturating rate ({where}), ms",
+            paced and paced.get("post_p99_ms"),
+            50,
+            False,
+            " ms",
+            over=[paced],
+        )
+        add(
+            f"GET /jobs/{{id}}/status p99 at half the saturating rate ({where}), ms",
+            paced and paced.get("get_p99_ms"),
+            25,
+            False,
+            " ms",
+            over=[paced],
+        )
     for key, config in (("file", file), ("memory", memory)):
         batches = _phase(config, "batch")
         where = "SQLite file" if key == "file" else "in memory"
-        add(f"Herald batches: delivered rate vs baseline ({where})",
-            batches and batches["ratios"].get("delivered_per_s"), 10, True,
-            both=_vs_both(config, "delivered_per_s", "batch"), over=[batches, _phase(config, "bare")])
+        add(
+            f"Herald batches: delivered rate vs baseline ({where})",
+            batches and batches["ratios"].get("delivered_per_s"),
+            10,
+            True,
+            both=_vs_both(config, "delivered_per_s", "batch"),
+            over=[batches, _phase(config, "bare")],
+        )
         # The sink's ceiling as a batch sends: over SMTP sessions kept open (else a connection per email).
         top = (ceiling or {}).get("sessions_delivered_per_s") or (ceiling or {}).get("delivered_per_s")
         if ceiling and batches and top and batches.get("delivered_per_s"):
             noisy = max(ceiling.get("other_cores") or 0, ceiling.get("sessions_other_cores") or 0) >= NOISY_CORES
-            out.append({"target": f"Herald batches vs the SMTP sink's own ceiling ({where})", "limit": "info",
-                        "measured": ratio(batches["delivered_per_s"], top), "unit": "x",
-                        "gap": None, "verdict": "info", "noisy": noisy or _noisy(batches)})
+            out.append(
+                {
+                    "target": f"Herald batches vs the SMTP sink's own ceiling ({where})",
+                    "limit": "info",
+                    "measured": ratio(batches["delivered_per_s"], top),
+                    "unit": "x",
+                    "gap": None,
+                    "verdict": "info",
+                    "noisy": noisy or _noisy(batches),
+                }
+            )
     old = _phase(configs.get("file-default"), "api")
     if old and api:
-        out.append({"target": "Herald API: make run's pragmas vs default pragmas (same code)",
-                    "limit": "info", "measured": ratio(api.get("delivered_per_s"), old.get("delivered_per_s")),
-                    "unit": "x", "gap": None, "verdict": "info"})
+        out.append(
+            {
+                "target": "Herald API: make run's pragmas vs default pragmas (same code)",
+                "limit": "info",
+                "measured": ratio(api.get("delivered_per_s"), old.get("delivered_per_s")),
+                "unit": "x",
+                "gap": None,
+                "verdict": "info",
+            }
+        )
     return out
 
 
@@ -193,9 +309,12 @@ def targets_table(rows: list[dict]) -> str:
         shown = "-" if m is None else (f"{m:.2f}x" if r["unit"] == "x" else f"{m:.1f}")
         margin = "" if g is None else (f"{g:+.2f}x" if r["unit"] == "x" else f"{g:+.1f}")
         verdict = r["verdict"] + (" !" if r.get("noisy") else "")
-        lines.append(f"{r['target']:<{width}}{r['limit']:>10}{shown:>11}{margin:>9}  {verdict:<9}"
-                     f"{'' if b is None else f'{b:.2f}x':>18}")
+        lines.append(
+            f"{r['target']:<{width}}{r['limit']:>10}{shown:>11}{margin:>9}  {verdict:<9}"
+            f"{'' if b is None else f'{b:.2f}x':>18}"
+        )
     if any(r.get("noisy") for r in rows):
-        lines.append(f"! measured while other work on the machine used {NOISY_CORES} cores or more: "
-                     "unreliable, run again")
+        lines.append(
+            f"! measured while other work on the machine used {NOISY_CORES} cores or more: unreliable, run again"
+        )
     return "\n".join(lines)

@@ -88,12 +88,18 @@ class Stack:
                 raise RuntimeError(f"the dev server did not start; see {logs / 'server.log'}")
             time.sleep(0.3)
         env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
-        env.update({
-            "HERALD_DEV_MODE": "true", "HERALD_TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
-            "HERALD_DATA_DIR": str(self.work / "data"), "HERALD_API_PORT": str(api_port),
-            "HERALD_MAX_LIVE_STREAMS": str(max_streams), "HERALD_WORKER_METRICS_PORT": "0",
-            "HERALD_WEBHOOK_ALLOW_HOSTS": "127.0.0.1/8", "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "HERALD_DEV_MODE": "true",
+                "HERALD_TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+                "HERALD_DATA_DIR": str(self.work / "data"),
+                "HERALD_API_PORT": str(api_port),
+                "HERALD_MAX_LIVE_STREAMS": str(max_streams),
+                "HERALD_WORKER_METRICS_PORT": "0",
+                "HERALD_WEBHOOK_ALLOW_HOSTS": "127.0.0.1/8",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         self._spawn("worker", [sys.executable, "-m", "worker"], logs, env)
         self._spawn("api", [sys.executable, "-m", "api"], logs, env)
         self.api_url = f"http://127.0.0.1:{api_port}"
@@ -113,8 +119,9 @@ class Stack:
 
     def _spawn(self, name: str, command: list[str], logs: Path, env: dict[str, str]) -> None:
         log = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - the child's log, open while it runs
-        self.procs[name] = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                            stdout=log, stderr=log, start_new_session=True)
+        self.procs[name] = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
 
     def cpu(self) -> dict[str, float]:
         return {name: cpu_seconds(proc.pid) for name, proc in self.procs.items()}
@@ -152,8 +159,11 @@ class Meter:
     def per_minute(self) -> dict[str, float]:
         """CPU seconds per minute of each process (and of the rest of the machine, `others`)."""
         scale = 60 / self.seconds
-        return {**{k: v * scale for k, v in self.procs.items()}, "driver": self.own * scale,
-                "others": max(0.0, self.others) * scale}
+        return {
+            **{k: v * scale for k, v in self.procs.items()},
+            "driver": self.own * scale,
+            "others": max(0.0, self.others) * scale,
+        }
 
 
 # ---- the watchers -------------------------------------------------------------------------------
@@ -169,8 +179,9 @@ async def sse_reader(client: httpx.AsyncClient, job_id: str, n: int, opened: asy
             opened.set()
 
 
-async def long_poller(client: httpx.AsyncClient, job_id: str, wait: float, offset: float, opened: asyncio.Event,
-                      counts: dict) -> None:
+async def long_poller(
+    client: httpx.AsyncClient, job_id: str, wait: float, offset: float, opened: asyncio.Event, counts: dict
+) -> None:
     """GET ?wait=W&since=<ETag> again and again; the first one `offset` s in, so that the clients'
     re-asks spread evenly over the wait (as independent clients' would)."""
     etag = (await client.get(f"/jobs/{job_id}/status")).headers["etag"]
@@ -186,8 +197,9 @@ async def long_poller(client: httpx.AsyncClient, job_id: str, wait: float, offse
         etag = response.headers["etag"]
 
 
-async def poller(client: httpx.AsyncClient, job_id: str, every: float, offset: float, opened: asyncio.Event,
-                 counts: dict) -> None:
+async def poller(
+    client: httpx.AsyncClient, job_id: str, every: float, offset: float, opened: asyncio.Event, counts: dict
+) -> None:
     opened.set()
     await asyncio.sleep(offset)
     while True:
@@ -201,14 +213,17 @@ async def phase(stack: Stack, name: str, seconds: float, job_ids: list[str], mak
     (from `warmup` s after the last one opened)."""
     limits = httpx.Limits(max_connections=len(job_ids) + 20, max_keepalive_connections=len(job_ids) + 20)
     counts: dict = {}
-    async with httpx.AsyncClient(base_url=stack.api_url, headers=AUTH, limits=limits,
-                                 timeout=httpx.Timeout(120, connect=10)) as client:
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, headers=AUTH, limits=limits, timeout=httpx.Timeout(120, connect=10)
+    ) as client:
         tasks, opening = [], None
         if make is not None:
             events = [asyncio.Event() for _ in job_ids]
             with Meter(stack) as opening:
-                tasks = [asyncio.create_task(make(client, job_id, n, opened, counts))
-                         for n, (job_id, opened) in enumerate(zip(job_ids, events))]
+                tasks = [
+                    asyncio.create_task(make(client, job_id, n, opened, counts))
+                    for n, (job_id, opened) in enumerate(zip(job_ids, events))
+                ]
                 await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), 120)
                 await asyncio.sleep(1)  # the last ones' first reads are done
             await asyncio.sleep(max(0.0, warmup - 1))
@@ -219,8 +234,13 @@ async def phase(stack: Stack, name: str, seconds: float, job_ids: list[str], mak
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    result = {"phase": name, "streams": len(job_ids) if make else 0, "seconds": round(steady.seconds, 1),
-              "cpu_s_per_min": {k: round(v, 3) for k, v in steady.per_minute().items()}, "counts": during}
+    result = {
+        "phase": name,
+        "streams": len(job_ids) if make else 0,
+        "seconds": round(steady.seconds, 1),
+        "cpu_s_per_min": {k: round(v, 3) for k, v in steady.per_minute().items()},
+        "counts": during,
+    }
     if opening is not None and name == "sse":
         result["open_cpu_ms_per_stream"] = {k: round(1000 * v / len(job_ids), 2) for k, v in opening.procs.items()}
     return result
@@ -228,9 +248,15 @@ async def phase(stack: Stack, name: str, seconds: float, job_ids: list[str], mak
 
 async def start_jobs(stack: Stack, n: int) -> list[str]:
     async with httpx.AsyncClient(base_url=stack.api_url, headers=AUTH, timeout=30) as client:
-        answers = await asyncio.gather(*(client.post("/jobs/email", json={
-            "to": "ada@example.com", "subject": f"stream bench {i}", "body": "b", "delay": 600_000})
-            for i in range(n)))
+        answers = await asyncio.gather(
+            *(
+                client.post(
+                    "/jobs/email",
+                    json={"to": "ada@example.com", "subject": f"stream bench {i}", "body": "b", "delay": 600_000},
+                )
+                for i in range(n)
+            )
+        )
         ids = [a.json()["jobId"] for a in answers]
         # Each job's first workflow task (which starts the timer) is done: all sit `delayed`.
         deadline = time.monotonic() + 60
@@ -243,16 +269,20 @@ async def start_jobs(stack: Stack, n: int) -> list[str]:
 
 def report(results: list[dict], streams: int) -> str:
     idle = next(r for r in results if r["phase"] == "idle")["cpu_s_per_min"]
-    lines = [f"{'phase':<10} {'server':>8} {'api':>8} {'worker':>8} {'others':>8}   "
-             f"{'server/stream':>13} {'api/stream':>10}   open server/api (ms/stream)",
-             f"{'':<10} {'CPU s per minute':^35}   {'CPU ms per minute':^26}"]
+    lines = [
+        f"{'phase':<10} {'server':>8} {'api':>8} {'worker':>8} {'others':>8}   "
+        f"{'server/stream':>13} {'api/stream':>10}   open server/api (ms/stream)",
+        f"{'':<10} {'CPU s per minute':^35}   {'CPU ms per minute':^26}",
+    ]
     for r in results:
         cpu = r["cpu_s_per_min"]
         per = {k: 1000 * (cpu[k] - idle[k]) / streams for k in ("server", "api")} if r["streams"] else {}
         opened = r.get("open_cpu_ms_per_stream", {})
-        lines.append(f"{r['phase']:<10} {cpu['server']:>8.2f} {cpu['api']:>8.2f} {cpu['worker']:>8.2f} "
-                     f"{cpu['others']:>8.2f}   {per.get('server', 0):>13.1f} {per.get('api', 0):>10.1f}   "
-                     + (f"{opened['server']:.1f} / {opened['api']:.1f}" if opened else ""))
+        lines.append(
+            f"{r['phase']:<10} {cpu['server']:>8.2f} {cpu['api']:>8.2f} {cpu['worker']:>8.2f} "
+            f"{cpu['others']:>8.2f}   {per.get('server', 0):>13.1f} {per.get('api', 0):>10.1f}   "
+            + (f"{opened['server']:.1f} / {opened['api']:.1f}" if opened else "")
+        )
     return "\n".join(lines)
 
 
@@ -267,15 +297,33 @@ async def main(args: argparse.Namespace) -> int:
         results.append(await phase(stack, "idle", args.seconds, job_ids))
         results.append(await phase(stack, "sse", args.seconds, job_ids, sse_reader))
         spread = len(job_ids)
-        results.append(await phase(stack, "long-poll", args.seconds, job_ids, warmup=args.wait + 1, make=(
-            lambda c, j, n, o, k: long_poller(c, j, args.wait, n * args.wait / spread, o, k))))
+        results.append(
+            await phase(
+                stack,
+                "long-poll",
+                args.seconds,
+                job_ids,
+                warmup=args.wait + 1,
+                make=(lambda c, j, n, o, k: long_poller(c, j, args.wait, n * args.wait / spread, o, k)),
+            )
+        )
         if args.compare_polling:
-            results.append(await phase(stack, "poll-1s", args.seconds, job_ids, warmup=2, make=(
-                lambda c, j, n, o, k: poller(c, j, 1.0, n / spread, o, k))))
+            results.append(
+                await phase(
+                    stack,
+                    "poll-1s",
+                    args.seconds,
+                    job_ids,
+                    warmup=2,
+                    make=(lambda c, j, n, o, k: poller(c, j, 1.0, n / spread, o, k)),
+                )
+            )
     finally:
         stack.stop()
-    print(f"{args.streams} jobs delayed 10 min; {args.seconds:.0f} s per phase; long polls wait={args.wait:g} s; "
-          f"{os.cpu_count()} cores")
+    print(
+        f"{args.streams} jobs delayed 10 min; {args.seconds:.0f} s per phase; long polls wait={args.wait:g} s; "
+        f"{os.cpu_count()} cores"
+    )
     print(report(results, args.streams))
     idle = results[0]["cpu_s_per_min"]
     for r in results:
@@ -286,8 +334,15 @@ async def main(args: argparse.Namespace) -> int:
             r["cpu_ms_per_request"] = {k: round(v, 2) for k, v in per.items()}
             line += f"; CPU per request: server {per['server']:.2f} ms, api {per['api']:.2f} ms"
         print(line)
-    out = {"streams": args.streams, "seconds": args.seconds, "wait": args.wait, "machine": platform.platform(),
-           "cores": os.cpu_count(), "phases": results, "work_dir": str(work)}
+    out = {
+        "streams": args.streams,
+        "seconds": args.seconds,
+        "wait": args.wait,
+        "machine": platform.platform(),
+        "cores": os.cpu_count(),
+        "phases": results,
+        "work_dir": str(work),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}; logs in {work / 'logs'}")

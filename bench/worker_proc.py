@@ -32,8 +32,12 @@ def usage() -> dict:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(("VmRSS:", "VmHWM:")):
                 status[line.split(":")[0]] = int(line.split()[1])
-    return {"maxrss_kb": ru.ru_maxrss, "hwm_kb": status.get("VmHWM"), "rss_kb": status.get("VmRSS", 0),
-            "cpu_s": ru.ru_utime + ru.ru_stime}
+    return {
+        "maxrss_kb": ru.ru_maxrss,
+        "hwm_kb": status.get("VmHWM"),
+        "rss_kb": status.get("VmRSS", 0),
+        "cpu_s": ru.ru_utime + ru.ru_stime,
+    }
 
 
 def reset_peak_rss() -> bool:
@@ -56,9 +60,11 @@ def build(client: Client, config: dict) -> list[Worker]:
     if config["kind"] == "bare":
         from bench.bare import TASK_QUEUE, SendEmailWorkflow
         from bench.bare_activity import send_email
+
         return [Worker(client, task_queue=TASK_QUEUE, workflows=[SendEmailWorkflow], activities=[send_email])]
     from common.settings import get_settings
     from worker import build_workers
+
     return build_workers(client, get_settings())
 
 
@@ -70,6 +76,7 @@ async def main(config: dict) -> None:
     else:  # as worker.py connects: Herald's data converter (the payload codec), HERALD_* settings
         from common.settings import get_settings
         from common.temporal import connect
+
         client = await connect(get_settings())
     workers = build(client, config)
     loop = asyncio.get_running_loop()
@@ -77,8 +84,13 @@ async def main(config: dict) -> None:
         for w in workers:
             await running.enter_async_context(w)
         startup = usage()
-        say("ready", queues=[w.task_queue for w in workers], peak_reset=reset_peak_rss(),
-            startup_hwm_kb=startup["hwm_kb"], **usage())
+        say(
+            "ready",
+            queues=[w.task_queue for w in workers],
+            peak_reset=reset_peak_rss(),
+            startup_hwm_kb=startup["hwm_kb"],
+            **usage(),
+        )
         while True:
             line = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
             if line == "mark":

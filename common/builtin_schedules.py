@@ -42,14 +42,27 @@ from common.temporal import RPC_TIMEOUT
 log = logging.getLogger("herald.schedules")
 
 
-def job_schedule(schedule_id: str, request: JobRequest, priority: int | None, cron: str,
-                 timezone_name: str, overlap: ScheduleOverlapPolicy) -> Schedule:
+def job_schedule(
+    schedule_id: str,
+    request: JobRequest,
+    priority: int | None,
+    cron: str,
+    timezone_name: str,
+    overlap: ScheduleOverlapPolicy,
+) -> Schedule:
     start = start_options(request, priority)
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            start.workflow, request, id=schedule_id, task_queue=start.task_queue, memo=start.memo,
-            typed_search_attributes=start.search_attributes, priority=start.priority,
-            static_summary=start.summary, static_details=start.details),
+            start.workflow,
+            request,
+            id=schedule_id,
+            task_queue=start.task_queue,
+            memo=start.memo,
+            typed_search_attributes=start.search_attributes,
+            priority=start.priority,
+            static_summary=start.summary,
+            static_details=start.details,
+        ),
         spec=schedule_spec(cron, timezone_name),
         policy=SchedulePolicy(overlap=overlap, catchup_window=CATCHUP_WINDOW),
     )
@@ -59,8 +72,9 @@ def builtin_schedule(definition: BuiltinSchedule, settings: Settings) -> Schedul
     # An empty job id: each run takes its own workflow id (a job's default options otherwise).
     request = cleanup_job(new_spec("", "cleanup", "jobs", settings), definition.task)
     # Two cleanups of the same directory at once gain nothing: a run still going skips the next.
-    return job_schedule(definition.id, request, None, definition.cron, settings.schedule_timezone,
-                        ScheduleOverlapPolicy.SKIP)
+    return job_schedule(
+        definition.id, request, None, definition.cron, settings.schedule_timezone, ScheduleOverlapPolicy.SKIP
+    )
 
 
 async def _plain(client: Client, values: Sequence[Any]) -> list[Any]:
@@ -83,9 +97,20 @@ async def _what_runs(client: Client, schedule: Schedule) -> tuple[Any, ...]:
                 value.pop(moment, None)
     attributes = sorted((pair.key.name, pair.value) for pair in action.typed_search_attributes)
     summaries = [await _plain(client, [text]) for text in (action.static_summary, action.static_details) if text]
-    return (cron_of(schedule.spec), schedule.spec.time_zone_name, action.workflow, action.id, action.task_queue,
-            args, memo, attributes, action.priority.priority_key, summaries, schedule.policy.overlap,
-            schedule.policy.catchup_window)
+    return (
+        cron_of(schedule.spec),
+        schedule.spec.time_zone_name,
+        action.workflow,
+        action.id,
+        action.task_queue,
+        args,
+        memo,
+        attributes,
+        action.priority.priority_key,
+        summaries,
+        schedule.policy.overlap,
+        schedule.policy.catchup_window,
+    )
 
 
 async def ensure_builtin_schedule(client: Client, settings: Settings, definition: BuiltinSchedule) -> str:
@@ -96,10 +121,16 @@ async def ensure_builtin_schedule(client: Client, settings: Settings, definition
     """
     wanted = builtin_schedule(definition, settings)
     try:
-        await client.create_schedule(definition.id, wanted, memo={SCHEDULE_MEMO_KEY: {"owner": "builtin"}},
-                                     rpc_timeout=RPC_TIMEOUT)
-        log_event("schedule.created", schedule_id=definition.id, cron=definition.cron,
-                  timezone=settings.schedule_timezone, task=definition.task)
+        await client.create_schedule(
+            definition.id, wanted, memo={SCHEDULE_MEMO_KEY: {"owner": "builtin"}}, rpc_timeout=RPC_TIMEOUT
+        )
+        log_event(
+            "schedule.created",
+            schedule_id=definition.id,
+            cron=definition.cron,
+            timezone=settings.schedule_timezone,
+            task=definition.task,
+        )
         return "created"
     except ScheduleAlreadyRunningError:
         pass
@@ -118,8 +149,13 @@ async def ensure_builtin_schedule(client: Client, settings: Settings, definition
 
     await client.get_schedule_handle(definition.id).update(updater, rpc_timeout=RPC_TIMEOUT)
     if changed:
-        log_event("schedule.updated", schedule_id=definition.id, cron=definition.cron,
-                  timezone=settings.schedule_timezone, task=definition.task)
+        log_event(
+            "schedule.updated",
+            schedule_id=definition.id,
+            cron=definition.cron,
+            timezone=settings.schedule_timezone,
+            task=definition.task,
+        )
     return "updated" if changed else "unchanged"
 
 
@@ -137,5 +173,8 @@ async def ensure_at_start(client: Client, settings: Settings) -> None:
     except Exception:  # any failure: log it and go on polling
         log.exception("could not ensure the built-in schedules; the next worker start tries again")
         return
-    log.info("built-in schedules in %s: %s", settings.schedule_timezone,
-             ", ".join(f"{sid} {outcome}" for sid, outcome in outcomes.items()))
+    log.info(
+        "built-in schedules in %s: %s",
+        settings.schedule_timezone,
+        ", ".join(f"{sid} {outcome}" for sid, outcome in outcomes.items()),
+    )

@@ -67,12 +67,14 @@ class EncryptionCodec(PayloadCodec):
         if cipher is None:
             raise UndecryptablePayload(
                 f"payload encrypted with key id {key_id!r}, which is not among HERALD_ENCRYPTION_KEY's keys "
-                f"({', '.join(sorted(self._ciphers))}): add that key back (after the current one) to read it")
+                f"({', '.join(sorted(self._ciphers))}): add that key back (after the current one) to read it"
+            )
         try:
             plain = cipher.decrypt(payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], None)
         except (InvalidTag, ValueError):  # ValueError: too short to hold a nonce
-            raise UndecryptablePayload(f"payload under key id {key_id!r} does not decrypt: "
-                                       f"it was altered, or another key has that id") from None
+            raise UndecryptablePayload(
+                f"payload under key id {key_id!r} does not decrypt: it was altered, or another key has that id"
+            ) from None
         decoded = Payload()
         decoded.ParseFromString(plain)
         return decoded

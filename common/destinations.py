@@ -19,29 +19,35 @@ class BlockedDestination(Exception):
     """The URL points somewhere Herald must not send to; str() is the reason for humans."""
 
 
-_V4_RULES = [(ipaddress.IPv4Network(net), reason) for net, reason in [
-    ("169.254.169.254/32", "the cloud metadata address"),  # before link-local: clearer reason
-    ("0.0.0.0/8", "an unspecified ('this network') address"),  # Linux connects 0.x to itself
-    ("127.0.0.0/8", "a loopback address"),
-    ("10.0.0.0/8", "a private address"),
-    ("172.16.0.0/12", "a private address"),
-    ("192.168.0.0/16", "a private address"),
-    ("169.254.0.0/16", "a link-local address"),
-    ("100.64.0.0/10", "a shared (carrier-grade NAT) address"),
-    ("224.0.0.0/4", "a multicast address"),
-    ("255.255.255.255/32", "the broadcast address"),
-    ("240.0.0.0/4", "a reserved address"),
-]]
+_V4_RULES = [
+    (ipaddress.IPv4Network(net), reason)
+    for net, reason in [
+        ("169.254.169.254/32", "the cloud metadata address"),  # before link-local: clearer reason
+        ("0.0.0.0/8", "an unspecified ('this network') address"),  # Linux connects 0.x to itself
+        ("127.0.0.0/8", "a loopback address"),
+        ("10.0.0.0/8", "a private address"),
+        ("172.16.0.0/12", "a private address"),
+        ("192.168.0.0/16", "a private address"),
+        ("169.254.0.0/16", "a link-local address"),
+        ("100.64.0.0/10", "a shared (carrier-grade NAT) address"),
+        ("224.0.0.0/4", "a multicast address"),
+        ("255.255.255.255/32", "the broadcast address"),
+        ("240.0.0.0/4", "a reserved address"),
+    ]
+]
 
-_V6_RULES = [(ipaddress.IPv6Network(net), reason) for net, reason in [
-    ("::/128", "the unspecified address"),
-    ("::1/128", "the loopback address"),
-    ("fc00::/7", "a unique-local (private) address"),
-    ("fe80::/10", "a link-local address"),
-    ("fec0::/10", "a site-local address"),
-    ("ff00::/8", "a multicast address"),
-    ("64:ff9b:1::/48", "a local-use NAT64 address"),
-]]
+_V6_RULES = [
+    (ipaddress.IPv6Network(net), reason)
+    for net, reason in [
+        ("::/128", "the unspecified address"),
+        ("::1/128", "the loopback address"),
+        ("fc00::/7", "a unique-local (private) address"),
+        ("fe80::/10", "a link-local address"),
+        ("fec0::/10", "a site-local address"),
+        ("ff00::/8", "a multicast address"),
+        ("64:ff9b:1::/48", "a local-use NAT64 address"),
+    ]
+]
 
 _V4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
@@ -124,8 +130,7 @@ def _is_localhost_name(host: str) -> bool:
 def static_check(url: httpx.URL, allow_hosts: Sequence[str]) -> IPAddress | None:
     """The checks that need no DNS; returns the literal address when the host is one."""
     if url.scheme not in ("http", "https"):
-        raise BlockedDestination(f"refused: scheme {url.scheme or '(none)'!r} is not allowed; "
-                                 "use http or https")
+        raise BlockedDestination(f"refused: scheme {url.scheme or '(none)'!r} is not allowed; use http or https")
     if url.userinfo:
         raise BlockedDestination("refused: credentials in the URL are not allowed")
     if url.port is not None and not 1 <= url.port <= 65535:

@@ -75,17 +75,18 @@ def start_options(request: JobRequest, priority: int | None = None, now: datetim
     due = spec.due_at(now)
     phase = Phase.DELAYED if due and due > now else Phase.QUEUED
     # The memo holds the state from the first moment, before any worker has seen the job.
-    initial = JobState.initial(spec, phase, spec.created_at,
-                               not_before=due.isoformat() if due is not None and phase == Phase.DELAYED else None)
+    initial = JobState.initial(
+        spec, phase, spec.created_at, not_before=due.isoformat() if due is not None and phase == Phase.DELAYED else None
+    )
     return StartOptions(
         workflow=WORKFLOW_NAMES[type(request)],
         task_queue=TASK_QUEUES[spec.kind],
         memo={STATE_MEMO_KEY: initial},
-        search_attributes=TypedSearchAttributes([SearchAttributePair(JOB_TYPE_KEY, spec.kind),
-                                                 SearchAttributePair(JOB_STATUS_KEY, phase.value)]
-                                                # Whose job it is, where a userId is known (typed notifications).
-                                                + ([SearchAttributePair(JOB_USER_KEY, spec.user_ref)]
-                                                   if spec.user_ref else [])),
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(JOB_TYPE_KEY, spec.kind), SearchAttributePair(JOB_STATUS_KEY, phase.value)]
+            # Whose job it is, where a userId is known (typed notifications).
+            + ([SearchAttributePair(JOB_USER_KEY, spec.user_ref)] if spec.user_ref else [])
+        ),
         priority=Priority(priority_key=priority) if priority else Priority.default,
         state=initial,
         summary=job_summary(request),
@@ -93,12 +94,24 @@ def start_options(request: JobRequest, priority: int | None = None, now: datetim
     )
 
 
-def new_spec(job_id: str, kind: JobKind, family: JobFamily, settings: Settings, *, retry: RetrySpec | None = None,
-             delay_ms: int = 0, deliver_at: str | None = None, callback_url: str | None = None,
-             recipient: str | None = None, then: FollowUp | None = None) -> JobSpec:
+def new_spec(
+    job_id: str,
+    kind: JobKind,
+    family: JobFamily,
+    settings: Settings,
+    *,
+    retry: RetrySpec | None = None,
+    delay_ms: int = 0,
+    deliver_at: str | None = None,
+    callback_url: str | None = None,
+    recipient: str | None = None,
+    then: FollowUp | None = None,
+) -> JobSpec:
     """A job's spec, with what the deployment's settings decide for every job (timeouts, heartbeats)."""
     return JobSpec(
-        job_id=job_id, kind=kind, family=family,
+        job_id=job_id,
+        kind=kind,
+        family=family,
         created_at=datetime.now(UTC).isoformat(),
         retry=retry or RetrySpec(),
         delay_ms=delay_ms,
@@ -108,7 +121,8 @@ def new_spec(job_id: str, kind: JobKind, family: JobFamily, settings: Settings, 
         attempt_timeout_s=settings.send_timeout_seconds,
         retry_after_cap_s=settings.retry_after_cap_seconds,
         # A send's attempts heartbeat (activities/attempt_log.py); a cleanup's and a report's do not.
-        heartbeat_timeout_s=(settings.send_heartbeat_timeout_seconds or None) if kind not in ("cleanup", "report")
+        heartbeat_timeout_s=(settings.send_heartbeat_timeout_seconds or None)
+        if kind not in ("cleanup", "report")
         else None,
         # A rate-limited channel sends every attempt as an activity: the limit only counts those.
         first_attempt_local=settings.rate_limit(CHANNELS[kind]) is None,
@@ -118,8 +132,9 @@ def new_spec(job_id: str, kind: JobKind, family: JobFamily, settings: Settings, 
 
 # ---- each kind of job's input from its spec and message (the API's routes, `then`, schedules) ------
 def email_job(spec: JobSpec, to: str, subject: str, body: str) -> NotificationInput:
-    return NotificationInput(job=spec, email=EmailMessage(to=to, subject=subject, body=body,
-                                                          idempotency_key=spec.job_id))
+    return NotificationInput(
+        job=spec, email=EmailMessage(to=to, subject=subject, body=body, idempotency_key=spec.job_id)
+    )
 
 
 def sms_job(spec: JobSpec, phone: str, message: str) -> NotificationInput:
@@ -149,5 +164,6 @@ def typed_email_job(spec: JobSpec, type: str, user_id: str, data: dict[str, Any]
     """A typed notification: the user and template, resolved and rendered when the email is sent."""
     # The HeraldUser search attribute: a user's notifications are listed by it (reports).
     spec = replace(spec, user_ref=user_ref(user_id))
-    return NotificationInput(job=spec, typed=TypedEmail(type=type, user_id=user_id, data=data,
-                                                        idempotency_key=spec.job_id))
+    return NotificationInput(
+        job=spec, typed=TypedEmail(type=type, user_id=user_id, data=data, idempotency_key=spec.job_id)
+    )

@@ -38,8 +38,9 @@ MIN_SECRET_LENGTH = 6
 _secrets: set[str] = set()
 
 
-def log_event(event: str, *, log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger,
-              **fields: Any) -> None:
+def log_event(
+    event: str, *, log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger, **fields: Any
+) -> None:
     """One stage of a job, as one JSON line. Inside a workflow pass `log=workflow.logger`
     (silent during replay)."""
     payload = {"event": event, **fields}

@@ -76,7 +76,8 @@ def count_attempt(outcome: str) -> None:
     try:
         info = activity.info()
         activity.metric_meter().create_counter(ATTEMPTS, DESCRIPTIONS[ATTEMPTS]).add(
-            1, {"type": attempt_type(info.activity_type, info.workflow_type), "outcome": outcome})
+            1, {"type": attempt_type(info.activity_type, info.workflow_type), "outcome": outcome}
+        )
     except Exception:
         log.warning("could not count an attempt", exc_info=True)
 
@@ -85,7 +86,8 @@ def count_job_finished(job_type: str, status: str) -> None:
     """From inside a job's workflow, once, when it reaches its final state (`status`: completed,
     failed or cancelled). Replay-safe: the workflow meter records nothing during replay."""
     workflow.metric_meter().create_counter(JOBS_FINISHED, DESCRIPTIONS[JOBS_FINISHED]).add(
-        1, {"type": job_type, "status": status})
+        1, {"type": job_type, "status": status}
+    )
 
 
 def count_dead_letter(job_type: str) -> None:

@@ -28,8 +28,13 @@ TASK_QUEUES: dict[str, str] = {
     "report": "herald-maintenance",
 }
 # The settings prefix (HERALD_<CHANNEL>_CONCURRENCY, _RATE_LIMIT) of each kind's task queue.
-CHANNELS: dict[str, str] = {"email": "email", "sms": "sms", "webhook": "webhook", "cleanup": "maintenance",
-                            "report": "maintenance"}
+CHANNELS: dict[str, str] = {
+    "email": "email",
+    "sms": "sms",
+    "webhook": "webhook",
+    "cleanup": "maintenance",
+    "report": "maintenance",
+}
 QUEUE_CHANNELS: dict[str, str] = {TASK_QUEUES[kind]: channel for kind, channel in CHANNELS.items()}
 
 # Where a job keeps its state: the workflow's memo, readable by describe without a worker.
@@ -100,8 +105,9 @@ class RetrySpec:
 
     def after_first(self) -> RetrySpec:
         """The same schedule for the attempts after the first (its first wait is the second one)."""
-        return RetrySpec(max_attempts=self.max_attempts - 1, backoff=self.backoff,
-                         delay_ms=int(self.delay_ms * self.coefficient))
+        return RetrySpec(
+            max_attempts=self.max_attempts - 1, backoff=self.backoff, delay_ms=int(self.delay_ms * self.coefficient)
+        )
 
     def backoff_total(self, max_interval: timedelta = timedelta(hours=1)) -> timedelta:
         """Sum of all waits between attempts, for sizing the schedule-to-close timeout."""
@@ -196,8 +202,11 @@ class SendInput:
 def stamped(message: SendInput, job_id: str) -> SendInput:
     """The message with `job_id` as its idempotency key (and webhook-id) where it has none yet:
     a scheduled job's runs are jobs of their own, each named by its run's workflow id."""
-    keys: dict[str, Any] = {f.name: job_id for f in fields(message)
-            if f.name in ("idempotency_key", "webhook_id") and not getattr(message, f.name)}
+    keys: dict[str, Any] = {
+        f.name: job_id
+        for f in fields(message)
+        if f.name in ("idempotency_key", "webhook_id") and not getattr(message, f.name)
+    }
     return replace(message, **keys)
 
 
@@ -392,10 +401,18 @@ class JobState:
     def initial(cls, spec: JobSpec, phase: Phase, updated_at: str, not_before: str | None = None) -> JobState:
         """A job's state before its first attempt: what the API writes into the memo at start, and
         what the job's workflow begins with."""
-        return cls(job_id=spec.job_id, kind=spec.kind, family=spec.family, phase=phase,
-                   max_attempts=spec.retry.max_attempts, created_at=spec.created_at, updated_at=updated_at,
-                   recipient=spec.recipient, not_before=not_before,
-                   callback=CallbackState(url=spec.callback_url) if spec.callback_url else None)
+        return cls(
+            job_id=spec.job_id,
+            kind=spec.kind,
+            family=spec.family,
+            phase=phase,
+            max_attempts=spec.retry.max_attempts,
+            created_at=spec.created_at,
+            updated_at=updated_at,
+            recipient=spec.recipient,
+            not_before=not_before,
+            callback=CallbackState(url=spec.callback_url) if spec.callback_url else None,
+        )
 
 
 # ---- batches (POST /notify/batch, workflows/batch.py) ---------------------------------------------

@@ -28,8 +28,27 @@ CATCHUP_WINDOW = timedelta(hours=1)
 
 DEFAULT_TIMEZONE = "UTC"
 CRON_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
-_NAMES = {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-          "sun", "mon", "tue", "wed", "thu", "fri", "sat"}
+_NAMES = {
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "may",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "oct",
+    "nov",
+    "dec",
+    "sun",
+    "mon",
+    "tue",
+    "wed",
+    "thu",
+    "fri",
+    "sat",
+}
 _TOKEN = re.compile(r"[0-9]+|[a-zA-Z]{3}|\*")
 
 
@@ -44,12 +63,19 @@ class BuiltinSchedule:
 
 
 BUILTIN_SCHEDULES: tuple[BuiltinSchedule, ...] = (
-    BuiltinSchedule("daily-cleanup", "0 0 * * *", "delete_temp",
-                    "daily cleanup: temporary files older than HERALD_TEMP_MAX_AGE_HOURS"),
-    BuiltinSchedule("daily-log-cleanup", "0 0 * * *", "remove_old_logs",
-                    "daily cleanup: log files older than HERALD_LOG_RETENTION_DAYS"),
-    BuiltinSchedule("token-cleanup", "0 2 * * *", "expire_sessions",
-                    "token cleanup: expired sessions and tokens"),
+    BuiltinSchedule(
+        "daily-cleanup",
+        "0 0 * * *",
+        "delete_temp",
+        "daily cleanup: temporary files older than HERALD_TEMP_MAX_AGE_HOURS",
+    ),
+    BuiltinSchedule(
+        "daily-log-cleanup",
+        "0 0 * * *",
+        "remove_old_logs",
+        "daily cleanup: log files older than HERALD_LOG_RETENTION_DAYS",
+    ),
+    BuiltinSchedule("token-cleanup", "0 2 * * *", "expire_sessions", "token cleanup: expired sessions and tokens"),
 )
 
 

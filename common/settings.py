@@ -33,15 +33,17 @@ WEBHOOK_SECRET_HINT = (
     "must sign with the same secret, so give every worker and API process the same "
     "HERALD_WEBHOOK_SECRET=whsec_<base64 of 32 random bytes>; make one with: python -c "
     "\"import base64, secrets; print('whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())\" "
-    "(dev mode, HERALD_DEV_MODE=true as under make run, generates one into HERALD_DATA_DIR/webhook_secret)")
+    "(dev mode, HERALD_DEV_MODE=true as under make run, generates one into HERALD_DATA_DIR/webhook_secret)"
+)
 
 
 ENCRYPTION_KEY_HINT = (
     "Outside dev mode Herald does not generate one: every API and worker process must encrypt and "
     "decrypt with the same keys, so give them all the same HERALD_ENCRYPTION_KEY=<base64 of 32 random "
-    "bytes>; make one with: python -c \"import base64, secrets; "
-    "print(base64.b64encode(secrets.token_bytes(32)).decode())\" "
-    "(dev mode, HERALD_DEV_MODE=true as under make run, generates one into HERALD_DATA_DIR/encryption_key)")
+    'bytes>; make one with: python -c "import base64, secrets; '
+    'print(base64.b64encode(secrets.token_bytes(32)).decode())" '
+    "(dev mode, HERALD_DEV_MODE=true as under make run, generates one into HERALD_DATA_DIR/encryption_key)"
+)
 KEY_BYTES = 32  # AES-256
 
 
@@ -75,7 +77,8 @@ class EncryptionKey:
         if len(key) != KEY_BYTES:
             raise EncryptionKeyError(
                 f"HERALD_ENCRYPTION_KEY: a key is not the base64 of {KEY_BYTES} bytes (AES-256); "
-                f"each key is BASE64 or ID:BASE64, several space- or comma-separated. {ENCRYPTION_KEY_HINT}")
+                f"each key is BASE64 or ID:BASE64, several space- or comma-separated. {ENCRYPTION_KEY_HINT}"
+            )
         return cls(id=key_id or hashlib.sha256(key).hexdigest()[:16], key=key)
 
 

@@ -52,10 +52,12 @@ def job_summary(request: NotificationInput | CleanupInput | ReportInput) -> str:
 def job_details(request: NotificationInput | CleanupInput | ReportInput) -> str:
     """A few lines of Markdown for the run's page: the options, never the content."""
     spec = request.job
-    lines = [f"**{job_summary(request)}**", "",
-             f"- job id: `{spec.job_id or '(each scheduled run its own)'}`",
-             f"- attempts: at most {spec.retry.max_attempts}, {spec.retry.backoff} backoff from "
-             f"{spec.retry.delay_ms} ms"]
+    lines = [
+        f"**{job_summary(request)}**",
+        "",
+        f"- job id: `{spec.job_id or '(each scheduled run its own)'}`",
+        f"- attempts: at most {spec.retry.max_attempts}, {spec.retry.backoff} backoff from {spec.retry.delay_ms} ms",
+    ]
     if spec.deliver_at:
         lines.append(f"- deliver at: {spec.deliver_at}")
     elif spec.delay_ms:

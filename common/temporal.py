@@ -44,8 +44,10 @@ def data_converter(settings: Settings) -> DataConverter:
     attributes, which the codec encrypts; Temporal itself shows "Encoded failure" in their place.
     Search attributes are never encoded: they hold no personal data (common/models.py).
     """
-    return DataConverter(payload_codec=EncryptionCodec(settings.encryption_keys()),
-                         failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
+    return DataConverter(
+        payload_codec=EncryptionCodec(settings.encryption_keys()),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:
@@ -63,8 +65,9 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
     )
 
 
-async def connect(settings: Settings, *, retry_config: RetryConfig | None = None,
-                  runtime: Runtime | None = None) -> Client:
+async def connect(
+    settings: Settings, *, retry_config: RetryConfig | None = None, runtime: Runtime | None = None
+) -> Client:
     """A client; `runtime` (default: the SDK's default runtime) is where its workers' metrics go."""
     return await Client.connect(
         settings.temporal_address,

@@ -52,41 +52,79 @@ def main() -> int:
 
 def start_stack(supervisor: Supervisor, stack: DevStack) -> None:
     settings = stack.settings
-    supervisor.start("temporal", server_command(
-        port=stack.temporal_port, ui_port=settings.temporal_ui_port,
-        db_file=stack.data_dir / "temporal.db", namespace=settings.temporal_namespace,
-        full_sync=settings.temporal_full_sync, ui_codec_endpoint=api_url(stack) + "/codec"))
+    supervisor.start(
+        "temporal",
+        server_command(
+            port=stack.temporal_port,
+            ui_port=settings.temporal_ui_port,
+            db_file=stack.data_dir / "temporal.db",
+            namespace=settings.temporal_namespace,
+            full_sync=settings.temporal_full_sync,
+            ui_codec_endpoint=api_url(stack) + "/codec",
+        ),
+    )
     if stack.smtp_sink_port is not None:
-        supervisor.start("smtp-sink", [
-            PYTHON, "-m", "devstack.smtp_sink",
-            "--host", HOST, "--port", str(stack.smtp_sink_port), "--outbox", str(stack.outbox)])
+        supervisor.start(
+            "smtp-sink",
+            [
+                PYTHON,
+                "-m",
+                "devstack.smtp_sink",
+                "--host",
+                HOST,
+                "--port",
+                str(stack.smtp_sink_port),
+                "--outbox",
+                str(stack.outbox),
+            ],
+        )
     if stack.sms_sink_port is not None:
-        supervisor.start("sms-sink", [
-            PYTHON, "-m", "devstack.sms_sink", "--host", HOST, "--port", str(stack.sms_sink_port),
-            "--dir", str(stack.sms_dir), "--token", settings.sms_gateway_token])
+        supervisor.start(
+            "sms-sink",
+            [
+                PYTHON,
+                "-m",
+                "devstack.sms_sink",
+                "--host",
+                HOST,
+                "--port",
+                str(stack.sms_sink_port),
+                "--dir",
+                str(stack.sms_dir),
+                "--token",
+                settings.sms_gateway_token,
+            ],
+        )
 
     wait_until("Temporal frontend", port_open(HOST, stack.temporal_port), supervisor, TEMPORAL_TIMEOUT)
-    wait_until(f"Temporal namespace {settings.temporal_namespace!r}",
-               namespace_answers(stack.temporal_port, settings.temporal_namespace),
-               supervisor, TEMPORAL_TIMEOUT)
+    wait_until(
+        f"Temporal namespace {settings.temporal_namespace!r}",
+        namespace_answers(stack.temporal_port, settings.temporal_namespace),
+        supervisor,
+        TEMPORAL_TIMEOUT,
+    )
     set_retention(stack.temporal_port, settings.temporal_namespace, settings.temporal_retention_days)
     for name, port in (("SMTP sink", stack.smtp_sink_port), ("SMS sink", stack.sms_sink_port)):
         if port is not None:
             wait_until(name, port_open(HOST, port), supervisor, SINK_TIMEOUT)
 
-    supervisor.start("worker", [PYTHON, "-m", "worker"],
-                     stop_grace=settings.worker_shutdown_grace_seconds + WORKER_STOP_MARGIN)
+    supervisor.start(
+        "worker", [PYTHON, "-m", "worker"], stop_grace=settings.worker_shutdown_grace_seconds + WORKER_STOP_MARGIN
+    )
     supervisor.start("api", [PYTHON, "-m", "api"])
     wait_until("API /readyz", http_ok(api_url(stack) + "/readyz"), supervisor, API_TIMEOUT)
 
 
 def ports_in_use(stack: DevStack) -> list[str]:
     settings = stack.settings
-    wanted = [("Temporal", HOST, stack.temporal_port), ("Temporal UI", HOST, settings.temporal_ui_port),
-              ("SMTP sink", HOST, stack.smtp_sink_port), ("SMS sink", HOST, stack.sms_sink_port),
-              ("API", api_host(stack), settings.api_port)]
-    return [f"{name} port {port}" for name, host, port in wanted
-            if port is not None and port_open(host, port)()]
+    wanted = [
+        ("Temporal", HOST, stack.temporal_port),
+        ("Temporal UI", HOST, settings.temporal_ui_port),
+        ("SMTP sink", HOST, stack.smtp_sink_port),
+        ("SMS sink", HOST, stack.sms_sink_port),
+        ("API", api_host(stack), settings.api_port),
+    ]
+    return [f"{name} port {port}" for name, host, port in wanted if port is not None and port_open(host, port)()]
 
 
 def api_host(stack: DevStack) -> str:
@@ -112,26 +150,33 @@ def print_banner(stack: DevStack) -> None:
         sms = f"recorded in {stack.sms_dir} (list: GET {settings.sms_gateway_url})"
     else:
         sms = f"sent to {settings.sms_gateway_url}"
-    say_block([
-        "",
-        "Herald dev stack is running",
-        f"  API          {api}",
-        f"  API docs     {api}/docs",
-        f"  Temporal UI  http://{HOST}:{settings.temporal_ui_port}"
-        f"  (namespace {settings.temporal_namespace}, server {HOST}:{stack.temporal_port};"
-        f" payloads decrypted through {api}/codec)",
-        f"  API key      {', '.join(settings.api_keys) or '(none: set HERALD_API_KEYS)'}"
-        "  (Authorization: Bearer KEY)",
-        f"  Admin token  {settings.admin_token or '(none: set HERALD_ADMIN_TOKEN)'}",
-        f"  Email        {email}",
-        f"  SMS          {sms}",
-        *([f"  Webhooks     POST them to http://{HOST}:{stack.sms_sink_port}/webhooks/... "
-           f"(list, with signature check: GET http://{HOST}:{stack.sms_sink_port}/webhooks)"]
-          if stack.sms_sink_port is not None else []),
-        f"  Data         {stack.data_dir}",
-        "A process that dies is started again. Ctrl-C to stop.",
-        "",
-    ])
+    say_block(
+        [
+            "",
+            "Herald dev stack is running",
+            f"  API          {api}",
+            f"  API docs     {api}/docs",
+            f"  Temporal UI  http://{HOST}:{settings.temporal_ui_port}"
+            f"  (namespace {settings.temporal_namespace}, server {HOST}:{stack.temporal_port};"
+            f" payloads decrypted through {api}/codec)",
+            f"  API key      {', '.join(settings.api_keys) or '(none: set HERALD_API_KEYS)'}"
+            "  (Authorization: Bearer KEY)",
+            f"  Admin token  {settings.admin_token or '(none: set HERALD_ADMIN_TOKEN)'}",
+            f"  Email        {email}",
+            f"  SMS          {sms}",
+            *(
+                [
+                    f"  Webhooks     POST them to http://{HOST}:{stack.sms_sink_port}/webhooks/... "
+                    f"(list, with signature check: GET http://{HOST}:{stack.sms_sink_port}/webhooks)"
+                ]
+                if stack.sms_sink_port is not None
+                else []
+            ),
+            f"  Data         {stack.data_dir}",
+            "A process that dies is started again. Ctrl-C to stop.",
+            "",
+        ]
+    )
 
 
 def exit_code_for(returncode: int) -> int:

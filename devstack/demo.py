@@ -25,8 +25,14 @@ FINAL = {"completed", "failed", "cancelled"}
 
 def poll_flow(api: httpx.Client) -> None:
     print("1) Poll: POST /jobs/email, then GET its statusUrl until the job is final")
-    accepted = api.post("/jobs/email", json={"to": "ada@example.com", "subject": "Herald demo",
-                                             "body": "Hello from the Herald demo."}).raise_for_status().json()
+    accepted = (
+        api.post(
+            "/jobs/email",
+            json={"to": "ada@example.com", "subject": "Herald demo", "body": "Hello from the Herald demo."},
+        )
+        .raise_for_status()
+        .json()
+    )
     print(f"   202 {accepted}")
     seen = None
     deadline = time.monotonic() + 30
@@ -67,8 +73,11 @@ def push_flow(api: httpx.Client, secrets: list[str]) -> None:
     Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/herald-callback"
     try:
-        accepted = api.post("/notify/sms", json={"phone": "+14155550100", "message": "Herald demo: 123456",
-                                                 "webhookUrl": url}).raise_for_status().json()
+        accepted = (
+            api.post("/notify/sms", json={"phone": "+14155550100", "message": "Herald demo: 123456", "webhookUrl": url})
+            .raise_for_status()
+            .json()
+        )
         print(f"   202 {accepted}")
         try:
             payload, headers = arrived.get(timeout=30)

@@ -116,8 +116,7 @@ class Child:
     _reader: threading.Thread = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._reader = threading.Thread(target=self._copy_output, daemon=True,
-                                        name=f"output-{self.name}")
+        self._reader = threading.Thread(target=self._copy_output, daemon=True, name=f"output-{self.name}")
         self._reader.start()
 
     @property
@@ -166,8 +165,9 @@ class Supervisor:
 
     # -- running -------------------------------------------------------------------------
 
-    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None,
-              stop_grace: float | None = None) -> Child:
+    def start(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None, stop_grace: float | None = None
+    ) -> Child:
         self.check()
         child = self._spawn(name, list(argv), dict(env) if env is not None else None, stop_grace)
         self.children.append(child)
@@ -179,7 +179,9 @@ class Supervisor:
         process = subprocess.Popen(
             argv,
             env=dict(env if env is not None else os.environ, PYTHONUNBUFFERED="1"),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             process_group=0,
             preexec_fn=functools.partial(_die_with_parent, os.getpid()),
         )
@@ -226,8 +228,11 @@ class Supervisor:
                 backoff = self._backoffs.setdefault(child.name, Backoff(self.restart_policy))
                 pause = backoff.after_exit(uptime)
                 self._pending[child.name] = now + pause
-                say("devstack", f"{child.name} (pid {child.pid}) {describe_exit(code)} after {uptime:.1f} s up; "
-                                f"starting it again in {pause:g} s")
+                say(
+                    "devstack",
+                    f"{child.name} (pid {child.pid}) {describe_exit(code)} after {uptime:.1f} s up; "
+                    f"starting it again in {pause:g} s",
+                )
             elif now >= self._pending[child.name]:
                 del self._pending[child.name]
                 child.signal_group(signal.SIGKILL)  # anything the dead one left in its group

@@ -20,8 +20,9 @@ class NotReady(Exception):
     """A service did not become ready in time."""
 
 
-def wait_until(what: str, probe: Callable[[], bool], supervisor: Supervisor,
-               timeout: float, interval: float = 0.2) -> None:
+def wait_until(
+    what: str, probe: Callable[[], bool], supervisor: Supervisor, timeout: float, interval: float = 0.2
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         supervisor.check()
@@ -39,6 +40,7 @@ def port_open(host: str, port: int) -> Callable[[], bool]:
                 return True
         except OSError:
             return False
+
     return probe
 
 
@@ -48,4 +50,5 @@ def http_ok(url: str) -> Callable[[], bool]:
             return httpx.get(url, timeout=2, trust_env=False).status_code == 200
         except httpx.HTTPError:
             return False
+
     return probe

@@ -84,13 +84,11 @@ def create_app(store_dir: Path, token: str, webhook_secrets: Sequence[str] = ())
     # A dependency, so a bad token is answered 401 before the body is validated.
     def authorized(authorization: str = Header(default="")) -> None:
         if not secrets.compare_digest(authorization.encode(), expected):
-            raise HTTPException(401, "invalid or missing bearer token",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(401, "invalid or missing bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     # `async def` with no await between lookup and insert: one key, one record.
     @app.post("/messages", dependencies=[Depends(authorized)])
-    async def send(message: SmsRequest,
-                   idempotency_key: str | None = Header(default=None)) -> JSONResponse:
+    async def send(message: SmsRequest, idempotency_key: str | None = Header(default=None)) -> JSONResponse:
         if idempotency_key and message.idempotencyKey and idempotency_key != message.idempotencyKey:
             raise HTTPException(400, "Idempotency-Key header and idempotencyKey differ")
         key = idempotency_key or message.idempotencyKey

@@ -50,8 +50,9 @@ class _OutboxHandler:
         self.outbox = outbox
         self._sequence = itertools.count()
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         refusal = recipient_reply(address)
         if refusal:
             return refusal
@@ -61,8 +62,7 @@ class _OutboxHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         # Stored with local line endings, as a maildir would: bodies read back as sent.
         content = (envelope.original_content or b"").replace(b"\r\n", b"\n")
-        trace = (f"X-Envelope-From: <{envelope.mail_from}>\n"
-                 f"X-Envelope-To: {', '.join(envelope.rcpt_tos)}\n").encode()
+        trace = (f"X-Envelope-From: <{envelope.mail_from}>\nX-Envelope-To: {', '.join(envelope.rcpt_tos)}\n").encode()
         self._save(trace + content)
         return "250 OK: message stored"
 
@@ -76,8 +76,9 @@ class _OutboxHandler:
         return final
 
 
-def _accept_any_login(server: SMTP, session: Session, envelope: Envelope,
-                      mechanism: str, auth_data: object) -> AuthResult:
+def _accept_any_login(
+    server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: object
+) -> AuthResult:
     return AuthResult(success=True)
 
 
@@ -93,9 +94,13 @@ class SmtpSink:
     def start(self) -> None:
         self.outbox.mkdir(parents=True, exist_ok=True)
         self._controller = Controller(
-            _OutboxHandler(self.outbox), hostname=self.host, port=self.port,
-            server_hostname="herald-smtp-sink", enable_SMTPUTF8=True,
-            authenticator=_accept_any_login, auth_require_tls=False,
+            _OutboxHandler(self.outbox),
+            hostname=self.host,
+            port=self.port,
+            server_hostname="herald-smtp-sink",
+            enable_SMTPUTF8=True,
+            authenticator=_accept_any_login,
+            auth_require_tls=False,
         )
         self._controller.start()
 
@@ -115,8 +120,7 @@ class SmtpSink:
 def read_outbox(outbox: Path) -> list[EmailMessage]:
     """Every stored message, oldest first."""
     parser = BytesParser(policy=email.policy.default)
-    return [parser.parsebytes(path.read_bytes())
-            for path in sorted(Path(outbox).glob("*.eml"))]
+    return [parser.parsebytes(path.read_bytes()) for path in sorted(Path(outbox).glob("*.eml"))]
 
 
 def main(argv: list[str] | None = None) -> None:

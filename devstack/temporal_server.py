@@ -52,16 +52,30 @@ def port_of(address: str) -> int:
     return int(address.rsplit(":", 1)[1])
 
 
-def server_command(*, port: int, ui_port: int, db_file: Path, namespace: str, full_sync: bool = False,
-                   ui_codec_endpoint: str | None = None) -> list[str]:
+def server_command(
+    *,
+    port: int,
+    ui_port: int,
+    db_file: Path,
+    namespace: str,
+    full_sync: bool = False,
+    ui_codec_endpoint: str | None = None,
+) -> list[str]:
     """`ui_codec_endpoint`: where the Web UI decodes payloads (the API's /codec), so it shows them decrypted."""
     command = [
-        str(TEMPORAL_BIN), "server", "start-dev",
-        "--ip", HOST,
-        "--port", str(port),
-        "--ui-port", str(ui_port),
-        "--db-filename", str(db_file),
-        "--namespace", namespace,
+        str(TEMPORAL_BIN),
+        "server",
+        "start-dev",
+        "--ip",
+        HOST,
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--db-filename",
+        str(db_file),
+        "--namespace",
+        namespace,
     ]
     if ui_codec_endpoint:
         command += ["--ui-codec-endpoint", ui_codec_endpoint]
@@ -70,21 +84,49 @@ def server_command(*, port: int, ui_port: int, db_file: Path, namespace: str, fu
 
 def set_retention(port: int, namespace: str, days: float) -> None:
     """How long finished jobs (and so dead letters) stay readable: the namespace's retention."""
-    subprocess.run([str(TEMPORAL_BIN), "operator", "namespace", "update", "--address", f"{HOST}:{port}",
-                    "--namespace", namespace, "--retention", f"{int(days * 24)}h"],
-                   stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=True, start_new_session=True)
+    subprocess.run(
+        [
+            str(TEMPORAL_BIN),
+            "operator",
+            "namespace",
+            "update",
+            "--address",
+            f"{HOST}:{port}",
+            "--namespace",
+            namespace,
+            "--retention",
+            f"{int(days * 24)}h",
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=30,
+        check=True,
+        start_new_session=True,
+    )
 
 
 def namespace_answers(port: int, namespace: str) -> Callable[[], bool]:
     """A probe: does the frontend describe the namespace? (The port opens a little earlier.)"""
-    command = [str(TEMPORAL_BIN), "operator", "namespace", "describe",
-               "--address", f"{HOST}:{port}", "--namespace", namespace, "--output", "none"]
+    command = [
+        str(TEMPORAL_BIN),
+        "operator",
+        "namespace",
+        "describe",
+        "--address",
+        f"{HOST}:{port}",
+        "--namespace",
+        namespace,
+        "--output",
+        "none",
+    ]
 
     def probe() -> bool:
         try:
-            done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
-                                  timeout=10, start_new_session=True)
+            done = subprocess.run(
+                command, stdin=subprocess.DEVNULL, capture_output=True, timeout=10, start_new_session=True
+            )
         except subprocess.TimeoutExpired:
             return False
         return done.returncode == 0
+
     return probe

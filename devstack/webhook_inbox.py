@@ -38,13 +38,15 @@ def webhook_inbox(secrets: Sequence[str]) -> APIRouter:
             payload = json.loads(body)
         except ValueError:
             payload = body.decode("utf-8", "replace")
-        received.append({
-            "path": "/webhooks/" + path if path else "/webhooks",
-            "webhookId": headers.get("webhook-id"),
-            "verified": verifies(body, headers),
-            "body": payload,
-            "receivedAt": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        })
+        received.append(
+            {
+                "path": "/webhooks/" + path if path else "/webhooks",
+                "webhookId": headers.get("webhook-id"),
+                "verified": verifies(body, headers),
+                "body": payload,
+                "receivedAt": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            }
+        )
         return Response(status_code=204)
 
     @router.get("/webhooks")

@@ -15,8 +15,13 @@ from tests.support.temporal import free_port as _free_port
 
 # The longest tests (whole stacks started and killed, the bench) go first: under xdist, a worker
 # that drew one last would still be busy long after the others ran out of tests.
-LONGEST_FIRST = ("tests/crash/", "tests/devstack/test_launcher.py", "tests/devstack/test_supervision.py",
-                 "tests/e2e/", "tests/bench/")
+LONGEST_FIRST = (
+    "tests/crash/",
+    "tests/devstack/test_launcher.py",
+    "tests/devstack/test_supervision.py",
+    "tests/e2e/",
+    "tests/bench/",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -49,7 +54,8 @@ async def no_workflow_outlives_its_time_skipping_test(request: pytest.FixtureReq
     env: WorkflowEnvironment = request.getfixturevalue("time_env")
     service, namespace = env.client.workflow_service, env.client.namespace
     listing = await service.list_open_workflow_executions(
-        ListOpenWorkflowExecutionsRequest(namespace=namespace, maximum_page_size=1000))
+        ListOpenWorkflowExecutionsRequest(namespace=namespace, maximum_page_size=1000)
+    )
     for execution in listing.executions:
         handle = env.client.get_workflow_handle(execution.execution.workflow_id, run_id=execution.execution.run_id)
         with contextlib.suppress(RPCError):

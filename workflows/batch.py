@@ -80,9 +80,15 @@ class BatchWorkflow:
         due = spec.due_at(workflow.info().start_time)
         delayed = due is not None and due > now
         not_before = due.isoformat() if delayed and due else None
-        self.items = [BatchItemState(phase=Phase.DELAYED if delayed else Phase.QUEUED, recipient=batch.recipient(n),
-                                     updated_at=now.isoformat(), not_before=not_before)
-                      for n in range(batch.total)]
+        self.items = [
+            BatchItemState(
+                phase=Phase.DELAYED if delayed else Phase.QUEUED,
+                recipient=batch.recipient(n),
+                updated_at=now.isoformat(),
+                not_before=not_before,
+            )
+            for n in range(batch.total)
+        ]
         if delayed and due:
             self._due = dict.fromkeys(range(batch.total), due)
         try:
@@ -97,8 +103,13 @@ class BatchWorkflow:
                 task.result()
         counts = self.counts()
         log_event("batch.done", log=workflow.logger, batch_id=spec.job_id, kind=spec.kind, **counts)
-        return BatchResult(batch_id=spec.job_id, channel=spec.kind, created_at=spec.created_at,
-                           max_attempts=spec.retry.max_attempts, items=self.items)
+        return BatchResult(
+            batch_id=spec.job_id,
+            channel=spec.kind,
+            created_at=spec.created_at,
+            max_attempts=spec.retry.max_attempts,
+            items=self.items,
+        )
 
     async def _deliver(self) -> None:
         """Until no item waits: send the due ones, sleep until the next are due."""
@@ -114,15 +125,16 @@ class BatchWorkflow:
             # The earliest backoff (or delay) among the waiting items; a cancel of them all ends it early.
             wake = min(self._due[n] for n in waiting)
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(lambda: not self._waiting(), timeout=wake - now,
-                                              timeout_summary="until the next items are due")
+                await workflow.wait_condition(
+                    lambda: not self._waiting(), timeout=wake - now, timeout_summary="until the next items are due"
+                )
 
     # ---- sending -----------------------------------------------------------------------
     async def _send(self, ready: list[int]) -> None:
         """Send these items in slices, at most `slices_in_flight` slices at a time."""
         assert self.batch is not None
         size = max(1, self.batch.slice_items)
-        slices = [ready[i:i + size] for i in range(0, len(ready), size)]
+        slices = [ready[i : i + size] for i in range(0, len(ready), size)]
         running = self._running
         while slices or running:
             while slices and len(running) < max(1, self.batch.slices_in_flight):
@@ -142,10 +154,17 @@ class BatchWorkflow:
         now = workflow.now().isoformat()
         for n in part:
             self._due.pop(n, None)
-            self.items[n] = replace(self.items[n], phase=Phase.PROCESSING, attempts=self.items[n].attempts + 1,
-                                    not_before=None, updated_at=now)
+            self.items[n] = replace(
+                self.items[n],
+                phase=Phase.PROCESSING,
+                attempts=self.items[n].attempts + 1,
+                not_before=None,
+                updated_at=now,
+            )
         work = BatchSlice(
-            batch_id=spec.job_id, numbers=part, attempts=[self.items[n].attempts for n in part],
+            batch_id=spec.job_id,
+            numbers=part,
+            attempts=[self.items[n].attempts for n in part],
             max_attempts=spec.retry.max_attempts,
             emails=[batch.emails[n] for n in part] if batch.emails else [],
             sms=[batch.sms[n] for n in part] if batch.sms else [],
@@ -153,7 +172,8 @@ class BatchWorkflow:
         )
         try:
             result: SliceOutcomes = await workflow.execute_activity_method(
-                slice_activity(spec.kind), work,
+                slice_activity(spec.kind),
+                work,
                 task_queue=TASK_QUEUES[spec.kind],
                 # Every item may take its whole timeout; the heartbeat notices a dead worker sooner.
                 start_to_close_timeout=timedelta(seconds=spec.attempt_timeout_s * len(part) + 60),
@@ -180,9 +200,17 @@ class BatchWorkflow:
         if item.phase != Phase.PROCESSING:
             return None
         if outcome.ok:
-            self.items[n] = replace(item, phase=Phase.COMPLETED, error=None, updated_at=now.isoformat(),
-                                    result={"summary": outcome.summary, "provider_id": outcome.provider_id,
-                                            **({"provider": outcome.provider} if outcome.provider else {})})
+            self.items[n] = replace(
+                item,
+                phase=Phase.COMPLETED,
+                error=None,
+                updated_at=now.isoformat(),
+                result={
+                    "summary": outcome.summary,
+                    "provider_id": outcome.provider_id,
+                    **({"provider": outcome.provider} if outcome.provider else {}),
+                },
+            )
             count_job_finished(spec.kind, Phase.COMPLETED.value)
             return None
         if not outcome.retryable or item.attempts >= spec.retry.max_attempts:
@@ -196,8 +224,13 @@ class BatchWorkflow:
             return None
         wait = timedelta(seconds=outcome.retry_after_s) if outcome.retry_after_s else self._backoff(item.attempts)
         self._due[n] = now + wait
-        self.items[n] = replace(item, phase=Phase.DELAYED, error=outcome.error, updated_at=now.isoformat(),
-                                not_before=(now + wait).isoformat())
+        self.items[n] = replace(
+            item,
+            phase=Phase.DELAYED,
+            error=outcome.error,
+            updated_at=now.isoformat(),
+            not_before=(now + wait).isoformat(),
+        )
         return None
 
     def _backoff(self, attempts_done: int) -> timedelta:
@@ -212,20 +245,39 @@ class BatchWorkflow:
         assert self.batch is not None
         batch, spec, item = self.batch, self.batch.job, self.items[n]
         job_id = batch_item_id(spec.job_id, n)
-        state = JobState(job_id=job_id, kind=spec.kind, family=spec.family, phase=Phase.FAILED,
-                         max_attempts=spec.retry.max_attempts, created_at=spec.created_at,
-                         updated_at=item.updated_at, recipient=batch.recipient(n), attempts=item.attempts,
-                         error=item.error)
-        request = NotificationInput(job=replace(spec, job_id=job_id, recipient=batch.recipient(n), delay_ms=0,
-                                                deliver_at=None, callback_url=None),
-                                    batch_failure=state, **_message(batch, n, job_id))
+        state = JobState(
+            job_id=job_id,
+            kind=spec.kind,
+            family=spec.family,
+            phase=Phase.FAILED,
+            max_attempts=spec.retry.max_attempts,
+            created_at=spec.created_at,
+            updated_at=item.updated_at,
+            recipient=batch.recipient(n),
+            attempts=item.attempts,
+            error=item.error,
+        )
+        request = NotificationInput(
+            job=replace(
+                spec, job_id=job_id, recipient=batch.recipient(n), delay_ms=0, deliver_at=None, callback_url=None
+            ),
+            batch_failure=state,
+            **_message(batch, n, job_id),
+        )
         try:
             child = await workflow.start_child_workflow(
-                NOTIFICATION_WORKFLOW, request, id=job_id, task_queue=TASK_QUEUES[spec.kind],
+                NOTIFICATION_WORKFLOW,
+                request,
+                id=job_id,
+                task_queue=TASK_QUEUES[spec.kind],
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 memo={STATE_MEMO_KEY: state},
-                search_attributes=TypedSearchAttributes([SearchAttributePair(JOB_TYPE_KEY, spec.kind),
-                                                         SearchAttributePair(JOB_STATUS_KEY, Phase.FAILED.value)]),
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(JOB_TYPE_KEY, spec.kind),
+                        SearchAttributePair(JOB_STATUS_KEY, Phase.FAILED.value),
+                    ]
+                ),
                 static_summary=f"dead letter of batch item {job_id}",
             )
             # It fails at once, by design; the batch does not wait for that (nor log it as unretrieved).
@@ -262,8 +314,7 @@ class BatchWorkflow:
         now = workflow.now().isoformat()
         for number in numbers:
             if self.items[number].phase in WAITING:
-                self.items[number] = replace(self.items[number], phase=Phase.CANCELLED, not_before=None,
-                                             updated_at=now)
+                self.items[number] = replace(self.items[number], phase=Phase.CANCELLED, not_before=None, updated_at=now)
                 self._due.pop(number, None)
                 count_job_finished(self.batch.job.kind if self.batch else "", Phase.CANCELLED.value)
                 cancelled += 1
@@ -293,7 +344,14 @@ def fail_as_batch_item(spec: JobSpec, state: JobState) -> ApplicationError:
     that failed on its own (status attribute, memo, log, metric), so it is a dead letter like one."""
     workflow.upsert_search_attributes([JOB_STATUS_KEY.value_set(Phase.FAILED.value)])
     workflow.upsert_memo({STATE_MEMO_KEY: state})
-    log_event("dead_lettered", log=workflow.logger, job_id=state.job_id, kind=state.kind, attempts=state.attempts,
-              error=state.error, batch=True)
+    log_event(
+        "dead_lettered",
+        log=workflow.logger,
+        job_id=state.job_id,
+        kind=state.kind,
+        attempts=state.attempts,
+        error=state.error,
+        batch=True,
+    )
     count_dead_letter(state.kind)
     return ApplicationError(state.error or "failed", state, type=JOB_FAILED, non_retryable=True)

@@ -35,8 +35,11 @@ def attempt_log(cause: BaseException, context: AttemptContext | None = None) -> 
         now = workflow.now().isoformat()
         number = (log[-1].attempt + 1) if log else 1
         kind = cause.type.name.lower() if cause.type else "unknown"
-        return log + [AttemptRecord(attempt=number, started_at=now, finished_at=now, succeeded=False,
-                                    error=f"attempt timed out ({kind})")]
+        return log + [
+            AttemptRecord(
+                attempt=number, started_at=now, finished_at=now, succeeded=False, error=f"attempt timed out ({kind})"
+            )
+        ]
     return list(context.earlier) if context else []
 
 

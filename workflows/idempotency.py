@@ -43,8 +43,10 @@ class IdempotencyKeyWorkflow:
         until = _parse(start.until) if start.until else workflow.info().start_time + timedelta(seconds=start.keep_s)
         try:
             # The key is kept until then; a long-lived busy key moves to a fresh history first.
-            await workflow.wait_condition(lambda: workflow.info().is_continue_as_new_suggested(),
-                                          timeout=max(until - workflow.now(), timedelta(0)))
+            await workflow.wait_condition(
+                lambda: workflow.info().is_continue_as_new_suggested(),
+                timeout=max(until - workflow.now(), timedelta(0)),
+            )
         except TimeoutError:
             # Kept long enough: end (the key can be used again), after the claims still waiting.
             await workflow.wait_condition(workflow.all_handlers_finished)
@@ -70,7 +72,8 @@ class IdempotencyKeyWorkflow:
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
                     lambda: self.key.holder != holder or self.key.answer is not None,  # noqa: B023 - awaited here
-                    timeout=_parse(key.lease_until) - now)
+                    timeout=_parse(key.lease_until) - now,
+                )
 
     @workflow.signal(name=COMPLETE_SIGNAL)
     def complete(self, done: Completion) -> None:

@@ -95,8 +95,14 @@ class JobTracker:
             if workflow.patched(DEAD_LETTER_MEMO):
                 # A dead letter: the DLQ lists it, reason and attempts included, from visibility alone.
                 self._publish()
-            log_event("dead_lettered", log=workflow.logger, job_id=self.state.job_id, kind=self.state.kind,
-                      attempts=self.state.attempts, error=self.state.error)
+            log_event(
+                "dead_lettered",
+                log=workflow.logger,
+                job_id=self.state.job_id,
+                kind=self.state.kind,
+                attempts=self.state.attempts,
+                error=self.state.error,
+            )
             count_dead_letter(self.state.kind)
             await self._call_back()
             # The run fails too, so the Web UI and `temporal workflow list` show it as Failed; the
@@ -132,14 +138,20 @@ class JobTracker:
         retry = self.spec.retry
         first = replace(message, context=AttemptContext(first_attempt=1, max_attempts=retry.max_attempts))
         if not self.spec.first_attempt_local:
-            return await self._activity(activity, first, send_options(self.spec)
-                                        | {"summary": f"attempts 1-{retry.max_attempts} of {retry.max_attempts}"})
-        attempt = asyncio.ensure_future(workflow.execute_local_activity_method(
-            activity, first,
-            start_to_close_timeout=timedelta(seconds=self.spec.attempt_timeout_s),
-            retry_policy=RetryPolicy(maximum_attempts=1),
-            summary=f"attempt 1 of {retry.max_attempts}",
-        ))
+            return await self._activity(
+                activity,
+                first,
+                send_options(self.spec) | {"summary": f"attempts 1-{retry.max_attempts} of {retry.max_attempts}"},
+            )
+        attempt = asyncio.ensure_future(
+            workflow.execute_local_activity_method(
+                activity,
+                first,
+                start_to_close_timeout=timedelta(seconds=self.spec.attempt_timeout_s),
+                retry_policy=RetryPolicy(maximum_attempts=1),
+                summary=f"attempt 1 of {retry.max_attempts}",
+            )
+        )
         cancelled = False
         try:
             try:
@@ -158,14 +170,25 @@ class JobTracker:
                 raise SendFailed(error, deliveries) from err
             wait = (cause.next_retry_delay if isinstance(cause, ApplicationError) else None) or retry.first_wait()
         # Waiting out the first backoff: the one change on the retry path the API reads from the memo.
-        self._change(phase=Phase.DELAYED, attempts=1, error=error, deliveries=deliveries,
-                     not_before=(workflow.now() + wait).isoformat(), publish=True)
+        self._change(
+            phase=Phase.DELAYED,
+            attempts=1,
+            error=error,
+            deliveries=deliveries,
+            not_before=(workflow.now() + wait).isoformat(),
+            publish=True,
+        )
         await workflow.sleep(wait, summary="backoff before attempt 2")
         self._change(phase=Phase.PROCESSING, not_before=None)
-        rest = replace(message, context=AttemptContext(first_attempt=2, max_attempts=retry.max_attempts,
-                                                       earlier=deliveries))
-        return await self._activity(activity, rest, send_options(self.spec, retry.after_first())
-                                    | {"summary": f"attempts 2-{retry.max_attempts} of {retry.max_attempts}"})
+        rest = replace(
+            message, context=AttemptContext(first_attempt=2, max_attempts=retry.max_attempts, earlier=deliveries)
+        )
+        return await self._activity(
+            activity,
+            rest,
+            send_options(self.spec, retry.after_first())
+            | {"summary": f"attempts 2-{retry.max_attempts} of {retry.max_attempts}"},
+        )
 
     async def _activity(self, activity: Callable[..., Any], message: SendInput, options: dict[str, Any]) -> Any:
         try:
@@ -185,15 +208,26 @@ class JobTracker:
         start = start_options(request, then.priority, now=workflow.now())
         try:
             await workflow.start_child_workflow(
-                start.workflow, request, id=child_id, task_queue=start.task_queue,
+                start.workflow,
+                request,
+                id=child_id,
+                task_queue=start.task_queue,
                 parent_close_policy=ParentClosePolicy.ABANDON,
-                memo=start.memo, search_attributes=start.search_attributes, priority=start.priority,
-                static_summary=start.summary, static_details=start.details,
+                memo=start.memo,
+                search_attributes=start.search_attributes,
+                priority=start.priority,
+                static_summary=start.summary,
+                static_details=start.details,
             )
         except WorkflowAlreadyStartedError:
             # The follow-up of an earlier run of this job id is still running (a run started again by hand).
-            log_event("then.skipped", log=workflow.logger, job_id=self.state.job_id, next=child_id,
-                      reason="a follow-up with this id is already running")
+            log_event(
+                "then.skipped",
+                log=workflow.logger,
+                job_id=self.state.job_id,
+                next=child_id,
+                reason="a follow-up with this id is already running",
+            )
             return
         log_event("then.started", log=workflow.logger, job_id=self.state.job_id, next=child_id)
         self._change(next=child_id)
@@ -208,8 +242,9 @@ class JobTracker:
         try:
             outcome: CallbackState = await workflow.execute_child_workflow(
                 CallbackWorkflow.run,
-                WebhookRequest(url=self.spec.callback_url, data=callback_body(state, _now()),
-                               webhook_id=f"{state.job_id}-callback"),
+                WebhookRequest(
+                    url=self.spec.callback_url, data=callback_body(state, _now()), webhook_id=f"{state.job_id}-callback"
+                ),
                 id=f"{state.job_id}-callback",
                 task_queue=TASK_QUEUES["webhook"],
                 static_summary=f"result callback of {state.job_id} ({state.phase.value})",
@@ -232,8 +267,14 @@ class JobTracker:
         self._change(phase=phase, attempts=attempts, **changes)
         # The final status, for visibility queries (the DLQ, the stats, the Web UI's filters).
         workflow.upsert_search_attributes([JOB_STATUS_KEY.value_set(phase.value)])
-        log_event(f"job.{phase.value}", log=workflow.logger, job_id=self.state.job_id, kind=self.state.kind,
-                  attempts=self.state.attempts, error=self.state.error)
+        log_event(
+            f"job.{phase.value}",
+            log=workflow.logger,
+            job_id=self.state.job_id,
+            kind=self.state.kind,
+            attempts=self.state.attempts,
+            error=self.state.error,
+        )
         count_job_finished(self.state.kind, phase.value)
 
     def _publish(self) -> None:

@@ -70,8 +70,14 @@ class JobTrackerV0:
     def _log(self, event: str) -> None:
         assert self.state is not None
         # workflow.logger stays quiet during replay, so each stage is logged once.
-        log_event(event, log=workflow.logger, job_id=self.state.job_id, kind=self.state.kind,
-                  attempts=self.state.attempts, error=self.state.error)
+        log_event(
+            event,
+            log=workflow.logger,
+            job_id=self.state.job_id,
+            kind=self.state.kind,
+            attempts=self.state.attempts,
+            error=self.state.error,
+        )
 
     def _publish(self) -> None:
         assert self.state is not None

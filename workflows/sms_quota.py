@@ -50,8 +50,9 @@ class SmsQuotaWorkflow:
                     return  # idle for a whole window, nothing left to count
             self.touched = False
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(lambda: self.touched or self._continue_as_new_due(),
-                                              timeout=max(idle_left, timedelta(seconds=1)))
+                await workflow.wait_condition(
+                    lambda: self.touched or self._continue_as_new_due(), timeout=max(idle_left, timedelta(seconds=1))
+                )
 
     def _continue_as_new_due(self) -> bool:
         return self.updates >= MAX_UPDATES or workflow.info().is_continue_as_new_suggested()
@@ -78,8 +79,9 @@ class SmsQuotaWorkflow:
         else:
             # Slots are in time order: room for `count` once the oldest `used + count - limit` expire.
             frees = datetime.fromisoformat(self.slots[used + request.count - request.limit - 1].at) + self.window
-        return QuotaAnswer(granted=False, used=used, retry_after_s=(frees - now).total_seconds(),
-                           retry_at=frees.isoformat())
+        return QuotaAnswer(
+            granted=False, used=used, retry_after_s=(frees - now).total_seconds(), retry_at=frees.isoformat()
+        )
 
     @reserve.validator
     def _check(self, request: QuotaRequest) -> None:

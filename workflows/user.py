@@ -33,7 +33,8 @@ class UserWorkflow:
     @workflow.run
     async def run(self, input: UserInput) -> None:
         await workflow.wait_condition(
-            lambda: self.updates >= MAX_UPDATES or workflow.info().is_continue_as_new_suggested())
+            lambda: self.updates >= MAX_UPDATES or workflow.info().is_continue_as_new_suggested()
+        )
         # No update may be cut off by the continue-as-new.
         await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.continue_as_new(UserInput(user_id=self.user_id, profile=self.profile))

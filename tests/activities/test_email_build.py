@@ -12,8 +12,17 @@ from activities.email import _EncodedSubject, build_message, message_id
 from common.models import EmailMessage
 from common.settings import Settings
 
-BODIES = ["Hello\n", "ünïcødé body ✓\r\nline 2", "x" * 5000, "a\n" * 300 + "é", "line " * 400, "\t tab\n\n",
-          "日本語のテキスト" * 50, "=?utf-8?q?x?=", "."]
+BODIES = [
+    "Hello\n",
+    "ünïcødé body ✓\r\nline 2",
+    "x" * 5000,
+    "a\n" * 300 + "é",
+    "line " * 400,
+    "\t tab\n\n",
+    "日本語のテキスト" * 50,
+    "=?utf-8?q?x?=",
+    ".",
+]
 SUBJECTS = ["Hi", "Ünïcode subject", "=?utf-8?q?hi?= there"]
 
 

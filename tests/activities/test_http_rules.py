@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -11,20 +11,23 @@ from temporalio.exceptions import ApplicationError
 from activities.http_rules import raise_for_answer, retry_after
 from common.models import FailureDetail
 
-NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("header", "expected"), [
-    ("3", timedelta(seconds=3)),
-    (" 120 ", timedelta(seconds=120)),
-    ("Sun, 22 Nov 2026 12:00:30 GMT", timedelta(seconds=30)),
-    ("Sun, 22 Nov 2026 11:00:00 GMT", timedelta(0)),  # a date in the past: retry now
-    ("999999", timedelta(seconds=3600)),               # capped
-    ("soon", None),
-    ("-5", None),
-    ("", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("3", timedelta(seconds=3)),
+        (" 120 ", timedelta(seconds=120)),
+        ("Sun, 22 Nov 2026 12:00:30 GMT", timedelta(seconds=30)),
+        ("Sun, 22 Nov 2026 11:00:00 GMT", timedelta(0)),  # a date in the past: retry now
+        ("999999", timedelta(seconds=3600)),  # capped
+        ("soon", None),
+        ("-5", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_retry_after_reads_seconds_and_http_dates(header, expected):
     assert retry_after(header, cap_seconds=3600, now=NOW) == expected
 

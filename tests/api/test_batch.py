@@ -8,9 +8,9 @@ import asyncio
 import uuid
 
 import pytest
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
-from temporalio.api.common.v1 import WorkflowExecution
 
 from tests.api.helpers import ADMIN, AUTH, api_client, assert_error, collapsed, mail_for, poll, sse_events
 from tests.support.http_receiver import Answer
@@ -23,8 +23,11 @@ async def _batch(api, body: dict) -> dict:
     assert response.status_code == 202, response.text
     accepted = response.json()
     batch_id = accepted["batchId"]
-    assert accepted == {"batchId": batch_id, "statusUrl": f"/batches/{batch_id}",
-                        "jobIds": [f"{batch_id}-{n}" for n in range(len(body["items"]))]}
+    assert accepted == {
+        "batchId": batch_id,
+        "statusUrl": f"/batches/{batch_id}",
+        "jobIds": [f"{batch_id}-{n}" for n in range(len(body["items"]))],
+    }
     return accepted
 
 
@@ -36,8 +39,13 @@ async def test_a_batch_of_emails_is_delivered_and_each_item_reads_as_a_job(api, 
     items = [{"to": f"user{n}@example.com", "subject": f"Newsletter {n}", "body": f"Hello {n}"} for n in range(5)]
     accepted = await _batch(api, {"channel": "email", "items": items})
     batch = await _until_done(api, accepted["batchId"])
-    assert batch == {"id": accepted["batchId"], "channel": "email", "total": 5, "done": True,
-                     "counts": {"queued": 0, "processing": 0, "success": 5, "failed": 0, "cancelled": 0}}
+    assert batch == {
+        "id": accepted["batchId"],
+        "channel": "email",
+        "total": 5,
+        "done": True,
+        "counts": {"queued": 0, "processing": 0, "success": 5, "failed": 0, "cancelled": 0},
+    }
     for n, job_id in enumerate(accepted["jobIds"]):
         status = (await api.get(f"/jobs/{job_id}/status")).json()
         assert status["id"] == job_id and status["type"] == "email", status
@@ -56,8 +64,9 @@ async def test_a_batch_of_emails_is_delivered_and_each_item_reads_as_a_job(api, 
 
 async def test_a_batch_of_sms_is_delivered_with_one_idempotency_key_per_item(api, sms_gateway):
     phones = ["+14155550121", "+14155550122", "+14155550123"]
-    accepted = await _batch(api, {"channel": "sms", "items": [{"phone": p, "message": f"code {p[-3:]}"}
-                                                              for p in phones]})
+    accepted = await _batch(
+        api, {"channel": "sms", "items": [{"phone": p, "message": f"code {p[-3:]}"} for p in phones]}
+    )
     batch = await _until_done(api, accepted["batchId"])
     assert batch["counts"]["success"] == 3, batch
     for phone, job_id in zip(phones, accepted["jobIds"]):
@@ -80,14 +89,29 @@ async def test_sms_items_count_against_their_numbers_hourly_limit(api, make_app,
 
 
 async def test_one_bad_item_refuses_the_whole_batch(api):
-    items = [{"to": "a@example.com", "subject": "s", "body": "b"}, {"to": "not an address", "subject": "s", "body": "b"},
-             {"to": "c@example.com", "subject": "s", "body": "b", "attempts": 2}]
-    body = assert_error(await api.post("/notify/batch", json={"channel": "email", "items": items}),
-                        400, "validation_error")
+    items = [
+        {"to": "a@example.com", "subject": "s", "body": "b"},
+        {"to": "not an address", "subject": "s", "body": "b"},
+        {"to": "c@example.com", "subject": "s", "body": "b", "attempts": 2},
+    ]
+    body = assert_error(
+        await api.post("/notify/batch", json={"channel": "email", "items": items}), 400, "validation_error"
+    )
     assert {d["field"] for d in body["details"]} == {"items.1.to", "items.2.attempts"}
-    body = assert_error(await api.post("/notify/batch", json={"channel": "webhook", "items": [
-        {"url": "http://127.0.0.1:9/ok", "data": {}}, {"url": "http://169.254.169.254/latest", "data": {}}]}),
-        400, "validation_error")
+    body = assert_error(
+        await api.post(
+            "/notify/batch",
+            json={
+                "channel": "webhook",
+                "items": [
+                    {"url": "http://127.0.0.1:9/ok", "data": {}},
+                    {"url": "http://169.254.169.254/latest", "data": {}},
+                ],
+            },
+        ),
+        400,
+        "validation_error",
+    )
     assert [d["field"] for d in body["details"]] == ["items.1.url"]
     body = assert_error(await api.post("/notify/batch", json={"channel": "fax", "items": []}), 400, "validation_error")
     assert [d["field"] for d in body["details"]] == ["channel"]
@@ -99,8 +123,15 @@ async def test_a_failing_item_fails_alone_and_is_a_dead_letter_that_can_be_redri
     good, bad = "+14155550131", "+14155550132"
     # The bad number's gateway fails twice (its two attempts), then accepts the redrive.
     sms_gateway.script(bad, [Answer(503), Answer(500), Answer(200, {"id": "redriven"})])
-    accepted = await _batch(api, {"channel": "sms", "attempts": 2, "backoff": {"type": "fixed", "delay": 50},
-                                  "items": [{"phone": good, "message": "ok"}, {"phone": bad, "message": "ok"}]})
+    accepted = await _batch(
+        api,
+        {
+            "channel": "sms",
+            "attempts": 2,
+            "backoff": {"type": "fixed", "delay": 50},
+            "items": [{"phone": good, "message": "ok"}, {"phone": bad, "message": "ok"}],
+        },
+    )
     batch = await _until_done(api, accepted["batchId"])
     assert batch["counts"] == {"queued": 0, "processing": 0, "success": 1, "failed": 1, "cancelled": 0}, batch
     good_id, bad_id = accepted["jobIds"]
@@ -150,9 +181,12 @@ async def test_a_thousand_emails_in_one_request_within_the_history_limits(api, d
     assert batch["counts"]["success"] == 1000, batch
     assert mail_for(smtp_sink.outbox, accepted["jobIds"][999])
     history = await dev_env.client.workflow_service.get_workflow_execution_history(
-        GetWorkflowExecutionHistoryRequest(namespace=dev_env.client.namespace,
-                                           execution=WorkflowExecution(workflow_id=accepted["batchId"]),
-                                           maximum_page_size=1000))
+        GetWorkflowExecutionHistoryRequest(
+            namespace=dev_env.client.namespace,
+            execution=WorkflowExecution(workflow_id=accepted["batchId"]),
+            maximum_page_size=1000,
+        )
+    )
     events = list(history.history.events)
     assert not history.next_page_token
     # Temporal's limits: 51,200 events and 50 MB per history (a warning at 10,240 events).
@@ -164,8 +198,14 @@ async def test_a_thousand_emails_in_one_request_within_the_history_limits(api, d
 async def test_a_batch_item_streams_its_states_and_long_polls_like_a_job(live, sms_gateway):
     phone = "+14155550151"
     sms_gateway.script(phone, [Answer(503), Answer(200, {"id": "late"})])
-    response = await live.post("/notify/batch", json={"channel": "sms", "backoff": {"type": "fixed", "delay": 1500},
-                                                      "items": [{"phone": phone, "message": "live"}]})
+    response = await live.post(
+        "/notify/batch",
+        json={
+            "channel": "sms",
+            "backoff": {"type": "fixed", "delay": 1500},
+            "items": [{"phone": phone, "message": "live"}],
+        },
+    )
     assert response.status_code == 202, response.text
     [job_id] = response.json()["jobIds"]
     stream = await sse_events(live, job_id)
@@ -179,8 +219,10 @@ async def test_a_batch_item_streams_its_states_and_long_polls_like_a_job(live, s
 
 
 async def test_a_terminated_batch_reads_its_unfinished_items_as_failed(api, dev_env):
-    accepted = await _batch(api, {"channel": "email", "delay": 3_600_000,
-                                  "items": [{"to": "late@example.com", "subject": "s", "body": "b"}]})
+    accepted = await _batch(
+        api,
+        {"channel": "email", "delay": 3_600_000, "items": [{"to": "late@example.com", "subject": "s", "body": "b"}]},
+    )
     await poll(api, f"/jobs/{accepted['jobIds'][0]}/status", lambda b: b["status"] == "delayed")
     await dev_env.client.get_workflow_handle(accepted["batchId"]).terminate("by an operator")
     status = (await api.get(f"/jobs/{accepted['jobIds'][0]}/status")).json()
@@ -203,20 +245,31 @@ async def test_an_idempotency_key_makes_a_retried_batch_the_same_batch(api, smtp
 
 async def test_the_operators_field_limits_apply_to_each_item(make_app, workers):
     async with api_client(make_app(max_subject_chars=10, max_sms_chars=5), headers=AUTH) as limited:
-        items = [{"to": "a@example.com", "subject": "short", "body": "b"},
-                 {"to": "b@example.com", "subject": "far too long a subject", "body": "b"}]
-        body = assert_error(await limited.post("/notify/batch", json={"channel": "email", "items": items}),
-                            400, "validation_error")
+        items = [
+            {"to": "a@example.com", "subject": "short", "body": "b"},
+            {"to": "b@example.com", "subject": "far too long a subject", "body": "b"},
+        ]
+        body = assert_error(
+            await limited.post("/notify/batch", json={"channel": "email", "items": items}), 400, "validation_error"
+        )
         assert [d["field"] for d in body["details"]] == ["items.1.subject"]
-        body = assert_error(await limited.post("/notify/batch", json={"channel": "sms", "items": [
-            {"phone": "+14155550161", "message": "123456"}]}), 400, "validation_error")
+        body = assert_error(
+            await limited.post(
+                "/notify/batch", json={"channel": "sms", "items": [{"phone": "+14155550161", "message": "123456"}]}
+            ),
+            400,
+            "validation_error",
+        )
         assert [d["field"] for d in body["details"]] == ["items.0.message"]
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ({"items": [{"to": "ada@example.com", "subject": "s", "body": "b"}]}, "field required"),
-    ({"channel": "fax", "items": []}, "must be one of 'email', 'sms', 'webhook'"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"items": [{"to": "ada@example.com", "subject": "s", "body": "b"}]}, "field required"),
+        ({"channel": "fax", "items": []}, "must be one of 'email', 'sms', 'webhook'"),
+    ],
+)
 async def test_a_missing_or_unknown_channel_is_a_400_on_channel(api, body, message):
     details = assert_error(await api.post("/notify/batch", json=body), 400, "validation_error")["details"]
     assert details == [{"field": "channel", "message": message}]

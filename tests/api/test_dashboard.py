@@ -40,7 +40,9 @@ WAIT_MS = 20_000
 @pytest.fixture(scope="module")
 def served(settings):
     """The API over real HTTP, with its own app (and so its own Temporal client on the server's loop)."""
-    with ThreadedServer(create_app(settings.model_copy(update={"temporal_ui_url": "http://ui.example:8233"}))) as server:
+    with ThreadedServer(
+        create_app(settings.model_copy(update={"temporal_ui_url": "http://ui.example:8233"}))
+    ) as server:
         yield f"http://127.0.0.1:{server.port}"
 
 
@@ -55,9 +57,13 @@ async def browser(tmp_path):
     async with async_playwright() as playwright:
         # A fresh profile; Basic credentials as an operator would type them into the browser's prompt.
         context = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
             http_credentials={"username": "operator", "password": ADMIN_TOKEN},
-            viewport={"width": 1360, "height": 1000})
+            viewport={"width": 1360, "height": 1000},
+        )
         try:
             yield context
         finally:
@@ -78,8 +84,10 @@ async def test_the_dashboard_shows_counts_and_redrives_a_dead_letter(api, served
         assert (await until_final(api, done["jobId"]))["status"] == "completed"
         dead = await failed_webhook(api, receiver.url)
         await listed(api, dead)
-        created = await api.post("/schedules", json={"cron": "0 9 1 1 *", "timezone": "Europe/Paris",
-                                                      "job": {"type": "cleanup", "task": "delete_temp"}})
+        created = await api.post(
+            "/schedules",
+            json={"cron": "0 9 1 1 *", "timezone": "Europe/Paris", "job": {"type": "cleanup", "task": "delete_temp"}},
+        )
         assert created.status_code == 201, created.text
         schedule_id = created.json()["scheduleId"]
 
@@ -100,7 +108,8 @@ async def test_the_dashboard_shows_counts_and_redrives_a_dead_letter(api, served
         await failed.wait_for(timeout=WAIT_MS)
         await page.wait_for_function(
             "() => parseInt((document.querySelector('#count-webhook-failed')||{}).textContent||'0') >= 1",
-            timeout=WAIT_MS)
+            timeout=WAIT_MS,
+        )
         assert int(await page.locator("#count-email-completed").inner_text()) >= 1
         assert int((await page.locator("#sum-dlq").inner_text()).replace(",", "")) >= 1
 
@@ -108,18 +117,23 @@ async def test_the_dashboard_shows_counts_and_redrives_a_dead_letter(api, served
         row = page.locator(f'#dlq tr[data-job-id="{dead}"]')
         await row.wait_for(timeout=WAIT_MS)
         assert "HTTP 404" in await row.inner_text()
-        assert await row.locator("a").first.get_attribute("href") == \
-            f"http://ui.example:8233/namespaces/default/workflows/{dead}"
+        assert (
+            await row.locator("a").first.get_attribute("href")
+            == f"http://ui.example:8233/namespaces/default/workflows/{dead}"
+        )
         # The recent jobs link to their runs too.
         recent = page.locator(f'#recent tr[data-job-id="{done["jobId"]}"] a')
         await recent.wait_for(timeout=WAIT_MS)
-        assert re.fullmatch(rf"http://ui\.example:8233/namespaces/default/workflows/{done['jobId']}/[\w-]+/history",
-                            await recent.get_attribute("href"))
+        assert re.fullmatch(
+            rf"http://ui\.example:8233/namespaces/default/workflows/{done['jobId']}/[\w-]+/history",
+            await recent.get_attribute("href"),
+        )
         # Schedules, each linking to its page in the Web UI.
         schedule = page.locator(f'#schedules tr[data-schedule-id="{schedule_id}"] a')
         await schedule.wait_for(timeout=WAIT_MS)
-        assert await schedule.get_attribute("href") == \
-            f"http://ui.example:8233/namespaces/default/schedules/{schedule_id}"
+        assert (
+            await schedule.get_attribute("href") == f"http://ui.example:8233/namespaces/default/schedules/{schedule_id}"
+        )
 
         shot = tmp_path / "dashboard.png"
         await page.screenshot(path=str(shot), full_page=True)
@@ -199,11 +213,16 @@ async def test_another_sites_page_cannot_act_with_the_browsers_basic_credentials
         # A forged form POST from elsewhere carries the browser's Basic credentials and says where it came from.
         forged = await client.post("/admin/dlq/retry", auth=basic, headers={"Sec-Fetch-Site": "cross-site"})
         assert_error(forged, 403, "forbidden")
-        assert_error(await client.delete("/admin/dlq/x", auth=basic, headers={"Sec-Fetch-Site": "same-site"}),
-                     403, "forbidden")
+        assert_error(
+            await client.delete("/admin/dlq/x", auth=basic, headers={"Sec-Fetch-Site": "same-site"}), 403, "forbidden"
+        )
         # Reading is harmless; the dashboard's own requests are same-origin; a Bearer token is never sent by itself.
-        assert (await client.get("/admin/stats", auth=basic, headers={"Sec-Fetch-Site": "cross-site"})).status_code == 200
-        assert_error(await client.delete("/admin/dlq/x", auth=basic, headers={"Sec-Fetch-Site": "same-origin"}),
-                     404, "not_found")
-        assert_error(await client.delete("/admin/dlq/x", headers=ADMIN | {"Sec-Fetch-Site": "cross-site"}),
-                     404, "not_found")
+        assert (
+            await client.get("/admin/stats", auth=basic, headers={"Sec-Fetch-Site": "cross-site"})
+        ).status_code == 200
+        assert_error(
+            await client.delete("/admin/dlq/x", auth=basic, headers={"Sec-Fetch-Site": "same-origin"}), 404, "not_found"
+        )
+        assert_error(
+            await client.delete("/admin/dlq/x", headers=ADMIN | {"Sec-Fetch-Site": "cross-site"}), 404, "not_found"
+        )

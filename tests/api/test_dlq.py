@@ -116,8 +116,10 @@ async def test_only_dead_letters_can_be_redriven_or_discarded(api, smtp_sink):
     assert_error(await api.post("/admin/dlq/no-such-job/retry", headers=ADMIN), 404, "not_found")
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/admin/dlq"), ("POST", "/admin/dlq/retry"),
-                                              ("POST", "/admin/dlq/x/retry"), ("DELETE", "/admin/dlq/x")])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/admin/dlq"), ("POST", "/admin/dlq/retry"), ("POST", "/admin/dlq/x/retry"), ("DELETE", "/admin/dlq/x")],
+)
 async def test_the_dlq_takes_the_admin_token(anon, method, path):
     assert_error(await anon.request(method, path), 401, "unauthorized")
     assert_error(await anon.request(method, path, headers=AUTH), 403, "forbidden")
@@ -125,7 +127,8 @@ async def test_the_dlq_takes_the_admin_token(anon, method, path):
 
 async def test_a_bad_cursor_or_type_is_a_400(api):
     assert_error(await api.get("/admin/dlq", params={"cursor": "%%%"}, headers=ADMIN), 400, "validation_error")
-    assert_error(await api.get("/admin/dlq", params={"cursor": "bm90LWEtdG9rZW4"}, headers=ADMIN), 400,
-                 "validation_error")
+    assert_error(
+        await api.get("/admin/dlq", params={"cursor": "bm90LWEtdG9rZW4"}, headers=ADMIN), 400, "validation_error"
+    )
     assert_error(await api.get("/admin/dlq", params={"type": "fax"}, headers=ADMIN), 400, "validation_error")
     assert_error(await api.get("/admin/dlq", params={"limit": 0}, headers=ADMIN), 400, "validation_error")

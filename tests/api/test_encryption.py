@@ -60,9 +60,11 @@ def file_settings(settings, file_env) -> Settings:
 
 @pytest_asyncio.fixture(scope="module")
 async def file_api(file_env, file_settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with running_workers(file_env.client, file_settings):
-        async with api_client(create_app(file_settings), headers=AUTH) as client:
-            yield client
+    async with (
+        running_workers(file_env.client, file_settings),
+        api_client(create_app(file_settings), headers=AUTH) as client,
+    ):
+        yield client
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -71,14 +73,21 @@ async def finished_jobs(file_api, file_env, sms_gateway, smtp_sink) -> dict[str,
     # The gateway's refusal carries the text: the failure (message, attempt log) must not show it.
     sms_gateway.script(PHONE, [Answer(500, {"error": f"cannot deliver {SMS_TEXT!r}"}), Answer(200, {"id": "m1"})])
     jobs = {}
-    jobs["sms"] = (await file_api.post("/notify/sms", json={
-        "phone": PHONE, "message": SMS_TEXT, "attempts": 2, "backoff": {"type": "fixed", "delay": 100}}
-    )).json()["notificationId"]
-    jobs["email"] = (await file_api.post("/jobs/email", json={
-        "to": EMAIL_TO, "subject": EMAIL_SUBJECT, "body": EMAIL_BODY})).json()["jobId"]
+    jobs["sms"] = (
+        await file_api.post(
+            "/notify/sms",
+            json={"phone": PHONE, "message": SMS_TEXT, "attempts": 2, "backoff": {"type": "fixed", "delay": 100}},
+        )
+    ).json()["notificationId"]
+    jobs["email"] = (
+        await file_api.post("/jobs/email", json={"to": EMAIL_TO, "subject": EMAIL_SUBJECT, "body": EMAIL_BODY})
+    ).json()["jobId"]
     with HttpReceiver([Answer(204)]) as receiver:
-        jobs["webhook"] = (await file_api.post("/notify/webhook", json={
-            "url": receiver.url + "/hook", "data": {"entry": WEBHOOK_SECRET_VALUE}})).json()["notificationId"]
+        jobs["webhook"] = (
+            await file_api.post(
+                "/notify/webhook", json={"url": receiver.url + "/hook", "data": {"entry": WEBHOOK_SECRET_VALUE}}
+            )
+        ).json()["notificationId"]
         finals = {name: await until_final(file_api, job_id) for name, job_id in jobs.items()}
     assert {name: body["status"] for name, body in finals.items()} == dict.fromkeys(jobs, "completed"), finals
     assert finals["sms"]["attempts"] == 2 and "HTTP 500" in finals["sms"]["deliveries"][0]["error"]
@@ -88,8 +97,13 @@ async def finished_jobs(file_api, file_env, sms_gateway, smtp_sink) -> dict[str,
     assert EMAIL_BODY in mail.get_content() and mail["Subject"] == EMAIL_SUBJECT
     # The control: a run whose input is a plain payload (started without the codec), never run.
     jobs["control"] = "control-" + jobs["email"]
-    await file_env.client.start_workflow("NotificationWorkflow", {"note": CONTROL}, id=jobs["control"],
-                                         task_queue="herald-test-unpolled", memo={STATE_MEMO_KEY: {"note": CONTROL}})
+    await file_env.client.start_workflow(
+        "NotificationWorkflow",
+        {"note": CONTROL},
+        id=jobs["control"],
+        task_queue="herald-test-unpolled",
+        memo={STATE_MEMO_KEY: {"note": CONTROL}},
+    )
     return jobs
 
 
@@ -124,9 +138,17 @@ async def test_memo_and_describe_hold_no_message_text_or_contact_data(file_env, 
     # While a send retries, its pending activity (heartbeat details, last failure) is encrypted too.
     phone = "+14155550188"
     sms_gateway.script(phone, [Answer(500, {"error": f"cannot deliver {SMS_TEXT!r}"})])
-    job_id = (await file_api.post("/notify/sms", json={
-        "phone": phone, "message": SMS_TEXT, "attempts": 5, "backoff": {"type": "exponential", "delay": 1000}}
-    )).json()["notificationId"]
+    job_id = (
+        await file_api.post(
+            "/notify/sms",
+            json={
+                "phone": phone,
+                "message": SMS_TEXT,
+                "attempts": 5,
+                "backoff": {"type": "exponential", "delay": 1000},
+            },
+        )
+    ).json()["notificationId"]
     for _ in range(200):
         description = (await raw.get_workflow_handle(job_id).describe()).raw_description
         if description.pending_activities and description.pending_activities[0].HasField("last_failure"):
@@ -134,7 +156,9 @@ async def test_memo_and_describe_hold_no_message_text_or_contact_data(file_env, 
         await asyncio.sleep(0.05)
     pending = description.pending_activities[0]
     assert pending.last_failure.message == "Encoded failure"
-    assert pending.heartbeat_details.payloads and {p.metadata["encoding"] for p in pending.heartbeat_details.payloads} == {ENCODING}
+    assert pending.heartbeat_details.payloads and {
+        p.metadata["encoding"] for p in pending.heartbeat_details.payloads
+    } == {ENCODING}
     assert _found(description.SerializeToString(), [SMS_TEXT, phone]) == []
     # The API still reads it all: the attempt log and the failure, decrypted.
     status = (await file_api.get(f"/jobs/{job_id}/status")).json()
@@ -145,8 +169,11 @@ async def test_memo_and_describe_hold_no_message_text_or_contact_data(file_env, 
 
 async def test_visibility_holds_no_message_text_or_contact_data(file_env, finished_jobs):
     raw = file_env.client
-    listed = await raw.workflow_service.list_workflow_executions(ListWorkflowExecutionsRequest(
-        namespace=raw.namespace, query=" OR ".join(f"WorkflowId = '{i}'" for i in finished_jobs.values())))
+    listed = await raw.workflow_service.list_workflow_executions(
+        ListWorkflowExecutionsRequest(
+            namespace=raw.namespace, query=" OR ".join(f"WorkflowId = '{i}'" for i in finished_jobs.values())
+        )
+    )
     assert len(listed.executions) == len(finished_jobs)
     for info in listed.executions:
         blob = info.SerializeToString()
@@ -163,4 +190,3 @@ async def test_the_sqlite_file_holds_no_message_text_or_contact_data(file_env, f
     assert TASK_QUEUES["sms"].encode() in blob and finished_jobs["email"].encode() in blob  # it is the right file
     assert _found(blob, [CONTROL]) == [CONTROL]  # and a plain payload is found in it
     assert _found(blob, PLAIN) == []
-

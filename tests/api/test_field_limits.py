@@ -28,15 +28,18 @@ def _fields(body: dict) -> list[str]:
     return [d["field"] for d in body["details"]]
 
 
-@pytest.mark.parametrize(("route", "body", "over", "field"), [
-    ("/jobs/email", EMAIL, {"subject": "s" * 21}, "subject"),
-    ("/jobs/email", EMAIL, {"body": "b" * 51}, "body"),
-    ("/notify/email", EMAIL, {"body": "ü" * 51}, "body"),  # characters, not bytes
-    ("/jobs/sms", SMS, {"message": "m" * 161}, "message"),
-    ("/notify/sms", SMS, {"message": "m" * 161}, "message"),
-    ("/notify/webhook", WEBHOOK, {"data": {"k": "v" * 30}}, "data"),
-    ("/notify/webhook", WEBHOOK, {"data": ["ü" * 14]}, "data"),  # bytes of UTF-8 JSON: ["…"] is 32
-])
+@pytest.mark.parametrize(
+    ("route", "body", "over", "field"),
+    [
+        ("/jobs/email", EMAIL, {"subject": "s" * 21}, "subject"),
+        ("/jobs/email", EMAIL, {"body": "b" * 51}, "body"),
+        ("/notify/email", EMAIL, {"body": "ü" * 51}, "body"),  # characters, not bytes
+        ("/jobs/sms", SMS, {"message": "m" * 161}, "message"),
+        ("/notify/sms", SMS, {"message": "m" * 161}, "message"),
+        ("/notify/webhook", WEBHOOK, {"data": {"k": "v" * 30}}, "data"),
+        ("/notify/webhook", WEBHOOK, {"data": ["ü" * 14]}, "data"),  # bytes of UTF-8 JSON: ["…"] is 32
+    ],
+)
 async def test_a_value_over_a_lowered_limit_is_a_400_on_its_field(limited, route, body, over, field):
     refused = assert_error(await limited.post(route, json=body | over), 400, "validation_error")
     assert _fields(refused) == [field], refused
@@ -46,8 +49,9 @@ async def test_a_value_over_a_lowered_limit_is_a_400_on_its_field(limited, route
 
 
 async def test_every_field_over_its_limit_is_named(limited):
-    refused = assert_error(await limited.post("/jobs/email", json=EMAIL | {"subject": "s" * 21, "body": "b" * 51}),
-                           400, "validation_error")
+    refused = assert_error(
+        await limited.post("/jobs/email", json=EMAIL | {"subject": "s" * 21, "body": "b" * 51}), 400, "validation_error"
+    )
     assert _fields(refused) == ["subject", "body"]
 
 
@@ -61,8 +65,9 @@ async def test_schedules_and_chained_jobs_name_the_nested_field(limited):
 
 async def test_by_default_the_limits_are_the_schemas(api):
     assert (await api.post("/notify/sms", json=SMS | {"message": "m" * MAX_SMS_CHARS})).status_code == 202
-    refused = assert_error(await api.post("/notify/sms", json=SMS | {"message": "m" * (MAX_SMS_CHARS + 1)}),
-                           400, "validation_error")
+    refused = assert_error(
+        await api.post("/notify/sms", json=SMS | {"message": "m" * (MAX_SMS_CHARS + 1)}), 400, "validation_error"
+    )
     assert _fields(refused) == ["message"]
 
 

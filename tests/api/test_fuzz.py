@@ -28,18 +28,29 @@ import httpx
 import pytest
 import pytest_asyncio
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
-    content_type_conformance, negative_data_rejection, response_headers_conformance, response_schema_conformance,
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
     status_code_conformance,
 )
 
 from api.main import create_app
 from common.settings import Settings
 from tests.api.helpers import (
-    ADMIN, ADMIN_TOKEN, API_KEY, AUTH, address_of, api_client, assert_error, start_dev_server,
+    ADMIN,
+    ADMIN_TOKEN,
+    API_KEY,
+    AUTH,
+    address_of,
+    api_client,
+    assert_error,
+    start_dev_server,
 )
 from tests.support.temporal import ENCRYPTION_KEY, running_workers
 
@@ -48,13 +59,20 @@ pytestmark = pytest.mark.xdist_group("fuzz")
 
 # Generated requests per operation and generation mode (~40 of those): about 20 s in all.
 EXAMPLES = 50
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance, negative_data_rejection]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
 ERROR_KEYS = {"error", "message", "details"}
 
 
 def _can_be_invalid(operation: dict[str, Any]) -> bool:
     """A body, or a parameter with a type or rule to break (any text is a valid plain string id)."""
+
     def constrained(parameter: dict[str, Any]) -> bool:
         schema = {k: v for k, v in parameter.get("schema", {}).items() if k not in ("title", "description")}
         return not all(choice in ({"type": "string"}, {"type": "null"}) for choice in schema.get("anyOf", [schema]))
@@ -90,19 +108,22 @@ async def fuzz_env():
 @pytest.fixture(scope="module")
 def fuzz_settings(settings, fuzz_env, tmp_path_factory) -> Settings:
     root = tmp_path_factory.mktemp("fuzz")
-    return settings.model_copy(update={
-        "temporal_address": address_of(fuzz_env),
-        "webhook_allow_hosts": [],
-        "data_dir": root / "data", "temp_dir": root / "tmp", "log_dir": root / "logs",
-        "session_dir": root / "sessions",
-    })
+    return settings.model_copy(
+        update={
+            "temporal_address": address_of(fuzz_env),
+            "webhook_allow_hosts": [],
+            "data_dir": root / "data",
+            "temp_dir": root / "tmp",
+            "log_dir": root / "logs",
+            "session_dir": root / "sessions",
+        }
+    )
 
 
 @pytest_asyncio.fixture(scope="module")
 async def fuzz_api(fuzz_env, fuzz_settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with running_workers(fuzz_env.client, fuzz_settings):
-        async with api_client(create_app(fuzz_settings)) as client:
-            yield client
+    async with running_workers(fuzz_env.client, fuzz_settings), api_client(create_app(fuzz_settings)) as client:
+        yield client
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -133,8 +154,9 @@ async def _send(client: httpx.AsyncClient, case) -> httpx.Response:
     elif kwargs.get("data") is not None:
         data = kwargs["data"]
         body["content"] = data.encode() if isinstance(data, str) else data
-    return await client.request(kwargs["method"], kwargs["url"], params=kwargs.get("params") or None,
-                                headers=kwargs.get("headers"), **body)
+    return await client.request(
+        kwargs["method"], kwargs["url"], params=kwargs.get("params") or None, headers=kwargs.get("headers"), **body
+    )
 
 
 def _check_error_shape(case, response: httpx.Response) -> None:
@@ -152,8 +174,15 @@ def _check_error_shape(case, response: httpx.Response) -> None:
 # Values a schema cannot describe (a real phone number, a cron, a URL the SSRF guard lets through),
 # swapped into some valid cases so the routes behind those checks are reached too. The URLs are in
 # `.invalid`, a name DNS never resolves (RFC 6761): a webhook to one goes nowhere.
-ODD_URLS = ["http://fuzz.invalid:99999/", "https://fuzz.invalid:0/", "http://fuzz.invalid:-1/", "http://[::1]:80/",
-            "https://user:pw@fuzz.invalid/", "http://fuzz.invalid:/%0D%0AX:%201", "http://%0d%0a.invalid/"]
+ODD_URLS = [
+    "http://fuzz.invalid:99999/",
+    "https://fuzz.invalid:0/",
+    "http://fuzz.invalid:-1/",
+    "http://[::1]:80/",
+    "https://user:pw@fuzz.invalid/",
+    "http://fuzz.invalid:/%0D%0AX:%201",
+    "http://%0d%0a.invalid/",
+]
 SEEDS = {
     "phone": st.sampled_from(["+14155550100", "+447700900123", "+49 30 1234567", "+1-212-555-0199"]),
     "url": st.sampled_from(["https://hooks.fuzz.invalid/x", "http://fuzz.invalid:8080/a?b=c#d", *ODD_URLS]),
@@ -170,8 +199,14 @@ def _seeded(body: Any, data: st.DataObject) -> Any:
 
 
 @pytest.mark.parametrize(("method", "path", "mode"), OPERATIONS, ids=[f"{m} {p} {g.value}" for m, p, g in OPERATIONS])
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-          phases=[Phase.explicit, Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    suppress_health_check=list(HealthCheck),
+)
 @given(data=st.data())
 async def test_every_operation_answers_by_its_schema(fuzz_api, schema, method, path, mode, data):
     case = data.draw(_strategy(schema, method, path, mode), label="case")

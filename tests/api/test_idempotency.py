@@ -39,8 +39,11 @@ async def test_a_retry_returns_the_first_answer_and_sends_nothing_twice(api, smt
     assert "idempotency-replayed" not in first.headers
     # The same request: same status, same body (the same notificationId), marked as a replay. A
     # JSON body is compared by value: another key order and spacing is the same request.
-    again = await api.post("/notify/email", content=str(dict(reversed(body.items()))).replace("'", '"'),
-                           headers={"Idempotency-Key": key, "Content-Type": "application/json"})
+    again = await api.post(
+        "/notify/email",
+        content=str(dict(reversed(body.items()))).replace("'", '"'),
+        headers={"Idempotency-Key": key, "Content-Type": "application/json"},
+    )
     assert again.status_code == 202 and again.json() == first.json(), again.text
     assert again.headers["idempotency-replayed"] == "true"
 
@@ -59,15 +62,17 @@ async def test_the_same_key_with_another_request_is_a_conflict(api):
     assert first.status_code == 202, first.text
     other_body = await api.post("/jobs/email", json=email(), headers={"Idempotency-Key": key})
     assert_error(other_body, 409, "idempotency_conflict")
-    other_path = await api.post("/jobs/sms", json={"phone": "+14155550100", "message": "hi"},
-                                headers={"Idempotency-Key": key})
+    other_path = await api.post(
+        "/jobs/sms", json={"phone": "+14155550100", "message": "hi"}, headers={"Idempotency-Key": key}
+    )
     assert_error(other_path, 409, "idempotency_conflict")
 
 
 async def test_twenty_identical_requests_at_once_make_one_job(api, smtp_sink):
     key, body = new_key(), email()
-    answers = await asyncio.gather(*(api.post("/notify/email", json=body, headers={"Idempotency-Key": key})
-                                     for _ in range(20)))
+    answers = await asyncio.gather(
+        *(api.post("/notify/email", json=body, headers={"Idempotency-Key": key}) for _ in range(20))
+    )
     assert [a.status_code for a in answers] == [202] * 20, [a.text for a in answers if a.status_code != 202]
     assert len({a.json()["notificationId"] for a in answers}) == 1
     assert sum(a.headers.get("idempotency-replayed") == "true" for a in answers) == 19
@@ -78,8 +83,9 @@ async def test_twenty_identical_requests_at_once_make_one_job(api, smtp_sink):
 
 async def test_each_client_key_has_keys_of_its_own(api, make_app):
     key, body = new_key(), email()
-    async with api_client(make_app(api_keys=[API_KEY, OTHER_KEY]),
-                          headers={"Authorization": f"Bearer {OTHER_KEY}"}) as other:
+    async with api_client(
+        make_app(api_keys=[API_KEY, OTHER_KEY]), headers={"Authorization": f"Bearer {OTHER_KEY}"}
+    ) as other:
         mine = await api.post("/jobs/email", json=body, headers={"Idempotency-Key": key})
         theirs = await other.post("/jobs/email", json=body, headers={"Idempotency-Key": key})
     assert mine.status_code == theirs.status_code == 202
@@ -94,8 +100,9 @@ async def test_a_400_is_kept_and_replayed_too(api):
     again = await api.post("/jobs/email", json=bad, headers={"Idempotency-Key": key})
     assert again.status_code == 400 and again.json() == body and again.headers["idempotency-replayed"] == "true"
     # The key is spent on that request: a corrected body needs a new key.
-    assert_error(await api.post("/jobs/email", json=email(), headers={"Idempotency-Key": key}),
-                 409, "idempotency_conflict")
+    assert_error(
+        await api.post("/jobs/email", json=email(), headers={"Idempotency-Key": key}), 409, "idempotency_conflict"
+    )
 
 
 async def test_without_the_header_every_post_is_a_new_job(api):
@@ -115,21 +122,24 @@ async def test_a_key_that_is_not_printable_ascii_up_to_255_is_a_400(api, value):
 
 async def test_a_wrong_client_key_is_a_401_and_never_reaches_the_store(anon, dev_env, settings):
     key = new_key()
-    response = await anon.post("/jobs/email", json=email(),
-                               headers={"Idempotency-Key": key, "Authorization": "Bearer wrong"})
+    response = await anon.post(
+        "/jobs/email", json=email(), headers={"Idempotency-Key": key, "Authorization": "Bearer wrong"}
+    )
     assert_error(response, 401, "unauthorized")
     await assert_no_key(dev_env, settings, "client\nwrong", key)
     # Nor does a client key on an admin route (403).
-    forbidden = await anon.post("/admin/dlq/retry", json={},
-                                headers={"Idempotency-Key": key, "Authorization": f"Bearer {API_KEY}"})
+    forbidden = await anon.post(
+        "/admin/dlq/retry", json={}, headers={"Idempotency-Key": key, "Authorization": f"Bearer {API_KEY}"}
+    )
     assert_error(forbidden, 403, "forbidden")
     await assert_no_key(dev_env, settings, f"admin\n{API_KEY}", key)
 
 
 async def test_a_body_over_the_limit_is_a_413_and_never_reaches_the_store(api, dev_env, settings):
     key = new_key()
-    response = await api.post("/jobs/email", json=email(body="x" * (settings.max_body_bytes + 1)),
-                              headers={"Idempotency-Key": key})
+    response = await api.post(
+        "/jobs/email", json=email(body="x" * (settings.max_body_bytes + 1)), headers={"Idempotency-Key": key}
+    )
     assert_error(response, 413, "payload_too_large")
     await assert_no_key(dev_env, settings, f"client\n{API_KEY}", key)
 
@@ -147,11 +157,26 @@ async def test_a_client_gone_mid_upload_leaves_the_key_free(app, workers, dev_en
     async def send(message: dict) -> None:
         sent.append(message)
 
-    headers = [(b"authorization", f"Bearer {API_KEY}".encode()), (b"idempotency-key", key.encode()),
-               (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-             "scheme": "http", "path": "/jobs/email", "raw_path": b"/jobs/email", "query_string": b"",
-             "root_path": "", "headers": headers, "client": ("127.0.0.1", 5000), "server": ("test", 80)}
+    headers = [
+        (b"authorization", f"Bearer {API_KEY}".encode()),
+        (b"idempotency-key", key.encode()),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/jobs/email",
+        "raw_path": b"/jobs/email",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("test", 80),
+    }
     await app(scope, receive, send)
     await assert_no_key(dev_env, settings, f"client\n{API_KEY}", key)
 
@@ -182,8 +207,7 @@ class _Gateway:
         return self._client
 
 
-async def test_a_holder_that_vanished_is_taken_over_after_its_lease_and_a_5xx_frees_the_key(
-        dev_env, settings, workers):
+async def test_a_holder_that_vanished_is_taken_over_after_its_lease_and_a_5xx_frees_the_key(dev_env, settings, workers):
     store = KeyStore(_Gateway(client_for(dev_env.client, settings)), settings, key_workflow_id("test", new_key()))
     holder = await store.claim(Claim(fingerprint="A", request_id="first", lease_s=1))
     assert holder.outcome == "proceed"

@@ -22,14 +22,15 @@ import re
 from email.parser import BytesParser
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from activities.email import build_message
 from api.jobs.models import EmailJob
 from common.models import EmailMessage
 from common.settings import Settings
-from tests.api.helpers import AUTH, api_client, assert_error, mail_for, until_final
+from tests.api.helpers import api_client, assert_error, mail_for, until_final
 from tests.support.http_receiver import Answer, HttpReceiver
 
 EMAIL = {"to": "ada@example.com", "subject": "Hello", "body": "Text"}
@@ -40,8 +41,16 @@ JOB_ID = re.compile(r"^(email|sms|webhook|cleanup)-[0-9a-f]{20}$")
 LINE_BREAKS = ["\r", "\n", "\r\n", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
 CONTROLS = ["\x00", "\x01", "\x08", "\x1b", "\x1f", "\x7f", "\x80", "\x9b", "\x9f"]
 UNICODE = "Grüße, café — 日本語 ✓ 🎉 \u202eevil\u202c \u200bzero\u200dwidth \ufeff\u00ad עברית"
-EMAIL_HEADERS = {"From", "To", "Subject", "Date", "Message-ID", "Content-Type", "Content-Transfer-Encoding",
-                 "MIME-Version"}
+EMAIL_HEADERS = {
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "MIME-Version",
+}
 
 
 def _field_errors(response) -> list[str]:
@@ -51,9 +60,11 @@ def _field_errors(response) -> list[str]:
 
 async def _email_routes(api, fields: dict) -> list:
     """The same email fields through every route that takes them."""
-    return [await api.post("/jobs/email", json={**EMAIL, **fields}),
-            await api.post("/notify/email", json={**EMAIL, **fields}),
-            await api.post("/schedules", json={**SCHEDULE, "job": {"type": "email", **EMAIL, **fields}})]
+    return [
+        await api.post("/jobs/email", json={**EMAIL, **fields}),
+        await api.post("/notify/email", json={**EMAIL, **fields}),
+        await api.post("/schedules", json={**SCHEDULE, "job": {"type": "email", **EMAIL, **fields}}),
+    ]
 
 
 # ---- refused at the door -----------------------------------------------------------------------
@@ -79,18 +90,23 @@ async def test_control_characters_are_a_400_on_their_field(api, dev_env, char):
 
 
 async def test_tab_cr_and_lf_are_text_where_lines_are(api, dev_env):
-    assert (await api.post("/jobs/email", json={**EMAIL, "subject": "a\tb", "body": "a\r\n\tb\nc\r"})).status_code == 202
+    assert (
+        await api.post("/jobs/email", json={**EMAIL, "subject": "a\tb", "body": "a\r\n\tb\nc\r"})
+    ).status_code == 202
     assert (await api.post("/jobs/sms", json={**SMS, "message": "a\r\n\tb"})).status_code == 202
 
 
-@pytest.mark.parametrize(("path", "raw", "field"), [
-    ("/jobs/email", '{"to": "ada@example.com", "subject": "\\ud800", "body": "x"}', "subject"),
-    ("/jobs/email", '{"to": "ada@example.com", "subject": "x", "body": "a\\udfffb"}', "body"),
-    ("/notify/sms", '{"phone": "+14155550100", "message": "\\ud83d"}', "message"),
-    ("/notify/webhook", '{"url": "https://hooks.example.invalid/", "data": {"a": ["\\ud800"]}}', "data"),
-    ("/notify/webhook", '{"url": "https://hooks.example.invalid/", "data": {"\\udc00": 1}}', "data"),
-    ("/notify/webhook", '{"url": "https://hooks.example.invalid/", "data": "\\ud800"}', "data"),
-])
+@pytest.mark.parametrize(
+    ("path", "raw", "field"),
+    [
+        ("/jobs/email", '{"to": "ada@example.com", "subject": "\\ud800", "body": "x"}', "subject"),
+        ("/jobs/email", '{"to": "ada@example.com", "subject": "x", "body": "a\\udfffb"}', "body"),
+        ("/notify/sms", '{"phone": "+14155550100", "message": "\\ud83d"}', "message"),
+        ("/notify/webhook", '{"url": "https://hooks.example.invalid/", "data": {"a": ["\\ud800"]}}', "data"),
+        ("/notify/webhook", '{"url": "https://hooks.example.invalid/", "data": {"\\udc00": 1}}', "data"),
+        ("/notify/webhook", '{"url": "https://hooks.example.invalid/", "data": "\\ud800"}', "data"),
+    ],
+)
 async def test_an_unpaired_surrogate_is_a_400(api, dev_env, path, raw, field):
     """JSON's \\uD800 escapes make a Python string no UTF-8 encoder can send."""
     response = await api.post(path, content=raw.encode(), headers={"content-type": "application/json"})
@@ -103,20 +119,34 @@ async def test_a_surrogate_pair_is_one_character(api, dev_env):
     assert response.status_code == 202, response.text
 
 
-@pytest.mark.parametrize("to", [
-    "ada@example.com\r\nBcc: evil@example.com", "ada@example.com\nBcc: evil@example.com",
-    "Ada\r\n <ada@example.com>", "ada@example.com\r", "ada\x00@example.com", "ada@exa\u2028mple.com",
-    "ada@example.com, evil@example.com", "ada@example.com\tBcc: evil@example.com",
-])
+@pytest.mark.parametrize(
+    "to",
+    [
+        "ada@example.com\r\nBcc: evil@example.com",
+        "ada@example.com\nBcc: evil@example.com",
+        "Ada\r\n <ada@example.com>",
+        "ada@example.com\r",
+        "ada\x00@example.com",
+        "ada@exa\u2028mple.com",
+        "ada@example.com, evil@example.com",
+        "ada@example.com\tBcc: evil@example.com",
+    ],
+)
 async def test_to_is_one_address_with_nothing_around_it(api, dev_env, to):
     for response in await _email_routes(api, {"to": to}):
         assert _field_errors(response) in (["to"], ["job.to"]), response.text
 
 
-@pytest.mark.parametrize("url", [
-    "https://hooks.example.invalid/a\r\nX-Injected: 1", "https://hooks.example.invalid/a\nX: 1",
-    "https://hooks.example.invalid/\x00", "https://hooks.example.invalid/\t", "https://hooks.example.invalid\r\n/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.example.invalid/a\r\nX-Injected: 1",
+        "https://hooks.example.invalid/a\nX: 1",
+        "https://hooks.example.invalid/\x00",
+        "https://hooks.example.invalid/\t",
+        "https://hooks.example.invalid\r\n/",
+    ],
+)
 async def test_control_characters_in_a_url_are_a_400(api, dev_env, url):
     response = await api.post("/notify/webhook", json={"url": url, "data": {}})
     assert _field_errors(response) == ["url"], response.text
@@ -137,18 +167,29 @@ async def test_a_port_out_of_range_is_a_400_not_a_500(api, dev_env, port):
     assert _field_errors(response) == ["job.url"], response.text
 
 
-@pytest.mark.parametrize(("path", "body", "field", "limit"), [
-    ("/jobs/email", {**EMAIL, "subject": "s" * 999}, "subject", 998),
-    ("/notify/email", {**EMAIL, "body": "b" * 100_001}, "body", 100_000),
-    ("/jobs/sms", {**SMS, "message": "m" * 1601}, "message", 1600),
-    ("/notify/sms", {**SMS, "phone": "+1" + "4" * 31}, "phone", 32),
-    ("/notify/webhook", {"url": "https://hooks.example.invalid/" + "u" * 2020, "data": 1}, "url", 2048),
-    ("/jobs/cleanup", {"task": "delete_temp", "webhookUrl": "https://x.invalid/" + "w" * 2040}, "webhookUrl", 2048),
-    ("/schedules", {"cron": "0 0 1 1 " + " " * 250 + "*", "job": {"type": "cleanup", "task": "delete_temp"}},
-     "cron", 256),
-    ("/schedules", {**SCHEDULE, "timezone": "Europe/" + "B" * 60, "job": {"type": "cleanup", "task": "delete_temp"}},
-     "timezone", 64),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "field", "limit"),
+    [
+        ("/jobs/email", {**EMAIL, "subject": "s" * 999}, "subject", 998),
+        ("/notify/email", {**EMAIL, "body": "b" * 100_001}, "body", 100_000),
+        ("/jobs/sms", {**SMS, "message": "m" * 1601}, "message", 1600),
+        ("/notify/sms", {**SMS, "phone": "+1" + "4" * 31}, "phone", 32),
+        ("/notify/webhook", {"url": "https://hooks.example.invalid/" + "u" * 2020, "data": 1}, "url", 2048),
+        ("/jobs/cleanup", {"task": "delete_temp", "webhookUrl": "https://x.invalid/" + "w" * 2040}, "webhookUrl", 2048),
+        (
+            "/schedules",
+            {"cron": "0 0 1 1 " + " " * 250 + "*", "job": {"type": "cleanup", "task": "delete_temp"}},
+            "cron",
+            256,
+        ),
+        (
+            "/schedules",
+            {**SCHEDULE, "timezone": "Europe/" + "B" * 60, "job": {"type": "cleanup", "task": "delete_temp"}},
+            "timezone",
+            64,
+        ),
+    ],
+)
 async def test_an_over_long_field_is_a_400_naming_it_and_its_limit(api, dev_env, path, body, field, limit):
     response = await api.post(path, json=body)
     details = assert_error(response, 400, "validation_error")["details"]
@@ -157,16 +198,24 @@ async def test_an_over_long_field_is_a_400_naming_it_and_its_limit(api, dev_env,
 
 
 async def test_fields_at_their_limit_are_accepted(api, dev_env):
-    assert (await api.post("/jobs/email", json={**EMAIL, "subject": "s" * 998, "body": "b" * 100_000})).status_code == 202
+    assert (
+        await api.post("/jobs/email", json={**EMAIL, "subject": "s" * 998, "body": "b" * 100_000})
+    ).status_code == 202
     assert (await api.post("/notify/sms", json={**SMS, "message": "m" * 1600})).status_code == 202
 
 
-@pytest.mark.parametrize("raw", [b'{"to": "ada@example.com", "subject": "\xff\xfe", "body": "x"}',
-                                 b'{"to": "ada@example.com", "subject": "caf\xe9", "body": "x"}',
-                                 b"\xef\xbb\xbf\xff"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"to": "ada@example.com", "subject": "\xff\xfe", "body": "x"}',
+        b'{"to": "ada@example.com", "subject": "caf\xe9", "body": "x"}',
+        b"\xef\xbb\xbf\xff",
+    ],
+)
 async def test_a_body_that_is_not_utf8_is_invalid_json(api, app, raw):
-    body = assert_error(await api.post("/jobs/email", content=raw, headers={"content-type": "application/json"}),
-                        400, "invalid_json")
+    body = assert_error(
+        await api.post("/jobs/email", content=raw, headers={"content-type": "application/json"}), 400, "invalid_json"
+    )
     assert body["details"] == []
     # ...and without a key it is still the key that is missing (the credential is checked first).
     async with api_client(app) as anon:
@@ -184,16 +233,24 @@ async def test_data_nested_deeper_than_100_levels_is_a_400(api, dev_env, depth):
     response = await api.post("/notify/webhook", json={"url": "https://hooks.example.invalid/", "data": _nested(depth)})
     assert _field_errors(response) == ["data"], response.text
     assert "deeper than 100 levels" in response.json()["details"][0]["message"]
-    response = await api.post("/schedules", json={**SCHEDULE, "job": {
-        "type": "webhook", "url": "https://hooks.example.invalid/", "data": {"a": _nested(depth)}}})
+    response = await api.post(
+        "/schedules",
+        json={
+            **SCHEDULE,
+            "job": {"type": "webhook", "url": "https://hooks.example.invalid/", "data": {"a": _nested(depth)}},
+        },
+    )
     assert _field_errors(response) == ["job.data"], response.text
 
 
 async def test_json_nested_deeper_than_the_parser_goes_is_invalid_json_not_a_500(api, app):
     deep = b'{"url": "https://hooks.example.invalid/", "data": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"
     assert len(deep) < 256 * 1024
-    body = assert_error(await api.post("/notify/webhook", content=deep, headers={"content-type": "application/json"}),
-                        400, "invalid_json")
+    body = assert_error(
+        await api.post("/notify/webhook", content=deep, headers={"content-type": "application/json"}),
+        400,
+        "invalid_json",
+    )
     assert "deep" in body["message"]
     async with api_client(app) as anon:
         response = await anon.post("/notify/webhook", content=deep, headers={"content-type": "application/json"})
@@ -204,8 +261,9 @@ async def test_json_nested_deeper_than_the_parser_goes_is_invalid_json_not_a_500
 async def test_a_unicode_email_arrives_intact_and_encoded_per_rfc_2047(api, smtp_sink):
     subject = f"{UNICODE} \t=?utf-8?q?Bcc:_evil@example.com?= =?"
     body = f"{UNICODE}\nline 2\r\n.\nFrom the start of a line\nBcc: evil@example.com\n\n\x20trailing "
-    response = await api.post("/jobs/email", json={"to": "Ada Lovelace <ada@example.com>", "subject": subject,
-                                                   "body": body})
+    response = await api.post(
+        "/jobs/email", json={"to": "Ada Lovelace <ada@example.com>", "subject": subject, "body": body}
+    )
     assert response.status_code == 202, response.text
     job_id = response.json()["jobId"]
     assert JOB_ID.match(job_id)
@@ -244,8 +302,12 @@ async def test_sms_text_reaches_the_gateway_as_sent_and_adds_no_header(api, sms_
 
 
 async def test_webhook_data_and_url_reach_the_receiver_as_sent_and_add_no_header(api):
-    data = {"text": UNICODE, "crlf": "a\r\nX-Injected: 1\r\n\r\nbody", f"key\r\nX-Key: {UNICODE}": [None, 1.5, True],
-            "deep": _nested(99)}  # 100 levels with `data` itself: the most there may be
+    data = {
+        "text": UNICODE,
+        "crlf": "a\r\nX-Injected: 1\r\n\r\nbody",
+        f"key\r\nX-Key: {UNICODE}": [None, 1.5, True],
+        "deep": _nested(99),
+    }  # 100 levels with `data` itself: the most there may be
     with HttpReceiver([Answer(200, {"ok": True})]) as receiver:
         url = f"{receiver.url}/hooks/%0D%0AX-Injected:%201?q=%0D%0AX-Other:%202&r=\u00fc"
         response = await api.post("/notify/webhook", json={"url": url, "data": data})
@@ -271,16 +333,32 @@ async def test_a_big_array_within_the_body_limit_is_delivered(api):
 
 # ---- the email the activity builds, for any text the API accepts ----------------------------------
 # Any character, with the ones that matter to headers and encoded words drawn more often.
-TEXT = st.one_of(st.characters(), st.sampled_from([*"".join(LINE_BREAKS), *CONTROLS, "\t", " ", "=", "?", ":", "_",
-                                                   "\u202e", "\u200b", "é", "日", "🎉"]))
+TEXT = st.one_of(
+    st.characters(),
+    st.sampled_from(
+        [*"".join(LINE_BREAKS), *CONTROLS, "\t", " ", "=", "?", ":", "_", "\u202e", "\u200b", "é", "日", "🎉"]
+    ),
+)
 # Text around something a reader would decode as an RFC 2047 encoded word.
-LOOKS_ENCODED = st.builds("{}{}{}".format, st.text(TEXT, max_size=20),
-                          st.from_regex(r"=\?(utf-8|iso-8859-1|x)\?[bqBQ]\?[A-Za-z0-9_=+/:]*\?=", fullmatch=True),
-                          st.text(TEXT, max_size=20))
-@settings(max_examples=300, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
-@given(subject=st.one_of(st.text(TEXT, min_size=1, max_size=120), LOOKS_ENCODED),
-       body=st.text(TEXT, min_size=1, max_size=300))
+LOOKS_ENCODED = st.builds(
+    "{}{}{}".format,
+    st.text(TEXT, max_size=20),
+    st.from_regex(r"=\?(utf-8|iso-8859-1|x)\?[bqBQ]\?[A-Za-z0-9_=+/:]*\?=", fullmatch=True),
+    st.text(TEXT, max_size=20),
+)
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
+@given(
+    subject=st.one_of(st.text(TEXT, min_size=1, max_size=120), LOOKS_ENCODED),
+    body=st.text(TEXT, min_size=1, max_size=300),
+)
 @example(subject="=?utf-8?q?Bcc:_evil@example.com?=", body="x")
 @example(subject="Re: =?iso-8859-1?q?caf=E9?= =?", body="x")
 def test_any_accepted_subject_and_body_build_a_message_that_reads_back_the_same(subject, body):
@@ -288,11 +366,14 @@ def test_any_accepted_subject_and_body_build_a_message_that_reads_back_the_same(
         EmailJob.model_validate({**EMAIL, "subject": subject, "body": body})
     except ValidationError:
         return  # refused at the API: never reaches the activity
-    mime = build_message(Settings(), EmailMessage(to="ada@example.com", subject=subject, body=body,
-                                                  idempotency_key="email-0123456789abcdef0123"))
+    mime = build_message(
+        Settings(),
+        EmailMessage(to="ada@example.com", subject=subject, body=body, idempotency_key="email-0123456789abcdef0123"),
+    )
     raw = mime.as_bytes(policy=mime.policy.clone(linesep="\r\n"))
     back = BytesParser(policy=email.policy.default).parsebytes(raw)
     assert set(back.keys()) == EMAIL_HEADERS
     assert back["Subject"] == subject
     assert back.get_content().replace("\r\n", "\n").rstrip("\n") == (
-        body.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n"))
+        body.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
@@ -43,8 +43,9 @@ async def _durably_started(dev_env, job_id: str) -> dict:
 
 
 async def test_email_job_is_sent_and_every_route_reads_it_back(api, dev_env, smtp_sink):
-    response = await api.post("/jobs/email", json={"to": "ada@example.com", "subject": "Hello Ada",
-                                                   "body": "First line\nSecond line"})
+    response = await api.post(
+        "/jobs/email", json={"to": "ada@example.com", "subject": "Hello Ada", "body": "First line\nSecond line"}
+    )
     job_id = await _accepted(response, "email")
     state = await _durably_started(dev_env, job_id)
     assert state["kind"] == "email" and state["family"] == "jobs"
@@ -52,7 +53,7 @@ async def test_email_job_is_sent_and_every_route_reads_it_back(api, dev_env, smt
     assert search.get(SearchAttributeKey.for_keyword("HeraldJobType")) == "email"
 
     status = await until_final(api, job_id)
-    assert STATUS_KEYS <= set(status), status
+    assert set(status) >= STATUS_KEYS, status
     assert status["id"] == job_id and status["type"] == "email"
     assert status["status"] == "completed", status
     assert status["attempts"] == 1 and status["maxAttempts"] == 3
@@ -60,7 +61,7 @@ async def test_email_job_is_sent_and_every_route_reads_it_back(api, dev_env, smt
     assert status["result"]["providerId"] == f"<{job_id}@herald>"
     assert "nextAttemptAt" not in status
     created, updated = _instant(status["createdAt"]), _instant(status["updatedAt"])
-    assert abs(created - datetime.now(timezone.utc)) < timedelta(seconds=30)
+    assert abs(created - datetime.now(UTC)) < timedelta(seconds=30)
     assert created <= updated
     [delivery] = status["deliveries"]
     assert delivery["attempt"] == 1 and delivery["succeeded"] is True
@@ -78,7 +79,9 @@ async def test_email_job_is_sent_and_every_route_reads_it_back(api, dev_env, smt
     assert notification["recipient"] == "ada@example.com"
     assert notification["attempts"] == 1 and notification["maxAttempts"] == 3
     assert "error" not in notification
-    assert (await herald_client(dev_env).get_workflow_handle(job_id).describe()).status == WorkflowExecutionStatus.COMPLETED
+    assert (
+        await herald_client(dev_env).get_workflow_handle(job_id).describe()
+    ).status == WorkflowExecutionStatus.COMPLETED
 
 
 async def test_sms_job_reaches_the_gateway_with_the_job_id_as_idempotency_key(api, sms_gateway):
@@ -111,8 +114,12 @@ async def test_cleanup_job_removes_only_stale_files_and_lists_them(api, settings
     status = await until_final(api, job_id)
     assert status["status"] == "completed", status
     assert status["type"] == "cleanup"
-    assert status["result"] == {"task": "delete_temp", "directory": str(temp),
-                                "removed": ["old.tmp", "sub/old2.tmp"], "kept": 1}
+    assert status["result"] == {
+        "task": "delete_temp",
+        "directory": str(temp),
+        "removed": ["old.tmp", "sub/old2.tmp"],
+        "kept": 1,
+    }
     assert sorted(p.name for p in temp.rglob("*") if p.is_file()) == ["fresh.tmp"]
     assert (await api.get(f"/jobs/{job_id}")).json()["status"] == "completed"
 
@@ -122,16 +129,17 @@ async def test_cleanup_job_removes_only_stale_files_and_lists_them(api, settings
 
 
 async def test_delayed_job_waits_and_can_be_cancelled_before_anything_is_sent(api, dev_env, smtp_sink):
-    before = datetime.now(timezone.utc)
-    response = await api.post("/jobs/email", json={"to": "late@example.com", "subject": "Later",
-                                                   "body": "in a minute", "delay": 60000})
+    before = datetime.now(UTC)
+    response = await api.post(
+        "/jobs/email", json={"to": "late@example.com", "subject": "Later", "body": "in a minute", "delay": 60000}
+    )
     job_id = await _accepted(response, "email", status="delayed")
     assert (await _durably_started(dev_env, job_id))["phase"] == "delayed"
 
     status = (await api.get(f"/jobs/{job_id}/status")).json()
     assert status["status"] == "delayed", status
     due = _instant(status["nextAttemptAt"])
-    assert before + timedelta(seconds=59) <= due <= datetime.now(timezone.utc) + timedelta(seconds=61)
+    assert before + timedelta(seconds=59) <= due <= datetime.now(UTC) + timedelta(seconds=61)
     assert status["attempts"] == 0
     assert (await api.get(f"/jobs/{job_id}")).json()["status"] == "delayed"
     assert (await api.get(f"/notifications/{job_id}")).json()["status"] == "queued"
@@ -144,16 +152,19 @@ async def test_delayed_job_waits_and_can_be_cancelled_before_anything_is_sent(ap
     assert "nextAttemptAt" not in status
     assert (await api.get(f"/jobs/{job_id}")).json()["status"] == "cancelled"
     assert (await api.get(f"/notifications/{job_id}")).json()["status"] == "cancelled"
-    assert (await herald_client(dev_env).get_workflow_handle(job_id).describe()).status == WorkflowExecutionStatus.CANCELED
+    assert (
+        await herald_client(dev_env).get_workflow_handle(job_id).describe()
+    ).status == WorkflowExecutionStatus.CANCELED
 
     assert_error(await api.post(f"/jobs/{job_id}/cancel"), 409, "not_cancellable")
     assert mail_for(smtp_sink.outbox, job_id) == []
 
 
 async def test_deliver_at_job_is_delayed_until_that_instant(api, sms_gateway):
-    due = (datetime.now(timezone.utc) + timedelta(hours=3)).replace(microsecond=0)
-    response = await api.post("/jobs/sms", json={"phone": "+14155550100", "message": "at three",
-                                                 "deliverAt": due.isoformat()})
+    due = (datetime.now(UTC) + timedelta(hours=3)).replace(microsecond=0)
+    response = await api.post(
+        "/jobs/sms", json={"phone": "+14155550100", "message": "at three", "deliverAt": due.isoformat()}
+    )
     job_id = await _accepted(response, "sms", status="delayed")
     status = (await api.get(f"/jobs/{job_id}/status")).json()
     assert status["status"] == "delayed" and _instant(status["nextAttemptAt"]) == due
@@ -164,14 +175,19 @@ async def test_deliver_at_job_is_delayed_until_that_instant(api, sms_gateway):
 
 async def test_live_retries_show_delayed_attempts_and_last_error_then_complete(api, sms_gateway):
     phone = "+14155551234"
-    sms_gateway.script(phone, [Answer(500, {"error": "down"}), Answer(500, {"error": "down"}), Answer(200, {"id": "p-1"})])
-    response = await api.post("/jobs/sms", json={"phone": phone, "message": "retry me", "attempts": 3,
-                                                 "backoff": {"type": "fixed", "delay": 1500}})
+    sms_gateway.script(
+        phone, [Answer(500, {"error": "down"}), Answer(500, {"error": "down"}), Answer(200, {"id": "p-1"})]
+    )
+    response = await api.post(
+        "/jobs/sms",
+        json={"phone": phone, "message": "retry me", "attempts": 3, "backoff": {"type": "fixed", "delay": 1500}},
+    )
     job_id = await _accepted(response, "sms")
 
     seen: list[dict] = []
-    retrying = await poll(api, f"/jobs/{job_id}/status",
-                          lambda b: b["status"] == "delayed" or b["status"] in FINAL, seen=seen)
+    retrying = await poll(
+        api, f"/jobs/{job_id}/status", lambda b: b["status"] == "delayed" or b["status"] in FINAL, seen=seen
+    )
     assert retrying["status"] == "delayed", seen
     # Read at once, inside the 1.5 s backoff: the other vocabularies say the same.
     bullmq = (await api.get(f"/jobs/{job_id}")).json()
@@ -179,7 +195,7 @@ async def test_live_retries_show_delayed_attempts_and_last_error_then_complete(a
     assert retrying["attempts"] >= 1 and retrying["maxAttempts"] == 3
     assert "HTTP 500" in retrying["error"], retrying
     next_at = _instant(retrying["nextAttemptAt"])
-    assert datetime.now(timezone.utc) - timedelta(seconds=2) < next_at < datetime.now(timezone.utc) + timedelta(seconds=3)
+    assert datetime.now(UTC) - timedelta(seconds=2) < next_at < datetime.now(UTC) + timedelta(seconds=3)
     assert bullmq["status"] == "delayed" and bullmq["attempts"] >= 1
     assert notification["status"] == "queued" and "HTTP 500" in notification["error"]
 
@@ -188,7 +204,10 @@ async def test_live_retries_show_delayed_attempts_and_last_error_then_complete(a
     assert status["attempts"] == 3 and status["error"] is None
     assert status["result"]["providerId"] == "p-1"
     assert [(d["attempt"], d["succeeded"], d["statusCode"]) for d in status["deliveries"]] == [
-        (1, False, 500), (2, False, 500), (3, True, 200)]
+        (1, False, 500),
+        (2, False, 500),
+        (3, True, 200),
+    ]
     assert "HTTP 500" in status["deliveries"][0]["error"]
     # Both backoffs were visible as `delayed` with a rising attempt count.
     delayed_attempts = sorted({b["attempts"] for b in seen if b["status"] == "delayed"})
@@ -201,8 +220,10 @@ async def test_live_retries_show_delayed_attempts_and_last_error_then_complete(a
 async def test_exhausted_retries_fail_and_keep_the_last_error(api, sms_gateway):
     phone = "+12025550147"
     sms_gateway.script(phone, [Answer(503, {"error": "busy"})])
-    response = await api.post("/jobs/sms", json={"phone": phone, "message": "never", "attempts": 2,
-                                                 "backoff": {"type": "fixed", "delay": 300}})
+    response = await api.post(
+        "/jobs/sms",
+        json={"phone": phone, "message": "never", "attempts": 2, "backoff": {"type": "fixed", "delay": 300}},
+    )
     job_id = await _accepted(response, "sms")
     status = await until_final(api, job_id)
     assert status["status"] == "failed", status
@@ -252,7 +273,12 @@ async def test_a_job_terminated_by_an_operator_reads_failed(api, dev_env):
     status = (await api.get(f"/jobs/{job_id}/status")).json()
     assert status["status"] == "failed" and status["error"] == "terminated by an operator"
     assert (await api.get(f"/jobs/{job_id}")).json() == {
-        "id": job_id, "status": "failed", "attempts": 0, "maxAttempts": 3, "error": "terminated by an operator"}
+        "id": job_id,
+        "status": "failed",
+        "attempts": 0,
+        "maxAttempts": 3,
+        "error": "terminated by an operator",
+    }
     assert (await api.get(f"/notifications/{job_id}")).json()["status"] == "failed"
     assert_error(await api.post(f"/jobs/{job_id}/cancel"), 409, "not_cancellable")
 

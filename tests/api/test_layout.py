@@ -29,7 +29,9 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             imported.add(base)
             imported |= {f"{base}.{alias.name}" for alias in node.names}
     return {i for i in imported if i in modules and i != name}
@@ -69,6 +71,11 @@ def test_no_package_imports_in_a_circle() -> None:
 
 
 def test_the_plumbing_imports_no_capability() -> None:
-    wrong = {(name, dep) for name, deps in _graph().items() if _package(name) == "api.core"
-             for dep in deps if _package(dep) != "api.core"}
+    wrong = {
+        (name, dep)
+        for name, deps in _graph().items()
+        if _package(name) == "api.core"
+        for dep in deps
+        if _package(dep) != "api.core"
+    }
     assert not wrong, f"api/core/ must not import a capability: {sorted(wrong)}"

@@ -8,6 +8,7 @@ thread of its own and talk to it over a real socket, against the session's dev s
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 
@@ -77,8 +78,9 @@ async def test_a_job_with_one_retry_streams_each_state_once_and_closes(live, sms
     phone = "+14155550301"
     sms_gateway.script(phone, [Answer(500, {"error": "down"}), Answer(200, {"id": "live-1"})])
     held = sms_gateway.hold(phone)  # the first attempt stays in flight until the stream has seen it
-    job_id = await _job(live, "/jobs/sms", {"phone": phone, "message": "live",
-                                            "backoff": {"type": "fixed", "delay": 1500}})
+    job_id = await _job(
+        live, "/jobs/sms", {"phone": phone, "message": "live", "backoff": {"type": "fixed", "delay": 1500}}
+    )
     async with live.stream("GET", f"/jobs/{job_id}/events") as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -91,11 +93,13 @@ async def test_a_job_with_one_retry_streams_each_state_once_and_closes(live, sms
     assert stream.closed
     assert {e["event"] for e in stream.events} == {"status"}
     words = collapsed(stream.statuses)
-    assert words in (["processing", "delayed", "processing", "completed"],
-                     ["queued", "processing", "delayed", "processing", "completed"]), stream.statuses
+    assert words in (
+        ["processing", "delayed", "processing", "completed"],
+        ["queued", "processing", "delayed", "processing", "completed"],
+    ), stream.statuses
     # One event per change: no event repeats the one before it.
     ids = [e["id"] for e in stream.events]
-    assert all(a != b for a, b in zip(ids, ids[1:])), stream.events
+    assert all(a != b for a, b in itertools.pairwise(ids)), stream.events
     delayed = next(e["data"] for e in stream.events if e["data"]["status"] == "delayed")
     assert delayed["attempts"] == 1 and "HTTP 500" in delayed["error"] and delayed["nextAttemptAt"]
     # Each event's data is exactly the status answer, and its id the answer's ETag.
@@ -110,8 +114,9 @@ async def test_retries_on_the_server_are_seen_without_a_history_event(live, sms_
     # Attempts 2 and 3 are one activity's retries: its backoff writes no event; the re-read sees it.
     phone = "+14155550302"
     sms_gateway.script(phone, [Answer(500), Answer(500), Answer(200)])
-    job_id = await _job(live, "/jobs/sms", {"phone": phone, "message": "live",
-                                            "backoff": {"type": "fixed", "delay": 1500}})
+    job_id = await _job(
+        live, "/jobs/sms", {"phone": phone, "message": "live", "backoff": {"type": "fixed", "delay": 1500}}
+    )
     stream = await sse_events(live, job_id)
     assert stream.closed and stream.statuses[-1] == "completed", stream.statuses
     delays = [e["data"] for e in stream.events if e["data"]["status"] == "delayed"]
@@ -216,8 +221,9 @@ async def test_a_long_poll_answers_after_n_seconds_when_nothing_changes(live, li
 
 
 async def test_etag_and_if_none_match_on_a_plain_read(api):
-    job_id = (await api.post("/jobs/email", json={"to": "ada@example.com", "subject": "s", "body": "b",
-                                                  "delay": 600000})).json()["jobId"]
+    job_id = (
+        await api.post("/jobs/email", json={"to": "ada@example.com", "subject": "s", "body": "b", "delay": 600000})
+    ).json()["jobId"]
     first = await api.get(f"/jobs/{job_id}/status")
     etag = first.headers["etag"]
     assert etag.startswith('"') and etag.endswith('"')
@@ -240,8 +246,9 @@ async def test_a_bad_wait_or_since_is_a_400_naming_it(api, query):
 async def test_streams_over_the_bound_are_refused_with_retry_after(settings, workers):
     with ThreadedServer(create_app(settings.model_copy(update={**LIVE, "max_live_streams": 1}))) as server:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", headers=AUTH, timeout=30) as client:
-            job_id = await _job(client, "/jobs/email", {"to": "ada@example.com", "subject": "s", "body": "b",
-                                                        "delay": 600000})
+            job_id = await _job(
+                client, "/jobs/email", {"to": "ada@example.com", "subject": "s", "body": "b", "delay": 600000}
+            )
             async with client.stream("GET", f"/jobs/{job_id}/events") as held:
                 assert held.status_code == 200
                 for url in (f"/jobs/{job_id}/events", f"/jobs/{job_id}/status?wait=5"):
@@ -288,11 +295,13 @@ async def test_a_stream_whose_temporal_goes_away_ends_with_an_error_event(settin
     try:
         app = create_app(settings.model_copy(update={**LIVE, "temporal_address": address_of(env)}))
         with ThreadedServer(app) as server:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", headers=AUTH,
-                                         timeout=30) as client:
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{server.port}", headers=AUTH, timeout=30
+            ) as client:
                 # No worker here: the job reads `delayed` from what the API wrote when starting it.
-                job_id = await _job(client, "/jobs/email", {"to": "ada@example.com", "subject": "s", "body": "b",
-                                                            "delay": 600000})
+                job_id = await _job(
+                    client, "/jobs/email", {"to": "ada@example.com", "subject": "s", "body": "b", "delay": 600000}
+                )
                 async with client.stream("GET", f"/jobs/{job_id}/events") as response:
                     stream = open_stream(response)
                     await asyncio.wait_for(read_stream(stream, lambda s: bool(s.events)), 10)

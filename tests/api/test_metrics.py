@@ -27,8 +27,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
     """(sample name, its labels) → value, from a Prometheus text page."""
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def value(page: dict, name: str, **labels: str) -> float:
@@ -96,8 +99,12 @@ async def test_one_json_line_per_stage_of_a_job(api, json_lines):
     for line in lines:
         assert {"ts", "level", "logger"} <= set(line) and ("event" in line or "message" in line), line
     stages = [line for line in lines if line.get("job_id") == job_id]
-    assert [line["event"] for line in stages] == ["job.added", "attempt.picked", "attempt.succeeded",
-                                                  "job.completed"], stages
+    assert [line["event"] for line in stages] == [
+        "job.added",
+        "attempt.picked",
+        "attempt.succeeded",
+        "job.completed",
+    ], stages
     added, picked, succeeded, completed = stages
     assert added["kind"] == "email" and added["family"] == "jobs" and added["phase"] == "queued"
     assert picked["attempt"] == succeeded["attempt"] == 1
@@ -118,10 +125,23 @@ async def test_a_failed_attempt_and_a_failed_job_are_logged_too(api, sms_gateway
 def test_the_api_process_logs_json_lines_uvicorns_included(tmp_path):
     """`python -m api` as deployed: uvicorn's start-up and access lines are JSON objects like Herald's."""
     port = free_port()
-    env = {**os.environ, "HERALD_DEV_MODE": "true", "HERALD_API_PORT": str(port), "HERALD_API_HOST": "127.0.0.1",
-           "HERALD_DATA_DIR": str(tmp_path), "HERALD_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}"}
-    server = subprocess.Popen([sys.executable, "-m", "api"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "HERALD_DEV_MODE": "true",
+        "HERALD_API_PORT": str(port),
+        "HERALD_API_HOST": "127.0.0.1",
+        "HERALD_DATA_DIR": str(tmp_path),
+        "HERALD_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "api"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         page = fetch_when_served(f"http://127.0.0.1:{port}/metrics", server, "the API")
     finally:

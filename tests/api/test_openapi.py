@@ -74,7 +74,8 @@ def _words(mapping: dict[Phase, str]) -> list[str]:
 def test_every_route_names_the_schema_of_its_success_answer(spec):
     routes = {(method, path) for path, methods in spec["paths"].items() for method in methods}
     assert routes == set(SUCCESS) | set(TEXT) | set(EVENTS), (
-        "a route was added or removed: give it a response model and list it here")
+        "a route was added or removed: give it a response model and list it here"
+    )
     for (method, path), (status, content_type) in TEXT.items():
         responses = spec["paths"][path][method]["responses"]
         assert [s for s in responses if s.startswith("2")] == [status], (method, path, list(responses))
@@ -121,22 +122,57 @@ def test_status_fields_carry_each_familys_words(spec):
     assert enum("Notification") == _words(NOTIFICATION_STATUS) == list(get_args(NotificationStatusWord))
     assert enum("JobAccepted") == _words(JOB_STATUS)
     assert enum("NotificationAccepted") == _words(NOTIFICATION_STATUS)
-    assert enum("Callback") == list(get_args(CallbackStatusWord)) == list(
-        get_args(get_type_hints(CallbackState)["status"]))
+    assert (
+        enum("Callback")
+        == list(get_args(CallbackStatusWord))
+        == list(get_args(get_type_hints(CallbackState)["status"]))
+    )
 
 
 def test_keys_that_are_left_out_are_optional_and_never_null(spec):
     job_status, notification, bullmq = (schema_named(spec, n) for n in ("JobStatus", "Notification", "BullMQJob"))
-    assert set(job_status["required"]) == {"id", "type", "status", "attempts", "maxAttempts", "result", "error",
-                                           "createdAt", "updatedAt", "deliveries"}
-    assert set(notification["required"]) == {"id", "type", "recipient", "status", "attempts", "maxAttempts",
-                                             "createdAt", "updatedAt", "deliveries"}
+    assert set(job_status["required"]) == {
+        "id",
+        "type",
+        "status",
+        "attempts",
+        "maxAttempts",
+        "result",
+        "error",
+        "createdAt",
+        "updatedAt",
+        "deliveries",
+    }
+    assert set(notification["required"]) == {
+        "id",
+        "type",
+        "recipient",
+        "status",
+        "attempts",
+        "maxAttempts",
+        "createdAt",
+        "updatedAt",
+        "deliveries",
+    }
     assert set(bullmq["required"]) == {"id", "status", "attempts", "maxAttempts"}
-    for schema, key in [(job_status, "nextAttemptAt"), (job_status, "callback"), (notification, "error"),
-                        (notification, "callback"), (bullmq, "error")]:
+    for schema, key in [
+        (job_status, "nextAttemptAt"),
+        (job_status, "callback"),
+        (notification, "error"),
+        (notification, "callback"),
+        (bullmq, "error"),
+    ]:
         assert "anyOf" not in schema["properties"][key] and "default" not in schema["properties"][key], key
     assert set(schema_named(spec, "Delivery")["properties"]) == {
-        "attempt", "startedAt", "finishedAt", "succeeded", "error", "retryable", "statusCode", "responseExcerpt"}
+        "attempt",
+        "startedAt",
+        "finishedAt",
+        "succeeded",
+        "error",
+        "retryable",
+        "statusCode",
+        "responseExcerpt",
+    }
     assert set(schema_named(spec, "Callback")["properties"]) == {"url", "status", "attempts", "error"}
 
 
@@ -144,11 +180,14 @@ def test_keys_that_are_left_out_are_optional_and_never_null(spec):
 async def test_every_answer_matches_the_published_schema(api, anon, spec):
     with HttpReceiver([Answer(204)]) as ok, HttpReceiver([Answer(404, {"error": "gone"})]) as gone:
         # A notification that succeeds and calls back; one that fails; a delayed job that is cancelled.
-        sent = await api.post("/notify/webhook", json={"url": ok.url + "/hook", "data": {"n": 1},
-                                                        "webhookUrl": ok.url + "/cb"})
+        sent = await api.post(
+            "/notify/webhook", json={"url": ok.url + "/hook", "data": {"n": 1}, "webhookUrl": ok.url + "/cb"}
+        )
         nid = check_schema(spec, sent, "post", "/notify/webhook")["notificationId"]
-        failed = await api.post("/jobs/email", json={"to": "ada@example.com", "subject": "s", "body": "b",
-                                                     "delay": 60000, "webhookUrl": gone.url})
+        failed = await api.post(
+            "/jobs/email",
+            json={"to": "ada@example.com", "subject": "s", "body": "b", "delay": 60000, "webhookUrl": gone.url},
+        )
         delayed_id = check_schema(spec, failed, "post", "/jobs/email")["jobId"]
         failing = await api.post("/notify/webhook", json={"url": gone.url, "data": None})
         failing_id = check_schema(spec, failing, "post", "/notify/webhook")["notificationId"]
@@ -156,11 +195,11 @@ async def test_every_answer_matches_the_published_schema(api, anon, spec):
         cleanup_id = check_schema(spec, cleanup, "post", "/jobs/cleanup")["jobId"]
 
         delayed = check_schema(spec, await api.get(f"/jobs/{delayed_id}/status"), "get", "/jobs/{job_id}/status")
-        assert delayed["status"] == "delayed" and "nextAttemptAt" in delayed and delayed["callback"]["status"] == "pending"
-        check_schema(spec, await api.get(f"/jobs/{delayed_id}"), "get", "/jobs/{job_id}")
-        check_schema(
-            spec, await api.get(f"/notifications/{delayed_id}"), "get", "/notifications/{notification_id}"
+        assert (
+            delayed["status"] == "delayed" and "nextAttemptAt" in delayed and delayed["callback"]["status"] == "pending"
         )
+        check_schema(spec, await api.get(f"/jobs/{delayed_id}"), "get", "/jobs/{job_id}")
+        check_schema(spec, await api.get(f"/notifications/{delayed_id}"), "get", "/notifications/{notification_id}")
         check_schema(spec, await api.post(f"/jobs/{delayed_id}/cancel"), "post", "/jobs/{job_id}/cancel")
 
         done = await poll(api, f"/jobs/{nid}/status", lambda b: (b.get("callback") or {}).get("status") == "delivered")

@@ -11,8 +11,8 @@ import uuid
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from api.jobs.starter import email_job, job_spec, new_job_id, sms_job
 from api.jobs.models import JobOptions
+from api.jobs.starter import email_job, job_spec, new_job_id, sms_job
 from common.jobs import start_options
 from common.models import JOB_STATUS_KEY, JOB_USER_KEY, report_id, report_path, user_ref
 from common.temporal import client_for
@@ -32,15 +32,17 @@ async def _users_job(client: Client, settings, user_id: str, phone: str | None =
     opts = JobOptions(**options)
     if phone is None:
         job_id = new_job_id("email")
-        request = email_job(job_spec(job_id, "email", "notify", opts, settings, "u@example.com"),
-                            "u@example.com", "Hi", "hello")
+        request = email_job(
+            job_spec(job_id, "email", "notify", opts, settings, "u@example.com"), "u@example.com", "Hi", "hello"
+        )
     else:
         job_id = new_job_id("sms")
         request = sms_job(job_spec(job_id, "sms", "notify", opts, settings, phone), phone, "hello")
     start = start_options(request)
     attributes = TypedSearchAttributes([*start.search_attributes, SearchAttributePair(JOB_USER_KEY, user_ref(user_id))])
-    await client.start_workflow(start.workflow, request, id=job_id, task_queue=start.task_queue, memo=start.memo,
-                                search_attributes=attributes)
+    await client.start_workflow(
+        start.workflow, request, id=job_id, task_queue=start.task_queue, memo=start.memo, search_attributes=attributes
+    )
     return job_id
 
 
@@ -50,8 +52,9 @@ async def _visible(client: Client, user_id: str, count: int, final: int) -> None
     end = time.monotonic() + VISIBLE_WITHIN_S
     while True:
         total = (await client.count_workflows(query)).count
-        done = (await client.count_workflows(
-            f"{query} AND {JOB_STATUS_KEY.name} IN ('completed', 'failed', 'cancelled')")).count
+        done = (
+            await client.count_workflows(f"{query} AND {JOB_STATUS_KEY.name} IN ('completed', 'failed', 'cancelled')")
+        ).count
         if total == count and done == final:
             return
         assert time.monotonic() < end, f"visibility lists {total} jobs, {done} final"
@@ -89,8 +92,11 @@ async def test_a_report_lists_the_users_notifications_and_their_states(api, anon
     assert done["resultUrl"] == f"/reports/{job_id}/result"
     status = (await api.get(f"/jobs/{job_id}/status")).json()
     assert status["type"] == "report" and status["status"] == "completed"
-    assert status["result"] == {"reportType": "notification-history", "notifications": 3,
-                                "resultUrl": f"/reports/{job_id}/result"}
+    assert status["result"] == {
+        "reportType": "notification-history",
+        "notifications": 3,
+        "resultUrl": f"/reports/{job_id}/result",
+    }
     assert (await api.get(f"/notifications/{job_id}")).json()["status"] == "success"
 
     assert_error(await anon.get(done["resultUrl"]), 401, "unauthorized")
@@ -121,9 +127,15 @@ async def _concurrent_requests_make_one_report(api, dev_env, settings, n: int) -
     client = client_for(dev_env.client, settings)
     user_id = _user()
     # In flight for a moment (`delay`), so every request really arrives while the report runs.
-    ids = [r.json()["jobId"] for r in await asyncio.gather(*(
-        api.post("/reports", json={"userId": user_id, "reportType": "notification-history", "delay": 1500})
-        for _ in range(n)))]
+    ids = [
+        r.json()["jobId"]
+        for r in await asyncio.gather(
+            *(
+                api.post("/reports", json={"userId": user_id, "reportType": "notification-history", "delay": 1500})
+                for _ in range(n)
+            )
+        )
+    ]
     assert len(set(ids)) == 1, ids
     [job_id] = set(ids)
     assert (await _report_done(api, job_id))["status"] == "completed"
@@ -165,16 +177,24 @@ async def test_once_finished_a_new_request_makes_a_new_report(api, dev_env, sett
 
 async def test_a_report_calls_back_with_its_result_url_and_takes_a_then(api, smtp_sink):
     with HttpReceiver([Answer(200)]) as receiver:
-        job_id = await _post(api, _user(), webhookUrl=receiver.url,
-                             then={"type": "email", "to": "ops@example.com", "subject": "Report ready", "body": "x"})
+        job_id = await _post(
+            api,
+            _user(),
+            webhookUrl=receiver.url,
+            then={"type": "email", "to": "ops@example.com", "subject": "Report ready", "body": "x"},
+        )
         done = await _report_done(api, job_id)
         assert done["status"] == "completed" and done["next"] == f"{job_id}-then"
         status = await poll(api, f"/jobs/{job_id}/status", lambda b: b["callback"]["status"] == "delivered")
         [call] = receiver.received
         body = json.loads(call.body)
         assert body["type"] == "job.completed"
-        assert body["data"] == {"jobId": job_id, "status": "completed", "attempts": 1,
-                                "resultUrl": f"/reports/{job_id}/result"}
+        assert body["data"] == {
+            "jobId": job_id,
+            "status": "completed",
+            "attempts": 1,
+            "resultUrl": f"/reports/{job_id}/result",
+        }
         assert status["next"] == f"{job_id}-then"
     await until_final(api, f"{job_id}-then")
     [mail] = mail_for(smtp_sink.outbox, f"{job_id}-then")
@@ -182,11 +202,19 @@ async def test_a_report_calls_back_with_its_result_url_and_takes_a_then(api, smt
 
 
 async def test_a_bad_report_request_is_a_400_per_field(api):
-    body = assert_error(await api.post("/reports", json={"userId": "", "reportType": "everything",
-                                                         "webhookUrl": "http://10.1.2.3/x"}), 400, "validation_error")
+    body = assert_error(
+        await api.post("/reports", json={"userId": "", "reportType": "everything", "webhookUrl": "http://10.1.2.3/x"}),
+        400,
+        "validation_error",
+    )
     assert {d["field"] for d in body["details"]} >= {"userId", "reportType"}
-    body = assert_error(await api.post("/reports", json={"userId": "u", "reportType": "notification-history",
-                                                         "webhookUrl": "http://10.1.2.3/x"}), 400, "validation_error")
+    body = assert_error(
+        await api.post(
+            "/reports", json={"userId": "u", "reportType": "notification-history", "webhookUrl": "http://10.1.2.3/x"}
+        ),
+        400,
+        "validation_error",
+    )
     assert [d["field"] for d in body["details"]] == ["webhookUrl"]
 
 

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -31,8 +31,11 @@ ROOT = Path(__file__).resolve().parents[2]
 EMAIL_JOB = {"type": "email", "to": "ada@example.com", "subject": "Weekly digest", "body": "Your week"}
 # Never due while the tests run (midnight on January 1st): runs come from triggers only.
 YEARLY = "0 0 1 1 *"
-BUILTINS = {"daily-cleanup": ("0 0 * * *", "delete_temp"), "daily-log-cleanup": ("0 0 * * *", "remove_old_logs"),
-            "token-cleanup": ("0 2 * * *", "expire_sessions")}
+BUILTINS = {
+    "daily-cleanup": ("0 0 * * *", "delete_temp"),
+    "daily-log-cleanup": ("0 0 * * *", "remove_old_logs"),
+    "token-cleanup": ("0 2 * * *", "expire_sessions"),
+}
 
 
 def _instant(text: str) -> datetime:
@@ -70,13 +73,15 @@ async def _create(api, body: dict) -> str:
 
 # ---- the built-in schedules ------------------------------------------------------------------
 async def test_two_workers_starting_together_create_each_builtin_once(dev_env, settings, admin):
-    outcomes = await asyncio.gather(ensure_builtin_schedules(herald_client(dev_env), settings),
-                                    ensure_builtin_schedules(herald_client(dev_env), settings))
+    outcomes = await asyncio.gather(
+        ensure_builtin_schedules(herald_client(dev_env), settings),
+        ensure_builtin_schedules(herald_client(dev_env), settings),
+    )
     for sid in BUILTINS:
         # Whoever came first created it (or an earlier test did); the other found it, which is success.
         assert sorted(o[sid] for o in outcomes) in (["created", "unchanged"], ["unchanged", "unchanged"]), outcomes
     # A later start changes nothing.
-    assert await ensure_builtin_schedules(herald_client(dev_env), settings) == {sid: "unchanged" for sid in BUILTINS}
+    assert await ensure_builtin_schedules(herald_client(dev_env), settings) == dict.fromkeys(BUILTINS, "unchanged")
 
     ids = [s.id async for s in await herald_client(dev_env).list_schedules()]
     for sid in BUILTINS:
@@ -87,25 +92,31 @@ async def test_two_workers_starting_together_create_each_builtin_once(dev_env, s
         assert item["cron"] == cron and item["timezone"] == "UTC" and item["builtin"] is True, item
         assert item["paused"] is False
         due = _instant(item["nextRunAt"])
-        assert timedelta(0) < due - datetime.now(timezone.utc) <= timedelta(days=1)
+        assert timedelta(0) < due - datetime.now(UTC) <= timedelta(days=1)
         assert (due.hour, due.minute) == (int(cron.split()[1]), 0)
 
 
 async def test_a_worker_process_start_ensures_the_builtins(dev_env, settings, builtins, tmp_path):
     """worker.py's start-up hook, in a real second worker process: it finds them all and changes nothing."""
     env = os.environ | {
-        "HERALD_TEMPORAL_ADDRESS": settings.temporal_address, "HERALD_API_KEYS": "unused",
-        "HERALD_SMTP_PORT": str(settings.smtp_port), "HERALD_SMS_GATEWAY_URL": settings.sms_gateway_url,
-        "HERALD_WEBHOOK_SECRET": settings.webhook_secret or "", "HERALD_DATA_DIR": str(tmp_path),
+        "HERALD_TEMPORAL_ADDRESS": settings.temporal_address,
+        "HERALD_API_KEYS": "unused",
+        "HERALD_SMTP_PORT": str(settings.smtp_port),
+        "HERALD_SMS_GATEWAY_URL": settings.sms_gateway_url,
+        "HERALD_WEBHOOK_SECRET": settings.webhook_secret or "",
+        "HERALD_DATA_DIR": str(tmp_path),
         "HERALD_ENCRYPTION_KEY": settings.encryption_key or "",
-        "HERALD_TEMP_DIR": str(settings.temp_dir), "HERALD_LOG_DIR": str(settings.log_dir),
-        "HERALD_SESSION_DIR": str(settings.session_dir), "HERALD_WORKER_METRICS_PORT": "0",
+        "HERALD_TEMP_DIR": str(settings.temp_dir),
+        "HERALD_LOG_DIR": str(settings.log_dir),
+        "HERALD_SESSION_DIR": str(settings.session_dir),
+        "HERALD_WORKER_METRICS_PORT": "0",
         # What a run's input carries from the settings: the same as the first worker's, so nothing to update.
         "HERALD_SEND_TIMEOUT_SECONDS": str(settings.send_timeout_seconds),
         "HERALD_RETRY_AFTER_CAP_SECONDS": str(settings.retry_after_cap_seconds),
     }
-    worker = await asyncio.create_subprocess_exec(sys.executable, "worker.py", env=env, cwd=ROOT,
-                                                  stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "worker.py", env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
     lines: list[str] = []
     try:
         end = time.monotonic() + 60
@@ -129,7 +140,7 @@ async def test_builtins_follow_a_new_time_zone_and_keep_an_operators_pause(dev_e
     await client.get_schedule_handle("daily-cleanup").pause(note="held by an operator")
     berlin = settings.model_copy(update={"schedule_timezone": "Europe/Berlin"})
     try:
-        assert await ensure_builtin_schedules(client, berlin) == {sid: "updated" for sid in BUILTINS}
+        assert await ensure_builtin_schedules(client, berlin) == dict.fromkeys(BUILTINS, "updated")
         for sid, (cron, _) in BUILTINS.items():
             description = await client.get_schedule_handle(sid).describe()
             assert description.schedule.spec.time_zone_name == "Europe/Berlin"
@@ -137,12 +148,18 @@ async def test_builtins_follow_a_new_time_zone_and_keep_an_operators_pause(dev_e
             assert description.schedule.state.paused is (sid == "daily-cleanup")
             if sid != "daily-cleanup":
                 # The next run by Berlin's clock, once the schedule has taken the change in.
-                body = await poll(api, f"/schedules/{sid}", lambda b: _instant(b["nextRunAt"]).astimezone(
-                    ZoneInfo("Europe/Berlin")).hour == int(cron.split()[1]), deadline_s=10)
+                body = await poll(
+                    api,
+                    f"/schedules/{sid}",
+                    lambda b, cron=cron: (
+                        _instant(b["nextRunAt"]).astimezone(ZoneInfo("Europe/Berlin")).hour == int(cron.split()[1])
+                    ),
+                    deadline_s=10,
+                )
                 assert body["timezone"] == "Europe/Berlin" and body["cron"] == cron
-        assert await ensure_builtin_schedules(client, berlin) == {sid: "unchanged" for sid in BUILTINS}
+        assert await ensure_builtin_schedules(client, berlin) == dict.fromkeys(BUILTINS, "unchanged")
     finally:
-        assert await ensure_builtin_schedules(client, settings) == {sid: "updated" for sid in BUILTINS}
+        assert await ensure_builtin_schedules(client, settings) == dict.fromkeys(BUILTINS, "updated")
         # The scheduler applies an update a moment after the call returns; an unpause sent before
         # that would be undone by the update (which keeps the pause it read), so wait for it first.
         await poll(api, "/schedules/daily-cleanup", lambda b: b["timezone"] == "UTC", deadline_s=10)
@@ -167,7 +184,7 @@ async def test_token_cleanup_trigger_removes_expired_sessions(api, builtins, set
     assert body["id"] == "token-cleanup" and body["job"] == {"type": "cleanup", "task": "expire_sessions"}
     job_id = body["lastJobId"]
     assert job_id.startswith("token-cleanup-"), body
-    assert abs(_instant(body["lastRunAt"]) - datetime.now(timezone.utc)) < timedelta(seconds=30)
+    assert abs(_instant(body["lastRunAt"]) - datetime.now(UTC)) < timedelta(seconds=30)
 
     status = await until_final(api, job_id)
     assert status["status"] == "completed" and status["type"] == "cleanup", status
@@ -180,8 +197,14 @@ async def test_token_cleanup_trigger_removes_expired_sessions(api, builtins, set
 # ---- clients' schedules ----------------------------------------------------------------------
 async def test_a_client_schedule_runs_its_job_as_a_job_of_its_own(api, dev_env, smtp_sink):
     to = f"digest-{uuid.uuid4().hex[:8]}@example.com"
-    schedule_id = await _create(api, {"cron": "30 9 * * 1-5", "timezone": "America/New_York",
-                                      "job": EMAIL_JOB | {"to": to, "attempts": 2, "priority": 2}})
+    schedule_id = await _create(
+        api,
+        {
+            "cron": "30 9 * * 1-5",
+            "timezone": "America/New_York",
+            "job": EMAIL_JOB | {"to": to, "attempts": 2, "priority": 2},
+        },
+    )
     assert schedule_id.startswith("schedule-")
 
     got = await api.get(f"/schedules/{schedule_id}")
@@ -237,8 +260,12 @@ async def test_pause_and_unpause_show_in_get_and_the_list(api, admin, builtins):
     assert paused.json()["paused"] is True and paused.json()["nextRunAt"] is None
     body = (await api.get(f"/schedules/{schedule_id}")).json()
     assert body["paused"] is True and body["nextRunAt"] is None and body["timezone"] == "UTC"
-    await poll(admin, "/admin/schedules",
-               lambda b: any(i["id"] == schedule_id and i["paused"] for i in b["items"]), deadline_s=10)
+    await poll(
+        admin,
+        "/admin/schedules",
+        lambda b: any(i["id"] == schedule_id and i["paused"] for i in b["items"]),
+        deadline_s=10,
+    )
 
     # An operator can still run a paused schedule's job by hand.
     triggered = (await admin.post(f"/admin/schedules/{schedule_id}/trigger")).json()
@@ -247,20 +274,23 @@ async def test_pause_and_unpause_show_in_get_and_the_list(api, admin, builtins):
 
     resumed = (await api.post(f"/admin/schedules/{schedule_id}/unpause", headers=ADMIN)).json()
     assert resumed["paused"] is False
-    assert _instant(resumed["nextRunAt"]).astimezone(timezone.utc).strftime("%m-%d %H:%M") == "01-01 00:00"
+    assert _instant(resumed["nextRunAt"]).astimezone(UTC).strftime("%m-%d %H:%M") == "01-01 00:00"
     assert (await api.get(f"/schedules/{schedule_id}")).json()["paused"] is False
-    listed = await poll(admin, "/admin/schedules",
-                        lambda b: any(i["id"] == schedule_id and not i["paused"] for i in b["items"]), deadline_s=10)
+    listed = await poll(
+        admin,
+        "/admin/schedules",
+        lambda b: any(i["id"] == schedule_id and not i["paused"] for i in b["items"]),
+        deadline_s=10,
+    )
     # The built-in ones first, then the others by id.
     ids = [i["id"] for i in listed["items"]]
-    assert ids[:len(BUILTIN_SCHEDULES)] == [s.id for s in BUILTIN_SCHEDULES], ids
-    assert ids[len(BUILTIN_SCHEDULES):] == sorted(ids[len(BUILTIN_SCHEDULES):])
+    assert ids[: len(BUILTIN_SCHEDULES)] == [s.id for s in BUILTIN_SCHEDULES], ids
+    assert ids[len(BUILTIN_SCHEDULES) :] == sorted(ids[len(BUILTIN_SCHEDULES) :])
     assert (await api.delete(f"/schedules/{schedule_id}")).status_code == 200
 
 
 async def test_a_deleted_schedule_is_gone(api, builtins):
-    schedule_id = await _create(api, {"cron": YEARLY, "job": {"type": "sms", "phone": "+14155550100",
-                                                              "message": "hi"}})
+    schedule_id = await _create(api, {"cron": YEARLY, "job": {"type": "sms", "phone": "+14155550100", "message": "hi"}})
     response = await api.delete(f"/schedules/{schedule_id}")
     assert response.status_code == 200 and response.json() == {"scheduleId": schedule_id, "deleted": True}
     assert_error(await api.get(f"/schedules/{schedule_id}"), 404, "not_found")
@@ -274,25 +304,30 @@ async def test_a_deleted_schedule_is_gone(api, builtins):
 
 
 # ---- refusals --------------------------------------------------------------------------------
-@pytest.mark.parametrize("body, fields", [
-    ({"cron": "61 * * * *", "job": EMAIL_JOB}, ["cron"]),
-    ({"cron": "* * * *", "job": EMAIL_JOB}, ["cron"]),
-    ({"cron": "@daily", "job": EMAIL_JOB}, ["cron"]),
-    ({"cron": "0 9 * * *", "timezone": "Mars/Olympus_Mons", "job": EMAIL_JOB}, ["timezone"]),
-    ({"cron": "0 9 * * *", "job": EMAIL_JOB | {"to": "not-an-address"}}, ["job.to"]),
-    ({"cron": "0 9 * * *", "job": EMAIL_JOB | {"delay": 1000}}, ["job.delay"]),
-    ({"cron": "0 9 * * *", "job": EMAIL_JOB | {"deliverAt": "2030-01-01T09:00:00Z"}}, ["job.deliverAt"]),
-    ({"cron": "0 9 * * *", "job": {"type": "fax", "number": "1"}}, ["job.type"]),
-    ({"cron": "0 9 * * *", "job": {"to": "ada@example.com"}}, ["job.type"]),
-    ({"cron": "0 9 * * *", "job": {"type": "sms", "phone": "12345", "message": "hi", "attempts": 99}},
-     ["job.phone", "job.attempts"]),
-    ({"cron": "0 9 * * *", "job": {"type": "cleanup", "task": "format_disk"}}, ["job.task"]),
-    ({"cron": "0 9 * * *", "job": EMAIL_JOB | {"dealy": 5}}, ["job.dealy"]),
-    ({"cron": "0 9 * * *", "job": {"type": "webhook", "url": "http://10.0.0.7/hook", "data": {}}}, ["job.url"]),
-    ({"cron": "0 9 * * *", "job": EMAIL_JOB | {"webhookUrl": "http://169.254.169.254/"}}, ["job.webhookUrl"]),
-    ({"cron": "0 9 * * *"}, ["job"]),
-    ({"cron": "bad", "timezone": "Nowhere", "job": EMAIL_JOB | {"to": "x"}}, ["cron", "timezone", "job.to"]),
-])
+@pytest.mark.parametrize(
+    "body, fields",
+    [
+        ({"cron": "61 * * * *", "job": EMAIL_JOB}, ["cron"]),
+        ({"cron": "* * * *", "job": EMAIL_JOB}, ["cron"]),
+        ({"cron": "@daily", "job": EMAIL_JOB}, ["cron"]),
+        ({"cron": "0 9 * * *", "timezone": "Mars/Olympus_Mons", "job": EMAIL_JOB}, ["timezone"]),
+        ({"cron": "0 9 * * *", "job": EMAIL_JOB | {"to": "not-an-address"}}, ["job.to"]),
+        ({"cron": "0 9 * * *", "job": EMAIL_JOB | {"delay": 1000}}, ["job.delay"]),
+        ({"cron": "0 9 * * *", "job": EMAIL_JOB | {"deliverAt": "2030-01-01T09:00:00Z"}}, ["job.deliverAt"]),
+        ({"cron": "0 9 * * *", "job": {"type": "fax", "number": "1"}}, ["job.type"]),
+        ({"cron": "0 9 * * *", "job": {"to": "ada@example.com"}}, ["job.type"]),
+        (
+            {"cron": "0 9 * * *", "job": {"type": "sms", "phone": "12345", "message": "hi", "attempts": 99}},
+            ["job.phone", "job.attempts"],
+        ),
+        ({"cron": "0 9 * * *", "job": {"type": "cleanup", "task": "format_disk"}}, ["job.task"]),
+        ({"cron": "0 9 * * *", "job": EMAIL_JOB | {"dealy": 5}}, ["job.dealy"]),
+        ({"cron": "0 9 * * *", "job": {"type": "webhook", "url": "http://10.0.0.7/hook", "data": {}}}, ["job.url"]),
+        ({"cron": "0 9 * * *", "job": EMAIL_JOB | {"webhookUrl": "http://169.254.169.254/"}}, ["job.webhookUrl"]),
+        ({"cron": "0 9 * * *"}, ["job"]),
+        ({"cron": "bad", "timezone": "Nowhere", "job": EMAIL_JOB | {"to": "x"}}, ["cron", "timezone", "job.to"]),
+    ],
+)
 async def test_a_bad_schedule_is_a_400_naming_the_field(api, body, fields):
     details = assert_error(await api.post("/schedules", json=body), 400, "validation_error")["details"]
     assert [d["field"] for d in details] == fields, details
@@ -305,9 +340,12 @@ async def test_keys(anon, api):
     assert_error(await anon.get("/schedules/daily-cleanup"), 401, "unauthorized")
     assert_error(await anon.delete("/schedules/daily-cleanup"), 401, "unauthorized")
     assert_error(await api.post("/schedules", json=body, headers=ADMIN), 401, "unauthorized")
-    for method, path in [("get", "/admin/schedules"), ("post", "/admin/schedules/daily-cleanup/trigger"),
-                         ("post", "/admin/schedules/daily-cleanup/pause"),
-                         ("post", "/admin/schedules/daily-cleanup/unpause")]:
+    for method, path in [
+        ("get", "/admin/schedules"),
+        ("post", "/admin/schedules/daily-cleanup/trigger"),
+        ("post", "/admin/schedules/daily-cleanup/pause"),
+        ("post", "/admin/schedules/daily-cleanup/unpause"),
+    ]:
         assert_error(await anon.request(method, path), 401, "unauthorized")
         assert_error(await anon.request(method, path, headers=AUTH), 403, "forbidden")
 
@@ -326,8 +364,11 @@ async def test_every_schedule_answer_matches_the_published_schema(api, admin, an
     schedule_id = created["scheduleId"]
     check(await api.get(f"/schedules/{schedule_id}"), "get", one)
     for action in ("pause", "unpause", "trigger"):
-        body = check(await admin.post(f"/admin/schedules/{schedule_id}/{action}"),
-                     "post", f"/admin/schedules/{{schedule_id}}/{action}")
+        body = check(
+            await admin.post(f"/admin/schedules/{schedule_id}/{action}"),
+            "post",
+            f"/admin/schedules/{{schedule_id}}/{action}",
+        )
     assert "lastRunAt" in body and "lastJobId" in body
     await until_final(api, body["lastJobId"])
     check(await api.get(f"/schedules/{schedule_id}"), "get", one)

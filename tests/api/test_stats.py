@@ -57,8 +57,9 @@ async def test_every_type_has_every_status_word(api):
     assert set(body) <= {"counts", "dlq", "approximate"} and "approximate" not in body
     assert set(body["counts"]) == set(KINDS) == {"email", "sms", "webhook", "cleanup", "report"}
     for kind, counts in body["counts"].items():
-        assert list(counts) == list(STATUSES) == ["queued", "delayed", "processing", "completed", "failed",
-                                                   "cancelled"], kind
+        assert (
+            list(counts) == list(STATUSES) == ["queued", "delayed", "processing", "completed", "failed", "cancelled"]
+        ), kind
         assert all(isinstance(v, int) and v >= 0 for v in counts.values()), counts
     assert isinstance(body["dlq"], int) and body["dlq"] >= 0
 
@@ -66,10 +67,10 @@ async def test_every_type_has_every_status_word(api):
 async def test_counts_follow_jobs_through_their_states(api, smtp_sink):
     before = await stats(api)
     # A delayed email counts as delayed, then as cancelled once cancelled.
-    later = (await api.post("/jobs/email", json={"to": "ada@example.com", "subject": "s", "body": "b",
-                                                 "delay": 3_600_000})).json()["jobId"]
-    await stats_until(api, lambda b: n(b, "email", "delayed") >= n(before, "email", "delayed") + 1,
-                      "the delayed email")
+    later = (
+        await api.post("/jobs/email", json={"to": "ada@example.com", "subject": "s", "body": "b", "delay": 3_600_000})
+    ).json()["jobId"]
+    await stats_until(api, lambda b: n(b, "email", "delayed") >= n(before, "email", "delayed") + 1, "the delayed email")
     assert (await api.post(f"/jobs/{later}/cancel")).status_code == 202
     # An email that is sent, and a cleanup job.
     sent = (await api.post("/jobs/email", json={"to": "ada@example.com", "subject": "s", "body": "b"})).json()["jobId"]
@@ -77,11 +78,16 @@ async def test_counts_follow_jobs_through_their_states(api, smtp_sink):
     assert (await until_final(api, sent))["status"] == "completed"
     assert (await until_final(api, cleanup))["status"] == "completed"
     assert (await until_final(api, later))["status"] == "cancelled"
-    await stats_until(api, lambda b: n(b, "email", "cancelled") >= n(before, "email", "cancelled") + 1
-                      and n(b, "email", "completed") >= n(before, "email", "completed") + 1
-                      and n(b, "cleanup", "completed") >= n(before, "cleanup", "completed") + 1
-                      and n(b, "email", "delayed") <= n(before, "email", "delayed"),
-                      "the cancelled email, the sent email and the cleanup")
+    await stats_until(
+        api,
+        lambda b: (
+            n(b, "email", "cancelled") >= n(before, "email", "cancelled") + 1
+            and n(b, "email", "completed") >= n(before, "email", "completed") + 1
+            and n(b, "cleanup", "completed") >= n(before, "cleanup", "completed") + 1
+            and n(b, "email", "delayed") <= n(before, "email", "delayed")
+        ),
+        "the cancelled email, the sent email and the cleanup",
+    )
 
 
 async def test_a_dead_letter_counts_as_failed_until_redriven_and_once_per_job(api):
@@ -89,15 +95,24 @@ async def test_a_dead_letter_counts_as_failed_until_redriven_and_once_per_job(ap
         before = await stats(api)
         job_id = await failed_webhook(api, receiver.url)
         await listed(api, job_id)
-        failed = await stats_until(api, lambda b: n(b, "webhook", "failed") >= n(before, "webhook", "failed") + 1
-                                   and b["dlq"] >= before["dlq"] + 1, "the failed webhook")
+        failed = await stats_until(
+            api,
+            lambda b: n(b, "webhook", "failed") >= n(before, "webhook", "failed") + 1 and b["dlq"] >= before["dlq"] + 1,
+            "the failed webhook",
+        )
         assert (await api.post(f"/admin/dlq/{job_id}/retry", headers=ADMIN)).status_code == 202
         assert (await until_final(api, job_id))["status"] == "completed"
     # The job now counts once, as completed: its failed run is history, not a failure.
     await listed(api, job_id, present=False)
-    await stats_until(api, lambda b: n(b, "webhook", "failed") == n(failed, "webhook", "failed") - 1
-                      and n(b, "webhook", "completed") >= n(failed, "webhook", "completed") + 1
-                      and b["dlq"] == failed["dlq"] - 1, "the redriven webhook as completed")
+    await stats_until(
+        api,
+        lambda b: (
+            n(b, "webhook", "failed") == n(failed, "webhook", "failed") - 1
+            and n(b, "webhook", "completed") >= n(failed, "webhook", "completed") + 1
+            and b["dlq"] == failed["dlq"] - 1
+        ),
+        "the redriven webhook as completed",
+    )
 
 
 async def test_a_discarded_dead_letter_leaves_the_dlq_but_stays_failed(api):
@@ -137,8 +152,9 @@ async def test_recent_jobs_are_the_latest_runs_newest_first(api):
         await listed(api, redriven)
         assert (await api.post(f"/admin/dlq/{redriven}/retry", headers=ADMIN)).status_code == 202
         assert (await until_final(api, redriven))["status"] == "completed"
-    waiting = (await api.post("/jobs/sms", json={"phone": "+14155550123", "message": "later",
-                                                 "delay": 3_600_000})).json()["jobId"]
+    waiting = (
+        await api.post("/jobs/sms", json={"phone": "+14155550123", "message": "later", "delay": 3_600_000})
+    ).json()["jobId"]
 
     async def latest() -> list[dict]:
         response = await api.get("/admin/jobs", params={"limit": 50}, headers=ADMIN)
@@ -182,12 +198,20 @@ async def test_stats_take_the_admin_token(anon, path):
     assert_error(await anon.get(path, headers={"Authorization": "Bearer wrong"}), 401, "unauthorized")
 
 
-@pytest.mark.parametrize(("herald_status", "execution", "word"), [
-    ("queued", "Running", "queued"), ("delayed", "Running", "delayed"),
-    ("completed", "Running", "completed"),  # its result callback is still being delivered
-    ("completed", "Completed", "completed"), ("failed", "Failed", "failed"), ("cancelled", "Canceled", "cancelled"),
-    ("queued", "Terminated", "failed"), ("delayed", "TimedOut", "failed"), ("queued", "Canceled", "cancelled"),
-    ("queued", "ContinuedAsNew", None),
-])
+@pytest.mark.parametrize(
+    ("herald_status", "execution", "word"),
+    [
+        ("queued", "Running", "queued"),
+        ("delayed", "Running", "delayed"),
+        ("completed", "Running", "completed"),  # its result callback is still being delivered
+        ("completed", "Completed", "completed"),
+        ("failed", "Failed", "failed"),
+        ("cancelled", "Canceled", "cancelled"),
+        ("queued", "Terminated", "failed"),
+        ("delayed", "TimedOut", "failed"),
+        ("queued", "Canceled", "cancelled"),
+        ("queued", "ContinuedAsNew", None),
+    ],
+)
 def test_how_visibility_maps_onto_the_status_words(herald_status, execution, word):
     assert status_word(herald_status, execution) == word

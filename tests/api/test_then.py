@@ -28,8 +28,14 @@ async def _parent_done(api, job_id: str) -> dict:
 
 
 async def test_then_starts_after_success_and_the_parent_names_it(api, dev_env, smtp_sink):
-    job_id = await _job(await api.post("/jobs/email", json=_email(
-        "first@example.com", "Step one", then={"type": "email", **_email("second@example.com", "Step two")})))
+    job_id = await _job(
+        await api.post(
+            "/jobs/email",
+            json=_email(
+                "first@example.com", "Step one", then={"type": "email", **_email("second@example.com", "Step two")}
+            ),
+        )
+    )
     status = await _parent_done(api, job_id)
     assert status["status"] == "completed", status
     follow_up = f"{job_id}-then"
@@ -56,8 +62,12 @@ async def test_then_starts_after_success_and_the_parent_names_it(api, dev_env, s
 async def test_no_then_after_a_failure(api, dev_env, sms_gateway, smtp_sink):
     phone = "+14155550181"
     sms_gateway.script(phone, [Answer(400, {"error": "bad number"})])
-    job_id = await _job(await api.post("/notify/sms", json={
-        "phone": phone, "message": "x", "then": {"type": "email", **_email("never@example.com", "Never")}}))
+    job_id = await _job(
+        await api.post(
+            "/notify/sms",
+            json={"phone": phone, "message": "x", "then": {"type": "email", **_email("never@example.com", "Never")}},
+        )
+    )
     status = await poll(api, f"/notifications/{job_id}", lambda b: b["status"] == "failed")
     assert "next" not in status
     assert (await dev_env.client.get_workflow_handle(job_id).describe()).status == WorkflowExecutionStatus.FAILED
@@ -66,8 +76,12 @@ async def test_no_then_after_a_failure(api, dev_env, sms_gateway, smtp_sink):
 
 
 async def test_no_then_after_a_cancel(api, dev_env, smtp_sink):
-    job_id = await _job(await api.post("/jobs/email", json=_email(
-        "late@example.com", "Later", delay=60000, then={"type": "cleanup", "task": "delete_temp"})))
+    job_id = await _job(
+        await api.post(
+            "/jobs/email",
+            json=_email("late@example.com", "Later", delay=60000, then={"type": "cleanup", "task": "delete_temp"}),
+        )
+    )
     assert (await api.post(f"/jobs/{job_id}/cancel")).status_code == 202
     status = await until_final(api, job_id)
     assert status["status"] == "cancelled" and "next" not in status
@@ -76,10 +90,19 @@ async def test_no_then_after_a_cancel(api, dev_env, smtp_sink):
 
 
 async def test_nested_then_runs_each_level_in_turn(api, smtp_sink, sms_gateway):
-    job_id = await _job(await api.post("/jobs/cleanup", json={
-        "task": "delete_temp",
-        "then": {"type": "email", **_email("level1@example.com", "Level one"),
-                 "then": {"type": "sms", "phone": "+14155550182", "message": "level two"}}}))
+    job_id = await _job(
+        await api.post(
+            "/jobs/cleanup",
+            json={
+                "task": "delete_temp",
+                "then": {
+                    "type": "email",
+                    **_email("level1@example.com", "Level one"),
+                    "then": {"type": "sms", "phone": "+14155550182", "message": "level two"},
+                },
+            },
+        )
+    )
     assert (await _parent_done(api, job_id))["next"] == f"{job_id}-then"
     level1 = await until_final(api, f"{job_id}-then")
     assert level1["status"] == "completed" and level1["next"] == f"{job_id}-then-then", level1
@@ -103,26 +126,39 @@ async def test_a_bad_then_is_a_400_on_its_field(api):
         ({"type": "cleanup", "task": "delete_temp", "attempts": 0}, "then.attempts"),
     ]
     for then, field in cases:
-        body = assert_error(await api.post("/jobs/email", json=_email("x@example.com", "x", then=then)),
-                           400, "validation_error")
+        body = assert_error(
+            await api.post("/jobs/email", json=_email("x@example.com", "x", then=then)), 400, "validation_error"
+        )
         assert field in [d["field"] for d in body["details"]], (field, body)
     # At most five chained: the sixth is refused on the outermost `then`, before any level is read.
     chain: dict = {"type": "cleanup", "task": "delete_temp"}
     for _ in range(5):
         chain = {"type": "cleanup", "task": "delete_temp", "then": chain}
-    body = assert_error(await api.post("/jobs/cleanup", json={"task": "delete_temp", "then": chain}),
-                        400, "validation_error")
+    body = assert_error(
+        await api.post("/jobs/cleanup", json={"task": "delete_temp", "then": chain}), 400, "validation_error"
+    )
     assert [d["field"] for d in body["details"]] == ["then"], body
     # A chain of five is fine (a 202 is not needed here: it would start jobs; the model accepts it).
     from api.jobs.models import CleanupJob
+
     assert CleanupJob.model_validate({"task": "delete_temp", "then": chain["then"]}).then is not None
 
 
 async def test_then_survives_concurrent_parents(api, smtp_sink):
     """Several parents at once each start exactly their own follow-up."""
-    responses = await asyncio.gather(*(
-        api.post("/jobs/email", json=_email(f"p{n}@example.com", f"Parent {n}", then={
-            "type": "email", **_email(f"c{n}@example.com", f"Child {n}")})) for n in range(5)))
+    responses = await asyncio.gather(
+        *(
+            api.post(
+                "/jobs/email",
+                json=_email(
+                    f"p{n}@example.com",
+                    f"Parent {n}",
+                    then={"type": "email", **_email(f"c{n}@example.com", f"Child {n}")},
+                ),
+            )
+            for n in range(5)
+        )
+    )
     ids = [await _job(response) for response in responses]
     for n, job_id in enumerate(ids):
         assert (await _parent_done(api, job_id))["next"] == f"{job_id}-then"
@@ -138,9 +174,17 @@ async def test_a_scheduled_run_chains_its_own_follow_up(api, smtp_sink):
     from devstack.smtp_sink import read_outbox
     from tests.api.helpers import ADMIN
 
-    created = await api.post("/schedules", json={"cron": "0 0 1 1 *", "job": {
-        "type": "cleanup", "task": "delete_temp",
-        "then": {"type": "email", **_email("digest@example.com", "After the cleanup")}}})
+    created = await api.post(
+        "/schedules",
+        json={
+            "cron": "0 0 1 1 *",
+            "job": {
+                "type": "cleanup",
+                "task": "delete_temp",
+                "then": {"type": "email", **_email("digest@example.com", "After the cleanup")},
+            },
+        },
+    )
     assert created.status_code == 201, created.text
     schedule_id = created.json()["scheduleId"]
     try:
@@ -162,8 +206,11 @@ async def test_a_failed_follow_up_is_a_dead_letter_of_its_own_and_redrives(api, 
 
     phone = "+14155550183"
     sms_gateway.script(phone, [Answer(400, {"error": "not yet"}), Answer(200, {"id": "sms-ok"})])
-    job_id = await _job(await api.post("/jobs/cleanup", json={
-        "task": "delete_temp", "then": {"type": "sms", "phone": phone, "message": "chained"}}))
+    job_id = await _job(
+        await api.post(
+            "/jobs/cleanup", json={"task": "delete_temp", "then": {"type": "sms", "phone": phone, "message": "chained"}}
+        )
+    )
     follow_up = (await _parent_done(api, job_id))["next"]
     assert (await until_final(api, follow_up))["status"] == "failed"
     response = await api.post(f"/admin/dlq/{follow_up}/retry", headers=ADMIN)

@@ -57,8 +57,15 @@ async def test_the_11th_sms_to_a_number_in_an_hour_is_a_429_and_sends_nothing(li
         assert f"a slot frees in {retry_after} s (at 20" in body["message"]  # seconds, and the instant
         assert number not in body["message"]  # masked
     # A `then` SMS counts too: an email whose follow-up texts the number is refused whole.
-    chained = await limited.post("/jobs/email", json={"to": "a@example.com", "subject": "s", "body": "b",
-                                                      "then": {"type": "sms", "phone": number, "message": "x"}})
+    chained = await limited.post(
+        "/jobs/email",
+        json={
+            "to": "a@example.com",
+            "subject": "s",
+            "body": "b",
+            "then": {"type": "sms", "phone": number, "message": "x"},
+        },
+    )
     assert_error(chained, 429, "rate_limited")
 
     for job_id in job_ids:

@@ -26,13 +26,17 @@ def parts(mail) -> tuple[str, str]:
     return text.get_content(), html.get_content()
 
 
-@pytest.mark.parametrize(("kind", "data", "subject", "says"), [
-    ("welcome", None, f"Welcome, {NAME}!", "welcome aboard"),
-    ("password-reset", {"resetUrl": RESET_URL}, "Reset your password", RESET_URL),
-    ("order-confirmed", {"orderId": "A-1042"}, "Order A-1042 confirmed", "order A-1042"),
-])
-async def test_each_type_renders_both_parts_and_reaches_the_smtp_sink(api, dev_env, smtp_sink, kind, data, subject,
-                                                                     says):
+@pytest.mark.parametrize(
+    ("kind", "data", "subject", "says"),
+    [
+        ("welcome", None, f"Welcome, {NAME}!", "welcome aboard"),
+        ("password-reset", {"resetUrl": RESET_URL}, "Reset your password", RESET_URL),
+        ("order-confirmed", {"orderId": "A-1042"}, "Order A-1042 confirmed", "order A-1042"),
+    ],
+)
+async def test_each_type_renders_both_parts_and_reaches_the_smtp_sink(
+    api, dev_env, smtp_sink, kind, data, subject, says
+):
     user_id = await put_user(api)
     job_id = await notify(api, type=kind, userId=user_id, **({"data": data} if data else {}))
     body = await until_final(api, job_id)
@@ -69,11 +73,14 @@ async def test_the_users_locale_picks_a_translation_where_one_exists(api, smtp_s
     assert fr_mail["Subject"] == "Order 8 confirmed" and "Hello Zoé" in parts(fr_mail)[0]
 
 
-@pytest.mark.parametrize(("user", "reason"), [
-    (None, "unknown user"),
-    ({"optOut": ["email"]}, "opted out of email"),
-    ({"email": None, "phone": "+14155550100"}, "has no email address"),
-])
+@pytest.mark.parametrize(
+    ("user", "reason"),
+    [
+        (None, "unknown user"),
+        ({"optOut": ["email"]}, "opted out of email"),
+        ({"email": None, "phone": "+14155550100"}, "has no email address"),
+    ],
+)
 async def test_an_unknown_user_or_an_opt_out_fails_at_once_with_its_reason(api, smtp_sink, user, reason):
     user_id = f"u-{uuid.uuid4().hex[:12]}" if user is None else await put_user(api, **user)
     job_id = await notify(api, type="welcome", userId=user_id)
@@ -82,21 +89,29 @@ async def test_an_unknown_user_or_an_opt_out_fails_at_once_with_its_reason(api, 
     assert body["status"] == "failed" and body["attempts"] == 1, body
     assert reason in body["error"] and user_id in body["error"], body
     assert body["deliveries"][0]["retryable"] is False
-    assert (await api.get(f"/jobs/{job_id}")).json() == {"id": job_id, "status": "failed", "attempts": 1,
-                                                         "maxAttempts": 3, "error": body["error"]}
+    assert (await api.get(f"/jobs/{job_id}")).json() == {
+        "id": job_id,
+        "status": "failed",
+        "attempts": 1,
+        "maxAttempts": 3,
+        "error": body["error"],
+    }
     assert (await api.get(f"/jobs/{job_id}/status")).json()["status"] == "failed"
     assert mail_for(smtp_sink.outbox, job_id) == []
 
 
-@pytest.mark.parametrize(("body", "fields"), [
-    ({"type": "password-reset"}, ["data.resetUrl"]),
-    ({"type": "password-reset", "data": {"resetUrl": "javascript:alert(1)"}}, ["data.resetUrl"]),
-    ({"type": "order-confirmed", "data": {}}, ["data.orderId"]),
-    ({"type": "order-confirmed", "data": {"orderId": "<b>"}}, ["data.orderId"]),
-    ({"type": "welcome", "priority": 1}, ["priority"]),
-    ({"type": "birthday"}, ["type"]),
-    ({"type": "welcome", "userId": "no spaces"}, ["userId"]),
-])
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({"type": "password-reset"}, ["data.resetUrl"]),
+        ({"type": "password-reset", "data": {"resetUrl": "javascript:alert(1)"}}, ["data.resetUrl"]),
+        ({"type": "order-confirmed", "data": {}}, ["data.orderId"]),
+        ({"type": "order-confirmed", "data": {"orderId": "<b>"}}, ["data.orderId"]),
+        ({"type": "welcome", "priority": 1}, ["priority"]),
+        ({"type": "birthday"}, ["type"]),
+        ({"type": "welcome", "userId": "no spaces"}, ["userId"]),
+    ],
+)
 async def test_invalid_typed_notifications_are_a_400_naming_the_field(api, body, fields):
     refused = assert_error(await api.post("/notifications", json={"userId": "u-1"} | body), 400, "validation_error")
     assert [d["field"] for d in refused["details"]] == fields, refused

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-
 from api.main import create_app
 from common.settings import Settings
 from tests.api.helpers import AUTH, address_of, api_client, assert_error, start_dev_server
@@ -26,22 +25,28 @@ async def assert_still_refuses_bad_input(api) -> None:
     """Input errors do not depend on Temporal: still 400 / 401 while it is down."""
     body = assert_error(await api.post("/jobs/email", json={**EMAIL, "to": "nope"}), 400, "validation_error")
     assert [d["field"] for d in body["details"]] == ["to"]
-    assert_error(await api.post("/notify/webhook", json={"url": "http://10.0.0.1/", "data": 1}), 400,
-                 "validation_error")
-    assert_error(await api.post("/jobs/sms", content=b"{", headers={"content-type": "application/json"}), 400,
-                 "invalid_json")
-    assert_error(await api.post("/jobs/email", json=EMAIL, headers={"Authorization": "Bearer wrong"}), 401,
-                 "unauthorized")
+    assert_error(
+        await api.post("/notify/webhook", json={"url": "http://10.0.0.1/", "data": 1}), 400, "validation_error"
+    )
+    assert_error(
+        await api.post("/jobs/sms", content=b"{", headers={"content-type": "application/json"}), 400, "invalid_json"
+    )
+    assert_error(
+        await api.post("/jobs/email", json=EMAIL, headers={"Authorization": "Bearer wrong"}), 401, "unauthorized"
+    )
 
 
 async def test_nothing_listening_is_503_with_retry_after(make_app):
     app = make_app(temporal_address=f"127.0.0.1:{free_port()}")
     async with api_client(app, headers=AUTH) as api:
-        for method, path, body in [("POST", "/jobs/email", EMAIL), ("POST", "/notify/sms",
-                                   {"phone": "+14155550100", "message": "m"}),
-                                   ("POST", "/jobs/cleanup", {"task": "delete_temp"}),
-                                   ("GET", "/jobs/email-123/status", None), ("GET", "/notifications/x", None),
-                                   ("POST", "/jobs/x/cancel", None)]:
+        for method, path, body in [
+            ("POST", "/jobs/email", EMAIL),
+            ("POST", "/notify/sms", {"phone": "+14155550100", "message": "m"}),
+            ("POST", "/jobs/cleanup", {"task": "delete_temp"}),
+            ("GET", "/jobs/email-123/status", None),
+            ("GET", "/notifications/x", None),
+            ("POST", "/jobs/x/cancel", None),
+        ]:
             started = time.monotonic()
             assert_unavailable(await api.request(method, path, json=body), started)
         started = time.monotonic()
@@ -54,8 +59,15 @@ async def test_temporal_stopped_then_back(tmp_path):
     port = free_port()
     database = str(tmp_path / "temporal.db")
     env = await start_dev_server(port=port, dev_server_database_filename=database)
-    app = create_app(Settings(temporal_address=address_of(env), api_keys=["test-key"], encryption_key=ENCRYPTION_KEY,
-                              webhook_allow_hosts=["127.0.0.1/8"], data_dir=tmp_path))
+    app = create_app(
+        Settings(
+            temporal_address=address_of(env),
+            api_keys=["test-key"],
+            encryption_key=ENCRYPTION_KEY,
+            webhook_allow_hosts=["127.0.0.1/8"],
+            data_dir=tmp_path,
+        )
+    )
     try:
         async with api_client(app, headers=AUTH) as api:
             # No worker here: the job just waits in its queue, durably recorded.

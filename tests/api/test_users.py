@@ -18,15 +18,29 @@ def new_user_id() -> str:
 
 async def test_a_user_round_trips_and_a_second_put_replaces_it(api, dev_env):
     user_id = new_user_id()
-    put = await api.put(f"/users/{user_id}", json={
-        "email": "ann@example.com", "phone": "+1 415 555 0100", "name": "Ann", "locale": "de-AT",
-        "optOut": ["sms", "sms"]})
+    put = await api.put(
+        f"/users/{user_id}",
+        json={
+            "email": "ann@example.com",
+            "phone": "+1 415 555 0100",
+            "name": "Ann",
+            "locale": "de-AT",
+            "optOut": ["sms", "sms"],
+        },
+    )
     assert put.status_code == 200, put.text
     stored = put.json()
     assert set(stored) == USER_KEYS
     assert stored | {"createdAt": None, "updatedAt": None} == {
-        "userId": user_id, "email": "ann@example.com", "phone": "+14155550100", "name": "Ann", "locale": "de-AT",
-        "optOut": ["sms"], "createdAt": None, "updatedAt": None}
+        "userId": user_id,
+        "email": "ann@example.com",
+        "phone": "+14155550100",
+        "name": "Ann",
+        "locale": "de-AT",
+        "optOut": ["sms"],
+        "createdAt": None,
+        "updatedAt": None,
+    }
     got = await api.get(f"/users/{user_id}")
     assert got.status_code == 200 and got.json() == stored
 
@@ -48,16 +62,19 @@ async def test_an_unknown_user_is_a_404(api):
     assert "no user" in body["message"]
 
 
-@pytest.mark.parametrize(("body", "fields"), [
-    ({}, ["email", "phone"]),
-    ({"name": "Only a name"}, ["email", "phone"]),
-    ({"email": "not-an-address"}, ["email"]),
-    ({"phone": "4155550100"}, ["phone"]),
-    ({"email": "a@example.com", "locale": "not a locale"}, ["locale"]),
-    ({"email": "a@example.com", "optOut": ["pigeon"]}, ["optOut.0"]),
-    ({"email": "a@example.com", "name": "two\nlines"}, ["name"]),
-    ({"email": "a@example.com", "nickname": "x"}, ["nickname"]),
-])
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({}, ["email", "phone"]),
+        ({"name": "Only a name"}, ["email", "phone"]),
+        ({"email": "not-an-address"}, ["email"]),
+        ({"phone": "4155550100"}, ["phone"]),
+        ({"email": "a@example.com", "locale": "not a locale"}, ["locale"]),
+        ({"email": "a@example.com", "optOut": ["pigeon"]}, ["optOut.0"]),
+        ({"email": "a@example.com", "name": "two\nlines"}, ["name"]),
+        ({"email": "a@example.com", "nickname": "x"}, ["nickname"]),
+    ],
+)
 async def test_invalid_users_are_refused_field_by_field(api, body, fields):
     user_id = new_user_id()
     refused = assert_error(await api.put(f"/users/{user_id}", json=body), 400, "validation_error")

@@ -22,8 +22,13 @@ async def summaries(dev_env, job_id: str) -> list[str]:
 
 
 async def test_a_run_reads_well_in_the_web_ui_and_shows_no_personal_data(api, dev_env, smtp_sink):
-    body = {"to": "ada.lovelace@example.com", "subject": "Your secret code", "body": "code 424242",
-            "webhookUrl": "http://127.0.0.1:9/callbacks/abc?token=t0ps3cret", "attempts": 4}
+    body = {
+        "to": "ada.lovelace@example.com",
+        "subject": "Your secret code",
+        "body": "code 424242",
+        "webhookUrl": "http://127.0.0.1:9/callbacks/abc?token=t0ps3cret",
+        "attempts": 4,
+    }
     job_id = (await api.post("/jobs/email", json=body)).json()["jobId"]
     await until_final(api, job_id)
     description = await herald_client(dev_env).get_workflow_handle(job_id).describe()

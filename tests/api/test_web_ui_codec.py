@@ -33,8 +33,11 @@ def ports() -> dict[str, int]:
 async def ui_env(ports) -> AsyncIterator[WorkflowEnvironment]:
     codec = f"http://127.0.0.1:{ports['api']}/codec"
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(DEV_SERVER), ui=True, ui_port=ports["ui"],
-        dev_server_extra_args=[*tuned_args(persistent=False), "--ui-codec-endpoint", codec])
+        dev_server_existing_path=str(DEV_SERVER),
+        ui=True,
+        ui_port=ports["ui"],
+        dev_server_extra_args=[*tuned_args(persistent=False), "--ui-codec-endpoint", codec],
+    )
     try:
         yield env
     finally:
@@ -44,8 +47,9 @@ async def ui_env(ports) -> AsyncIterator[WorkflowEnvironment]:
 @pytest_asyncio.fixture(scope="module")
 async def dev_api(ui_env, ports, settings) -> AsyncIterator[httpx.AsyncClient]:
     """The API as `make run` runs it (dev mode: the local UI's origin needs no token), over HTTP."""
-    dev = settings.model_copy(update={"temporal_address": address_of(ui_env), "dev_mode": True,
-                                      "temporal_ui_port": ports["ui"]})
+    dev = settings.model_copy(
+        update={"temporal_address": address_of(ui_env), "dev_mode": True, "temporal_ui_port": ports["ui"]}
+    )
     before = email_validator.TEST_ENVIRONMENT  # a dev-mode app sets it for the process
     try:
         async with running_workers(ui_env.client, dev):
@@ -58,14 +62,19 @@ async def dev_api(ui_env, ports, settings) -> AsyncIterator[httpx.AsyncClient]:
 
 async def test_the_dev_web_ui_shows_a_run_decrypted(dev_api, ports, tmp_path):
     job_id = (await dev_api.post("/notify/sms", json={"phone": PHONE, "message": "Your code is 424242"})).json()[
-        "notificationId"]
+        "notificationId"
+    ]
     assert (await until_final(dev_api, job_id))["status"] == "completed"
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
         context = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1360, "height": 1400})
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1360, "height": 1400},
+        )
         try:
             page = context.pages[0] if context.pages else await context.new_page()
             answers = []

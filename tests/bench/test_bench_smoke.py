@@ -13,13 +13,37 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_bench_runs_small(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--jobs", "5", "--configs", "memory", "--paced-seconds", "2",
-         "--history-sample", "2", "--job-timeout", "30", "--batch-jobs", "20", "--batch-size", "10",
-         # No waiting for an idle machine before each timed window: the suite's other tests keep it
-         # busy (up to 20 s a window, some 2 min in all), and these figures are not compared.
-         "--quiet-wait", "0", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--jobs",
+            "5",
+            "--configs",
+            "memory",
+            "--paced-seconds",
+            "2",
+            "--history-sample",
+            "2",
+            "--job-timeout",
+            "30",
+            "--batch-jobs",
+            "20",
+            "--batch-size",
+            "10",
+            # No waiting for an idle machine before each timed window: the suite's other tests keep it
+            # busy (up to 20 s a window, some 2 min in all), and these figures are not compared.
+            "--quiet-wait",
+            "0",
+            "--out",
+            str(out),
+        ],
         # Some 20 s alone; the bound only stops a hang (the suite's other workers share the cores).
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["ok"], result["problems"]

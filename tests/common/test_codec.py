@@ -75,8 +75,9 @@ async def test_a_key_no_longer_configured_is_a_clear_error():
 async def test_altered_data_is_refused_not_misread(damage):
     c = codec(ENCRYPTION_KEY)
     [sealed] = await c.encode([json_payload(SECRET_TEXT)])
-    data = {"flip-a-bit": bytes([sealed.data[0] ^ 1]) + sealed.data[1:], "truncate": sealed.data[:20],
-            "empty": b""}[damage]
+    data = {"flip-a-bit": bytes([sealed.data[0] ^ 1]) + sealed.data[1:], "truncate": sealed.data[:20], "empty": b""}[
+        damage
+    ]
     with pytest.raises(UndecryptablePayload, match="does not decrypt"):
         await c.decode([Payload(metadata=sealed.metadata, data=data)])
 

@@ -85,12 +85,26 @@ def test_values_that_are_not_json_are_written_as_text(lines):
 
 
 def test_every_secret_setting_is_found(no_secrets):
-    settings = Settings(api_keys=["client-key-1", "client-key-2"], admin_token="admin-token-1",
-                        smtp_password="smtp-password-1", sms_gateway_token="sms-token-1",
-                        sms_fallback_token="sms-fallback-1", webhook_secret="whsec_bmV3LXNlY3JldA== whsec_b2xkLXNlY3JldA==")
+    settings = Settings(
+        api_keys=["client-key-1", "client-key-2"],
+        admin_token="admin-token-1",
+        smtp_password="smtp-password-1",
+        sms_gateway_token="sms-token-1",
+        sms_fallback_token="sms-fallback-1",
+        webhook_secret="whsec_bmV3LXNlY3JldA== whsec_b2xkLXNlY3JldA==",
+    )
     found = secret_values(settings)
-    assert {"client-key-1", "client-key-2", "admin-token-1", "smtp-password-1", "sms-token-1", "sms-fallback-1",
-            "whsec_bmV3LXNlY3JldA==", "bmV3LXNlY3JldA==", "whsec_b2xkLXNlY3JldA=="} <= found
+    assert {
+        "client-key-1",
+        "client-key-2",
+        "admin-token-1",
+        "smtp-password-1",
+        "sms-token-1",
+        "sms-fallback-1",
+        "whsec_bmV3LXNlY3JldA==",
+        "bmV3LXNlY3JldA==",
+        "whsec_b2xkLXNlY3JldA==",
+    } <= found
     # Nothing that is not a secret (hosts, ports, paths, the From address).
     assert "127.0.0.1" not in found and "Herald <herald@localhost>" not in found
 
@@ -123,5 +137,7 @@ def test_configure_logging_makes_every_line_of_a_process_json():
     assert done.stdout == ""
     lines = [json.loads(line) for line in done.stderr.splitlines()]
     assert [(line["logger"], line.get("event") or line["message"]) for line in lines] == [
-        ("herald", "job.added"), ("uvicorn.error", "Application startup complete."),
-        ("temporalio.worker._worker", "Beginning worker shutdown")]
+        ("herald", "job.added"),
+        ("uvicorn.error", "Application startup complete."),
+        ("temporalio.worker._worker", "Beginning worker shutdown"),
+    ]

@@ -18,9 +18,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_exposed_names():
     assert (metrics.JOBS_ACCEPTED, metrics.HTTP_REQUEST_DURATION) == (
-        "herald_jobs_accepted_total", "herald_http_request_duration_seconds")
+        "herald_jobs_accepted_total",
+        "herald_http_request_duration_seconds",
+    )
     assert (ATTEMPTS, JOBS_FINISHED, DEAD_LETTERS) == (
-        "herald_attempts_total", "herald_jobs_finished_total", "herald_dead_letters_total")
+        "herald_attempts_total",
+        "herald_jobs_finished_total",
+        "herald_dead_letters_total",
+    )
     assert all(DESCRIPTIONS[name] for name in (ATTEMPTS, JOBS_FINISHED, DEAD_LETTERS))
 
 

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
 from temporalio.client import ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 
-from api.schedules.service import job_body, job_request
 from api.schedules.models import ScheduleCreate
+from api.schedules.service import job_body, job_request
 from common.builtin_schedules import builtin_schedule, job_schedule
 from common.models import JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, CleanupInput, NotificationInput
 from common.schedules import (
-    BUILTIN_SCHEDULES, CATCHUP_WINDOW, cron_of, next_run_after, schedule_spec, validate_cron, validate_timezone,
+    BUILTIN_SCHEDULES,
+    CATCHUP_WINDOW,
+    cron_of,
+    next_run_after,
+    schedule_spec,
+    validate_cron,
+    validate_timezone,
 )
 from common.settings import Settings
 
@@ -29,34 +35,40 @@ def test_the_builtin_schedules():
     ]
 
 
-@pytest.mark.parametrize("cron, normalised", [
-    ("0 0 * * *", "0 0 * * *"),
-    ("  30   9 * *  1-5 ", "30 9 * * 1-5"),
-    ("*/15 8-18 1,15 * MON-FRI", "*/15 8-18 1,15 * MON-FRI"),
-    ("0 12 * jan,jul sun", "0 12 * jan,jul sun"),
-    ("59 23 31 12 6", "59 23 31 12 6"),
-])
+@pytest.mark.parametrize(
+    "cron, normalised",
+    [
+        ("0 0 * * *", "0 0 * * *"),
+        ("  30   9 * *  1-5 ", "30 9 * * 1-5"),
+        ("*/15 8-18 1,15 * MON-FRI", "*/15 8-18 1,15 * MON-FRI"),
+        ("0 12 * jan,jul sun", "0 12 * jan,jul sun"),
+        ("59 23 31 12 6", "59 23 31 12 6"),
+    ],
+)
 def test_standard_cron_expressions_pass(cron, normalised):
     assert validate_cron(cron) == normalised
 
 
-@pytest.mark.parametrize("cron, says", [
-    ("* * * *", "5 fields"),
-    ("0 0 * * * *", "5 fields"),
-    ("@daily", "5 fields"),
-    ("", "5 fields"),
-    ("60 * * * *", "not a valid cron"),
-    ("0 24 * * *", "not a valid cron"),
-    ("0 0 32 * *", "not a valid cron"),
-    ("0 0 * 13 *", "not a valid cron"),
-    ("*/0 * * * *", "not a valid cron"),
-    ("0 0 31 2 *", "not a valid cron"),  # never due
-    ("0 0 L * *", "day-of-month"),
-    ("0 0 * * 5#3", "day-of-week"),
-    ("0 0 ? * *", "day-of-month"),
-    ("0 0 * * FOO", "day-of-week"),
-    ("H * * * *", "minute"),
-])
+@pytest.mark.parametrize(
+    "cron, says",
+    [
+        ("* * * *", "5 fields"),
+        ("0 0 * * * *", "5 fields"),
+        ("@daily", "5 fields"),
+        ("", "5 fields"),
+        ("60 * * * *", "not a valid cron"),
+        ("0 24 * * *", "not a valid cron"),
+        ("0 0 32 * *", "not a valid cron"),
+        ("0 0 * 13 *", "not a valid cron"),
+        ("*/0 * * * *", "not a valid cron"),
+        ("0 0 31 2 *", "not a valid cron"),  # never due
+        ("0 0 L * *", "day-of-month"),
+        ("0 0 * * 5#3", "day-of-week"),
+        ("0 0 ? * *", "day-of-month"),
+        ("0 0 * * FOO", "day-of-week"),
+        ("H * * * *", "minute"),
+    ],
+)
 def test_other_cron_expressions_are_refused_saying_why(cron, says):
     with pytest.raises(ValueError, match=says):
         validate_cron(cron)
@@ -67,7 +79,9 @@ def test_iana_time_zones_pass(name):
     assert validate_timezone(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "Mars/Olympus_Mons", "utc ", "Europe/", "../../etc/passwd", "localtime", "+02:00"])
+@pytest.mark.parametrize(
+    "name", ["", "Mars/Olympus_Mons", "utc ", "Europe/", "../../etc/passwd", "localtime", "+02:00"]
+)
 def test_other_time_zones_are_refused(name):
     with pytest.raises(ValueError, match="IANA"):
         validate_timezone(name)
@@ -89,10 +103,10 @@ def test_the_spec_keeps_the_cron_as_given():
 
 
 def test_next_run_is_read_in_the_time_zone():
-    moment = datetime(2026, 3, 28, 12, 0, tzinfo=timezone.utc)  # a Saturday; Berlin moves to summer time on Sunday
+    moment = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)  # a Saturday; Berlin moves to summer time on Sunday
     due = next_run_after("0 2 * * *", "Europe/Berlin", moment)
     assert due.astimezone(ZoneInfo("Europe/Berlin")).hour in (2, 3)
-    assert next_run_after("30 9 * * 1-5", "UTC", moment) == datetime(2026, 3, 30, 9, 30, tzinfo=timezone.utc)
+    assert next_run_after("30 9 * * 1-5", "UTC", moment) == datetime(2026, 3, 30, 9, 30, tzinfo=UTC)
 
 
 # ---- the request body -------------------------------------------------------------------------
@@ -103,13 +117,17 @@ def _fields(body: dict) -> list[str]:
 
 
 def test_a_schedule_body_of_every_job_type():
-    for job in (EMAIL, {"type": "sms", "phone": "+1 415 555 0100", "message": "hi"},
-                {"type": "webhook", "url": "https://example.com/hook", "data": None},
-                {"type": "cleanup", "task": "expire_sessions", "attempts": 5, "priority": 1}):
+    for job in (
+        EMAIL,
+        {"type": "sms", "phone": "+1 415 555 0100", "message": "hi"},
+        {"type": "webhook", "url": "https://example.com/hook", "data": None},
+        {"type": "cleanup", "task": "expire_sessions", "attempts": 5, "priority": 1},
+    ):
         body = ScheduleCreate.model_validate({"cron": "0 9 * * *", "job": job})
         assert body.timezone == "UTC" and body.job.type == job["type"]
-    sms = ScheduleCreate.model_validate({"cron": "0 9 * * *", "job": {"type": "sms", "phone": "+1 415 555 0100",
-                                                                      "message": "hi"}})
+    sms = ScheduleCreate.model_validate(
+        {"cron": "0 9 * * *", "job": {"type": "sms", "phone": "+1 415 555 0100", "message": "hi"}}
+    )
     assert job_body(sms.job) == {"type": "sms", "phone": "+14155550100", "message": "hi"}
 
 
@@ -122,7 +140,10 @@ def test_a_bad_job_names_its_field_under_job():
     assert _fields({"cron": "0 9 * * *", "job": EMAIL | {"delay": 0}}) == ["job.delay"]
     assert _fields({"cron": "0 9 * * *", "job": EMAIL | {"deliverAt": "2030-01-01T00:00:00Z"}}) == ["job.deliverAt"]
     assert _fields({"cron": "0 9 * *", "timezone": "Nowhere", "job": EMAIL, "extra": 1}) == [
-        "cron", "timezone", "extra"]
+        "cron",
+        "timezone",
+        "extra",
+    ]
 
 
 # ---- what a schedule's action starts ----------------------------------------------------------
@@ -147,20 +168,23 @@ def test_a_builtin_schedule_starts_a_cleanup_job_named_by_its_run():
 
 def test_a_client_schedule_starts_what_the_api_would():
     settings = Settings()
-    body = ScheduleCreate.model_validate({"cron": "0 9 * * *", "job": EMAIL | {"attempts": 4, "priority": 2,
-                                                                               "webhookUrl": "https://example.com/cb"}})
+    body = ScheduleCreate.model_validate(
+        {"cron": "0 9 * * *", "job": EMAIL | {"attempts": 4, "priority": 2, "webhookUrl": "https://example.com/cb"}}
+    )
     request = job_request(body.job, settings)
     assert isinstance(request, NotificationInput) and request.email is not None
     assert request.email.to == "ada@example.com" and request.email.idempotency_key == ""
     assert request.job.recipient == "ada@example.com" and request.job.callback_url == "https://example.com/cb"
-    schedule = job_schedule("schedule-x", request, body.job.priority, body.cron, body.timezone,
-                            ScheduleOverlapPolicy.ALLOW_ALL)
+    schedule = job_schedule(
+        "schedule-x", request, body.job.priority, body.cron, body.timezone, ScheduleOverlapPolicy.ALLOW_ALL
+    )
     action = schedule.action
     assert isinstance(action, ScheduleActionStartWorkflow)
     assert action.workflow == "NotificationWorkflow" and action.task_queue == "herald-email"
     assert action.priority.priority_key == 2
     assert action.memo[STATE_MEMO_KEY].max_attempts == 4 and action.memo[STATE_MEMO_KEY].callback.url == (
-        "https://example.com/cb")
+        "https://example.com/cb"
+    )
 
 
 def test_each_run_shows_the_redacted_summary_the_api_gives_its_jobs():

@@ -42,12 +42,21 @@ def test_outside_dev_mode_a_missing_encryption_key_is_an_error_and_nothing_is_wr
 
 
 @pytest.mark.parametrize("dev_mode", [False, True])
-@pytest.mark.parametrize("bad", ["not base64!", base64.b64encode(b"16 bytes only...").decode(),
-                                 f"{ENCRYPTION_KEY} {ENCRYPTION_KEY}", f"a:{ENCRYPTION_KEY} a:{OLD_ENCRYPTION_KEY}"],
-                         ids=["not-base64", "too-short", "same-key-twice", "same-id-twice"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "not base64!",
+        base64.b64encode(b"16 bytes only...").decode(),
+        f"{ENCRYPTION_KEY} {ENCRYPTION_KEY}",
+        f"a:{ENCRYPTION_KEY} a:{OLD_ENCRYPTION_KEY}",
+    ],
+    ids=["not-base64", "too-short", "same-key-twice", "same-id-twice"],
+)
 def test_a_malformed_encryption_key_is_an_error_in_dev_mode_too(tmp_path, dev_mode, bad):
     with pytest.raises(EncryptionKeyError, match="HERALD_ENCRYPTION_KEY"):
-        Settings(data_dir=tmp_path, dev_mode=dev_mode, webhook_secret=WEBHOOK_SECRET, encryption_key=bad).require_secrets()
+        Settings(
+            data_dir=tmp_path, dev_mode=dev_mode, webhook_secret=WEBHOOK_SECRET, encryption_key=bad
+        ).require_secrets()
 
 
 def test_in_dev_mode_one_secret_and_one_key_are_generated_once_and_reused(tmp_path):
@@ -68,12 +77,25 @@ def test_in_dev_mode_one_secret_and_one_key_are_generated_once_and_reused(tmp_pa
 def test_the_process_refuses_to_start_without_a_secret_outside_dev_mode(module, missing, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
     # Nothing listens on port 9: a process that tried to connect would wait, not exit.
-    env |= {"HERALD_DEV_MODE": "false", "HERALD_DATA_DIR": str(tmp_path), "HERALD_API_KEYS": "k",
-            "HERALD_TEMPORAL_ADDRESS": "127.0.0.1:9", "HERALD_WORKER_METRICS_PORT": "0",
-            "HERALD_WEBHOOK_SECRET": WEBHOOK_SECRET, "HERALD_ENCRYPTION_KEY": ENCRYPTION_KEY}
+    env |= {
+        "HERALD_DEV_MODE": "false",
+        "HERALD_DATA_DIR": str(tmp_path),
+        "HERALD_API_KEYS": "k",
+        "HERALD_TEMPORAL_ADDRESS": "127.0.0.1:9",
+        "HERALD_WORKER_METRICS_PORT": "0",
+        "HERALD_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "HERALD_ENCRYPTION_KEY": ENCRYPTION_KEY,
+    }
     del env[missing]
-    done = subprocess.run([sys.executable, "-m", module], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", module],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0
     assert "refusing to start" in done.stderr and missing in done.stderr, done.stderr
     assert "token_bytes(32)" in done.stderr

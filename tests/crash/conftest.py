@@ -41,7 +41,7 @@ def receiver() -> Iterator[Receiver]:
     got = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             got.answer(self)
 
         def log_message(self, *args: Any) -> None:
@@ -70,8 +70,9 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
 
 
-def worker_environment(dev_env: WorkflowEnvironment, data_dir: Path, receiver: Receiver,
-                       **extra: str) -> dict[str, str]:
+def worker_environment(
+    dev_env: WorkflowEnvironment, data_dir: Path, receiver: Receiver, **extra: str
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
     env.update(
         PYTHONUNBUFFERED="1",
@@ -85,7 +86,8 @@ def worker_environment(dev_env: WorkflowEnvironment, data_dir: Path, receiver: R
         HERALD_SMS_GATEWAY_TOKEN=SMS_TOKEN,
         HERALD_SEND_HEARTBEAT_TIMEOUT_SECONDS=str(HEARTBEAT_TIMEOUT_S),
         HERALD_WORKER_METRICS_PORT="0",
-        HERALD_TEMP_DIR=str(data_dir / "tmp"), HERALD_LOG_DIR=str(data_dir / "logs"),
+        HERALD_TEMP_DIR=str(data_dir / "tmp"),
+        HERALD_LOG_DIR=str(data_dir / "logs"),
         HERALD_SESSION_DIR=str(data_dir / "sessions"),
         HERALD_SMS_PER_HOUR="100000",  # many SMS to one number: throttling is not what is tested
     )
@@ -123,8 +125,14 @@ def start_worker(dev_env, tmp_path, receiver) -> Iterator[Callable[..., WorkerPr
         log_path = tmp_path / f"worker-{n}.log"
         env = worker_environment(dev_env, tmp_path / "data", receiver, **extra)
         with log_path.open("wb") as log:
-            process = subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env,
-                                       stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "worker"],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         worker = WorkerProcess(process, log_path)
         started.append(worker)
         deadline = time.monotonic() + WORKER_START_TIMEOUT

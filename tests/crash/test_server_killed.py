@@ -101,34 +101,67 @@ def stack(tmp_path) -> Iterator[dict]:
     def start(name: str, argv: list[str]) -> subprocess.Popen:
         logs[name] = tmp_path / f"{name}.log"
         with logs[name].open("wb") as out:
-            processes[name] = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                               stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            processes[name] = subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return processes[name]
 
     def read_logs() -> str:
         return "\n".join(f"--- {name}\n{path.read_text(errors='replace')[-4000:]}" for name, path in logs.items())
 
     try:
-        supervisor.start("temporal", server_command(port=temporal_port, ui_port=ui_port,
-                                                    db_file=data_dir / "temporal.db", namespace=NAMESPACE))
-        sink = start("smtp-sink", [sys.executable, "-m", "devstack.smtp_sink", "--host", HOST,
-                                   "--port", str(smtp_port), "--outbox", str(outbox)])
+        supervisor.start(
+            "temporal",
+            server_command(port=temporal_port, ui_port=ui_port, db_file=data_dir / "temporal.db", namespace=NAMESPACE),
+        )
+        sink = start(
+            "smtp-sink",
+            [
+                sys.executable,
+                "-m",
+                "devstack.smtp_sink",
+                "--host",
+                HOST,
+                "--port",
+                str(smtp_port),
+                "--outbox",
+                str(outbox),
+            ],
+        )
         server = supervisor.children[0].process
         eventually(port_open(HOST, temporal_port), START_TIMEOUT, "Temporal frontend", server)
         eventually(namespace_answers(temporal_port, NAMESPACE), START_TIMEOUT, "Temporal namespace", server)
         eventually(port_open(HOST, smtp_port), START_TIMEOUT, "SMTP sink", sink)
         worker = start("worker", [sys.executable, "-m", "worker"])
         api = start("api", [sys.executable, "-m", "api"])
-        eventually(lambda: "worker polling" in logs["worker"].read_text(errors="replace"), START_TIMEOUT,
-                   "worker polling", worker, logs=read_logs())
+        eventually(
+            lambda: "worker polling" in logs["worker"].read_text(errors="replace"),
+            START_TIMEOUT,
+            "worker polling",
+            worker,
+            logs=read_logs(),
+        )
 
         def api_ready() -> bool:
             with contextlib.suppress(httpx.HTTPError):
                 return httpx.get(f"http://{HOST}:{api_port}/readyz", timeout=2, trust_env=False).status_code == 200
             return False
+
         eventually(api_ready, START_TIMEOUT, "API /readyz", api, logs=read_logs())
-        yield dict(supervisor=supervisor, processes=processes, read_logs=read_logs, outbox=outbox,
-                   api_url=f"http://{HOST}:{api_port}", temporal_port=temporal_port)
+        yield {
+            "supervisor": supervisor,
+            "processes": processes,
+            "read_logs": read_logs,
+            "outbox": outbox,
+            "api_url": f"http://{HOST}:{api_port}",
+            "temporal_port": temporal_port,
+        }
     finally:
         for name in ("api", "worker", "smtp-sink"):
             if (process := processes.get(name)) is not None and process.poll() is None:
@@ -154,16 +187,21 @@ async def test_server_killed_with_jobs_in_flight_every_accepted_job_completes(st
     began = time.monotonic()
     timings: dict[str, float] = {}
     try:
-        async with httpx.AsyncClient(base_url=stack["api_url"], timeout=30, trust_env=False,
-                                     headers={"Authorization": f"Bearer {API_KEY}"},
-                                     limits=httpx.Limits(max_connections=POST_CONCURRENCY)) as api:
+        async with httpx.AsyncClient(
+            base_url=stack["api_url"],
+            timeout=30,
+            trust_env=False,
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            limits=httpx.Limits(max_connections=POST_CONCURRENCY),
+        ) as api:
             # 500 emails, concurrently (bounded); every 202's job id is kept.
             gate = asyncio.Semaphore(POST_CONCURRENCY)
 
             async def post(n: int) -> str:
                 async with gate:
-                    answer = await api.post("/jobs/email", json={
-                        "to": f"user{n}@example.com", "subject": f"crash {n}", "body": f"job {n}"})
+                    answer = await api.post(
+                        "/jobs/email", json={"to": f"user{n}@example.com", "subject": f"crash {n}", "body": f"job {n}"}
+                    )
                 assert answer.status_code == 202, answer.text
                 return answer.json()["jobId"]
 
@@ -189,8 +227,7 @@ async def test_server_killed_with_jobs_in_flight_every_accepted_job_completes(st
 
             # It comes back by itself: the supervisor starts it again on the same SQLite file.
             deadline = time.monotonic() + RECOVERY_TIMEOUT
-            while supervisor.children[0].pid == server.pid or \
-                    not port_open(HOST, stack["temporal_port"])():
+            while supervisor.children[0].pid == server.pid or not port_open(HOST, stack["temporal_port"])():
                 assert time.monotonic() < deadline, "the server was not started again\n" + read_logs()
                 await asyncio.sleep(0.1)
             timings["server back after kill"] = time.monotonic() - killed_at
@@ -201,8 +238,8 @@ async def test_server_killed_with_jobs_in_flight_every_accepted_job_completes(st
                 for name in ("worker", "api"):
                     assert processes[name].poll() is None, f"{name} exited\n" + read_logs()
                 assert time.monotonic() < deadline, (
-                    f"{len(expected - set(message_ids(outbox)))} of {JOBS} jobs never reached the sink\n"
-                    + read_logs())
+                    f"{len(expected - set(message_ids(outbox)))} of {JOBS} jobs never reached the sink\n" + read_logs()
+                )
                 await asyncio.sleep(0.5)
             timings["all sent after kill"] = time.monotonic() - killed_at
 
@@ -224,8 +261,10 @@ async def test_server_killed_with_jobs_in_flight_every_accepted_job_completes(st
         for name in ("worker", "api"):
             assert processes[name].poll() is None, f"{name} exited\n" + read_logs()
         timings["total"] = time.monotonic() - began
-        print(f"\n{JOBS} jobs; {sent_before_kill} sent before the kill ({JOBS - sent_before_kill} in flight); "
-              f"{duplicates} sent twice; " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+        print(
+            f"\n{JOBS} jobs; {sent_before_kill} sent before the kill ({JOBS - sent_before_kill} in flight); "
+            f"{duplicates} sent twice; " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+        )
     finally:
         watching.cancel()
         with contextlib.suppress(asyncio.CancelledError):

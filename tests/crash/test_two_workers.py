@@ -28,14 +28,18 @@ async def test_two_workers_run_every_job_once(api, receiver: Receiver, start_wor
     workers = [start_worker(), start_worker()]
 
     posts = [api.post("/notify/webhook", json={"url": hook_url, "data": {"n": n}}) for n in range(JOBS_PER_CHANNEL)]
-    posts += [api.post("/jobs/sms", json={"phone": "+14155550100", "message": f"code {n:06d}"})
-              for n in range(JOBS_PER_CHANNEL)]
+    posts += [
+        api.post("/jobs/sms", json={"phone": "+14155550100", "message": f"code {n:06d}"})
+        for n in range(JOBS_PER_CHANNEL)
+    ]
     answers = await asyncio.gather(*posts)
     assert all(a.status_code == 202 for a in answers), [a.text for a in answers if a.status_code != 202]
     job_ids = [a.json().get("notificationId") or a.json()["jobId"] for a in answers]
     # And batch items: each a job of its own, sent by slices that either worker may run.
-    batch = await api.post("/notify/batch", json={
-        "channel": "webhook", "items": [{"url": batch_url, "data": {"n": n}} for n in range(BATCH_ITEMS)]})
+    batch = await api.post(
+        "/notify/batch",
+        json={"channel": "webhook", "items": [{"url": batch_url, "data": {"n": n}} for n in range(BATCH_ITEMS)]},
+    )
     assert batch.status_code == 202, batch.text
     item_ids = batch.json()["jobIds"]
 

@@ -23,16 +23,17 @@ import signal
 import time
 
 from activities.attempt_log import HANDED_BACK
-from worker import DRAIN_MARGIN_S
 from tests.crash.helpers import Step, arrived, eventually, final
 from tests.support.temporal import herald_client
+from worker import DRAIN_MARGIN_S
 
 GRACE_S = 6
 SLOW_S = 3.0
 
 
 async def test_sigterm_lets_sends_in_flight_finish_and_hands_back_the_ones_that_do_not(
-        api, receiver, start_worker, dev_env):
+    api, receiver, start_worker, dev_env
+):
     first = start_worker(HERALD_WORKER_SHUTDOWN_GRACE_SECONDS=str(GRACE_S))
     retry = {"attempts": 3, "backoff": {"type": "fixed", "delay": 100}}
     paths: dict[str, int] = {}  # path → the requests in flight once all are
@@ -44,8 +45,9 @@ async def test_sigterm_lets_sends_in_flight_finish_and_hands_back_the_ones_that_
         assert answer.status_code == 202, answer.text
         return answer.json()["notificationId"]
 
-    seconds = [await send(f"/second-{n}", Step(503), Step(200, hold=True, delay_s=SLOW_S), in_flight=2)
-               for n in range(2)]
+    seconds = [
+        await send(f"/second-{n}", Step(503), Step(200, hold=True, delay_s=SLOW_S), in_flight=2) for n in range(2)
+    ]
     stuck = await send("/stuck", Step(503), Step(200, hold=True, delay_s=15), Step(200), in_flight=2)
     failing = await send("/slow-503", Step(503), Step(503, hold=True, delay_s=4), Step(200), in_flight=2)
     for path, count in paths.items():
@@ -70,8 +72,12 @@ async def test_sigterm_lets_sends_in_flight_finish_and_hands_back_the_ones_that_
     assert not any(m.startswith("worker stopping without") for m in events), first.log()
 
     start_worker()
-    states = dict(zip(firsts + seconds + [stuck, failing],
-                      await asyncio.gather(*(final(api, job) for job in firsts + seconds + [stuck, failing]))))
+    states = dict(
+        zip(
+            firsts + seconds + [stuck, failing],
+            await asyncio.gather(*(final(api, job) for job in firsts + seconds + [stuck, failing])),
+        )
+    )
     assert {s["status"] for s in states.values()} == {"completed"}, states
 
     # The slow sends finished on the stopping worker: each receiver got each exactly once.
@@ -85,14 +91,20 @@ async def test_sigterm_lets_sends_in_flight_finish_and_hands_back_the_ones_that_
     # The one that outlived the grace was handed back and sent again, with the same webhook-id.
     log = states[stuck]["deliveries"]
     assert [(d["attempt"], d["succeeded"], d["error"]) for d in log] == [
-        (1, False, "Webhook receiver answered HTTP 503"), (2, False, HANDED_BACK), (3, True, None)], log
+        (1, False, "Webhook receiver answered HTTP 503"),
+        (2, False, HANDED_BACK),
+        (3, True, None),
+    ], log
     assert {r.headers["webhook-id"] for r in receiver.requests_to("/stuck")} == {stuck}
     assert len(receiver.requests_to("/stuck")) == 3
 
     # A slow failure after heartbeats: its own record, not a lost one.
     log = states[failing]["deliveries"]
     assert [(d["attempt"], d["succeeded"], d["statusCode"]) for d in log] == [
-        (1, False, 503), (2, False, 503), (3, True, 200)], log
+        (1, False, 503),
+        (2, False, 503),
+        (3, True, 200),
+    ], log
     assert len(receiver.requests_to("/slow-503")) == 3
 
     # Nothing stuck: no run still has work pending.

@@ -26,13 +26,16 @@ FIRST_ATTEMPT_RECOVERY_LIMIT_S = 25
 
 
 async def test_a_killed_worker_loses_no_job_and_the_attempt_log_shows_the_lost_attempt(
-        api, receiver, start_worker, dev_env):
+    api, receiver, start_worker, dev_env
+):
     hook_url = receiver.script("/hook", Step(503), Step(hold=True), Step(200))
     receiver.script("/sms", Step(hold=True), Step(200))
     first = start_worker()
 
-    hook = await api.post("/notify/webhook", json={"url": hook_url, "data": {"order": 42}, "attempts": 5,
-                                                   "backoff": {"type": "fixed", "delay": 200}})
+    hook = await api.post(
+        "/notify/webhook",
+        json={"url": hook_url, "data": {"order": 42}, "attempts": 5, "backoff": {"type": "fixed", "delay": 200}},
+    )
     sms = await api.post("/jobs/sms", json={"phone": "+14155550100", "message": "code 123456"})
     assert hook.status_code == 202 and sms.status_code == 202, (hook.text, sms.text)
     hook_id, sms_id = hook.json()["notificationId"], sms.json()["jobId"]
@@ -43,8 +46,11 @@ async def test_a_killed_worker_loses_no_job_and_the_attempt_log_shows_the_lost_a
 
     # Attempt 2 has heartbeated (the log it inherited and which attempt it is).
     async def heartbeated():
-        pending = (await herald_client(dev_env).get_workflow_handle(hook_id).describe()).raw_description.pending_activities
+        pending = (
+            await herald_client(dev_env).get_workflow_handle(hook_id).describe()
+        ).raw_description.pending_activities
         return pending and len(pending[0].heartbeat_details.payloads) == 2
+
     await eventually("attempt 2's heartbeat", heartbeated, timeout=10)
 
     first.process.kill()
@@ -57,9 +63,12 @@ async def test_a_killed_worker_loses_no_job_and_the_attempt_log_shows_the_lost_a
     restart_s = time.monotonic() - restarting
 
     (hook_state, hook_recovered), (sms_state, sms_recovered) = await asyncio.gather(
-        final_since(api, hook_id, killed_at), final_since(api, sms_id, killed_at))
-    print(f"recovered: webhook attempt (heartbeat timeout {HEARTBEAT_TIMEOUT_S} s) in {hook_recovered:.1f} s, "
-          f"SMS first attempt (local activity) in {sms_recovered:.1f} s")
+        final_since(api, hook_id, killed_at), final_since(api, sms_id, killed_at)
+    )
+    print(
+        f"recovered: webhook attempt (heartbeat timeout {HEARTBEAT_TIMEOUT_S} s) in {hook_recovered:.1f} s, "
+        f"SMS first attempt (local activity) in {sms_recovered:.1f} s"
+    )
 
     # The webhook: attempt 1 answered 503, attempt 2 lost with the worker, attempt 3 delivered.
     assert hook_state["status"] == "completed", hook_state
@@ -77,8 +86,11 @@ async def test_a_killed_worker_loses_no_job_and_the_attempt_log_shows_the_lost_a
     assert {r.body for r in hooks} == {hooks[0].body}
     # Retried once the heartbeats stopped, not after the attempt's 30 s start-to-close.
     assert hook_recovered < min(ACTIVITY_RECOVERY_LIMIT_S + restart_s, 30), (hook_recovered, restart_s)
-    timeouts = [e async for e in herald_client(dev_env).get_workflow_handle(hook_id).fetch_history_events()
-                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT]
+    timeouts = [
+        e
+        async for e in herald_client(dev_env).get_workflow_handle(hook_id).fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT
+    ]
     assert timeouts == []  # retried by the server under the retry policy: the activity never timed out
 
     # The SMS: its first attempt ran again on the new worker (the workflow task timed out).
@@ -88,6 +100,9 @@ async def test_a_killed_worker_loses_no_job_and_the_attempt_log_shows_the_lost_a
     assert {r.headers["idempotency-key"] for r in sent} == {sms_id}
     assert {r.json()["idempotencyKey"] for r in sent} == {sms_id}
     assert sms_recovered < FIRST_ATTEMPT_RECOVERY_LIMIT_S + restart_s, (sms_recovered, restart_s)
-    task_timeouts = [e async for e in herald_client(dev_env).get_workflow_handle(sms_id).fetch_history_events()
-                     if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT]
+    task_timeouts = [
+        e
+        async for e in herald_client(dev_env).get_workflow_handle(sms_id).fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT
+    ]
     assert len(task_timeouts) == 1

@@ -77,5 +77,7 @@ def test_the_cluster_registers_every_search_attribute():
 def test_the_image_holds_every_package_herald_imports():
     dockerfile = (ROOT / "Dockerfile").read_text()
     copied = set(re.findall(r"^COPY (\S+) ", dockerfile, re.MULTILINE))
-    packages = {path.name for path in ROOT.iterdir() if (path / "__init__.py").exists() and path.name not in ("tests", "bench")}
+    packages = {
+        path.name for path in ROOT.iterdir() if (path / "__init__.py").exists() and path.name not in ("tests", "bench")
+    }
     assert packages <= copied, f"the Dockerfile does not COPY {sorted(packages - copied)}"

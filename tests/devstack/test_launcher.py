@@ -15,8 +15,9 @@ from tests.support.processes import ROOT, alive, descendants, launcher_env, surv
 pytestmark = pytest.mark.skipif(
     not (ROOT / "worker.py").exists() or not (ROOT / "api" / "__main__.py").exists(),
     reason="the launcher starts `python -m worker` and `python -m api`; worker.py or "
-           "api/__main__.py does not exist yet",
+    "api/__main__.py does not exist yet",
 )
+
 
 @pytest.fixture
 def start_launcher(tmp_path, free_port):
@@ -27,8 +28,14 @@ def start_launcher(tmp_path, free_port):
 
     def start() -> tuple[subprocess.Popen, dict[int, int], Callable[[], str]]:
         with log_path.open("wb") as log:
-            launcher = subprocess.Popen([sys.executable, "-m", "devstack"], cwd=ROOT, env=env,
-                                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            launcher = subprocess.Popen(
+                [sys.executable, "-m", "devstack"],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         launchers.append(launcher)
         wait_ready(launcher, f"http://127.0.0.1:{api_port}/readyz", log_path)
         processes = descendants(launcher.pid)
@@ -63,5 +70,3 @@ def test_children_do_not_outlive_a_killed_launcher(start_launcher):
     launcher.kill()  # no chance to clean up: PR_SET_PDEATHSIG must take them down
     launcher.wait()
     assert survivors(processes, timeout=20) == [], log()
-
-

@@ -33,8 +33,9 @@ def run():
     started: list[subprocess.Popen] = []
 
     def start(*args: str) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, "-m", *args],
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         started.append(process)
         return process
 
@@ -56,8 +57,9 @@ STOPPED = (0, -signal.SIGTERM)
 
 async def test_smtp_sink_command(run, tmp_path, free_port):
     port = free_port()
-    process = run("devstack.smtp_sink", "--host", "127.0.0.1", "--port", str(port),
-                  "--outbox", str(tmp_path / "outbox"))
+    process = run(
+        "devstack.smtp_sink", "--host", "127.0.0.1", "--port", str(port), "--outbox", str(tmp_path / "outbox")
+    )
     wait_for_port(port, process)
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = "a@example.com", "b@example.com", "hi"
@@ -69,13 +71,25 @@ async def test_smtp_sink_command(run, tmp_path, free_port):
 
 async def test_sms_sink_command(run, tmp_path, free_port):
     port = free_port()
-    process = run("devstack.sms_sink", "--host", "127.0.0.1", "--port", str(port),
-                  "--dir", str(tmp_path / "sms"), "--token", "t0k")
+    process = run(
+        "devstack.sms_sink",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(tmp_path / "sms"),
+        "--token",
+        "t0k",
+    )
     wait_for_port(port, process)
     url = f"http://127.0.0.1:{port}/messages"
     async with httpx.AsyncClient(trust_env=False) as client:
-        answer = await client.post(url, json={"to": "+15550100", "body": "hi", "idempotencyKey": "k"},
-                                   headers={"Authorization": "Bearer t0k", "Idempotency-Key": "k"})
+        answer = await client.post(
+            url,
+            json={"to": "+15550100", "body": "hi", "idempotencyKey": "k"},
+            headers={"Authorization": "Bearer t0k", "Idempotency-Key": "k"},
+        )
         assert answer.status_code == 200
         assert [r["id"] for r in (await client.get(url)).json()] == [answer.json()["id"]]
     assert stop(process) in STOPPED

@@ -10,8 +10,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def client_for(store_dir) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(store_dir, TOKEN)),
-                             base_url="http://sms-sink")
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(store_dir, TOKEN)), base_url="http://sms-sink"
+    )
 
 
 @pytest.fixture
@@ -52,8 +53,9 @@ async def test_same_idempotency_key_gives_same_id_and_one_record(client):
     first = (await client.post("/messages", json=sms("k1"), headers=headers)).json()["id"]
     again = await client.post("/messages", json=sms("k1"), headers=headers)
     assert again.status_code == 200 and again.json()["id"] == first
-    other = (await client.post("/messages", json=sms("k2", body="second"),
-                               headers={**AUTH, "Idempotency-Key": "k2"})).json()["id"]
+    other = (
+        await client.post("/messages", json=sms("k2", body="second"), headers={**AUTH, "Idempotency-Key": "k2"})
+    ).json()["id"]
     assert other != first
 
     records = (await client.get("/messages")).json()

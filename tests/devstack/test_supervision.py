@@ -4,6 +4,7 @@ keeps dying, and Ctrl-C still leaves nothing behind.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -40,8 +41,11 @@ def test_the_default_policy_is_1_2_4_up_to_30_seconds_reset_after_a_minute():
 def test_a_crash_looping_child_is_started_again_with_growing_pauses(tmp_path, capsys):
     """A real child that exits at once, under a fast policy: its starts come further and further apart."""
     starts = tmp_path / "starts"
-    argv = [sys.executable, "-c",
-            f"import sys, time; open({str(starts)!r}, 'a').write(f'{{time.monotonic()}}\\n'); sys.exit(3)"]
+    argv = [
+        sys.executable,
+        "-c",
+        f"import sys, time; open({str(starts)!r}, 'a').write(f'{{time.monotonic()}}\\n'); sys.exit(3)",
+    ]
     supervisor = Supervisor(grace_seconds=5, restart=RestartPolicy(first_s=0.2, factor=2, cap_s=0.8, stable_s=60))
 
     def stop_after_five_starts() -> None:
@@ -57,12 +61,18 @@ def test_a_crash_looping_child_is_started_again_with_growing_pauses(tmp_path, ca
     supervisor.stop_all()
 
     out = capsys.readouterr().out
-    pauses = [float(p) for p in re.findall(r"looper \(pid \d+\) exited with code 3 after [\d.]+ s up; "
-                                           r"starting it again in ([\d.]+) s", out)]
+    pauses = [
+        float(p)
+        for p in re.findall(
+            r"looper \(pid \d+\) exited with code 3 after [\d.]+ s up; "
+            r"starting it again in ([\d.]+) s",
+            out,
+        )
+    ]
     assert pauses[:4] == [0.2, 0.4, 0.8, 0.8], out  # doubling, then capped
     times = [float(line) for line in starts.read_text().split()]
     assert len(times) >= 5 and len(re.findall(r"restarted looper \(pid \d+\)", out)) == len(times) - 1, out
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     # Each start no sooner than its pause (and not much later: the supervisor looks every 0.2 s).
     for gap, pause in zip(gaps, pauses):
         assert pause <= gap < pause + 3, (gaps, pauses)
@@ -79,8 +89,14 @@ def test_a_killed_worker_is_started_again_and_the_stack_keeps_working(tmp_path, 
     env, api_port = launcher_env(tmp_path, free_port)
     log_path = tmp_path / "launcher.log"
     with log_path.open("wb") as out:
-        launcher = subprocess.Popen([sys.executable, "-m", "devstack"], cwd=ROOT, env=env,
-                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "devstack"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     processes: dict[int, int] = {}
     log = log_path.read_text
     try:
@@ -101,8 +117,12 @@ def test_a_killed_worker_is_started_again_and_the_stack_keeps_working(tmp_path, 
         assert new in processes and not alive(worker, processes[worker]), log()
 
         # A job sent now completes: the new worker took over.
-        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10, trust_env=False,
-                          headers={"Authorization": f"Bearer {DEV_API_KEY}"}) as api:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{api_port}",
+            timeout=10,
+            trust_env=False,
+            headers={"Authorization": f"Bearer {DEV_API_KEY}"},
+        ) as api:
             job = api.post("/jobs/email", json={"to": "ada@example.com", "subject": "after", "body": "restart"})
             assert job.status_code == 202, job.text
             status_url = job.json()["statusUrl"]

@@ -9,9 +9,9 @@ from urllib.parse import unquote
 
 import pytest
 
+from api.jobs.models import BullMQStatusWord, JobStatusWord, NotificationStatusWord
 from api.main import create_app
 from api.openapi_export import REGENERATE, openapi_schema, render
-from api.jobs.models import BullMQStatusWord, JobStatusWord, NotificationStatusWord
 from common.settings import Settings
 from tests.support.temporal import ENCRYPTION_KEY
 
@@ -25,29 +25,38 @@ LAUNCHER_ONLY = {"HERALD_DEV_SMS_PORT"}
 def _app_routes() -> set[tuple[str, str]]:
     """(METHOD, path) of every route in the schema, path parameters written `{id}`."""
     paths = openapi_schema()["paths"]
-    return {(method.upper(), re.sub(r"\{[^}]+\}", "{id}", path)) for path, methods in paths.items() for method in methods}
+    return {
+        (method.upper(), re.sub(r"\{[^}]+\}", "{id}", path)) for path, methods in paths.items() for method in methods
+    }
 
 
 # ---- docs/openapi.json ---------------------------------------------------------------------
 def test_openapi_file_is_the_apps_current_schema():
     assert OPENAPI.exists(), f"docs/openapi.json is missing; generate it with: {REGENERATE}"
     assert OPENAPI.read_text() == render(openapi_schema()), (
-        f"docs/openapi.json differs from the app's schema; regenerate it with: {REGENERATE}")
+        f"docs/openapi.json differs from the app's schema; regenerate it with: {REGENERATE}"
+    )
 
 
 def test_the_schema_does_not_depend_on_the_settings():
     # So the file is the schema of every deployment, whatever its HERALD_* variables.
-    other = Settings(api_keys=["some-key"], max_body_bytes=1234, max_subject_chars=10, max_sms_chars=10,
-                     encryption_key=ENCRYPTION_KEY, codec_origins=["https://ui.example"],
-                     temporal_address="temporal.example:7233", webhook_allow_hosts=["10.0.0.0/8"])
+    other = Settings(
+        api_keys=["some-key"],
+        max_body_bytes=1234,
+        max_subject_chars=10,
+        max_sms_chars=10,
+        encryption_key=ENCRYPTION_KEY,
+        codec_origins=["https://ui.example"],
+        temporal_address="temporal.example:7233",
+        webhook_allow_hosts=["10.0.0.0/8"],
+    )
     assert create_app(other).openapi() == openapi_schema()
 
 
 # ---- docs/api.md ---------------------------------------------------------------------------
 def test_every_route_is_in_the_api_reference():
     text = (DOCS / "api.md").read_text()
-    missing = [f"{method} {path}" for method, path in sorted(_app_routes())
-               if f"`{method} {path}`" not in text]
+    missing = [f"{method} {path}" for method, path in sorted(_app_routes()) if f"`{method} {path}`" not in text]
     assert not missing, f"docs/api.md does not document: {missing}"
     for open_route in ("`GET /docs`", "`GET /openapi.json`"):
         assert open_route in text
@@ -104,7 +113,8 @@ def test_each_default_in_the_settings_reference_is_the_real_one(name):
     default = Settings.model_fields[name].get_default(call_default_factory=True)
     cell = _settings_rows().get(_env_name(name), "")
     assert cell.startswith(_shown(default)), (
-        f"docs/settings.md gives {_env_name(name)} the default {cell!r}; the code's is {_shown(default)}")
+        f"docs/settings.md gives {_env_name(name)} the default {cell!r}; the code's is {_shown(default)}"
+    )
 
 
 def test_the_settings_reference_names_no_setting_the_code_lacks():

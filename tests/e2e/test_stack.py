@@ -50,15 +50,26 @@ def stack(tmp_path: Path, free_port) -> Iterator[Stack]:
     env, api_port = launcher_env(tmp_path, free_port)
     log_path = tmp_path / "launcher.log"
     with log_path.open("wb") as log:
-        launcher = subprocess.Popen([sys.executable, "-m", "devstack"], cwd=ROOT, env=env,
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "devstack"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     processes: dict[int, int] = {}
     try:
         wait_ready(launcher, f"http://127.0.0.1:{api_port}/readyz", log_path)
         processes.update(descendants(launcher.pid))
-        yield Stack(launcher, processes, f"http://127.0.0.1:{api_port}",
-                    f"http://127.0.0.1:{env['HERALD_DEV_SMS_PORT']}/messages",
-                    Path(env["HERALD_DATA_DIR"]), log_path.read_text)
+        yield Stack(
+            launcher,
+            processes,
+            f"http://127.0.0.1:{api_port}",
+            f"http://127.0.0.1:{env['HERALD_DEV_SMS_PORT']}/messages",
+            Path(env["HERALD_DATA_DIR"]),
+            log_path.read_text,
+        )
     finally:
         if launcher.poll() is None:  # the test failed before stopping it
             launcher.kill()
@@ -73,8 +84,7 @@ def eventually(what: str, probe: Callable[[], Any], stack: Stack, timeout: float
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if stack.launcher.poll() is not None:
-            pytest.fail(f"launcher exited with {stack.launcher.returncode} while waiting for {what}:\n"
-                        f"{stack.log()}")
+            pytest.fail(f"launcher exited with {stack.launcher.returncode} while waiting for {what}:\n{stack.log()}")
         if result := probe():
             return result
         time.sleep(0.25)
@@ -87,36 +97,47 @@ def final_state(api: httpx.Client, status_url: str, stack: Stack, final: set[str
         assert answer.status_code == 200, answer.text
         body = answer.json()
         return body if body["status"] in final else None
+
     return eventually(f"final state of {status_url}", probe, stack)
 
 
 def received_at(receiver: HttpReceiver, path: str) -> Callable[[], Received | None]:
     def probe() -> Received | None:
         return next((r for r in list(receiver.received) if r.path == path), None)
+
     return probe
 
 
 def test_email_sms_and_webhook_through_the_dev_stack(stack: Stack) -> None:
     secret = (stack.data_dir / "webhook_secret").read_text().strip()
     assert secret.startswith("whsec_")
-    data = {"event": "order.shipped", "orderId": 4711, "items": [{"sku": "A-1", "qty": 2}],
-            "note": "Grüße ✓", "gift": False, "coupon": None}
+    data = {
+        "event": "order.shipped",
+        "orderId": 4711,
+        "items": [{"sku": "A-1", "qty": 2}],
+        "note": "Grüße ✓",
+        "gift": False,
+        "coupon": None,
+    }
     subject, text = "Your order shipped — café", "Hello Ada,\nyour parcel is on its way."
     sms_text = "Herald e2e: your code is 123456"
 
-    with HttpReceiver() as receiver, httpx.Client(
-            base_url=stack.api_url, headers={"Authorization": f"Bearer {DEV_API_KEY}"},
-            timeout=10, trust_env=False) as api:
+    with (
+        HttpReceiver() as receiver,
+        httpx.Client(
+            base_url=stack.api_url, headers={"Authorization": f"Bearer {DEV_API_KEY}"}, timeout=10, trust_env=False
+        ) as api,
+    ):
         email = api.post("/notify/email", json={"to": "ada@example.com", "subject": subject, "body": text})
         assert email.status_code == 202, email.text
-        sms = api.post("/jobs/sms", json={"phone": "+14155550100", "message": sms_text,
-                                          "webhookUrl": f"{receiver.url}/callback"})
+        sms = api.post(
+            "/jobs/sms", json={"phone": "+14155550100", "message": sms_text, "webhookUrl": f"{receiver.url}/callback"}
+        )
         assert sms.status_code == 202, sms.text
         hook = api.post("/notify/webhook", json={"url": f"{receiver.url}/hook", "data": data})
         assert hook.status_code == 202, hook.text
 
-        email_id, sms_id, hook_id = (email.json()["notificationId"], sms.json()["jobId"],
-                                     hook.json()["notificationId"])
+        email_id, sms_id, hook_id = (email.json()["notificationId"], sms.json()["jobId"], hook.json()["notificationId"])
         assert email.json()["statusUrl"] == f"/notifications/{email_id}"
         assert sms.json()["statusUrl"] == f"/jobs/{sms_id}/status"
 
@@ -141,6 +162,7 @@ def test_email_sms_and_webhook_through_the_dev_stack(stack: Stack) -> None:
             answer = httpx.get(stack.sms_url, timeout=5, trust_env=False)
             assert answer.status_code == 200, answer.text
             return answer.json()
+
         [record] = eventually("the SMS at the gateway sink", sms_records, stack)
         assert (record["to"], record["body"], record["idempotencyKey"]) == ("+14155550100", sms_text, sms_id)
 

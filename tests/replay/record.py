@@ -138,9 +138,11 @@ async def result_callback(rec: Recorder) -> None:
     await assert_run(handle, WorkflowExecutionStatus.COMPLETED)
     [callback] = receiver.received
     assert callback.json()["type"] == "job.completed"
-    [child] = [e.child_workflow_execution_started_event_attributes.workflow_execution
-               async for e in handle.fetch_history_events()
-               if e.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED]
+    [child] = [
+        e.child_workflow_execution_started_event_attributes.workflow_execution
+        async for e in handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED
+    ]
     child_handle = rec.client.get_workflow_handle(child.workflow_id, run_id=child.run_id)
     await assert_run(child_handle, WorkflowExecutionStatus.COMPLETED)
     await rec.save("result_callback", handle)
@@ -150,7 +152,9 @@ async def result_callback(rec: Recorder) -> None:
 async def delayed_24h_waiting(rec: Recorder) -> None:
     """An open run: a job already waiting on its 24 h timer when a new worker version starts."""
     mails = rec.sent_mails()
-    handle = await rec.start(email_job(job_spec("email", recipient=TO, delay_ms=24 * 3_600_000), TO, "Tomorrow", "Body"))
+    handle = await rec.start(
+        email_job(job_spec("email", recipient=TO, delay_ms=24 * 3_600_000), TO, "Tomorrow", "Body")
+    )
     await wait_for_event(handle, EventType.EVENT_TYPE_TIMER_STARTED)
     await assert_run(handle, WorkflowExecutionStatus.RUNNING)
     await rec.save("delayed_24h_waiting", handle)
@@ -167,9 +171,15 @@ async def record(out_dir: Path) -> None:
         await register_search_attributes(env)
         with tempfile.TemporaryDirectory() as tmp, SmtpSink(Path(tmp) / "outbox", port=free_port()) as sink:
             settings = Settings(
-                data_dir=Path(tmp), smtp_port=sink.port, webhook_secret=WEBHOOK_SECRET, encryption_key=ENCRYPTION_KEY,
-                webhook_allow_hosts=["127.0.0.1/8"], sms_gateway_url="http://127.0.0.1:9/unused",
-                temp_dir=Path(tmp) / "tmp", log_dir=Path(tmp) / "logs", session_dir=Path(tmp) / "sessions",
+                data_dir=Path(tmp),
+                smtp_port=sink.port,
+                webhook_secret=WEBHOOK_SECRET,
+                encryption_key=ENCRYPTION_KEY,
+                webhook_allow_hosts=["127.0.0.1/8"],
+                sms_gateway_url="http://127.0.0.1:9/unused",
+                temp_dir=Path(tmp) / "tmp",
+                log_dir=Path(tmp) / "logs",
+                session_dir=Path(tmp) / "sessions",
             )
             rec = Recorder(herald_client(env), out_dir, sink.outbox)
             async with running_workers(env.client, settings):

@@ -24,35 +24,51 @@ from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
 
 from api.batches.service import new_batch_id, start_batch
 from common.models import BatchInput, BatchWebhook
 from common.runtime import exit_skipping_teardown
 from common.settings import Settings
-from tests.support.temporal import TEST_SERVER, register_search_attributes
 from tests.replay.record import Recorder, assert_run, failed, wait_for_event
 from tests.support.http_receiver import Answer, HttpReceiver
-from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, herald_client, job_spec, running_workers
-from temporalio.testing import WorkflowEnvironment
+from tests.support.temporal import (
+    ENCRYPTION_KEY,
+    TEST_SERVER,
+    WEBHOOK_SECRET,
+    herald_client,
+    job_spec,
+    register_search_attributes,
+    running_workers,
+)
 
 
 def _batch(urls: list[str], **spec_fields) -> BatchInput:
     spec = replace(job_spec("webhook", family="notify", **spec_fields), job_id=new_batch_id())
-    return BatchInput(job=spec, webhooks=[BatchWebhook(url=u, data={"n": n}) for n, u in enumerate(urls)],
-                      slice_items=2, slices_in_flight=2)
+    return BatchInput(
+        job=spec,
+        webhooks=[BatchWebhook(url=u, data={"n": n}) for n, u in enumerate(urls)],
+        slice_items=2,
+        slices_in_flight=2,
+    )
 
 
 async def retries_and_dead_letter(rec: Recorder) -> None:
-    with HttpReceiver([Answer(200)]) as ok, HttpReceiver([Answer(500), Answer(200)]) as flaky, \
-            HttpReceiver([Answer(404)]) as gone:
+    with (
+        HttpReceiver([Answer(200)]) as ok,
+        HttpReceiver([Answer(500), Answer(200)]) as flaky,
+        HttpReceiver([Answer(404)]) as gone,
+    ):
         batch = _batch([ok.url, flaky.url, gone.url], attempts=3, backoff_ms=5000)
         handle = (await start_batch(rec.client, batch, None)).handle
         result = await handle.result()
     assert [i.phase.value for i in result.items] == ["completed", "completed", "failed"], result.items
     await assert_run(handle, WorkflowExecutionStatus.COMPLETED)
-    [child] = [e.child_workflow_execution_started_event_attributes.workflow_execution
-               async for e in handle.fetch_history_events()
-               if e.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED]
+    [child] = [
+        e.child_workflow_execution_started_event_attributes.workflow_execution
+        async for e in handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED
+    ]
     child_handle = rec.client.get_workflow_handle(child.workflow_id, run_id=child.run_id)
     await failed(child_handle)
     await assert_run(child_handle, WorkflowExecutionStatus.FAILED)
@@ -86,8 +102,11 @@ async def cancelled_in_flight(rec: Recorder) -> None:
     await rec.save("batch_cancelled_in_flight", handle)
 
 
-SCENARIOS = {"batch_retries_and_dead_letter": retries_and_dead_letter, "batch_delayed_waiting": delayed_waiting,
-             "batch_cancelled_in_flight": cancelled_in_flight}
+SCENARIOS = {
+    "batch_retries_and_dead_letter": retries_and_dead_letter,
+    "batch_delayed_waiting": delayed_waiting,
+    "batch_cancelled_in_flight": cancelled_in_flight,
+}
 
 
 async def record(out_dir: Path, names: list[str]) -> None:
@@ -97,9 +116,14 @@ async def record(out_dir: Path, names: list[str]) -> None:
         await register_search_attributes(env)
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(
-                data_dir=Path(tmp), webhook_secret=WEBHOOK_SECRET, encryption_key=ENCRYPTION_KEY,
-                webhook_allow_hosts=["127.0.0.1/8"], sms_gateway_url="http://127.0.0.1:9/unused",
-                temp_dir=Path(tmp) / "tmp", log_dir=Path(tmp) / "logs", session_dir=Path(tmp) / "sessions",
+                data_dir=Path(tmp),
+                webhook_secret=WEBHOOK_SECRET,
+                encryption_key=ENCRYPTION_KEY,
+                webhook_allow_hosts=["127.0.0.1/8"],
+                sms_gateway_url="http://127.0.0.1:9/unused",
+                temp_dir=Path(tmp) / "tmp",
+                log_dir=Path(tmp) / "logs",
+                session_dir=Path(tmp) / "sessions",
             )
             rec = Recorder(herald_client(env), out_dir, Path(tmp) / "outbox")
             async with running_workers(env.client, settings):

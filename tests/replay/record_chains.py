@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 from api.main import create_app
-from common.runtime import exit_skipping_teardown
 from common.models import user_workflow_id
+from common.runtime import exit_skipping_teardown
 from common.settings import Settings
 from common.temporal import client_for
 from devstack.smtp_sink import SmtpSink
@@ -33,26 +33,47 @@ KEY = "record-key"
 
 async def final(api, job_id: str) -> dict:
     """The job's state once final and, where it calls back, once the callback is through."""
-    return await poll(api, f"/jobs/{job_id}/status", lambda body: body["status"] in FINAL
-                      and (body.get("callback") or {}).get("status") != "pending")
+    return await poll(
+        api,
+        f"/jobs/{job_id}/status",
+        lambda body: body["status"] in FINAL and (body.get("callback") or {}).get("status") != "pending",
+    )
 
 
 async def record(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     async with dev_server() as env:
-        with tempfile.TemporaryDirectory() as tmp, SmtpSink(Path(tmp) / "outbox", port=free_port()) as sink, \
-                HttpReceiver([Answer(200, {"id": "sms-1"})]) as gateway, HttpReceiver([Answer(404)]) as gone:
-            settings = Settings(encryption_key=ENCRYPTION_KEY, webhook_secret=WEBHOOK_SECRET, data_dir=Path(tmp),
-                                temporal_address=address_of(env), api_keys=[KEY], smtp_port=sink.port,
-                                sms_gateway_url=gateway.url + "/messages", webhook_allow_hosts=["127.0.0.1/8"],
-                                temp_dir=Path(tmp) / "tmp", log_dir=Path(tmp) / "logs",
-                                session_dir=Path(tmp) / "sessions")
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            SmtpSink(Path(tmp) / "outbox", port=free_port()) as sink,
+            HttpReceiver([Answer(200, {"id": "sms-1"})]) as gateway,
+            HttpReceiver([Answer(404)]) as gone,
+        ):
+            settings = Settings(
+                encryption_key=ENCRYPTION_KEY,
+                webhook_secret=WEBHOOK_SECRET,
+                data_dir=Path(tmp),
+                temporal_address=address_of(env),
+                api_keys=[KEY],
+                smtp_port=sink.port,
+                sms_gateway_url=gateway.url + "/messages",
+                webhook_allow_hosts=["127.0.0.1/8"],
+                temp_dir=Path(tmp) / "tmp",
+                log_dir=Path(tmp) / "logs",
+                session_dir=Path(tmp) / "sessions",
+            )
             client = client_for(env.client, settings)
-            async with running_workers(env.client, settings), \
-                    api_client(create_app(settings), headers={"Authorization": f"Bearer {KEY}"}) as api:
+            async with (
+                running_workers(env.client, settings),
+                api_client(create_app(settings), headers={"Authorization": f"Bearer {KEY}"}) as api,
+            ):
                 follow_up = {"type": "sms", "phone": "+14155550100", "message": "Shipped"}
-                parent = (await api.post("/jobs/email", json={"to": "ada@example.com", "subject": "Order",
-                                                              "body": "Thanks", "then": follow_up})).json()["jobId"]
+                parent = (
+                    await api.post(
+                        "/jobs/email",
+                        json={"to": "ada@example.com", "subject": "Order", "body": "Thanks", "then": follow_up},
+                    )
+                ).json()["jobId"]
                 done = await final(api, parent)
                 assert done["status"] == "completed" and done["next"] == f"{parent}-then", done
                 assert (await final(api, done["next"]))["status"] == "completed"
@@ -60,8 +81,12 @@ async def record(out_dir: Path) -> None:
                 await save(client, parent, out_dir, "then_parent_completed")
                 await save(client, done["next"], out_dir, "then_follow_up_completed")
 
-                refused = (await api.post("/notify/webhook", json={"url": gone.url + "/hook", "data": {"n": 1},
-                                                                   "attempts": 1, "then": follow_up})).json()
+                refused = (
+                    await api.post(
+                        "/notify/webhook",
+                        json={"url": gone.url + "/hook", "data": {"n": 1}, "attempts": 1, "then": follow_up},
+                    )
+                ).json()
                 failed = await final(api, refused["notificationId"])
                 assert failed["status"] == "failed" and not failed.get("next"), failed
                 await save(client, refused["notificationId"], out_dir, "then_parent_failed")
@@ -69,8 +94,9 @@ async def record(out_dir: Path) -> None:
                 assert (await api.put("/users/ada", json={"email": "ada@example.com"})).status_code == 200
                 welcome = (await api.post("/notifications", json={"type": "welcome", "userId": "ada"})).json()
                 assert (await final(api, welcome["jobId"]))["status"] == "completed"
-                report = (await api.post("/reports", json={"userId": "ada",
-                                                           "reportType": "notification-history"})).json()["jobId"]
+                report = (
+                    await api.post("/reports", json={"userId": "ada", "reportType": "notification-history"})
+                ).json()["jobId"]
                 assert (await final(api, report))["status"] == "completed"
                 assert (await api.get(f"/reports/{report}/result")).status_code == 200
                 await save(client, report, out_dir, "report_built")

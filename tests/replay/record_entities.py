@@ -20,10 +20,10 @@ import tempfile
 from pathlib import Path
 
 from api.core.errors import ApiError
-from api.main import create_app
 from api.jobs.throttle import quota_key, reserve_sms
-from common.runtime import exit_skipping_teardown
+from api.main import create_app
 from common.models import user_workflow_id
+from common.runtime import exit_skipping_teardown
 from common.settings import Settings
 from common.temporal import client_for
 from devstack.smtp_sink import SmtpSink
@@ -55,16 +55,30 @@ async def record(out_dir: Path) -> None:
     env = await start_dev_server()
     try:
         with tempfile.TemporaryDirectory() as tmp, SmtpSink(Path(tmp) / "outbox", port=free_port()) as sink:
-            settings = Settings(encryption_key=ENCRYPTION_KEY, webhook_secret=WEBHOOK_SECRET, data_dir=Path(tmp),
-                                temporal_address=address_of(env), api_keys=[KEY], smtp_port=sink.port,
-                                sms_per_hour=2)
+            settings = Settings(
+                encryption_key=ENCRYPTION_KEY,
+                webhook_secret=WEBHOOK_SECRET,
+                data_dir=Path(tmp),
+                temporal_address=address_of(env),
+                api_keys=[KEY],
+                smtp_port=sink.port,
+                sms_per_hour=2,
+            )
             client = client_for(env.client, settings)
-            async with running_workers(env.client, settings), \
-                    api_client(create_app(settings), headers={"Authorization": f"Bearer {KEY}"}) as api:
+            async with (
+                running_workers(env.client, settings),
+                api_client(create_app(settings), headers={"Authorization": f"Bearer {KEY}"}) as api,
+            ):
                 # 1. a user: two PUTs and a GET.
-                assert (await api.put("/users/ada", json={"email": "ada@example.com", "name": "Ada"})).status_code == 200
-                assert (await api.put("/users/ada", json={"email": "ada@example.com", "name": "Ada L.",
-                                                          "locale": "de", "optOut": ["sms"]})).status_code == 200
+                assert (
+                    await api.put("/users/ada", json={"email": "ada@example.com", "name": "Ada"})
+                ).status_code == 200
+                assert (
+                    await api.put(
+                        "/users/ada",
+                        json={"email": "ada@example.com", "name": "Ada L.", "locale": "de", "optOut": ["sms"]},
+                    )
+                ).status_code == 200
                 assert (await api.get("/users/ada")).json()["name"] == "Ada L."
                 await save(client, user_workflow_id("ada"), out_dir, "user_two_puts_open")
 

@@ -43,8 +43,12 @@ async def record(out_dir: Path) -> None:
     env = await start_dev_server()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            settings = Settings(encryption_key=ENCRYPTION_KEY, webhook_secret=WEBHOOK_SECRET, data_dir=Path(tmp),
-                                idempotency_keep_hours=2 / 3600)
+            settings = Settings(
+                encryption_key=ENCRYPTION_KEY,
+                webhook_secret=WEBHOOK_SECRET,
+                data_dir=Path(tmp),
+                idempotency_keep_hours=2 / 3600,
+            )
             client = client_for(env.client, settings)
             async with running_workers(env.client, settings):
                 # 1. answered, replayed to a waiter, a conflict, a stale release; still open.

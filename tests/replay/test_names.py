@@ -42,12 +42,17 @@ def test_workflow_signal_query_and_update_names_are_unchanged():
     for cls in WORKFLOWS:
         defn = workflow._Definition.from_class(cls)
         assert defn is not None, f"{cls.__name__} is not a @workflow.defn"
-        registered[defn.name] = {"signals": handler_names(defn.signals), "queries": handler_names(defn.queries),
-                                 "updates": handler_names(defn.updates)}
+        registered[defn.name] = {
+            "signals": handler_names(defn.signals),
+            "queries": handler_names(defn.queries),
+            "updates": handler_names(defn.updates),
+        }
     assert registered == PINNED_WORKFLOWS
 
 
 def test_activity_names_and_their_task_queues_are_unchanged():
-    registered = {queue: {activity._Definition.must_from_callable(fn).name for fn in fns}
-                  for queue, fns in activities_by_queue(Settings(webhook_secret="whsec_dGVzdA==")).items()}
+    registered = {
+        queue: {activity._Definition.must_from_callable(fn).name for fn in fns}
+        for queue, fns in activities_by_queue(Settings(webhook_secret="whsec_dGVzdA==")).items()
+    }
     assert registered == PINNED_ACTIVITIES_BY_QUEUE

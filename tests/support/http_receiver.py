@@ -43,17 +43,21 @@ class HttpReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 with receiver._lock:
-                    receiver.received.append(Received("POST", self.path, {k.lower(): v for k, v in self.headers.items()},
-                                                      body, time.time()))
+                    receiver.received.append(
+                        Received("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time())
+                    )
                     n = len(receiver.received) - 1
                     answer = receiver.script[min(n, len(receiver.script) - 1)]
                 time.sleep(answer.delay_s)
-                payload = b"" if answer.body is None else (
-                    answer.body if isinstance(answer.body, bytes) else json.dumps(answer.body).encode())
+                payload = (
+                    b""
+                    if answer.body is None
+                    else (answer.body if isinstance(answer.body, bytes) else json.dumps(answer.body).encode())
+                )
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
@@ -72,7 +76,7 @@ class HttpReceiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def __enter__(self) -> "HttpReceiver":
+    def __enter__(self) -> HttpReceiver:
         self.thread.start()
         return self
 

@@ -38,7 +38,7 @@ def proc_stat(pid: int) -> tuple[int, str, int] | None:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    fields = raw[raw.rindex(")") + 2:].split()  # after "pid (comm) "
+    fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
     return int(fields[1]), fields[0], int(fields[19])
 
 
@@ -80,8 +80,7 @@ def launcher_env(tmp_path: Path, free_port) -> tuple[dict[str, str], int]:
 
 def survivors(processes: dict[int, int], timeout: float) -> list[int]:
     deadline = time.monotonic() + timeout
-    while (left := [pid for pid, start in processes.items() if alive(pid, start)]) and \
-            time.monotonic() < deadline:
+    while (left := [pid for pid, start in processes.items() if alive(pid, start)]) and time.monotonic() < deadline:
         time.sleep(0.1)
     return left
 
@@ -92,8 +91,10 @@ def wait_ready(launcher: subprocess.Popen, url: str, log_path: Path) -> None:
         if launcher.poll() is not None:
             pytest.fail(f"launcher exited with {launcher.returncode}:\n{log_path.read_text()}")
         try:
-            if httpx.get(url, timeout=2, trust_env=False).status_code == 200 and \
-                    "Ctrl-C to stop" in log_path.read_text():
+            if (
+                httpx.get(url, timeout=2, trust_env=False).status_code == 200
+                and "Ctrl-C to stop" in log_path.read_text()
+            ):
                 return
         except httpx.HTTPError:
             pass

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import socket
 import sys
 import uuid
-from datetime import UTC, datetime, timezone
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -36,31 +38,45 @@ def free_port() -> int:
 
 
 async def register_search_attributes(env: WorkflowEnvironment) -> None:
-    await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-        namespace=env.client.namespace,
-        search_attributes=dict.fromkeys(SEARCH_ATTRIBUTES, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD),
-    ))
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes=dict.fromkeys(SEARCH_ATTRIBUTES, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD),
+        )
+    )
 
 
-def job_spec(kind: str, *, family: str = "jobs", attempts: int = 3, backoff: str = "exponential",
-             backoff_ms: int = 2000, **fields: Any) -> JobSpec:
+def job_spec(
+    kind: str,
+    *,
+    family: str = "jobs",
+    attempts: int = 3,
+    backoff: str = "exponential",
+    backoff_ms: int = 2000,
+    **fields: Any,
+) -> JobSpec:
     return JobSpec(
-        job_id=f"{kind}-{uuid.uuid4().hex[:12]}", kind=kind, family=family,
+        job_id=f"{kind}-{uuid.uuid4().hex[:12]}",
+        kind=kind,
+        family=family,
         created_at=datetime.now(UTC).isoformat(),
-        retry=RetrySpec(max_attempts=attempts, backoff=backoff, delay_ms=backoff_ms), **fields,
+        retry=RetrySpec(max_attempts=attempts, backoff=backoff, delay_ms=backoff_ms),
+        **fields,
     )
 
 
 def email_job(to="ada@example.com", **spec_fields) -> NotificationInput:
     spec = job_spec("email", recipient=to, **spec_fields)
-    return NotificationInput(job=spec, email=EmailMessage(to=to, subject="Hello", body="Body text",
-                                                          idempotency_key=spec.job_id))
+    return NotificationInput(
+        job=spec, email=EmailMessage(to=to, subject="Hello", body="Body text", idempotency_key=spec.job_id)
+    )
 
 
 def sms_job(**spec_fields) -> NotificationInput:
     spec = job_spec("sms", recipient="+14155550100", **spec_fields)
-    return NotificationInput(job=spec, sms=SmsMessage(phone="+14155550100", message="Your code is 123456",
-                                                      idempotency_key=spec.job_id))
+    return NotificationInput(
+        job=spec, sms=SmsMessage(phone="+14155550100", message="Your code is 123456", idempotency_key=spec.job_id)
+    )
 
 
 def herald_client(env: WorkflowEnvironment) -> Client:
@@ -81,8 +97,12 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
 async def job_state(client: Client, handle: WorkflowHandle) -> dict[str, Any]:
     """A job's state as the API reads it (api.jobs.service), with the phase, attempts and error it derives."""
     view = await load_job(client, handle.id)
-    return view.state | {"phase": view.phase.value, "attempts": view.attempts, "error": view.error,
-                         "next_attempt_at": view.next_attempt_at}
+    return view.state | {
+        "phase": view.phase.value,
+        "attempts": view.attempts,
+        "error": view.error,
+        "next_attempt_at": view.next_attempt_at,
+    }
 
 
 async def events(handle: WorkflowHandle, event_type: int) -> list:
@@ -97,8 +117,7 @@ async def attempt_gaps(handle: WorkflowHandle, state: dict[str, Any]) -> list[fl
     keeps as the server gave them.
     """
     timers = await events(handle, EventType.EVENT_TYPE_TIMER_STARTED)
-    first = [t.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
-             for t in timers[-1:]]
+    first = [t.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds() for t in timers[-1:]]
     later = [datetime.fromisoformat(d["server_started_at"]) for d in state["deliveries"] if d["server_started_at"]]
     return first + gaps_seconds(later)
 
@@ -110,4 +129,4 @@ async def local_activity_markers(handle: WorkflowHandle) -> list:
 
 
 def gaps_seconds(times: list[datetime]) -> list[float]:
-    return [(b - a).total_seconds() for a, b in zip(times, times[1:])]
+    return [(b - a).total_seconds() for a, b in itertools.pairwise(times)]

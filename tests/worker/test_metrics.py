@@ -40,8 +40,16 @@ SMS_TOKEN = "sms-token-2b4d6f8a0c"
 SMS_FALLBACK_TOKEN = "sms-fallback-9c7a5e3b1d"
 WEBHOOK_SECRET = "whsec_c2VjcmV0LWZvci1sb2ctdGVzdHMtb25seS0xMjM0NTY="
 ENCRYPTION_KEY = "bG9nLXRlc3RzLXBheWxvYWQta2V5LTMyLWJ5dGVzISE="
-SECRETS = [API_KEY, ADMIN_TOKEN, SMTP_PASSWORD, SMS_TOKEN, SMS_FALLBACK_TOKEN, WEBHOOK_SECRET,
-           WEBHOOK_SECRET.removeprefix("whsec_"), ENCRYPTION_KEY]
+SECRETS = [
+    API_KEY,
+    ADMIN_TOKEN,
+    SMTP_PASSWORD,
+    SMS_TOKEN,
+    SMS_FALLBACK_TOKEN,
+    WEBHOOK_SECRET,
+    WEBHOOK_SECRET.removeprefix("whsec_"),
+    ENCRYPTION_KEY,
+]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -57,8 +65,12 @@ class Captured(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         event = getattr(record, "herald_event", None)
-        self.raw.append(self.plain.format(record) + (json.dumps(event, default=str) if event else "")
-                        + " " + json.dumps({k: str(v) for k, v in record.__dict__.items()}))
+        self.raw.append(
+            self.plain.format(record)
+            + (json.dumps(event, default=str) if event else "")
+            + " "
+            + json.dumps({k: str(v) for k, v in record.__dict__.items()})
+        )
         self.json.write(self.formatter_.format(record) + "\n")
 
     def lines(self) -> list[dict]:
@@ -75,7 +87,7 @@ def address_of(env) -> str:
     return env.client.service_client.config.target_host
 
 
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
@@ -101,29 +113,44 @@ async def until_final(api: httpx.AsyncClient, job_id: str) -> dict:
     return await poll(api, f"/jobs/{job_id}/status", lambda body: body["status"] in FINAL, deadline_s=30)
 
 
-async def test_worker_endpoint_serves_sdk_and_herald_metrics_and_logs_keep_secrets_out(
-        time_env, tmp_path, captured):
+async def test_worker_endpoint_serves_sdk_and_herald_metrics_and_logs_keep_secrets_out(time_env, tmp_path, captured):
     port = free_port()
-    with SmtpSink(tmp_path / "outbox", port=free_port()) as smtp, \
-            HttpReceiver([Answer(503, {"error": "busy"})]) as gateway, HttpReceiver([Answer(204)]) as receiver:
+    with (
+        SmtpSink(tmp_path / "outbox", port=free_port()) as smtp,
+        HttpReceiver([Answer(503, {"error": "busy"})]) as gateway,
+        HttpReceiver([Answer(204)]) as receiver,
+    ):
         settings = Settings(
-            temporal_address=address_of(time_env), data_dir=tmp_path,
-            api_keys=[API_KEY], admin_token=ADMIN_TOKEN,
-            smtp_port=smtp.port, smtp_password=SMTP_PASSWORD,
-            sms_gateway_url=gateway.url + "/messages", sms_gateway_token=SMS_TOKEN,
+            temporal_address=address_of(time_env),
+            data_dir=tmp_path,
+            api_keys=[API_KEY],
+            admin_token=ADMIN_TOKEN,
+            smtp_port=smtp.port,
+            smtp_password=SMTP_PASSWORD,
+            sms_gateway_url=gateway.url + "/messages",
+            sms_gateway_token=SMS_TOKEN,
             sms_fallback_token=SMS_FALLBACK_TOKEN,
-            webhook_secret=WEBHOOK_SECRET, webhook_allow_hosts=["127.0.0.1/8"], encryption_key=ENCRYPTION_KEY,
-            temp_dir=tmp_path / "tmp", log_dir=tmp_path / "logs", session_dir=tmp_path / "sessions",
+            webhook_secret=WEBHOOK_SECRET,
+            webhook_allow_hosts=["127.0.0.1/8"],
+            encryption_key=ENCRYPTION_KEY,
+            temp_dir=tmp_path / "tmp",
+            log_dir=tmp_path / "logs",
+            session_dir=tmp_path / "sessions",
             worker_metrics_port=port,
         )
         client = await connect(settings, runtime=worker_runtime(settings))
         app = create_app(settings)
         transport = httpx.ASGITransport(app=app)
-        async with running_workers(client, settings), httpx.AsyncClient(
-                transport=transport, base_url="http://test", headers={"Authorization": f"Bearer {API_KEY}"}) as api:
+        async with (
+            running_workers(client, settings),
+            httpx.AsyncClient(
+                transport=transport, base_url="http://test", headers={"Authorization": f"Bearer {API_KEY}"}
+            ) as api,
+        ):
             sent = (await api.post("/jobs/email", json={"to": "ada@example.com", "subject": "s", "body": "b"})).json()
-            failing = (await api.post("/jobs/sms", json={"phone": "+14155550100", "message": "m",
-                                                         "attempts": 1})).json()
+            failing = (
+                await api.post("/jobs/sms", json={"phone": "+14155550100", "message": "m", "attempts": 1})
+            ).json()
             hooked = (await api.post("/notify/webhook", json={"url": receiver.url + "/hook", "data": {"n": 1}})).json()
             assert (await until_final(api, sent["jobId"]))["status"] == "completed"
             assert (await until_final(api, failing["jobId"]))["status"] == "failed"
@@ -144,16 +171,29 @@ async def test_worker_endpoint_serves_sdk_and_herald_metrics_and_logs_keep_secre
     assert value(page, DEAD_LETTERS, type="email") == 0
     # The SDK's own metrics on the same endpoint.
     sdk = {name for name, _ in page if name.startswith("temporal_")}
-    assert {"temporal_workflow_completed", "temporal_workflow_failed", "temporal_workflow_task_execution_latency_count",
-            "temporal_local_activity_execution_failed"} <= sdk, sorted(sdk)
+    assert {
+        "temporal_workflow_completed",
+        "temporal_workflow_failed",
+        "temporal_workflow_task_execution_latency_count",
+        "temporal_local_activity_execution_failed",
+    } <= sdk, sorted(sdk)
     # Exposed under exactly its name: the runtime adds no second `_total`.
     assert not any(name.startswith(ATTEMPTS + "_") for name, _ in page)
 
     lines = captured.lines()
     assert {line["event"] for line in lines if line.get("job_id") == sent["jobId"]} >= {
-        "job.added", "attempt.picked", "attempt.succeeded", "job.completed"}
+        "job.added",
+        "attempt.picked",
+        "attempt.succeeded",
+        "job.completed",
+    }
     assert {line["event"] for line in lines if line.get("job_id") == failing["jobId"]} >= {
-        "job.added", "attempt.picked", "attempt.failed", "job.failed", "dead_lettered"}
+        "job.added",
+        "attempt.picked",
+        "attempt.failed",
+        "job.failed",
+        "dead_lettered",
+    }
     everything = "\n".join(captured.raw) + captured.json.getvalue()
     leaked = [secret for secret in SECRETS if secret in everything]
     assert not leaked, f"secrets in the logs: {leaked}"
@@ -172,11 +212,23 @@ def test_the_worker_process_serves_its_endpoint_and_logs_json_lines(tmp_path):
     """`python -m worker` as deployed: the endpoint is up on HERALD_WORKER_METRICS_PORT while the
     worker waits for Temporal, and every line it writes on stderr is a JSON object."""
     port = free_port()
-    env = {**os.environ, "HERALD_WORKER_METRICS_PORT": str(port), "HERALD_DATA_DIR": str(tmp_path),
-           "HERALD_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",  # nothing there: it waits and says so
-           "HERALD_WEBHOOK_SECRET": WEBHOOK_SECRET, "HERALD_ENCRYPTION_KEY": ENCRYPTION_KEY}
-    worker = subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "HERALD_WORKER_METRICS_PORT": str(port),
+        "HERALD_DATA_DIR": str(tmp_path),
+        "HERALD_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",  # nothing there: it waits and says so
+        "HERALD_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "HERALD_ENCRYPTION_KEY": ENCRYPTION_KEY,
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         fetch_when_served(f"http://127.0.0.1:{port}/metrics", worker, "the worker")
         time.sleep(1.5)  # at least one "not reachable yet"
@@ -187,6 +239,8 @@ def test_the_worker_process_serves_its_endpoint_and_logs_json_lines(tmp_path):
     assert out == ""
     said = [(line["logger"], line["level"], line.get("message", "")) for line in lines]
     assert ("herald.temporal", "INFO", f"worker metrics on http://127.0.0.1:{port}/metrics") in said, said
-    assert any(name == "herald.temporal" and level == "WARNING" and "not reachable yet" in message
-               for name, level, message in said), said
+    assert any(
+        name == "herald.temporal" and level == "WARNING" and "not reachable yet" in message
+        for name, level, message in said
+    ), said
     assert WEBHOOK_SECRET not in err

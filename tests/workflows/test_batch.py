@@ -19,14 +19,20 @@ from tests.support.temporal import events, herald_client, job_spec, running_work
 async def test_each_item_retries_on_its_own_backoff_and_fails_alone(time_env, make_settings):
     client = herald_client(time_env)
     spec = replace(job_spec("webhook", family="notify", attempts=3, backoff_ms=10_000), job_id=new_batch_id())
-    with HttpReceiver([Answer(200)]) as ok, \
-            HttpReceiver([Answer(500), Answer(503), Answer(200)]) as flaky, \
-            HttpReceiver([Answer(429, headers={"Retry-After": "120"}), Answer(200)]) as busy, \
-            HttpReceiver([Answer(500)]) as broken, \
-            HttpReceiver([Answer(404)]) as gone:
+    with (
+        HttpReceiver([Answer(200)]) as ok,
+        HttpReceiver([Answer(500), Answer(503), Answer(200)]) as flaky,
+        HttpReceiver([Answer(429, headers={"Retry-After": "120"}), Answer(200)]) as busy,
+        HttpReceiver([Answer(500)]) as broken,
+        HttpReceiver([Answer(404)]) as gone,
+    ):
         urls = [ok.url, flaky.url, busy.url, broken.url, gone.url]
-        batch = BatchInput(job=spec, webhooks=[BatchWebhook(url=u, data={"n": n}) for n, u in enumerate(urls)],
-                           slice_items=2, slices_in_flight=2)
+        batch = BatchInput(
+            job=spec,
+            webhooks=[BatchWebhook(url=u, data={"n": n}) for n, u in enumerate(urls)],
+            slice_items=2,
+            slices_in_flight=2,
+        )
         async with running_workers(client, make_settings()):
             # The handle start_workflow gave: its result() lets the test server skip time.
             handle = (await start_batch(client, batch, None)).handle
@@ -44,8 +50,7 @@ async def test_each_item_retries_on_its_own_backoff_and_fails_alone(time_env, ma
     # counts from its attempt's end, so it is the time the workflow task took short of the backoff
     # (real seconds on a loaded machine; a timer for what is already due rounds to 0 and is left out).
     timers = await events(handle, EventType.EVENT_TYPE_TIMER_STARTED)
-    waits = sorted(t.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
-                   for t in timers)
+    waits = sorted(t.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds() for t in timers)
     backoffs = [w for w in waits if w >= 1]
     expected = [10, 20, 90]  # 10 s, 10+20 s for the flaky item; the busy one at 120 s
     assert len(backoffs) == 3 and all(e - 5 < w <= e + 0.5 for w, e in zip(backoffs, expected)), waits
@@ -55,7 +60,6 @@ async def test_each_item_retries_on_its_own_backoff_and_fails_alone(time_env, ma
     assert views[4].attempts == 1 and "404" in views[4].error
     described = await client.get_workflow_handle(ids[3]).describe()
     assert described.workflow_type == "NotificationWorkflow" and described.status.name == "FAILED"
-
 
 
 async def test_a_batch_cancelled_in_temporal_cancels_its_waiting_items_and_completes(time_env, make_settings):

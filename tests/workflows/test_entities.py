@@ -18,8 +18,9 @@ async def test_a_user_continues_as_new_with_its_profile(time_env, make_settings,
     client = client_for(time_env.client, settings)
     user_id = f"u-{uuid.uuid4().hex[:8]}"
     async with running_workers(time_env.client, settings):
-        handle = await client.start_workflow(UserWorkflow.run, UserInput(user_id=user_id), id=f"user-{user_id}",
-                                             task_queue=ENTITY_TASK_QUEUE)
+        handle = await client.start_workflow(
+            UserWorkflow.run, UserInput(user_id=user_id), id=f"user-{user_id}", task_queue=ENTITY_TASK_QUEUE
+        )
         first = await handle.execute_update(UserWorkflow.put, UserProfile(user_id=user_id, email="a@example.com"))
         await handle.execute_update(UserWorkflow.put, UserProfile(user_id=user_id, email="b@example.com"))
         # The second update ended the run: a new one holds the profile, with the first creation time.
@@ -37,15 +38,20 @@ async def test_a_quota_continues_as_new_with_its_slots(time_env, make_settings, 
     client = client_for(time_env.client, settings)
     key = f"sms-quota-test-{uuid.uuid4().hex[:8]}"
     async with running_workers(time_env.client, settings):
-        handle = await client.start_workflow(SmsQuotaWorkflow.run, QuotaInput(key=key), id=key,
-                                             task_queue=ENTITY_TASK_QUEUE)
+        handle = await client.start_workflow(
+            SmsQuotaWorkflow.run, QuotaInput(key=key), id=key, task_queue=ENTITY_TASK_QUEUE
+        )
         for _ in range(3):
-            assert (await handle.execute_update(SmsQuotaWorkflow.reserve,
-                                                QuotaRequest(count=1, limit=4, token=uuid.uuid4().hex))).granted
+            assert (
+                await handle.execute_update(
+                    SmsQuotaWorkflow.reserve, QuotaRequest(count=1, limit=4, token=uuid.uuid4().hex)
+                )
+            ).granted
         latest = client.get_workflow_handle(key)
         assert (await latest.describe()).run_id != handle.result_run_id
         assert await latest.query(SmsQuotaWorkflow.used) == 3  # carried over
-        assert (await latest.execute_update(SmsQuotaWorkflow.reserve,
-                                            QuotaRequest(count=1, limit=4, token="x"))).granted
+        assert (
+            await latest.execute_update(SmsQuotaWorkflow.reserve, QuotaRequest(count=1, limit=4, token="x"))
+        ).granted
         refused = await latest.execute_update(SmsQuotaWorkflow.reserve, QuotaRequest(count=1, limit=4, token="y"))
         assert not refused.granted and refused.used == 4

@@ -11,8 +11,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from temporalio.client import WorkflowFailureError
 
-from api.jobs.starter import start_job
 from api.jobs.service import job_status_body, load_job
+from api.jobs.starter import start_job
 from common.temporal import client_for
 from devstack.smtp_sink import TEMPFAIL_REPLY, read_outbox
 from tests.support.http_receiver import Answer, HttpReceiver
@@ -27,7 +27,7 @@ class _TempfailEverything:
     def __init__(self) -> None:
         self.refused: list[str] = []
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:  # noqa: N802
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
         self.refused.append(address)
         return TEMPFAIL_REPLY
 
@@ -59,11 +59,15 @@ async def status_of(client, handle) -> dict:
 
 
 async def test_an_sms_whose_gateway_keeps_failing_goes_out_through_the_fallback_on_its_last_attempt(
-        time_env, make_settings):
-    with HttpReceiver([Answer(500, {"error": "gateway down"})]) as primary, \
-            HttpReceiver([Answer(200, {"id": "fb-77"})]) as fallback:
-        settings = make_settings(sms_gateway_url=primary.url, sms_fallback_url=fallback.url,
-                                 sms_fallback_token=FALLBACK_TOKEN)
+    time_env, make_settings
+):
+    with (
+        HttpReceiver([Answer(500, {"error": "gateway down"})]) as primary,
+        HttpReceiver([Answer(200, {"id": "fb-77"})]) as fallback,
+    ):
+        settings = make_settings(
+            sms_gateway_url=primary.url, sms_fallback_url=fallback.url, sms_fallback_token=FALLBACK_TOKEN
+        )
         client = client_for(time_env.client, settings)
         async with running_workers(time_env.client, settings):
             handle = await start(client, sms_job(attempts=3))
@@ -82,14 +86,17 @@ async def test_an_sms_whose_gateway_keeps_failing_goes_out_through_the_fallback_
     assert status["status"] == "completed" and status["attempts"] == 3
     assert status["result"]["provider"] == "fallback" and status["result"]["providerId"] == "fb-77"
     assert [(d["attempt"], d["succeeded"], d["error"]) for d in status["deliveries"]] == [
-        (1, False, "SMS gateway answered HTTP 500"), (2, False, "SMS gateway answered HTTP 500"), (3, True, None)]
+        (1, False, "SMS gateway answered HTTP 500"),
+        (2, False, "SMS gateway answered HTTP 500"),
+        (3, True, None),
+    ]
 
 
 async def test_an_email_whose_relay_keeps_refusing_for_now_goes_out_through_the_fallback_relay(
-        time_env, make_settings, smtp_sink, tempfail_smtp):
+    time_env, make_settings, smtp_sink, tempfail_smtp
+):
     primary_port, primary = tempfail_smtp
-    settings = make_settings(smtp_port=primary_port, smtp_fallback_host="127.0.0.1",
-                             smtp_fallback_port=smtp_sink.port)
+    settings = make_settings(smtp_port=primary_port, smtp_fallback_host="127.0.0.1", smtp_fallback_port=smtp_sink.port)
     client = client_for(time_env.client, settings)
     async with running_workers(time_env.client, settings):
         handle = await start(client, email_job(attempts=4, backoff="fixed", backoff_ms=1000))
@@ -109,8 +116,12 @@ async def test_an_email_whose_relay_keeps_refusing_for_now_goes_out_through_the_
 
 async def test_a_primary_that_works_delivers_and_says_so(time_env, make_settings, smtp_sink):
     with HttpReceiver([Answer(200, {"id": "p-1"})]) as primary, HttpReceiver() as fallback:
-        settings = make_settings(sms_gateway_url=primary.url, sms_fallback_url=fallback.url,
-                                 smtp_fallback_host="127.0.0.1", smtp_fallback_port=free_port())
+        settings = make_settings(
+            sms_gateway_url=primary.url,
+            sms_fallback_url=fallback.url,
+            smtp_fallback_host="127.0.0.1",
+            smtp_fallback_port=free_port(),
+        )
         client = client_for(time_env.client, settings)
         async with running_workers(time_env.client, settings):
             sms = await (await start(client, sms_job())).result()

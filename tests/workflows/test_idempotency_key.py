@@ -18,8 +18,12 @@ FIRST = StoredAnswer(status=202, body='{"jobId": "email-1"}')
 async def _continued_run(client):
     """A run as continue-as-new starts it: the first request's answer is carried in its input."""
     state = KeyState(fingerprint="POST /jobs/email A", answer=FIRST)
-    return await client.start_workflow(IdempotencyKeyWorkflow.run, KeyStart(keep_s=86_400, state=state),
-                                       id=f"idem-{uuid.uuid4().hex}", task_queue=TASK_QUEUES["cleanup"])
+    return await client.start_workflow(
+        IdempotencyKeyWorkflow.run,
+        KeyStart(keep_s=86_400, state=state),
+        id=f"idem-{uuid.uuid4().hex}",
+        task_queue=TASK_QUEUES["cleanup"],
+    )
 
 
 async def test_a_continued_run_answers_its_first_claims_from_the_carried_state(time_env, make_settings):
@@ -27,10 +31,16 @@ async def test_a_continued_run_answers_its_first_claims_from_the_carried_state(t
     same, other = await _continued_run(client), await _continued_run(client)
     # The claims wait at the server before any worker runs: they come in the run's first task,
     # together with its start.
-    replay = asyncio.create_task(same.execute_update(
-        IdempotencyKeyWorkflow.claim, Claim(fingerprint="POST /jobs/email A", request_id="r2", lease_s=30)))
-    conflict = asyncio.create_task(other.execute_update(
-        IdempotencyKeyWorkflow.claim, Claim(fingerprint="POST /jobs/email B", request_id="r3", lease_s=30)))
+    replay = asyncio.create_task(
+        same.execute_update(
+            IdempotencyKeyWorkflow.claim, Claim(fingerprint="POST /jobs/email A", request_id="r2", lease_s=30)
+        )
+    )
+    conflict = asyncio.create_task(
+        other.execute_update(
+            IdempotencyKeyWorkflow.claim, Claim(fingerprint="POST /jobs/email B", request_id="r3", lease_s=30)
+        )
+    )
     await asyncio.sleep(0.5)
     async with running_workers(client, make_settings()):
         replayed, conflicted = await replay, await conflict

@@ -15,7 +15,14 @@ from common.models import NotificationInput
 from devstack.smtp_sink import read_outbox
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.temporal import (
-    attempt_gaps, email_job, events, herald_client, local_activity_markers, job_state, running_workers, sms_job,
+    attempt_gaps,
+    email_job,
+    events,
+    herald_client,
+    job_state,
+    local_activity_markers,
+    running_workers,
+    sms_job,
 )
 
 
@@ -131,8 +138,9 @@ async def test_a_temporary_smtp_refusal_is_retried(time_env, make_settings, smtp
     ("attempts", "backoff", "delay_ms", "expected_gaps"),
     [(4, "fixed", 1000, [1, 1, 1]), (3, "exponential", 5000, [5, 10]), (1, "exponential", 2000, [])],
 )
-async def test_a_job_can_set_its_own_attempts_and_backoff(time_env, make_settings, attempts, backoff,
-                                                          delay_ms, expected_gaps):
+async def test_a_job_can_set_its_own_attempts_and_backoff(
+    time_env, make_settings, attempts, backoff, delay_ms, expected_gaps
+):
     with HttpReceiver([Answer(503)]) as gateway:
         async with running_workers(herald_client(time_env), make_settings(sms_gateway_url=gateway.url)):
             handle = await start(time_env, sms_job(attempts=attempts, backoff=backoff, backoff_ms=delay_ms))
@@ -171,7 +179,7 @@ async def test_a_cancel_during_a_send_waits_for_it_and_reports_the_truth(time_en
     with HttpReceiver([Answer(200, {"id": "sms_1"}, delay_s=1.5)]) as gateway:
         async with running_workers(herald_client(time_env), make_settings(sms_gateway_url=gateway.url)):
             handle = await start(time_env, sms_job())
-            while not gateway.received:
+            while not gateway.received:  # noqa: ASYNC110 - the gateway fills it from its own thread
                 await asyncio.sleep(0.05)
             await handle.cancel()  # the gateway has the message and is about to answer 200
             # The first attempt runs inside a workflow task (a local activity); the test server

@@ -22,13 +22,13 @@ LIMIT = 10
 
 
 async def _reserve(handle: WorkflowHandle, count: int = 1, limit: int = LIMIT) -> QuotaAnswer:
-    return await handle.execute_update(SmsQuotaWorkflow.reserve,
-                                       QuotaRequest(count=count, limit=limit, token=uuid.uuid4().hex))
+    return await handle.execute_update(
+        SmsQuotaWorkflow.reserve, QuotaRequest(count=count, limit=limit, token=uuid.uuid4().hex)
+    )
 
 
 async def _start(client, key: str) -> WorkflowHandle:
-    return await client.start_workflow(SmsQuotaWorkflow.run, QuotaInput(key=key), id=key,
-                                       task_queue=ENTITY_TASK_QUEUE)
+    return await client.start_workflow(SmsQuotaWorkflow.run, QuotaInput(key=key), id=key, task_queue=ENTITY_TASK_QUEUE)
 
 
 async def test_the_11th_in_an_hour_is_refused_until_the_first_slot_frees(time_env, make_settings):

@@ -5,6 +5,9 @@ Every request a receiver gets here is checked with the standardwebhooks library'
 
 from __future__ import annotations
 
+import contextlib
+from datetime import UTC
+
 import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
@@ -13,7 +16,12 @@ from temporalio.client import WorkflowFailureError
 from api.jobs.starter import start_job, webhook_job
 from tests.support.http_receiver import Answer, HttpReceiver, Received
 from tests.support.temporal import (
-    WEBHOOK_SECRET, attempt_gaps, herald_client, job_spec, job_state, running_workers,
+    WEBHOOK_SECRET,
+    attempt_gaps,
+    herald_client,
+    job_spec,
+    job_state,
+    running_workers,
 )
 
 DATA = {"event": "order.shipped", "order": {"id": 42, "items": ["book", "pen"]}, "note": "ünïcødé"}
@@ -27,10 +35,8 @@ async def deliver(env, settings, url: str, data=DATA, **spec_fields):
     spec = job_spec("webhook", family="notify", recipient=url, **spec_fields)
     async with running_workers(herald_client(env), settings):
         handle = (await start_job(herald_client(env), webhook_job(spec, url, data))).handle
-        try:
+        with contextlib.suppress(WorkflowFailureError):
             await handle.result()
-        except WorkflowFailureError:
-            pass
     return handle, await job_state(herald_client(env), handle)
 
 
@@ -93,9 +99,10 @@ async def test_retryable_answers_are_retried(time_env, make_settings, status):
 async def test_retry_after_delays_the_next_attempt(time_env, make_settings, retry_after):
     if retry_after == "HTTP-DATE":
         # An HTTP date is read against the worker's clock, which time-skipping does not move.
+        from datetime import datetime, timedelta
         from email.utils import format_datetime
-        from datetime import datetime, timedelta, timezone
-        retry_after = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=4), usegmt=True)
+
+        retry_after = format_datetime(datetime.now(UTC) + timedelta(seconds=4), usegmt=True)
     with HttpReceiver([Answer(429, headers={"Retry-After": retry_after}), Answer(200)]) as receiver:
         # A backoff of 100 ms would retry almost at once: the gap must come from Retry-After.
         handle, state = await deliver(time_env, make_settings(), receiver.url, backoff_ms=100)
@@ -106,15 +113,18 @@ async def test_retry_after_delays_the_next_attempt(time_env, make_settings, retr
 
 async def test_retry_after_is_capped_by_the_setting(time_env, make_settings):
     with HttpReceiver([Answer(503, headers={"Retry-After": "86400"}), Answer(200)]) as receiver:
-        handle, state = await deliver(time_env, make_settings(retry_after_cap_seconds=60), receiver.url,
-                                      retry_after_cap_s=60)
+        handle, state = await deliver(
+            time_env, make_settings(retry_after_cap_seconds=60), receiver.url, retry_after_cap_s=60
+        )
     [gap] = await attempt_gaps(handle, state)
     assert 60 <= gap < 62, gap
 
 
 async def test_a_redirect_is_a_failure_and_is_not_followed(time_env, make_settings):
-    with HttpReceiver([Answer(200)]) as metadata_stand_in, \
-            HttpReceiver([Answer(302, headers={"Location": metadata_stand_in.url + "/latest/meta-data"})]) as receiver:
+    with (
+        HttpReceiver([Answer(200)]) as metadata_stand_in,
+        HttpReceiver([Answer(302, headers={"Location": metadata_stand_in.url + "/latest/meta-data"})]) as receiver,
+    ):
         _, state = await deliver(time_env, make_settings(), receiver.url)
     assert len(receiver.received) == 1 and metadata_stand_in.received == []
     assert state["phase"] == "failed" and state["attempts"] == 1 and "302" in state["error"]
