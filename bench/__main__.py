@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import platform
 import sys
@@ -47,7 +46,7 @@ from bench.phases import (
     start_processes,
 )
 from bench.procs import SinkProcess, find_child, free_port
-from bench.report import add_ratios, config_table, targets, targets_table
+from bench.report import add_ratios, config_table, targets, targets_table, write_figures
 from common.runtime import exit_skipping_teardown
 from devstack.temporal_server import tuned_args
 
@@ -140,6 +139,18 @@ def _status(p: dict) -> str:
     return "ok" if p["ok"] else "FAILED: " + "; ".join(p["problems"])
 
 
+def _failed(phase: str, label: str, kind: str, jobs: int, exc: Exception) -> dict:
+    """A phase that did not run to its end, in the shape of the phases that did."""
+    return {
+        "name": phase,
+        "label": label,
+        "kind": kind,
+        "jobs": jobs,
+        "ok": False,
+        "problems": [f"{type(exc).__name__}: {exc}"],
+    }
+
+
 async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp: Path) -> dict:
     label, on_file, persistent = CONFIGS[name]
     workdir = tmp / name
@@ -180,16 +191,7 @@ async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp
             try:
                 running = await start_processes(stack, f"{phase}", kind, with_api)
             except Exception as exc:  # noqa: BLE001 - a phase that cannot start is a failed phase
-                result["phases"].append(
-                    {
-                        "name": phase,
-                        "label": phase_label,
-                        "kind": kind,
-                        "jobs": args.jobs,
-                        "ok": False,
-                        "problems": [f"{type(exc).__name__}: {exc}"],
-                    }
-                )
+                result["phases"].append(_failed(phase, phase_label, kind, args.jobs, exc))
                 say(f"[{name}] {phase_label}: could not start: {exc}")
                 continue
             try:
@@ -223,16 +225,7 @@ async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp
                         f"GET p99 {paced['get_p99_ms']} ms ({time.monotonic() - t:.0f} s) {_status(paced)}"
                     )
             except Exception as exc:  # noqa: BLE001
-                result["phases"].append(
-                    {
-                        "name": phase,
-                        "label": phase_label,
-                        "kind": kind,
-                        "jobs": args.jobs,
-                        "ok": False,
-                        "problems": [f"{type(exc).__name__}: {exc}"],
-                    }
-                )
+                result["phases"].append(_failed(phase, phase_label, kind, args.jobs, exc))
                 say(f"[{name}] {phase_label}: FAILED: {type(exc).__name__}: {exc}")
             finally:
                 await running.close()
@@ -321,20 +314,9 @@ async def run(args: argparse.Namespace) -> int:
         for p in c["phases"] + ([{**c["paced"], "name": "paced"}] if c["paced"] else []):
             problems += [f"{c['name']}/{p['name']}: {x}" for x in p["problems"]]
     ok = not problems
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "meta": meta,
-                "ok": ok,
-                "problems": problems,
-                "targets": rows,
-                "sink_ceiling": ceiling,
-                "configs": configs,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_figures(
+        args.out,
+        {"meta": meta, "ok": ok, "problems": problems, "targets": rows, "sink_ceiling": ceiling, "configs": configs},
     )
     print(f"\nresults: {args.out}")
     if not ok:

@@ -31,6 +31,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.jobs.starter import start_job
+from bench.report import write_figures
 from common.jobs import email_job
 from common.models import JobSpec
 from common.runtime import exit_skipping_teardown
@@ -180,9 +181,7 @@ async def main(count: int, out: Path, extra_env: dict[str, str]) -> dict:
         "peak_ratio": round(peak / idle, 2),
         "final_ratio": round(final / idle, 2),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    return result
+    return write_figures(out, result)
 
 
 if __name__ == "__main__":

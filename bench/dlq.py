@@ -26,6 +26,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
+from bench.report import write_figures
 from common.jobs import email_job
 from common.models import JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, JobSpec
 from common.names import NOTIFICATION_WORKFLOW
@@ -153,9 +154,7 @@ async def main(count: int, out: Path) -> dict:
             for name, f in figures.items()
         },
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    return result
+    return write_figures(out, result)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from bench.bare import TASK_QUEUE as BARE_QUEUE
 from bench.bare import SendEmailWorkflow
 from bench.bare_activity import EmailRequest
-from bench.http_client import HttpError, LeanHttp
+from bench.http_client import HttpError, LeanHttp, Response
 from bench.procs import (
     ApiProcess,
     SinkProcess,
@@ -664,37 +664,35 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
     tasks: list[asyncio.Task] = []
     loop = asyncio.get_running_loop()
 
+    async def timed(
+        method: str, send: Awaitable[Response], times: list[float], limit_ms: float, expected: int
+    ) -> Response | None:
+        """The answer, its time in `times` (and in `slow` over `limit_ms`); None, with an error noted, when
+        it failed or had another status than `expected`."""
+        t = time.perf_counter()
+        try:
+            response = await send
+        except (TimeoutError, HttpError, OSError) as exc:
+            errors.append(f"{method}: {exc!r}"[:200])
+            return None
+        times.append((time.perf_counter() - t) * 1000)
+        if times[-1] > limit_ms:
+            slow.append((round(t - t_began, 2), method, round(times[-1], 1)))
+        if response.status_code != expected:
+            errors.append(f"{method} answered {response.status_code}: {response.text[:120]}")
+            return None
+        return response
+
     async def post(job: Job) -> None:
         job.issued = time.time()
-        t = time.perf_counter()
-        try:
-            response = await http.post("/jobs/email", {"to": TO, "subject": job.subject, "body": BODY})
-        except (TimeoutError, HttpError, OSError) as exc:
-            errors.append(f"POST: {exc!r}"[:200])
-            return
-        post_ms.append((time.perf_counter() - t) * 1000)
-        if post_ms[-1] > 50:
-            slow.append((round(t - t_began, 2), "POST", round(post_ms[-1], 1)))
-        if response.status_code != 202:
-            errors.append(f"POST answered {response.status_code}: {response.text[:120]}")
-            return
-        job.job_id = response.json()["jobId"]
-        recent.append(job.job_id)
+        body = {"to": TO, "subject": job.subject, "body": BODY}
+        if response := await timed("POST", http.post("/jobs/email", body), post_ms, 50, 202):
+            job.job_id = response.json()["jobId"]
+            recent.append(job.job_id)
 
     async def get(job_id: str) -> None:
-        t = time.perf_counter()
-        try:
-            response = await http.get(f"/jobs/{job_id}/status")
-        except (TimeoutError, HttpError, OSError) as exc:
-            errors.append(f"GET: {exc!r}"[:200])
-            return
-        get_ms.append((time.perf_counter() - t) * 1000)
-        if get_ms[-1] > 25:
-            slow.append((round(t - t_began, 2), "GET", round(get_ms[-1], 1)))
-        if response.status_code != 200:
-            errors.append(f"GET answered {response.status_code}: {response.text[:120]}")
-            return
-        get_status[response.json().get("status")] += 1
+        if response := await timed("GET", http.get(f"/jobs/{job_id}/status"), get_ms, 25, 200):
+            get_status[response.json().get("status")] += 1
 
     pids = {"server": stack.server_pid, "worker": running.worker.pid, "api": running.api.pid if running.api else None}
     waited = await wait_quiet(stack.quiet_wait)

@@ -116,6 +116,8 @@ def _tail(path: Path, lines: int = 15) -> str:
 class _Child:
     """A child process of the benchmark, its output in a log file."""
 
+    what = "child process"  # for the error when it exits early
+
     def __init__(self, log_path: Path) -> None:
         self.log_path = log_path
         self.proc: asyncio.subprocess.Process | None = None
@@ -125,6 +127,26 @@ class _Child:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    async def _expect(self, event: str, timeout: float) -> dict:
+        """The first JSON line `{"event": event, ...}` the child writes (other lines skipped); ChildFailed
+        with the end of its log if it exits first."""
+        assert self.proc is not None and self.proc.stdout is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                line = await self.proc.stdout.readline()
+                if not line:
+                    await self.proc.wait()
+                    raise ChildFailed(
+                        f"{self.what} exited ({self.proc.returncode}) before {event!r}; "
+                        f"its log ({self.log_path}) ends:\n{_tail(self.log_path)}"
+                    )
+                try:
+                    message: Any = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(message, dict) and message.get("event") == event:
+                    return message
 
     async def _reap(self, terminate: bool) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -142,6 +164,8 @@ class _Child:
 
 class WorkerProcess(_Child):
     """`python -m bench.worker_proc`, driven over stdin/stdout JSON lines."""
+
+    what = "worker process"
 
     def __init__(self, config: dict, env: dict[str, str], log_path: Path) -> None:
         super().__init__(log_path)
@@ -179,24 +203,6 @@ class WorkerProcess(_Child):
         self.proc.stdin.write(command.encode() + b"\n")
         await self.proc.stdin.drain()
         return await self._expect(event, 30)
-
-    async def _expect(self, event: str, timeout: float) -> dict:
-        assert self.proc is not None and self.proc.stdout is not None
-        async with asyncio.timeout(timeout):
-            while True:
-                line = await self.proc.stdout.readline()
-                if not line:
-                    await self.proc.wait()
-                    raise ChildFailed(
-                        f"worker process exited ({self.proc.returncode}) before {event!r}; "
-                        f"its log ({self.log_path}) ends:\n{_tail(self.log_path)}"
-                    )
-                try:
-                    message: Any = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(message, dict) and message.get("event") == event:
-                    return message
 
 
 class ApiProcess(_Child):
@@ -245,6 +251,8 @@ class SinkProcess(_Child):
     messages that carried it (one entry per message, so duplicates show).
     """
 
+    what = "SMTP sink"
+
     def __init__(self, port: int, outbox: Path, save: bool, log_path: Path) -> None:
         super().__init__(log_path)
         self.port, self.outbox, self.save = port, outbox, save
@@ -268,18 +276,7 @@ class SinkProcess(_Child):
             env=child_env(),
             limit=1 << 20,
         )
-        assert self.proc.stdout is not None
-        async with asyncio.timeout(timeout):
-            while True:
-                line = await self.proc.stdout.readline()
-                if not line:
-                    await self.proc.wait()
-                    raise ChildFailed(
-                        f"SMTP sink exited ({self.proc.returncode}); its log "
-                        f"({self.log_path}) ends:\n{_tail(self.log_path)}"
-                    )
-                if json.loads(line).get("event") == "ready":
-                    break
+        await self._expect("ready", timeout)
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:

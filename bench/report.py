@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 # (key, label) of every figure compared with the first bare phase of the same configuration.
@@ -19,6 +21,13 @@ COMPARED = [
     ("worker_peak_rss_mb", "worker peak RSS"),
     ("history_events_per_job", "history events/job"),
 ]
+
+
+def write_figures(path: Path, figures: dict) -> dict:
+    """The figures as indented JSON at `path` (its folder made if need be); returns them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2) + "\n")
+    return figures
 
 
 def ratio(value: float | None, base: float | None) -> float | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import sys
 import threading
 import time
@@ -62,8 +61,6 @@ def main(config: dict) -> None:
     sink = smtp_sink.SmtpSink(Path(config["outbox"]), "127.0.0.1", int(config["port"]))
     sink.start()
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     say(event="ready", port=sink.port, save=_RecordingHandler.save)
 
     def stop_at_eof() -> None:  # the driver closes our stdin when it is done (or gone)
@@ -71,11 +68,7 @@ def main(config: dict) -> None:
         stop.set()
 
     threading.Thread(target=stop_at_eof, daemon=True).start()
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        sink.stop()
+    smtp_sink.serve_until_stopped(sink, stop)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import platform
 import signal
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.report import write_figures
 from devstack.temporal_server import namespace_answers, server_command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -343,8 +343,7 @@ async def main(args: argparse.Namespace) -> int:
         "phases": results,
         "work_dir": str(work),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    write_figures(args.out, out)
     print(f"wrote {args.out}; logs in {work / 'logs'}")
     return 0
 

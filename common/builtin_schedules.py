@@ -113,6 +113,16 @@ async def _what_runs(client: Client, schedule: Schedule) -> tuple[Any, ...]:
     )
 
 
+def _log_change(event: str, definition: BuiltinSchedule, settings: Settings) -> None:
+    log_event(
+        event,
+        schedule_id=definition.id,
+        cron=definition.cron,
+        timezone=settings.schedule_timezone,
+        task=definition.task,
+    )
+
+
 async def ensure_builtin_schedule(client: Client, settings: Settings, definition: BuiltinSchedule) -> str:
     """Create the schedule, or bring an existing one up to date; 'created', 'updated' or 'unchanged'.
 
@@ -124,13 +134,7 @@ async def ensure_builtin_schedule(client: Client, settings: Settings, definition
         await client.create_schedule(
             definition.id, wanted, memo={SCHEDULE_MEMO_KEY: {"owner": "builtin"}}, rpc_timeout=RPC_TIMEOUT
         )
-        log_event(
-            "schedule.created",
-            schedule_id=definition.id,
-            cron=definition.cron,
-            timezone=settings.schedule_timezone,
-            task=definition.task,
-        )
+        _log_change("schedule.created", definition, settings)
         return "created"
     except ScheduleAlreadyRunningError:
         pass
@@ -149,13 +153,7 @@ async def ensure_builtin_schedule(client: Client, settings: Settings, definition
 
     await client.get_schedule_handle(definition.id).update(updater, rpc_timeout=RPC_TIMEOUT)
     if changed:
-        log_event(
-            "schedule.updated",
-            schedule_id=definition.id,
-            cron=definition.cron,
-            timezone=settings.schedule_timezone,
-            task=definition.task,
-        )
+        _log_change("schedule.updated", definition, settings)
     return "updated" if changed else "unchanged"
 
 

@@ -123,24 +123,28 @@ def read_outbox(outbox: Path) -> list[EmailMessage]:
     return [parser.parsebytes(path.read_bytes()) for path in sorted(Path(outbox).glob("*.eml"))]
 
 
+def serve_until_stopped(sink: SmtpSink, stop: threading.Event) -> None:
+    """Keep the started `sink` serving until `stop` is set (SIGINT and SIGTERM set it too), then stop it."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        # Short waits: the main thread runs the signal handlers between them.
+        while not stop.wait(0.5):
+            pass
+    finally:
+        sink.stop()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=1025)
     parser.add_argument("--outbox", type=Path, default=Path(".data/outbox"))
     args = parser.parse_args(argv)
-
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     sink = SmtpSink(args.outbox, args.host, args.port)
     sink.start()
     print(f"SMTP sink on {args.host}:{args.port}, saving to {args.outbox}", flush=True)
-    try:
-        while not stop.wait(1):
-            pass
-    finally:
-        sink.stop()
+    serve_until_stopped(sink, threading.Event())
 
 
 if __name__ == "__main__":

@@ -54,7 +54,8 @@ class Throttled(ApiError):
         self.retry_after_s = seconds
 
 
-async def _reserve(client: Client, key: str, request: QuotaRequest) -> QuotaAnswer:
+async def _update_with_start(client: Client, key: str, request: QuotaRequest) -> QuotaAnswer:
+    # A fresh start operation each call: one carries the handle of the single call it was given to.
     start = WithStartWorkflowOperation(
         SmsQuotaWorkflow.run,
         QuotaInput(key=key),
@@ -63,28 +64,7 @@ async def _reserve(client: Client, key: str, request: QuotaRequest) -> QuotaAnsw
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         static_summary="SMS quota (rolling hour)",
     )
-    try:
-        # The same update id on a retry: a reservation the workflow already took is not taken twice.
-        return await client.execute_update_with_start_workflow(
-            SmsQuotaWorkflow.reserve,
-            request,
-            start_workflow_operation=start,
-            id=f"reserve-{request.token}",
-            rpc_timeout=RPC_TIMEOUT,
-        )
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
-    # The run ended (idle for an hour) between the server finding it and the update reaching it: once
-    # more, which starts a new run.
-    start = WithStartWorkflowOperation(
-        SmsQuotaWorkflow.run,
-        QuotaInput(key=key),
-        id=key,
-        task_queue=ENTITY_TASK_QUEUE,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        static_summary="SMS quota (rolling hour)",
-    )
+    # The same update id on a retry: a reservation the workflow already took is not taken twice.
     return await client.execute_update_with_start_workflow(
         SmsQuotaWorkflow.reserve,
         request,
@@ -92,6 +72,17 @@ async def _reserve(client: Client, key: str, request: QuotaRequest) -> QuotaAnsw
         id=f"reserve-{request.token}",
         rpc_timeout=RPC_TIMEOUT,
     )
+
+
+async def _reserve(client: Client, key: str, request: QuotaRequest) -> QuotaAnswer:
+    try:
+        return await _update_with_start(client, key, request)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+    # The run ended (idle for an hour) between the server finding it and the update reaching it: once
+    # more, which starts a new run.
+    return await _update_with_start(client, key, request)
 
 
 async def _release(client: Client, key: str, token: str) -> None:
