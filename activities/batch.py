@@ -25,14 +25,7 @@ from activities.webhook import WebhookActivities
 from common.failures import error_text
 from common.logs import log_event
 from common.metrics import FAILED, SUCCEEDED, count_attempt
-from common.models import (
-    BatchSlice,
-    DeliveryReceipt,
-    ItemOutcome,
-    SliceOutcomes,
-    batch_item_id,
-    item_message,
-)
+from common.models import BatchSlice, DeliveryReceipt, ItemOutcome, SliceOutcomes, batch_item_id, item_message
 from common.settings import Settings
 
 HEARTBEAT_EVERY_S = 2.0

@@ -16,14 +16,7 @@ from typing import Any
 
 import httpx
 
-from common.destinations import (
-    BlockedDestination,
-    IPAddress,
-    blocked_reason,
-    is_allowed,
-    parse_ip,
-    static_check,
-)
+from common.destinations import BlockedDestination, IPAddress, blocked_reason, is_allowed, parse_ip, static_check
 
 # Resolves (host, port) to address strings; injectable so tests never touch real DNS.
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]

@@ -18,15 +18,7 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from common.idempotency import (
-        CLAIM_UPDATE,
-        COMPLETE_SIGNAL,
-        Claim,
-        ClaimOutcome,
-        Completion,
-        KeyStart,
-        KeyState,
-    )
+    from common.idempotency import CLAIM_UPDATE, COMPLETE_SIGNAL, Claim, ClaimOutcome, Completion, KeyStart, KeyState
     from common.names import IDEMPOTENCY_KEY_WORKFLOW
 
 

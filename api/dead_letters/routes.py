@@ -8,14 +8,7 @@ from fastapi import APIRouter, Body, Depends, Query
 
 from api.core.auth import Gateway, require_admin_token
 from api.core.errors import errors
-from api.dead_letters.models import (
-    DeadLetterFilter,
-    DeadLetterItem,
-    DeadLetterList,
-    Discarded,
-    Redriven,
-    RedrivenAll,
-)
+from api.dead_letters.models import DeadLetterFilter, DeadLetterItem, DeadLetterList, Discarded, Redriven, RedrivenAll
 from api.dead_letters.service import DeadLetterQueue
 from common.models import JobKind
 

@@ -20,11 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.core.errors import ApiError
 from api.jobs.models import JobView
-from common.models import (
-    BATCH_MEMO_KEY,
-    DEFAULT_ATTEMPTS,
-    Phase,
-)
+from common.models import BATCH_MEMO_KEY, DEFAULT_ATTEMPTS, Phase
 from common.temporal import RPC_TIMEOUT
 from common.vocabulary import JOB_STATUS
 

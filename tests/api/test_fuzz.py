@@ -42,16 +42,7 @@ from schemathesis.specs.openapi.checks import (
 
 from api.main import create_app
 from common.settings import Settings
-from tests.api.helpers import (
-    ADMIN,
-    ADMIN_TOKEN,
-    API_KEY,
-    AUTH,
-    address_of,
-    api_client,
-    assert_error,
-    start_dev_server,
-)
+from tests.api.helpers import ADMIN, ADMIN_TOKEN, API_KEY, AUTH, address_of, api_client, assert_error, start_dev_server
 from tests.support.temporal import ENCRYPTION_KEY, running_workers
 
 # Its module-scoped Temporal server is started once: under xdist all its tests run on one worker.

@@ -66,7 +66,7 @@ ALLOWED = {
         "common.jobs.start_options",
         "datetime.now",
     ): "the wall clock only when the caller gives no `now` (the API's and a schedule's starts); workflow "
-    "code always passes `now=workflow.now()` (test_workflow_code_passes_its_own_clock_to_start_options)",
+    "code always passes `now=workflow.now()` (test_workflow_code_passes_its_own_clock_to_start_options)"
 }
 
 

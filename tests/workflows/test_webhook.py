@@ -15,14 +15,7 @@ from temporalio.client import WorkflowFailureError
 
 from api.jobs.starter import start_job, webhook_job
 from tests.support.http_receiver import Answer, HttpReceiver, Received
-from tests.support.temporal import (
-    WEBHOOK_SECRET,
-    attempt_gaps,
-    herald_client,
-    job_spec,
-    job_state,
-    running_workers,
-)
+from tests.support.temporal import WEBHOOK_SECRET, attempt_gaps, herald_client, job_spec, job_state, running_workers
 
 DATA = {"event": "order.shipped", "order": {"id": 42, "items": ["book", "pen"]}, "note": "ünïcødé"}
 
