@@ -16,7 +16,9 @@ import asyncio
 import contextlib
 import hashlib
 import math
+import random
 import uuid
+import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
@@ -74,15 +76,35 @@ async def _update_with_start(client: Client, key: str, request: QuotaRequest) ->
     )
 
 
+# Temporal admits a bounded number of updates in flight per workflow (10 by default), so one API
+# process sends one reservation per quota at a time, and a burst through several replicas that still
+# meets the bound is tried again after a short pause (the same update id: never reserved twice).
+_quota_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+BUSY_RETRIES = 8
+BUSY_PAUSE_S = 0.05
+
+
+def _quota_lock(key: str) -> asyncio.Lock:
+    lock = _quota_locks.get(key)
+    if lock is None:
+        lock = _quota_locks[key] = asyncio.Lock()
+    return lock
+
+
 async def _reserve(client: Client, key: str, request: QuotaRequest) -> QuotaAnswer:
-    try:
+    async with _quota_lock(key):
+        for attempt in range(BUSY_RETRIES):
+            try:
+                return await _update_with_start(client, key, request)
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    # The run ended (idle for an hour) between the server finding it and the update
+                    # reaching it: once more, which starts a new run.
+                    continue
+                if exc.status != RPCStatusCode.RESOURCE_EXHAUSTED or attempt == BUSY_RETRIES - 1:
+                    raise
+            await asyncio.sleep(BUSY_PAUSE_S * 2**attempt * (0.5 + random.random()))
         return await _update_with_start(client, key, request)
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
-    # The run ended (idle for an hour) between the server finding it and the update reaching it: once
-    # more, which starts a new run.
-    return await _update_with_start(client, key, request)
 
 
 async def _release(client: Client, key: str, token: str) -> None:
