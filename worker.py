@@ -11,7 +11,6 @@ from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.attempt_log import AttemptLogInterceptor
 from activities.batch import BatchActivities
@@ -26,7 +25,7 @@ from common.logs import configure_logging, redact_secrets_of
 from common.models import QUEUE_CHANNELS, TASK_QUEUES
 from common.runtime import exit_skipping_teardown
 from common.settings import Settings, StartupRefused, get_settings
-from common.temporal import connect_when_up, worker_runtime
+from common.temporal import WORKFLOW_RUNNER, connect_when_up, worker_runtime
 from workflows.batch import BatchWorkflow
 from workflows.callback import CallbackWorkflow
 from workflows.cleanup import CleanupWorkflow
@@ -42,18 +41,15 @@ WORKFLOWS = [
     CallbackWorkflow,
     ReportWorkflow,
     BatchWorkflow,
-    # Entities on ENTITY_TASK_QUEUE (common/models.py): a user's contact data, an SMS quota.
+    # A user's contact data, on ENTITY_TASK_QUEUE (common/models.py).
     UserWorkflow,
+    # An SMS quota and an Idempotency-Key now run on INTAKE_TASK_QUEUE, which the API serves
+    # (api/core/intake.py) and this worker must not poll (a stopped worker would hold its
+    # tasks). Registered here still for the runs started on herald-maintenance before that
+    # move; they go when none is open (workflows/patches.py, QUEUE_MOVES["intake"]).
     SmsQuotaWorkflow,
-    # An Idempotency-Key (api/core/idempotency.py), on the maintenance queue too.
     IdempotencyKeyWorkflow,
 ]
-# Herald's own modules are imported once per worker instead of once per workflow run (about 40%
-# less worker CPU per job, bench/README.md). The sandbox then no longer checks them for
-# non-deterministic calls; tests/replay/test_determinism.py and the replay tests do.
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "activities", "common")
-)
 log = logging.getLogger("herald.worker")
 # How long after the shutdown grace the worker still waits for its last sends to report back.
 DRAIN_MARGIN_S = 3.0

@@ -7,7 +7,9 @@ api/core/ and the capabilities it builds on (api/jobs/ most of all), so no impor
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import email_validator
 from fastapi import FastAPI
@@ -23,6 +25,7 @@ from api.core.body_limit import BodyLimitMiddleware
 from api.core.errors import install_error_handlers
 from api.core.idempotency import IdempotencyMiddleware
 from api.core.idempotency import document as document_idempotency
+from api.core.intake import IntakeWorker
 from api.core.metrics import RequestLatencyMiddleware
 from api.core.metrics import router as metrics_router
 from api.core.temporal import TemporalGateway, install_temporal_error_handlers
@@ -43,6 +46,20 @@ class MissingApiKeys(RuntimeError):
     pass
 
 
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """While the app is served: its intake worker (api/core/intake.py), so a POST never waits on a job
+    worker. An app served without lifespan events (a test's ASGI transport) has none: its intake-time
+    updates wait for some other process to poll INTAKE_TASK_QUEUE."""
+    intake = IntakeWorker(app.state.gateway)
+    app.state.intake = intake
+    intake.start()
+    try:
+        yield
+    finally:
+        await intake.stop()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     redact_secrets_of(settings)  # a last guard: common/logs.py masks them in every line
@@ -56,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Durable notifications and background jobs on Temporal. "
         "Client routes take `Authorization: Bearer <client key>`.",
+        lifespan=lifespan,
     )
     if settings.dev_mode:
         # Lets clients address the dev SMTP sink's reject.test / tempfail.test mailboxes

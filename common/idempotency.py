@@ -25,6 +25,14 @@ def key_workflow_id(credential: str, key: str) -> str:
     return f"{ID_PREFIX}{digest}"
 
 
+def job_seed(credential: str, key: str, key_run_id: str) -> str:
+    """What the jobs a keyed request creates are named after (`email-<seed>`, `batch-<seed>`: 20 hex
+    digits, as in every job id): a retry of the request finds the job its first try started, even when
+    that try's answer was lost. The key's run is in it, so a key used again after it expired (a new
+    run) names new jobs."""
+    return hashlib.sha256(f"{credential}\n{key}\n{key_run_id}".encode()).hexdigest()[:20]
+
+
 @dataclass
 class StoredAnswer:
     """An HTTP answer as it is replayed: status, headers (without Content-Length), body."""

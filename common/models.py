@@ -36,6 +36,11 @@ CHANNELS: dict[str, str] = {
     "report": "maintenance",
 }
 QUEUE_CHANNELS: dict[str, str] = {TASK_QUEUES[kind]: channel for kind, channel in CHANNELS.items()}
+# Intake-time state (an SMS number's hourly quota, an Idempotency-Key's record): small workflows a POST
+# updates before it answers. Only the API processes poll this queue (api/core/intake.py), so accepting a
+# job waits on the API and Temporal, never on a job worker (docs/api.md, "Intake needs only the API and
+# Temporal").
+INTAKE_TASK_QUEUE = "herald-intake"
 
 # Where a job keeps its state: the workflow's memo, readable by describe without a worker.
 STATE_MEMO_KEY = "herald"
@@ -559,8 +564,9 @@ class BatchResult:
 
 
 # ---- users and typed notifications (workflows/user.py, activities/users.py, POST /notifications) ----
-# The entity workflows (users, SMS quotas) run on the maintenance queue: a typed email's send, on the
-# email queue, queries its user without waiting for a slot of its own queue.
+# The users' workflows run on the maintenance queue: a typed email's send, on the email queue, queries
+# its user without waiting for a slot of its own queue. (SMS quotas ran there too until they moved to
+# INTAKE_TASK_QUEUE; the worker still serves the runs started there, worker.py.)
 ENTITY_TASK_QUEUE = TASK_QUEUES["cleanup"]
 
 

@@ -150,3 +150,35 @@ PATCHES: dict[str, Patch] = {
         ),
     ]
 }
+
+
+@dataclass(frozen=True)
+class QueueMove:
+    """Workflows that moved to another task queue: the worker serves them on the old one too while runs
+    started there are open (a run keeps its queue, over a continue-as-new too)."""
+
+    workflows: tuple[str, ...]
+    old_queue: str
+    new_queue: str
+    since: str
+    # When the old queue's registration (worker.py) can go, and how to tell.
+    retire: str
+
+
+QUEUE_MOVES: dict[str, QueueMove] = {
+    "intake": QueueMove(
+        workflows=("SmsQuotaWorkflow", "IdempotencyKeyWorkflow"),
+        old_queue="herald-maintenance",
+        new_queue="herald-intake",
+        since="the intake branch (issue 16, item 2)",
+        retire=(
+            "Waiting: an Idempotency-Key's run ends HERALD_IDEMPOTENCY_KEEP_HOURS (24 h) after its first use, "
+            "continue-as-new or not; an SMS quota's run ends after an hour without an SMS to its number, but a "
+            "number that gets one at least hourly keeps its run (and its queue) open. Once "
+            "`WorkflowType IN ('SmsQuotaWorkflow', 'IdempotencyKeyWorkflow') AND TaskQueue = "
+            "'herald-maintenance' AND ExecutionStatus = 'Running'` finds nothing (at the latest: terminate "
+            "the quota runs it finds; a terminated quota only forgets that hour's count): drop the two "
+            "from worker.py's WORKFLOWS, then this entry."
+        ),
+    ),
+}

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.batches.models import BatchAccepted, BatchStatus, NotifyBatch
 from api.batches.service import batch_counts, batch_input, check_batch, new_batch_id, start_batch
 from api.core.auth import Gateway, SettingsDep, require_client_key
 from api.core.errors import ApiError, errors
+from api.core.idempotency import keyed_job_id
 from api.jobs.batch_items import find_batch
+from api.jobs.starter import first_try
 from api.jobs.throttle import sms_slots
+from common.models import batch_item_id
 
 router = APIRouter(tags=["notifications"], dependencies=[Depends(require_client_key)])
 
@@ -27,18 +31,31 @@ SAY = {
     response_description="The batch and every item are durably recorded in Temporal",
     responses=errors(400, 401, 413, 429, 502, 503, say=SAY),
 )
-async def notify_batch(request: NotifyBatch, gateway: Gateway, settings: SettingsDep) -> BatchAccepted:
+async def notify_batch(request: NotifyBatch, http: Request, gateway: Gateway, settings: SettingsDep) -> BatchAccepted:
     body = request.root
     # Checked before the client: bad input is a 400 even without Temporal.
     check_batch(body, settings)
-    batch_id = new_batch_id()
-    batch = batch_input(batch_id, body, settings)
+    # With an Idempotency-Key, the batch id is the request's: a retry finds what its first try started.
+    keyed_id = keyed_job_id(http, "batch")
+    batch = batch_input(keyed_id or new_batch_id(), body, settings)
     client = await gateway.client()
+    if keyed_id and await first_try(client, keyed_id) is not None:
+        return accepted(keyed_id, batch.total)
     # Each SMS item takes a slot of its number's hourly quota (api/jobs/throttle.py), all or none: over
     # HERALD_SMS_PER_HOUR for any number, the whole batch is a 429 and nothing is started.
     async with sms_slots(client, settings, [item.phone for item in batch.sms]):
-        started = await start_batch(client, batch, body.priority)
-    return BatchAccepted(batchId=started.batch_id, jobIds=started.job_ids, statusUrl=f"/batches/{started.batch_id}")
+        try:
+            await start_batch(client, batch, body.priority)
+        except WorkflowAlreadyStartedError:
+            if not keyed_id:
+                raise
+    return accepted(batch.job.job_id, batch.total)
+
+
+def accepted(batch_id: str, total: int) -> BatchAccepted:
+    return BatchAccepted(
+        batchId=batch_id, jobIds=[batch_item_id(batch_id, n) for n in range(total)], statusUrl=f"/batches/{batch_id}"
+    )
 
 
 @router.get(

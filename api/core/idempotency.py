@@ -41,9 +41,9 @@ from temporalio.service import RPCError
 from api.core.auth import _admin_credential, _admin_refusal, _is_client_key, require_admin_token, require_client_key
 from api.core.errors import ApiError, temporal_unavailable, validation_error
 from api.core.temporal import is_unreachable
-from common.idempotency import Claim, ClaimOutcome, Completion, KeyStart, StoredAnswer, key_workflow_id
+from common.idempotency import Claim, ClaimOutcome, Completion, KeyStart, StoredAnswer, job_seed, key_workflow_id
 from common.logs import log_event
-from common.models import TASK_QUEUES
+from common.models import INTAKE_TASK_QUEUE
 from common.settings import Settings
 from common.temporal import RPC_TIMEOUT
 from workflows.idempotency import IdempotencyKeyWorkflow
@@ -55,14 +55,24 @@ REPLAYED = "Idempotency-Replayed"
 # Visible ASCII, inner spaces allowed, 1-255 characters.
 KEY_PATTERN = r"^[!-~](?:[ -~]{0,253}[!-~])?$"
 _KEY = re.compile(KEY_PATTERN)
-# The key's workflow runs on the maintenance queue: every worker polls it, and it is quiet.
-TASK_QUEUE = TASK_QUEUES["cleanup"]
+# The key's workflow runs on the intake queue, which the API processes serve (api/core/intake.py): a POST
+# with the header needs no job worker.
+TASK_QUEUE = INTAKE_TASK_QUEUE
 COMPLETE_TRIES = 3
 # Answers not worth replaying: the caller should be able to try again and get another one.
 NOT_KEPT = {401, 403, 408, 425, 429}
 # An answer larger than this is sent but not kept (Temporal payloads stay small); none is today.
 MAX_KEPT_BYTES = 512 * 1024
 _HOP = {"content-length"}
+# Where the middleware leaves a keyed request's job seed for its route (request.state).
+JOB_SEED = "idempotency_job_seed"
+
+
+def keyed_job_id(request: Request, prefix: str) -> str | None:
+    """`<prefix>-<seed>` when the request carries an Idempotency-Key (None without): the id of the job (or
+    batch) it creates, the same on every retry of it, so a retry finds what its first try started."""
+    seed = getattr(request.state, JOB_SEED, None)
+    return f"{prefix}-{seed}" if seed else None
 
 
 class IdempotencyMiddleware:
@@ -114,6 +124,8 @@ class IdempotencyMiddleware:
             assert outcome.answer is not None
             log_event("idempotency.replayed", path=scope["path"], status=outcome.answer.status)
             return await _send_answer(send, outcome.answer, replayed=True)
+        assert store.run_id is not None
+        scope.setdefault("state", {})[JOB_SEED] = job_seed(credential, key, store.run_id)
         await self._first(scope, body, receive, send, store, request_id)
 
     async def _first(
@@ -165,6 +177,8 @@ class KeyStore:
 
     def __init__(self, gateway: Any, settings: Settings, workflow_id: str) -> None:
         self.gateway, self.settings, self.workflow_id = gateway, settings, workflow_id
+        # The key's run (its first run's id), once claimed: the jobs of the request are named after it.
+        self.run_id: str | None = None
 
     async def claim(self, claim: Claim) -> ClaimOutcome:
         client = await self.gateway.client()
@@ -181,7 +195,7 @@ class KeyStore:
                 static_summary="Idempotency-Key",
             )
             try:
-                return await asyncio.wait_for(
+                outcome = await asyncio.wait_for(
                     client.execute_update_with_start_workflow(
                         IdempotencyKeyWorkflow.claim,
                         claim,
@@ -190,6 +204,8 @@ class KeyStore:
                     ),
                     deadline,
                 )
+                self.run_id = (await start.workflow_handle()).first_execution_run_id
+                return outcome
             except (TimeoutError, RPCTimeoutOrCancelledError) as exc:
                 raise temporal_unavailable(f"the {HEADER} store did not answer within {deadline:g} s") from exc
             except RPCError as exc:

@@ -14,12 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.core.auth import get_gateway, get_settings
 from api.core.errors import validation_error, validation_errors
+from api.core.idempotency import keyed_job_id
 from api.core.metrics import count_accepted
 from api.core.temporal import TemporalGateway
 from api.jobs.models import (
@@ -166,32 +169,53 @@ def follow_up(job: TypedJobBody, family: JobFamily, settings: Settings, where: s
     return FollowUp(notification=request, priority=job.priority)
 
 
+async def first_try(client: Client, workflow_id: str) -> WorkflowHandle | None:
+    """The run an earlier try of a keyed POST started under `workflow_id` (keyed_job_id), or None."""
+    handle = client.get_workflow_handle(workflow_id, result_type=JobState)
+    try:
+        await handle.describe(rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return handle
+
+
 async def start_job(
     client: Client,
     request: JobRequest,
     priority: int | None = None,
     id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE,
     id_conflict_policy: WorkflowIDConflictPolicy = WorkflowIDConflictPolicy.UNSPECIFIED,
+    keyed: bool = False,
 ) -> StartedJob:
+    """Start the job; `keyed`: its id is its request's (keyed_job_id), so one already there is that
+    request's first try (whose answer was lost): answered as that try was, nothing started."""
     spec = request.job
     start = start_options(request, priority)
     phase, initial = start.state.phase, start.state
-    handle = await client.start_workflow(
-        start.workflow,
-        request,
-        id=spec.job_id,
-        task_queue=start.task_queue,
-        id_reuse_policy=id_reuse_policy,
-        id_conflict_policy=id_conflict_policy,
-        memo=start.memo,
-        search_attributes=start.search_attributes,
-        priority=start.priority,
-        static_summary=start.summary,
-        static_details=start.details,
-        rpc_timeout=RPC_TIMEOUT,
-        # Started by name (common/jobs.py): every job workflow's result is its final JobState.
-        result_type=JobState,
-    )
+    try:
+        handle = await client.start_workflow(
+            start.workflow,
+            request,
+            id=spec.job_id,
+            task_queue=start.task_queue,
+            id_reuse_policy=id_reuse_policy,
+            id_conflict_policy=id_conflict_policy,
+            memo=start.memo,
+            search_attributes=start.search_attributes,
+            priority=start.priority,
+            static_summary=start.summary,
+            static_details=start.details,
+            rpc_timeout=RPC_TIMEOUT,
+            # Started by name (common/jobs.py): every job workflow's result is its final JobState.
+            result_type=JobState,
+        )
+    except WorkflowAlreadyStartedError:
+        if not keyed:
+            raise
+        # The first try's start reached Temporal after the caller looked (first_try).
+        return StartedJob(job_id=spec.job_id, phase=phase, handle=client.get_workflow_handle(spec.job_id))
     log_event(
         "job.added",
         job_id=spec.job_id,
@@ -208,8 +232,10 @@ async def start_job(
 class JobStarter:
     """What a POST route needs to turn a valid body into a started job (injected with Depends)."""
 
-    def __init__(self, gateway: TemporalGateway, settings: Settings) -> None:
+    def __init__(self, gateway: TemporalGateway, settings: Settings, keyed_id: Callable[[str], str | None]) -> None:
         self.gateway, self.settings = gateway, settings
+        # The job id a request with an Idempotency-Key gets (keyed_job_id), by kind; None without one.
+        self.keyed_id = keyed_id
 
     async def start(
         self,
@@ -220,20 +246,26 @@ class JobStarter:
     ) -> StartedJob:
         """Start the job `options` (the body) describes; `build` makes its input from its spec where the
         body alone does not say (a typed notification), job_input otherwise."""
+        keyed_id = self.keyed_id(kind)
         # The spec (and its URL checks) before the client: bad input is a 400 even without Temporal.
-        spec = job_spec(new_job_id(kind), kind, family, options, self.settings, recipient_of(options))
+        spec = job_spec(keyed_id or new_job_id(kind), kind, family, options, self.settings, recipient_of(options))
         request = build(spec) if build else job_input(spec, options)
         client = await self.gateway.client()
+        if keyed_id and (first := await first_try(client, keyed_id)) is not None:
+            # A retry whose first try started the job: its answer again, and no second slot of the quota.
+            return StartedJob(job_id=keyed_id, phase=start_options(request).state.phase, handle=first)
         # Every SMS the request creates (its own, its `then` chain's) takes a slot of its number's
         # hourly quota first (api/jobs/throttle.py): over HERALD_SMS_PER_HOUR, a 429 and no job.
         async with sms_slots(client, self.settings, sms_numbers(request)):
-            return await start_job(client, request, options.priority)
+            return await start_job(client, request, options.priority, keyed=keyed_id is not None)
 
 
 def get_job_starter(
-    gateway: Annotated[TemporalGateway, Depends(get_gateway)], settings: Annotated[Settings, Depends(get_settings)]
+    request: Request,
+    gateway: Annotated[TemporalGateway, Depends(get_gateway)],
+    settings: Annotated[Settings, Depends(get_settings)],
 ) -> JobStarter:
-    return JobStarter(gateway, settings)
+    return JobStarter(gateway, settings, lambda kind: keyed_job_id(request, kind))
 
 
 Jobs = Annotated[JobStarter, Depends(get_job_starter)]

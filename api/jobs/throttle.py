@@ -8,6 +8,9 @@ creates no job. Several keys (a batch's numbers, a number and its user) are rese
 (concurrently); when one is refused the others' reservations are released again. Between the two
 a concurrent request to the same number may see it fuller than it ends up: it is refused too
 early, never let through over the limit.
+
+The quota workflows run on INTAKE_TASK_QUEUE, served by the API processes themselves
+(api/core/intake.py): an SMS is accepted (or refused) with no job worker running.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.core.errors import ApiError, temporal_unavailable
 from api.core.temporal import is_unreachable
 from common.logs import log_event
-from common.models import ENTITY_TASK_QUEUE, QuotaAnswer, QuotaInput, QuotaRequest
+from common.models import INTAKE_TASK_QUEUE, QuotaAnswer, QuotaInput, QuotaRequest
 from common.settings import Settings
 from common.summaries import mask_phone
 from common.temporal import RPC_TIMEOUT
@@ -62,7 +65,7 @@ async def _update_with_start(client: Client, key: str, request: QuotaRequest) ->
         SmsQuotaWorkflow.run,
         QuotaInput(key=key),
         id=key,
-        task_queue=ENTITY_TASK_QUEUE,
+        task_queue=INTAKE_TASK_QUEUE,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         static_summary="SMS quota (rolling hour)",
     )
@@ -185,10 +188,18 @@ async def release_sms(client: Client, numbers: Sequence[str], token: str | None,
 async def sms_slots(
     client: Client, settings: Settings, numbers: Sequence[str], user_id: str | None = None
 ) -> AsyncIterator[None]:
-    """Reserve the slots (or raise the 429) for what the block starts; released if the block fails."""
+    """Reserve the slots (or raise the 429) for what the block starts; released if the block fails, unless
+    the start may have reached Temporal anyway (no answer): then its job may exist, and a retry with the
+    same Idempotency-Key finds it without taking another slot, so this one stays counted."""
     token = await reserve_sms(client, settings, numbers, user_id)
     try:
         yield
+    except RPCTimeoutOrCancelledError:
+        raise
+    except RPCError as exc:
+        if not is_unreachable(exc):
+            await release_sms(client, numbers, token, user_id)
+        raise
     except BaseException:
         await release_sms(client, numbers, token, user_id)
         raise

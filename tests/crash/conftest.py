@@ -158,5 +158,7 @@ def settings(dev_env, tmp_path, receiver) -> Settings:
 
 @pytest_asyncio.fixture
 async def api(settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(create_app(settings), headers={"Authorization": f"Bearer {API_KEY}"}) as client:
-        yield client
+    app = create_app(settings)
+    # With its lifespan, as served: its intake worker takes the SMS quota updates (api/core/intake.py).
+    async with app.router.lifespan_context(app), api_client(app, headers={"Authorization": f"Bearer {API_KEY}"}) as c:
+        yield c

@@ -17,6 +17,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from api.core.intake import intake_worker
 from api.jobs.service import load_job
 from common.models import SEARCH_ATTRIBUTES, EmailMessage, JobSpec, NotificationInput, RetrySpec, SmsMessage
 from common.settings import Settings
@@ -88,8 +89,11 @@ def herald_client(env: WorkflowEnvironment) -> Client:
 
 @contextlib.asynccontextmanager
 async def running_workers(client: Client, settings: Settings) -> AsyncIterator[None]:
+    """worker.py's workers, and the intake worker an API process runs (api/core/intake.py): apps served
+    over ASGI in process run no lifespan, so no intake worker of their own."""
     async with contextlib.AsyncExitStack() as stack:
-        for w in build_workers(client_for(client, settings), settings):
+        client = client_for(client, settings)
+        for w in [*build_workers(client, settings), intake_worker(client)]:
             await stack.enter_async_context(w)
         yield
 
