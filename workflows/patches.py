@@ -180,5 +180,5 @@ QUEUE_MOVES: dict[str, QueueMove] = {
             "the quota runs it finds; a terminated quota only forgets that hour's count): drop the two "
             "from worker.py's WORKFLOWS, then this entry."
         ),
-    ),
+    )
 }
