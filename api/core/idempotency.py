@@ -34,13 +34,13 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from temporalio.client import RPCTimeoutOrCancelledError, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.client import Client, RPCTimeoutOrCancelledError, WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
 from api.core.auth import _admin_credential, _admin_refusal, _is_client_key, require_admin_token, require_client_key
 from api.core.errors import ApiError, temporal_unavailable, validation_error
-from api.core.temporal import is_unreachable
+from api.core.temporal import BUSY_RETRIES, is_unreachable, one_update_at_a_time, pause_when_busy, too_many_updates
 from common.idempotency import Claim, ClaimOutcome, Completion, KeyStart, StoredAnswer, job_seed, key_workflow_id
 from common.logs import log_event
 from common.models import INTAKE_TASK_QUEUE
@@ -184,7 +184,12 @@ class KeyStore:
         client = await self.gateway.client()
         # A waiting claim may wait out the holder's whole lease.
         deadline = claim.lease_s + RPC_TIMEOUT.total_seconds()
-        for attempt in range(2):
+        async with one_update_at_a_time(self.workflow_id):
+            return await self._claim(client, claim, deadline)
+
+    async def _claim(self, client: Client, claim: Claim, deadline: float) -> ClaimOutcome:
+        ending_retried = False
+        for attempt in range(BUSY_RETRIES):
             start = WithStartWorkflowOperation(
                 IdempotencyKeyWorkflow.run,
                 KeyStart(keep_s=self.settings.idempotency_keep_hours * 3600),
@@ -211,14 +216,19 @@ class KeyStore:
             except RPCError as exc:
                 if is_unreachable(exc):
                     raise temporal_unavailable(exc.message) from exc
+                if too_many_updates(exc) and attempt < BUSY_RETRIES - 1:
+                    await pause_when_busy(attempt)
+                    continue
                 # The key's workflow was just ending (its day is over): once more, on a new one.
-                if attempt == 1:
+                if ending_retried or too_many_updates(exc):
                     raise ApiError(
                         502, "temporal_error", f"Temporal refused the {HEADER} claim: {exc.message}"
                     ) from exc
+                ending_retried = True
             except WorkflowUpdateFailedError as exc:
-                if attempt == 1:
+                if ending_retried:
                     raise ApiError(502, "temporal_error", f"the {HEADER} claim failed: {exc}") from exc
+                ending_retried = True
         raise AssertionError("unreachable")
 
     async def complete(self, done: Completion) -> None:

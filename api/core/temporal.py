@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import weakref
 from datetime import timedelta
 
 from fastapi import FastAPI, Request
@@ -21,6 +23,30 @@ log = logging.getLogger("herald.api")
 # Ride out a blip, but tell a client "503, retry later" within ~3 s rather than hold it for 10.
 CLIENT_RETRIES = RetryConfig(max_elapsed_time_millis=3000, max_retries=6)
 UNREACHABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
+
+
+# Temporal admits a bounded number of updates in flight per workflow (10 by default). Workflows that
+# many requests update at once (an SMS quota, an Idempotency-Key) get one update at a time from each
+# API process, and a burst through several replicas that still meets the bound is tried again after
+# a short jittered pause (with the same update id or claim: nothing is taken twice).
+_update_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+BUSY_RETRIES = 8
+_BUSY_PAUSE_S = 0.05
+
+
+def one_update_at_a_time(workflow_id: str) -> asyncio.Lock:
+    lock = _update_locks.get(workflow_id)
+    if lock is None:
+        lock = _update_locks[workflow_id] = asyncio.Lock()
+    return lock
+
+
+def too_many_updates(exc: RPCError) -> bool:
+    return exc.status == RPCStatusCode.RESOURCE_EXHAUSTED
+
+
+async def pause_when_busy(attempt: int) -> None:
+    await asyncio.sleep(_BUSY_PAUSE_S * 2**attempt * (0.5 + random.random()))
 
 
 class TemporalGateway:

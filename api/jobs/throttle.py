@@ -19,9 +19,7 @@ import asyncio
 import contextlib
 import hashlib
 import math
-import random
 import uuid
-import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
@@ -31,7 +29,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.core.errors import ApiError, temporal_unavailable
-from api.core.temporal import is_unreachable
+from api.core.temporal import BUSY_RETRIES, is_unreachable, one_update_at_a_time, pause_when_busy, too_many_updates
 from common.logs import log_event
 from common.models import INTAKE_TASK_QUEUE, QuotaAnswer, QuotaInput, QuotaRequest
 from common.settings import Settings
@@ -79,23 +77,8 @@ async def _update_with_start(client: Client, key: str, request: QuotaRequest) ->
     )
 
 
-# Temporal admits a bounded number of updates in flight per workflow (10 by default), so one API
-# process sends one reservation per quota at a time, and a burst through several replicas that still
-# meets the bound is tried again after a short pause (the same update id: never reserved twice).
-_quota_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-BUSY_RETRIES = 8
-BUSY_PAUSE_S = 0.05
-
-
-def _quota_lock(key: str) -> asyncio.Lock:
-    lock = _quota_locks.get(key)
-    if lock is None:
-        lock = _quota_locks[key] = asyncio.Lock()
-    return lock
-
-
 async def _reserve(client: Client, key: str, request: QuotaRequest) -> QuotaAnswer:
-    async with _quota_lock(key):
+    async with one_update_at_a_time(key):
         for attempt in range(BUSY_RETRIES):
             try:
                 return await _update_with_start(client, key, request)
@@ -104,9 +87,9 @@ async def _reserve(client: Client, key: str, request: QuotaRequest) -> QuotaAnsw
                     # The run ended (idle for an hour) between the server finding it and the update
                     # reaching it: once more, which starts a new run.
                     continue
-                if exc.status != RPCStatusCode.RESOURCE_EXHAUSTED or attempt == BUSY_RETRIES - 1:
+                if not too_many_updates(exc) or attempt == BUSY_RETRIES - 1:
                     raise
-            await asyncio.sleep(BUSY_PAUSE_S * 2**attempt * (0.5 + random.random()))
+            await pause_when_busy(attempt)
         return await _update_with_start(client, key, request)
 
 
