@@ -28,6 +28,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from api.core.intake import intake_worker
 from api.main import create_app
 from common.models import TASK_QUEUES
 from common.temporal import client_for
@@ -93,7 +94,8 @@ async def test_a_priority_1_email_overtakes_a_backlog_of_300(settings, smtp_sink
         update={"temporal_address": address, "email_concurrency": 1, "worker_max_concurrent_workflow_tasks": 2}
     )
     client = client_for(await Client.connect(address, namespace=NAMESPACE), one_slot)
-    workers = {w.task_queue: w for w in build_workers(client, one_slot)}
+    # As tests/support/temporal.py's running_workers: an app served over ASGI has no intake worker.
+    workers = {w.task_queue: w for w in [*build_workers(client, one_slot), intake_worker(client)]}
     email_worker = workers.pop(TASK_QUEUES["email"])
     async with contextlib.AsyncExitStack() as running:
         # Every queue but email's: the user a typed notification needs lives on the maintenance one.
