@@ -11,11 +11,9 @@ import logging
 import os
 import re
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -29,7 +27,7 @@ from devstack.smtp_sink import SmtpSink
 from tests.api.helpers import FINAL, poll
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.logs import on_the_root_logger
-from tests.support.processes import fetch_when_served
+from tests.support.processes import fetch_when_served, start_module
 from tests.support.temporal import free_port, running_workers
 
 # Every secret a deployment has, each one distinct, so any of them in a log line is found.
@@ -50,7 +48,6 @@ SECRETS = [
     WEBHOOK_SECRET.removeprefix("whsec_"),
     ENCRYPTION_KEY,
 ]
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class Captured(logging.Handler):
@@ -220,15 +217,7 @@ def test_the_worker_process_serves_its_endpoint_and_logs_json_lines(tmp_path):
         "HERALD_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "HERALD_ENCRYPTION_KEY": ENCRYPTION_KEY,
     }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "worker"],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    worker = start_module("worker", env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         fetch_when_served(f"http://127.0.0.1:{port}/metrics", worker, "the worker")
         time.sleep(1.5)  # at least one "not reachable yet"
