@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -28,6 +27,7 @@ from common.metrics import FAILED, SUCCEEDED, count_attempt
 from common.models import BatchSlice, DeliveryReceipt, ItemOutcome, SliceOutcomes, batch_item_id, item_message
 from common.settings import Settings
 
+Item = TypeVar("Item")
 HEARTBEAT_EVERY_S = 2.0
 MAX_ERROR_CHARS = 300
 
@@ -62,56 +62,46 @@ class BatchActivities:
     async def send_email_slice(self, part: BatchSlice) -> SliceOutcomes:
         return await self._send(
             part,
-            [
-                functools.partial(
-                    self.email.deliver,
-                    item_message(item, batch_item_id(part.batch_id, n)),
-                    attempt,
-                    part.max_attempts,
-                    self.smtp,
-                )
-                for n, item, attempt in zip(part.numbers, part.emails, part.attempts)
-            ],
             "email",
+            part.emails,
+            lambda item, job_id, attempt: self.email.deliver(
+                item_message(item, job_id), attempt, part.max_attempts, self.smtp
+            ),
         )
 
     @activity.defn(name="send_sms_slice")
     async def send_sms_slice(self, part: BatchSlice) -> SliceOutcomes:
         return await self._send(
             part,
-            [
-                functools.partial(
-                    self.sms.deliver, item_message(item, batch_item_id(part.batch_id, n)), attempt, part.max_attempts
-                )
-                for n, item, attempt in zip(part.numbers, part.sms, part.attempts)
-            ],
             "sms",
+            part.sms,
+            lambda item, job_id, attempt: self.sms.deliver(item_message(item, job_id), attempt, part.max_attempts),
         )
 
     @activity.defn(name="deliver_webhook_slice")
     async def deliver_webhook_slice(self, part: BatchSlice) -> SliceOutcomes:
         return await self._send(
-            part,
-            [
-                functools.partial(self._webhooks().deliver, item_message(item, batch_item_id(part.batch_id, n)))
-                for n, item in zip(part.numbers, part.webhooks)
-            ],
-            "webhook",
+            part, "webhook", part.webhooks, lambda item, job_id, _: self._webhooks().deliver(item_message(item, job_id))
         )
 
     async def _send(
-        self, part: BatchSlice, sends: list[Callable[[], Awaitable[DeliveryReceipt]]], channel: str
+        self,
+        part: BatchSlice,
+        channel: str,
+        items: Sequence[Item],
+        send: Callable[[Item, str, int], Awaitable[DeliveryReceipt]],
     ) -> SliceOutcomes:
+        """Each of the slice's items sent with `send` (given the item, its own job id, its attempt number)."""
         limit = self._gates.get(channel)
         if limit is None:
             limit = self._gates[channel] = asyncio.Semaphore(max(1, self.settings.batch_send_concurrency))
         timeout = self.settings.send_timeout_seconds + 5
 
-        async def one(n: int, attempt: int, send: Callable[[], Awaitable[DeliveryReceipt]]) -> ItemOutcome:
+        async def one(n: int, attempt: int, item: Item) -> ItemOutcome:
             async with limit:
                 try:
                     async with asyncio.timeout(timeout):  # (no task per item, unlike wait_for)
-                        receipt = await send()
+                        receipt = await send(item, batch_item_id(part.batch_id, n), attempt)
                 except Exception as exc:  # noqa: BLE001 - every failure is this item's outcome
                     return _failed(part.batch_id, n, attempt, exc)
             count_attempt(SUCCEEDED)
@@ -125,7 +115,7 @@ class BatchActivities:
 
         beating = asyncio.create_task(_heartbeat())
         try:
-            outcomes = await asyncio.gather(*(one(n, a, s) for n, a, s in zip(part.numbers, part.attempts, sends)))
+            outcomes = await asyncio.gather(*(one(n, a, i) for n, a, i in zip(part.numbers, part.attempts, items)))
         finally:
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -31,7 +31,7 @@ from tests.api.helpers import (
     api_client,
     dev_server,
 )
-from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, free_port, running_workers
+from tests.support.temporal import free_port, local_settings, running_workers
 
 
 # ---- session fixtures ----------------------------------------------------------------------
@@ -62,21 +62,16 @@ def sms_gateway(api_dirs) -> ScriptedGateway:
 
 @pytest.fixture(scope="session")
 def settings(dev_env, api_dirs, smtp_sink, sms_gateway) -> Settings:
-    return Settings(
+    return local_settings(
+        api_dirs,
+        data_dir=api_dirs / "data",
         temporal_address=address_of(dev_env),
         api_keys=[API_KEY],
         admin_token=ADMIN_TOKEN,
-        data_dir=api_dirs / "data",
         smtp_host="127.0.0.1",
         smtp_port=smtp_sink.port,
         sms_gateway_url=sms_gateway.url,
         sms_gateway_token=SMS_TOKEN,
-        webhook_secret=WEBHOOK_SECRET,
-        webhook_allow_hosts=["127.0.0.1/8"],
-        encryption_key=ENCRYPTION_KEY,
-        temp_dir=api_dirs / "tmp",
-        log_dir=api_dirs / "logs",
-        session_dir=api_dirs / "sessions",
         send_timeout_seconds=10,
         # Throttling stays on (every SMS takes a slot in Temporal) but far above what the session's tests
         # send to their few numbers; tests/api/test_throttle.py tests the limit with its own.

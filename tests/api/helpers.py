@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from temporalio.testing import WorkflowEnvironment
 
@@ -348,6 +349,26 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+@contextlib.asynccontextmanager
+async def chromium(profile: Path, **options: Any) -> AsyncIterator[Any]:
+    """A headless Chromium on a fresh profile, as Playwright's browser context; `options` go to
+    launch_persistent_context (the viewport, HTTP credentials)."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium)")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:  # pragma: no cover - the dev extra brings it
+        pytest.fail("the playwright package is missing: `make test` installs the dev extra")
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, **options
+        )
+        try:
+            yield context
+        finally:
+            await context.close()
 
 
 # ---- live status: an SSE answer read event by event ---------------------------------------------

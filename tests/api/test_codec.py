@@ -25,6 +25,14 @@ def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
+async def preflight_decode(client: httpx.AsyncClient, origin: str, headers: str) -> httpx.Response:
+    """A browser's CORS preflight for a POST to /codec/decode from a page at `origin` that sends `headers`."""
+    return await client.options(
+        "/codec/decode",
+        headers={"Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": headers},
+    )
+
+
 def plain_payloads(*values) -> dict:
     """Payloads JSON as the SDK's JSON converter writes them (what the UI gets after decoding)."""
     return {
@@ -125,14 +133,7 @@ async def test_only_the_admin_token_may_call(anon, route):
 
 
 async def test_a_foreign_origin_gets_no_cors_and_is_refused_even_with_the_token(anon):
-    preflight = await anon.options(
-        "/codec/decode",
-        headers={
-            "Origin": FOREIGN,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "content-type",
-        },
-    )
+    preflight = await preflight_decode(anon, FOREIGN, "content-type")
     assert_error(preflight, 403, "forbidden")
     assert not [h for h in preflight.headers if h.startswith("access-control-")]
     answer = await anon.post("/codec/decode", json=plain_payloads(1), headers=ADMIN | {"Origin": FOREIGN})
@@ -141,14 +142,7 @@ async def test_a_foreign_origin_gets_no_cors_and_is_refused_even_with_the_token(
 
 
 async def test_the_ui_origin_gets_cors_and_its_preflight_is_answered(anon):
-    preflight = await anon.options(
-        "/codec/decode",
-        headers={
-            "Origin": UI,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "content-type,x-namespace,authorization",
-        },
-    )
+    preflight = await preflight_decode(anon, UI, "content-type,x-namespace,authorization")
     assert preflight.status_code == 204, preflight.text
     assert preflight.headers["access-control-allow-origin"] == UI
     assert preflight.headers["access-control-allow-methods"] == "POST"

@@ -21,10 +21,9 @@ from tests.api.helpers import (
     ADMIN_TOKEN,
     API_KEY,
     AUTH,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     ThreadedServer,
     assert_error,
+    chromium,
     failed_webhook,
     listed,
     until_final,
@@ -48,26 +47,13 @@ def served(settings):
 
 @pytest.fixture
 async def browser(tmp_path):
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium)")
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:  # pragma: no cover - the dev extra brings it
-        pytest.fail("the playwright package is missing: `make test` installs the dev extra")
-    async with async_playwright() as playwright:
-        # A fresh profile; Basic credentials as an operator would type them into the browser's prompt.
-        context = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            http_credentials={"username": "operator", "password": ADMIN_TOKEN},
-            viewport={"width": 1360, "height": 1000},
-        )
-        try:
-            yield context
-        finally:
-            await context.close()
+    # Basic credentials as an operator would type them into the browser's prompt.
+    async with chromium(
+        tmp_path / "profile",
+        http_credentials={"username": "operator", "password": ADMIN_TOKEN},
+        viewport={"width": 1360, "height": 1000},
+    ) as context:
+        yield context
 
 
 def keep(path: Path, name: str) -> Path:

@@ -8,9 +8,7 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,10 +17,8 @@ from common.logs import JsonFormatter
 from tests.api.helpers import until_final
 from tests.support.http_receiver import Answer
 from tests.support.logs import on_the_root_logger
-from tests.support.processes import fetch_when_served
+from tests.support.processes import fetch_when_served, start_module
 from tests.support.temporal import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
@@ -133,15 +129,7 @@ def test_the_api_process_logs_json_lines_uvicorns_included(tmp_path):
         "HERALD_DATA_DIR": str(tmp_path),
         "HERALD_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "api"],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server = start_module("api", env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         page = fetch_when_served(f"http://127.0.0.1:{port}/metrics", server, "the API")
     finally:

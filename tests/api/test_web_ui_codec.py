@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from devstack.temporal_server import tuned_args
-from tests.api.helpers import AUTH, CHROMIUM, CHROMIUM_ARGS, DEV_SERVER, ThreadedServer, address_of, until_final
+from tests.api.helpers import AUTH, DEV_SERVER, ThreadedServer, address_of, chromium, until_final
 from tests.support.temporal import free_port, running_workers
 
 # Its module-scoped Temporal server is started once: under xdist all its tests run on one worker.
@@ -65,26 +65,14 @@ async def test_the_dev_web_ui_shows_a_run_decrypted(dev_api, ports, tmp_path):
         "notificationId"
     ]
     assert (await until_final(dev_api, job_id))["status"] == "completed"
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        context = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1360, "height": 1400},
-        )
-        try:
-            page = context.pages[0] if context.pages else await context.new_page()
-            answers = []
-            page.on("response", lambda r: answers.append((r.request.method, r.status)) if "/codec/" in r.url else None)
-            await page.goto(f"http://127.0.0.1:{ports['ui']}/namespaces/default/workflows/{job_id}")
-            # The input, decoded: the JSON of the job, its recipient in it.
-            await page.get_by_text(f'"recipient": "{PHONE}"').first.wait_for(timeout=20_000)
-            text = await page.inner_text("body")
-        finally:
-            await context.close()
+    async with chromium(tmp_path / "profile", viewport={"width": 1360, "height": 1400}) as context:
+        page = context.pages[0] if context.pages else await context.new_page()
+        answers = []
+        page.on("response", lambda r: answers.append((r.request.method, r.status)) if "/codec/" in r.url else None)
+        await page.goto(f"http://127.0.0.1:{ports['ui']}/namespaces/default/workflows/{job_id}")
+        # The input, decoded: the JSON of the job, its recipient in it.
+        await page.get_by_text(f'"recipient": "{PHONE}"').first.wait_for(timeout=20_000)
+        text = await page.inner_text("body")
     assert '"kind": "sms"' in text and "binary/encrypted" not in text
     # The browser's own cross-origin decodes (each after its CORS preflight, which Chromium keeps to itself).
     assert answers and set(answers) == {("POST", 200)}, answers

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -30,9 +29,9 @@ from api.main import create_app
 from common.settings import Settings
 from tests.api.helpers import address_of, api_client, dev_server
 from tests.crash.helpers import API_KEY, HEARTBEAT_TIMEOUT_S, SMS_TOKEN, Receiver
+from tests.support.processes import start_logged
 from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKER_START_TIMEOUT = 60
 
 
@@ -124,15 +123,7 @@ def start_worker(dev_env, tmp_path, receiver) -> Iterator[Callable[..., WorkerPr
         n = len(started) + 1
         log_path = tmp_path / f"worker-{n}.log"
         env = worker_environment(dev_env, tmp_path / "data", receiver, **extra)
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "worker"],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        process = start_logged("worker", env, log_path)
         worker = WorkerProcess(process, log_path)
         started.append(worker)
         deadline = time.monotonic() + WORKER_START_TIMEOUT

@@ -43,19 +43,19 @@ async def test_accepted_message_is_saved_as_eml(sink):
     assert len(list(sink.outbox.glob("*.eml"))) == 2
 
 
-async def test_reject_domain_is_refused_permanently(sink):
+@pytest.mark.parametrize(
+    ("to", "code", "reason"),
+    [
+        ("x@reject.test", 550, "5.1.1 mailbox unavailable"),  # permanently
+        ("x@tempfail.test", 451, "4.3.0 try again later"),  # transiently
+    ],
+    ids=["reject", "tempfail"],
+)
+async def test_a_scripted_domain_is_refused(sink, to, code, reason):
     with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as refused:
-        await send(sink, message("x@reject.test"))
+        await send(sink, message(to))
     [error] = refused.value.recipients
-    assert (error.code, error.message) == (550, "5.1.1 mailbox unavailable")
-    assert read_outbox(sink.outbox) == []
-
-
-async def test_tempfail_domain_is_refused_transiently(sink):
-    with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as refused:
-        await send(sink, message("x@tempfail.test"))
-    [error] = refused.value.recipients
-    assert (error.code, error.message) == (451, "4.3.0 try again later")
+    assert (error.code, error.message) == (code, reason)
     assert read_outbox(sink.outbox) == []
 
 

@@ -8,7 +8,6 @@ import itertools
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -18,7 +17,7 @@ import pytest
 
 from common.settings import DEV_API_KEY
 from devstack.processes import Backoff, RestartPolicy, StopRequested, Supervisor
-from tests.support.processes import ROOT, alive, descendants, launcher_env, survivors, wait_ready
+from tests.support.processes import alive, running_devstack, survivors
 
 
 # ---- the pause before a restart ---------------------------------------------------------------
@@ -86,24 +85,10 @@ def pid_of(name: str, log: str, after: int = 0) -> int | None:
 
 
 def test_a_killed_worker_is_started_again_and_the_stack_keeps_working(tmp_path, free_port):
-    env, api_port = launcher_env(tmp_path, free_port)
-    log_path = tmp_path / "launcher.log"
-    with log_path.open("wb") as out:
-        launcher = subprocess.Popen(
-            [sys.executable, "-m", "devstack"],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    processes: dict[int, int] = {}
-    log = log_path.read_text
-    try:
-        wait_ready(launcher, f"http://127.0.0.1:{api_port}/readyz", log_path)
-        processes.update(descendants(launcher.pid))
+    with running_devstack(tmp_path, free_port) as stack:
+        launcher, log = stack.launcher, stack.log
         worker = pid_of("worker", log())
-        assert worker in processes, log()
+        assert worker in stack.processes, log()
 
         os.kill(worker, signal.SIGKILL)
         deadline = time.monotonic() + 30
@@ -113,15 +98,11 @@ def test_a_killed_worker_is_started_again_and_the_stack_keeps_working(tmp_path, 
             time.sleep(0.1)
         assert f"worker (pid {worker}) was killed by SIGKILL" in log(), log()
         assert "starting it again in 1 s" in log(), log()
-        processes.update(descendants(launcher.pid))
-        assert new in processes and not alive(worker, processes[worker]), log()
+        assert new in stack.record_processes() and not alive(worker, stack.processes[worker]), log()
 
         # A job sent now completes: the new worker took over.
         with httpx.Client(
-            base_url=f"http://127.0.0.1:{api_port}",
-            timeout=10,
-            trust_env=False,
-            headers={"Authorization": f"Bearer {DEV_API_KEY}"},
+            base_url=stack.api_url, timeout=10, trust_env=False, headers={"Authorization": f"Bearer {DEV_API_KEY}"}
         ) as api:
             job = api.post("/jobs/email", json={"to": "ada@example.com", "subject": "after", "body": "restart"})
             assert job.status_code == 202, job.text
@@ -135,11 +116,4 @@ def test_a_killed_worker_is_started_again_and_the_stack_keeps_working(tmp_path, 
         # Ctrl-C still stops everything, the restarted worker included.
         launcher.send_signal(signal.SIGINT)
         assert launcher.wait(timeout=60) == 0, log()
-        assert survivors(processes, timeout=5) == [], log()
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait()
-        for pid, started in processes.items():
-            if alive(pid, started):
-                os.kill(pid, signal.SIGKILL)
+        assert survivors(stack.processes, timeout=5) == [], log()

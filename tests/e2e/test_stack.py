@@ -11,13 +11,9 @@ the Standard Webhooks secret the launcher generated.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,58 +24,20 @@ from standardwebhooks import Webhook
 from common.settings import DEV_API_KEY
 from devstack.smtp_sink import read_outbox
 from tests.support.http_receiver import HttpReceiver, Received
-from tests.support.processes import ROOT, alive, descendants, launcher_env, survivors, wait_ready
+from tests.support.processes import DevStack, running_devstack, survivors
 
 pytestmark = pytest.mark.e2e
 
 FINAL_TIMEOUT = 30  # seconds for a job to reach its final state, and for its output to show
 
 
-@dataclass
-class Stack:
-    launcher: subprocess.Popen
-    processes: dict[int, int]  # pid → start time: the launcher's children, and theirs
-    api_url: str
-    sms_url: str
-    data_dir: Path
-    log: Callable[[], str]
-
-
 @pytest.fixture
-def stack(tmp_path: Path, free_port) -> Iterator[Stack]:
-    env, api_port = launcher_env(tmp_path, free_port)
-    log_path = tmp_path / "launcher.log"
-    with log_path.open("wb") as log:
-        launcher = subprocess.Popen(
-            [sys.executable, "-m", "devstack"],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    processes: dict[int, int] = {}
-    try:
-        wait_ready(launcher, f"http://127.0.0.1:{api_port}/readyz", log_path)
-        processes.update(descendants(launcher.pid))
-        yield Stack(
-            launcher,
-            processes,
-            f"http://127.0.0.1:{api_port}",
-            f"http://127.0.0.1:{env['HERALD_DEV_SMS_PORT']}/messages",
-            Path(env["HERALD_DATA_DIR"]),
-            log_path.read_text,
-        )
-    finally:
-        if launcher.poll() is None:  # the test failed before stopping it
-            launcher.kill()
-            launcher.wait()
-        for pid, started in processes.items():
-            if alive(pid, started):
-                os.kill(pid, signal.SIGKILL)
+def stack(tmp_path: Path, free_port) -> Iterator[DevStack]:
+    with running_devstack(tmp_path, free_port) as stack:
+        yield stack
 
 
-def eventually(what: str, probe: Callable[[], Any], stack: Stack, timeout: float = FINAL_TIMEOUT) -> Any:
+def eventually(what: str, probe: Callable[[], Any], stack: DevStack, timeout: float = FINAL_TIMEOUT) -> Any:
     """Poll `probe` until it returns something truthy; fail with the launcher's log if it never does."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -91,7 +49,7 @@ def eventually(what: str, probe: Callable[[], Any], stack: Stack, timeout: float
     pytest.fail(f"{what} not seen within {timeout} s:\n{stack.log()}")
 
 
-def final_state(api: httpx.Client, status_url: str, stack: Stack, final: set[str]) -> dict:
+def final_state(api: httpx.Client, status_url: str, stack: DevStack, final: set[str]) -> dict:
     def probe() -> dict | None:
         answer = api.get(status_url)
         assert answer.status_code == 200, answer.text
@@ -108,7 +66,7 @@ def received_at(receiver: HttpReceiver, path: str) -> Callable[[], Received | No
     return probe
 
 
-def test_email_sms_and_webhook_through_the_dev_stack(stack: Stack) -> None:
+def test_email_sms_and_webhook_through_the_dev_stack(stack: DevStack) -> None:
     secret = (stack.data_dir / "webhook_secret").read_text().strip()
     assert secret.startswith("whsec_")
     data = {
@@ -158,8 +116,10 @@ def test_email_sms_and_webhook_through_the_dev_stack(stack: Stack) -> None:
         assert message.get_content().rstrip("\n") == text
 
         # The SMS, from the gateway sink.
+        sms_sink = f"http://127.0.0.1:{stack.env['HERALD_DEV_SMS_PORT']}/messages"
+
         def sms_records() -> list[dict]:
-            answer = httpx.get(stack.sms_url, timeout=5, trust_env=False)
+            answer = httpx.get(sms_sink, timeout=5, trust_env=False)
             assert answer.status_code == 200, answer.text
             return answer.json()
 

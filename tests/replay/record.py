@@ -17,75 +17,26 @@ import tempfile
 from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
-from temporalio.testing import WorkflowEnvironment
+from temporalio.client import WorkflowExecutionStatus
 
 import workflows
-from api.jobs.starter import email_job, start_job, webhook_job
+from api.jobs.starter import email_job, webhook_job
 from common.runtime import exit_skipping_teardown
-from common.settings import Settings
-from devstack.smtp_sink import SmtpSink, read_outbox
-from tests.support.http_receiver import Answer, HttpReceiver
-from tests.support.temporal import (
-    ENCRYPTION_KEY,
-    TEST_SERVER,
-    WEBHOOK_SECRET,
-    free_port,
-    herald_client,
-    job_spec,
-    register_search_attributes,
-    running_workers,
+from devstack.smtp_sink import SmtpSink
+from tests.replay.recording import (
+    Recorder,
+    assert_run,
+    event_types,
+    failed,
+    only_child,
+    time_skipping_server,
+    wait_for_event,
 )
+from tests.support.http_receiver import Answer, HttpReceiver
+from tests.support.temporal import free_port, herald_client, job_spec, local_settings, running_workers
 
 TO = "ada@example.com"
 DATA = {"event": "order.shipped", "orderId": 42}
-
-
-class Recorder:
-    def __init__(self, client: Client, out_dir: Path, outbox: Path) -> None:
-        self.client, self.out_dir, self.outbox = client, out_dir, outbox
-
-    async def start(self, request) -> WorkflowHandle:
-        # The handle start_job returns: awaiting its result lets the test server skip time.
-        return (await start_job(self.client, request)).handle
-
-    async def save(self, name: str, handle: WorkflowHandle) -> None:
-        history = await handle.fetch_history()
-        # to_json() leaves the workflow id out and the test server does not fill the start event's
-        # workflowId (newer servers do); put it there so the replay runs under the recorded id.
-        started = history.events[0].workflow_execution_started_event_attributes
-        started.workflow_id = started.workflow_id or handle.id
-        (self.out_dir / f"{name}.json").write_text(history.to_json())
-        print(f"{name}: {len(history.events)} events ({handle.id})")
-
-    def sent_mails(self) -> int:
-        return len(read_outbox(self.outbox))
-
-
-async def failed(handle: WorkflowHandle) -> None:
-    try:
-        await handle.result()
-    except WorkflowFailureError:
-        return
-    raise AssertionError(f"{handle.id} was expected to fail")
-
-
-async def event_types(handle: WorkflowHandle) -> list[int]:
-    return [e.event_type async for e in handle.fetch_history_events()]
-
-
-async def wait_for_event(handle: WorkflowHandle, event_type: int, timeout_s: float = 10) -> None:
-    # Polled in wall time: time skips only while a result is awaited.
-    for _ in range(int(timeout_s / 0.05)):
-        if event_type in await event_types(handle):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{handle.id}: no {EventType.Name(event_type)} within {timeout_s} s")
-
-
-async def assert_run(handle: WorkflowHandle, status: WorkflowExecutionStatus) -> None:
-    actual = (await handle.describe()).status
-    assert actual == status, f"{handle.id}: {actual} instead of {status}"
 
 
 # ---- the scenarios: each checks how it ended (Temporal's run status, what the far side got) -----
@@ -138,12 +89,7 @@ async def result_callback(rec: Recorder) -> None:
     await assert_run(handle, WorkflowExecutionStatus.COMPLETED)
     [callback] = receiver.received
     assert callback.json()["type"] == "job.completed"
-    [child] = [
-        e.child_workflow_execution_started_event_attributes.workflow_execution
-        async for e in handle.fetch_history_events()
-        if e.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED
-    ]
-    child_handle = rec.client.get_workflow_handle(child.workflow_id, run_id=child.run_id)
+    child_handle = await only_child(rec.client, handle)
     await assert_run(child_handle, WorkflowExecutionStatus.COMPLETED)
     await rec.save("result_callback", handle)
     await rec.save("result_callback_child", child_handle)
@@ -166,31 +112,16 @@ async def delayed_24h_waiting(rec: Recorder) -> None:
 async def record(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"recording the workflows in {Path(workflows.__file__).parent} into {out_dir}")
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER))
-    try:
-        await register_search_attributes(env)
+    async with time_skipping_server() as env:
         with tempfile.TemporaryDirectory() as tmp, SmtpSink(Path(tmp) / "outbox", port=free_port()) as sink:
-            settings = Settings(
-                data_dir=Path(tmp),
-                smtp_port=sink.port,
-                webhook_secret=WEBHOOK_SECRET,
-                encryption_key=ENCRYPTION_KEY,
-                webhook_allow_hosts=["127.0.0.1/8"],
-                sms_gateway_url="http://127.0.0.1:9/unused",
-                temp_dir=Path(tmp) / "tmp",
-                log_dir=Path(tmp) / "logs",
-                session_dir=Path(tmp) / "sessions",
-            )
             rec = Recorder(herald_client(env), out_dir, sink.outbox)
-            async with running_workers(env.client, settings):
+            async with running_workers(env.client, local_settings(Path(tmp), smtp_port=sink.port)):
                 await email_sent(rec)
                 await webhook_500_500_200(rec)
                 await failed_after_3_attempts(rec)
                 await delay_then_cancel(rec)
                 await result_callback(rec)
                 await delayed_24h_waiting(rec)
-    finally:
-        await env.shutdown()
 
 
 if __name__ == "__main__":

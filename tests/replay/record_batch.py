@@ -24,23 +24,13 @@ from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.testing import WorkflowEnvironment
 
 from api.batches.service import new_batch_id, start_batch
 from common.models import BatchInput, BatchWebhook
 from common.runtime import exit_skipping_teardown
-from common.settings import Settings
-from tests.replay.record import Recorder, assert_run, failed, wait_for_event
+from tests.replay.recording import Recorder, assert_run, failed, only_child, time_skipping_server, wait_for_event
 from tests.support.http_receiver import Answer, HttpReceiver
-from tests.support.temporal import (
-    ENCRYPTION_KEY,
-    TEST_SERVER,
-    WEBHOOK_SECRET,
-    herald_client,
-    job_spec,
-    register_search_attributes,
-    running_workers,
-)
+from tests.support.temporal import herald_client, job_spec, local_settings, running_workers
 
 
 def _batch(urls: list[str], **spec_fields) -> BatchInput:
@@ -64,12 +54,7 @@ async def retries_and_dead_letter(rec: Recorder) -> None:
         result = await handle.result()
     assert [i.phase.value for i in result.items] == ["completed", "completed", "failed"], result.items
     await assert_run(handle, WorkflowExecutionStatus.COMPLETED)
-    [child] = [
-        e.child_workflow_execution_started_event_attributes.workflow_execution
-        async for e in handle.fetch_history_events()
-        if e.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED
-    ]
-    child_handle = rec.client.get_workflow_handle(child.workflow_id, run_id=child.run_id)
+    child_handle = await only_child(rec.client, handle)
     await failed(child_handle)
     await assert_run(child_handle, WorkflowExecutionStatus.FAILED)
     await rec.save("batch_retries_and_dead_letter", handle)
@@ -90,10 +75,7 @@ async def cancelled_in_flight(rec: Recorder) -> None:
     # In flight when the cancel comes (answered a second later), then a retryable 503.
     with HttpReceiver([Answer(503, delay_s=1.0)]) as receiver:
         handle = (await start_batch(rec.client, _batch([receiver.url] * 2, attempts=3, backoff_ms=1000), None)).handle
-        for _ in range(200):
-            if len(receiver.received) == 2:
-                break
-            await asyncio.sleep(0.01)
+        await receiver.until_received(2)
         await handle.cancel()
         result = await handle.result()
     assert [i.phase.value for i in result.items] == ["cancelled"] * 2, result.items
@@ -111,26 +93,12 @@ SCENARIOS = {
 
 async def record(out_dir: Path, names: list[str]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER))
-    try:
-        await register_search_attributes(env)
+    async with time_skipping_server() as env:
         with tempfile.TemporaryDirectory() as tmp:
-            settings = Settings(
-                data_dir=Path(tmp),
-                webhook_secret=WEBHOOK_SECRET,
-                encryption_key=ENCRYPTION_KEY,
-                webhook_allow_hosts=["127.0.0.1/8"],
-                sms_gateway_url="http://127.0.0.1:9/unused",
-                temp_dir=Path(tmp) / "tmp",
-                log_dir=Path(tmp) / "logs",
-                session_dir=Path(tmp) / "sessions",
-            )
             rec = Recorder(herald_client(env), out_dir, Path(tmp) / "outbox")
-            async with running_workers(env.client, settings):
+            async with running_workers(env.client, local_settings(Path(tmp))):
                 for name in names:
                     await SCENARIOS[name](rec)
-    finally:
-        await env.shutdown()
 
 
 if __name__ == "__main__":

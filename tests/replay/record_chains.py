@@ -17,18 +17,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from api.main import create_app
 from common.models import user_workflow_id
 from common.runtime import exit_skipping_teardown
-from common.settings import Settings
-from common.temporal import client_for
 from devstack.smtp_sink import SmtpSink
-from tests.api.helpers import FINAL, address_of, api_client, dev_server, poll
-from tests.replay.record_entities import save
+from tests.api.helpers import FINAL, address_of, dev_server, poll
+from tests.replay.recording import KEY, save_workflow, through_the_api
 from tests.support.http_receiver import Answer, HttpReceiver
-from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, free_port, running_workers
-
-KEY = "record-key"
+from tests.support.temporal import free_port, local_settings
 
 
 async def final(api, job_id: str) -> dict:
@@ -49,24 +44,14 @@ async def record(out_dir: Path) -> None:
             HttpReceiver([Answer(200, {"id": "sms-1"})]) as gateway,
             HttpReceiver([Answer(404)]) as gone,
         ):
-            settings = Settings(
-                encryption_key=ENCRYPTION_KEY,
-                webhook_secret=WEBHOOK_SECRET,
-                data_dir=Path(tmp),
+            settings = local_settings(
+                Path(tmp),
                 temporal_address=address_of(env),
                 api_keys=[KEY],
                 smtp_port=sink.port,
                 sms_gateway_url=gateway.url + "/messages",
-                webhook_allow_hosts=["127.0.0.1/8"],
-                temp_dir=Path(tmp) / "tmp",
-                log_dir=Path(tmp) / "logs",
-                session_dir=Path(tmp) / "sessions",
             )
-            client = client_for(env.client, settings)
-            async with (
-                running_workers(env.client, settings),
-                api_client(create_app(settings), headers={"Authorization": f"Bearer {KEY}"}) as api,
-            ):
+            async with through_the_api(env, settings) as (client, api):
                 follow_up = {"type": "sms", "phone": "+14155550100", "message": "Shipped"}
                 parent = (
                     await api.post(
@@ -78,8 +63,8 @@ async def record(out_dir: Path) -> None:
                 assert done["status"] == "completed" and done["next"] == f"{parent}-then", done
                 assert (await final(api, done["next"]))["status"] == "completed"
                 assert len(gateway.received) == 1
-                await save(client, parent, out_dir, "then_parent_completed")
-                await save(client, done["next"], out_dir, "then_follow_up_completed")
+                await save_workflow(client, parent, out_dir, "then_parent_completed")
+                await save_workflow(client, done["next"], out_dir, "then_follow_up_completed")
 
                 refused = (
                     await api.post(
@@ -89,7 +74,7 @@ async def record(out_dir: Path) -> None:
                 ).json()
                 failed = await final(api, refused["notificationId"])
                 assert failed["status"] == "failed" and not failed.get("next"), failed
-                await save(client, refused["notificationId"], out_dir, "then_parent_failed")
+                await save_workflow(client, refused["notificationId"], out_dir, "then_parent_failed")
 
                 assert (await api.put("/users/ada", json={"email": "ada@example.com"})).status_code == 200
                 welcome = (await api.post("/notifications", json={"type": "welcome", "userId": "ada"})).json()
@@ -99,7 +84,7 @@ async def record(out_dir: Path) -> None:
                 ).json()["jobId"]
                 assert (await final(api, report))["status"] == "completed"
                 assert (await api.get(f"/reports/{report}/result")).status_code == 200
-                await save(client, report, out_dir, "report_built")
+                await save_workflow(client, report, out_dir, "report_built")
                 await client.get_workflow_handle(user_workflow_id("ada")).terminate("recorded")
 
 

@@ -21,17 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from api.main import create_app
 from common.builtin_schedules import ensure_builtin_schedule
 from common.runtime import exit_skipping_teardown
 from common.schedules import BUILTIN_SCHEDULES
-from common.settings import Settings
-from common.temporal import client_for
-from tests.api.helpers import FINAL, address_of, api_client, dev_server, poll
-from tests.replay.record_entities import save
-from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, running_workers
+from tests.api.helpers import FINAL, address_of, dev_server, poll
+from tests.replay.recording import KEY, save_workflow, through_the_api
+from tests.support.temporal import local_settings
 
-KEY = "record-key"
 DAY_S = 86_400
 
 
@@ -59,27 +55,13 @@ async def scheduled_run(client, schedule_id: str) -> str:
 async def record(out_dir: Path) -> None:
     async with dev_server() as env:
         with tempfile.TemporaryDirectory() as tmp:
-            settings = Settings(
-                encryption_key=ENCRYPTION_KEY,
-                webhook_secret=WEBHOOK_SECRET,
-                data_dir=Path(tmp),
-                temporal_address=address_of(env),
-                api_keys=[KEY],
-                sms_gateway_url="http://127.0.0.1:9/unused",
-                temp_dir=Path(tmp) / "tmp",
-                log_dir=Path(tmp) / "logs",
-                session_dir=Path(tmp) / "sessions",
-            )
-            client = client_for(env.client, settings)
-            async with (
-                running_workers(env.client, settings),
-                api_client(create_app(settings), headers={"Authorization": f"Bearer {KEY}"}) as api,
-            ):
+            settings = local_settings(Path(tmp), temporal_address=address_of(env), api_keys=[KEY])
+            async with through_the_api(env, settings) as (client, api):
                 temp = stale_file(settings.temp_dir, "upload.part", age_s=(settings.temp_max_age_hours + 1) * 3600)
                 job_id = (await api.post("/jobs/cleanup", json={"task": "delete_temp"})).json()["jobId"]
                 done = await poll(api, f"/jobs/{job_id}/status", lambda body: body["status"] in FINAL)
                 assert done["status"] == "completed" and not temp.exists(), done
-                await save(client, job_id, out_dir, "cleanup_api_completed")
+                await save_workflow(client, job_id, out_dir, "cleanup_api_completed")
 
                 [tokens] = [d for d in BUILTIN_SCHEDULES if d.id == "token-cleanup"]
                 session = stale_file(
@@ -94,7 +76,7 @@ async def record(out_dir: Path) -> None:
                 done = await poll(api, f"/jobs/{run_id}/status", lambda body: body["status"] in FINAL)
                 assert done["status"] == "completed", done
                 assert not session.exists(), "the expired session is still there"
-                await save(client, run_id, out_dir, "cleanup_scheduled_completed")
+                await save_workflow(client, run_id, out_dir, "cleanup_scheduled_completed")
                 await client.get_schedule_handle(tokens.id).delete()
 
 

@@ -21,24 +21,12 @@ from pathlib import Path
 
 from api.core.errors import ApiError
 from api.jobs.throttle import quota_key, reserve_sms
-from api.main import create_app
 from common.models import user_workflow_id
 from common.runtime import exit_skipping_teardown
-from common.settings import Settings
-from common.temporal import client_for
 from devstack.smtp_sink import SmtpSink
-from tests.api.helpers import address_of, api_client, start_dev_server
-from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, free_port, running_workers
-
-KEY = "record-key"
-
-
-async def save(client, workflow_id: str, out_dir: Path, name: str) -> None:
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    started = history.events[0].workflow_execution_started_event_attributes
-    started.workflow_id = started.workflow_id or workflow_id
-    (out_dir / f"{name}.json").write_text(history.to_json())
-    print(f"{name}: {len(history.events)} events")
+from tests.api.helpers import address_of, dev_server
+from tests.replay.recording import KEY, save_workflow, through_the_api
+from tests.support.temporal import free_port, local_settings
 
 
 async def final(api, job_id: str) -> str:
@@ -52,23 +40,12 @@ async def final(api, job_id: str) -> str:
 
 async def record(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = await start_dev_server()
-    try:
+    async with dev_server() as env:
         with tempfile.TemporaryDirectory() as tmp, SmtpSink(Path(tmp) / "outbox", port=free_port()) as sink:
-            settings = Settings(
-                encryption_key=ENCRYPTION_KEY,
-                webhook_secret=WEBHOOK_SECRET,
-                data_dir=Path(tmp),
-                temporal_address=address_of(env),
-                api_keys=[KEY],
-                smtp_port=sink.port,
-                sms_per_hour=2,
+            settings = local_settings(
+                Path(tmp), temporal_address=address_of(env), api_keys=[KEY], smtp_port=sink.port, sms_per_hour=2
             )
-            client = client_for(env.client, settings)
-            async with (
-                running_workers(env.client, settings),
-                api_client(create_app(settings), headers={"Authorization": f"Bearer {KEY}"}) as api,
-            ):
+            async with through_the_api(env, settings) as (client, api):
                 # 1. a user: two PUTs and a GET.
                 assert (
                     await api.put("/users/ada", json={"email": "ada@example.com", "name": "Ada"})
@@ -80,15 +57,15 @@ async def record(out_dir: Path) -> None:
                     )
                 ).status_code == 200
                 assert (await api.get("/users/ada")).json()["name"] == "Ada L."
-                await save(client, user_workflow_id("ada"), out_dir, "user_two_puts_open")
+                await save_workflow(client, user_workflow_id("ada"), out_dir, "user_two_puts_open")
 
                 # 2. a welcome email, rendered and sent; 3. one to a user never PUT.
                 sent = (await api.post("/notifications", json={"type": "welcome", "userId": "ada"})).json()["jobId"]
                 assert await final(api, sent) == "success"
-                await save(client, sent, out_dir, "typed_welcome_sent")
+                await save_workflow(client, sent, out_dir, "typed_welcome_sent")
                 unknown = (await api.post("/notifications", json={"type": "welcome", "userId": "nobody"})).json()
                 assert await final(api, unknown["jobId"]) == "failed"
-                await save(client, unknown["jobId"], out_dir, "typed_unknown_user_failed")
+                await save_workflow(client, unknown["jobId"], out_dir, "typed_unknown_user_failed")
 
                 # 4. a full quota, and one reserved and released when the other refused.
                 full, other = "+14155550100", "+14155550199"
@@ -98,10 +75,8 @@ async def record(out_dir: Path) -> None:
                     raise AssertionError("the third SMS to the number was not refused")
                 except ApiError as refused:
                     assert refused.status == 429
-                await save(client, quota_key("phone", full), out_dir, "sms_quota_full_open")
-                await save(client, quota_key("phone", other), out_dir, "sms_quota_released_open")
-    finally:
-        await env.shutdown()
+                await save_workflow(client, quota_key("phone", full), out_dir, "sms_quota_full_open")
+                await save_workflow(client, quota_key("phone", other), out_dir, "sms_quota_released_open")
 
 
 if __name__ == "__main__":

@@ -21,11 +21,10 @@ from pathlib import Path
 from api.core.idempotency import KeyStore
 from common.idempotency import Claim, Completion, StoredAnswer, key_workflow_id
 from common.runtime import exit_skipping_teardown
-from common.settings import Settings
 from common.temporal import client_for
-from tests.api.helpers import start_dev_server
-from tests.replay.record_entities import save
-from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, running_workers
+from tests.api.helpers import dev_server
+from tests.replay.recording import save_workflow
+from tests.support.temporal import local_settings, running_workers
 
 ANSWER = StoredAnswer(status=202, headers=[["content-type", "application/json"]], body='{"jobId":"email-1"}')
 
@@ -40,15 +39,9 @@ class _Gateway:
 
 async def record(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = await start_dev_server()
-    try:
+    async with dev_server() as env:
         with tempfile.TemporaryDirectory() as tmp:
-            settings = Settings(
-                encryption_key=ENCRYPTION_KEY,
-                webhook_secret=WEBHOOK_SECRET,
-                data_dir=Path(tmp),
-                idempotency_keep_hours=2 / 3600,
-            )
+            settings = local_settings(Path(tmp), idempotency_keep_hours=2 / 3600)
             client = client_for(env.client, settings)
             async with running_workers(env.client, settings):
                 # 1. answered, replayed to a waiter, a conflict, a stale release; still open.
@@ -62,7 +55,7 @@ async def record(out_dir: Path) -> None:
                 assert (await first.claim(Claim("G", "c", 30))).outcome == "conflict"
                 await first.complete(Completion("b"))
                 await asyncio.sleep(0.5)
-                await save(client, first.workflow_id, out_dir, "key_answered_open")
+                await save_workflow(client, first.workflow_id, out_dir, "key_answered_open")
 
                 # 2. a lease that runs out, a release, an answer, the end of the keep time.
                 second = KeyStore(_Gateway(client), settings, key_workflow_id("record", "expired"))
@@ -72,9 +65,7 @@ async def record(out_dir: Path) -> None:
                 assert (await second.claim(Claim("H", "c", 30))).outcome == "proceed"
                 await second.complete(Completion("c", ANSWER))
                 await client.get_workflow_handle(second.workflow_id).result()
-                await save(client, second.workflow_id, out_dir, "key_taken_over_and_expired")
-    finally:
-        await env.shutdown()
+                await save_workflow(client, second.workflow_id, out_dir, "key_taken_over_and_expired")
 
 
 if __name__ == "__main__":

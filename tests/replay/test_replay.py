@@ -25,7 +25,7 @@ HISTORIES = sorted(HISTORIES_DIR.glob("**/*.json"))
 
 def load(path: Path) -> WorkflowHistory:
     data = json.loads(path.read_text())
-    # record.py writes the workflow id into the start event (to_json() itself leaves it out).
+    # recording.py writes the workflow id into the start event (to_json() itself leaves it out).
     workflow_id = data["events"][0]["workflowExecutionStartedEventAttributes"]["workflowId"]
     return WorkflowHistory.from_json(workflow_id, data)
 

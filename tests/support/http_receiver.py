@@ -5,6 +5,7 @@ Stands in for an SMS gateway or a webhook receiver at the far edge of the system
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -75,6 +76,13 @@ class HttpReceiver:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    async def until_received(self, count: int, timeout_s: float = 2) -> None:
+        """Wait until `count` requests have come in (they are in flight from then on, or answered)."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.received) < count:
+            assert time.monotonic() < deadline, f"{len(self.received)} of {count} requests came in {timeout_s} s"
+            await asyncio.sleep(0.01)
 
     def __enter__(self) -> HttpReceiver:
         self.thread.start()

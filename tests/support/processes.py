@@ -3,16 +3,34 @@ them, and finding every process a launcher started, so none outlives its test.""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_module(module: str, env: dict[str, str], **output: Any) -> subprocess.Popen:
+    """`python -m <module>` from the project root, as deployed, with nothing on its stdin; `output`
+    says where its stdout and stderr go (Popen's own arguments)."""
+    return subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, **output)
+
+
+def start_logged(module: str, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """`python -m <module>` (start_module) writing both its streams into `log_path`."""
+    with log_path.open("wb") as log:
+        return start_module(module, env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def fetch_when_served(url: str, process: subprocess.Popen, what: str, timeout: float = 30) -> str:
@@ -100,3 +118,47 @@ def wait_ready(launcher: subprocess.Popen, url: str, log_path: Path) -> None:
             pass
         time.sleep(0.5)
     pytest.fail(f"{url} not ready after {START_TIMEOUT} s:\n{log_path.read_text()}")
+
+
+@dataclass
+class DevStack:
+    """A running `python -m devstack`, and every process it started that a test has seen."""
+
+    launcher: subprocess.Popen
+    env: dict[str, str]
+    api_url: str
+    log_path: Path
+    processes: dict[int, int] = field(default_factory=dict)  # pid → start time
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.env["HERALD_DATA_DIR"])
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def record_processes(self) -> dict[int, int]:
+        """The launcher's live descendants now, kept so that none outlives the test."""
+        found = descendants(self.launcher.pid)
+        self.processes.update(found)
+        return found
+
+
+@contextlib.contextmanager
+def running_devstack(tmp_path: Path, free_port: Callable[[], int]) -> Iterator[DevStack]:
+    """`python -m devstack` on free ports, ready (its API answers and it said so); whatever it started is
+    killed on the way out if the test left it running (a failed test must not leave the stack behind)."""
+    env, api_port = launcher_env(tmp_path, free_port)
+    log_path = tmp_path / "launcher.log"
+    stack = DevStack(start_logged("devstack", env, log_path), env, f"http://127.0.0.1:{api_port}", log_path)
+    try:
+        wait_ready(stack.launcher, f"{stack.api_url}/readyz", log_path)
+        stack.record_processes()
+        yield stack
+    finally:
+        if stack.launcher.poll() is None:
+            stack.launcher.kill()
+            stack.launcher.wait()
+        for pid, started in stack.processes.items():
+            if alive(pid, started):
+                os.kill(pid, signal.SIGKILL)

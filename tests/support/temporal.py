@@ -38,6 +38,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def local_settings(root: Path, **changes: Any) -> Settings:
+    """Herald's settings for a test's own workers: the tests' secrets, webhooks allowed to local receivers,
+    SMS to nowhere (unless `changes` say where), and every folder Herald writes in below `root`."""
+    return Settings(
+        **{
+            "data_dir": root,
+            "webhook_secret": WEBHOOK_SECRET,
+            "encryption_key": ENCRYPTION_KEY,
+            "webhook_allow_hosts": ["127.0.0.1/8"],
+            "sms_gateway_url": "http://127.0.0.1:9/unused",
+            "temp_dir": root / "tmp",
+            "log_dir": root / "logs",
+            "session_dir": root / "sessions",
+            **changes,
+        }
+    )
+
+
 async def register_search_attributes(env: WorkflowEnvironment) -> None:
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(

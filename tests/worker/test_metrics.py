@@ -11,11 +11,9 @@ import logging
 import os
 import re
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -26,11 +24,11 @@ from common.metrics import ATTEMPTS, DEAD_LETTERS, JOBS_FINISHED
 from common.settings import Settings
 from common.temporal import connect, worker_runtime
 from devstack.smtp_sink import SmtpSink
-from tests.api.helpers import FINAL, poll
+from tests.api.helpers import FINAL, address_of, api_client, poll
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.logs import on_the_root_logger
-from tests.support.processes import fetch_when_served
-from tests.support.temporal import free_port, running_workers
+from tests.support.processes import fetch_when_served, start_module
+from tests.support.temporal import free_port, local_settings, running_workers
 
 # Every secret a deployment has, each one distinct, so any of them in a log line is found.
 API_KEY = "key-4f1c2a9e7b3d"
@@ -50,7 +48,6 @@ SECRETS = [
     WEBHOOK_SECRET.removeprefix("whsec_"),
     ENCRYPTION_KEY,
 ]
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class Captured(logging.Handler):
@@ -81,10 +78,6 @@ class Captured(logging.Handler):
 def captured() -> Iterator[Captured]:
     with on_the_root_logger(Captured(), logging.DEBUG) as handler:
         yield handler
-
-
-def address_of(env) -> str:
-    return env.client.service_client.config.target_host
 
 
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
@@ -120,9 +113,9 @@ async def test_worker_endpoint_serves_sdk_and_herald_metrics_and_logs_keep_secre
         HttpReceiver([Answer(503, {"error": "busy"})]) as gateway,
         HttpReceiver([Answer(204)]) as receiver,
     ):
-        settings = Settings(
+        settings = local_settings(
+            tmp_path,
             temporal_address=address_of(time_env),
-            data_dir=tmp_path,
             api_keys=[API_KEY],
             admin_token=ADMIN_TOKEN,
             smtp_port=smtp.port,
@@ -130,22 +123,15 @@ async def test_worker_endpoint_serves_sdk_and_herald_metrics_and_logs_keep_secre
             sms_gateway_url=gateway.url + "/messages",
             sms_gateway_token=SMS_TOKEN,
             sms_fallback_token=SMS_FALLBACK_TOKEN,
+            # This module's own secrets, each distinct (SECRETS), in place of the tests' shared ones.
             webhook_secret=WEBHOOK_SECRET,
-            webhook_allow_hosts=["127.0.0.1/8"],
             encryption_key=ENCRYPTION_KEY,
-            temp_dir=tmp_path / "tmp",
-            log_dir=tmp_path / "logs",
-            session_dir=tmp_path / "sessions",
             worker_metrics_port=port,
         )
         client = await connect(settings, runtime=worker_runtime(settings))
-        app = create_app(settings)
-        transport = httpx.ASGITransport(app=app)
         async with (
             running_workers(client, settings),
-            httpx.AsyncClient(
-                transport=transport, base_url="http://test", headers={"Authorization": f"Bearer {API_KEY}"}
-            ) as api,
+            api_client(create_app(settings), headers={"Authorization": f"Bearer {API_KEY}"}) as api,
         ):
             sent = (await api.post("/jobs/email", json={"to": "ada@example.com", "subject": "s", "body": "b"})).json()
             failing = (
@@ -220,15 +206,7 @@ def test_the_worker_process_serves_its_endpoint_and_logs_json_lines(tmp_path):
         "HERALD_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "HERALD_ENCRYPTION_KEY": ENCRYPTION_KEY,
     }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "worker"],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    worker = start_module("worker", env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         fetch_when_served(f"http://127.0.0.1:{port}/metrics", worker, "the worker")
         time.sleep(1.5)  # at least one "not reachable yet"

@@ -87,10 +87,7 @@ async def test_an_item_that_fails_after_its_batch_was_cancelled_is_cancelled_not
         batch = BatchInput(job=spec, webhooks=[BatchWebhook(url=receiver.url, data={"n": n}) for n in range(2)])
         async with running_workers(client, make_settings()):
             handle = (await start_batch(client, batch, None)).handle
-            for _ in range(200):
-                if len(receiver.received) == 2:
-                    break
-                await asyncio.sleep(0.01)
+            await receiver.until_received(2)
             await handle.cancel()
             result = await handle.result()
     # Final, so the batch is done; each sent once, never again after the cancel.

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
 
 from common.models import ENTITY_TASK_QUEUE, QuotaInput, QuotaRequest, UserInput, UserProfile
+from common.settings import Settings
 from common.temporal import client_for
 from tests.support.temporal import running_workers
 from workflows import sms_quota, user
@@ -12,15 +18,22 @@ from workflows.sms_quota import SmsQuotaWorkflow
 from workflows.user import UserWorkflow
 
 
+@contextlib.asynccontextmanager
+async def entity(
+    time_env, settings: Settings, run: Any, arg: Any, workflow_id: str
+) -> AsyncIterator[tuple[Client, WorkflowHandle]]:
+    """An entity workflow started on the entity task queue, with Herald's workers running: Herald's
+    client and the run's handle."""
+    client = client_for(time_env.client, settings)
+    async with running_workers(time_env.client, settings):
+        yield client, await client.start_workflow(run, arg, id=workflow_id, task_queue=ENTITY_TASK_QUEUE)
+
+
 async def test_a_user_continues_as_new_with_its_profile(time_env, make_settings, monkeypatch):
     monkeypatch.setattr(user, "MAX_UPDATES", 2)
-    settings = make_settings()
-    client = client_for(time_env.client, settings)
     user_id = f"u-{uuid.uuid4().hex[:8]}"
-    async with running_workers(time_env.client, settings):
-        handle = await client.start_workflow(
-            UserWorkflow.run, UserInput(user_id=user_id), id=f"user-{user_id}", task_queue=ENTITY_TASK_QUEUE
-        )
+    started = entity(time_env, make_settings(), UserWorkflow.run, UserInput(user_id=user_id), f"user-{user_id}")
+    async with started as (client, handle):
         first = await handle.execute_update(UserWorkflow.put, UserProfile(user_id=user_id, email="a@example.com"))
         await handle.execute_update(UserWorkflow.put, UserProfile(user_id=user_id, email="b@example.com"))
         # The second update ended the run: a new one holds the profile, with the first creation time.
@@ -34,13 +47,8 @@ async def test_a_user_continues_as_new_with_its_profile(time_env, make_settings,
 
 async def test_a_quota_continues_as_new_with_its_slots(time_env, make_settings, monkeypatch):
     monkeypatch.setattr(sms_quota, "MAX_UPDATES", 3)
-    settings = make_settings()
-    client = client_for(time_env.client, settings)
     key = f"sms-quota-test-{uuid.uuid4().hex[:8]}"
-    async with running_workers(time_env.client, settings):
-        handle = await client.start_workflow(
-            SmsQuotaWorkflow.run, QuotaInput(key=key), id=key, task_queue=ENTITY_TASK_QUEUE
-        )
+    async with entity(time_env, make_settings(), SmsQuotaWorkflow.run, QuotaInput(key=key), key) as (client, handle):
         for _ in range(3):
             assert (
                 await handle.execute_update(
