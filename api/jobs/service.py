@@ -87,6 +87,16 @@ async def _last_failure(client: Client, pending: PendingActivityInfo) -> str | N
     return error_text(await client.data_converter.decode_failure(failure))
 
 
+async def running_phase(description: WorkflowExecutionDescription) -> Phase | None:
+    """What GET /jobs/{id}/status says of a running job, read from its description alone (its memo,
+    pending workflow task and pending activity): the rule GET /admin/stats counts `processing` by.
+    None: not a Herald job's run."""
+    state = (await description.memo()).get(STATE_MEMO_KEY)
+    if not isinstance(state, dict) or "phase" not in state:
+        return None
+    return _view(description.id, state, description, None).phase
+
+
 def _view(
     job_id: str, state: dict[str, Any], description: WorkflowExecutionDescription, last_failure: str | None
 ) -> JobView:
