@@ -162,7 +162,11 @@ def _camel(value: Any) -> Any:
 def _extras(view: JobView) -> dict[str, Any]:
     """What every status answer adds: the attempt log and the result callback's outcome."""
     # server_started_at is the attempt log's own bookkeeping (the backoff by the server's clock).
-    deliveries = [{k: v for k, v in d.items() if k != "server_started_at"} for d in view.state.get("deliveries") or []]
+    # `interrupted` shows only where it is true (an attempt cut short by a crash).
+    deliveries = [
+        {k: v for k, v in d.items() if k != "server_started_at" and (k != "interrupted" or v)}
+        for d in view.state.get("deliveries") or []
+    ]
     extras: dict[str, Any] = {"deliveries": _camel(deliveries)}
     if view.state.get("callback"):
         extras["callback"] = _camel(view.state["callback"])
