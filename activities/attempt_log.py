@@ -190,6 +190,7 @@ async def _interrupted(info: activity.Info) -> list[AttemptRecord]:
     that a worker started and never finished, from the run's history and its pending workflow task."""
     if not info.workflow_id:
         return []
+    log_event("attempt.rerun_check", job_id=info.workflow_id)
     try:
         handle = activity.client().get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
         history = await handle.fetch_history(rpc_timeout=RPC_TIMEOUT)
