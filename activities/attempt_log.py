@@ -14,24 +14,36 @@ If its worker dies, Temporal times the attempt out on the missing heartbeat and 
 next attempt finds the dead one's record missing from the log it inherits (attempts are
 numbered) and records it as lost. If the worker is stopped (SIGTERM) and the attempt outlives the
 shutdown grace, it is handed back: it fails with a record saying so, and Temporal retries it.
+
+A first attempt that is a local activity has no heartbeat: if its worker dies, Temporal times out
+the workflow task it ran in, and the next worker runs that task again, and with it the attempt,
+again as attempt 1 (nothing of the first try was recorded). So the workflow marks a first attempt
+that may be such a rerun (`AttemptContext.maybe_rerun`: the run was rebuilt by replay, or its
+first workflow task saw more than its own start; never on the happy path), and that attempt reads
+the run's history: each workflow task that a worker started and never finished (timed out, since
+the last one completed) was an attempt cut short. They are logged as interrupted, and this
+attempt takes the next number.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from common.failures import error_text
 from common.logs import log_event
 from common.metrics import FAILED, SUCCEEDED, count_attempt
 from common.models import AttemptContext, AttemptLog, AttemptRecord, FailureDetail, SendInput, SendResult
+from common.temporal import RPC_TIMEOUT
 
 # Enough history for an operator; the log travels in payloads and the memo, so it stays small.
 MAX_DELIVERIES_KEPT = 25
@@ -42,6 +54,7 @@ HEARTBEAT_EVERY_S = 2.0
 LOST_HEARTBEAT = "lost: the worker stopped heartbeating"
 LOST_TIMEOUT = "lost: no outcome within the attempt's start-to-close timeout"
 HANDED_BACK = "handed back: the worker shut down before the attempt finished"
+INTERRUPTED = "interrupted: the worker stopped during this attempt"
 
 
 @dataclass
@@ -70,6 +83,10 @@ class _AttemptLogInbound(ActivityInboundInterceptor):
         context = attempt_context(input)
         if context is None:  # not a send (nothing of Herald's today): nothing to log
             return await super().execute_activity(input)
+        if info.is_local and context.maybe_rerun and context.first_attempt == 1 and info.attempt == 1:
+            cut_short = await _interrupted(info)
+            if cut_short:
+                context = replace(context, first_attempt=len(cut_short) + 1, earlier=cut_short)
         number = context.job_attempt(info.attempt)
         inherited = _inherited_log(info, context, number)
         started = _now()
@@ -166,6 +183,47 @@ def _inherited_log(info: activity.Info, context: AttemptContext, number: int) ->
         )
         log_event("attempt.lost", job_id=info.workflow_id, attempt=missing, error=log[-1].error)
     return _kept(log)
+
+
+async def _interrupted(info: activity.Info) -> list[AttemptRecord]:
+    """The first attempts cut short before this one: the workflow tasks (this one's earlier tries)
+    that a worker started and never finished, from the run's history and its pending workflow task."""
+    if not info.workflow_id:
+        return []
+    log_event("attempt.rerun_check", job_id=info.workflow_id)
+    try:
+        handle = activity.client().get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
+        history = await handle.fetch_history(rpc_timeout=RPC_TIMEOUT)
+        pending = (await handle.describe(rpc_timeout=RPC_TIMEOUT)).raw_description.pending_workflow_task
+    except (RuntimeError, RPCError) as exc:  # no client here, or Temporal unreachable: log nothing more
+        log_event("attempt.rerun_unknown", job_id=info.workflow_id, error=str(exc))
+        return []
+    tries: list[tuple[str, str]] = []  # (started, timed out) of each unfinished workflow task
+    started = ""
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            tries = []  # the attempt was scheduled after the last completed task, if at all
+        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            started = _iso(event.event_time.ToDatetime(UTC)) or ""
+        elif (
+            event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT
+            and event.workflow_task_timed_out_event_attributes.timeout_type == TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE
+        ):
+            tries.append((started, _iso(event.event_time.ToDatetime(UTC)) or ""))
+    # A try after one that raised the task's attempt is not written to history (a transient task):
+    # the pending task's attempt counts those.
+    now = _now()
+    while tries and len(tries) < pending.attempt - 1:
+        tries.append((tries[-1][1], now))
+    records = [
+        AttemptRecord(
+            attempt=n, started_at=begun, finished_at=ended, succeeded=False, error=INTERRUPTED, interrupted=True
+        )
+        for n, (begun, ended) in enumerate(tries, start=1)
+    ]
+    for record in records:
+        log_event("attempt.interrupted", job_id=info.workflow_id, attempt=record.attempt, error=INTERRUPTED)
+    return records
 
 
 def _lost_reason(info: activity.Info, seen: dict[str, Any] | None) -> str:

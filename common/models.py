@@ -178,6 +178,9 @@ class AttemptRecord:
     # When Temporal started this attempt, by the server's clock (None for a local activity, which
     # the worker starts itself): the backoff between attempts, also under skipped test time.
     server_started_at: str | None = None
+    # A first attempt cut short by a crash of its worker (a local activity: Temporal ran the
+    # workflow task again, and with it the attempt; activities/attempt_log.py).
+    interrupted: bool = False
 
 
 @dataclass
@@ -192,6 +195,10 @@ class AttemptContext:
     first_attempt: int = 1
     max_attempts: int = DEFAULT_ATTEMPTS
     earlier: list[AttemptRecord] = field(default_factory=list)
+    # Set on a first attempt (a local activity) whose workflow task may be a rerun: the run was
+    # rebuilt by replay on this worker, or its first workflow task saw more than its own start. The
+    # attempt then reads the run's history for a workflow task its worker never finished.
+    maybe_rerun: bool = False
 
     def job_attempt(self, activity_attempt: int) -> int:
         return self.first_attempt + activity_attempt - 1

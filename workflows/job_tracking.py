@@ -59,7 +59,11 @@ from workflows.job_state import callback_body, send_options
 from workflows.job_tracking_v0 import JobTrackerV0
 
 # What each patch guards and when it can go: workflows/patches.py.
-from workflows.patches import DEAD_LETTER_MEMO, LEAN_LIFECYCLE, THEN_CHAINING
+from workflows.patches import DEAD_LETTER_MEMO, INTERRUPTED_FIRST_ATTEMPT, LEAN_LIFECYCLE, THEN_CHAINING
+
+# A run's first workflow task sees its start, the task's scheduling and its start; more means an
+# earlier try of the task (or a signal or cancel that came first).
+FIRST_TASK_EVENTS = 3
 
 
 class SendFailed(Exception):
@@ -72,6 +76,8 @@ class JobTracker:
     def __init__(self) -> None:
         self.spec: JobSpec | None = None
         self.state: JobState | None = None
+        # Whether the first attempt may be a rerun of one cut short by a crash (AttemptContext.maybe_rerun).
+        self.maybe_rerun = False
 
     # ---- the job's life ----------------------------------------------------------------
     async def run(self, spec: JobSpec, activity: Callable[..., Any], message: SendInput) -> JobState:
@@ -84,6 +90,12 @@ class JobTracker:
         # No command: a no-op for every other input, so recorded runs replay the same.
         message = stamped(message, spec.job_id)
         self.spec = spec
+        # Read where the run begins on this worker: rebuilt by replay (another worker ran it before,
+        # or it left the cache), or a first task with more than its start. Only the first attempt's
+        # input carries it (no command does), and only there does the attempt read the history.
+        self.maybe_rerun = (
+            workflow.unsafe.is_replaying() or workflow.info().get_current_history_length() > FIRST_TASK_EVENTS
+        )
         # The same first state the API wrote into the memo; it changes here, in memory.
         self.state = JobState.initial(spec, Phase.QUEUED, _now())
         try:
@@ -136,7 +148,10 @@ class JobTracker:
         """The first attempt as a local activity; the others as one activity under the retry policy."""
         assert self.spec is not None
         retry = self.spec.retry
-        first = replace(message, context=AttemptContext(first_attempt=1, max_attempts=retry.max_attempts))
+        first = replace(
+            message,
+            context=AttemptContext(first_attempt=1, max_attempts=retry.max_attempts, maybe_rerun=self.maybe_rerun),
+        )
         if not self.spec.first_attempt_local:
             return await self._activity(
                 activity,
@@ -166,28 +181,35 @@ class JobTracker:
                 raise asyncio.CancelledError() from err
             cause, error = failure_cause(err), failure_message(err)
             deliveries = attempt_log(cause)
-            if retry.max_attempts == 1 or (isinstance(cause, ApplicationError) and cause.non_retryable):
+            # The attempts made: one, or more where the log has first attempts cut short by a crash
+            # (each ran again as the first; activities/attempt_log.py). Those count against the limit.
+            done, schedule = 1, retry
+            if any(d.interrupted for d in deliveries) and workflow.patched(INTERRUPTED_FIRST_ATTEMPT):
+                done = max(d.attempt for d in deliveries)
+                for _ in range(done - 1):
+                    schedule = schedule.after_first()
+            if retry.max_attempts <= done or (isinstance(cause, ApplicationError) and cause.non_retryable):
                 raise SendFailed(error, deliveries) from err
-            wait = (cause.next_retry_delay if isinstance(cause, ApplicationError) else None) or retry.first_wait()
+            wait = (cause.next_retry_delay if isinstance(cause, ApplicationError) else None) or schedule.first_wait()
         # Waiting out the first backoff: the one change on the retry path the API reads from the memo.
         self._change(
             phase=Phase.DELAYED,
-            attempts=1,
+            attempts=done,
             error=error,
             deliveries=deliveries,
             not_before=(workflow.now() + wait).isoformat(),
             publish=True,
         )
-        await workflow.sleep(wait, summary="backoff before attempt 2")
+        await workflow.sleep(wait, summary=f"backoff before attempt {done + 1}")
         self._change(phase=Phase.PROCESSING, not_before=None)
         rest = replace(
-            message, context=AttemptContext(first_attempt=2, max_attempts=retry.max_attempts, earlier=deliveries)
+            message, context=AttemptContext(first_attempt=done + 1, max_attempts=retry.max_attempts, earlier=deliveries)
         )
         return await self._activity(
             activity,
             rest,
-            send_options(self.spec, retry.after_first())
-            | {"summary": f"attempts 2-{retry.max_attempts} of {retry.max_attempts}"},
+            send_options(self.spec, schedule.after_first())
+            | {"summary": f"attempts {done + 1}-{retry.max_attempts} of {retry.max_attempts}"},
         )
 
     async def _activity(self, activity: Callable[..., Any], message: SendInput, options: dict[str, Any]) -> Any:

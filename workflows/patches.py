@@ -26,6 +26,7 @@ DEAD_LETTER_MEMO = "dead-letter-memo"
 THEN_CHAINING = "then-chaining"
 BATCH_DEAD_LETTER = "batch-dead-letter"
 CANCEL_STOPS_RETRIES = "batch-cancel-stops-retries"
+INTERRUPTED_FIRST_ATTEMPT = "interrupted-first-attempt"
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,22 @@ PATCHES: dict[str, Patch] = {
                 "Waiting: a batch started before 7326987 and cancelled with items in flight takes the old "
                 "branch (no recorded history does). Once none is open and the retention has passed: "
                 "deprecate_patch."
+            ),
+        ),
+        Patch(
+            id=INTERRUPTED_FIRST_ATTEMPT,
+            guards=(
+                "JobTracker._send after a failed first attempt (workflows/job_tracking.py): where the attempt "
+                "log has first attempts cut short by a crash (`interrupted`), the attempts after them are "
+                "numbered on from the last and get what is left of the limit. Old branch: attempts 2 onwards, "
+                "the whole limit less one."
+            ),
+            since="the stats branch (issue 16, item 7)",
+            old_path_histories=(),
+            marker_histories=(),
+            retire=(
+                "Ready for deprecate_patch: only a log with an interrupted attempt reaches the call, and no "
+                "attempt was logged as interrupted before the patch."
             ),
         ),
     ]

@@ -15,14 +15,14 @@ from common.models import JobKind
 class StatusCounts(Answer):
     """How many jobs of one type are in each `/jobs/{id}/status` word, each job under its latest run."""
 
-    queued: int = Field(
-        ge=0, description="waiting for a worker; also a running job that started `queued` (see `processing`)"
-    )
-    delayed: int = Field(ge=0, description="started with a `delay` or `deliverAt` and not finished yet")
+    queued: int = Field(ge=0, description="waiting for a worker")
+    delayed: int = Field(ge=0, description="waiting out a `delay`, a `deliverAt` or a retry backoff")
     processing: int = Field(
         ge=0,
-        description="always 0 here: an attempt's start is not written to visibility, so "
-        "a job being sent counts under the status it started with",
+        description="being sent now, read as GET /jobs/{id}/status reads it: a worker has the job's workflow "
+        "task (its first attempt runs inside it) or its send activity is started or scheduled. Exact up to "
+        "200 running jobs that may be sending (the `queued` ones and the `delayed` ones whose wait is over); "
+        "past that the answer is `approximate` and this is 0 (each counts as `queued` or `delayed`)",
     )
     completed: int = Field(ge=0)
     failed: int = Field(
@@ -35,8 +35,8 @@ class Stats(Answer):
     counts: dict[JobKind, StatusCounts] = Field(description="every job type, each with every status word")
     dlq: int = Field(ge=0, description="dead letters: what GET /admin/dlq lists")
     approximate: Literal[True] | SkipJsonSchema[None] = absent_unless(
-        "only past 2 000 running jobs that are not `queued`, or 5 000 failed runs kept: the counts are then "
-        "estimated (see docs/api.md)"
+        "only past 200 running jobs that may be sending (see `processing`), 2 000 running jobs that are not "
+        "`queued`, or 5 000 failed runs kept: the counts are then estimated (see docs/api.md)"
     )
 
 

@@ -3,28 +3,35 @@
 Everything is read from Temporal visibility, never kept by the API, in few calls: visibility
 has a rate limit of its own per namespace (the server's `frontend.namespaceRPS.visibility`, 10
 a second by default, shared with the Web UI and the DLQ routes), so one stats answer makes about
-eight, whatever the numbers:
+nine, whatever the numbers:
 
 - per job type, one COUNT grouped by the run's ExecutionStatus (the only field the dev server and
   SQL visibility can GROUP BY): a closed run is `completed` (Completed), `failed` (Failed,
   Terminated, TimedOut: as the DLQ has it, api/dead_letters/service.py) or `cancelled` (Canceled);
-- a running job is what its `HeraldStatus` search attribute says. That is written at start
-  (`queued` or `delayed`) and at the job's end (common/models.py, workflows/job_tracking.py),
-  so one list of the running jobs whose HeraldStatus is not `queued` (delayed ones, and finished
-  ones whose result callback is still being delivered) sorts them, and the other running jobs
-  are `queued`. `processing` is not in visibility (the lifecycle does not write it: a
-  visibility write per attempt would cost more than the job), so it counts 0 here, and a job
-  waiting on a retry backoff, or whose delay is over, keeps the status it started with;
+- a running job is read as GET /jobs/{id}/status reads it (api/jobs/service.py): `processing`
+  when a worker has its workflow task (the first attempt runs inside it, a local activity) or its
+  send activity is started or pending, `delayed` while it waits out a delay or a retry backoff.
+  Visibility cannot say that: its `HeraldStatus` search attribute is written at start (`queued`
+  or `delayed`) and at the job's end only (common/models.py, workflows/job_tracking.py), and a
+  write per attempt would cost every job a history event. So the running jobs are listed (those
+  whose HeraldStatus is not `queued`, as before, and the `queued` ones), and each that may be
+  sending is described: every `queued` one, and every `delayed` one whose memo does not say it
+  waits until a later time (a timer, no send in flight). Describes are not visibility requests
+  (the namespace's ordinary rate limit, far higher), at most DESCRIBES_AT_ONCE at a time;
+- past MAX_DESCRIBED_RUNNING such jobs, none is described: each running job counts under its
+  HeraldStatus (`queued` or `delayed`, `processing` 0) and the answer says it is `approximate`.
+  A finished job whose result callback is still being delivered counts as it ended;
 - a job id counts once, under its latest run. Only a dead letter's job id has older runs: a
   redrive starts the same id again, a discard starts a tombstone run (no HeraldJobType, so never
   counted). One pass over the dead runs (those GET /admin/dlq pages through) finds them: the
   dead runs whose job id has a newer Herald run are taken out of their bucket, and the dead runs
   that are their job's latest run are the DLQ.
 
-Past MAX_LISTED_RUNNING running jobs that are not queued, or MAX_LISTED_DEAD dead runs kept
-(within the namespace's retention), the answer is estimated and says so (`approximate`): the
-running ones not listed count as `delayed`, and the DLQ is the dead runs less the discarded ones
-(redriven jobs' old runs are then still in it, and still count as failed). An exact count at
+Past MAX_DESCRIBED_RUNNING running jobs that may be sending (above), MAX_LISTED_RUNNING running
+jobs that are not queued, or MAX_LISTED_DEAD dead runs kept (within the namespace's retention),
+the answer is estimated and says so (`approximate`): the running ones not listed count as
+`delayed`, and the DLQ is the dead runs less the discarded ones (redriven jobs' old runs are then
+still in it, and still count as failed). An exact count at
 any size would need a redrive's new run to be marked in visibility (a search attribute), so
 that the runs it replaced could be counted instead of listed.
 
@@ -35,14 +42,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, get_args
 
 from temporalio.api.workflow.v1 import WorkflowExecutionInfo
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from api.core.visibility import iso, job_type, list_runs, memo_state, newer, runs_of, search_attribute
 from api.dead_letters.service import DEAD, DISCARDED_WORKFLOW
-from api.jobs.service import load_job
+from api.jobs.service import load_job, running_phase
 from common.models import JOB_STATUS_KEY, JOB_TYPE_KEY, JobKind, Phase
 from common.temporal import RPC_TIMEOUT
 from common.vocabulary import FAILED_BY_ENDING_NAMES, JOB_STATUS
@@ -53,6 +62,10 @@ STATUSES: tuple[str, ...] = tuple(JOB_STATUS[p] for p in Phase)
 # 2 pages of running jobs, and 5 pages of dead runs plus 10 look-ups of their job ids' runs.
 MAX_LISTED_RUNNING = 2_000
 MAX_LISTED_DEAD = 5_000
+# Up to this many running jobs that may be sending are described one by one to count `processing`
+# exactly; past it the counts are estimated. 200 describes take a few tens of ms on one server.
+MAX_DESCRIBED_RUNNING = 200
+DESCRIBES_AT_ONCE = 20
 # ExecutionStatus as visibility writes it.
 _TERMINATED, _TIMED_OUT, _CANCELED, _FAILED, _RUNNING = "Terminated", "TimedOut", "Canceled", "Failed", "Running"
 _STATUS_NAMES = {
@@ -123,7 +136,7 @@ async def _job_stats(client: Client) -> Stats:
             client.count_workflows(f"{JOB_TYPE_KEY.name} = '{kind}' GROUP BY ExecutionStatus", rpc_timeout=RPC_TIMEOUT)
             for kind in KINDS
         ),
-        _running_not_queued(client),
+        _running(client),
         _dead_letters(client),
     )
     for kind, answer in zip(KINDS, by_kind):
@@ -146,38 +159,78 @@ async def _job_stats(client: Client) -> Stats:
     return Stats(counts=counts, dlq=dlq, approximate=not (running_complete and dead_complete))
 
 
-async def _running_not_queued(client: Client) -> tuple[dict[tuple[str, str], int], bool]:
-    """Running jobs whose HeraldStatus is not `queued`, by (type, status word); and whether all were read.
+async def _running(client: Client) -> tuple[dict[tuple[str, str], int], bool]:
+    """Running jobs that are not `queued`, by (type, status word), as the status route reads them;
+    and whether that is exact.
 
-    Past MAX_LISTED_RUNNING of them, one COUNT per type gives the rest, which count as `delayed`.
+    Past MAX_LISTED_RUNNING of them that are not `queued` in visibility, one COUNT per type gives
+    the rest, which count as `delayed`; past MAX_DESCRIBED_RUNNING that may be sending, each counts
+    under its HeraldStatus.
     """
-    query = (
-        f"{JOB_TYPE_KEY.name} IS NOT NULL AND ExecutionStatus = '{_RUNNING}' "
-        f"AND {JOB_STATUS_KEY.name} != '{Phase.QUEUED.value}'"
+    running = f"{JOB_TYPE_KEY.name} IS NOT NULL AND ExecutionStatus = '{_RUNNING}'"
+    not_queued = f"{running} AND {JOB_STATUS_KEY.name} != '{Phase.QUEUED.value}'"
+    (listed, complete), (queued, all_queued) = await asyncio.gather(
+        list_runs(client, not_queued, limit=MAX_LISTED_RUNNING),
+        list_runs(client, f"{running} AND {JOB_STATUS_KEY.name} = '{Phase.QUEUED.value}'", limit=MAX_DESCRIBED_RUNNING),
     )
-    listed, complete = await list_runs(client, query, limit=MAX_LISTED_RUNNING)
-    tally: dict[tuple[str, str], int] = {}
-    for info in listed:
+    words: dict[str, tuple[str, str]] = {}  # run id -> (type, word)
+    maybe_sending: list[WorkflowExecutionInfo] = []
+    for info in listed + queued:
         kind = job_type(client, info)
         word = status_word(search_attribute(client, info, JOB_STATUS_KEY.name), _RUNNING)
-        if kind and word:
-            tally[(kind, word)] = tally.get((kind, word), 0) + 1
+        if not (kind and word):
+            continue
+        words[info.execution.run_id] = (kind, word)
+        if word == JOB_STATUS[Phase.QUEUED] or (word == JOB_STATUS[Phase.DELAYED] and not await _waits(client, info)):
+            maybe_sending.append(info)
+    described = all_queued and len(maybe_sending) <= MAX_DESCRIBED_RUNNING
+    if described:
+        limit = asyncio.Semaphore(DESCRIBES_AT_ONCE)
+        read = await asyncio.gather(*(_live_word(client, info, limit) for info in maybe_sending))
+        for info, word in zip(maybe_sending, read):
+            if word:
+                words[info.execution.run_id] = (words[info.execution.run_id][0], word)
+    tally: dict[tuple[str, str], int] = {}
+    for kind_word in words.values():
+        tally[kind_word] = tally.get(kind_word, 0) + 1
     if complete:
-        return tally, True
+        return tally, described
     totals = await asyncio.gather(
         *(
             client.count_workflows(
-                query.replace(f"{JOB_TYPE_KEY.name} IS NOT NULL", f"{JOB_TYPE_KEY.name} = '{kind}'"),
+                not_queued.replace(f"{JOB_TYPE_KEY.name} IS NOT NULL", f"{JOB_TYPE_KEY.name} = '{kind}'"),
                 rpc_timeout=RPC_TIMEOUT,
             )
             for kind in KINDS
         )
     )
     for kind, total in zip(KINDS, totals):
-        seen = sum(number for (k, _), number in tally.items() if k == kind)
+        seen = sum(1 for info in listed if job_type(client, info) == kind)
         key = (kind, JOB_STATUS[Phase.DELAYED])
         tally[key] = tally.get(key, 0) + max(0, total.count - seen)
     return tally, False
+
+
+async def _waits(client: Client, info: WorkflowExecutionInfo) -> bool:
+    """Whether a `delayed` job waits on a timer until a later time: nothing of it is in flight."""
+    state = await memo_state(client, info)
+    not_before = state.get("not_before") if state.get("phase") == Phase.DELAYED.value else None
+    return bool(not_before) and datetime.fromisoformat(str(not_before).replace("Z", "+00:00")) > datetime.now(UTC)
+
+
+async def _live_word(client: Client, info: WorkflowExecutionInfo, limit: asyncio.Semaphore) -> str | None:
+    """A running job's word as GET /jobs/{id}/status reads it; None: ended meanwhile, or unreadable."""
+    async with limit:
+        try:
+            description = await client.get_workflow_handle(
+                info.execution.workflow_id, run_id=info.execution.run_id
+            ).describe(rpc_timeout=RPC_TIMEOUT)
+        except RPCError:
+            return None
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        return None  # visibility's count of it may predate its end: it stays where that put it
+    phase = await running_phase(description)
+    return JOB_STATUS[phase] if phase else None
 
 
 async def _dead_letters(client: Client) -> tuple[int, list[tuple[str, str]], bool]:

@@ -308,6 +308,10 @@ class Delivery(Answer):
         "email)",
     )
     responseExcerpt: str | None = Field(None, description="the first 512 characters of the far side's answer")
+    interrupted: Literal[True] | SkipJsonSchema[None] = absent_unless(
+        "only on an attempt cut short by a crash of its worker (`error` says so): it may have reached the far "
+        "side, which then saw the next attempt too, with the same idempotency key or `webhook-id`"
+    )
 
 
 class Callback(Answer):

@@ -87,6 +87,16 @@ async def _last_failure(client: Client, pending: PendingActivityInfo) -> str | N
     return error_text(await client.data_converter.decode_failure(failure))
 
 
+async def running_phase(description: WorkflowExecutionDescription) -> Phase | None:
+    """What GET /jobs/{id}/status says of a running job, read from its description alone (its memo,
+    pending workflow task and pending activity): the rule GET /admin/stats counts `processing` by.
+    None: not a Herald job's run."""
+    state = (await description.memo()).get(STATE_MEMO_KEY)
+    if not isinstance(state, dict) or "phase" not in state:
+        return None
+    return _view(description.id, state, description, None).phase
+
+
 def _view(
     job_id: str, state: dict[str, Any], description: WorkflowExecutionDescription, last_failure: str | None
 ) -> JobView:
@@ -152,7 +162,11 @@ def _camel(value: Any) -> Any:
 def _extras(view: JobView) -> dict[str, Any]:
     """What every status answer adds: the attempt log and the result callback's outcome."""
     # server_started_at is the attempt log's own bookkeeping (the backoff by the server's clock).
-    deliveries = [{k: v for k, v in d.items() if k != "server_started_at"} for d in view.state.get("deliveries") or []]
+    # `interrupted` shows only where it is true (an attempt cut short by a crash).
+    deliveries = [
+        {k: v for k, v in d.items() if k != "server_started_at" and (k != "interrupted" or v)}
+        for d in view.state.get("deliveries") or []
+    ]
     extras: dict[str, Any] = {"deliveries": _camel(deliveries)}
     if view.state.get("callback"):
         extras["callback"] = _camel(view.state["callback"])

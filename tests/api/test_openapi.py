@@ -172,7 +172,10 @@ def test_keys_that_are_left_out_are_optional_and_never_null(spec):
         "retryable",
         "statusCode",
         "responseExcerpt",
+        "interrupted",  # only on an attempt cut short by a crash
     }
+    delivery = schema_named(spec, "Delivery")
+    assert "interrupted" not in delivery.get("required", []) and "default" not in delivery["properties"]["interrupted"]
     assert set(schema_named(spec, "Callback")["properties"]) == {"url", "status", "attempts", "error"}
 
 

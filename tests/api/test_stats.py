@@ -7,6 +7,7 @@ assert what their own jobs moved (visibility trails a change by a moment: they p
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 
@@ -88,6 +89,51 @@ async def test_counts_follow_jobs_through_their_states(api, smtp_sink):
         ),
         "the cancelled email, the sent email and the cleanup",
     )
+
+
+async def test_processing_counts_exactly_the_sends_in_flight(api):
+    """Held at the receiver: two first attempts (local activities inside the workflow task) and a
+    second attempt (an activity, after a 503). They count `processing` while held, and no longer once
+    answered; a job still waiting out its delay does not."""
+    release = threading.Event()
+    with (
+        HttpReceiver([Answer(200, {"ok": True}, hold=release)]) as held,
+        HttpReceiver([Answer(503), Answer(200, {"ok": True}, hold=release)]) as retried,
+    ):
+        try:
+            before = await stats(api)
+            base = n(before, "webhook", "processing")
+            jobs = [
+                (await api.post("/notify/webhook", json={"url": url, "data": {"n": i}, **options})).json()[
+                    "notificationId"
+                ]
+                for i, (url, options) in enumerate(
+                    [
+                        (held.url, {}),
+                        (held.url, {}),
+                        (retried.url, {"backoff": {"type": "fixed", "delay": 100}}),
+                        (held.url, {"delay": 3_600_000}),
+                    ]
+                )
+            ]
+            await held.until_received(2, timeout_s=DEADLINE_S)
+            await retried.until_received(2, timeout_s=DEADLINE_S)
+            for job_id in jobs[:3]:
+                assert (await api.get(f"/jobs/{job_id}/status")).json()["status"] == "processing"
+            during = await stats_until(
+                api, lambda b: n(b, "webhook", "processing") == base + 3, "the three held sends as processing"
+            )
+            assert "approximate" not in during
+            assert n(during, "webhook", "delayed") >= 1
+            # Exactly those: still three a moment later (nothing else counts, nothing double counts).
+            await asyncio.sleep(0.5)
+            assert n(await stats(api), "webhook", "processing") == base + 3
+        finally:
+            release.set()
+        for job_id in jobs[:3]:
+            assert (await until_final(api, job_id))["status"] == "completed"
+        assert (await api.post(f"/jobs/{jobs[3]}/cancel")).status_code == 202
+    await stats_until(api, lambda b: n(b, "webhook", "processing") == base, "no send in flight")
 
 
 async def test_a_dead_letter_counts_as_failed_until_redriven_and_once_per_job(api):

@@ -5,7 +5,7 @@ Two sends are in flight when the worker dies:
   answered 503): Temporal times it out on the missing heartbeat (10 s, the default) and retries
   it; the attempt log shows attempt 2 as lost;
 - an SMS's first attempt, a local activity inside the run's workflow task: the workflow task
-  times out (10 s) and the next worker runs the first attempt again.
+  times out (10 s) and the next worker runs the first attempt again, as attempt 2.
 Each far side sees one idempotency key on every request it got.
 """
 
@@ -93,8 +93,13 @@ async def test_a_killed_worker_loses_no_job_and_the_attempt_log_shows_the_lost_a
     ]
     assert timeouts == []  # retried by the server under the retry policy: the activity never timed out
 
-    # The SMS: its first attempt ran again on the new worker (the workflow task timed out).
-    assert (sms_state["status"], sms_state["attempts"]) == ("completed", 1), sms_state
+    # The SMS: its first attempt ran again on the new worker (the workflow task timed out), and the
+    # log shows the one cut short (tests/crash/test_interrupted_first_attempt.py).
+    assert (sms_state["status"], sms_state["attempts"]) == ("completed", 2), sms_state
+    assert [(d["attempt"], d["succeeded"], d.get("interrupted")) for d in sms_state["deliveries"]] == [
+        (1, False, True),
+        (2, True, None),
+    ], sms_state
     sent = receiver.requests_to("/sms")
     assert len(sent) == 2
     assert {r.headers["idempotency-key"] for r in sent} == {sms_id}

@@ -20,6 +20,7 @@ class Answer:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0  # answer this late (a slow receiver)
+    hold: threading.Event | None = None  # answer only once this is set (the send stays in flight)
 
 
 @dataclass
@@ -53,6 +54,8 @@ class HttpReceiver:
                     )
                     n = len(receiver.received) - 1
                     answer = receiver.script[min(n, len(receiver.script) - 1)]
+                if answer.hold is not None:
+                    answer.hold.wait(60)
                 time.sleep(answer.delay_s)
                 payload = (
                     b""
