@@ -26,6 +26,7 @@ DEAD_LETTER_MEMO = "dead-letter-memo"
 THEN_CHAINING = "then-chaining"
 BATCH_DEAD_LETTER = "batch-dead-letter"
 CANCEL_STOPS_RETRIES = "batch-cancel-stops-retries"
+SMS_QUOTA_AT_SEND = "sms-quota-at-send"
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,22 @@ PATCHES: dict[str, Patch] = {
                 "Waiting: a batch started before 7326987 and cancelled with items in flight takes the old "
                 "branch (no recorded history does). Once none is open and the retention has passed: "
                 "deprecate_patch."
+            ),
+        ),
+        Patch(
+            id=SMS_QUOTA_AT_SEND,
+            guards=(
+                "NotificationWorkflow.run (workflows/notification.py) and JobTracker._wait_for_slot "
+                "(workflows/job_tracking.py): an SMS the API did not count at intake (no `sms_slot_taken`: a "
+                "schedule's run, a redrive) takes a slot of its number's (and user's) hourly quota before it is "
+                "sent, and waits `delayed` while the quota is full. Old branch: sent without counting."
+            ),
+            since="the throttle branch (issue 16, item 4)",
+            old_path_histories=(),
+            marker_histories=(),
+            retire=(
+                "Waiting: an SMS run started before the deploy (a delayed one may wait for days) takes the old "
+                "branch, asked at its start. Once none is open and the retention has passed: deprecate_patch."
             ),
         ),
     ]
