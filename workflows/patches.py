@@ -76,6 +76,8 @@ PATCHES: dict[str, Patch] = {
                 "cleanup-v1/cleanup_scheduled_completed",
                 "entities-v1/typed_unknown_user_failed",
                 "entities-v1/typed_welcome_sent",
+                "throttle-v1/redriven_sms_sent",
+                "throttle-v1/redriven_sms_waits_for_a_slot_open",
                 "v1/delay_then_cancel",
                 "v1/delayed_24h_waiting",
                 "v1/email_sent",
@@ -159,7 +161,7 @@ PATCHES: dict[str, Patch] = {
             ),
             since="the throttle branch (issue 16, item 4)",
             old_path_histories=(),
-            marker_histories=(),
+            marker_histories=("throttle-v1/redriven_sms_sent", "throttle-v1/redriven_sms_waits_for_a_slot_open"),
             retire=(
                 "Waiting: an SMS run started before the deploy (a delayed one may wait for days) takes the old "
                 "branch, asked at its start. Once none is open and the retention has passed: deprecate_patch."
