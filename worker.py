@@ -18,6 +18,7 @@ from activities.email import EmailActivities
 from activities.maintenance import MaintenanceActivities
 from activities.reports import ReportActivities
 from activities.sms import SmsActivities
+from activities.sms_quota import SmsQuotaActivities
 from activities.users import TypedEmailActivities
 from activities.webhook import WebhookActivities
 from common.builtin_schedules import ensure_at_start
@@ -56,7 +57,8 @@ DRAIN_MARGIN_S = 3.0
 
 
 def activities_by_queue(settings: Settings, client: Client | None = None) -> dict[str, list]:
-    """`client`: the worker's, with which a typed notification's send reads its user."""
+    """`client`: the worker's, with which a typed notification's send reads its user and an SMS the API
+    did not count takes its quota slot."""
     email, sms = EmailActivities(settings), SmsActivities(settings)
     typed = TypedEmailActivities(settings, client, email)
     webhook, maintenance = WebhookActivities(settings), MaintenanceActivities(settings)
@@ -64,7 +66,8 @@ def activities_by_queue(settings: Settings, client: Client | None = None) -> dic
     batch = BatchActivities(settings, email, sms, webhook)
     return {
         TASK_QUEUES["email"]: [email.send_email, batch.send_email_slice, typed.send_typed_email],
-        TASK_QUEUES["sms"]: [sms.send_sms, batch.send_sms_slice],
+        # take_sms_slot: a local activity of an SMS's run that the API did not count (workflows/notification.py).
+        TASK_QUEUES["sms"]: [sms.send_sms, batch.send_sms_slice, SmsQuotaActivities(settings, client).take_sms_slot],
         TASK_QUEUES["webhook"]: [webhook.deliver_webhook, batch.deliver_webhook_slice],
         # Reports share the maintenance queue (TASK_QUEUES["report"]).
         TASK_QUEUES["cleanup"]: [maintenance.run_cleanup, ReportActivities(settings).build_report],

@@ -137,8 +137,22 @@ def email_job(spec: JobSpec, to: str, subject: str, body: str) -> NotificationIn
     )
 
 
-def sms_job(spec: JobSpec, phone: str, message: str) -> NotificationInput:
-    return NotificationInput(job=spec, sms=SmsMessage(phone=phone, message=message, idempotency_key=spec.job_id))
+def sms_job(spec: JobSpec, phone: str, message: str, user_id: str | None = None) -> NotificationInput:
+    return NotificationInput(
+        job=spec, sms=SmsMessage(phone=phone, message=message, idempotency_key=spec.job_id), sms_user_id=user_id
+    )
+
+
+def with_sms_slots(request: JobRequest, taken: bool) -> JobRequest:
+    """The request with every SMS of its `then` chain marked as counted at intake (`taken`) or not."""
+    if not isinstance(request, NotificationInput):
+        return request
+    then = request.job.then
+    if then is not None and then.notification is not None:
+        chained = with_sms_slots(then.notification, taken)
+        assert isinstance(chained, NotificationInput)
+        request = replace(request, job=replace(request.job, then=replace(then, notification=chained)))
+    return replace(request, sms_slot_taken=taken) if request.sms is not None else request
 
 
 def webhook_job(spec: JobSpec, url: str, data: Any) -> NotificationInput:
@@ -157,7 +171,8 @@ def redrive_input(request: JobRequest, job_id: str) -> JobRequest:
     # The same job again, sent now: an earlier delay or deliverAt has long passed.
     # A scheduled run's or a `then` follow-up's input has no job id (its workflow id is its job id).
     spec = replace(request.job, job_id=request.job.job_id or job_id, delay_ms=0, deliver_at=None)
-    return replace(request, job=spec)
+    # Sent again: its SMS (and its then chain's) count again, taken when they are about to be sent.
+    return with_sms_slots(replace(request, job=spec), taken=False)
 
 
 def typed_email_job(spec: JobSpec, type: str, user_id: str, data: dict[str, Any]) -> NotificationInput:

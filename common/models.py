@@ -279,6 +279,12 @@ class NotificationInput:
     # Set only for a batch item that failed inside its batch (workflows/batch.py): the run fails at
     # once with this state, so the item is a dead letter of its own; a redrive clears it and sends.
     batch_failure: JobState | None = None
+    # An SMS counts against its number's hourly quota (workflows/sms_quota.py) and, with `sms_user_id`,
+    # the user's too. `sms_slot_taken`: the API took those slots when it accepted the job (a 429
+    # otherwise); without it (a schedule's run, a redrive, a then of either) the run takes them when it
+    # is about to send, and waits `delayed` while the quota is full (workflows/notification.py).
+    sms_user_id: str | None = None
+    sms_slot_taken: bool = False
 
 
 @dataclass

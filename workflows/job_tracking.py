@@ -14,9 +14,10 @@ The attempt log travels with the attempts themselves (activities/attempt_log.py)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import itertools
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -46,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         JobSpec,
         JobState,
         Phase,
+        QuotaAnswer,
         SendInput,
         WebhookRequest,
         stamped,
@@ -65,6 +67,9 @@ from workflows.patches import DEAD_LETTER_MEMO, INTERRUPTED_FIRST_ATTEMPT, LEAN_
 # earlier try of the task (or a signal or cancel that came first).
 FIRST_TASK_EVENTS = 3
 
+# The shortest wait for a full SMS quota before asking again.
+MIN_QUOTA_WAIT = timedelta(seconds=1)
+
 
 class SendFailed(Exception):
     def __init__(self, message: str, deliveries: list[AttemptRecord]) -> None:
@@ -80,7 +85,14 @@ class JobTracker:
         self.maybe_rerun = False
 
     # ---- the job's life ----------------------------------------------------------------
-    async def run(self, spec: JobSpec, activity: Callable[..., Any], message: SendInput) -> JobState:
+    async def run(
+        self,
+        spec: JobSpec,
+        activity: Callable[..., Any],
+        message: SendInput,
+        take_slot: Callable[[int], Awaitable[QuotaAnswer]] | None = None,
+    ) -> JobState:
+        """`take_slot(n)`: the n-th ask for a quota slot before the send, where the job takes one."""
         if not spec.job_id:
             # A run started by a schedule or as a `then` follow-up: a job of its own, named by its
             # workflow id.
@@ -100,6 +112,8 @@ class JobTracker:
         self.state = JobState.initial(spec, Phase.QUEUED, _now())
         try:
             await self._wait_until_due()
+            if take_slot is not None:
+                await self._wait_for_slot(take_slot)
             self._change(phase=Phase.PROCESSING, not_before=None)
             receipt = await self._send(activity, message)
         except SendFailed as failed:
@@ -143,6 +157,24 @@ class JobTracker:
         self._change(phase=Phase.DELAYED, not_before=due.isoformat())
         # A durable timer: survives worker restarts, skipped instantly in time-skipping tests.
         await workflow.sleep(due - workflow.now(), summary=f"delayed until {due.isoformat()}")
+
+    async def _wait_for_slot(self, take_slot: Callable[[int], Awaitable[QuotaAnswer]]) -> None:
+        """Ask for a quota slot until one is granted; while the quota is full the job is `delayed` until
+        the moment a slot frees (by the quota's clock, the server's), on a durable timer."""
+        for n in itertools.count():
+            answer = await take_slot(n)
+            if answer.granted:
+                return
+            frees = (
+                datetime.fromisoformat(answer.retry_at)
+                if answer.retry_at
+                else workflow.now() + timedelta(seconds=answer.retry_after_s or 0)
+            )
+            # Never a busy loop: a slot that frees "now" is asked for again a second later.
+            frees = max(frees, workflow.now() + MIN_QUOTA_WAIT)
+            # The API reads `delayed` and `nextAttemptAt` from the memo (api/jobs/service.py).
+            self._change(phase=Phase.DELAYED, not_before=frees.isoformat(), publish=True)
+            await workflow.sleep(frees - workflow.now(), summary=f"SMS quota full until {frees.isoformat()}")
 
     async def _send(self, activity: Callable[..., Any], message: SendInput) -> Any:
         """The first attempt as a local activity; the others as one activity under the retry policy."""
@@ -314,10 +346,16 @@ class TrackedJobWorkflow:
         self.job: JobTracker | JobTrackerV0 = JobTracker()
 
     # Histories from before LEAN_LIFECYCLE returned the send's result (Any), not the state.
-    async def run_job(self, spec: JobSpec, activity: Callable[..., Any], message: SendInput) -> JobState | Any:
+    async def run_job(
+        self,
+        spec: JobSpec,
+        activity: Callable[..., Any],
+        message: SendInput,
+        take_slot: Callable[[int], Awaitable[QuotaAnswer]] | None = None,
+    ) -> JobState | Any:
         if workflow.patched(LEAN_LIFECYCLE):
             assert isinstance(self.job, JobTracker)  # (only the unpatched path below replaces it)
-            return await self.job.run(spec, activity, message)
+            return await self.job.run(spec, activity, message, take_slot)
         self.job = JobTrackerV0()
         return await self.job.run(spec, lambda options: workflow.execute_activity_method(activity, message, **options))
 

@@ -27,6 +27,7 @@ THEN_CHAINING = "then-chaining"
 BATCH_DEAD_LETTER = "batch-dead-letter"
 CANCEL_STOPS_RETRIES = "batch-cancel-stops-retries"
 INTERRUPTED_FIRST_ATTEMPT = "interrupted-first-attempt"
+SMS_QUOTA_AT_SEND = "sms-quota-at-send"
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ PATCHES: dict[str, Patch] = {
                 "cleanup-v1/cleanup_scheduled_completed",
                 "entities-v1/typed_unknown_user_failed",
                 "entities-v1/typed_welcome_sent",
+                "throttle-v1/redriven_sms_sent",
+                "throttle-v1/redriven_sms_waits_for_a_slot_open",
                 "v1/delay_then_cancel",
                 "v1/delayed_24h_waiting",
                 "v1/email_sent",
@@ -157,12 +160,28 @@ PATCHES: dict[str, Patch] = {
                 "numbered on from the last and get what is left of the limit. Old branch: attempts 2 onwards, "
                 "the whole limit less one."
             ),
-            since="the stats branch (issue 16, item 7)",
+            since="2026-12-04 (issue 16, item 7)",
             old_path_histories=(),
             marker_histories=(),
             retire=(
                 "Ready for deprecate_patch: only a log with an interrupted attempt reaches the call, and no "
                 "attempt was logged as interrupted before the patch."
+            ),
+        ),
+        Patch(
+            id=SMS_QUOTA_AT_SEND,
+            guards=(
+                "NotificationWorkflow.run (workflows/notification.py) and JobTracker._wait_for_slot "
+                "(workflows/job_tracking.py): an SMS the API did not count at intake (no `sms_slot_taken`: a "
+                "schedule's run, a redrive) takes a slot of its number's (and user's) hourly quota before it is "
+                "sent, and waits `delayed` while the quota is full. Old branch: sent without counting."
+            ),
+            since="2026-12-04 (issue 16, item 4)",
+            old_path_histories=(),
+            marker_histories=("throttle-v1/redriven_sms_sent", "throttle-v1/redriven_sms_waits_for_a_slot_open"),
+            retire=(
+                "Waiting: an SMS run started before the deploy (a delayed one may wait for days) takes the old "
+                "branch, asked at its start. Once none is open and the retention has passed: deprecate_patch."
             ),
         ),
     ]
@@ -187,7 +206,7 @@ QUEUE_MOVES: dict[str, QueueMove] = {
         workflows=("SmsQuotaWorkflow", "IdempotencyKeyWorkflow"),
         old_queue="herald-maintenance",
         new_queue="herald-intake",
-        since="the intake branch (issue 16, item 2)",
+        since="2026-12-04 (issue 16, item 2)",
         retire=(
             "Waiting: an Idempotency-Key's run ends HERALD_IDEMPOTENCY_KEEP_HOURS (24 h) after its first use, "
             "continue-as-new or not; an SMS quota's run ends after an hour without an SMS to its number, but a "

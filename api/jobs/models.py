@@ -210,6 +210,19 @@ class EmailFields(BaseModel):
     body: Text = Field(min_length=1, max_length=MAX_EMAIL_BODY_CHARS)
 
 
+# A userId (its digest names the user's workflow): letters, digits and `._:@-`, at most 128.
+USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+UserId = Annotated[
+    str,
+    Field(
+        pattern=USER_ID_PATTERN,
+        max_length=128,
+        description="the client's own id for the user: letters, digits and `._:@-`, "
+        "at most 128 characters, starting with a letter or digit",
+    ),
+]
+
+
 class SmsFields(BaseModel):
     phone: str = Field(max_length=32)
     message: Text = Field(min_length=1, max_length=MAX_SMS_CHARS)
@@ -220,11 +233,21 @@ class SmsFields(BaseModel):
         return e164(value)
 
 
+class SmsUser(BaseModel):
+    """Whom an SMS is for, where a body may say: it counts against the user's hourly SMS quota too."""
+
+    userId: UserId | None = Field(
+        None,
+        description="the client's id for the recipient: the SMS counts against this user's "
+        "HERALD_SMS_PER_HOUR as well as the number's",
+    )
+
+
 class EmailJob(JobOptions, EmailFields):
     pass
 
 
-class SmsJob(JobOptions, SmsFields):
+class SmsJob(JobOptions, SmsFields, SmsUser):
     pass
 
 

@@ -30,6 +30,7 @@ from api.jobs.models import (
     EmailFields,
     JobOptions,
     SmsFields,
+    SmsUser,
     TypedCleanupJob,
     TypedJobBody,
     TypedWebhookJob,
@@ -37,7 +38,16 @@ from api.jobs.models import (
 )
 from api.jobs.throttle import sms_slots
 from common.destinations import BlockedDestination, check_url
-from common.jobs import JobRequest, cleanup_job, email_job, new_spec, sms_job, start_options, webhook_job
+from common.jobs import (
+    JobRequest,
+    cleanup_job,
+    email_job,
+    new_spec,
+    sms_job,
+    start_options,
+    webhook_job,
+    with_sms_slots,
+)
 from common.logs import log_event
 from common.models import (
     CleanupInput,
@@ -153,7 +163,7 @@ def job_input(spec: JobSpec, body: JobOptions) -> NotificationInput | CleanupInp
     if isinstance(body, EmailFields):
         return email_job(spec, body.to, body.subject, body.body)
     if isinstance(body, SmsFields):
-        return sms_job(spec, body.phone, body.message)
+        return sms_job(spec, body.phone, body.message, body.userId if isinstance(body, SmsUser) else None)
     if isinstance(body, WebhookFields):
         return webhook_job(spec, body.url, body.data)
     assert isinstance(body, (CleanupJob, TypedCleanupJob)), f"no message in a {type(body).__name__}"
@@ -255,8 +265,12 @@ class JobStarter:
             # A retry whose first try started the job: its answer again, and no second slot of the quota.
             return StartedJob(job_id=keyed_id, phase=start_options(request).state.phase, handle=first)
         # Every SMS the request creates (its own, its `then` chain's) takes a slot of its number's
-        # hourly quota first (api/jobs/throttle.py): over HERALD_SMS_PER_HOUR, a 429 and no job.
-        async with sms_slots(client, self.settings, sms_numbers(request)):
+        # hourly quota first, and of its user's where the body names one (api/jobs/throttle.py): over
+        # HERALD_SMS_PER_HOUR, a 429 and no job. Marked taken, so the job's run does not take another.
+        numbers = sms_numbers(request)
+        user_id = request.sms_user_id if isinstance(request, NotificationInput) else None
+        async with sms_slots(client, self.settings, numbers, user_id):
+            request = with_sms_slots(request, taken=True)
             return await start_job(client, request, options.priority, keyed=keyed_id is not None)
 
 

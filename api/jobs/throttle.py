@@ -17,34 +17,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import math
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from datetime import timedelta
 
-from temporalio.client import Client, RPCTimeoutOrCancelledError, WithStartWorkflowOperation, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.client import Client, RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.core.errors import ApiError, temporal_unavailable
 from api.core.temporal import BUSY_RETRIES, is_unreachable, one_update_at_a_time, pause_when_busy, too_many_updates
 from common.logs import log_event
-from common.models import INTAKE_TASK_QUEUE, QuotaAnswer, QuotaInput, QuotaRequest
+from common.models import QuotaAnswer, QuotaRequest
 from common.settings import Settings
+from common.sms_quota import WINDOW, quota_key, release_on, reserve_on
 from common.summaries import mask_phone
-from common.temporal import RPC_TIMEOUT
-from workflows.sms_quota import SmsQuotaWorkflow
 
-WINDOW = timedelta(hours=1)
 # Reservations in flight at once for one request (a batch of many numbers).
 PARALLEL = 32
-
-
-def quota_key(kind: str, value: str) -> str:
-    """The quota workflow's id for a number (`phone`) or a user (`user`): a digest, not the value."""
-    return "sms-quota-" + hashlib.sha256(f"{kind}\x00{value}".encode()).hexdigest()[:32]
 
 
 class Throttled(ApiError):
@@ -57,31 +47,11 @@ class Throttled(ApiError):
         self.retry_after_s = seconds
 
 
-async def _update_with_start(client: Client, key: str, request: QuotaRequest) -> QuotaAnswer:
-    # A fresh start operation each call: one carries the handle of the single call it was given to.
-    start = WithStartWorkflowOperation(
-        SmsQuotaWorkflow.run,
-        QuotaInput(key=key),
-        id=key,
-        task_queue=INTAKE_TASK_QUEUE,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        static_summary="SMS quota (rolling hour)",
-    )
-    # The same update id on a retry: a reservation the workflow already took is not taken twice.
-    return await client.execute_update_with_start_workflow(
-        SmsQuotaWorkflow.reserve,
-        request,
-        start_workflow_operation=start,
-        id=f"reserve-{request.token}",
-        rpc_timeout=RPC_TIMEOUT,
-    )
-
-
 async def _reserve(client: Client, key: str, request: QuotaRequest) -> QuotaAnswer:
     async with one_update_at_a_time(key):
         for attempt in range(BUSY_RETRIES):
             try:
-                return await _update_with_start(client, key, request)
+                return await reserve_on(client, key, request)
             except RPCError as exc:
                 if exc.status == RPCStatusCode.NOT_FOUND:
                     # The run ended (idle for an hour) between the server finding it and the update
@@ -90,14 +60,12 @@ async def _reserve(client: Client, key: str, request: QuotaRequest) -> QuotaAnsw
                 if not too_many_updates(exc) or attempt == BUSY_RETRIES - 1:
                     raise
             await pause_when_busy(attempt)
-        return await _update_with_start(client, key, request)
+        return await reserve_on(client, key, request)
 
 
 async def _release(client: Client, key: str, token: str) -> None:
     try:
-        await client.get_workflow_handle(key).execute_update(
-            SmsQuotaWorkflow.release, token, id=f"release-{token}", rpc_timeout=RPC_TIMEOUT
-        )
+        await release_on(client, key, token)
     except (RPCError, WorkflowUpdateFailedError, RPCTimeoutOrCancelledError) as exc:
         # Not released: the slots count until they expire (a refusal too many, never one too few).
         log_event("sms_quota.release_failed", key=key, error=str(exc))

@@ -19,11 +19,12 @@ from api.jobs.models import (
     JobOptions,
     NotificationStatusWord,
     SmsFields,
+    SmsUser,
+    UserId,
     WebhookFields,
     complete,
     sendable,
 )
-from api.users.models import UserId
 from common.models import JobKind
 
 
@@ -31,7 +32,7 @@ class NotifyEmail(JobOptions, EmailFields):
     pass
 
 
-class NotifySms(JobOptions, SmsFields):
+class NotifySms(JobOptions, SmsFields, SmsUser):
     pass
 
 

@@ -8,8 +8,7 @@ from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
 from api.core.models import DATE_TIME, Answer, absent_unless
-from api.jobs.models import JobOptions, JobStatusWord
-from api.users.models import UserId
+from api.jobs.models import JobOptions, JobStatusWord, UserId
 
 
 class ReportCreate(JobOptions):

@@ -11,19 +11,6 @@ from api.jobs.models import e164, one_line
 
 # The channels a user can opt out of (activities/users.py refuses to send on them).
 OptOutChannel = Literal["email", "sms"]
-# A userId (its digest names the user's workflow): letters, digits and `._:@-`, at most 128.
-USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
-UserId = Annotated[
-    str,
-    Field(
-        pattern=USER_ID_PATTERN,
-        max_length=128,
-        description="the client's own id for the user: letters, digits and `._:@-`, "
-        "at most 128 characters, starting with a letter or digit",
-    ),
-]
-
-
 LOCALE_PATTERN = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$"
 
 

@@ -13,7 +13,8 @@ from fastapi import APIRouter, Depends, Path
 
 from api.core.auth import Gateway, require_client_key
 from api.core.errors import ApiError, errors
-from api.users.models import USER_ID_PATTERN, User, UserPut
+from api.jobs.models import USER_ID_PATTERN
+from api.users.models import User, UserPut
 from api.users.service import read_profile, store_profile
 from common.models import UserProfile
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import random
 import sys
 import threading
 import time
@@ -23,7 +25,7 @@ from devstack import sms_sink
 from devstack.smtp_sink import read_outbox
 from devstack.temporal_server import tuned_args
 from tests.support.http_receiver import Answer
-from tests.support.temporal import free_port
+from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, free_port
 
 DEV_SERVER = Path(sys.executable).parent / "temporal"
 API_KEY = "test-key"
@@ -33,6 +35,44 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SMS_TOKEN = "sms-test-token"
 POLL_DEADLINE_S = 20.0
 FINAL = {"completed", "failed", "cancelled"}
+
+
+def process_environment(
+    temporal: str, data: Path, smtp_port: int, sms_url: str, api_port: int, sms_per_hour: int = 10
+) -> dict[str, str]:
+    """The environment of `python -m api` and `python -m worker` as a test starts them: the test's
+    Temporal, sinks, data folder and port, and no HERALD_ setting of the machine's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
+    env.update(
+        PYTHONUNBUFFERED="1",
+        HERALD_TEMPORAL_ADDRESS=temporal,
+        HERALD_API_KEYS=API_KEY,
+        HERALD_API_HOST="127.0.0.1",
+        HERALD_API_PORT=str(api_port),
+        HERALD_DATA_DIR=str(data),
+        HERALD_TEMP_DIR=str(data / "tmp"),
+        HERALD_LOG_DIR=str(data / "logs"),
+        HERALD_SESSION_DIR=str(data / "sessions"),
+        HERALD_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        HERALD_ENCRYPTION_KEY=ENCRYPTION_KEY,
+        HERALD_WEBHOOK_ALLOW_HOSTS="127.0.0.1/8",
+        HERALD_SMTP_HOST="127.0.0.1",
+        HERALD_SMTP_PORT=str(smtp_port),
+        HERALD_SMS_GATEWAY_URL=sms_url,
+        HERALD_SMS_GATEWAY_TOKEN=SMS_TOKEN,
+        HERALD_SMS_PER_HOUR=str(sms_per_hour),
+        HERALD_WORKER_METRICS_PORT="0",
+    )
+    return env
+
+
+# Numbers of the test that takes them (the session's quotas outlive a test): +1 415 555 0200 ... 9999,
+# none twice in one process.
+_NUMBERS = iter(random.sample(range(200, 10_000), 2_000))
+
+
+def new_number() -> str:
+    return f"+1415555{next(_NUMBERS):04d}"
 
 
 async def start_dev_server(**kwargs: Any) -> WorkflowEnvironment:

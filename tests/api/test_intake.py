@@ -10,13 +10,9 @@ API as deployed (`python -m api`, so with its lifespan and its intake worker), t
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -38,62 +34,18 @@ from tests.api.helpers import (
     dev_server,
     mail_for,
     poll,
+    process_environment,
 )
 from tests.support.http_receiver import Answer, HttpReceiver
-from tests.support.processes import fetch_when_served
-from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, free_port
+from tests.support.processes import fetch_when_served, kill_now, start_logged, until_logged
+from tests.support.temporal import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-API_KEY = "test-key"
 # What a POST may take with no worker anywhere: an answer now, not a 10 s wait for a worker's task.
 INTAKE_S = 1.0
 SMS_PER_HOUR = 10
 PHONE = "+14155550190"
 WORKER_START_S = 60
 JOBS_RUN_S = 60
-
-
-def _environment(temporal: str, data: Path, smtp_port: int, sms_url: str, api_port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
-    env.update(
-        PYTHONUNBUFFERED="1",
-        HERALD_TEMPORAL_ADDRESS=temporal,
-        HERALD_API_KEYS=API_KEY,
-        HERALD_API_HOST="127.0.0.1",
-        HERALD_API_PORT=str(api_port),
-        HERALD_DATA_DIR=str(data),
-        HERALD_TEMP_DIR=str(data / "tmp"),
-        HERALD_LOG_DIR=str(data / "logs"),
-        HERALD_SESSION_DIR=str(data / "sessions"),
-        HERALD_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        HERALD_ENCRYPTION_KEY=ENCRYPTION_KEY,
-        HERALD_WEBHOOK_ALLOW_HOSTS="127.0.0.1/8",
-        HERALD_SMTP_HOST="127.0.0.1",
-        HERALD_SMTP_PORT=str(smtp_port),
-        HERALD_SMS_GATEWAY_URL=sms_url,
-        HERALD_SMS_GATEWAY_TOKEN=SMS_TOKEN,
-        HERALD_SMS_PER_HOUR=str(SMS_PER_HOUR),
-        HERALD_WORKER_METRICS_PORT="0",
-    )
-    return env
-
-
-def _start(module: str, env: dict[str, str], log: Path) -> subprocess.Popen:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", module],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
 
 
 def _email(n: int) -> dict:
@@ -109,10 +61,10 @@ async def test_every_intake_answers_at_once_with_no_worker_and_the_jobs_run_when
         HttpReceiver([Answer(200)]) as hooks,
     ):
         async with dev_server() as env:
-            environment = _environment(
+            environment = process_environment(
                 address_of(env), data, smtp.port, f"http://127.0.0.1:{sms.port}/messages", api_port
             )
-            api_process = _start("api", environment, tmp_path / "api.log")
+            api_process = start_logged("api", environment, tmp_path / "api.log")
             worker: subprocess.Popen | None = None
             try:
                 # Ready only once its intake worker polls (api/core/intake.py).
@@ -122,14 +74,14 @@ async def test_every_intake_answers_at_once_with_no_worker_and_the_jobs_run_when
                 async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", headers=AUTH, timeout=30) as api:
                     accepted, took = await _intake_without_a_worker(api, hooks.url)
                     assert max(took.values()) < INTAKE_S, took
-                    worker = _start("worker", environment, tmp_path / "worker.log")
-                    await _polling(worker, tmp_path / "worker.log")
+                    worker = start_logged("worker", environment, tmp_path / "worker.log")
+                    await until_logged(worker, tmp_path / "worker.log", "worker polling", WORKER_START_S)
                     # One at a time: a batch item's status is a query of its batch's run.
                     finals = [await _final(api, job_id) for job_id in accepted]
             finally:
                 for process in (worker, api_process):
                     if process is not None:
-                        _stop(process)
+                        kill_now(process)
         states = dict(zip(accepted, finals))
         for job_id, what in accepted.items():
             if what in ("email", "sms", "webhook", "cleanup", "report"):
@@ -188,20 +140,13 @@ async def _intake_without_a_worker(api: httpx.AsyncClient, hook_url: str) -> tup
     return accepted, took
 
 
-async def _polling(worker: subprocess.Popen, log: Path) -> None:
-    end = time.monotonic() + WORKER_START_S
-    while "worker polling" not in log.read_text(errors="replace"):
-        assert worker.poll() is None and time.monotonic() < end, log.read_text(errors="replace")
-        await asyncio.sleep(0.1)
-
-
 async def _final(api: httpx.AsyncClient, job_id: str) -> str:
     body = await poll(api, f"/jobs/{job_id}/status", lambda b: b["status"] in FINAL, deadline_s=JOBS_RUN_S)
     return body["status"]
 
 
 # ---- retried POSTs make one job ------------------------------------------------------------------
-def _lose_the_answer_of_the_first_start(monkeypatch, module, name: str) -> list[str]:
+def _lose_the_answer_of_the_firststart_logged(monkeypatch, module, name: str) -> list[str]:
     """The first start through `module.name` reaches Temporal, but its caller hears UNAVAILABLE (as when
     the connection drops after the server took it): the API answers 503. Returns the started ids."""
     real = getattr(module, name)
@@ -220,7 +165,7 @@ def _lose_the_answer_of_the_first_start(monkeypatch, module, name: str) -> list[
 
 @pytest.mark.parametrize("route", ["/jobs/email", "/notify/email"])
 async def test_a_post_retried_after_a_lost_answer_finds_the_first_job(api, smtp_sink, monkeypatch, route):
-    started = _lose_the_answer_of_the_first_start(monkeypatch, starter, "start_job")
+    started = _lose_the_answer_of_the_firststart_logged(monkeypatch, starter, "start_job")
     body = _email(uuid.uuid4().int % 10_000)
     headers = {"Idempotency-Key": f"lost-{uuid.uuid4().hex}"}
     first = await api.post(route, json=body, headers=headers)
@@ -237,7 +182,7 @@ async def test_a_post_retried_after_a_lost_answer_finds_the_first_job(api, smtp_
 
 
 async def test_an_sms_retried_after_a_lost_answer_is_one_job_and_one_slot(make_app, workers, sms_gateway, monkeypatch):
-    started = _lose_the_answer_of_the_first_start(monkeypatch, starter, "start_job")
+    started = _lose_the_answer_of_the_firststart_logged(monkeypatch, starter, "start_job")
     phone = f"+1415555{uuid.uuid4().int % 10_000:04d}"
     body = {"phone": phone, "message": "code 654321"}
     headers = {"Idempotency-Key": f"lost-sms-{uuid.uuid4().hex}"}
@@ -255,7 +200,7 @@ async def test_an_sms_retried_after_a_lost_answer_is_one_job_and_one_slot(make_a
 
 
 async def test_a_batch_retried_after_a_lost_answer_is_the_first_batch(api, smtp_sink, monkeypatch):
-    started = _lose_the_answer_of_the_first_start(monkeypatch, batch_routes, "start_batch")
+    started = _lose_the_answer_of_the_firststart_logged(monkeypatch, batch_routes, "start_batch")
     body = {"channel": "email", "items": [_email(5), _email(6)]}
     headers = {"Idempotency-Key": f"lost-batch-{uuid.uuid4().hex}"}
     assert_error(await api.post("/notify/batch", json=body, headers=headers), 503, "temporal_unavailable")

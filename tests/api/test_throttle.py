@@ -14,18 +14,10 @@ import pytest
 from api.core.errors import ApiError
 from api.jobs.throttle import quota_key, reserve_sms
 from common.temporal import client_for
-from tests.api.helpers import AUTH, api_client, assert_error, poll
+from tests.api.helpers import AUTH, api_client, assert_error, new_number, poll
 from workflows.sms_quota import SmsQuotaWorkflow
 
 LIMIT = 10
-
-
-# Numbers of this test only (the session's quotas outlive a test): +1 415 555 0200 ... 9999, none twice.
-_NUMBERS = iter(random.sample(range(200, 10_000), 200))
-
-
-def new_number() -> str:
-    return f"+1415555{next(_NUMBERS):04d}"
 
 
 @pytest.fixture

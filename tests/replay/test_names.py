@@ -27,7 +27,7 @@ PINNED_WORKFLOWS = {
 
 PINNED_ACTIVITIES_BY_QUEUE = {
     "herald-email": {"send_email", "send_email_slice", "send_typed_email"},
-    "herald-sms": {"send_sms", "send_sms_slice"},
+    "herald-sms": {"send_sms", "send_sms_slice", "take_sms_slot"},
     "herald-webhook": {"deliver_webhook", "deliver_webhook_slice"},
     "herald-maintenance": {"run_cleanup", "build_report"},
 }

@@ -3,6 +3,7 @@ them, and finding every process a launcher started, so none outlives its test.""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -31,6 +32,21 @@ def start_logged(module: str, env: dict[str, str], log_path: Path) -> subprocess
     """`python -m <module>` (start_module) writing both its streams into `log_path`."""
     with log_path.open("wb") as log:
         return start_module(module, env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def kill_now(process: subprocess.Popen) -> None:
+    """SIGKILL, and reaped: a test's process gone for sure, whatever it was doing."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
+async def until_logged(process: subprocess.Popen, log_path: Path, text: str, timeout: float = 60) -> None:
+    """Waits until `text` is in the process's log (start_logged); fails if it dies or never writes it."""
+    end = time.monotonic() + timeout
+    while text not in log_path.read_text(errors="replace"):
+        assert process.poll() is None and time.monotonic() < end, log_path.read_text(errors="replace")
+        await asyncio.sleep(0.1)
 
 
 def fetch_when_served(url: str, process: subprocess.Popen, what: str, timeout: float = 30) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 
 import pytest
 from standardwebhooks import Webhook
@@ -42,7 +43,9 @@ async def test_a_failed_job_calls_back_with_its_error(time_env, make_settings):
     with HttpReceiver([Answer(400, {"error": "bad number"})]) as gateway, HttpReceiver() as receiver:
         spec = job_spec("sms", callback_url=receiver.url)
         handle, state = await run_to_end(
-            time_env, make_settings(sms_gateway_url=gateway.url), sms_job(spec, "+14155550100", "hello")
+            time_env,
+            make_settings(sms_gateway_url=gateway.url),
+            replace(sms_job(spec, "+14155550100", "hello"), sms_slot_taken=True),
         )
     [callback] = receiver.received
     body = Webhook(WEBHOOK_SECRET).verify(callback.body, callback.headers)
