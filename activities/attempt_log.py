@@ -4,7 +4,10 @@ Temporal retries an activity on the server and writes only the last attempt to h
 every attempt adds its own record to the log it inherited and hands the log on:
 - a failed attempt records the log as its heartbeat details, which Temporal gives to the next
   attempt (and shows in describe, where the API reads it during a backoff), and raises its
-  error with the log as the error's details, so the workflow has it when the send gives up;
+  error (a ConciseError: the reason, no stack trace or cause), with the log as the error's
+  details where the workflow may read them: when the send gives up, or the attempt was local.
+  An error Temporal retries goes without the log: the server keeps it as the last failure only
+  up to 4 KiB (common/failures.py), and 25 records with their response excerpts take far more;
 - a successful attempt returns the log in its result (`SendResult.deliveries`).
 A local activity (the job's first attempt) does the same except the heartbeat.
 
@@ -30,16 +33,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType, TimeoutType
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
-from common.failures import error_text
+from common.failures import ConciseError, error_text
 from common.logs import log_event
 from common.metrics import FAILED, SUCCEEDED, count_attempt
 from common.models import AttemptContext, AttemptLog, AttemptRecord, FailureDetail, SendInput, SendResult
@@ -51,6 +55,12 @@ MAX_DELIVERIES_KEPT = 25
 # sends the server at most one heartbeat per 80% of the timeout and drops the ones in between, and
 # an attempt that ends before its first beat sends none at all.
 HEARTBEAT_EVERY_S = 2.0
+# An attempt's error, in the log and as the failure's message, as long as a response excerpt at most:
+# an SMTP server's multi-line answer or an exception's text can be any length.
+ERROR_CHARS = 512
+# How near its schedule-to-close deadline a failed attempt counts as possibly the send's last: the
+# server retries only when the next attempt starts before it (by the server's clock).
+DEADLINE_MARGIN = timedelta(seconds=10)
 LOST_HEARTBEAT = "lost: the worker stopped heartbeating"
 LOST_TIMEOUT = "lost: no outcome within the attempt's start-to-close timeout"
 HANDED_BACK = "handed back: the worker shut down before the attempt finished"
@@ -104,6 +114,7 @@ class _AttemptLogInbound(ActivityInboundInterceptor):
             raise
         except Exception as exc:  # every failure is logged, then raised again
             await _stop(beating)
+            # The cause shows in the worker's log; Temporal gets the ConciseError alone.
             raise self._failed(info, number, started, inherited, exc) from exc
         await _stop(beating)
         log_event("attempt.succeeded", job_id=info.workflow_id, attempt=number)
@@ -123,8 +134,9 @@ class _AttemptLogInbound(ActivityInboundInterceptor):
 
     def _failed(
         self, info: activity.Info, number: int, started: str, inherited: list[AttemptRecord], exc: Exception
-    ) -> ApplicationError:
-        """The same error, with the attempt log as its details (the far side's answer is in the log)."""
+    ) -> ConciseError:
+        """The same error, with the attempt log as its details where the workflow may read them (the
+        far side's answer is in the log)."""
         application = exc if isinstance(exc, ApplicationError) else None
         detail = _failure_detail(application)
         record = AttemptRecord(
@@ -132,7 +144,7 @@ class _AttemptLogInbound(ActivityInboundInterceptor):
             started_at=started,
             finished_at=_now(),
             succeeded=False,
-            error=error_text(exc),
+            error=_bounded(error_text(exc)),
             retryable=not (application and application.non_retryable),
             status_code=detail.status_code if detail else None,
             response_excerpt=detail.response_excerpt if detail else None,
@@ -146,13 +158,44 @@ class _AttemptLogInbound(ActivityInboundInterceptor):
         if not info.is_local:
             # The next attempt starts from here; describe shows it meanwhile.
             activity.heartbeat(AttemptLog(log))
-        return ApplicationError(
+        error_type = application.type if application else type(exc).__name__
+        next_retry_delay = application.next_retry_delay if application else None
+        retried = record.retryable and _retried(info, error_type, next_retry_delay)
+        return ConciseError(
             record.error or "attempt failed",
-            AttemptLog(log),
-            type=application.type if application else type(exc).__name__,
+            *([] if retried else [AttemptLog(log)]),
+            type=error_type,
             non_retryable=not record.retryable,
-            next_retry_delay=application.next_retry_delay if application else None,
+            next_retry_delay=next_retry_delay,
         )
+
+
+def _retried(info: activity.Info, error_type: str | None, next_retry_delay: timedelta | None) -> bool:
+    """Whether Temporal surely retries this retryable failed attempt, so the workflow never reads its
+    error: not a local activity's (the workflow reads each), nor one of the last attempt, nor one so
+    near the schedule-to-close deadline that the next attempt may not fit before it."""
+    policy = info.retry_policy
+    if info.is_local or policy is None:
+        return False
+    if policy.maximum_attempts and info.attempt >= policy.maximum_attempts:
+        return False
+    if error_type in (policy.non_retryable_error_types or ()):
+        return False
+    if info.schedule_to_close_timeout:
+        wait = next_retry_delay or _backoff(policy, info.attempt)
+        deadline = info.scheduled_time + info.schedule_to_close_timeout
+        return datetime.now(UTC) + wait + DEADLINE_MARGIN < deadline
+    return True
+
+
+def _backoff(policy: RetryPolicy, attempt: int) -> timedelta:
+    """The server's wait after failed attempt `attempt` (its default maximum: 100 initial intervals)."""
+    wait = policy.initial_interval * policy.backoff_coefficient ** (attempt - 1)
+    return min(wait, policy.maximum_interval or policy.initial_interval * 100)
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
 
 
 def _inherited_log(info: activity.Info, context: AttemptContext, number: int) -> list[AttemptRecord]:

@@ -12,8 +12,10 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
+from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadConverter
+from temporalio.exceptions import ApplicationError
 from temporalio.runtime import (
     LogForwardingConfig,
     LoggingConfig,
@@ -26,6 +28,7 @@ from temporalio.service import RetryConfig, TLSConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from common.codec import EncryptionCodec
+from common.failures import ConciseError
 from common.settings import Settings
 
 # How long one call to Temporal may take (the API's and the worker's own calls, not a job's wait).
@@ -42,6 +45,24 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 )
 
 
+class FailureConverter(DefaultFailureConverterWithEncodedAttributes):
+    """The SDK's failures with their message and stack trace encrypted, except that a ConciseError
+    goes without its stack trace and cause (common/failures.py)."""
+
+    def to_failure(self, exception: BaseException, payload_converter: PayloadConverter, failure: Failure) -> None:
+        if isinstance(exception, ConciseError):
+            # Its twin, never raised: no traceback, no cause, no context.
+            exception = ApplicationError(
+                exception.message,
+                *exception.details,
+                type=exception.type,
+                non_retryable=exception.non_retryable,
+                next_retry_delay=exception.next_retry_delay,
+                category=exception.category,
+            )
+        super().to_failure(exception, payload_converter, failure)
+
+
 def data_converter(settings: Settings) -> DataConverter:
     """How Herald's payloads are written into Temporal: JSON, then encrypted (common/codec.py).
 
@@ -54,8 +75,7 @@ def data_converter(settings: Settings) -> DataConverter:
     Search attributes are never encoded: they hold no personal data (common/models.py).
     """
     return DataConverter(
-        payload_codec=EncryptionCodec(settings.encryption_keys()),
-        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+        payload_codec=EncryptionCodec(settings.encryption_keys()), failure_converter_class=FailureConverter
     )
 
 

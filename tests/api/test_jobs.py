@@ -7,6 +7,7 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 
+import email_validator
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import SearchAttributeKey
@@ -215,6 +216,38 @@ async def test_live_retries_show_delayed_attempts_and_last_error_then_complete(a
     calls = sms_gateway.calls_to(phone)
     assert [c.status for c in calls] == [500, 500, 200]
     assert {c.idempotency_key for c in calls} == {c.header_key for c in calls} == {job_id}
+
+
+async def test_later_backoffs_show_the_smtp_error_and_every_attempt(api, smtp_sink, monkeypatch):
+    # Attempts 2+ run as an ordinary activity: the server keeps each failed attempt's failure as the
+    # pending activity's last failure, and one bigger than its limit (4 KiB) is replaced by "Failure
+    # exceeds size limit." The status read during those backoffs must still say what the SMTP server said.
+    smtp_error = "SMTP server answered 451 4.3.0 try again later"
+    # The dev SMTP sink's tempfail.test mailbox, as a dev-mode API accepts it (api/main.py).
+    monkeypatch.setattr(email_validator, "TEST_ENVIRONMENT", True)
+    response = await api.post(
+        "/jobs/email",
+        json={
+            "to": "y@tempfail.test",
+            "subject": "probe",
+            "body": "x",
+            "attempts": 4,
+            "backoff": {"type": "fixed", "delay": 2000},
+        },
+    )
+    job_id = await _accepted(response, "email")
+    url = f"/jobs/{job_id}/status"
+    for done in (2, 3):
+        waiting = await poll(api, url, lambda b, n=done: (b["status"], b["attempts"]) == ("delayed", n))
+        assert waiting["error"] == smtp_error, waiting
+        assert [(d["attempt"], d["succeeded"], d["statusCode"], d["error"]) for d in waiting["deliveries"]] == [
+            (n, False, 451, smtp_error) for n in range(1, done + 1)
+        ], waiting
+    status = await until_final(api, job_id)
+    assert status["status"] == "failed" and status["attempts"] == 4, status
+    assert status["error"] == smtp_error
+    assert [d["attempt"] for d in status["deliveries"]] == [1, 2, 3, 4]
+    assert {d["responseExcerpt"] for d in status["deliveries"]} == {"4.3.0 try again later"}
 
 
 async def test_exhausted_retries_fail_and_keep_the_last_error(api, sms_gateway):
