@@ -10,6 +10,7 @@ today's code. tests/api/test_throttle_exact.py covers the real update-with-start
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import uuid
@@ -32,6 +33,16 @@ from workflows.sms_quota import SmsQuotaWorkflow
 
 LIMIT = 10
 HOUR = timedelta(hours=1)
+# The job asks for its slot this long after the hour filled, not at once. A quota workflow cancels its
+# idle timer whenever a reservation touches it, and that timer is due an hour after the job's refused ask:
+# asked at once, it would fall due within milliseconds of the moment the slot frees, when the job asks
+# again. If it fires while the workflow task taking that ask is with the worker, the time-skipping server
+# refuses the task's completion for cancelling a fired timer ("invalid history builder state for action")
+# and never times the task out or sends it again (temporalio/sdk-java#2606, #3088): the quota never
+# answers, the job asks for ever, and its result never comes. A real server takes that cancel.
+ASKED_AFTER = timedelta(minutes=10)
+# A job with a slot ends within seconds, even on a loaded machine; well inside pytest's 300 s timeout.
+RESULT_WAIT_S = 60
 
 
 async def _reserve_in_two_calls(client: Client, key: str, request: QuotaRequest) -> QuotaAnswer:
@@ -81,7 +92,20 @@ async def _after(env, frees: datetime, handle: WorkflowHandle) -> JobState:
     is still counted)."""
     with env.auto_time_skipping_disabled():
         await env.sleep(frees - await env.get_current_time() + timedelta(seconds=2))
-        return await handle.result()
+        return await _result(env, handle)
+
+
+async def _result(env, handle: WorkflowHandle) -> JobState:
+    """The job's end, or a failure that says where it stands (auto time skipping being off, a job that
+    waits on a timer again, or a quota that never answers, would otherwise hold the test for ever)."""
+    try:
+        return await asyncio.wait_for(handle.result(), RESULT_WAIT_S)
+    except TimeoutError:
+        state = await job_state(herald_client(env), handle)
+        raise AssertionError(
+            f"job {handle.id} has not ended {RESULT_WAIT_S} s on: phase {state['phase']},"
+            f" next attempt at {state['next_attempt_at']}, {state['attempts']} attempts"
+        ) from None
 
 
 def _patches(markers: list) -> list[str]:
@@ -100,6 +124,7 @@ async def test_an_uncounted_sms_waits_until_a_slot_frees_then_takes_it_and_is_se
         async with running_workers(client, make_settings(sms_gateway_url=gateway.url, sms_per_hour=LIMIT)):
             await _fill(client, "phone", phone)
             filled_at = await time_env.get_current_time()
+            await time_env.sleep(ASKED_AFTER)
             # As a schedule's run or a redrive starts it: not counted at intake.
             request = sms_job(job_spec("sms", recipient=phone), phone, "hello")
             assert not request.sms_slot_taken
@@ -107,6 +132,7 @@ async def test_an_uncounted_sms_waits_until_a_slot_frees_then_takes_it_and_is_se
 
             waiting = await _delayed(time_env, handle)
             frees = datetime.fromisoformat(waiting["next_attempt_at"])
+            # When the hour's first slot frees, not an hour after the job asked.
             assert abs((frees - (filled_at + HOUR)).total_seconds()) < 5, (frees, filled_at)
             assert gateway.received == []
 
@@ -128,7 +154,7 @@ async def test_an_sms_counted_at_intake_is_sent_at_once_however_full_the_hour(ti
             request = replace(sms_job(job_spec("sms", recipient=phone), phone, "hello"), sms_slot_taken=True)
             handle = (await start_job(client, request)).handle
             with time_env.auto_time_skipping_disabled():
-                state = await handle.result()
+                state = await _result(time_env, handle)
             assert state.phase == "completed" and len(gateway.received) == 1
             assert await _used(client, "phone", phone) == LIMIT  # no slot taken twice
     assert SMS_QUOTA_AT_SEND not in _patches(await events(handle, EventType.EVENT_TYPE_MARKER_RECORDED))
@@ -140,6 +166,7 @@ async def test_a_full_user_quota_holds_the_sms_and_none_of_its_numbers_slots(tim
     with HttpReceiver() as gateway:
         async with running_workers(client, make_settings(sms_gateway_url=gateway.url, sms_per_hour=LIMIT)):
             await _fill(client, "user", user_id)
+            await time_env.sleep(ASKED_AFTER)
             request = sms_job(job_spec("sms", recipient=phone), phone, "hello", user_id)
             handle = (await start_job(client, request)).handle
             waiting = await _delayed(time_env, handle)
