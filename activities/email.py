@@ -166,14 +166,7 @@ class EmailActivities:
                 _refused, answer = await sessions.send(mime, relay)
             else:
                 _refused, answer = await aiosmtplib.send(
-                    mime,
-                    hostname=relay.host,
-                    port=relay.port,
-                    username=relay.username,
-                    password=relay.password,
-                    start_tls=relay.starttls,
-                    timeout=s.smtp_timeout_seconds,
-                    local_hostname=self.local_hostname,
+                    mime, **relay.connection(s.smtp_timeout_seconds, self.local_hostname)
                 )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             raise _smtp_failure(exc.recipients[0].code, exc.recipients[0].message, relay.name) from exc
@@ -220,15 +213,7 @@ class SmtpSessions:
             except BaseException:
                 smtp.close()
                 raise
-        smtp = aiosmtplib.SMTP(
-            hostname=relay.host,
-            port=relay.port,
-            username=relay.username,
-            password=relay.password,
-            start_tls=relay.starttls,
-            timeout=self.timeout,
-            local_hostname=self.local_hostname,
-        )
+        smtp = aiosmtplib.SMTP(**relay.connection(self.timeout, self.local_hostname))
         await smtp.connect()
         try:
             return self._kept(relay, smtp, await smtp.send_message(mime, **envelope))
@@ -260,6 +245,18 @@ class _Relay:
     @property
     def name(self) -> str:
         return "fallback SMTP server" if self.provider == FALLBACK else "SMTP server"
+
+    def connection(self, timeout: float, local_hostname: str) -> dict[str, Any]:
+        """aiosmtplib's connection options for this relay: one message (send) and a kept session (SMTP)."""
+        return {
+            "hostname": self.host,
+            "port": self.port,
+            "username": self.username,
+            "password": self.password,
+            "start_tls": self.starttls,
+            "timeout": timeout,
+            "local_hostname": local_hostname,
+        }
 
 
 def _smtp_failure(code: int, text: str, what: str = "SMTP server") -> ApplicationError:
