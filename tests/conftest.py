@@ -10,7 +10,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from common.runtime import exit_skipping_teardown
-from tests.support.temporal import TEST_SERVER, register_search_attributes
+from tests.support.temporal import TEST_SERVER, register_search_attributes, started_again_if_a_port_was_taken
 from tests.support.temporal import free_port as _free_port
 
 # The longest tests (whole stacks started and killed, the bench) go first: under xdist, a worker
@@ -37,7 +37,9 @@ def free_port() -> Callable[[], int]:
 @pytest_asyncio.fixture(scope="session")
 async def time_env():
     """Temporal's time-skipping test server: timers and retry backoffs pass instantly."""
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER))
+    env = await started_again_if_a_port_was_taken(
+        lambda: WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER))
+    )
     await register_search_attributes(env)
     yield env
     await env.shutdown()

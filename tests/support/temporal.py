@@ -7,7 +7,7 @@ import itertools
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,22 @@ WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 # The tests' payload keys (HERALD_ENCRYPTION_KEY): base64 of 32 bytes each; the old one for rotation.
 ENCRYPTION_KEY = "dGVzdHMtcGF5bG9hZC1rZXktMzItYnl0ZXMtbG9uZyE="
 OLD_ENCRYPTION_KEY = "b2xkLXRlc3RzLXBheWxvYWQta2V5LTMyLWJ5dGVzLiE="
+
+
+SERVER_STARTS = 3
+
+
+async def started_again_if_a_port_was_taken(start: Callable[[], Awaitable[WorkflowEnvironment]]) -> WorkflowEnvironment:
+    """A Temporal server started by `start`, tried again when it did not come up: the server (or the SDK for
+    it) picks a free port and binds it a moment later, and on a busy machine another process's outgoing
+    connection can take that port in between ("address already in use")."""
+    for attempt in range(SERVER_STARTS):
+        try:
+            return await start()
+        except Exception:
+            if attempt == SERVER_STARTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def free_port() -> int:
