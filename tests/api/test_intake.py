@@ -35,6 +35,7 @@ from tests.api.helpers import (
     mail_for,
     poll,
     process_environment,
+    until_final,
 )
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.processes import fetch_when_served, kill_now, start_logged, until_logged
@@ -146,7 +147,7 @@ async def _final(api: httpx.AsyncClient, job_id: str) -> str:
 
 
 # ---- retried POSTs make one job ------------------------------------------------------------------
-def _lose_the_answer_of_the_firststart_logged(monkeypatch, module, name: str) -> list[str]:
+def _lose_the_answer_of_the_first_start(monkeypatch, module, name: str) -> list[str]:
     """The first start through `module.name` reaches Temporal, but its caller hears UNAVAILABLE (as when
     the connection drops after the server took it): the API answers 503. Returns the started ids."""
     real = getattr(module, name)
@@ -165,7 +166,7 @@ def _lose_the_answer_of_the_firststart_logged(monkeypatch, module, name: str) ->
 
 @pytest.mark.parametrize("route", ["/jobs/email", "/notify/email"])
 async def test_a_post_retried_after_a_lost_answer_finds_the_first_job(api, smtp_sink, monkeypatch, route):
-    started = _lose_the_answer_of_the_firststart_logged(monkeypatch, starter, "start_job")
+    started = _lose_the_answer_of_the_first_start(monkeypatch, starter, "start_job")
     body = _email(uuid.uuid4().int % 10_000)
     headers = {"Idempotency-Key": f"lost-{uuid.uuid4().hex}"}
     first = await api.post(route, json=body, headers=headers)
@@ -174,7 +175,7 @@ async def test_a_post_retried_after_a_lost_answer_finds_the_first_job(api, smtp_
     assert again.status_code == 202, again.text
     job_id = again.json().get("jobId") or again.json()["notificationId"]
     assert started == [job_id]  # the first try's job, and no second start
-    await _until_done(api, job_id)
+    assert (await until_final(api, job_id))["status"] == "completed"
     assert len(mail_for(smtp_sink.outbox, job_id)) == 1
     # And from now on the key replays that answer.
     replayed = await api.post(route, json=body, headers=headers)
@@ -182,7 +183,7 @@ async def test_a_post_retried_after_a_lost_answer_finds_the_first_job(api, smtp_
 
 
 async def test_an_sms_retried_after_a_lost_answer_is_one_job_and_one_slot(make_app, workers, sms_gateway, monkeypatch):
-    started = _lose_the_answer_of_the_firststart_logged(monkeypatch, starter, "start_job")
+    started = _lose_the_answer_of_the_first_start(monkeypatch, starter, "start_job")
     phone = f"+1415555{uuid.uuid4().int % 10_000:04d}"
     body = {"phone": phone, "message": "code 654321"}
     headers = {"Idempotency-Key": f"lost-sms-{uuid.uuid4().hex}"}
@@ -195,12 +196,12 @@ async def test_an_sms_retried_after_a_lost_answer_is_one_job_and_one_slot(make_a
         # The first try's slot stayed counted (its job exists), and the retry took none.
         other = await one_an_hour.post("/jobs/sms", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
         assert_error(other, 429, "rate_limited")
-        await _until_done(one_an_hour, job_id)
+        assert (await until_final(one_an_hour, job_id))["status"] == "completed"
     assert [c.idempotency_key for c in sms_gateway.calls_to(phone)] == [job_id]
 
 
 async def test_a_batch_retried_after_a_lost_answer_is_the_first_batch(api, smtp_sink, monkeypatch):
-    started = _lose_the_answer_of_the_firststart_logged(monkeypatch, batch_routes, "start_batch")
+    started = _lose_the_answer_of_the_first_start(monkeypatch, batch_routes, "start_batch")
     body = {"channel": "email", "items": [_email(5), _email(6)]}
     headers = {"Idempotency-Key": f"lost-batch-{uuid.uuid4().hex}"}
     assert_error(await api.post("/notify/batch", json=body, headers=headers), 503, "temporal_unavailable")
@@ -235,10 +236,5 @@ async def test_an_answer_the_key_never_stored_is_found_again_after_the_lease(mak
         again = await api.post("/jobs/email", json=body, headers=headers)
         assert again.status_code == 202, again.text
         assert again.json() == first.json()
-        await _until_done(api, first.json()["jobId"])
+        assert (await until_final(api, first.json()["jobId"]))["status"] == "completed"
     assert len(mail_for(smtp_sink.outbox, first.json()["jobId"])) == 1
-
-
-async def _until_done(api: httpx.AsyncClient, job_id: str) -> None:
-    body = await poll(api, f"/jobs/{job_id}/status", lambda b: b["status"] in FINAL)
-    assert body["status"] == "completed", body
