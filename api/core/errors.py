@@ -215,3 +215,8 @@ def errors(*statuses: int, say: dict[int, str] | None = None) -> dict[int | str,
         if status in answers:
             answers[status] = answers[status] | {"description": description}
     return answers
+
+
+# What a POST that creates something may answer; one that sends an SMS may also be throttled (429).
+CREATE_ERRORS = errors(400, 401, 413, 502, 503)
+SMS_CREATE_ERRORS = errors(400, 401, 413, 429, 502, 503)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from api.core.auth import Gateway, require_client_key
-from api.core.errors import ApiError, errors
+from api.core.errors import CREATE_ERRORS, SMS_CREATE_ERRORS, ApiError, errors
 from api.jobs.batch_items import cancel_in_batch
 from api.jobs.live import (
     MAX_WAIT_SECONDS,
@@ -28,8 +28,6 @@ from common.vocabulary import JOB_STATUS
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_client_key)])
 
 ACCEPTED = "The job is durably recorded in Temporal"
-CREATE_ERRORS = errors(400, 401, 413, 502, 503)
-SMS_ERRORS = errors(400, 401, 413, 429, 502, 503)
 READ_ERRORS = errors(401, 404, 502, 503)
 
 
@@ -44,7 +42,9 @@ async def create_email_job(body: EmailJob, jobs: Jobs) -> JobAccepted:
     return _accepted(await jobs.start("email", "jobs", body))
 
 
-@router.post("/sms", status_code=202, summary="Queue an SMS job", response_description=ACCEPTED, responses=SMS_ERRORS)
+@router.post(
+    "/sms", status_code=202, summary="Queue an SMS job", response_description=ACCEPTED, responses=SMS_CREATE_ERRORS
+)
 async def create_sms_job(body: SmsJob, jobs: Jobs) -> JobAccepted:
     # Throttled (JobStarter.start, api/jobs/throttle.py): over HERALD_SMS_PER_HOUR for the number, a 429, no job.
     return _accepted(await jobs.start("sms", "jobs", body))

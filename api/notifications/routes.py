@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from api.core.auth import Gateway, SettingsDep, require_client_key
-from api.core.errors import errors
+from api.core.errors import CREATE_ERRORS, SMS_CREATE_ERRORS, errors
 from api.jobs.service import load_job, notification_body
 from api.jobs.starter import Jobs, StartedJob, check_target
 from api.notifications.models import (
@@ -31,8 +31,6 @@ from common.vocabulary import NOTIFICATION_STATUS
 router = APIRouter(tags=["notifications"], dependencies=[Depends(require_client_key)])
 
 ACCEPTED = "The notification is durably recorded in Temporal"
-CREATE_ERRORS = errors(400, 401, 413, 502, 503)
-SMS_ERRORS = errors(400, 401, 413, 429, 502, 503)
 
 
 def _accepted(job: StartedJob) -> NotificationAccepted:
@@ -48,7 +46,9 @@ async def notify_email(body: NotifyEmail, jobs: Jobs) -> NotificationAccepted:
     return _accepted(await jobs.start("email", "notify", body))
 
 
-@router.post("/notify/sms", status_code=202, summary="Send an SMS", response_description=ACCEPTED, responses=SMS_ERRORS)
+@router.post(
+    "/notify/sms", status_code=202, summary="Send an SMS", response_description=ACCEPTED, responses=SMS_CREATE_ERRORS
+)
 async def notify_sms(body: NotifySms, jobs: Jobs) -> NotificationAccepted:
     # Throttled (JobStarter.start, api/jobs/throttle.py): over HERALD_SMS_PER_HOUR for the number, a 429, no job.
     return _accepted(await jobs.start("sms", "notify", body))

@@ -17,7 +17,7 @@ import re
 from fastapi import APIRouter, Depends
 
 from api.core.auth import Gateway, SettingsDep, require_client_key
-from api.core.errors import ApiError, errors
+from api.core.errors import CREATE_ERRORS, ApiError, errors
 from api.reports.models import Report, ReportAccepted, ReportCreate
 from api.reports.service import start_report
 from common.models import report_path
@@ -32,7 +32,7 @@ _REPORT_ID = re.compile(r"report-[0-9a-f]{32}")
     status_code=202,
     summary="Build a report; the same userId and reportType in flight give its jobId",
     response_description="The report job is durably recorded in Temporal (or one is already running)",
-    responses=errors(400, 401, 413, 502, 503),
+    responses=CREATE_ERRORS,
 )
 async def create_report(body: ReportCreate, gateway: Gateway, settings: SettingsDep) -> ReportAccepted:
     job_id = await start_report(gateway, body, settings)

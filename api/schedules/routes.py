@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 
 from api.core.auth import Gateway, SettingsDep, require_client_key
-from api.core.errors import errors
+from api.core.errors import CREATE_ERRORS, errors
 from api.schedules.models import ScheduleCreate, ScheduleCreated, ScheduleDeleted, ScheduleDetail
 from api.schedules.service import create_client_schedule, delete_schedule, describe_schedule, detail_body, summary_body
 
@@ -19,7 +19,7 @@ NOT_FOUND = "`not_found`: no schedule with that id"
     status_code=201,
     summary="Create a recurring job: `job` runs at every `cron` time in `timezone`",
     response_description="The schedule exists in Temporal; `Location` is `/schedules/{scheduleId}`",
-    responses=errors(400, 401, 413, 502, 503),
+    responses=CREATE_ERRORS,
 )
 async def create_schedule(
     body: ScheduleCreate, gateway: Gateway, settings: SettingsDep, response: Response

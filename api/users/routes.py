@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 
 from api.core.auth import Gateway, require_client_key
-from api.core.errors import ApiError, errors
+from api.core.errors import CREATE_ERRORS, ApiError, errors
 from api.jobs.models import USER_ID_PATTERN
 from api.users.models import User, UserPut
 from api.users.service import read_profile, store_profile
@@ -53,7 +53,7 @@ def _no_user(user_id: str) -> ApiError:
     "/{userId}",
     summary="Create or replace a user's contact data",
     response_description="The user as stored",
-    responses=errors(400, 401, 413, 502, 503),
+    responses=CREATE_ERRORS,
 )
 async def put_user(user_id: UserIdPath, body: UserPut, gateway: Gateway) -> User:
     if not (body.email or body.phone):
