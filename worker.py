@@ -28,6 +28,7 @@ from common.runtime import exit_skipping_teardown
 from common.settings import Settings, StartupRefused, get_settings
 from common.temporal import WORKFLOW_RUNNER, connect_when_up, worker_runtime
 from workflows.batch import BatchWorkflow
+from workflows.batch_chunks import ChunkedBatchWorkflow
 from workflows.callback import CallbackWorkflow
 from workflows.cleanup import CleanupWorkflow
 from workflows.idempotency import IdempotencyKeyWorkflow
@@ -42,6 +43,7 @@ WORKFLOWS = [
     CallbackWorkflow,
     ReportWorkflow,
     BatchWorkflow,
+    ChunkedBatchWorkflow,
     # A user's contact data, on ENTITY_TASK_QUEUE (common/models.py).
     UserWorkflow,
     # An SMS quota and an Idempotency-Key now run on INTAKE_TASK_QUEUE, which the API serves

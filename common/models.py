@@ -488,6 +488,14 @@ class BatchInput:
     # Items per send activity, and send activities in flight at once.
     slice_items: int = 50
     slices_in_flight: int = 4
+    # A batch of more items than one run should hold is split into chunks (workflows/batch_chunks.py):
+    # each a run of this input holding items `first`, `first + 1`, ... of the batch `job.job_id`,
+    # which waits for its batch's go (BATCH_GO_SIGNAL) and reports its counts to it when done.
+    # Unset in a batch of one run (and in every run started before chunks).
+    first: int = 0
+    parent_id: str | None = None
+    # A batch of one run posts the `batch.completed` callback itself; a chunked one, its parent.
+    callback_url: str | None = None
 
     @property
     def total(self) -> int:
@@ -574,6 +582,54 @@ class BatchResult:
     created_at: str
     max_attempts: int
     items: list[BatchItemState] = field(default_factory=list)
+
+
+# The signals between a chunked batch (workflows/batch_chunks.py) and its chunks (workflows/batch.py).
+BATCH_GO_SIGNAL = "batch_go"
+CHUNK_DONE_SIGNAL = "chunk_done"
+
+
+def batch_chunk_id(batch_id: str, chunk: int) -> str:
+    """The workflow id of a batch's chunk (never an item's id: those end in digits alone)."""
+    return f"{batch_id}-chunk{chunk}"
+
+
+@dataclass
+class ChunkedBatchInput:
+    """A batch split into chunks of `chunk_items` items (the last one maybe fewer), all started
+    by the API before this run, which releases them, waits for their counts and posts the callback."""
+
+    batch_id: str
+    channel: str
+    total: int
+    chunk_items: int
+    created_at: str
+    callback_url: str | None = None
+    # Set by a run that continued as new: the chunks were released, and these reported already.
+    released: bool = False
+    done: dict[str, dict[str, int]] = field(default_factory=dict)  # by first item number (JSON keys: str)
+
+    @property
+    def chunks(self) -> int:
+        return -(-self.total // self.chunk_items)
+
+
+@dataclass
+class ChunkDone:
+    """A chunk's counts (by Phase value) once all its items are final; `first`: its first item's number."""
+
+    first: int
+    counts: dict[str, int]
+
+
+@dataclass
+class BatchSummary:
+    """A chunked batch's result: its items counted by Phase value (the items are in its chunks)."""
+
+    batch_id: str
+    channel: str
+    total: int
+    counts: dict[str, int]
 
 
 # ---- users and typed notifications (workflows/user.py, activities/users.py, POST /notifications) ----

@@ -12,6 +12,8 @@ CLEANUP_WORKFLOW = "CleanupWorkflow"
 REPORT_WORKFLOW = "ReportWorkflow"
 CALLBACK_WORKFLOW = "CallbackWorkflow"
 BATCH_WORKFLOW = "BatchWorkflow"
+# A batch too large for one BatchWorkflow run: its chunks are BatchWorkflow runs (workflows/batch_chunks.py).
+CHUNKED_BATCH_WORKFLOW = "ChunkedBatchWorkflow"
 USER_WORKFLOW = "UserWorkflow"
 SMS_QUOTA_WORKFLOW = "SmsQuotaWorkflow"
 IDEMPOTENCY_KEY_WORKFLOW = "IdempotencyKeyWorkflow"

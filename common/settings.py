@@ -126,11 +126,13 @@ class Settings(BaseSettings):
     # keep-alive comment's period; the re-read period while a job's send retries on the server.
     max_live_streams: int = Field(200, ge=0)
     # Batches (POST /notify/batch): most items per request, and the largest batch body (its own
-    # limit: a thousand items do not fit in max_body_bytes; a batch's input must stay well under
-    # Temporal's 2 MB payload limit). Items per send activity, such activities in flight per batch,
-    # and (worker) batch items being sent at once per channel, whatever slice or batch they are in.
-    max_batch_items: int = Field(1000, ge=1, le=5000)
-    max_batch_body_bytes: int = Field(1024 * 1024, ge=1024, le=1536 * 1024)
+    # limit: a thousand items do not fit in max_body_bytes). Most items in one run (a larger batch is
+    # split into chunks: workflows/batch_chunks.py, which also keeps each run's input under Temporal's
+    # 2 MB payload limit). Items per send activity, such activities in flight per run, and (worker)
+    # batch items being sent at once per channel, whatever slice or batch they are in.
+    max_batch_items: int = Field(10_000, ge=1, le=100_000)
+    max_batch_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    batch_chunk_items: int = Field(1000, ge=1, le=5000)
     batch_slice_items: int = Field(50, ge=1, le=500)
     batch_slices_in_flight: int = Field(4, ge=1, le=50)
     batch_send_concurrency: int = Field(50, ge=1, le=1000)

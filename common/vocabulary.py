@@ -48,3 +48,11 @@ def words(table: Mapping[Phase, str]) -> tuple[str, ...]:
 def family_status(family: str, phase: Phase) -> str:
     """Status in the words of the routes that created the job (used by result callbacks)."""
     return (NOTIFICATION_STATUS if family == "notify" else BULLMQ_STATUS)[Phase(phase)]
+
+
+def notification_counts(phases: Mapping[str, int]) -> dict[str, int]:
+    """Items counted by Phase value, in GET /notifications' words: a batch's counts."""
+    counts = dict.fromkeys(words(NOTIFICATION_STATUS), 0)
+    for phase, n in phases.items():
+        counts[NOTIFICATION_STATUS[Phase(phase)]] += int(n)
+    return counts

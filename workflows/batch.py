@@ -1,4 +1,5 @@
-"""A batch of notifications on one channel (POST /notify/batch): one workflow for all its items.
+"""A batch of notifications on one channel (POST /notify/batch): one workflow for all its items, or,
+for a batch larger than one run should hold, for one chunk of them (workflows/batch_chunks.py).
 
 A workflow per item would cost each item a workflow's worth of persistence; here the items live
 in this workflow's memory. Due items are sent in slices (`slice_items` per activity, each
@@ -14,7 +15,8 @@ immediately with the usual JobFailed details, so the DLQ, the stats and the stat
 like any failed job, and a redrive starts that id again without the marker, sending that item as
 a normal job. Items are read through the queries below while the batch runs (api/jobs/batch_items.py) and
 from its result once it has ended. `batch_cancel` cancels waiting items (one, or all of them);
-items in flight finish.
+items in flight finish. When every item is final, a batch of one run posts its `batch.completed`
+callback (if it has a webhookUrl); a chunk reports its counts to its batch's run instead.
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from activities.batch import slice_activity
     from common.logs import log_event
     from common.metrics import count_dead_letter, count_job_finished
     from common.models import (
+        BATCH_GO_SIGNAL,
+        CHUNK_DONE_SIGNAL,
         JOB_STATUS_KEY,
         JOB_TYPE_KEY,
         STATE_MEMO_KEY,
@@ -42,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         BatchItemState,
         BatchResult,
         BatchSlice,
+        ChunkDone,
         ItemOutcome,
         JobSpec,
         JobState,
@@ -53,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from common.names import BATCH_WORKFLOW, JOB_FAILED, NOTIFICATION_WORKFLOW
 
+from workflows.callback import post_batch_callback
 from workflows.failures import failure_message
 from workflows.patches import CANCEL_STOPS_RETRIES
 
@@ -60,27 +66,24 @@ WAITING = (Phase.QUEUED, Phase.DELAYED)
 MAX_BACKOFF = timedelta(hours=1)
 # A slice activity whose worker died is retried (as a failed attempt of its items) this soon.
 DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0
+# A chunk whose batch never released it (the API stopped before starting the batch's run, so no
+# client was told the batch was accepted) ends after this, having sent nothing.
+CHUNK_HOLD = timedelta(minutes=10)
 
 
 @workflow.defn(name=BATCH_WORKFLOW)
 class BatchWorkflow:
-    def __init__(self) -> None:
-        self.batch: BatchInput | None = None
-        self.items: list[BatchItemState] = []
-        self._due: dict[int, datetime] = {}
-        self._running: list[Any] = []  # the slice activities in flight
-        # The whole batch was cancelled: an item whose attempt was in flight then is not retried.
-        self._cancelled_all = False
-
-    @workflow.run
-    async def run(self, batch: BatchInput) -> BatchResult:
-        self.batch = batch
+    @workflow.init
+    def __init__(self, batch: BatchInput) -> None:
+        # The items exist before the first update or query is handled (one may come with the run's
+        # first task, before `run` begins: a cancel right after the start).
+        self.batch: BatchInput | None = batch
         spec = batch.job
         now = workflow.now()
         due = spec.due_at(workflow.info().start_time)
         delayed = due is not None and due > now
         not_before = due.isoformat() if delayed and due else None
-        self.items = [
+        self.items: list[BatchItemState] = [
             BatchItemState(
                 phase=Phase.DELAYED if delayed else Phase.QUEUED,
                 recipient=batch.recipient(n),
@@ -89,8 +92,18 @@ class BatchWorkflow:
             )
             for n in range(batch.total)
         ]
-        if delayed and due:
-            self._due = dict.fromkeys(range(batch.total), due)
+        self._due: dict[int, datetime] = dict.fromkeys(range(batch.total), due) if delayed and due else {}
+        self._running: list[Any] = []  # the slice activities in flight
+        # The whole batch was cancelled: an item whose attempt was in flight then is not retried.
+        self._cancelled_all = False
+        # A chunk (workflows/batch_chunks.py) sends nothing before its batch's run says go.
+        self._released = False
+
+    @workflow.run
+    async def run(self, batch: BatchInput) -> BatchResult:
+        spec = batch.job
+        if batch.parent_id and not await self._wait_for_release():
+            return self._result()
         try:
             await self._deliver()
         except asyncio.CancelledError:
@@ -102,7 +115,16 @@ class BatchWorkflow:
             for task in self._running:
                 task.result()
         counts = self.counts()
-        log_event("batch.done", log=workflow.logger, batch_id=spec.job_id, kind=spec.kind, **counts)
+        log_event("batch.done", log=workflow.logger, batch_id=spec.job_id, kind=spec.kind, first=batch.first, **counts)
+        if batch.parent_id:
+            await self._report_to_batch(batch.parent_id, counts)
+        elif batch.callback_url:
+            await post_batch_callback(batch.callback_url, spec.job_id, spec.kind, batch.total, counts)
+        return self._result()
+
+    def _result(self) -> BatchResult:
+        assert self.batch is not None
+        spec = self.batch.job
         return BatchResult(
             batch_id=spec.job_id,
             channel=spec.kind,
@@ -110,6 +132,35 @@ class BatchWorkflow:
             max_attempts=spec.retry.max_attempts,
             items=self.items,
         )
+
+    # ---- a chunk of a chunked batch -----------------------------------------------------------
+    async def _wait_for_release(self) -> bool:
+        """Wait for the batch's go; False when it never came (the batch was never accepted)."""
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(lambda: self._released, timeout=CHUNK_HOLD, timeout_summary="batch's go")
+        if self._released:
+            return True
+        now = workflow.now().isoformat()
+        error = "the batch was never accepted: nothing sent"
+        self.items = [replace(item, phase=Phase.CANCELLED, error=error, updated_at=now) for item in self.items]
+        self._due.clear()
+        return False
+
+    @workflow.signal(name=BATCH_GO_SIGNAL)
+    def release(self) -> None:
+        self._released = True
+
+    async def _report_to_batch(self, parent_id: str, counts: dict[str, int]) -> None:
+        assert self.batch is not None
+        try:
+            await workflow.get_external_workflow_handle(parent_id).signal(
+                CHUNK_DONE_SIGNAL, ChunkDone(first=self.batch.first, counts=counts)
+            )
+        except FailureError:
+            # The batch's run is gone (terminated by an operator): nobody is left to tell.
+            workflow.logger.warning(
+                "batch %s did not take the counts of its items from %s", parent_id, self.batch.first
+            )
 
     async def _deliver(self) -> None:
         """Until no item waits: send the due ones, sleep until the next are due."""
@@ -163,7 +214,8 @@ class BatchWorkflow:
             )
         work = BatchSlice(
             batch_id=spec.job_id,
-            numbers=part,
+            # The items' numbers in the whole batch (a chunk's first is its first item's): their job ids.
+            numbers=[batch.first + n for n in part],
             attempts=[self.items[n].attempts for n in part],
             max_attempts=spec.retry.max_attempts,
             emails=[batch.emails[n] for n in part] if batch.emails else [],
@@ -180,14 +232,14 @@ class BatchWorkflow:
                 heartbeat_timeout=timedelta(seconds=spec.heartbeat_timeout_s or DEFAULT_HEARTBEAT_TIMEOUT_S),
                 # The items retry, each on its own schedule: a lost slice is one failed attempt of each.
                 retry_policy=RetryPolicy(maximum_attempts=1),
-                summary=f"items {part[0]}..{part[-1]} ({len(part)})",
+                summary=f"items {batch.first + part[0]}..{batch.first + part[-1]} ({len(part)})",
             )
             outcomes = result.items()
         except ActivityError as err:
             error = failure_message(err)
             if "heartbeat" in error.lower():
                 error = "lost: the worker stopped heartbeating"
-            outcomes = [ItemOutcome(n=n, ok=False, error=error) for n in part]
+            outcomes = [ItemOutcome(n=batch.first + n, ok=False, error=error) for n in part]
         failed = [n for n in map(self._record, outcomes) if n is not None]
         for n in failed:
             await self._dead_letter(n)
@@ -195,7 +247,7 @@ class BatchWorkflow:
     def _record(self, outcome: ItemOutcome) -> int | None:
         """An item's attempt outcome into its state; its number if it has now failed for good."""
         assert self.batch is not None
-        spec, n = self.batch.job, outcome.n
+        spec, n = self.batch.job, outcome.n - self.batch.first
         item, now = self.items[n], workflow.now()
         if item.phase != Phase.PROCESSING:
             return None
@@ -244,7 +296,7 @@ class BatchWorkflow:
         """The failed item as a failed run of its own job id (the DLQ lists it; a redrive sends it)."""
         assert self.batch is not None
         batch, spec, item = self.batch, self.batch.job, self.items[n]
-        job_id = batch_item_id(spec.job_id, n)
+        job_id = batch_item_id(spec.job_id, batch.first + n)
         state = JobState(
             job_id=job_id,
             kind=spec.kind,

@@ -1,7 +1,9 @@
-"""Deliver a job's result callback (a signed webhook) with a retry policy of its own."""
+"""Deliver a job's result callback, or a batch's `batch.completed` one (a signed webhook), with a retry
+policy of its own."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 
 from temporalio import workflow
@@ -10,8 +12,10 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.webhook import WebhookActivities
-    from common.models import ATTEMPT_SIGNAL, AttemptRecord, CallbackState, WebhookRequest
+    from common.logs import log_event
+    from common.models import ATTEMPT_SIGNAL, TASK_QUEUES, AttemptRecord, CallbackState, WebhookRequest
     from common.names import CALLBACK_WORKFLOW
+    from common.vocabulary import notification_counts
 
 from workflows.failures import attempt_log, failure_cause, failure_message
 
@@ -54,3 +58,24 @@ class CallbackWorkflow:
         # How callbacks started before the attempt log travelled with the attempts counted them.
         if self.outcome is not None:
             self.outcome.attempts = max(self.outcome.attempts, record.attempt)
+
+
+async def post_batch_callback(url: str, batch_id: str, channel: str, total: int, phases: Mapping[str, int]) -> None:
+    """Post the one signed `batch.completed` callback of a batch whose items are all final, as a
+    CallbackWorkflow child with its own retries; the batch's run ends once it is delivered or given up."""
+    body = {
+        "type": "batch.completed",
+        "timestamp": workflow.now().isoformat(),
+        "data": {"batchId": batch_id, "channel": channel, "total": total, "counts": notification_counts(phases)},
+    }
+    callback_id = f"{batch_id}-callback"
+    outcome = await workflow.execute_child_workflow(
+        CallbackWorkflow.run,
+        WebhookRequest(url=url, data=body, webhook_id=callback_id),
+        id=callback_id,
+        task_queue=TASK_QUEUES["webhook"],
+        static_summary=f"batch.completed callback of {batch_id}",
+    )
+    log_event(
+        "batch.callback", log=workflow.logger, batch_id=batch_id, status=outcome.status, attempts=outcome.attempts
+    )

@@ -11,12 +11,18 @@ from api.core.models import Answer, Body, untagged
 from api.jobs.models import DeliveryOptions, EmailFields, JobOptions, SmsFields, WebhookFields
 
 # The schema's ceiling; the setting (at most this) is checked by the route.
-MAX_BATCH_ITEMS_CEILING = 5000
+MAX_BATCH_ITEMS_CEILING = 100_000
 
 
 class BatchOptions(DeliveryOptions):
-    """The options a batch's items share: those of a job, without `webhookUrl` and `then` (each item
-    retries on its own: `attempts` counts an item's attempts)."""
+    """The options a batch's items share: those of a job, without `then` (each item retries on its
+    own: `attempts` counts an item's attempts); `webhookUrl` is the batch's."""
+
+    webhookUrl: str | None = Field(
+        None,
+        max_length=2048,
+        description="receives one signed `batch.completed` callback with the counts once every item is final",
+    )
 
     def job_options(self) -> JobOptions:
         """The same options as a job's (for the spec every item shares)."""
@@ -46,7 +52,7 @@ def _items(model: Any) -> Any:
         min_length=1,
         max_length=MAX_BATCH_ITEMS_CEILING,
         description="the items, each the body of the channel's `/notify/*` route without options; at "
-        "most HERALD_MAX_BATCH_ITEMS (default 1000)",
+        "most HERALD_MAX_BATCH_ITEMS (default 10000)",
     )
 
 
@@ -102,3 +108,9 @@ class BatchStatus(Answer):
     total: int = Field(description="the number of items")
     counts: BatchCounts
     done: bool = Field(description="true once every item is final (success, failed or cancelled)")
+
+
+class BatchCancelled(Answer):
+    batchId: str
+    cancelled: int = Field(description="how many items were waiting and are now cancelled; those being sent finish")
+    statusUrl: str = Field(description="`/batches/{batchId}`")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
+from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from api.batches.models import BatchAccepted, BatchStatus, NotifyBatch
+from api.batches.models import BatchAccepted, BatchCancelled, BatchStatus, NotifyBatch
 from api.batches.service import batch_counts, batch_input, check_batch, new_batch_id, start_batch
 from api.core.auth import Gateway, SettingsDep, require_client_key
 from api.core.errors import ApiError, errors
 from api.core.idempotency import keyed_job_id
-from api.jobs.batch_items import find_batch
+from api.jobs.batch_items import Batch, cancel_batch, find_batch
 from api.jobs.starter import first_try
 from api.jobs.throttle import sms_slots
 from common.models import batch_item_id
@@ -45,7 +46,7 @@ async def notify_batch(request: NotifyBatch, http: Request, gateway: Gateway, se
     # HERALD_SMS_PER_HOUR for any number, the whole batch is a 429 and nothing is started.
     async with sms_slots(client, settings, [item.phone for item in batch.sms]):
         try:
-            await start_batch(client, batch, body.priority)
+            await start_batch(client, batch, body.priority, settings.batch_chunk_items)
         except WorkflowAlreadyStartedError:
             if not keyed_id:
                 raise
@@ -65,10 +66,28 @@ def accepted(batch_id: str, total: int) -> BatchAccepted:
     responses=errors(401, 404, 502, 503),
 )
 async def batch_status(batch_id: str, gateway: Gateway) -> BatchStatus:
-    batch = await find_batch(await gateway.client(), batch_id)
+    client = await gateway.client()
+    batch = await _batch(client, batch_id)
+    counts = await batch_counts(client, batch)
+    done = counts["success"] + counts["failed"] + counts["cancelled"] == batch.total
+    return BatchStatus(id=batch_id, channel=batch.meta["channel"], total=batch.total, counts=counts, done=done)
+
+
+@router.post(
+    "/batches/{batch_id}/cancel",
+    status_code=202,
+    summary="Cancel a batch's items not yet sent",
+    response_description="The waiting items are cancelled; those being sent finish",
+    responses=errors(401, 404, 409, 502, 503, say={409: "`not_cancellable`: no item of the batch is waiting"}),
+)
+async def cancel(batch_id: str, gateway: Gateway) -> BatchCancelled:
+    client = await gateway.client()
+    cancelled = await cancel_batch(client, await _batch(client, batch_id))
+    return BatchCancelled(batchId=batch_id, cancelled=cancelled, statusUrl=f"/batches/{batch_id}")
+
+
+async def _batch(client: Client, batch_id: str) -> Batch:
+    batch = await find_batch(client, batch_id)
     if batch is None:
         raise ApiError(404, "not_found", f"no batch with id {batch_id!r}")
-    counts = await batch_counts(batch)
-    total = int(batch.meta.get("total", 0))
-    done = counts["success"] + counts["failed"] + counts["cancelled"] == total
-    return BatchStatus(id=batch_id, channel=batch.meta["channel"], total=total, counts=counts, done=done)
+    return batch

@@ -1,15 +1,18 @@
 """Batches (POST /notify/batch, GET /batches/{id}) and their items as jobs.
 
-A batch is one BatchWorkflow run (workflows/batch.py) named by the batch id; its items live in that
-run, each with the job id `<batchId>-<n>` (n from 0, in item order). An item is read from its
-batch: through a query while the batch runs (a worker answers it), from the run's result once it
-has ended (cached: a closed run never changes). An item that failed is also a failed run of its
+A batch is one BatchWorkflow run (workflows/batch.py) named by the batch id, or, when larger than
+HERALD_BATCH_CHUNK_ITEMS, a ChunkedBatchWorkflow run of that name over chunks of that many items,
+each a BatchWorkflow run of its own (`<batchId>-chunk<k>`: workflows/batch_chunks.py); the memo says
+which. Each item has the job id `<batchId>-<n>` (n from 0, in item order). An item is read from the
+run that holds it: through a query while that runs (a worker answers it), from the run's result
+once it has ended (cached: a closed run never changes). An item that failed is also a failed run of its
 own job id (its dead letter), and a redriven one runs there as a normal job: the status routes
 look for a workflow with the item's id first (api/jobs/service.py), and only then in its batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,7 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.core.errors import ApiError
 from api.jobs.models import JobView
-from common.models import BATCH_MEMO_KEY, DEFAULT_ATTEMPTS, Phase
+from common.models import BATCH_MEMO_KEY, DEFAULT_ATTEMPTS, Phase, batch_chunk_id
 from common.temporal import RPC_TIMEOUT
 from common.vocabulary import JOB_STATUS
 
@@ -43,6 +46,33 @@ class Batch:
     description: WorkflowExecutionDescription
     handle: WorkflowHandle
 
+    @property
+    def total(self) -> int:
+        return int(self.meta.get("total", 0))
+
+    @property
+    def chunk_items(self) -> int:
+        """Items per run holding them: a chunked batch's chunk size (workflows/batch_chunks.py), else all."""
+        return int(self.meta.get("chunk_items") or self.total or 1)
+
+    @property
+    def chunked(self) -> bool:
+        return "chunk_items" in self.meta
+
+    def holder_id(self, n: int) -> str:
+        """The workflow whose run holds item `n` (and whose history records its changes)."""
+        return batch_chunk_id(self.id, n // self.chunk_items) if self.chunked else self.id
+
+
+@dataclass
+class Items:
+    """A run that holds a batch's items `first` .. `first + total - 1`: a batch of one run, or a chunk."""
+
+    first: int
+    total: int
+    description: WorkflowExecutionDescription
+    handle: WorkflowHandle
+
 
 async def find_batch(client: Client, batch_id: str) -> Batch | None:
     if not BATCH_ID.match(batch_id):
@@ -60,16 +90,33 @@ async def find_batch(client: Client, batch_id: str) -> Batch | None:
     return Batch(batch_id, meta, description, client.get_workflow_handle(batch_id, run_id=description.run_id))
 
 
+async def items_of(client: Client, batch: Batch, n: int) -> Items:
+    """The run that holds item `n`."""
+    if not batch.chunked:
+        return Items(0, batch.total, batch.description, batch.handle)
+    first = n - n % batch.chunk_items
+    chunk_id = batch.holder_id(n)
+    description = await client.get_workflow_handle(chunk_id).describe(rpc_timeout=RPC_TIMEOUT)
+    handle = client.get_workflow_handle(chunk_id, run_id=description.run_id)
+    return Items(first, min(batch.chunk_items, batch.total - first), description, handle)
+
+
+async def all_items(client: Client, batch: Batch) -> list[Items]:
+    """Every run that holds the batch's items, in item order."""
+    firsts = range(0, batch.total, batch.chunk_items) if batch.chunked else [0]
+    return list(await asyncio.gather(*(items_of(client, batch, first) for first in firsts)))
+
+
 _results: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
 
 
-async def closed_items(batch: Batch) -> list[dict[str, Any]] | None:
-    """The item states a completed batch run returned (None for a run that did not complete)."""
-    if batch.description.status != WorkflowExecutionStatus.COMPLETED:
+async def closed_items(items: Items) -> list[dict[str, Any]] | None:
+    """The item states a completed run returned (None for a run that did not complete)."""
+    if items.description.status != WorkflowExecutionStatus.COMPLETED:
         return None
-    run_id = batch.description.run_id
+    run_id = items.description.run_id
     if run_id not in _results:
-        result = await batch.handle.result(follow_runs=False, rpc_timeout=RPC_TIMEOUT)
+        result = await items.handle.result(follow_runs=False, rpc_timeout=RPC_TIMEOUT)
         _results[run_id] = result.get("items", []) if isinstance(result, dict) else []
         while len(_results) > RESULTS_KEPT:
             _results.popitem(last=False)
@@ -77,31 +124,32 @@ async def closed_items(batch: Batch) -> list[dict[str, Any]] | None:
     return _results[run_id]
 
 
-async def item_state(batch: Batch, n: int) -> dict[str, Any]:
-    items = await closed_items(batch)
-    if items is not None:
-        return items[n]
-    if batch.description.status == WorkflowExecutionStatus.RUNNING:
-        state = await batch.handle.query("batch_item", n, rpc_timeout=RPC_TIMEOUT)
+async def item_state(items: Items, n: int) -> dict[str, Any]:
+    """Item `n` (its number in the run) as the run holding it tells."""
+    closed = await closed_items(items)
+    if closed is not None:
+        return closed[n]
+    if items.description.status == WorkflowExecutionStatus.RUNNING:
+        state = await items.handle.query("batch_item", n, rpc_timeout=RPC_TIMEOUT)
         if isinstance(state, dict):
             return state
     # A batch run that ended without completing (terminated, timed out): its items that were not
     # final never will be. What each had come to, a worker can still tell by replaying the run.
-    state = await queried(batch, "batch_item", n) or {}
+    state = await queried(items, "batch_item", n) or {}
     if state.get("phase") in (Phase.COMPLETED.value, Phase.FAILED.value, Phase.CANCELLED.value):
         return state
-    ended = batch.description.close_time or batch.description.start_time
+    ended = items.description.close_time or items.description.start_time
     return state | {
         "phase": Phase.FAILED.value,
-        "error": _ENDED.get(batch.description.status, "the batch ended"),
+        "error": _ENDED.get(items.description.status, "the batch ended"),
         "not_before": None,
         "updated_at": ended.isoformat(),
     }
 
 
-async def queried(batch: Batch, query: str, *args: Any) -> Any:
+async def queried(items: Items, query: str, *args: Any) -> Any:
     try:
-        return await batch.handle.query(query, *args, rpc_timeout=RPC_TIMEOUT)
+        return await items.handle.query(query, *args, rpc_timeout=RPC_TIMEOUT)
     except Exception:  # noqa: BLE001 - no worker, or a run that cannot answer: the caller falls back
         return None
 
@@ -113,9 +161,10 @@ async def load_item(client: Client, job_id: str) -> JobView | None:
         return None
     batch = await find_batch(client, match.group(1))
     n = int(match.group(2))
-    if batch is None or n >= int(batch.meta.get("total", 0)):
+    if batch is None or n >= batch.total:
         return None
-    item = await item_state(batch, n)
+    items = await items_of(client, batch, n)
+    item = await item_state(items, n - items.first)
     phase = Phase(item["phase"])
     state = {
         "job_id": job_id,
@@ -144,10 +193,12 @@ async def load_item(client: Client, job_id: str) -> JobView | None:
     )
 
 
-def history_id(job_id: str) -> str | None:
-    """The workflow whose history records a batch item's changes (its batch's), for the live routes."""
+async def history_id(client: Client, job_id: str) -> str | None:
+    """The workflow whose history records a batch item's changes (its batch's, or its chunk's), for the
+    live routes."""
     match = ITEM_ID.match(job_id)
-    return match.group(1) if match else None
+    batch = await find_batch(client, match.group(1)) if match else None
+    return batch.holder_id(int(match.group(2))) if match and batch else None
 
 
 # ---- cancelling ------------------------------------------------------------------------------------
@@ -158,34 +209,56 @@ async def cancel_in_batch(client: Client, job_id: str) -> str | None:
     a job), or raises 409 when nothing is left to cancel.
     """
     match = ITEM_ID.match(job_id)
-    if match:
-        try:
-            await client.get_workflow_handle(job_id).describe(rpc_timeout=RPC_TIMEOUT)
-            return None  # a run of its own (a dead letter, or redriven): a job like any other
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-        batch, n = await find_batch(client, match.group(1)), int(match.group(2))
-        if batch is None or n >= int(batch.meta.get("total", 0)):
-            return None
-    else:
-        batch, n = await find_batch(client, job_id), None
+    if not match:
+        batch = await find_batch(client, job_id)
         if batch is None:
             return None
-    if batch.description.status != WorkflowExecutionStatus.RUNNING:
-        what = "job" if n is not None else "batch"
-        raise ApiError(409, "not_cancellable", f"the {what} is already finished")
+        await cancel_batch(client, batch)
+        return f"/batches/{job_id}"
     try:
-        answer = await batch.handle.execute_update("batch_cancel", n, rpc_timeout=RPC_TIMEOUT)
+        await client.get_workflow_handle(job_id).describe(rpc_timeout=RPC_TIMEOUT)
+        return None  # a run of its own (a dead letter, or redriven): a job like any other
     except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:  # the batch ended meanwhile
-            raise ApiError(409, "not_cancellable", "the batch is already finished") from exc
-        raise
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+    batch, n = await find_batch(client, match.group(1)), int(match.group(2))
+    if batch is None or n >= batch.total:
+        return None
+    items = await items_of(client, batch, n)
+    if items.description.status != WorkflowExecutionStatus.RUNNING:
+        raise ApiError(409, "not_cancellable", "the job is already finished")
+    answer = await _cancel(items, n - items.first)
+    if answer is None:
+        raise ApiError(409, "not_cancellable", "the job is already finished")
     if not answer.get("cancelled"):
-        if n is None:
-            raise ApiError(409, "not_cancellable", "no item of the batch is waiting any more")
         phase = Phase(answer.get("phase") or Phase.PROCESSING.value)
         if phase == Phase.PROCESSING:
             raise ApiError(409, "not_cancellable", "the job is being sent right now and can no longer be cancelled")
         raise ApiError(409, "not_cancellable", f"the job is already {JOB_STATUS[phase]}")
-    return f"/jobs/{job_id}/status" if n is not None else f"/batches/{job_id}"
+    return f"/jobs/{job_id}/status"
+
+
+async def cancel_batch(client: Client, batch: Batch) -> int:
+    """Cancel every waiting item of the batch, in each run that holds some; answers how many were
+    cancelled, or raises 409 when none was waiting."""
+    running = [
+        items for items in await all_items(client, batch) if items.description.status == WorkflowExecutionStatus.RUNNING
+    ]
+    if not running:
+        raise ApiError(409, "not_cancellable", "the batch is already finished")
+    answers = await asyncio.gather(*(_cancel(items, None) for items in running))
+    cancelled = sum(int(answer.get("cancelled") or 0) for answer in answers if answer)
+    if not cancelled:
+        raise ApiError(409, "not_cancellable", "no item of the batch is waiting any more")
+    return cancelled
+
+
+async def _cancel(items: Items, n: int | None) -> dict[str, Any] | None:
+    """The run's `batch_cancel` of item `n` (None: all); None when the run ended meanwhile."""
+    try:
+        answer: dict[str, Any] = await items.handle.execute_update("batch_cancel", n, rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return answer

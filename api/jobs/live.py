@@ -281,11 +281,13 @@ class JobWatch:
         try:
             await self._next_events()
         except RPCError as exc:
-            # A batch item without a run of its own changes in its batch's run (api/jobs/batch_items.py).
-            batch_id = history_id(self.job_id)
-            if exc.status != RPCStatusCode.NOT_FOUND or not batch_id:
+            # A batch item without a run of its own changes in the run that holds it (api/jobs/batch_items.py).
+            if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
-            self.history_id = batch_id
+            holder = await history_id(self.client, self.job_id)
+            if not holder:
+                raise
+            self.history_id = holder
             await self._next_events()
 
     async def _next_events(self) -> int:

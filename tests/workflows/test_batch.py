@@ -15,6 +15,9 @@ from common.models import BatchInput, BatchWebhook
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.temporal import events, herald_client, job_spec, running_workers
 
+# Every batch here fits in one run (a chunked one: tests/api/test_batch_chunks.py).
+CHUNK_ITEMS = 1000
+
 
 async def test_each_item_retries_on_its_own_backoff_and_fails_alone(time_env, make_settings):
     client = herald_client(time_env)
@@ -35,7 +38,7 @@ async def test_each_item_retries_on_its_own_backoff_and_fails_alone(time_env, ma
         )
         async with running_workers(client, make_settings()):
             # The handle start_workflow gave: its result() lets the test server skip time.
-            handle = (await start_batch(client, batch, None)).handle
+            handle = await start_batch(client, batch, None, CHUNK_ITEMS)
             result = await handle.result()
             ids = [f"{spec.job_id}-{n}" for n in range(len(urls))]
             views = [await load_job(client, job_id) for job_id in ids]
@@ -68,7 +71,7 @@ async def test_a_batch_cancelled_in_temporal_cancels_its_waiting_items_and_compl
     with HttpReceiver() as receiver:
         batch = BatchInput(job=spec, webhooks=[BatchWebhook(url=receiver.url, data={"n": n}) for n in range(3)])
         async with running_workers(client, make_settings()):
-            handle = (await start_batch(client, batch, None)).handle
+            handle = await start_batch(client, batch, None, CHUNK_ITEMS)
             await wait_for_timer(handle)
             # As the Web UI or `temporal workflow cancel` would: not through the API's update.
             await handle.cancel()
@@ -86,7 +89,7 @@ async def test_an_item_that_fails_after_its_batch_was_cancelled_is_cancelled_not
     with HttpReceiver([Answer(503, delay_s=1.0)]) as receiver:
         batch = BatchInput(job=spec, webhooks=[BatchWebhook(url=receiver.url, data={"n": n}) for n in range(2)])
         async with running_workers(client, make_settings()):
-            handle = (await start_batch(client, batch, None)).handle
+            handle = await start_batch(client, batch, None, CHUNK_ITEMS)
             await receiver.until_received(2)
             await handle.cancel()
             result = await handle.result()
