@@ -605,6 +605,8 @@ class ChunkedBatchInput:
     chunk_items: int
     created_at: str
     callback_url: str | None = None
+    # The run continues as new past this many history events (two per chunk: its go, its counts).
+    history_events: int = 2000
     # Set by a run that continued as new: the chunks were released, and these reported already.
     released: bool = False
     done: dict[str, dict[str, int]] = field(default_factory=dict)  # by first item number (JSON keys: str)

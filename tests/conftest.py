@@ -21,6 +21,7 @@ LONGEST_FIRST = (
     "tests/devstack/test_supervision.py",
     "tests/e2e/",
     "tests/bench/",
+    "tests/api/test_batch_chunks.py::test_ten_thousand",
 )
 
 

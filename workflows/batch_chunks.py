@@ -34,10 +34,6 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.callback import post_batch_callback
 
-# Continue as new past this many history events (two signals per chunk, so ~1,000 chunks a run).
-HISTORY_EVENTS = 2000
-
-
 @workflow.defn(name=CHUNKED_BATCH_WORKFLOW)
 class ChunkedBatchWorkflow:
     def __init__(self) -> None:
@@ -53,7 +49,7 @@ class ChunkedBatchWorkflow:
                     *(workflow.get_external_workflow_handle(chunk).signal(BATCH_GO_SIGNAL) for chunk in chunks)
                 )
             await workflow.wait_condition(
-                lambda: len(self.done) == batch.chunks or workflow.info().get_current_history_length() > HISTORY_EVENTS
+                lambda: len(self.done) == batch.chunks or workflow.info().get_current_history_length() > batch.history_events
             )
         except asyncio.CancelledError:
             # Cancelled from outside the API (the Web UI): so are the chunks, which still report.

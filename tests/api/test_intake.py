@@ -40,6 +40,7 @@ from tests.api.helpers import (
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.processes import fetch_when_served, kill_now, start_logged, until_logged
 from tests.support.temporal import free_port
+from workflows.batch_chunks import ChunkedBatchWorkflow
 
 # What a POST may take with no worker anywhere: an answer now, not a 10 s wait for a worker's task.
 INTAKE_S = 1.0
@@ -210,6 +211,47 @@ async def test_a_batch_retried_after_a_lost_answer_is_the_first_batch(api, smtp_
     batch_id = again.json()["batchId"]
     assert started == [batch_id]
     await poll(api, f"/batches/{batch_id}", lambda b: b["done"])
+    for job_id in again.json()["jobIds"]:
+        assert len(mail_for(smtp_sink.outbox, job_id)) == 1
+
+
+class _ApiStoppingBeforeTheBatchRun:
+    """A client whose start of a chunked batch's own run never reaches Temporal: as if the API stopped
+    after starting the chunks, which then hold (workflows/batch_chunks.py)."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+    async def start_workflow(self, workflow, *args, **kwargs):
+        if workflow == ChunkedBatchWorkflow.run:
+            raise RPCError("the API stopped before the batch's run", RPCStatusCode.UNAVAILABLE, b"")
+        return await self._client.start_workflow(workflow, *args, **kwargs)
+
+
+async def test_a_chunked_batch_retried_after_its_chunks_alone_started_sends_each_item_once(
+    make_app, workers, smtp_sink, monkeypatch
+):
+    real = batch_routes.start_batch
+    tries: list[str] = []
+
+    async def stopping_the_first_time(client, batch, *args):
+        tries.append(batch.job.job_id)
+        return await real(_ApiStoppingBeforeTheBatchRun(client) if len(tries) == 1 else client, batch, *args)
+
+    monkeypatch.setattr(batch_routes, "start_batch", stopping_the_first_time)
+    body = {"channel": "email", "items": [_email(7), _email(8), _email(9)]}
+    headers = {"Idempotency-Key": f"lost-chunks-{uuid.uuid4().hex}"}
+    async with api_client(make_app(batch_chunk_items=2), headers=AUTH) as api:
+        assert_error(await api.post("/notify/batch", json=body, headers=headers), 503, "temporal_unavailable")
+        again = await api.post("/notify/batch", json=body, headers=headers)
+        assert again.status_code == 202, again.text
+        batch_id = again.json()["batchId"]
+        assert tries == [batch_id, batch_id]  # the same batch (and so the same chunks) both times
+        done = await poll(api, f"/batches/{batch_id}", lambda b: b["done"], deadline_s=JOBS_RUN_S)
+    assert done["counts"]["success"] == 3 and done["total"] == 3
     for job_id in again.json()["jobIds"]:
         assert len(mail_for(smtp_sink.outbox, job_id)) == 1
 

@@ -9,9 +9,11 @@ from dataclasses import replace
 
 from temporalio.api.enums.v1 import EventType
 
-from api.batches.service import new_batch_id, start_batch
+from api.batches.service import chunks, new_batch_id, start_batch
 from api.jobs.service import load_job
-from common.models import BatchInput, BatchWebhook
+from common.models import TASK_QUEUES, BatchInput, BatchWebhook, ChunkedBatchInput, batch_chunk_id
+from workflows.batch import CHUNK_HOLD, BatchWorkflow
+from workflows.batch_chunks import ChunkedBatchWorkflow
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.temporal import events, herald_client, job_spec, running_workers
 
@@ -97,6 +99,59 @@ async def test_an_item_that_fails_after_its_batch_was_cancelled_is_cancelled_not
     assert [i.phase.value for i in result.items] == ["cancelled"] * 2
     assert [i.attempts for i in result.items] == [1, 1] and len(receiver.received) == 2
     assert all("503" in (i.error or "") for i in result.items)
+
+
+async def test_a_chunk_whose_batch_never_started_ends_after_its_hold_having_sent_nothing(time_env, make_settings):
+    """The API stopped after starting a chunk and before the batch's run: no client was told the batch
+    was accepted, so its chunk must not send (a retried POST starts the batch afresh under the same id)."""
+    client = herald_client(time_env)
+    spec = replace(job_spec("webhook", family="notify"), job_id=new_batch_id())
+    with HttpReceiver() as receiver:
+        batch = BatchInput(job=spec, webhooks=[BatchWebhook(url=receiver.url, data={"n": n}) for n in range(4)])
+        held = chunks(batch, 2)[1]
+        async with running_workers(client, make_settings()):
+            handle = await client.start_workflow(
+                BatchWorkflow.run, held, id=batch_chunk_id(spec.job_id, 1), task_queue=TASK_QUEUES["webhook"]
+            )
+            result = await handle.result()
+    assert [i.phase.value for i in result.items] == ["cancelled"] * 2
+    assert all("never accepted" in (i.error or "") for i in result.items) and not receiver.received
+    (hold,) = await events(handle, EventType.EVENT_TYPE_TIMER_STARTED)
+    assert hold.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta() == CHUNK_HOLD
+    assert not await events(handle, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+
+
+async def test_a_chunked_batch_continues_as_new_and_still_counts_every_chunk(time_env, make_settings):
+    """Its history bounded (here past 12 events, two per chunk): the counts reported before the
+    continue-as-new travel with it, and those after it add up to the whole batch."""
+    client = herald_client(time_env)
+    spec = replace(job_spec("webhook", family="notify"), job_id=new_batch_id())
+    with HttpReceiver([Answer(200)]) as ok, HttpReceiver([Answer(404)]) as gone:
+        urls = [ok.url] * 9 + [gone.url] * 3
+        batch = BatchInput(job=spec, webhooks=[BatchWebhook(url=u, data={"n": n}) for n, u in enumerate(urls)])
+        async with running_workers(client, make_settings()):
+            for k, chunk in enumerate(chunks(batch, 2)):
+                await client.start_workflow(
+                    BatchWorkflow.run, chunk, id=batch_chunk_id(spec.job_id, k), task_queue=TASK_QUEUES["webhook"]
+                )
+            parent = ChunkedBatchInput(
+                batch_id=spec.job_id,
+                channel="webhook",
+                total=12,
+                chunk_items=2,
+                created_at=spec.created_at,
+                history_events=12,
+            )
+            handle = await client.start_workflow(
+                ChunkedBatchWorkflow.run, parent, id=spec.job_id, task_queue=TASK_QUEUES["webhook"]
+            )
+            summary = await handle.result()
+            first_run = client.get_workflow_handle(spec.job_id, run_id=handle.first_execution_run_id)
+            continued = await events(first_run, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW)
+            released = await events(first_run, EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED)
+    assert {p: n for p, n in summary.counts.items() if n} == {"completed": 9, "failed": 3} and summary.total == 12
+    assert continued and len(released) == 6  # every chunk released once, by the first run
+    assert len(ok.received) == 9 and len(gone.received) == 3
 
 
 async def wait_for_timer(handle, timeout_s: float = 10) -> None:
