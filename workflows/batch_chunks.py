@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.callback import post_batch_callback
 
+
 @workflow.defn(name=CHUNKED_BATCH_WORKFLOW)
 class ChunkedBatchWorkflow:
     def __init__(self) -> None:
@@ -49,7 +50,10 @@ class ChunkedBatchWorkflow:
                     *(workflow.get_external_workflow_handle(chunk).signal(BATCH_GO_SIGNAL) for chunk in chunks)
                 )
             await workflow.wait_condition(
-                lambda: len(self.done) == batch.chunks or workflow.info().get_current_history_length() > batch.history_events
+                lambda: (
+                    len(self.done) == batch.chunks
+                    or workflow.info().get_current_history_length() > batch.history_events
+                )
             )
         except asyncio.CancelledError:
             # Cancelled from outside the API (the Web UI): so are the chunks, which still report.

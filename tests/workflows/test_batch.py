@@ -12,10 +12,10 @@ from temporalio.api.enums.v1 import EventType
 from api.batches.service import chunks, new_batch_id, start_batch
 from api.jobs.service import load_job
 from common.models import TASK_QUEUES, BatchInput, BatchWebhook, ChunkedBatchInput, batch_chunk_id
-from workflows.batch import CHUNK_HOLD, BatchWorkflow
-from workflows.batch_chunks import ChunkedBatchWorkflow
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.temporal import events, herald_client, job_spec, running_workers
+from workflows.batch import CHUNK_HOLD, BatchWorkflow
+from workflows.batch_chunks import ChunkedBatchWorkflow
 
 # Every batch here fits in one run (a chunked one: tests/api/test_batch_chunks.py).
 CHUNK_ITEMS = 1000
