@@ -12,6 +12,7 @@ phases, one after another, each with fresh worker (and API) processes:
   api           Herald through its HTTP API: POST /jobs/email to `python -m api`, Herald's worker
   paced         (after api) POSTs at half the rate api delivered, with status GETs: p99 of both
   batch         the same emails as POST /notify/batch, 100 per batch (one BatchWorkflow each)
+  big_batch     10,000 emails in one POST /notify/batch (chunks of 1000 under a ChunkedBatchWorkflow)
   bare2         the naive job again: how far the figures drift within one run
 Every figure is also a ratio against `bare` of the same configuration; a targets table closes.
 Exits 1 only when a job was lost, duplicated or not completed; a missed target is reported.
@@ -100,6 +101,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=100, help="emails per batch (default 100)")
     p.add_argument("--batch-concurrency", type=int, default=10, help="batch POSTs in flight at once (default 10)")
     p.add_argument("--no-batch", action="store_true", help="skip the batch phase")
+    p.add_argument(
+        "--big-batch",
+        type=int,
+        default=10_000,
+        help="emails of the one-batch phase (default 10000: one POST /notify/batch, split into chunks); 0 skips it",
+    )
     p.add_argument("--no-ceiling", action="store_true", help="skip measuring the sink's own ceiling")
     p.add_argument(
         "--sink-count-only",
@@ -184,6 +191,8 @@ async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp
         plan.append(("api", "Herald HTTP API", "herald", True))
         if not args.no_batch:
             plan.append(("batch", f"batches of {args.batch_size}", "batch", True))
+        if args.big_batch:
+            plan.append(("big_batch", f"one batch of {args.big_batch}", "batch", True))
         if not args.no_repeat:
             plan.append(("bare2", "bare again (drift)", "bare", False))
         for phase, phase_label, kind, with_api in plan:
@@ -206,8 +215,11 @@ async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp
                     submit = api_submit(running.http)
                 if kind == "batch":
                     assert running.http is not None
-                    starter = batch_starter(running.http, args.batch_size, args.batch_concurrency)
-                    p = await run_load(stack, running, phase, phase_label, kind, args.batch_jobs, None, starter)
+                    size, n = (
+                        (args.big_batch, args.big_batch) if phase == "big_batch" else (args.batch_size, args.batch_jobs)
+                    )
+                    starter = batch_starter(running.http, size, args.batch_concurrency)
+                    p = await run_load(stack, running, phase, phase_label, kind, n, None, starter)
                 else:
                     p = await run_load(stack, running, phase, phase_label, kind, args.jobs, submit)
                 result["phases"].append(p)
@@ -254,7 +266,7 @@ async def run(args: argparse.Namespace) -> int:
         try:
             if not args.no_ceiling:
                 # As many emails as the largest phase sends, so the batch phase has its ceiling.
-                count = args.jobs if args.no_batch else max(args.jobs, args.batch_jobs)
+                count = max(args.jobs, 0 if args.no_batch else args.batch_jobs, args.big_batch)
                 ceiling = await run_ceiling(sink, count, args.concurrency, args.job_timeout)
                 say(
                     f"SMTP sink ceiling (aiosmtplib straight to it, {args.concurrency} at a time): "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import time
 import uuid
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from bench.bare import TASK_QUEUE as BARE_QUEUE
 from bench.bare import SendEmailWorkflow
@@ -42,6 +44,7 @@ from bench.procs import (
     python_thread_seconds,
     thread_cpu_seconds,
 )
+from common.models import batch_chunk_id
 
 API_KEY = "bench-key"
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -628,7 +631,9 @@ async def batch_history_events(client: Client, jobs: list[Job], sample: int) -> 
     batches: dict[str, int] = Counter(_batch_of(j.job_id) for j in jobs if j.job_id)
     lengths, kinds, errors = await _histories(client, list(batches)[: max(1, sample)])
     totals = list(lengths.values())
-    per_item = [events / batches[batch_id] for batch_id, events in lengths.items()]
+    # A batch split into chunks: its own run holds no items, its chunks' runs (`<batchId>-chunk<k>`) do.
+    chunk_events = {batch_id: await _chunk_events(client, batch_id) for batch_id in lengths}
+    per_item = [(events + chunk_events[batch_id]) / batches[batch_id] for batch_id, events in lengths.items()]
     if not per_item:
         return {"sampled": 0, "errors": errors}
     return {
@@ -638,8 +643,21 @@ async def batch_history_events(client: Client, jobs: list[Job], sample: int) -> 
         "min": min(totals),
         "max": max(totals),
         "first_batch_by_type": dict(kinds),
+        "chunk_events": sum(chunk_events.values()),
         "errors": errors,
     }
+
+
+async def _chunk_events(client: Client, batch_id: str) -> int:
+    """Events in all the chunk runs of a batch (0 for a batch of one run)."""
+    total = 0
+    for k in itertools.count():
+        try:
+            history = await client.get_workflow_handle(batch_chunk_id(batch_id, k)).fetch_history()
+        except RPCError:
+            return total
+        total += len(history.events)
+    return total
 
 
 # ---- the paced phase --------------------------------------------------------------------------

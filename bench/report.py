@@ -295,6 +295,30 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
                     "noisy": noisy or _noisy(batches),
                 }
             )
+    for key, config in (("file", file), ("memory", memory)):
+        big = _phase(config, "big_batch")
+        if big is None:
+            continue
+        where = "SQLite file" if key == "file" else "in memory"
+        add(
+            f"one batch of {big['jobs']}: delivered rate vs baseline ({where})",
+            big["ratios"].get("delivered_per_s"),
+            10,
+            True,
+            both=_vs_both(config, "delivered_per_s", "big_batch"),
+            over=[big, _phase(config, "bare")],
+        )
+        out.append(
+            {
+                "target": f"one batch of {big['jobs']}: POST to last email, s ({where})",
+                "limit": "info",
+                "measured": big.get("wall_s"),
+                "unit": " s",
+                "gap": None,
+                "verdict": "info",
+                "noisy": _noisy(big),
+            }
+        )
     old = _phase(configs.get("file-default"), "api")
     if old and api:
         out.append(

@@ -46,6 +46,7 @@ SUCCESS = {
     ("post", "/notifications"): ("202", "TypedNotificationAccepted"),
     ("post", "/notify/batch"): ("202", "BatchAccepted"),
     ("get", "/batches/{batch_id}"): ("200", "BatchStatus"),
+    ("post", "/batches/{batch_id}/cancel"): ("202", "BatchCancelled"),
     ("post", "/codec/encode"): ("200", "CodecPayloads"),
     ("post", "/codec/decode"): ("200", "CodecPayloads"),
 }

@@ -31,6 +31,9 @@ def test_bench_runs_small(tmp_path: Path) -> None:
             "20",
             "--batch-size",
             "10",
+            # Past one chunk (HERALD_BATCH_CHUNK_ITEMS, 1000): a ChunkedBatchWorkflow over two chunks.
+            "--big-batch",
+            "1200",
             # No waiting for an idle machine before each timed window: the suite's other tests keep it
             # busy (up to 20 s a window, some 2 min in all), and these figures are not compared.
             "--quiet-wait",
@@ -49,9 +52,9 @@ def test_bench_runs_small(tmp_path: Path) -> None:
     assert result["ok"], result["problems"]
     assert result["sink_ceiling"]["ok"]
     memory = result["configs"]["memory"]
-    assert [p["name"] for p in memory["phases"]] == ["bare", "api", "batch", "bare2"]
+    assert [p["name"] for p in memory["phases"]] == ["bare", "api", "batch", "big_batch", "bare2"]
     for phase in memory["phases"]:
-        n = 20 if phase["name"] == "batch" else 5
+        n = {"batch": 20, "big_batch": 1200}.get(phase["name"], 5)
         assert phase["completed"] == n and phase["deliveries"]["received"] == n
         assert phase["delivered_per_s"] > 0 and phase["server_cpu_ms_per_job"] is not None
         assert phase["history"]["per_job"] > 0
@@ -63,3 +66,6 @@ def test_bench_runs_small(tmp_path: Path) -> None:
     assert verdicts["Herald batches vs the SMTP sink's own ceiling (in memory)"] == "info"
     batch = memory["phases"][2]
     assert batch["message_id_is_job_id"] == 20 and batch["history"]["per_batch"] > 0
+    big = memory["phases"][3]
+    assert big["message_id_is_job_id"] == 1200 and big["history"]["chunk_events"] > big["history"]["per_batch"]
+    assert verdicts["one batch of 1200: delivered rate vs baseline (in memory)"] in ("PASS", "MISS")
