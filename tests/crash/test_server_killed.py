@@ -248,8 +248,8 @@ async def test_server_killed_with_jobs_in_flight_every_accepted_job_completes(st
                 statuses = await asyncio.gather(*(status_of(api, gate, job_id) for job_id in pending))
                 assert not {s for s in statuses if s not in ("queued", "processing", "completed")}, statuses
                 pending = [job_id for job_id, s in zip(pending, statuses) if s != "completed"]
-                assert time.monotonic() < deadline, f"{len(pending)} jobs not completed: {pending[:5]}"
                 if pending:
+                    assert time.monotonic() < deadline, f"{len(pending)} jobs not completed: {pending[:5]}"
                     await asyncio.sleep(0.5)
             timings["all completed after kill"] = time.monotonic() - killed_at
 
