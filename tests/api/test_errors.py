@@ -38,6 +38,7 @@ CLIENT_ROUTES = [("POST", path, body) for path, body in CREATE.items()] + [
     ("GET", "/notifications/{id}", None),
     ("GET", "/jobs/{id}/events", None),
     ("GET", "/batches/{id}", None),
+    ("POST", "/batches/{id}/cancel", None),
     ("GET", "/reports/{id}/result", None),
     ("PUT", "/users/{id}", {"email": "ada@example.com"}),
     ("GET", "/users/{id}", None),
