@@ -291,3 +291,11 @@ async def test_a_run_recorded_before_tenants_is_the_default_tenants(make_app, wo
         listed = (await admin.get("/admin/jobs", params={"tenant": bare_key_tenant(API_KEY), "limit": 100})).json()
         assert started.job_id in {item["jobId"] for item in listed["items"]}
         assert (await default.post(f"/jobs/{started.job_id}/cancel")).status_code == 202
+
+
+async def test_the_api_counts_accepted_jobs_per_configured_tenant(tenants_app, workers):
+    async with api_client(tenants_app, headers=_bearer(ACME_2)) as acme:
+        job_id = (await acme.post("/jobs/email", json=EMAIL | {"delay": HOUR_MS})).json()["jobId"]
+        text = (await acme.get("/metrics")).text
+        assert re.search(r'herald_jobs_accepted_total\{tenant="acme",type="email"\} [1-9]', text), text[:2000]
+        assert (await acme.post(f"/jobs/{job_id}/cancel")).status_code == 202
