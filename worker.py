@@ -79,6 +79,9 @@ def activities_by_queue(settings: Settings, client: Client | None = None) -> dic
 
 def build_workers(client: Client, settings: Settings) -> list[Worker]:
     """A worker per task queue, so a slow channel cannot starve the others."""
+    # Herald's metrics (common/metrics.py) are labelled by the tenants this worker is configured with (its
+    # HERALD_API_KEYS); any other tenant's runs count as `other`.
+    configure_tenant_labels(settings.tenant_names())
     workers = []
     for queue, activities in activities_by_queue(settings, client).items():
         channel = QUEUE_CHANNELS[queue]
@@ -114,9 +117,6 @@ async def main() -> None:
     except StartupRefused as exc:
         print(f"herald worker: refusing to start: {exc}", file=sys.stderr, flush=True)
         exit_skipping_teardown(2)
-    # Its Prometheus endpoint serves the SDK's metrics and Herald's (common/metrics.py), labelled by the
-    # tenants this worker is configured with (its HERALD_API_KEYS).
-    configure_tenant_labels(settings.tenant_names())
     client = await connect_when_up(settings, runtime=worker_runtime(settings))
     workers = build_workers(client, settings)
     # The built-in schedules (daily cleanup, token cleanup), created once however many workers start.
