@@ -21,9 +21,9 @@ import pytest
 from api.main import create_app
 from common.logs import JsonFormatter
 from common.metrics import ATTEMPTS, DEAD_LETTERS, JOBS_FINISHED
-from common.tenants import bare_key_tenant
 from common.settings import Settings
 from common.temporal import connect, worker_runtime
+from common.tenants import bare_key_tenant
 from devstack.smtp_sink import SmtpSink
 from tests.api.helpers import FINAL, address_of, api_client, poll
 from tests.support.http_receiver import Answer, HttpReceiver
