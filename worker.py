@@ -23,6 +23,7 @@ from activities.users import TypedEmailActivities
 from activities.webhook import WebhookActivities
 from common.builtin_schedules import ensure_at_start
 from common.logs import configure_logging, redact_secrets_of
+from common.metrics import configure_tenant_labels
 from common.models import QUEUE_CHANNELS, TASK_QUEUES
 from common.runtime import exit_skipping_teardown
 from common.settings import Settings, StartupRefused, get_settings
@@ -78,6 +79,9 @@ def activities_by_queue(settings: Settings, client: Client | None = None) -> dic
 
 def build_workers(client: Client, settings: Settings) -> list[Worker]:
     """A worker per task queue, so a slow channel cannot starve the others."""
+    # Herald's metrics (common/metrics.py) are labelled by the tenants this worker is configured with (its
+    # HERALD_API_KEYS); any other tenant's runs count as `other`.
+    configure_tenant_labels(settings.tenant_names())
     workers = []
     for queue, activities in activities_by_queue(settings, client).items():
         channel = QUEUE_CHANNELS[queue]
@@ -113,7 +117,6 @@ async def main() -> None:
     except StartupRefused as exc:
         print(f"herald worker: refusing to start: {exc}", file=sys.stderr, flush=True)
         exit_skipping_teardown(2)
-    # Its Prometheus endpoint serves the SDK's metrics and Herald's (common/metrics.py).
     client = await connect_when_up(settings, runtime=worker_runtime(settings))
     workers = build_workers(client, settings)
     # The built-in schedules (daily cleanup, token cleanup), created once however many workers start.

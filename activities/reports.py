@@ -57,7 +57,7 @@ class ReportActivities:
             raise ApplicationError(
                 f"unknown report type {request.report_type!r}", type="UnknownReport", non_retryable=True
             )
-        entries, truncated = await notification_history(activity.client(), user_ref(request.user_id))
+        entries, truncated = await notification_history(activity.client(), user_ref(request.user_id, request.scope))
         document = {
             "jobId": job_id,
             "reportType": request.report_type,

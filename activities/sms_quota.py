@@ -25,6 +25,8 @@ class SmsSlotRequest:
     # retry does not take a slot twice.
     token: str
     user_id: str | None = None
+    # The job's tenant scope (common/tenants.py): its tenant's quotas.
+    scope: str = ""
 
 
 class SmsQuotaActivities:
@@ -39,9 +41,9 @@ class SmsQuotaActivities:
         if not limit:
             return QuotaAnswer(granted=True, used=0)
         assert self.client is not None, "the worker's client reserves the slots"
-        keys = [quota_key("phone", request.phone)]
+        keys = [quota_key("phone", request.phone, request.scope)]
         if request.user_id is not None:
-            keys.append(quota_key("user", request.user_id))
+            keys.append(quota_key("user", request.user_id, request.scope))
         granted: list[str] = []
         answer = QuotaAnswer(granted=True, used=0)
         for key in keys:

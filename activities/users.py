@@ -25,10 +25,11 @@ USER_QUERY = "profile"
 QUERY_TIMEOUT = timedelta(seconds=10)
 
 
-async def load_user(client: Client, user_id: str) -> UserProfile | None:
-    """The user's profile, or None when there is no such user (no workflow `user-<userId>`)."""
+async def load_user(client: Client, user_id: str, scope: str = "") -> UserProfile | None:
+    """The user's profile, or None when there is no such user (no workflow `user-<userId>`) in the
+    tenant's scope."""
     try:
-        profile: UserProfile | None = await client.get_workflow_handle(user_workflow_id(user_id)).query(
+        profile: UserProfile | None = await client.get_workflow_handle(user_workflow_id(user_id, scope)).query(
             USER_QUERY, result_type=UserProfile, rpc_timeout=QUERY_TIMEOUT
         )
         return profile
@@ -50,7 +51,7 @@ class TypedEmailActivities:
         """The message a typed notification sends to its user now; ApplicationError (non-retryable)
         when it cannot be sent to them at all."""
         assert self.client is not None, "typed notifications need the worker's Temporal client"
-        user = await load_user(self.client, typed.user_id)
+        user = await load_user(self.client, typed.user_id, typed.scope)
         if user is None:
             raise _permanent(f"unknown user {typed.user_id!r}: no PUT /users/{typed.user_id} was made", "UnknownUser")
         if "email" in user.opt_out:

@@ -25,7 +25,8 @@ def main() -> int:
         print(f"herald api: refusing to start: {exc}", file=sys.stderr)
         return 2
     if settings.dev_mode:
-        print(f"herald api: dev mode; client key {settings.api_keys[0]!r}, admin token {settings.admin_token!r}")
+        key = next(iter(settings.client_keys()))
+        print(f"herald api: dev mode; client key {key!r}, admin token {settings.admin_token!r}")
     # log_config=None: uvicorn's own lines go through Herald's JSON logging too (common/logs.py).
     # Open SSE streams would otherwise hold a SIGTERM'd API up until its supervisor kills it.
     uvicorn.run(

@@ -26,7 +26,7 @@ from api.core.errors import install_error_handlers
 from api.core.idempotency import IdempotencyMiddleware
 from api.core.idempotency import document as document_idempotency
 from api.core.intake import IntakeWorker
-from api.core.metrics import RequestLatencyMiddleware
+from api.core.metrics import RequestLatencyMiddleware, configure_tenant_labels
 from api.core.metrics import router as metrics_router
 from api.core.temporal import TemporalGateway, install_temporal_error_handlers
 from api.dead_letters import routes as dead_letters
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # (email-validator's own switch for test environments; `.test` is reserved, RFC 6761).
         email_validator.TEST_ENVIRONMENT = True
     app.state.settings = settings
+    configure_tenant_labels(settings.tenant_names())
     # The payload codec the Web UI reaches through /codec (the API's Temporal client has its own).
     app.state.codec = EncryptionCodec(settings.encryption_keys())
     app.state.gateway = TemporalGateway(settings)

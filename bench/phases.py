@@ -135,7 +135,7 @@ def start_job_submit(client: Client) -> Submit:
     herald = client_for(client, settings)  # the API's converter: the input encrypted
 
     async def submit(job: Job) -> str:
-        spec = job_spec(new_job_id("email"), "email", "jobs", JobOptions(), settings, TO)
+        spec = job_spec(new_job_id("email"), "email", "jobs", JobOptions(), settings, TO, tenant=None)
         started = await start_job(herald, email_job(spec, TO, job.subject, BODY))
         return started.job_id
 

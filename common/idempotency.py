@@ -1,7 +1,7 @@
 """Idempotency-Key: what the API (api/core/idempotency.py) and the key's workflow
 (workflows/idempotency.py) tell each other.
 
-Each (credential, Idempotency-Key) pair is one small Temporal workflow, `idem-<digest>`: it holds
+Each (tenant or admin token, Idempotency-Key) pair is one small Temporal workflow, `idem-<digest>`: it holds
 the first request's fingerprint and, once that request has been answered, its answer, for
 HERALD_IDEMPOTENCY_KEEP_HOURS. Its id is a digest, so neither the key nor the credential shows
 in Temporal; the answer itself is a payload, encrypted by the codec like every other.

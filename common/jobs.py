@@ -44,6 +44,7 @@ from common.models import (
 from common.names import CLEANUP_WORKFLOW, NOTIFICATION_WORKFLOW, REPORT_WORKFLOW
 from common.settings import Settings
 from common.summaries import job_details, job_summary
+from common.tenants import TENANT_KEY, TENANT_MEMO_KEY, Tenant
 
 JobRequest = NotificationInput | CleanupInput | ReportInput
 # The pinned workflow names (tests/replay/test_names.py) of each kind of job input.
@@ -81,17 +82,29 @@ def start_options(request: JobRequest, priority: int | None = None, now: datetim
     return StartOptions(
         workflow=WORKFLOW_NAMES[type(request)],
         task_queue=TASK_QUEUES[spec.kind],
-        memo={STATE_MEMO_KEY: initial},
+        memo={STATE_MEMO_KEY: initial} | tenant_memo(spec.tenant),
         search_attributes=TypedSearchAttributes(
             [SearchAttributePair(JOB_TYPE_KEY, spec.kind), SearchAttributePair(JOB_STATUS_KEY, phase.value)]
             # Whose job it is, where a userId is known (typed notifications).
             + ([SearchAttributePair(JOB_USER_KEY, spec.user_ref)] if spec.user_ref else [])
+            + tenant_attributes(spec.tenant)
         ),
         priority=Priority(priority_key=priority) if priority else Priority.default,
         state=initial,
         summary=job_summary(request),
         details=job_details(request),
     )
+
+
+def tenant_memo(tenant: str | None) -> dict[str, Any]:
+    """The memo entry that records a run's tenant (none for a run of a job from before tenants): the API
+    reads it in the describe it does anyway (api/jobs/service.py)."""
+    return {TENANT_MEMO_KEY: tenant} if tenant is not None else {}
+
+
+def tenant_attributes(tenant: str | None) -> list[SearchAttributePair[str]]:
+    """The HeraldTenant search attribute of a run: the Web UI's and the admin routes' filter."""
+    return [SearchAttributePair(TENANT_KEY, tenant)] if tenant is not None else []
 
 
 def new_spec(
@@ -106,6 +119,7 @@ def new_spec(
     callback_url: str | None = None,
     recipient: str | None = None,
     then: FollowUp | None = None,
+    tenant: Tenant | None = None,
 ) -> JobSpec:
     """A job's spec, with what the deployment's settings decide for every job (timeouts, heartbeats)."""
     return JobSpec(
@@ -127,6 +141,8 @@ def new_spec(
         # A rate-limited channel sends every attempt as an activity: the limit only counts those.
         first_attempt_local=settings.rate_limit(CHANNELS[kind]) is None,
         then=then,
+        tenant=tenant.name if tenant else None,
+        tenant_scope=tenant.scope if tenant else "",
     )
 
 
@@ -178,7 +194,8 @@ def redrive_input(request: JobRequest, job_id: str) -> JobRequest:
 def typed_email_job(spec: JobSpec, type: str, user_id: str, data: dict[str, Any]) -> NotificationInput:
     """A typed notification: the user and template, resolved and rendered when the email is sent."""
     # The HeraldUser search attribute: a user's notifications are listed by it (reports).
-    spec = replace(spec, user_ref=user_ref(user_id))
+    spec = replace(spec, user_ref=user_ref(user_id, spec.tenant_scope))
     return NotificationInput(
-        job=spec, typed=TypedEmail(type=type, user_id=user_id, data=data, idempotency_key=spec.job_id)
+        job=spec,
+        typed=TypedEmail(type=type, user_id=user_id, data=data, idempotency_key=spec.job_id, scope=spec.tenant_scope),
     )

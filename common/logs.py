@@ -109,6 +109,8 @@ def secret_values(settings: Settings) -> set[str]:
                     found.add(part.removeprefix("whsec_"))
                 if ":" in part:  # an encryption key given as ID:BASE64: the key itself
                     found.add(part.rpartition(":")[2])
+                if "=" in part.rstrip("="):  # a client key given as TENANT=KEY: the key itself
+                    found.add(part.partition("=")[2])
     return {s for s in found if len(s) >= MIN_SECRET_LENGTH}
 
 

@@ -1,13 +1,13 @@
 """Herald's Prometheus metrics: their names, and the worker side of them.
 
 Two endpoints:
-- the API's `GET /metrics` (api/core/metrics.py, prometheus-client): `herald_jobs_accepted_total{type}`
+- the API's `GET /metrics` (api/core/metrics.py, prometheus-client): `herald_jobs_accepted_total{type,tenant}`
   and `herald_http_request_duration_seconds{method,route,status}`;
 - the worker's, on HERALD_WORKER_METRICS_HOST:HERALD_WORKER_METRICS_PORT, served by the Temporal
   runtime itself (common/temporal.worker_runtime): the SDK's own metrics (`temporal_…`) and
   Herald's, which go through the SDK's meter so they land on that same endpoint:
   `herald_attempts_total{type,outcome}` (activities/attempt_log.py),
-  `herald_jobs_finished_total{type,status}` and `herald_dead_letters_total{type}` (the workflows,
+  `herald_jobs_finished_total{type,status,tenant}` and `herald_dead_letters_total{type,tenant}` (the workflows,
   through `workflow.metric_meter()`, which records nothing while a workflow replays).
 
 The runtime exports a counter under exactly the name it was created with (no `_total` is added:
@@ -24,7 +24,12 @@ import logging
 
 from temporalio import activity, workflow
 
+from common.tenants import TENANT_KEY, metric_label
+
 log = logging.getLogger("herald.metrics")
+# The worker's configured tenants (configure_tenant_labels); read by workflow code, which may: a label
+# records nothing during replay and decides nothing.
+_tenants: frozenset[str] = frozenset()
 
 # ---- the API (api/core/metrics.py) ------------------------------------------------------------------
 JOBS_ACCEPTED = "herald_jobs_accepted_total"
@@ -36,11 +41,11 @@ JOBS_FINISHED = "herald_jobs_finished_total"
 DEAD_LETTERS = "herald_dead_letters_total"
 
 DESCRIPTIONS = {
-    JOBS_ACCEPTED: "Jobs the API accepted (answered 202 after Temporal durably started them), by type",
+    JOBS_ACCEPTED: "Jobs the API accepted (answered 202 after Temporal durably started them), by type and tenant",
     HTTP_REQUEST_DURATION: "Time the API took to answer a request, by method, route template and status",
     ATTEMPTS: "Send attempts a worker finished, by job type and outcome (succeeded, failed)",
-    JOBS_FINISHED: "Jobs that reached a final state, by type and status (completed, failed, cancelled)",
-    DEAD_LETTERS: "Jobs that were recorded in the dead-letter queue, by type",
+    JOBS_FINISHED: "Jobs that reached a final state, by type, status (completed, failed, cancelled) and tenant",
+    DEAD_LETTERS: "Jobs that were recorded in the dead-letter queue, by type and tenant",
 }
 
 # The job type an activity sends for (the `type` label), by activity type.
@@ -82,14 +87,29 @@ def count_attempt(outcome: str) -> None:
         log.warning("could not count an attempt", exc_info=True)
 
 
+def configure_tenant_labels(tenants: list[str]) -> None:
+    """The tenants the worker's `tenant` labels name (its HERALD_API_KEYS's; worker.py): any other, and a
+    run that recorded none, is OTHER_TENANT, so the label stays bounded by the configuration."""
+    global _tenants
+    _tenants = frozenset(tenants)
+
+
+def _workflow_tenant() -> str:
+    # The run's HeraldTenant search attribute (set by the API at start: common/jobs.py), so no call
+    # site has to pass the tenant along.
+    return metric_label(workflow.info().typed_search_attributes.get(TENANT_KEY), _tenants)
+
+
 def count_job_finished(job_type: str, status: str) -> None:
     """From inside a job's workflow, once, when it reaches its final state (`status`: completed,
     failed or cancelled). Replay-safe: the workflow meter records nothing during replay."""
     workflow.metric_meter().create_counter(JOBS_FINISHED, DESCRIPTIONS[JOBS_FINISHED]).add(
-        1, {"type": job_type, "status": status}
+        1, {"type": job_type, "status": status, "tenant": _workflow_tenant()}
     )
 
 
 def count_dead_letter(job_type: str) -> None:
     """From inside a job's workflow, once, when the failed job is recorded in the DLQ."""
-    workflow.metric_meter().create_counter(DEAD_LETTERS, DESCRIPTIONS[DEAD_LETTERS]).add(1, {"type": job_type})
+    workflow.metric_meter().create_counter(DEAD_LETTERS, DESCRIPTIONS[DEAD_LETTERS]).add(
+        1, {"type": job_type, "tenant": _workflow_tenant()}
+    )

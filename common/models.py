@@ -14,6 +14,8 @@ from typing import Any, Literal, overload
 
 from temporalio.common import RetryPolicy, SearchAttributeKey
 
+from common.tenants import TENANT_KEY, scoped
+
 JobKind = Literal["email", "sms", "webhook", "cleanup", "report"]
 # Which route family created a job, and so which status words its callback speaks.
 JobFamily = Literal["jobs", "notify"]
@@ -54,12 +56,14 @@ JOB_STATUS_KEY = SearchAttributeKey.for_keyword("HeraldStatus")
 # Whose job it is (typed notifications, reports): user_ref(userId), never contact data, so a
 # report can list a user's notifications from visibility alone.
 JOB_USER_KEY = SearchAttributeKey.for_keyword("HeraldUser")
-SEARCH_ATTRIBUTES = {key.name: "Keyword" for key in (JOB_TYPE_KEY, JOB_STATUS_KEY, JOB_USER_KEY)}
+# Whose (which tenant's) run it is: HeraldTenant (common/tenants.py), on every run, batch and chunk.
+SEARCH_ATTRIBUTES = {key.name: "Keyword" for key in (JOB_TYPE_KEY, JOB_STATUS_KEY, JOB_USER_KEY, TENANT_KEY)}
 
 
-def user_ref(user_id: str) -> str:
-    """The HeraldUser value of a user's jobs: a digest, so visibility holds no client-chosen text."""
-    return hashlib.sha256(user_id.encode()).hexdigest()[:32]
+def user_ref(user_id: str, scope: str = "") -> str:
+    """The HeraldUser value of a user's jobs: a digest, so visibility holds no client-chosen text; in the
+    tenant's scope (common/tenants.py), so a report lists its own tenant's user only."""
+    return hashlib.sha256(scoped(scope, user_id).encode()).hexdigest()[:32]
 
 
 class Phase(StrEnum):
@@ -153,6 +157,12 @@ class JobSpec:
     # (workflows/job_tracking.py). Its own job id is empty: the child takes its workflow id,
     # `<jobId>-then`. None for every job accepted before chaining existed.
     then: FollowUp | None = None
+    # Whose job it is (common/tenants.py): the tenant's name, which its `then`, its schedule's runs, a
+    # batch's dead letters and a redrive record as theirs; and the tenant's scope, which the ids the
+    # job derives from client-chosen names (SMS quotas, the user it is for) are digested with. None
+    # and "" in every run started before tenants (the default tenant's).
+    tenant: str | None = None
+    tenant_scope: str = ""
 
     def due_at(self, accepted_at: datetime) -> datetime | None:
         """When the job may first be sent (None: at once); a `delay` counts from `accepted_at`."""
@@ -317,9 +327,10 @@ def then_id(job_id: str) -> str:
 ReportType = Literal["notification-history"]
 
 
-def report_id(user_id: str, report_type: str) -> str:
-    """A report's job id: one per userId + reportType, so a second request finds the one in flight."""
-    return "report-" + hashlib.sha256(f"{report_type}\x00{user_id}".encode()).hexdigest()[:32]
+def report_id(user_id: str, report_type: str, scope: str = "") -> str:
+    """A report's job id: one per userId + reportType (in the tenant's scope), so a second request finds
+    the one in flight."""
+    return "report-" + hashlib.sha256(scoped(scope, f"{report_type}\x00{user_id}").encode()).hexdigest()[:32]
 
 
 def result_url(job_id: str) -> str:
@@ -336,6 +347,8 @@ def report_path(data_dir: Path, job_id: str) -> Path:
 class ReportRequest(SendInput):
     user_id: str
     report_type: ReportType
+    # The tenant's scope (common/tenants.py): the report lists that tenant's user's jobs only.
+    scope: str = ""
 
 
 @dataclass
@@ -641,9 +654,10 @@ class BatchSummary:
 ENTITY_TASK_QUEUE = TASK_QUEUES["cleanup"]
 
 
-def user_workflow_id(user_id: str) -> str:
+def user_workflow_id(user_id: str, scope: str = "") -> str:
     # A digest, like HeraldUser: a userId is often an email address, and workflow ids are not encrypted.
-    return f"user-{user_ref(user_id)}"
+    # In the tenant's scope: the same userId in two tenants is two users.
+    return f"user-{user_ref(user_id, scope)}"
 
 
 @dataclass
@@ -676,6 +690,8 @@ class TypedEmail(SendInput):
     user_id: str
     data: dict[str, Any]
     idempotency_key: str
+    # The tenant's scope (common/tenants.py): whose user `user_id` is.
+    scope: str = ""
 
 
 # ---- SMS throttling (workflows/sms_quota.py, api/jobs/throttle.py) ---------------------------------------

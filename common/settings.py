@@ -227,6 +227,14 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("api_keys")
+    @classmethod
+    def _tenant_keys(cls, value: list[str]) -> list[str]:
+        from common.tenants import parse_keys  # (imported here: keeps settings import-light)
+
+        parse_keys(value)  # a bad entry is refused here, with a message that names it
+        return value
+
     @field_validator("schedule_timezone")
     @classmethod
     def _iana_zone(cls, value: str) -> str:
@@ -242,6 +250,16 @@ class Settings(BaseSettings):
             if not self.admin_token:
                 self.admin_token = DEV_ADMIN_TOKEN
         return self
+
+    def client_keys(self) -> dict[str, str]:
+        """Each client key → its tenant (common/tenants.py), in HERALD_API_KEYS's order."""
+        from common.tenants import parse_keys
+
+        return parse_keys(self.api_keys)
+
+    def tenant_names(self) -> list[str]:
+        """The configured tenants, the default one (the first entry's) first."""
+        return list(dict.fromkeys(self.client_keys().values()))
 
     def concurrency(self, channel: str) -> int:
         limit: int = getattr(self, f"{channel}_concurrency")

@@ -17,6 +17,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from common.models import INTAKE_TASK_QUEUE, QuotaAnswer, QuotaInput, QuotaRequest
 from common.names import SMS_QUOTA_WORKFLOW
 from common.temporal import RPC_TIMEOUT
+from common.tenants import scoped
 
 # The rolling window HERALD_SMS_PER_HOUR counts in.
 WINDOW = timedelta(hours=1)
@@ -24,9 +25,10 @@ RESERVE_UPDATE = "reserve"
 RELEASE_UPDATE = "release"
 
 
-def quota_key(kind: str, value: str) -> str:
-    """The quota workflow's id for a number (`phone`) or a user (`user`): a digest, not the value."""
-    return "sms-quota-" + hashlib.sha256(f"{kind}\x00{value}".encode()).hexdigest()[:32]
+def quota_key(kind: str, value: str, scope: str = "") -> str:
+    """The quota workflow's id for a number (`phone`) or a user (`user`): a digest, not the value; in the
+    tenant's scope (common/tenants.py), so each tenant's SMS count apart."""
+    return "sms-quota-" + hashlib.sha256(scoped(scope, f"{kind}\x00{value}").encode()).hexdigest()[:32]
 
 
 async def reserve_on(client: Client, key: str, request: QuotaRequest) -> QuotaAnswer:

@@ -6,7 +6,7 @@ set -eu
 
 ADDRESS="${TEMPORAL_ADDRESS:-temporal:7233}"
 NAMESPACE="${TEMPORAL_NAMESPACE:-default}"
-ATTRIBUTES="HeraldJobType HeraldStatus HeraldUser"   # all of type Keyword
+ATTRIBUTES="HeraldJobType HeraldStatus HeraldUser HeraldTenant"   # all of type Keyword
 TRIES=90
 
 cli() {

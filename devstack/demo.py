@@ -92,7 +92,7 @@ def push_flow(api: httpx.Client, secrets: list[str]) -> None:
 def main() -> int:
     settings = get_settings()
     base = f"http://{settings.api_host}:{settings.api_port}"
-    key = settings.api_keys[0] if settings.api_keys else "herald-dev-key"
+    key = next(iter(settings.client_keys()), "herald-dev-key")
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=10) as api:
         try:
             api.get("/readyz").raise_for_status()

@@ -33,6 +33,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError,
 
 with workflow.unsafe.imports_passed_through():
     from activities.batch import slice_activity
+    from common.jobs import tenant_attributes, tenant_memo
     from common.logs import log_event
     from common.metrics import count_dead_letter, count_job_finished
     from common.models import (
@@ -323,12 +324,15 @@ class BatchWorkflow:
                 id=job_id,
                 task_queue=TASK_QUEUES[spec.kind],
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                memo={STATE_MEMO_KEY: state},
+                # The batch's tenant (none in a batch from before tenants: then nothing changes), so the
+                # dead letter is its tenant's on every route, in the admin's filters and the Web UI's.
+                memo={STATE_MEMO_KEY: state} | tenant_memo(spec.tenant),
                 search_attributes=TypedSearchAttributes(
                     [
                         SearchAttributePair(JOB_TYPE_KEY, spec.kind),
                         SearchAttributePair(JOB_STATUS_KEY, Phase.FAILED.value),
                     ]
+                    + tenant_attributes(spec.tenant)
                 ),
                 static_summary=f"dead letter of batch item {job_id}",
             )

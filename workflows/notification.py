@@ -41,16 +41,19 @@ class NotificationWorkflow(TrackedJobWorkflow):
         # when it is about to be sent. Asked first thing, so a run that began before the patch (a
         # delayed job accepted by an API that counted it already) keeps the old branch.
         if request.sms is not None and not request.sms_slot_taken and workflow.patched(SMS_QUOTA_AT_SEND):
-            take_slot = functools.partial(_take_sms_slot, request.sms.phone, request.sms_user_id)
+            take_slot = functools.partial(
+                _take_sms_slot, request.sms.phone, request.sms_user_id, request.job.tenant_scope
+            )
         return await self.run_job(request.job, activity, message, take_slot)
 
 
-async def _take_sms_slot(phone: str, user_id: str | None, ask: int) -> QuotaAnswer:
+async def _take_sms_slot(phone: str, user_id: str | None, scope: str, ask: int) -> QuotaAnswer:
     info = workflow.info()
     # A local activity: no task on the SMS queue, whose rate limit is for sends.
     return await workflow.execute_local_activity_method(
         SmsQuotaActivities.take_sms_slot,
-        SmsSlotRequest(phone=phone, user_id=user_id, token=f"{info.workflow_id}-{info.run_id}-{ask}"),
+        # The tenant's quotas (its scope: "" in a run from before tenants, as then).
+        SmsSlotRequest(phone=phone, user_id=user_id, token=f"{info.workflow_id}-{info.run_id}-{ask}", scope=scope),
         start_to_close_timeout=SLOT_TIMEOUT,
         # Until Temporal and an API process (which serves the quotas) answer: the SMS waits, never skips.
         retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)),

@@ -47,6 +47,7 @@ class RecentJob(Answer):
     status: JobStatusWord = Field(description="as GET /jobs/{id}/status reads it")
     createdAt: str = Field(json_schema_extra=DATE_TIME)
     finishedAt: str | SkipJsonSchema[None] = absent_unless("only once the run has closed: when", **DATE_TIME)
+    tenant: str = Field(description="the job's tenant (one made before tenants: the default tenant)")
 
 
 class RecentJobs(Answer):

@@ -13,8 +13,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from api.admin.models import RecentJob, RecentJobs, Stats, StatusCounts
 from api.admin.service import STATUSES, job_stats, recent_jobs
-from api.core.auth import ADMIN_CHALLENGE, Gateway, SettingsDep, require_admin_token
+from api.core.auth import ADMIN_CHALLENGE, Gateway, SettingsDep, TenantFilter, require_admin_token
 from api.core.errors import errors
+from api.core.visibility import tenant_clause
 from common.models import JobKind
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin_token)])
@@ -45,11 +46,11 @@ REFRESH_SECONDS = 5
     summary="Job counts by type and status, and the DLQ's size",
     response_description="Every job type with every `/jobs/{id}/status` word, read from Temporal's "
     "visibility store (which may lag a moment behind a change)",
-    responses=ADMIN_ERRORS,
+    responses=_admin_errors(400, 401, 403, 502, 503),
     response_model_exclude_unset=True,
 )
-async def stats(gateway: Gateway) -> Stats:
-    found = await job_stats(await gateway.client())
+async def stats(gateway: Gateway, settings: SettingsDep, tenant: TenantFilter) -> Stats:
+    found = await job_stats(await gateway.client(), tenant_clause(tenant, settings.tenant_names()[0]))
     body = Stats(counts={kind: StatusCounts(**words) for kind, words in found.counts.items()}, dlq=found.dlq)
     if found.approximate:
         body.approximate = True
@@ -65,13 +66,22 @@ async def stats(gateway: Gateway) -> Stats:
 )
 async def latest_jobs(
     gateway: Gateway,
+    settings: SettingsDep,
+    tenant: TenantFilter,
     type: Annotated[JobKind | None, Query(description="only jobs of this type")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="how many")] = 20,
 ) -> RecentJobs:
-    jobs = await recent_jobs(await gateway.client(), limit=limit, kind=type)
+    jobs = await recent_jobs(await gateway.client(), settings.tenant_names()[0], limit=limit, kind=type, tenant=tenant)
     items = []
     for job in jobs:
-        item = RecentJob(jobId=job.job_id, runId=job.run_id, type=job.type, status=job.status, createdAt=job.created_at)
+        item = RecentJob(
+            jobId=job.job_id,
+            runId=job.run_id,
+            type=job.type,
+            status=job.status,
+            createdAt=job.created_at,
+            tenant=job.tenant or "",
+        )
         if job.finished_at:
             item.finishedAt = job.finished_at
         items.append(item)

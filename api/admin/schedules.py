@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from api.core.auth import Gateway, require_admin_token
+from api.core.auth import Gateway, SettingsDep, TenantFilter, require_admin_token
 from api.core.errors import errors
 from api.schedules.models import ScheduleDetail, ScheduleList
 from api.schedules.service import list_schedules, pause_schedule, trigger_schedule
@@ -21,11 +21,12 @@ AFTER = "The schedule after the change"
     summary="Every schedule: the built-in ones and the clients'",
     response_description="The built-in schedules first, then the others by id (read from Temporal's "
     "visibility store, which may lag a moment behind a change)",
-    responses=ADMIN_ERRORS,
+    responses=errors(400, 401, 403, 502, 503),
     response_model_exclude_unset=True,
 )
-async def all_schedules(gateway: Gateway) -> ScheduleList:
-    return ScheduleList.model_validate({"items": await list_schedules(await gateway.client())})
+async def all_schedules(gateway: Gateway, settings: SettingsDep, tenant: TenantFilter) -> ScheduleList:
+    items = await list_schedules(await gateway.client(), settings.tenant_names()[0], tenant)
+    return ScheduleList.model_validate({"items": items})
 
 
 @router.post(

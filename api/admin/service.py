@@ -49,7 +49,17 @@ from temporalio.api.workflow.v1 import WorkflowExecutionInfo
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from api.core.visibility import iso, job_type, list_runs, memo_state, newer, runs_of, search_attribute
+from api.core.visibility import (
+    iso,
+    job_type,
+    list_runs,
+    memo_state,
+    newer,
+    run_tenant,
+    runs_of,
+    search_attribute,
+    tenant_clause,
+)
 from api.dead_letters.service import DEAD, DISCARDED_WORKFLOW
 from api.jobs.service import load_job, running_phase
 from common.models import JOB_STATUS_KEY, JOB_TYPE_KEY, JobKind, Phase
@@ -111,33 +121,37 @@ class RecentJob:
     status: str
     created_at: str | None
     finished_at: str | None = None
+    tenant: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 
 # ---- counts ----------------------------------------------------------------------------------
-_computing: dict[int, asyncio.Future[Stats]] = {}
+_computing: dict[tuple[int, str], asyncio.Future[Stats]] = {}
 
 
-async def job_stats(client: Client) -> Stats:
-    """The counts; callers that ask while they are being read get the same answer."""
-    key = id(client)
+async def job_stats(client: Client, where: str = "") -> Stats:
+    """The counts (`where`: tenant_clause's restriction, or none); callers that ask while they are being
+    read get the same answer."""
+    key = (id(client), where)
     shared = _computing.get(key)
     if shared is None:
-        shared = asyncio.ensure_future(_job_stats(client))
+        shared = asyncio.ensure_future(_job_stats(client, where))
         _computing[key] = shared
         shared.add_done_callback(lambda _: _computing.pop(key, None))
     return await asyncio.shield(shared)
 
 
-async def _job_stats(client: Client) -> Stats:
+async def _job_stats(client: Client, where: str) -> Stats:
     counts = {kind: dict.fromkeys(STATUSES, 0) for kind in KINDS}
     *by_kind, (running, running_complete), (dlq, superseded, dead_complete) = await asyncio.gather(
         *(
-            client.count_workflows(f"{JOB_TYPE_KEY.name} = '{kind}' GROUP BY ExecutionStatus", rpc_timeout=RPC_TIMEOUT)
+            client.count_workflows(
+                f"{JOB_TYPE_KEY.name} = '{kind}'{where} GROUP BY ExecutionStatus", rpc_timeout=RPC_TIMEOUT
+            )
             for kind in KINDS
         ),
-        _running(client),
-        _dead_letters(client),
+        _running(client, where),
+        _dead_letters(client, where),
     )
     for kind, answer in zip(KINDS, by_kind):
         for group in answer.groups:
@@ -159,7 +173,7 @@ async def _job_stats(client: Client) -> Stats:
     return Stats(counts=counts, dlq=dlq, approximate=not (running_complete and dead_complete))
 
 
-async def _running(client: Client) -> tuple[dict[tuple[str, str], int], bool]:
+async def _running(client: Client, where: str) -> tuple[dict[tuple[str, str], int], bool]:
     """Running jobs that are not `queued`, by (type, status word), as the status route reads them;
     and whether that is exact.
 
@@ -167,7 +181,7 @@ async def _running(client: Client) -> tuple[dict[tuple[str, str], int], bool]:
     the rest, which count as `delayed`; past MAX_DESCRIBED_RUNNING that may be sending, each counts
     under its HeraldStatus.
     """
-    running = f"{JOB_TYPE_KEY.name} IS NOT NULL AND ExecutionStatus = '{_RUNNING}'"
+    running = f"{JOB_TYPE_KEY.name} IS NOT NULL{where} AND ExecutionStatus = '{_RUNNING}'"
     not_queued = f"{running} AND {JOB_STATUS_KEY.name} != '{Phase.QUEUED.value}'"
     (listed, complete), (queued, all_queued) = await asyncio.gather(
         list_runs(client, not_queued, limit=MAX_LISTED_RUNNING),
@@ -233,15 +247,15 @@ async def _live_word(client: Client, info: WorkflowExecutionInfo, limit: asyncio
     return JOB_STATUS[phase] if phase else None
 
 
-async def _dead_letters(client: Client) -> tuple[int, list[tuple[str, str]], bool]:
+async def _dead_letters(client: Client, where: str) -> tuple[int, list[tuple[str, str]], bool]:
     """The DLQ's size; the (type, status word) of each counted run that is not its job's latest;
     and whether that is exact."""
-    dead_query = f"{JOB_TYPE_KEY.name} IS NOT NULL AND {DEAD}"
+    dead_query = f"{JOB_TYPE_KEY.name} IS NOT NULL{where} AND {DEAD}"
     dead, complete = await list_runs(client, dead_query, limit=MAX_LISTED_DEAD)
     if not complete:
         total, discarded = await asyncio.gather(
             client.count_workflows(dead_query, rpc_timeout=RPC_TIMEOUT),
-            client.count_workflows(f"WorkflowType = '{DISCARDED_WORKFLOW}'", rpc_timeout=RPC_TIMEOUT),
+            client.count_workflows(f"WorkflowType = '{DISCARDED_WORKFLOW}'{where}", rpc_timeout=RPC_TIMEOUT),
         )
         return max(0, total.count - discarded.count), [], False
     if not dead:
@@ -280,13 +294,17 @@ def _execution_status(info: WorkflowExecutionInfo) -> str:
 
 
 # ---- the latest jobs -------------------------------------------------------------------------
-async def recent_jobs(client: Client, limit: int = 20, kind: JobKind | None = None) -> list[RecentJob]:
-    """The latest `limit` jobs, newest first, one per job id (its latest run).
+async def recent_jobs(
+    client: Client, default_tenant: str, limit: int = 20, kind: JobKind | None = None, tenant: str | None = None
+) -> list[RecentJob]:
+    """The latest `limit` jobs (of `tenant`, or every tenant's), newest first, one per job id (its latest
+    run), each with its tenant.
 
     Visibility's words for a finished run are exact; a running job is read like
     GET /jobs/{id}/status does (describe), so `processing` and a retry's `delayed` show here.
     """
     query = f"{JOB_TYPE_KEY.name} = '{kind}'" if kind else f"{JOB_TYPE_KEY.name} IS NOT NULL"
+    query += tenant_clause(tenant, default_tenant)
     # A redriven job has an older run further down; read a little more than asked to fill the page.
     infos, _ = await list_runs(client, query, limit=limit + 10)
     seen: set[str] = set()
@@ -308,6 +326,7 @@ async def recent_jobs(client: Client, limit: int = 20, kind: JobKind | None = No
                 status=word,
                 created_at=state.get("created_at") or iso(info.start_time),
                 finished_at=iso(info.close_time) if info.HasField("close_time") else None,
+                tenant=run_tenant(client, info, default_tenant),
             )
         )
         if len(jobs) == limit:
@@ -318,7 +337,7 @@ async def recent_jobs(client: Client, limit: int = 20, kind: JobKind | None = No
 
 async def _read_live(client: Client, job: RecentJob) -> None:
     try:
-        view = await load_job(client, job.job_id)
+        view = await load_job(client, job.job_id, None)  # the admin's: every tenant's
     except Exception:  # noqa: BLE001 - gone or unreadable meanwhile: keep what visibility said
         return
     job.status = JOB_STATUS[view.phase]

@@ -19,14 +19,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import Priority
+from temporalio.common import Priority, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.batches.models import EmailBatch, SmsBatch, WebhookBatch
 from api.core.errors import ApiError, validation_error, validation_errors
-from api.core.metrics import jobs_accepted
+from api.core.metrics import count_accepted
 from api.jobs.batch_items import Batch, Items, all_items, closed_items, queried
 from api.jobs.starter import check_limits, check_target, job_spec
+from common.jobs import tenant_attributes, tenant_memo
 from common.logs import log_event
 from common.models import (
     BATCH_MEMO_KEY,
@@ -41,6 +42,7 @@ from common.models import (
 )
 from common.settings import Settings
 from common.temporal import RPC_TIMEOUT
+from common.tenants import Tenant
 from common.vocabulary import notification_counts
 from workflows.batch import BatchWorkflow
 from workflows.batch_chunks import ChunkedBatchWorkflow
@@ -78,8 +80,11 @@ def check_batch(body: EmailBatch | SmsBatch | WebhookBatch, settings: Settings) 
         raise validation_errors(details)
 
 
-def batch_input(batch_id: str, body: EmailBatch | SmsBatch | WebhookBatch, settings: Settings) -> BatchInput:
-    spec = job_spec(batch_id, body.channel, "notify", body.job_options(), settings, None)
+def batch_input(
+    batch_id: str, body: EmailBatch | SmsBatch | WebhookBatch, settings: Settings, tenant: Tenant | None
+) -> BatchInput:
+    # The tenant in the spec: its items' dead letters (workflows/batch.py) and their redrives record it too.
+    spec = job_spec(batch_id, body.channel, "notify", body.job_options(), settings, None, tenant=tenant)
     batch = BatchInput(
         job=spec,
         slice_items=settings.batch_slice_items,
@@ -140,13 +145,15 @@ async def start_batch(client: Client, batch: BatchInput, priority: int | None, c
         "task_queue": TASK_QUEUES[spec.kind],
         "priority": Priority(priority_key=priority) if priority else Priority.default,
         "rpc_timeout": RPC_TIMEOUT,
+        # The batch's tenant on its run and every chunk's: the admin's filters and the Web UI's.
+        "search_attributes": TypedSearchAttributes(tenant_attributes(spec.tenant)),
     }
     if batch.total <= size:
         handle = await client.start_workflow(
             BatchWorkflow.run,
             batch,
             id=spec.job_id,
-            memo={BATCH_MEMO_KEY: meta},
+            memo={BATCH_MEMO_KEY: meta} | tenant_memo(spec.tenant),
             static_summary=f"batch of {batch.total} {spec.kind} notifications",
             **options,
         )
@@ -159,6 +166,7 @@ async def start_batch(client: Client, batch: BatchInput, priority: int | None, c
                     BatchWorkflow.run,
                     chunk,
                     id=batch_chunk_id(spec.job_id, k),
+                    memo=tenant_memo(spec.tenant),
                     static_summary=f"items {chunk.first}..{chunk.first + chunk.total - 1} of batch {spec.job_id}",
                     **options,
                 )
@@ -175,12 +183,12 @@ async def start_batch(client: Client, batch: BatchInput, priority: int | None, c
                 callback_url=batch.callback_url,
             ),
             id=spec.job_id,
-            memo={BATCH_MEMO_KEY: meta | {"chunk_items": size}},
+            memo={BATCH_MEMO_KEY: meta | {"chunk_items": size}} | tenant_memo(spec.tenant),
             static_summary=f"batch of {batch.total} {spec.kind} notifications in chunks of {size}",
             **options,
         )
     log_event("batch.added", batch_id=spec.job_id, kind=spec.kind, items=batch.total, priority=priority, chunk=size)
-    jobs_accepted.labels(type=spec.kind).inc(batch.total)  # each item is a job (count_accepted counts one)
+    count_accepted(spec.kind, spec.tenant, batch.total)  # each item is a job
     return handle
 
 

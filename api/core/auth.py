@@ -8,12 +8,13 @@ import ipaddress
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.core.errors import ApiError
+from api.core.errors import ApiError, validation_error
 from api.core.temporal import TemporalGateway
 from common.settings import Settings
+from common.tenants import TENANT_PATTERN, Tenant
 
 _bearer = HTTPBearer(auto_error=False, description="a client key from HERALD_API_KEYS")
 
@@ -26,9 +27,18 @@ def get_gateway(request: Request) -> TemporalGateway:
     return request.app.state.gateway
 
 
+def client_tenant(settings: Settings, given: str) -> str | None:
+    """The tenant of a client key, or None for a key that is not one."""
+    found = None
+    # compare_digest against every key (no early exit): no timing hint about which prefix matched.
+    for key, tenant in settings.client_keys().items():
+        if secrets.compare_digest(given.encode(), key.encode()) and given:
+            found = tenant
+    return found
+
+
 def _is_client_key(settings: Settings, given: str) -> bool:
-    # compare_digest against every key: no timing hint about which prefix matched.
-    return bool(given) and any(secrets.compare_digest(given.encode(), key.encode()) for key in settings.api_keys)
+    return client_tenant(settings, given) is not None
 
 
 def _unauthorized() -> ApiError:
@@ -48,6 +58,15 @@ def require_client_key(
     if not _is_client_key(settings, given):
         raise _unauthorized()
     return given
+
+
+def caller_tenant(
+    settings: Annotated[Settings, Depends(get_settings)], key: Annotated[str, Depends(require_client_key)]
+) -> Tenant:
+    """The caller's tenant: everything a client route reads or creates is scoped to it (docs/tenants.md)."""
+    name = client_tenant(settings, key)
+    assert name is not None, "require_client_key let only client keys through"
+    return Tenant(name=name, default=name == settings.tenant_names()[0])
 
 
 def _is_admin_token(settings: Settings, given: str) -> bool:
@@ -175,4 +194,27 @@ def unauthorized_caller(request: Request) -> ApiError | None:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+# The caller's tenant, on every client route that reads or creates something of a tenant's.
+CallerTenant = Annotated[Tenant, Depends(caller_tenant)]
+
+
+def tenant_filter(
+    settings: Annotated[Settings, Depends(get_settings)],
+    tenant: Annotated[
+        str | None,
+        Query(
+            pattern=TENANT_PATTERN,
+            description="only this tenant's, one of HERALD_API_KEYS's (the default tenant's include what was "
+            "made before tenants)",
+        ),
+    ] = None,
+) -> str | None:
+    """The admin routes' `?tenant=`. A tenant the deployment does not have is a 400 rather than an empty
+    answer: a typo says so, and visibility (rate-limited per namespace) is not asked for nothing."""
+    if tenant is not None and tenant not in settings.tenant_names():
+        raise validation_error("tenant", f"not a tenant of HERALD_API_KEYS ({', '.join(settings.tenant_names())})")
+    return tenant
+
+
+TenantFilter = Annotated[str | None, Depends(tenant_filter)]
 Gateway = Annotated[TemporalGateway, Depends(get_gateway)]

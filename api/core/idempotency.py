@@ -2,7 +2,7 @@
 
 A POST to a client or admin route that carries the header, from a caller whose credential is
 right (anything else passes through untouched: the route answers 401/403, 404, 405 itself), is
-read whole, then claimed in Temporal under (credential, key) (workflows/idempotency.py):
+read whole, then claimed in Temporal under (tenant or admin token, key) (workflows/idempotency.py):
 
 - the first request runs as usual; its answer is stored before it is sent, if it is one to
   replay: a 2xx, or a 4xx other than 401, 403, 408, 425 and 429 (those, and 5xx, free the key so
@@ -15,7 +15,8 @@ read whole, then claimed in Temporal under (credential, key) (workflows/idempote
 A request whose process dies between claim and answer holds the key for
 HERALD_IDEMPOTENCY_LEASE_SECONDS; a retry after that runs again (the job may then exist twice:
 at-least-once in that window, as everywhere else in Herald). Keys are kept
-HERALD_IDEMPOTENCY_KEEP_HOURS from their first use, per credential (client key or admin token).
+HERALD_IDEMPOTENCY_KEEP_HOURS from their first use, per tenant (of the client key; docs/tenants.md) or
+for the admin token.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from temporalio.client import Client, RPCTimeoutOrCancelledError, WithStartWorkf
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
-from api.core.auth import _admin_credential, _admin_refusal, _is_client_key, require_admin_token, require_client_key
+from api.core.auth import _admin_credential, _admin_refusal, client_tenant, require_admin_token, require_client_key
 from api.core.errors import ApiError, temporal_unavailable, validation_error
 from api.core.temporal import BUSY_RETRIES, is_unreachable, one_update_at_a_time, pause_when_busy, too_many_updates
 from common.idempotency import Claim, ClaimOutcome, Completion, KeyStart, StoredAnswer, job_seed, key_workflow_id
@@ -303,10 +304,12 @@ def _credential(scope: Scope) -> str | None:
         return "admin\n" + _admin_credential(authorization)
     if require_client_key in guards:
         scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not _is_client_key(settings, token):
+        tenant = client_tenant(settings, token.strip()) if scheme.lower() == "bearer" else None
+        if tenant is None:
             return None
-        return "client\n" + token
+        # Scoped to the tenant, not the key: a client that moves to the tenant's second key (rotation)
+        # keeps its keys; the same key in another tenant is another key (and names other jobs).
+        return "tenant\n" + tenant
     return None
 
 
@@ -359,7 +362,7 @@ HEADER_PARAMETER = {
     "required": False,
     "description": "makes a retried POST safe: the same key with the same request (method, path, body) returns the "
     "first answer (status, body; `Idempotency-Replayed: true`) and starts nothing; with another "
-    "request it is a 409 `idempotency_conflict`. Scoped to the credential, kept 24 h "
+    "request it is a 409 `idempotency_conflict`. Scoped to the tenant, kept 24 h "
     "(HERALD_IDEMPOTENCY_KEEP_HOURS); 5xx, 401, 403, 408, 425 and 429 answers are not kept",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": KEY_PATTERN},
 }

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.core.errors import errors
 from common.metrics import DESCRIPTIONS, HTTP_REQUEST_DURATION, JOBS_ACCEPTED
+from common.tenants import metric_label
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
@@ -23,7 +24,12 @@ PlatformCollector(registry=REGISTRY)
 GCCollector(registry=REGISTRY)
 
 # prometheus-client adds `_total` to a counter's name itself: named without it, exposed with it.
-jobs_accepted = Counter(JOBS_ACCEPTED.removesuffix("_total"), DESCRIPTIONS[JOBS_ACCEPTED], ["type"], registry=REGISTRY)
+jobs_accepted = Counter(
+    JOBS_ACCEPTED.removesuffix("_total"), DESCRIPTIONS[JOBS_ACCEPTED], ["type", "tenant"], registry=REGISTRY
+)
+# The tenants a `tenant` label names (HERALD_API_KEYS's): any other is OTHER_TENANT, so the label stays
+# bounded by the configuration (set by create_app; every app of a process has the same settings).
+_tenants: frozenset[str] = frozenset()
 # Up to a minute: long polls (`?wait=`) and event streams answer late on purpose.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 request_duration = Histogram(
@@ -37,9 +43,14 @@ request_duration = Histogram(
 UNMATCHED = "unmatched"
 
 
-def count_accepted(job_type: str) -> None:
-    """One job durably started in Temporal, about to be answered 202."""
-    jobs_accepted.labels(type=job_type).inc()
+def configure_tenant_labels(tenants: list[str]) -> None:
+    global _tenants
+    _tenants = frozenset(tenants)
+
+
+def count_accepted(job_type: str, tenant: str | None, jobs: int = 1) -> None:
+    """Jobs durably started in Temporal, about to be answered 202 (a batch's items count one each)."""
+    jobs_accepted.labels(type=job_type, tenant=metric_label(tenant, _tenants)).inc(jobs)
 
 
 class RequestLatencyMiddleware:
@@ -78,7 +89,7 @@ router = APIRouter(tags=["health"])
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    response_description="the Prometheus text format: `herald_jobs_accepted_total{type}`, "
+    response_description="the Prometheus text format: `herald_jobs_accepted_total{type,tenant}`, "
     "`herald_http_request_duration_seconds{method,route,status}`, and the process's "
     "`process_*` / `python_*` metrics",
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **errors()},

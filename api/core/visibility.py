@@ -11,6 +11,7 @@ from temporalio.client import Client
 
 from common.models import JOB_TYPE_KEY, STATE_MEMO_KEY
 from common.temporal import RPC_TIMEOUT
+from common.tenants import TENANT_KEY
 
 # Job ids per `WorkflowId IN (...)` query when looking for a job's other runs.
 IDS_PER_QUERY = 500
@@ -63,6 +64,20 @@ def search_attribute(client: Client, info: WorkflowExecutionInfo, name: str) -> 
     [value] = client.data_converter.payload_converter.from_payloads([payload])
     value = value[0] if isinstance(value, list) and value else value
     return value if isinstance(value, str) else None
+
+
+def tenant_clause(tenant: str | None, default_tenant: str) -> str:
+    """What restricts a visibility query to `tenant`'s runs (`` AND …``; empty: every tenant's). The
+    default tenant's include the runs recorded without a tenant (before tenants: common/tenants.py)."""
+    if tenant is None:
+        return ""
+    mine = f"{TENANT_KEY.name} = {quoted(tenant)}"
+    return f" AND ({mine} OR {TENANT_KEY.name} IS NULL)" if tenant == default_tenant else f" AND {mine}"
+
+
+def run_tenant(client: Client, info: WorkflowExecutionInfo, default_tenant: str) -> str:
+    """Whose run it is: its HeraldTenant, or the default tenant's for a run from before tenants."""
+    return search_attribute(client, info, TENANT_KEY.name) or default_tenant
 
 
 def job_type(client: Client, info: WorkflowExecutionInfo) -> str | None:

@@ -9,10 +9,12 @@ from pydantic import Field
 from api.core.models import DATE_TIME, Answer, Body
 from api.jobs.models import JobStatusWord
 from common.models import JobKind
+from common.tenants import TENANT_PATTERN
 
 
 class DeadLetterFilter(Body):
     type: JobKind | None = Field(None, description="only this type's")
+    tenant: str | None = Field(None, pattern=TENANT_PATTERN, description="only this tenant's")
 
 
 class DeadLetterItem(Answer):
@@ -21,6 +23,7 @@ class DeadLetterItem(Answer):
     error: str | None = Field(description="why the job failed (its last attempt's error)")
     attempts: int = Field(description="attempts made before it gave up")
     failedAt: str | None = Field(description="when the job failed", json_schema_extra=DATE_TIME)
+    tenant: str = Field(description="the job's tenant (a redrive keeps it)")
 
 
 class DeadLetterList(Answer):

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query
 
-from api.core.auth import Gateway, require_admin_token
+from api.core.auth import Gateway, SettingsDep, TenantFilter, require_admin_token
 from api.core.errors import errors
 from api.dead_letters.models import DeadLetterFilter, DeadLetterItem, DeadLetterList, Discarded, Redriven, RedrivenAll
 from api.dead_letters.service import DeadLetterQueue
@@ -22,8 +22,8 @@ SAY = {
 }
 
 
-async def get_dead_letters(gateway: Gateway) -> DeadLetterQueue:
-    return DeadLetterQueue(await gateway.client())
+async def get_dead_letters(gateway: Gateway, settings: SettingsDep) -> DeadLetterQueue:
+    return DeadLetterQueue(await gateway.client(), settings.tenant_names()[0])
 
 
 DeadLetters = Annotated[DeadLetterQueue, Depends(get_dead_letters)]
@@ -32,14 +32,22 @@ DeadLetters = Annotated[DeadLetterQueue, Depends(get_dead_letters)]
 @router.get("", summary="Dead-lettered jobs, newest first", responses=errors(400, *ADMIN, say=SAY))
 async def list_dead_letters(
     dlq: DeadLetters,
+    tenant: TenantFilter,
     type: Annotated[JobKind | None, Query(description="only jobs of this type")] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="items per page")] = 50,
     cursor: Annotated[str | None, Query(max_length=4096, description="`nextCursor` of the page before")] = None,
 ) -> DeadLetterList:
-    page = await dlq.page(type, limit, cursor)
+    page = await dlq.page(type, limit, cursor, tenant)
     return DeadLetterList(
         items=[
-            DeadLetterItem(jobId=d.job_id, type=d.type, error=d.error, attempts=d.attempts, failedAt=d.failed_at)
+            DeadLetterItem(
+                jobId=d.job_id,
+                type=d.type,
+                error=d.error,
+                attempts=d.attempts,
+                failedAt=d.failed_at,
+                tenant=d.tenant or "",
+            )
             for d in page.items
         ],
         nextCursor=page.next_cursor,
@@ -48,7 +56,7 @@ async def list_dead_letters(
 
 @router.post("/retry", summary="Redrive every dead letter (of one type)", responses=errors(400, *ADMIN, say=SAY))
 async def redrive_all(dlq: DeadLetters, body: Annotated[DeadLetterFilter | None, Body()] = None) -> RedrivenAll:
-    return RedrivenAll(redriven=await dlq.redrive_all(body.type if body else None))
+    return RedrivenAll(redriven=await dlq.redrive_all(body.type if body else None, body.tenant if body else None))
 
 
 @router.post(

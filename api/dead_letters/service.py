@@ -25,14 +25,14 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflow.v1 import WorkflowExecutionInfo
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest, ListWorkflowExecutionsRequest
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.core.errors import ApiError, validation_error
 from api.core.temporal import is_unreachable
-from api.core.visibility import iso, job_type, memo_state, newer, runs_of
+from api.core.visibility import iso, job_type, memo_state, newer, run_tenant, runs_of, search_attribute, tenant_clause
 from api.jobs.starter import start_job
-from common.jobs import WORKFLOW_NAMES, redrive_input
+from common.jobs import WORKFLOW_NAMES, redrive_input, tenant_attributes, tenant_memo
 from common.logs import log_event
 from common.models import (
     JOB_STATUS_KEY,
@@ -45,6 +45,7 @@ from common.models import (
     ReportInput,
 )
 from common.temporal import RPC_TIMEOUT
+from common.tenants import TENANT_KEY
 from common.vocabulary import FAILED_BY_ENDING, FAILED_BY_ENDING_NAMES
 
 # The visibility condition a dead letter's run meets (the stats count with it too).
@@ -71,6 +72,7 @@ class DeadLetter:
     error: str | None
     attempts: int
     failed_at: str | None
+    tenant: str | None = None
 
 
 @dataclass
@@ -80,13 +82,18 @@ class DeadLetterPage:
 
 
 class DeadLetterQueue:
-    def __init__(self, client: Client) -> None:
-        self.client = client
+    def __init__(self, client: Client, default_tenant: str) -> None:
+        # The default tenant owns the dead letters recorded without a tenant (common/tenants.py).
+        self.client, self.default_tenant = client, default_tenant
 
     # ---- reading -----------------------------------------------------------------------
-    async def page(self, kind: JobKind | None = None, limit: int = 50, cursor: str | None = None) -> DeadLetterPage:
-        """Newest first (visibility's order: latest start first), at most `limit` at a time."""
+    async def page(
+        self, kind: JobKind | None = None, limit: int = 50, cursor: str | None = None, tenant: str | None = None
+    ) -> DeadLetterPage:
+        """Newest first (visibility's order: latest start first), at most `limit` at a time; of `tenant`
+        only, or every tenant's."""
         query = f"{JOB_TYPE_KEY.name} = '{kind}' AND {DEAD}" if kind else f"{JOB_TYPE_KEY.name} IS NOT NULL AND {DEAD}"
+        query += tenant_clause(tenant, self.default_tenant)
         try:
             answer = await self.client.workflow_service.list_workflow_executions(
                 ListWorkflowExecutionsRequest(
@@ -146,6 +153,7 @@ class DeadLetterQueue:
             error=error,
             attempts=int(state.get("attempts") or 0),
             failed_at=failed_at,
+            tenant=run_tenant(self.client, info, self.default_tenant),
         )
 
     async def find(self, job_id: str) -> WorkflowExecutionInfo:
@@ -190,23 +198,26 @@ class DeadLetterQueue:
     async def discard(self, job_id: str) -> None:
         info = await self.find(job_id)
         state = await memo_state(self.client, info)
+        # The tombstone keeps the job's tenant, so a tenant's counts subtract its own (api/admin/service.py).
+        tenant = search_attribute(self.client, info, TENANT_KEY.name)
         handle = await self.client.start_workflow(
             DISCARDED_WORKFLOW,
             id=job_id,
             task_queue=DISCARDED_QUEUE,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-            memo={STATE_MEMO_KEY: state | {"phase": Phase.FAILED.value, "discarded": True}},
+            memo={STATE_MEMO_KEY: state | {"phase": Phase.FAILED.value, "discarded": True}} | tenant_memo(tenant),
+            search_attributes=TypedSearchAttributes(tenant_attributes(tenant)),
             rpc_timeout=RPC_TIMEOUT,
         )
         await handle.terminate(reason="dead letter discarded by an operator", rpc_timeout=RPC_TIMEOUT)
         log_event("discarded", job_id=job_id, failed_run=info.execution.run_id)
 
-    async def redrive_all(self, kind: JobKind | None = None) -> int:
+    async def redrive_all(self, kind: JobKind | None = None, tenant: str | None = None) -> int:
         redriven, cursor = 0, None
         # Collect first: redriving deletes entries and so moves the pages under a live cursor.
         job_ids: list[str] = []
         while True:
-            page = await self.page(kind, limit=500, cursor=cursor)
+            page = await self.page(kind, limit=500, cursor=cursor, tenant=tenant)
             job_ids += [item.job_id for item in page.items]
             if not page.next_cursor:
                 break

@@ -25,6 +25,7 @@ from api.core.errors import ApiError
 from api.jobs.models import JobView
 from common.models import BATCH_MEMO_KEY, DEFAULT_ATTEMPTS, Phase, batch_chunk_id
 from common.temporal import RPC_TIMEOUT
+from common.tenants import Tenant, owned_by
 from common.vocabulary import JOB_STATUS
 
 BATCH_ID = re.compile(r"^batch-[0-9a-f]{20}$")
@@ -74,7 +75,9 @@ class Items:
     handle: WorkflowHandle
 
 
-async def find_batch(client: Client, batch_id: str) -> Batch | None:
+async def find_batch(client: Client, batch_id: str, tenant: Tenant | None) -> Batch | None:
+    """The batch `batch_id` of `tenant` (None: of any); None for an unknown id and another tenant's
+    batch alike. Its items and chunks are the batch's tenant's."""
     if not BATCH_ID.match(batch_id):
         return None
     handle = client.get_workflow_handle(batch_id)
@@ -84,8 +87,9 @@ async def find_batch(client: Client, batch_id: str) -> Batch | None:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None
         raise
-    meta = (await description.memo()).get(BATCH_MEMO_KEY)
-    if not isinstance(meta, dict):
+    memo = await description.memo()
+    meta = memo.get(BATCH_MEMO_KEY)
+    if not isinstance(meta, dict) or not owned_by(tenant, memo):
         return None
     return Batch(batch_id, meta, description, client.get_workflow_handle(batch_id, run_id=description.run_id))
 
@@ -154,12 +158,12 @@ async def queried(items: Items, query: str, *args: Any) -> Any:
         return None
 
 
-async def load_item(client: Client, job_id: str) -> JobView | None:
-    """A batch item as a job (None: `job_id` names no batch item)."""
+async def load_item(client: Client, job_id: str, tenant: Tenant | None) -> JobView | None:
+    """A batch item of `tenant`'s as a job (None: `job_id` names no batch item of the tenant's)."""
     match = ITEM_ID.match(job_id)
     if not match:
         return None
-    batch = await find_batch(client, match.group(1))
+    batch = await find_batch(client, match.group(1), tenant)
     n = int(match.group(2))
     if batch is None or n >= batch.total:
         return None
@@ -193,16 +197,16 @@ async def load_item(client: Client, job_id: str) -> JobView | None:
     )
 
 
-async def history_id(client: Client, job_id: str) -> str | None:
+async def history_id(client: Client, job_id: str, tenant: Tenant | None) -> str | None:
     """The workflow whose history records a batch item's changes (its batch's, or its chunk's), for the
     live routes."""
     match = ITEM_ID.match(job_id)
-    batch = await find_batch(client, match.group(1)) if match else None
+    batch = await find_batch(client, match.group(1), tenant) if match else None
     return batch.holder_id(int(match.group(2))) if match and batch else None
 
 
 # ---- cancelling ------------------------------------------------------------------------------------
-async def cancel_in_batch(client: Client, job_id: str) -> str | None:
+async def cancel_in_batch(client: Client, job_id: str, tenant: Tenant | None) -> str | None:
     """Cancel a batch's waiting items (`job_id` a batch id) or one waiting item (an item's id).
 
     Returns the status URL to answer with, None when `job_id` is neither (the caller treats it as
@@ -210,7 +214,7 @@ async def cancel_in_batch(client: Client, job_id: str) -> str | None:
     """
     match = ITEM_ID.match(job_id)
     if not match:
-        batch = await find_batch(client, job_id)
+        batch = await find_batch(client, job_id, tenant)
         if batch is None:
             return None
         await cancel_batch(client, batch)
@@ -221,7 +225,7 @@ async def cancel_in_batch(client: Client, job_id: str) -> str | None:
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
-    batch, n = await find_batch(client, match.group(1)), int(match.group(2))
+    batch, n = await find_batch(client, match.group(1), tenant), int(match.group(2))
     if batch is None or n >= batch.total:
         return None
     items = await items_of(client, batch, n)

@@ -52,6 +52,7 @@ from api.jobs.batch_items import history_id
 from api.jobs.models import JobStatus
 from api.jobs.service import MAX_ID_LENGTH, job_status_body, load_job
 from common.settings import Settings
+from common.tenants import Tenant
 
 log = logging.getLogger("herald.api.live")
 
@@ -106,8 +107,8 @@ def snapshot_of(body: dict[str, Any]) -> Snapshot:
     return Snapshot(body=wire, etag=f'"{digest[:16]}"')
 
 
-async def read_status(client: Client, job_id: str) -> Snapshot:
-    return snapshot_of(job_status_body(await load_job(client, job_id)))
+async def read_status(client: Client, job_id: str, tenant: Tenant | None) -> Snapshot:
+    return snapshot_of(job_status_body(await load_job(client, job_id, tenant)))
 
 
 def versions(header: str | None) -> set[str]:
@@ -186,8 +187,11 @@ class HistoryMarks:
 class JobWatch:
     """One job's status, and its changes as Temporal records them."""
 
-    def __init__(self, client: Client, job_id: str, refresh_s: float, resume: HistoryMark | None = None) -> None:
-        self.client, self.job_id, self.refresh_s = client, job_id, refresh_s
+    def __init__(
+        self, client: Client, job_id: str, tenant: Tenant, refresh_s: float, resume: HistoryMark | None = None
+    ) -> None:
+        # Every state it reads is the tenant's job's (load_job): another tenant's id is a 404 at open().
+        self.client, self.job_id, self.tenant, self.refresh_s = client, job_id, tenant, refresh_s
         # The run whose history records the job's changes: a batch item's may be its batch's.
         self.history_id = job_id
         self.current: Snapshot | None = None
@@ -207,7 +211,7 @@ class JobWatch:
                 self._token, self._open_activities = self._resume.token, set(self._resume.open_activities)
             else:
                 await self._history_start()
-            self.current = await read_status(self.client, self.job_id)
+            self.current = await read_status(self.client, self.job_id, self.tenant)
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise not_found(self.job_id) from exc
@@ -230,7 +234,7 @@ class JobWatch:
                 # The run is over and the job final: nothing more will be written to it. Wait out
                 # `until` without a call, then read once (a redrive starts the job again, a new run).
                 await asyncio.sleep(max(0.0, until - loop.time()))
-                return self._changed(await read_status(self.client, self.job_id))
+                return self._changed(await read_status(self.client, self.job_id, self.tenant))
             timeout = max(0.0, min(until, refresh or until) - loop.time())
             if not self._ended and self._poll is None:
                 self._poll = asyncio.create_task(self._next_events())
@@ -245,7 +249,7 @@ class JobWatch:
                     continue  # the server's long poll ran out with nothing new
             elif refresh is None or loop.time() < refresh:
                 return None  # `until` came first
-            changed = self._changed(await read_status(self.client, self.job_id))
+            changed = self._changed(await read_status(self.client, self.job_id, self.tenant))
             if changed is not None:
                 return changed
 
@@ -284,7 +288,7 @@ class JobWatch:
             # A batch item without a run of its own changes in the run that holds it (api/jobs/batch_items.py).
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
-            holder = await history_id(self.client, self.job_id)
+            holder = await history_id(self.client, self.job_id, self.tenant)
             if not holder:
                 raise
             self.history_id = holder
@@ -333,9 +337,13 @@ class Live:
         self.slots = StreamSlots(settings.max_live_streams)
         self.marks = HistoryMarks()
 
-    async def watch(self, job_id: str) -> JobWatch:
+    async def watch(self, job_id: str, tenant: Tenant) -> JobWatch:
         watch = JobWatch(
-            await self.gateway.client(), job_id, self.settings.live_refresh_seconds, resume=self.marks.get(job_id)
+            await self.gateway.client(),
+            job_id,
+            tenant,
+            self.settings.live_refresh_seconds,
+            resume=self.marks.get(job_id),
         )
         try:
             await watch.open()
@@ -349,14 +357,14 @@ class Live:
         self.marks.keep(watch.job_id, watch.mark())
 
     async def wait_for_change(
-        self, request: Request, job_id: str, wait: float, known: set[str]
+        self, request: Request, job_id: str, tenant: Tenant, wait: float, known: set[str]
     ) -> tuple[Snapshot, bool]:
         """The long poll: the status once it is not one of `known` (empty: the state at the request),
         or after `wait` seconds. Returns the status and whether it changed."""
         release = self.slots.take()
         watch: JobWatch | None = None
         try:
-            watch = await self.watch(job_id)
+            watch = await self.watch(job_id, tenant)
             current = watch.current
             assert current is not None
             known = known or {current.version}
@@ -371,17 +379,17 @@ class Live:
                 self.unwatch(watch)
             release()
 
-    async def stream(self, job_id: str, last_event_id: str | None) -> Response:
+    async def stream(self, job_id: str, tenant: Tenant, last_event_id: str | None) -> Response:
         """`GET /jobs/{id}/events`: 404 (and every refusal) before the stream starts."""
         release = self.slots.take()
         try:
             if last_event_id:
                 # A client's EventSource reconnecting after the final state: 204 tells it to stop.
-                latest = await read_status(await self.gateway.client(), job_id)
+                latest = await read_status(await self.gateway.client(), job_id, tenant)
                 if latest.final and latest.version in versions(last_event_id):
                     release()
                     return Response(status_code=204)
-            watch = await self.watch(job_id)
+            watch = await self.watch(job_id, tenant)
         except BaseException:  # an RPCError is answered by the app's handler (404, 503, 502)
             release()
             raise

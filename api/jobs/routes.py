@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
-from api.core.auth import Gateway, require_client_key
+from api.core.auth import CallerTenant, Gateway, require_client_key
 from api.core.errors import CREATE_ERRORS, SMS_CREATE_ERRORS, ApiError, errors
 from api.jobs.batch_items import cancel_in_batch
 from api.jobs.live import (
@@ -124,6 +124,7 @@ async def job_status(
     live: LiveDep,
     request: Request,
     response: Response,
+    tenant: CallerTenant,
     wait: Annotated[
         float | None,
         Query(
@@ -146,9 +147,11 @@ async def job_status(
     ] = None,
 ) -> JobStatus:
     if wait:
-        snapshot, _ = await live.wait_for_change(request, job_id, wait, versions(since) or versions(if_none_match))
+        snapshot, _ = await live.wait_for_change(
+            request, job_id, tenant, wait, versions(since) or versions(if_none_match)
+        )
     else:
-        snapshot = await read_status(await gateway.client(), job_id)
+        snapshot = await read_status(await gateway.client(), job_id, tenant)
     if matches(snapshot, versions(if_none_match)):
         return Response(status_code=304, headers={"ETag": snapshot.etag})  # type: ignore[return-value]
     response.headers["ETag"] = snapshot.etag
@@ -164,11 +167,12 @@ async def job_status(
 async def job_events(
     job_id: str,
     live: LiveDep,
+    tenant: CallerTenant,
     last_event_id: Annotated[
         str | None, Header(description="set by a reconnecting EventSource: the `id` of the last event it got")
     ] = None,
 ) -> Response:
-    return await live.stream(job_id, last_event_id)
+    return await live.stream(job_id, tenant, last_event_id)
 
 
 @router.get(
@@ -178,8 +182,8 @@ async def job_events(
     responses=READ_ERRORS,
     response_model_exclude_unset=True,
 )
-async def job(job_id: str, gateway: Gateway) -> BullMQJob:
-    return BullMQJob.model_validate(bullmq_body(await load_job(await gateway.client(), job_id)))
+async def job(job_id: str, gateway: Gateway, tenant: CallerTenant) -> BullMQJob:
+    return BullMQJob.model_validate(bullmq_body(await load_job(await gateway.client(), job_id, tenant)))
 
 
 @router.post(
@@ -189,12 +193,12 @@ async def job(job_id: str, gateway: Gateway) -> BullMQJob:
     response_description="The cancel is recorded; the job reads `cancelled` shortly, nothing is sent",
     responses=errors(401, 404, 409, 502, 503),
 )
-async def cancel_job(job_id: str, gateway: Gateway) -> CancelAccepted:
+async def cancel_job(job_id: str, gateway: Gateway, tenant: CallerTenant) -> CancelAccepted:
     client = await gateway.client()
     # A batch (its waiting items) or a batch item still in its batch: cancelled there (api/jobs/batch_items.py).
-    if status_url := await cancel_in_batch(client, job_id):
+    if status_url := await cancel_in_batch(client, job_id, tenant):
         return CancelAccepted(jobId=job_id, cancelRequested=True, statusUrl=status_url)
-    view = await load_job(client, job_id)
+    view = await load_job(client, job_id, tenant)
     if view.phase.final:
         raise ApiError(409, "not_cancellable", f"the job is already {JOB_STATUS[view.phase]}")
     if view.phase == Phase.PROCESSING:

@@ -33,24 +33,31 @@ from api.jobs.models import JobView
 from common.failures import error_text
 from common.models import STATE_MEMO_KEY, Phase, result_url
 from common.temporal import RPC_TIMEOUT
+from common.tenants import Tenant, owned_by
 from common.vocabulary import BULLMQ_STATUS, FAILED_BY_ENDING, JOB_STATUS, NOTIFICATION_STATUS
 
 MAX_ID_LENGTH = 255
 
 
-async def load_job(client: Client, job_id: str) -> JobView:
+async def load_job(client: Client, job_id: str, tenant: Tenant | None) -> JobView:
+    """The job `job_id` of `tenant` (None: of any tenant, for the admin routes). Another tenant's job is a
+    404 exactly as an unknown id is: its owner is read from the memo the describe brings anyway."""
     if len(job_id) > MAX_ID_LENGTH:
         raise not_found(job_id)
     try:
         description = await client.get_workflow_handle(job_id).describe(rpc_timeout=RPC_TIMEOUT)
     except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
         # A batch item (`<batchId>-<n>`) without a run of its own lives in its batch's run.
-        if exc.status == RPCStatusCode.NOT_FOUND and (item := await load_item(client, job_id)):
+        if item := await load_item(client, job_id, tenant):
             return item
-        raise
-    state = (await description.memo()).get(STATE_MEMO_KEY)
-    if not isinstance(state, dict):
-        raise not_found(job_id)  # a Temporal workflow, but not a Herald job (e.g. a callback)
+        raise not_found(job_id) from exc
+    memo = await description.memo()
+    state = memo.get(STATE_MEMO_KEY)
+    if not isinstance(state, dict) or not owned_by(tenant, memo):
+        # A Temporal workflow but not a Herald job (e.g. a callback), or another tenant's job.
+        raise not_found(job_id)
     if not state.get("job_id"):
         # A schedule's run: its memo was written with the schedule; the run itself started now.
         started = description.start_time.isoformat()
@@ -65,6 +72,17 @@ async def load_job(client: Client, job_id: str) -> JobView:
         if carried and isinstance(carried[0], dict) and carried[0].get("deliveries"):
             state = state | {"deliveries": carried[0]["deliveries"]}
     return _view(job_id, state, description, await _last_failure(client, pending[0]) if pending else None)
+
+
+async def owns_run(client: Client, workflow_id: str, tenant: Tenant | None) -> bool:
+    """Whether the run `workflow_id` exists and is `tenant`'s (one describe, its memo)."""
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe(rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return owned_by(tenant, await description.memo())
 
 
 async def _final_state(handle: WorkflowHandle) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.core.auth import get_gateway, get_settings
+from api.core.auth import CallerTenant, get_gateway, get_settings
 from api.core.errors import validation_error, validation_errors
 from api.core.idempotency import keyed_job_id
 from api.core.metrics import count_accepted
@@ -62,6 +62,7 @@ from common.models import (
 )
 from common.settings import Settings
 from common.temporal import RPC_TIMEOUT
+from common.tenants import Tenant
 
 
 @dataclass
@@ -118,8 +119,11 @@ def job_spec(
     settings: Settings,
     recipient: str | None,
     where: str = "",
+    *,
+    tenant: Tenant | None,
 ) -> JobSpec:
-    """The spec of a job from its options; `where` is the options' path in the body (`then.`)."""
+    """The spec of a job from its options; `where` is the options' path in the body (`then.`); `tenant`
+    the caller's (None only where a job is nobody's, e.g. a benchmark's)."""
     check_limits(options, settings, where)
     check_target(f"{where}webhookUrl", options.webhookUrl, settings)
     return new_spec(
@@ -132,18 +136,19 @@ def job_spec(
         deliver_at=options.deliverAt.isoformat() if options.deliverAt else None,
         callback_url=options.webhookUrl,
         recipient=recipient,
-        then=follow_up(options.then, family, settings, f"{where}then.") if options.then else None,
+        then=follow_up(options.then, family, settings, f"{where}then.", tenant) if options.then else None,
+        tenant=tenant,
     )
 
 
 def typed_request(
-    job: TypedJobBody, family: JobFamily, settings: Settings, where: str, job_id: str = ""
+    job: TypedJobBody, family: JobFamily, settings: Settings, where: str, tenant: Tenant | None, job_id: str = ""
 ) -> NotificationInput | CleanupInput:
     """The input of a job given as `{"type": ..., ...}` (a schedule's job, a `then`), its URLs checked;
     `where` is its path in the body (`job.`, `then.`) for the 400's field."""
     if isinstance(job, TypedWebhookJob):
         check_target(f"{where}url", job.url, settings)
-    return job_input(job_spec(job_id, job.type, family, job, settings, recipient_of(job), where), job)
+    return job_input(job_spec(job_id, job.type, family, job, settings, recipient_of(job), where, tenant=tenant), job)
 
 
 def recipient_of(body: JobOptions) -> str | None:
@@ -170,10 +175,10 @@ def job_input(spec: JobSpec, body: JobOptions) -> NotificationInput | CleanupInp
     return cleanup_job(spec, body.task)
 
 
-def follow_up(job: TypedJobBody, family: JobFamily, settings: Settings, where: str) -> FollowUp:
+def follow_up(job: TypedJobBody, family: JobFamily, settings: Settings, where: str, tenant: Tenant | None) -> FollowUp:
     """A `then`, built and checked now, at the request: started by the job's workflow once it completed,
     as `<jobId>-then` (an empty job id here: the child takes its workflow id, as a schedule's run does)."""
-    request = typed_request(job, family, settings, where)
+    request = typed_request(job, family, settings, where, tenant)
     if isinstance(request, CleanupInput):
         return FollowUp(cleanup=request, priority=job.priority)
     return FollowUp(notification=request, priority=job.priority)
@@ -235,15 +240,17 @@ async def start_job(
         priority=priority,
         not_before=initial.not_before,
     )
-    count_accepted(spec.kind)
+    count_accepted(spec.kind, spec.tenant)
     return StartedJob(job_id=spec.job_id, phase=phase, handle=handle)
 
 
 class JobStarter:
     """What a POST route needs to turn a valid body into a started job (injected with Depends)."""
 
-    def __init__(self, gateway: TemporalGateway, settings: Settings, keyed_id: Callable[[str], str | None]) -> None:
-        self.gateway, self.settings = gateway, settings
+    def __init__(
+        self, gateway: TemporalGateway, settings: Settings, keyed_id: Callable[[str], str | None], tenant: Tenant
+    ) -> None:
+        self.gateway, self.settings, self.tenant = gateway, settings, tenant
         # The job id a request with an Idempotency-Key gets (keyed_job_id), by kind; None without one.
         self.keyed_id = keyed_id
 
@@ -258,7 +265,15 @@ class JobStarter:
         body alone does not say (a typed notification), job_input otherwise."""
         keyed_id = self.keyed_id(kind)
         # The spec (and its URL checks) before the client: bad input is a 400 even without Temporal.
-        spec = job_spec(keyed_id or new_job_id(kind), kind, family, options, self.settings, recipient_of(options))
+        spec = job_spec(
+            keyed_id or new_job_id(kind),
+            kind,
+            family,
+            options,
+            self.settings,
+            recipient_of(options),
+            tenant=self.tenant,
+        )
         request = build(spec) if build else job_input(spec, options)
         client = await self.gateway.client()
         if keyed_id and (first := await first_try(client, keyed_id)) is not None:
@@ -269,7 +284,7 @@ class JobStarter:
         # HERALD_SMS_PER_HOUR, a 429 and no job. Marked taken, so the job's run does not take another.
         numbers = sms_numbers(request)
         user_id = request.sms_user_id if isinstance(request, NotificationInput) else None
-        async with sms_slots(client, self.settings, numbers, user_id):
+        async with sms_slots(client, self.settings, numbers, user_id, scope=self.tenant.scope):
             request = with_sms_slots(request, taken=True)
             return await start_job(client, request, options.priority, keyed=keyed_id is not None)
 
@@ -278,8 +293,9 @@ def get_job_starter(
     request: Request,
     gateway: Annotated[TemporalGateway, Depends(get_gateway)],
     settings: Annotated[Settings, Depends(get_settings)],
+    tenant: CallerTenant,
 ) -> JobStarter:
-    return JobStarter(gateway, settings, lambda kind: keyed_job_id(request, kind))
+    return JobStarter(gateway, settings, lambda kind: keyed_job_id(request, kind), tenant)
 
 
 Jobs = Annotated[JobStarter, Depends(get_job_starter)]

@@ -72,10 +72,11 @@ async def _release(client: Client, key: str, token: str) -> None:
 
 
 async def reserve_sms(
-    client: Client, settings: Settings, numbers: Sequence[str], user_id: str | None = None
+    client: Client, settings: Settings, numbers: Sequence[str], user_id: str | None = None, scope: str = ""
 ) -> str | None:
     """Reserve one SMS slot per item of `numbers` (E.164; repeats count each), on each number's quota and,
-    with `user_id`, len(numbers) on the user's, all or none.
+    with `user_id`, len(numbers) on the user's, all or none; the quotas of the tenant `scope`
+    (common/tenants.py: the count is per tenant).
 
     Raises ApiError 429 `rate_limited` (with `Retry-After`: seconds until enough slots free) when any
     quota is full, and 503 `temporal_unavailable` when Temporal cannot be reached. Returns the
@@ -86,10 +87,10 @@ async def reserve_sms(
         return None
     token = uuid.uuid4().hex
     wanted: dict[str, tuple[int, str]] = {
-        quota_key("phone", n): (count, f"number {mask_phone(n)}") for n, count in Counter(numbers).items()
+        quota_key("phone", n, scope): (count, f"number {mask_phone(n)}") for n, count in Counter(numbers).items()
     }
     if user_id is not None:
-        wanted[quota_key("user", user_id)] = (len(numbers), "this user")
+        wanted[quota_key("user", user_id, scope)] = (len(numbers), "this user")
     gate = asyncio.Semaphore(PARALLEL)
 
     async def one(key: str, count: int) -> QuotaAnswer:
@@ -127,30 +128,34 @@ async def reserve_sms(
     return token
 
 
-async def release_sms(client: Client, numbers: Sequence[str], token: str | None, user_id: str | None = None) -> None:
+async def release_sms(
+    client: Client, numbers: Sequence[str], token: str | None, user_id: str | None = None, scope: str = ""
+) -> None:
     """Take back a reservation whose job could not be started (best effort)."""
     if token is None:
         return
-    keys = {quota_key("phone", n) for n in numbers} | ({quota_key("user", user_id)} if user_id is not None else set())
+    keys = {quota_key("phone", n, scope) for n in numbers}
+    if user_id is not None:
+        keys.add(quota_key("user", user_id, scope))
     await asyncio.gather(*(_release(client, k, f"{token}-{k}") for k in keys))
 
 
 @contextlib.asynccontextmanager
 async def sms_slots(
-    client: Client, settings: Settings, numbers: Sequence[str], user_id: str | None = None
+    client: Client, settings: Settings, numbers: Sequence[str], user_id: str | None = None, *, scope: str
 ) -> AsyncIterator[None]:
     """Reserve the slots (or raise the 429) for what the block starts; released if the block fails, unless
     the start may have reached Temporal anyway (no answer): then its job may exist, and a retry with the
     same Idempotency-Key finds it without taking another slot, so this one stays counted."""
-    token = await reserve_sms(client, settings, numbers, user_id)
+    token = await reserve_sms(client, settings, numbers, user_id, scope)
     try:
         yield
     except RPCTimeoutOrCancelledError:
         raise
     except RPCError as exc:
         if not is_unreachable(exc):
-            await release_sms(client, numbers, token, user_id)
+            await release_sms(client, numbers, token, user_id, scope)
         raise
     except BaseException:
-        await release_sms(client, numbers, token, user_id)
+        await release_sms(client, numbers, token, user_id, scope)
         raise

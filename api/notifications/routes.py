@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from api.core.auth import Gateway, SettingsDep, require_client_key
+from api.core.auth import CallerTenant, Gateway, SettingsDep, require_client_key
 from api.core.errors import CREATE_ERRORS, SMS_CREATE_ERRORS, errors
 from api.jobs.service import load_job, notification_body
 from api.jobs.starter import Jobs, StartedJob, check_target
@@ -73,8 +73,9 @@ async def notify_webhook(body: NotifyWebhook, jobs: Jobs, settings: SettingsDep)
     responses=errors(401, 404, 502, 503),
     response_model_exclude_unset=True,
 )
-async def notification(notification_id: str, gateway: Gateway) -> Notification:
-    return Notification.model_validate(notification_body(await load_job(await gateway.client(), notification_id)))
+async def notification(notification_id: str, gateway: Gateway, tenant: CallerTenant) -> Notification:
+    view = await load_job(await gateway.client(), notification_id, tenant)
+    return Notification.model_validate(notification_body(view))
 
 
 # Its own router: the app includes it after the users' routes (the order of docs/openapi.json).

@@ -16,8 +16,9 @@ import re
 
 from fastapi import APIRouter, Depends
 
-from api.core.auth import Gateway, SettingsDep, require_client_key
+from api.core.auth import CallerTenant, Gateway, SettingsDep, require_client_key
 from api.core.errors import CREATE_ERRORS, ApiError, errors
+from api.jobs.service import owns_run
 from api.reports.models import Report, ReportAccepted, ReportCreate
 from api.reports.service import start_report
 from common.models import report_path
@@ -34,8 +35,10 @@ _REPORT_ID = re.compile(r"report-[0-9a-f]{32}")
     response_description="The report job is durably recorded in Temporal (or one is already running)",
     responses=CREATE_ERRORS,
 )
-async def create_report(body: ReportCreate, gateway: Gateway, settings: SettingsDep) -> ReportAccepted:
-    job_id = await start_report(gateway, body, settings)
+async def create_report(
+    body: ReportCreate, gateway: Gateway, settings: SettingsDep, tenant: CallerTenant
+) -> ReportAccepted:
+    job_id = await start_report(gateway, body, settings, tenant)
     return ReportAccepted(jobId=job_id, statusUrl=f"/jobs/{job_id}")
 
 
@@ -46,8 +49,12 @@ async def create_report(body: ReportCreate, gateway: Gateway, settings: Settings
     responses=errors(401, 404, 503, say={404: "`not_found`: no report with that id, or not built yet"}),
     response_model_exclude_unset=True,
 )
-async def report_result(job_id: str, settings: SettingsDep) -> Report:
+async def report_result(job_id: str, settings: SettingsDep, gateway: Gateway, tenant: CallerTenant) -> Report:
     path = report_path(settings.data_dir, job_id)
+    missing = ApiError(404, "not_found", f"no finished report with job id {job_id!r}")
     if not _REPORT_ID.fullmatch(job_id) or not path.is_file():
-        raise ApiError(404, "not_found", f"no finished report with job id {job_id!r}")
+        raise missing
+    # The report job's run says whose it is (its memo; one describe): another tenant's is missing too.
+    if not await owns_run(await gateway.client(), job_id, tenant):
+        raise missing
     return Report.model_validate(json.loads(path.read_text()))

@@ -10,14 +10,18 @@ from api.jobs.starter import job_spec, start_job
 from api.reports.models import ReportCreate
 from common.models import ReportInput, ReportRequest, report_id
 from common.settings import Settings
+from common.tenants import Tenant
 
 
-async def start_report(gateway: TemporalGateway, body: ReportCreate, settings: Settings) -> str:
-    """Start the report (or find the one in flight for the same userId and reportType); its job id."""
-    job_id = report_id(body.userId, body.reportType)
+async def start_report(gateway: TemporalGateway, body: ReportCreate, settings: Settings, tenant: Tenant) -> str:
+    """Start the report (or find the one in flight for the same userId and reportType of the tenant); its
+    job id, in the tenant's scope: another tenant's report on the same userId is another job."""
+    job_id = report_id(body.userId, body.reportType, tenant.scope)
     # The spec (and its URL checks) before the client: bad input is a 400 even without Temporal.
-    spec = job_spec(job_id, "report", "jobs", body, settings, None)
-    request = ReportInput(job=spec, report=ReportRequest(user_id=body.userId, report_type=body.reportType))
+    spec = job_spec(job_id, "report", "jobs", body, settings, None, tenant=tenant)
+    request = ReportInput(
+        job=spec, report=ReportRequest(user_id=body.userId, report_type=body.reportType, scope=tenant.scope)
+    )
     await start_job(
         await gateway.client(),
         request,

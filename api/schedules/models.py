@@ -85,6 +85,10 @@ class ScheduleSummary(Answer):
     lastJobId: str | SkipJsonSchema[None] = absent_unless(
         "only once it has run: the latest run's job id, readable on every status route"
     )
+    tenant: str | SkipJsonSchema[None] = absent_unless(
+        "only in GET /admin/schedules, on a client's schedule: the tenant that created it (its runs are that "
+        "tenant's jobs)"
+    )
 
 
 class ScheduleDetail(ScheduleSummary):

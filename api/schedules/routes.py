@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
-from api.core.auth import Gateway, SettingsDep, require_client_key
+from api.core.auth import CallerTenant, Gateway, SettingsDep, require_client_key
 from api.core.errors import CREATE_ERRORS, errors
 from api.schedules.models import ScheduleCreate, ScheduleCreated, ScheduleDeleted, ScheduleDetail
 from api.schedules.service import create_client_schedule, delete_schedule, describe_schedule, detail_body, summary_body
@@ -22,9 +22,11 @@ NOT_FOUND = "`not_found`: no schedule with that id"
     responses=CREATE_ERRORS,
 )
 async def create_schedule(
-    body: ScheduleCreate, gateway: Gateway, settings: SettingsDep, response: Response
+    body: ScheduleCreate, gateway: Gateway, settings: SettingsDep, response: Response, tenant: CallerTenant
 ) -> ScheduleCreated:
-    description = await create_client_schedule(await gateway.client(), settings, body.cron, body.timezone, body.job)
+    description = await create_client_schedule(
+        await gateway.client(), settings, body.cron, body.timezone, body.job, tenant
+    )
     response.headers["Location"] = f"/schedules/{description.id}"
     summary = summary_body(description, {"cron": body.cron})
     return ScheduleCreated(scheduleId=description.id, nextRunAt=summary["nextRunAt"])
@@ -37,8 +39,9 @@ async def create_schedule(
     responses=errors(401, 404, 502, 503, say={404: NOT_FOUND}),
     response_model_exclude_unset=True,
 )
-async def get_schedule(schedule_id: str, gateway: Gateway) -> ScheduleDetail:
-    return ScheduleDetail.model_validate(detail_body(*await describe_schedule(await gateway.client(), schedule_id)))
+async def get_schedule(schedule_id: str, gateway: Gateway, tenant: CallerTenant) -> ScheduleDetail:
+    described = await describe_schedule(await gateway.client(), schedule_id, tenant)
+    return ScheduleDetail.model_validate(detail_body(*described))
 
 
 @router.delete(
@@ -54,6 +57,6 @@ async def get_schedule(schedule_id: str, gateway: Gateway) -> ScheduleDetail:
         say={404: NOT_FOUND, 409: "`builtin_schedule`: a built-in schedule, which only an operator can pause"},
     ),
 )
-async def remove_schedule(schedule_id: str, gateway: Gateway) -> ScheduleDeleted:
-    await delete_schedule(await gateway.client(), schedule_id)
+async def remove_schedule(schedule_id: str, gateway: Gateway, tenant: CallerTenant) -> ScheduleDeleted:
+    await delete_schedule(await gateway.client(), schedule_id, tenant)
     return ScheduleDeleted(scheduleId=schedule_id, deleted=True)

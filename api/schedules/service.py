@@ -27,17 +27,20 @@ from temporalio.client import (
     ScheduleOverlapPolicy,
     ScheduleSpec,
 )
+from temporalio.common import TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.core.errors import ApiError, validation_error
 from api.jobs.models import TypedJobBody
 from api.jobs.starter import typed_request
 from common.builtin_schedules import job_schedule
+from common.jobs import tenant_attributes, tenant_memo
 from common.logs import log_event
 from common.models import CleanupInput, NotificationInput
 from common.schedules import BUILTIN_SCHEDULES, SCHEDULE_MEMO_KEY, cron_of, next_run_after
 from common.settings import Settings
 from common.temporal import RPC_TIMEOUT
+from common.tenants import TENANT_MEMO_KEY, Tenant, owned_by
 
 BUILTIN_ORDER = {b.id: n for n, b in enumerate(BUILTIN_SCHEDULES)}
 BUILTINS = {b.id: b for b in BUILTIN_SCHEDULES}
@@ -59,9 +62,10 @@ def schedule_not_found(schedule_id: str) -> ApiError:
 
 
 # ---- building -------------------------------------------------------------------------------
-def job_request(job: TypedJobBody, settings: Settings) -> NotificationInput | CleanupInput:
-    """The input each run starts with: what the API would build for the same job, with an empty job id."""
-    return typed_request(job, "jobs", settings, "job.")
+def job_request(job: TypedJobBody, settings: Settings, tenant: Tenant) -> NotificationInput | CleanupInput:
+    """The input each run starts with: what the API would build for the same job, with an empty job id.
+    Its spec names the tenant, so every run records it (memo, HeraldTenant: common/jobs.py)."""
+    return typed_request(job, "jobs", settings, "job.", tenant)
 
 
 def job_body(job: TypedJobBody) -> dict[str, Any]:
@@ -78,9 +82,9 @@ def _refused_spec(exc: RPCError) -> ApiError | None:
 
 
 async def create_client_schedule(
-    client: Client, settings: Settings, cron: str, timezone_name: str, job: TypedJobBody
+    client: Client, settings: Settings, cron: str, timezone_name: str, job: TypedJobBody, tenant: Tenant
 ) -> ScheduleDescription:
-    request = job_request(job, settings)
+    request = job_request(job, settings, tenant)
     schedule_id = f"schedule-{uuid.uuid4().hex[:20]}"
     # Every occurrence is a job of its own: one still retrying does not hold up the next.
     schedule = job_schedule(schedule_id, request, job.priority, cron, timezone_name, ScheduleOverlapPolicy.ALLOW_ALL)
@@ -88,7 +92,9 @@ async def create_client_schedule(
         handle = await client.create_schedule(
             schedule_id,
             schedule,
-            memo={SCHEDULE_MEMO_KEY: {"owner": "client", "cron": cron, "job": job_body(job)}},
+            memo={SCHEDULE_MEMO_KEY: {"owner": "client", "cron": cron, "job": job_body(job)}}
+            | tenant_memo(tenant.name),
+            search_attributes=TypedSearchAttributes(tenant_attributes(tenant.name)),
             rpc_timeout=RPC_TIMEOUT,
         )
     except RPCError as exc:
@@ -98,18 +104,32 @@ async def create_client_schedule(
 
 
 # ---- reading --------------------------------------------------------------------------------
-async def describe_schedule(client: Client, schedule_id: str) -> tuple[ScheduleDescription, dict[str, Any]]:
-    """A Herald schedule's description and memo entry; 404 for an unknown id or a schedule not Herald's."""
+async def describe_schedule(
+    client: Client, schedule_id: str, tenant: Tenant | None
+) -> tuple[ScheduleDescription, dict[str, Any]]:
+    """A Herald schedule's description and memo entry; 404 for an unknown id, a schedule not Herald's, and
+    another tenant's (`tenant` None: the admin's, who sees all). The built-in ones are every tenant's to
+    read (a DELETE of one is a 409)."""
     try:
         description = await client.get_schedule_handle(schedule_id).describe(rpc_timeout=RPC_TIMEOUT)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise schedule_not_found(schedule_id) from exc
         raise
-    entry = (await description.memo()).get(SCHEDULE_MEMO_KEY)
-    if not isinstance(entry, dict):
+    memo = await description.memo()
+    entry = memo.get(SCHEDULE_MEMO_KEY)
+    if not isinstance(entry, dict) or not (entry.get("owner") == "builtin" or owned_by(tenant, memo)):
         raise schedule_not_found(schedule_id)
     return description, entry
+
+
+def schedule_tenant(memo: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """The schedule's tenant as the admin's list shows it: none for a built-in one; its recorded one, or
+    (made before tenants) the default tenant's: `tenant: None` here, named by list_schedules."""
+    if entry.get("owner") == "builtin":
+        return {}
+    recorded = memo.get(TENANT_MEMO_KEY)
+    return {"tenant": recorded if isinstance(recorded, str) else None}
 
 
 def _instant(moment: datetime) -> str:
@@ -160,19 +180,26 @@ def detail_body(description: ScheduleDescription, entry: dict[str, Any]) -> dict
     return summary_body(description, entry) | {"job": job}
 
 
-async def list_schedules(client: Client) -> list[dict[str, Any]]:
-    """Every Herald schedule (from Temporal's visibility store), the built-in ones first."""
+async def list_schedules(client: Client, default_tenant: str, tenant: str | None = None) -> list[dict[str, Any]]:
+    """Every Herald schedule (from Temporal's visibility store), the built-in ones first, each client's
+    with its tenant (one made before tenants: the default tenant's); `tenant`: that tenant's only."""
     items = []
     async for listed in await client.list_schedules(rpc_timeout=RPC_TIMEOUT):
-        entry = (await listed.memo()).get(SCHEDULE_MEMO_KEY)
-        if isinstance(entry, dict) and listed.schedule is not None and listed.info is not None:
-            items.append(summary_body(listed, entry))
+        memo = await listed.memo()
+        entry = memo.get(SCHEDULE_MEMO_KEY)
+        if not (isinstance(entry, dict) and listed.schedule is not None and listed.info is not None):
+            continue
+        owner = schedule_tenant(memo, entry)
+        if owner:
+            owner["tenant"] = owner["tenant"] or default_tenant
+        if tenant is None or owner.get("tenant") == tenant:
+            items.append(summary_body(listed, entry) | owner)
     return sorted(items, key=lambda item: (BUILTIN_ORDER.get(item["id"], len(BUILTIN_ORDER)), item["id"]))
 
 
 # ---- changing -------------------------------------------------------------------------------
-async def delete_schedule(client: Client, schedule_id: str) -> None:
-    _, entry = await describe_schedule(client, schedule_id)
+async def delete_schedule(client: Client, schedule_id: str, tenant: Tenant) -> None:
+    _, entry = await describe_schedule(client, schedule_id, tenant)
     if entry.get("owner") == "builtin":
         raise ApiError(
             409,
@@ -190,7 +217,7 @@ async def delete_schedule(client: Client, schedule_id: str) -> None:
 
 
 async def _handle(client: Client, schedule_id: str) -> ScheduleHandle:
-    await describe_schedule(client, schedule_id)  # 404 unless it is a Herald schedule
+    await describe_schedule(client, schedule_id, None)  # 404 unless it is a Herald schedule
     return client.get_schedule_handle(schedule_id)
 
 
@@ -204,7 +231,7 @@ async def pause_schedule(client: Client, schedule_id: str, paused: bool) -> dict
     # The scheduler takes the change in a moment later: answer with the state it has taken.
     end = time.monotonic() + TRIGGER_WAIT_S
     while True:
-        description, entry = await describe_schedule(client, schedule_id)
+        description, entry = await describe_schedule(client, schedule_id, None)
         if description.schedule.state.paused == paused or time.monotonic() > end:
             return detail_body(description, entry)
         await asyncio.sleep(0.05)
@@ -213,13 +240,13 @@ async def pause_schedule(client: Client, schedule_id: str, paused: bool) -> dict
 async def trigger_schedule(client: Client, schedule_id: str) -> dict[str, Any]:
     """Run the schedule's job now (also while paused, and beside a run still going); the answer
     names the new run once Temporal has started it (waiting at most TRIGGER_WAIT_S)."""
-    before, _ = await describe_schedule(client, schedule_id)
+    before, _ = await describe_schedule(client, schedule_id, None)
     handle = client.get_schedule_handle(schedule_id)
     await handle.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL, rpc_timeout=RPC_TIMEOUT)
     log_event("schedule.triggered", schedule_id=schedule_id)
     end = time.monotonic() + TRIGGER_WAIT_S
     while True:
-        description, entry = await describe_schedule(client, schedule_id)
+        description, entry = await describe_schedule(client, schedule_id, None)
         if description.info.num_actions > before.info.num_actions or time.monotonic() > end:
             return detail_body(description, entry)
         await asyncio.sleep(0.05)

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
-from api.core.auth import Gateway, require_client_key
+from api.core.auth import CallerTenant, Gateway, require_client_key
 from api.core.errors import CREATE_ERRORS, ApiError, errors
 from api.jobs.models import USER_ID_PATTERN
 from api.users.models import User, UserPut
@@ -55,7 +55,7 @@ def _no_user(user_id: str) -> ApiError:
     response_description="The user as stored",
     responses=CREATE_ERRORS,
 )
-async def put_user(user_id: UserIdPath, body: UserPut, gateway: Gateway) -> User:
+async def put_user(user_id: UserIdPath, body: UserPut, gateway: Gateway, tenant: CallerTenant) -> User:
     if not (body.email or body.phone):
         message = "give at least one of email, phone"
         raise ApiError(
@@ -72,7 +72,7 @@ async def put_user(user_id: UserIdPath, body: UserPut, gateway: Gateway) -> User
         locale=body.locale,
         opt_out=list(body.optOut),
     )
-    return _answer(await store_profile(await gateway.client(), profile))
+    return _answer(await store_profile(await gateway.client(), profile, tenant))
 
 
 @router.get(
@@ -81,8 +81,8 @@ async def put_user(user_id: UserIdPath, body: UserPut, gateway: Gateway) -> User
     response_description="The user as stored",
     responses=errors(400, 401, 404, 502, 503, say={404: "`not_found`: no user with that id"}),
 )
-async def get_user(user_id: UserIdPath, gateway: Gateway) -> User:
-    profile = await read_profile(await gateway.client(), user_id)
+async def get_user(user_id: UserIdPath, gateway: Gateway, tenant: CallerTenant) -> User:
+    profile = await read_profile(await gateway.client(), user_id, tenant)
     if profile is None:
         raise _no_user(user_id)
     return _answer(profile)

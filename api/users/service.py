@@ -6,20 +6,24 @@ PUT is an update-with-start of its `put` update (the first PUT starts it), GET i
 from __future__ import annotations
 
 from temporalio.client import Client, WithStartWorkflowOperation
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
+from common.jobs import tenant_attributes, tenant_memo
 from common.models import ENTITY_TASK_QUEUE, UserInput, UserProfile, user_workflow_id
 from common.temporal import RPC_TIMEOUT
+from common.tenants import Tenant
 from workflows.user import UserWorkflow
 
 
-async def store_profile(client: Client, profile: UserProfile) -> UserProfile:
-    """Create or replace the user's contact data; the profile as stored."""
+async def store_profile(client: Client, profile: UserProfile, tenant: Tenant) -> UserProfile:
+    """Create or replace the user's contact data (the tenant's user of that id); the profile as stored."""
     start = WithStartWorkflowOperation(
         UserWorkflow.run,
         UserInput(user_id=profile.user_id),
-        id=user_workflow_id(profile.user_id),
+        id=user_workflow_id(profile.user_id, tenant.scope),
+        memo=tenant_memo(tenant.name),
+        search_attributes=TypedSearchAttributes(tenant_attributes(tenant.name)),
         task_queue=ENTITY_TASK_QUEUE,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         static_summary="a user's contact data",
@@ -29,10 +33,11 @@ async def store_profile(client: Client, profile: UserProfile) -> UserProfile:
     )
 
 
-async def read_profile(client: Client, user_id: str) -> UserProfile | None:
-    """The user's contact data; None for a user never PUT."""
+async def read_profile(client: Client, user_id: str, tenant: Tenant) -> UserProfile | None:
+    """The user's contact data; None for a user the tenant never PUT (its id is in the tenant's scope:
+    another tenant's user of the same userId is another workflow)."""
     try:
-        return await client.get_workflow_handle(user_workflow_id(user_id)).query(
+        return await client.get_workflow_handle(user_workflow_id(user_id, tenant.scope)).query(
             UserWorkflow.get_profile, rpc_timeout=RPC_TIMEOUT
         )
     except RPCError as exc:

@@ -7,7 +7,18 @@ import logging
 
 import pytest
 
-from tests.api.helpers import ADMIN, AUTH, assert_error, dead_letters, failed_webhook, listed, poll, until_final
+from common.tenants import bare_key_tenant
+from tests.api.helpers import (
+    ADMIN,
+    API_KEY,
+    AUTH,
+    assert_error,
+    dead_letters,
+    failed_webhook,
+    listed,
+    poll,
+    until_final,
+)
 from tests.support.http_receiver import Answer, HttpReceiver
 
 pytestmark = pytest.mark.usefixtures("workers")
@@ -20,7 +31,8 @@ async def test_a_failed_job_is_a_dead_letter_with_its_reason(api):
     assert entry["type"] == "webhook" and entry["attempts"] == 1
     assert "HTTP 404" in entry["error"]
     assert entry["failedAt"]
-    assert set(entry) == {"jobId", "type", "error", "attempts", "failedAt"}
+    assert set(entry) == {"jobId", "type", "error", "attempts", "failedAt", "tenant"}
+    assert entry["tenant"] == bare_key_tenant(API_KEY)  # the session key's tenant (a bare key's)
 
 
 async def test_the_dlq_filters_by_type_and_pages_newest_first(api, sms_gateway):

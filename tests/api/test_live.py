@@ -53,8 +53,8 @@ def watch_opened(monkeypatch):
     lock = threading.Lock()  # the served app runs on a thread of its own
     original = Live.watch
 
-    async def watch(self: Live, job_id: str):
-        found = await original(self, job_id)
+    async def watch(self: Live, job_id: str, tenant):
+        found = await original(self, job_id, tenant)
         with lock:
             opened.add(job_id)
         return found

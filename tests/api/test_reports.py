@@ -33,11 +33,14 @@ async def _users_job(client: Client, settings, user_id: str, phone: str | None =
     if phone is None:
         job_id = new_job_id("email")
         request = email_job(
-            job_spec(job_id, "email", "notify", opts, settings, "u@example.com"), "u@example.com", "Hi", "hello"
+            job_spec(job_id, "email", "notify", opts, settings, "u@example.com", tenant=None),
+            "u@example.com",
+            "Hi",
+            "hello",
         )
     else:
         job_id = new_job_id("sms")
-        request = sms_job(job_spec(job_id, "sms", "notify", opts, settings, phone), phone, "hello")
+        request = sms_job(job_spec(job_id, "sms", "notify", opts, settings, phone, tenant=None), phone, "hello")
     start = start_options(request)
     attributes = TypedSearchAttributes([*start.search_attributes, SearchAttributePair(JOB_USER_KEY, user_ref(user_id))])
     await client.start_workflow(

@@ -220,7 +220,7 @@ async def test_recent_jobs_are_the_latest_runs_newest_first(api):
     assert ids.index(waiting) < ids.index(redriven), "newest first"
     assert mine[waiting]["status"] == "delayed" and mine[waiting]["type"] == "sms"
     assert "finishedAt" not in mine[waiting] and mine[redriven]["finishedAt"]
-    assert set(mine[redriven]) == {"jobId", "runId", "type", "status", "createdAt", "finishedAt"}
+    assert set(mine[redriven]) == {"jobId", "runId", "type", "status", "createdAt", "finishedAt", "tenant"}
     only_sms = (await api.get("/admin/jobs", params={"type": "sms", "limit": 5}, headers=ADMIN)).json()["items"]
     assert only_sms and {item["type"] for item in only_sms} == {"sms"}
     assert (await api.post(f"/jobs/{waiting}/cancel")).status_code == 202

@@ -23,6 +23,7 @@ from common.schedules import (
     validate_timezone,
 )
 from common.settings import Settings
+from common.tenants import TENANT_KEY, TENANT_MEMO_KEY, Tenant
 
 EMAIL = {"type": "email", "to": "ada@example.com", "subject": "Digest", "body": "Your week"}
 
@@ -171,7 +172,7 @@ def test_a_client_schedule_starts_what_the_api_would():
     body = ScheduleCreate.model_validate(
         {"cron": "0 9 * * *", "job": EMAIL | {"attempts": 4, "priority": 2, "webhookUrl": "https://example.com/cb"}}
     )
-    request = job_request(body.job, settings)
+    request = job_request(body.job, settings, Tenant("globex"))
     assert isinstance(request, NotificationInput) and request.email is not None
     assert request.email.to == "ada@example.com" and request.email.idempotency_key == ""
     assert request.job.recipient == "ada@example.com" and request.job.callback_url == "https://example.com/cb"
@@ -185,6 +186,9 @@ def test_a_client_schedule_starts_what_the_api_would():
     assert action.memo[STATE_MEMO_KEY].max_attempts == 4 and action.memo[STATE_MEMO_KEY].callback.url == (
         "https://example.com/cb"
     )
+    # Every run is the schedule's tenant's: its memo and its HeraldTenant say so.
+    assert action.memo[TENANT_MEMO_KEY] == "globex"
+    assert action.typed_search_attributes.get(TENANT_KEY) == "globex"
 
 
 def test_each_run_shows_the_redacted_summary_the_api_gives_its_jobs():

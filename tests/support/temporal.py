@@ -137,7 +137,7 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
 
 async def job_state(client: Client, handle: WorkflowHandle) -> dict[str, Any]:
     """A job's state as the API reads it (api.jobs.service), with the phase, attempts and error it derives."""
-    view = await load_job(client, handle.id)
+    view = await load_job(client, handle.id, None)
     return view.state | {
         "phase": view.phase.value,
         "attempts": view.attempts,

@@ -23,6 +23,7 @@ from common.logs import JsonFormatter
 from common.metrics import ATTEMPTS, DEAD_LETTERS, JOBS_FINISHED
 from common.settings import Settings
 from common.temporal import connect, worker_runtime
+from common.tenants import bare_key_tenant
 from devstack.smtp_sink import SmtpSink
 from tests.api.helpers import FINAL, address_of, api_client, poll
 from tests.support.http_receiver import Answer, HttpReceiver
@@ -152,6 +153,8 @@ async def test_worker_endpoint_serves_sdk_and_herald_metrics_and_logs_keep_secre
     assert value(page, ATTEMPTS, type="webhook", outcome="succeeded") >= 1
     assert value(page, ATTEMPTS, type="email", outcome="failed") == 0
     assert value(page, JOBS_FINISHED, type="email", status="completed") >= 1
+    # Labelled by the job's tenant (its HeraldTenant), one the worker's HERALD_API_KEYS names.
+    assert value(page, JOBS_FINISHED, type="email", status="completed", tenant=bare_key_tenant(API_KEY)) >= 1
     assert value(page, JOBS_FINISHED, type="sms", status="failed") >= 1
     assert value(page, DEAD_LETTERS, type="sms") >= 1
     assert value(page, DEAD_LETTERS, type="email") == 0

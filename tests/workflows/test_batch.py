@@ -43,7 +43,7 @@ async def test_each_item_retries_on_its_own_backoff_and_fails_alone(time_env, ma
             handle = await start_batch(client, batch, None, CHUNK_ITEMS)
             result = await handle.result()
             ids = [f"{spec.job_id}-{n}" for n in range(len(urls))]
-            views = [await load_job(client, job_id) for job_id in ids]
+            views = [await load_job(client, job_id, None) for job_id in ids]
     items = result.items
     assert [i.phase.value for i in items] == ["completed", "completed", "completed", "failed", "failed"]
     assert [i.attempts for i in items] == [1, 3, 2, 3, 1]
@@ -79,7 +79,7 @@ async def test_a_batch_cancelled_in_temporal_cancels_its_waiting_items_and_compl
             await handle.cancel()
             result = await handle.result()
             assert (await handle.describe()).status.name == "COMPLETED"
-            view = await load_job(client, f"{spec.job_id}-1")
+            view = await load_job(client, f"{spec.job_id}-1", None)
     assert [i.phase.value for i in result.items] == ["cancelled"] * 3
     assert view.phase.value == "cancelled" and not receiver.received
 

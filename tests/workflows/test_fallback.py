@@ -55,7 +55,7 @@ def result_of(final) -> dict:
 
 async def status_of(client, handle) -> dict:
     """The job as GET /jobs/{id}/status answers it."""
-    return job_status_body(await load_job(client, handle.id))
+    return job_status_body(await load_job(client, handle.id, None))
 
 
 async def test_an_sms_whose_gateway_keeps_failing_goes_out_through_the_fallback_on_its_last_attempt(
