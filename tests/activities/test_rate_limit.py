@@ -16,8 +16,9 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput
 
 from activities.batch import BatchActivities
 from activities.email import EmailActivities
+from activities.maintenance import MaintenanceActivities
 from activities.sms_quota import SmsSlotRequest
-from common.models import BatchEmail, BatchSlice, EmailMessage, QuotaAnswer
+from common.models import BatchEmail, BatchSlice, CleanupTask, EmailMessage, QuotaAnswer
 from common.names import FIRST_ATTEMPT_DECLINED
 from common.settings import Settings
 from devstack.smtp_sink import SmtpSink, read_outbox
@@ -46,11 +47,11 @@ def settings_for(tmp_path, sink: SmtpSink, **changes: Any) -> Settings:
     return local_settings(tmp_path, smtp_port=sink.port, **changes)
 
 
-def worker_chain(settings: Settings) -> tuple[ActivityInboundInterceptor, _Activity]:
-    """The email queue's worker's interceptors (worker.py, outermost first) around the activity function."""
+def worker_chain(settings: Settings, channel: str = "email") -> tuple[ActivityInboundInterceptor, _Activity]:
+    """A channel's worker's interceptors (worker.py, outermost first) around the activity function."""
     inner = _Activity()
     inbound: ActivityInboundInterceptor = inner
-    for interceptor in reversed(activity_interceptors(settings, "email")):
+    for interceptor in reversed(activity_interceptors(settings, channel)):
         inbound = interceptor.intercept_activity(inbound)
     return inbound, inner
 
@@ -92,6 +93,22 @@ async def test_a_send_runs_as_an_activity_on_a_rate_limited_worker_and_anyhow_el
     [mail] = read_outbox(sink.outbox)
     assert mail["Message-ID"] == "<email-rate-1@herald>" == receipt.provider_id
     assert [d.attempt for d in receipt.deliveries] == [1] and receipt.deliveries[0].succeeded
+
+
+async def test_a_cleanup_run_locally_on_a_rate_limited_maintenance_worker_declines_too(tmp_path, sink):
+    settings = settings_for(tmp_path, sink, maintenance_rate_limit=1)
+    (settings.temp_dir).mkdir(parents=True)
+    (settings.temp_dir / "old.tmp").write_text("x")
+    inbound, inner = worker_chain(settings, "maintenance")
+    with pytest.raises(ApplicationError) as declined:
+        await run_in(
+            inbound, MaintenanceActivities(settings).run_cleanup, CleanupTask(task="delete_temp"), is_local=True
+        )
+    assert declined.value.type == FIRST_ATTEMPT_DECLINED and inner.calls == 0
+    report = await run_in(
+        inbound, MaintenanceActivities(settings).run_cleanup, CleanupTask(task="delete_temp"), is_local=False
+    )
+    assert inner.calls == 1 and report.task == "delete_temp"
 
 
 async def test_a_local_activity_that_sends_nothing_is_not_declined(tmp_path, sink):
