@@ -5,22 +5,17 @@ counted as an attempt; a batch sends one item per activity once a slice was decl
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import replace
 from datetime import timedelta
 
-from temporalio.api.enums.v1 import EventType, PendingActivityState
-from temporalio.worker import Worker
+from temporalio.api.enums.v1 import EventType
 
 from api.batches.service import new_batch_id, start_batch
-from api.jobs.service import load_job
 from api.jobs.starter import start_job
 from common.jobs import webhook_job
-from common.models import TASK_QUEUES, BatchInput, BatchWebhook
+from common.models import BatchInput, BatchWebhook
 from common.names import FIRST_ATTEMPT_DECLINED
-from common.temporal import WORKFLOW_RUNNER
-from common.vocabulary import BULLMQ_STATUS, JOB_STATUS, NOTIFICATION_STATUS
 from devstack.smtp_sink import read_outbox
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.temporal import (
@@ -32,7 +27,6 @@ from tests.support.temporal import (
     local_activity_markers,
     running_workers,
 )
-from worker import WORKFLOWS
 from workflows.patches import RATE_LIMITED_BATCH_SLICES, RATE_LIMITED_FIRST_ATTEMPT
 
 CHUNK_ITEMS = 1000
@@ -139,29 +133,3 @@ async def test_a_batch_sends_one_item_per_activity_after_a_declined_slice(time_e
     sizes = [len(part["numbers"]) for part in inputs]
     assert sizes == [3, 3] + [1] * 7, sizes
     assert RATE_LIMITED_BATCH_SLICES in await patch_markers(handle)
-
-
-async def test_a_send_waiting_in_its_task_queue_reads_queued(time_env, make_settings):
-    """A send scheduled as an activity and not picked up yet (held by the rate limit, or no worker free)."""
-    client = herald_client(time_env)
-    # Workflows only on the email queue: the send activity is scheduled and no worker ever starts it.
-    workflows_only = Worker(
-        client, task_queue=TASK_QUEUES["email"], workflows=WORKFLOWS, workflow_runner=WORKFLOW_RUNNER
-    )
-    async with workflows_only:
-        request = email_job()
-        request = replace(request, job=replace(request.job, first_attempt_local=False))
-        handle = (await start_job(client, request)).handle
-        pending = None
-        for _ in range(100):
-            pending = (await handle.describe()).raw_description.pending_activities
-            if pending:
-                break
-            await asyncio.sleep(0.05)
-        assert pending and pending[0].state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
-        view = await load_job(client, handle.id)
-        assert (view.phase.value, view.attempts, view.next_attempt_at) == ("queued", 0, None)
-        assert JOB_STATUS[view.phase] == "queued" and BULLMQ_STATUS[view.phase] == "waiting"
-        assert NOTIFICATION_STATUS[view.phase] == "queued"
-        # Queued, so still cancellable: nothing was sent.
-        await handle.cancel()
