@@ -10,12 +10,13 @@ import sys
 from datetime import timedelta
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.attempt_log import AttemptLogInterceptor
 from activities.batch import BatchActivities
 from activities.email import EmailActivities
 from activities.maintenance import MaintenanceActivities
+from activities.rate_limit import RateLimitInterceptor
 from activities.reports import ReportActivities
 from activities.sms import SmsActivities
 from activities.sms_quota import SmsQuotaActivities
@@ -77,6 +78,12 @@ def activities_by_queue(settings: Settings, client: Client | None = None) -> dic
     }
 
 
+def activity_interceptors(settings: Settings, channel: str) -> list[Interceptor]:
+    """A channel's workers' interceptors, outermost first: on a rate-limited queue a local send declines
+    before the attempt log sees it (activities/rate_limit.py)."""
+    return [RateLimitInterceptor(settings.rate_limit(channel)), AttemptLogInterceptor()]
+
+
 def build_workers(client: Client, settings: Settings) -> list[Worker]:
     """A worker per task queue, so a slow channel cannot starve the others."""
     # Herald's metrics (common/metrics.py) are labelled by the tenants this worker is configured with (its
@@ -91,11 +98,13 @@ def build_workers(client: Client, settings: Settings) -> list[Worker]:
                 task_queue=queue,
                 workflows=WORKFLOWS,
                 activities=activities,
-                interceptors=[AttemptLogInterceptor()],
+                interceptors=activity_interceptors(settings, channel),
                 workflow_runner=WORKFLOW_RUNNER,
                 max_concurrent_activities=settings.concurrency(channel),
                 # A job's first attempt runs as a local activity: the same concurrency applies.
                 max_concurrent_local_activities=settings.concurrency(channel),
+                # Enforced by the server across all workers, on the activity tasks it hands out: every send
+                # goes through it on a rate-limited queue (activities/rate_limit.py).
                 max_task_queue_activities_per_second=settings.rate_limit(channel),
                 # Per Worker (each has its own cache and slots): the process holds up to 4x these.
                 max_cached_workflows=settings.worker_max_cached_workflows,

@@ -19,6 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.email import EmailActivities, SmtpSessions
+from activities.rate_limit import rate_limited
 from activities.sms import SmsActivities
 from activities.webhook import WebhookActivities
 from common.failures import error_text
@@ -92,6 +93,10 @@ class BatchActivities:
         send: Callable[[Item, str, int], Awaitable[DeliveryReceipt]],
     ) -> SliceOutcomes:
         """Each of the slice's items sent with `send` (given the item, its own job id, its attempt number)."""
+        if len(items) > 1 and rate_limited(self.settings, channel):
+            # One activity task, however many items: the channel's rate limit would count it once.
+            log_event("batch.slice_declined", batch_id=part.batch_id, items=len(items), first=part.numbers[0])
+            return SliceOutcomes(declined=True)
         limit = self._gates.get(channel)
         if limit is None:
             limit = self._gates[channel] = asyncio.Semaphore(max(1, self.settings.batch_send_concurrency))

@@ -17,7 +17,6 @@ from typing import Any
 from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes
 
 from common.models import (
-    CHANNELS,
     JOB_STATUS_KEY,
     JOB_TYPE_KEY,
     JOB_USER_KEY,
@@ -138,8 +137,6 @@ def new_spec(
         heartbeat_timeout_s=(settings.send_heartbeat_timeout_seconds or None)
         if kind not in ("cleanup", "report")
         else None,
-        # A rate-limited channel sends every attempt as an activity: the limit only counts those.
-        first_attempt_local=settings.rate_limit(CHANNELS[kind]) is None,
         then=then,
         tenant=tenant.name if tenant else None,
         tenant_scope=tenant.scope if tenant else "",

@@ -148,8 +148,10 @@ class JobSpec:
     # heartbeat for this long: retried then, not at the end of the start-to-close. None: no
     # heartbeat timeout (jobs accepted before it existed, and cleanup jobs).
     heartbeat_timeout_s: float | None = None
-    # The first attempt runs as a local activity (no activity task, fewer history events) unless
-    # the channel has a task-queue rate limit, which only normal activities honour.
+    # The first attempt runs as a local activity (no activity task, fewer history events); a worker
+    # whose channel has a rate limit declines it and the attempt goes through the task queue
+    # (activities/rate_limit.py). False: every attempt an activity from the start (jobs accepted by an
+    # API that read the rate limit itself, before the workers enforced it; schedules it created).
     first_attempt_local: bool = True
     # The HeraldUser search attribute of a job made for a known user (user_ref(userId)); None: none.
     user_ref: str | None = None
@@ -565,10 +567,14 @@ class SliceOutcomes:
     error: list[str | None] = field(default_factory=list)
     retryable: list[bool] = field(default_factory=list)
     retry_after_s: list[float | None] = field(default_factory=list)
+    # The slice was not sent: its worker's channel has a rate limit, which counts an activity once
+    # however many items it sends (activities/rate_limit.py); the batch sends one item per activity.
+    declined: bool = False
 
     @classmethod
     def of(cls, outcomes: list[ItemOutcome]) -> SliceOutcomes:
-        return cls(**{f.name: [getattr(o, f.name) for o in outcomes] for f in fields(ItemOutcome)})
+        columns: dict[str, Any] = {f.name: [getattr(o, f.name) for o in outcomes] for f in fields(ItemOutcome)}
+        return cls(**columns)
 
     def items(self) -> list[ItemOutcome]:
         columns = [getattr(self, f.name) for f in fields(ItemOutcome)]

@@ -21,3 +21,7 @@ IDEMPOTENCY_KEY_WORKFLOW = "IdempotencyKeyWorkflow"
 # The failure type of a job's run that failed (its details carry the job's final state): the run fails too,
 # so the Web UI shows it as Failed.
 JOB_FAILED = "JobFailed"
+
+# The failure type of a send that declined to run as a local activity on a worker whose channel has a
+# rate limit (activities/rate_limit.py): the job then sends the attempt through the task queue instead.
+FIRST_ATTEMPT_DECLINED = "FirstAttemptDeclined"

@@ -5,6 +5,8 @@ Like a real provider it refuses some recipients, so failure handling can be trie
 
 - any address at `reject.test`   → 550 5.1.1 mailbox unavailable (permanent)
 - any address at `tempfail.test` → 451 4.3.0 try again later (transient)
+- any address at `greylist.test` → 451 4.7.1 greylisted the first time it is tried, accepted after
+  (as a greylisting server does: a sender that retries gets through)
 
 AUTH is offered and any credentials are accepted, without TLS. Each accepted message is
 saved as `<arrival ns>-<seq>-<pid>.eml` (LF line endings) in the outbox, with
@@ -31,17 +33,21 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 REJECT_DOMAIN = "reject.test"
 TEMPFAIL_DOMAIN = "tempfail.test"
+GREYLIST_DOMAIN = "greylist.test"
 REJECT_REPLY = "550 5.1.1 mailbox unavailable"
 TEMPFAIL_REPLY = "451 4.3.0 try again later"
+GREYLIST_REPLY = "451 4.7.1 greylisted, try again later"
 
 
 def recipient_reply(address: str) -> str | None:
-    """The refusal a recipient gets, or None when it is accepted."""
+    """The refusal a recipient gets (a greylisted one: on its first try), or None when it is accepted."""
     domain = address.rpartition("@")[2].strip().rstrip(">").lower()
     if domain == REJECT_DOMAIN:
         return REJECT_REPLY
     if domain == TEMPFAIL_DOMAIN:
         return TEMPFAIL_REPLY
+    if domain == GREYLIST_DOMAIN:
+        return GREYLIST_REPLY  # the first time only (_OutboxHandler)
     return None
 
 
@@ -49,12 +55,21 @@ class _OutboxHandler:
     def __init__(self, outbox: Path) -> None:
         self.outbox = outbox
         self._sequence = itertools.count()
+        self._greylisted: set[str] = set()
+        # Every refused recipient: (arrival ns, address, reply), oldest first.
+        self.refusals: list[tuple[int, str, str]] = []
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
         refusal = recipient_reply(address)
+        if refusal == GREYLIST_REPLY:
+            # Greylisted once per address: a sender that tries again is let through.
+            if address.lower() in self._greylisted:
+                refusal = None
+            self._greylisted.add(address.lower())
         if refusal:
+            self.refusals.append((time.time_ns(), address, refusal))
             return refusal
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -90,11 +105,12 @@ class SmtpSink:
         self.host = host
         self.port = port
         self._controller: Controller | None = None
+        self.handler = _OutboxHandler(self.outbox)
 
     def start(self) -> None:
         self.outbox.mkdir(parents=True, exist_ok=True)
         self._controller = Controller(
-            _OutboxHandler(self.outbox),
+            self.handler,
             hostname=self.host,
             port=self.port,
             server_hostname="herald-smtp-sink",

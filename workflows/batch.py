@@ -61,7 +61,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.callback import post_batch_callback
 from workflows.failures import failure_message
-from workflows.patches import CANCEL_STOPS_RETRIES
+from workflows.patches import CANCEL_STOPS_RETRIES, RATE_LIMITED_BATCH_SLICES
 
 WAITING = (Phase.QUEUED, Phase.DELAYED)
 MAX_BACKOFF = timedelta(hours=1)
@@ -99,6 +99,9 @@ class BatchWorkflow:
         self._cancelled_all = False
         # A chunk (workflows/batch_chunks.py) sends nothing before its batch's run says go.
         self._released = False
+        # A worker declined a slice of several items (its channel has a rate limit, which counts an
+        # activity once: activities/rate_limit.py): from then on, one item per activity.
+        self._one_by_one = False
 
     @workflow.run
     async def run(self, batch: BatchInput) -> BatchResult:
@@ -185,25 +188,29 @@ class BatchWorkflow:
     async def _send(self, ready: list[int]) -> None:
         """Send these items in slices, at most `slices_in_flight` slices at a time."""
         assert self.batch is not None
-        size = max(1, self.batch.slice_items)
-        slices = [ready[i : i + size] for i in range(0, len(ready), size)]
+        queue = list(ready)
         running = self._running
-        while slices or running:
-            while slices and len(running) < max(1, self.batch.slices_in_flight):
+        while queue or running:
+            while queue and len(running) < max(1, self.batch.slices_in_flight):
+                size = 1 if self._one_by_one else max(1, self.batch.slice_items)
                 # An item cancelled since the round began stays behind.
-                part = [n for n in slices.pop(0) if self.items[n].phase in WAITING]
+                part = [n for n in queue[:size] if self.items[n].phase in WAITING]
+                del queue[:size]
                 if part:
                     running.append(asyncio.ensure_future(self._send_slice(part)))
             if running:
                 await workflow.wait_condition(lambda: any(task.done() for task in running))
                 for task in [task for task in running if task.done()]:
                     running.remove(task)
-                    task.result()
+                    # A declined slice's items go out first, one by one.
+                    queue[:0] = task.result()
 
-    async def _send_slice(self, part: list[int]) -> None:
+    async def _send_slice(self, part: list[int]) -> list[int]:
+        """Send these items as one activity; the items back when the slice was declined (not sent)."""
         assert self.batch is not None
         batch, spec = self.batch, self.batch.job
         now = workflow.now().isoformat()
+        before = {n: self.items[n] for n in part}
         for n in part:
             self._due.pop(n, None)
             self.items[n] = replace(
@@ -235,6 +242,8 @@ class BatchWorkflow:
                 retry_policy=RetryPolicy(maximum_attempts=1),
                 summary=f"items {batch.first + part[0]}..{batch.first + part[-1]} ({len(part)})",
             )
+            if result.declined and workflow.patched(RATE_LIMITED_BATCH_SLICES):
+                return self._declined(part, before)
             outcomes = result.items()
         except ActivityError as err:
             error = failure_message(err)
@@ -244,6 +253,21 @@ class BatchWorkflow:
         failed = [n for n in map(self._record, outcomes) if n is not None]
         for n in failed:
             await self._dead_letter(n)
+        return []
+
+    def _declined(self, part: list[int], before: dict[int, BatchItemState]) -> list[int]:
+        """A slice a rate-limited worker did not send: its items as they were (due now, the attempt not
+        counted), to be sent one per activity; cancelled instead if the whole batch was meanwhile."""
+        assert self.batch is not None
+        if not self._one_by_one:
+            log_event("batch.one_by_one", log=workflow.logger, batch_id=self.batch.job.job_id, first=self.batch.first)
+        self._one_by_one = True
+        for n in part:
+            self.items[n] = before[n]
+        if self._cancelled_all:
+            self._cancel(part)
+            return []
+        return part
 
     def _record(self, outcome: ItemOutcome) -> int | None:
         """An item's attempt outcome into its state; its number if it has now failed for good."""

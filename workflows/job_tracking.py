@@ -53,7 +53,7 @@ with workflow.unsafe.imports_passed_through():
         stamped,
         then_id,
     )
-    from common.names import JOB_FAILED
+    from common.names import FIRST_ATTEMPT_DECLINED, JOB_FAILED
 
 from workflows.callback import CallbackWorkflow
 from workflows.failures import attempt_log, failure_cause, failure_message
@@ -61,7 +61,13 @@ from workflows.job_state import callback_body, send_options
 from workflows.job_tracking_v0 import JobTrackerV0
 
 # What each patch guards and when it can go: workflows/patches.py.
-from workflows.patches import DEAD_LETTER_MEMO, INTERRUPTED_FIRST_ATTEMPT, LEAN_LIFECYCLE, THEN_CHAINING
+from workflows.patches import (
+    DEAD_LETTER_MEMO,
+    INTERRUPTED_FIRST_ATTEMPT,
+    LEAN_LIFECYCLE,
+    RATE_LIMITED_FIRST_ATTEMPT,
+    THEN_CHAINING,
+)
 
 # A run's first workflow task sees its start, the task's scheduling and its start; more means an
 # earlier try of the task (or a signal or cancel that came first).
@@ -177,7 +183,8 @@ class JobTracker:
             await workflow.sleep(frees - workflow.now(), summary=f"SMS quota full until {frees.isoformat()}")
 
     async def _send(self, activity: Callable[..., Any], message: SendInput) -> Any:
-        """The first attempt as a local activity; the others as one activity under the retry policy."""
+        """The first attempt as a local activity; the others as one activity under the retry policy.
+        Where the channel has a rate limit, every attempt is an activity (activities/rate_limit.py)."""
         assert self.spec is not None
         retry = self.spec.retry
         first = replace(
@@ -185,11 +192,7 @@ class JobTracker:
             context=AttemptContext(first_attempt=1, max_attempts=retry.max_attempts, maybe_rerun=self.maybe_rerun),
         )
         if not self.spec.first_attempt_local:
-            return await self._activity(
-                activity,
-                first,
-                send_options(self.spec) | {"summary": f"attempts 1-{retry.max_attempts} of {retry.max_attempts}"},
-            )
+            return await self._queued(activity, first)
         attempt = asyncio.ensure_future(
             workflow.execute_local_activity_method(
                 activity,
@@ -212,6 +215,10 @@ class JobTracker:
             if cancelled or is_cancelled_exception(err):
                 raise asyncio.CancelledError() from err
             cause, error = failure_cause(err), failure_message(err)
+            if _declined(cause) and workflow.patched(RATE_LIMITED_FIRST_ATTEMPT):
+                # A rate-limited worker sent nothing and logged no attempt: attempt 1 onwards go
+                # through the task queue, whose rate limit counts them.
+                return await self._queued(activity, first)
             deliveries = attempt_log(cause)
             # The attempts made: one, or more where the log has first attempts cut short by a crash
             # (each ran again as the first; activities/attempt_log.py). Those count against the limit.
@@ -243,6 +250,13 @@ class JobTracker:
             send_options(self.spec, schedule.after_first())
             | {"summary": f"attempts {done + 1}-{retry.max_attempts} of {retry.max_attempts}"},
         )
+
+    async def _queued(self, activity: Callable[..., Any], first: SendInput) -> Any:
+        """Every attempt as one activity under the retry policy, on a channel with a rate limit."""
+        assert self.spec is not None
+        attempts = self.spec.retry.max_attempts
+        options = send_options(self.spec, rate_limited=True) | {"summary": f"attempts 1-{attempts} of {attempts}"}
+        return await self._activity(activity, first, options)
 
     async def _activity(self, activity: Callable[..., Any], message: SendInput, options: dict[str, Any]) -> Any:
         try:
@@ -337,6 +351,11 @@ class JobTracker:
 
 def _now() -> str:
     return workflow.now().isoformat()
+
+
+def _declined(cause: BaseException) -> bool:
+    """A first attempt that a rate-limited worker declined to run locally (activities/rate_limit.py)."""
+    return isinstance(cause, ApplicationError) and cause.type == FIRST_ATTEMPT_DECLINED
 
 
 class TrackedJobWorkflow:

@@ -28,6 +28,8 @@ BATCH_DEAD_LETTER = "batch-dead-letter"
 CANCEL_STOPS_RETRIES = "batch-cancel-stops-retries"
 INTERRUPTED_FIRST_ATTEMPT = "interrupted-first-attempt"
 SMS_QUOTA_AT_SEND = "sms-quota-at-send"
+RATE_LIMITED_FIRST_ATTEMPT = "rate-limited-first-attempt"
+RATE_LIMITED_BATCH_SLICES = "rate-limited-batch-slices"
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,9 @@ PATCHES: dict[str, Patch] = {
                 "cleanup-v1/cleanup_scheduled_completed",
                 "entities-v1/typed_unknown_user_failed",
                 "entities-v1/typed_welcome_sent",
+                "rate-v1/declined_first_attempt_retried",
+                "rate-v1/declined_first_attempt_sent",
+                "rate-v1/scheduled_run_declined_sent",
                 "throttle-v1/redriven_sms_sent",
                 "throttle-v1/redriven_sms_waits_for_a_slot_open",
                 "v1/delay_then_cancel",
@@ -182,6 +187,42 @@ PATCHES: dict[str, Patch] = {
             retire=(
                 "Waiting: an SMS run started before the deploy (a delayed one may wait for days) takes the old "
                 "branch, asked at its start. Once none is open and the retention has passed: deprecate_patch."
+            ),
+        ),
+        Patch(
+            id=RATE_LIMITED_FIRST_ATTEMPT,
+            guards=(
+                "JobTracker._send after a failed first attempt (workflows/job_tracking.py): a first attempt that "
+                "a rate-limited worker declined to run as a local activity (FirstAttemptDeclined, "
+                "activities/rate_limit.py) is not counted, and attempts 1 onwards go out as one activity through "
+                "the task queue. Old branch: the declined try ends the job failed after one attempt."
+            ),
+            since="2026-12-05 (issue 16, item 1)",
+            old_path_histories=(),
+            marker_histories=(
+                "rate-v1/declined_first_attempt_sent",
+                "rate-v1/declined_first_attempt_retried",
+                "rate-v1/scheduled_run_declined_sent",
+            ),
+            retire=(
+                "Ready for deprecate_patch: only a declined first attempt reaches the call, and no worker declined "
+                "one before the patch."
+            ),
+        ),
+        Patch(
+            id=RATE_LIMITED_BATCH_SLICES,
+            guards=(
+                "BatchWorkflow._send_slice (workflows/batch.py): a slice that a rate-limited worker declined "
+                "(SliceOutcomes.declined, activities/rate_limit.py) puts its items back, unsent and their attempt "
+                "not counted, and the batch sends one item per activity from then on. Old branch: the declined "
+                "slice's items stay `processing` for ever."
+            ),
+            since="2026-12-05 (issue 16, item 1)",
+            old_path_histories=(),
+            marker_histories=("rate-v1/batch_one_by_one",),
+            retire=(
+                "Ready for deprecate_patch: only a declined slice reaches the call, and no worker declined one "
+                "before the patch."
             ),
         ),
     ]

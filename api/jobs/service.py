@@ -143,11 +143,16 @@ def _view(
 
 
 def _retrying(job_id: str, state: dict[str, Any], pending: PendingActivityInfo, error: str | None) -> JobView:
-    """A job whose send runs as an activity under its retry policy (after a failed first attempt)."""
+    """A job whose send runs as an activity under its retry policy: after a failed first attempt, or
+    from attempt 1 on a channel with a rate limit. Its phase, by the pending attempt:
+    - started (a worker has it): processing;
+    - not started, with a next attempt time (waiting out a retry backoff): delayed, until then;
+    - not started otherwise (scheduled, waiting in the task queue for a worker or for the channel's
+      rate limit): queued."""
     deliveries = state.get("deliveries") or []
     done = max([d["attempt"] for d in deliveries], default=0)
     started = pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
-    phase, next_attempt_at = Phase.PROCESSING, None
+    phase, next_attempt_at = Phase.PROCESSING if started else Phase.QUEUED, None
     if not started and pending.HasField("next_attempt_schedule_time"):
         phase = Phase.DELAYED
         next_attempt_at = pending.next_attempt_schedule_time.ToDatetime().isoformat() + "Z"

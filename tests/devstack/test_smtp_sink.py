@@ -59,6 +59,17 @@ async def test_a_scripted_domain_is_refused(sink, to, code, reason):
     assert read_outbox(sink.outbox) == []
 
 
+async def test_a_greylisted_address_is_refused_once_then_accepted(sink):
+    with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as refused:
+        await send(sink, message("grey@greylist.test"))
+    [error] = refused.value.recipients
+    assert (error.code, error.message) == (451, "4.7.1 greylisted, try again later")
+    await send(sink, message("grey@greylist.test"))
+    [saved] = read_outbox(sink.outbox)
+    assert saved["X-Envelope-To"] == "grey@greylist.test"
+    assert [address for _, address, _ in sink.handler.refusals] == ["grey@greylist.test"]
+
+
 async def test_mixed_recipients_deliver_to_the_accepted_ones(sink):
     msg = message("ok@example.com")
     errors, _ = await send(sink, msg, recipients=["ok@example.com", "no@REJECT.test"])
