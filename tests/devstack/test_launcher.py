@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 
 import pytest
@@ -29,8 +28,7 @@ def test_ctrl_c_stops_everything(stack, tmp_path):
     assert (tmp_path / "data" / "temporal.db").exists()
     assert (tmp_path / "data" / "webhook_secret").read_text().startswith("whsec_")
 
-    stack.launcher.send_signal(signal.SIGINT)
-    assert stack.launcher.wait(timeout=30) == 0, stack.log()
+    assert stack.interrupt() == 0, stack.log()
     assert survivors(stack.processes, timeout=5) == [], stack.log()
 
 

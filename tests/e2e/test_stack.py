@@ -11,7 +11,6 @@ the Standard Webhooks secret the launcher generated.
 from __future__ import annotations
 
 import json
-import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -147,6 +146,5 @@ def test_email_sms_and_webhook_through_the_dev_stack(stack: DevStack) -> None:
         assert sorted(r.path for r in receiver.received) == ["/callback", "/hook"]  # each exactly once
 
     # Ctrl-C, as a terminal sends it: the launcher stops everything and exits 0.
-    stack.launcher.send_signal(signal.SIGINT)
-    assert stack.launcher.wait(timeout=30) == 0, stack.log()
+    assert stack.interrupt() == 0, stack.log()
     assert survivors(stack.processes, timeout=5) == [], stack.log()

@@ -153,6 +153,16 @@ class DevStack:
     def log(self) -> str:
         return self.log_path.read_text()
 
+    def interrupt(self, timeout: float = 90) -> int:
+        """Ctrl-C, as a terminal sends it: the launcher's exit code once it has stopped everything.
+        The bound only stops a hang (each child has its grace: the worker 20 s, the others 10 s);
+        past it the test fails with the launcher's log, which says which child held it up."""
+        self.launcher.send_signal(signal.SIGINT)
+        try:
+            return self.launcher.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the launcher did not stop within {timeout} s of Ctrl-C:\n{self.log()}")
+
     def record_processes(self) -> dict[int, int]:
         """The launcher's live descendants now, kept so that none outlives the test."""
         found = descendants(self.launcher.pid)
