@@ -10,6 +10,9 @@ then measures, one phase after another, each over `--seconds`:
   sse         one `GET /jobs/{id}/events` stream open on each job
   long-poll   one client per job looping `GET /jobs/{id}/status?wait=W&since=<ETag>`
   poll-1s     (--compare-polling) one client per job reading `GET /jobs/{id}/status` every second
+  fan-out     `--viewers` SSE streams on each job (1,000 by default): the jobs the API watches (its
+              history long polls on the server, `herald_live_watched_jobs`), its memory, then every
+              job cancelled and each stream's lag from its job's cancel to the `cancelled` event
 
 CPU is user + system time from /proc/<pid>/stat of the dev server, the API and the worker. Per
 phase it prints CPU seconds per minute of each process, and the difference to idle per stream
@@ -35,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from temporalio.client import Client
 
 from bench.report import write_figures
 from devstack.temporal_server import namespace_answers, server_command
@@ -74,9 +78,11 @@ class Stack:
     work: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     api_url: str = ""
+    temporal_address: str = ""
 
     def start(self, max_streams: int) -> None:
         port, ui_port, api_port = free_port(), free_port(), free_port()
+        self.temporal_address = f"127.0.0.1:{port}"
         logs = self.work / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         command = server_command(port=port, ui_port=ui_port, db_file=self.work / "temporal.db", namespace="default")
@@ -246,6 +252,99 @@ async def phase(stack: Stack, name: str, seconds: float, job_ids: list[str], mak
     return result
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def gauge(metrics: str, name: str) -> float | None:
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else None
+
+
+async def fan_out(stack: Stack, job_ids: list[str], viewers: int, seconds: float) -> dict:
+    """`viewers` SSE streams on each job; what the API holds on the server for them, its memory and
+    CPU; then each job cancelled, and every stream's lag from its job's cancel to its last event."""
+    n = len(job_ids) * viewers
+    limits = httpx.Limits(max_connections=n + 20, max_keepalive_connections=n + 20)
+    api = stack.procs["api"].pid
+    arrived: dict[str, list[float]] = {j: [] for j in job_ids}
+    received: dict[str, list[float]] = {j: [] for j in job_ids}
+    refused = 0
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, headers=AUTH, limits=limits, timeout=httpx.Timeout(120, connect=30)
+    ) as client:
+
+        async def viewer(job_id: str, opened: asyncio.Event) -> None:
+            nonlocal refused
+            async with client.stream("GET", f"/jobs/{job_id}/events") as response:
+                if response.status_code != 200:
+                    refused += 1
+                    opened.set()
+                    return
+                async for line in response.aiter_lines():
+                    if line.startswith("event: status"):
+                        opened.set()
+                    elif line.startswith("data:") and '"cancelled"' in line:
+                        arrived[job_id].append(time.monotonic())
+                        received[job_id].append(time.time())
+                        return
+
+        rss_before = rss_mb(api)
+        events = [asyncio.Event() for _ in range(n)]
+        with Meter(stack) as opening:
+            tasks = [asyncio.create_task(viewer(job_ids[k % len(job_ids)], opened)) for k, opened in enumerate(events)]
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), 300)
+        metrics = (await client.get("/metrics")).text
+        watched, open_viewers = gauge(metrics, "herald_live_watched_jobs"), gauge(metrics, "herald_live_viewers")
+        with Meter(stack) as steady:
+            await asyncio.sleep(seconds)
+        rss_open = rss_mb(api)
+        asked: dict[str, float] = {}
+
+        async def cancel(job_id: str) -> None:
+            asked[job_id] = time.monotonic()
+            answer = await client.post(f"/jobs/{job_id}/cancel")
+            assert answer.status_code == 202, answer.text
+
+        await asyncio.gather(*(cancel(j) for j in job_ids))
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 120)
+    lags = [t - asked[j] for j in job_ids for t in arrived[j]]
+    # The change's own time: when the server closed the job's run (its cancel recorded).
+    temporal = await Client.connect(stack.temporal_address)
+    closed = {j: (await temporal.get_workflow_handle(j).describe()).close_time for j in job_ids}
+    since_change = [t - c.timestamp() for j, c in closed.items() if c for t in received[j]]
+    return {
+        "phase": "fan-out",
+        "streams": n,
+        "viewers_per_job": viewers,
+        "seconds": round(steady.seconds, 1),
+        "cpu_s_per_min": {k: round(v, 3) for k, v in steady.per_minute().items()},
+        "open_cpu_ms_per_stream": {k: round(1000 * v / n, 2) for k, v in opening.procs.items()},
+        "watched_jobs": watched,
+        "viewers": open_viewers,
+        "refused": refused,
+        "api_rss_mb": {"before": round(rss_before, 1), "with_streams": round(rss_open, 1)},
+        "events_received": len(lags),
+        # From the cancel request (the server's work on 100 cancels at once included) ...
+        "lag_p50_s": percentile(lags, 50),
+        "lag_p99_s": percentile(lags, 99),
+        "lag_max_s": max(lags) if lags else None,
+        # ... and from the change as the job's run recorded it: what live status itself adds.
+        "event_lag_p50_s": percentile(since_change, 50),
+        "event_lag_p99_s": percentile(since_change, 99),
+    }
+
+
 async def start_jobs(stack: Stack, n: int) -> list[str]:
     async with httpx.AsyncClient(base_url=stack.api_url, headers=AUTH, timeout=30) as client:
         answers = await asyncio.gather(
@@ -291,7 +390,7 @@ async def main(args: argparse.Namespace) -> int:
     stack = Stack(work)
     results: list[dict] = []
     try:
-        stack.start(max_streams=args.streams + 10)
+        stack.start(max_streams=max(args.streams, args.streams * args.viewers) + 10)
         job_ids = await start_jobs(stack, args.streams)
         await asyncio.sleep(args.settle)
         results.append(await phase(stack, "idle", args.seconds, job_ids))
@@ -318,15 +417,20 @@ async def main(args: argparse.Namespace) -> int:
                     make=(lambda c, j, n, o, k: poller(c, j, 1.0, n / spread, o, k)),
                 )
             )
+        if args.viewers:
+            # Last: it cancels the jobs.
+            results.append(await fan_out(stack, job_ids, args.viewers, args.seconds))
     finally:
         stack.stop()
     print(
         f"{args.streams} jobs delayed 10 min; {args.seconds:.0f} s per phase; long polls wait={args.wait:g} s; "
         f"{os.cpu_count()} cores"
     )
-    print(report(results, args.streams))
+    print(report([r for r in results if r["phase"] != "fan-out"], args.streams))
     idle = results[0]["cpu_s_per_min"]
     for r in results:
+        if "counts" not in r:
+            continue
         line = f"  {r['phase']}: {r['counts']}"
         answers = r["counts"].get("answers")
         if answers:
@@ -334,6 +438,18 @@ async def main(args: argparse.Namespace) -> int:
             r["cpu_ms_per_request"] = {k: round(v, 2) for k, v in per.items()}
             line += f"; CPU per request: server {per['server']:.2f} ms, api {per['api']:.2f} ms"
         print(line)
+    for r in results:
+        if r["phase"] == "fan-out":
+            print(
+                f"  fan-out: {r['streams']} SSE streams on {args.streams} jobs ({r['viewers_per_job']} each): "
+                f"{r['watched_jobs']:.0f} jobs watched (history long polls on the server) for {r['viewers']:.0f} "
+                f"viewers, {r['refused']} refused; API RSS {r['api_rss_mb']['before']} -> "
+                f"{r['api_rss_mb']['with_streams']} MB; CPU s/min server {r['cpu_s_per_min']['server']:.2f}, "
+                f"api {r['cpu_s_per_min']['api']:.2f}; event lag from the recorded change "
+                f"p50 {r['event_lag_p50_s']:.3f} s, "
+                f"p99 {r['event_lag_p99_s']:.3f} s; from the cancel request p50 {r['lag_p50_s']:.3f} s, "
+                f"p99 {r['lag_p99_s']:.3f} s ({r['events_received']} events)"
+            )
     out = {
         "streams": args.streams,
         "seconds": args.seconds,
@@ -355,6 +471,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wait", type=float, default=30, help="the long polls' wait=N")
     parser.add_argument("--settle", type=float, default=5, help="seconds of quiet after starting the jobs")
     parser.add_argument("--compare-polling", action="store_true", help="also a phase of clients polling every second")
+    parser.add_argument("--viewers", type=int, default=10, help="SSE streams per job in the fan-out phase (0: skip it)")
     parser.add_argument("--out", type=Path, default=ROOT / ".data" / "bench-streams.json")
     return parser.parse_args(argv)
 

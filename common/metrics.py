@@ -34,6 +34,8 @@ _tenants: frozenset[str] = frozenset()
 # ---- the API (api/core/metrics.py) ------------------------------------------------------------------
 JOBS_ACCEPTED = "herald_jobs_accepted_total"
 HTTP_REQUEST_DURATION = "herald_http_request_duration_seconds"
+LIVE_JOBS = "herald_live_watched_jobs"
+LIVE_VIEWERS = "herald_live_viewers"
 
 # ---- the worker (through the Temporal SDK's meter) ---------------------------------------------
 ATTEMPTS = "herald_attempts_total"
@@ -43,6 +45,8 @@ DEAD_LETTERS = "herald_dead_letters_total"
 DESCRIPTIONS = {
     JOBS_ACCEPTED: "Jobs the API accepted (answered 202 after Temporal durably started them), by type and tenant",
     HTTP_REQUEST_DURATION: "Time the API took to answer a request, by method, route template and status",
+    LIVE_JOBS: "Jobs this API process watches for live status (one Temporal history long poll each)",
+    LIVE_VIEWERS: "Open SSE streams and waiting long polls of this API process",
     ATTEMPTS: "Send attempts a worker finished, by job type and outcome (succeeded, failed)",
     JOBS_FINISHED: "Jobs that reached a final state, by type, status (completed, failed, cancelled) and tenant",
     DEAD_LETTERS: "Jobs that were recorded in the dead-letter queue, by type and tenant",

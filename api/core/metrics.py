@@ -10,12 +10,20 @@ import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from prometheus_client import CollectorRegistry, Counter, GCCollector, Histogram, PlatformCollector, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.exposition import choose_encoder
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.core.errors import errors
-from common.metrics import DESCRIPTIONS, HTTP_REQUEST_DURATION, JOBS_ACCEPTED
+from common.metrics import DESCRIPTIONS, HTTP_REQUEST_DURATION, JOBS_ACCEPTED, LIVE_JOBS, LIVE_VIEWERS
 from common.tenants import metric_label
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -39,6 +47,9 @@ request_duration = Histogram(
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+# Live status (api/jobs/live.py): what its watches cost the Temporal server grows with the first.
+live_jobs = Gauge(LIVE_JOBS, DESCRIPTIONS[LIVE_JOBS], registry=REGISTRY)
+live_viewers = Gauge(LIVE_VIEWERS, DESCRIPTIONS[LIVE_VIEWERS], registry=REGISTRY)
 # The `route` of a request that matched no route (a 404 for an unknown path): never the raw path.
 UNMATCHED = "unmatched"
 

@@ -16,9 +16,11 @@ backoff. So while the job has an activity open, the watch also re-reads the stat
 and reports it only when the status body changed (its ETag, a hash of the whole body: no field of
 it moves with the clock, so there is nothing volatile to leave out).
 
-The events arrive on a Temporal connection of the watches' own, so long polls never queue ahead
-of job starts behind a proxy that caps the streams per connection. Open watches (SSE streams and
-waiting long polls) are bounded per API process by `HERALD_MAX_LIVE_STREAMS`; one more is a 503.
+Every viewer of a job in one API process (its SSE streams and waiting long polls, of one tenant)
+shares one watch, a JobFeed: one history long poll per job however many watch it, and each change
+read once and handed to all of them. The events arrive on a Temporal connection of the watches'
+own, so long polls never queue ahead of job starts behind a proxy that caps the streams per
+connection. Viewers are bounded per API process by `HERALD_MAX_LIVE_STREAMS`; one more is a 503.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.core.errors import ApiError, not_found, temporal_unavailable
+from api.core.metrics import live_jobs, live_viewers
 from api.core.temporal import TemporalGateway, is_unreachable
 from api.jobs.batch_items import history_id
 from api.jobs.models import JobStatus
@@ -70,6 +73,8 @@ LONG_POLL_RPC_TIMEOUT = timedelta(seconds=70)
 AFTER_DUE_S = 0.1
 # Jobs whose history mark an API process keeps (some 200 bytes each).
 MARKS_KEPT = 10_000
+# A feed nobody joined after it opened (its first viewer left while it was opening) ends after this.
+UNJOINED_FEED_S = 5.0
 # Seconds a client is told to wait when every stream slot is taken.
 STREAMS_RETRY_AFTER = "5"
 KEEP_ALIVE = b": keep-alive\n\n"
@@ -327,15 +332,71 @@ class JobWatch:
                 self._open_activities.discard(attributes.scheduled_event_id)
 
 
+# ---- one watch per job, shared by its viewers ----------------------------------------------------
+class JobFeed:
+    """A job's JobWatch followed by one task for every viewer of it in this process: the job's
+    current status, and news of each change."""
+
+    def __init__(self, watch: JobWatch, idle_s: float) -> None:
+        assert watch.current is not None, "an opened watch"
+        self.watch, self.idle_s = watch, idle_s
+        self.current: Snapshot = watch.current
+        self.viewers = 0
+        self.error: BaseException | None = None  # the watch failed: every viewer gets it
+        self._news = asyncio.Event()
+        self._task: asyncio.Task[None] | None = asyncio.create_task(self._follow())
+
+    async def change(self, seen: Snapshot, until: float) -> Snapshot | None:
+        """The status once it differs from `seen`; None once `until` (loop time) has come."""
+        loop = asyncio.get_running_loop()
+        while self.error is None and self.current.etag == seen.etag:
+            news = self._news
+            try:
+                await asyncio.wait_for(news.wait(), timeout=max(0.0, until - loop.time()))
+            except TimeoutError:
+                return None
+        if self.error is not None:
+            raise self.error
+        return self.current
+
+    async def _follow(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                # `until` only paces the re-read of a job whose run has ended (a redrive starts it again).
+                changed = await self.watch.change(until=loop.time() + self.idle_s)
+                if changed is not None:
+                    self.current = changed
+                    self._tell()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an RPCError or ApiError, for each viewer to answer
+            self.error = exc
+            self._tell()
+
+    def _tell(self) -> None:
+        news, self._news = self._news, asyncio.Event()
+        news.set()
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.watch.close()
+
+
 # ---- what the routes use ------------------------------------------------------------------------
 class Live:
-    """Per API process: the watches' Temporal connection and the stream slots."""
+    """Per API process: the watches' Temporal connection, the jobs' feeds and the stream slots."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.gateway = TemporalGateway(settings)  # a connection of the watches' own
         self.slots = StreamSlots(settings.max_live_streams)
         self.marks = HistoryMarks()
+        # By tenant and job id: another tenant's viewer opens a feed of its own (a 404 at its open).
+        self.feeds: dict[tuple[str, str], JobFeed] = {}
+        self._opening: dict[tuple[str, str], asyncio.Future[JobFeed]] = {}
 
     async def watch(self, job_id: str, tenant: Tenant) -> JobWatch:
         watch = JobWatch(
@@ -352,9 +413,44 @@ class Live:
             raise
         return watch
 
-    def unwatch(self, watch: JobWatch) -> None:
-        watch.close()
-        self.marks.keep(watch.job_id, watch.mark())
+    async def join(self, job_id: str, tenant: Tenant) -> JobFeed:
+        """The job's feed, opened by its first viewer (the others wait for that one open)."""
+        key = (tenant.name, job_id)
+        feed = self.feeds.get(key)
+        if feed is None or feed.error is not None:
+            opening = self._opening.get(key)
+            if opening is None:
+                opening = self._opening[key] = asyncio.ensure_future(self._open(key, job_id, tenant))
+                opening.add_done_callback(lambda _: self._opening.pop(key, None))
+            # Shielded: a viewer that hangs up does not cancel the open others wait for.
+            feed = await asyncio.shield(opening)
+        feed.viewers += 1
+        live_viewers.inc()
+        return feed
+
+    def leave(self, feed: JobFeed) -> None:
+        feed.viewers -= 1
+        live_viewers.dec()
+        if feed.viewers <= 0:
+            self._close(feed)
+
+    async def _open(self, key: tuple[str, str], job_id: str, tenant: Tenant) -> JobFeed:
+        feed = JobFeed(await self.watch(job_id, tenant), self.settings.live_heartbeat_seconds)
+        stale = self.feeds.get(key)
+        if stale is not None:  # it failed; its viewers are answering its error
+            self._close(stale)
+        self.feeds[key] = feed
+        live_jobs.inc()
+        asyncio.get_running_loop().call_later(UNJOINED_FEED_S, lambda: feed.viewers <= 0 and self._close(feed))
+        return feed
+
+    def _close(self, feed: JobFeed) -> None:
+        key = (feed.watch.tenant.name, feed.watch.job_id)
+        if self.feeds.get(key) is feed:
+            del self.feeds[key]
+            live_jobs.dec()
+            self.marks.keep(feed.watch.job_id, feed.watch.mark())
+        feed.close()
 
     async def wait_for_change(
         self, request: Request, job_id: str, tenant: Tenant, wait: float, known: set[str]
@@ -362,21 +458,20 @@ class Live:
         """The long poll: the status once it is not one of `known` (empty: the state at the request),
         or after `wait` seconds. Returns the status and whether it changed."""
         release = self.slots.take()
-        watch: JobWatch | None = None
+        feed: JobFeed | None = None
         try:
-            watch = await self.watch(job_id, tenant)
-            current = watch.current
-            assert current is not None
+            feed = await self.join(job_id, tenant)
+            current = feed.current
             known = known or {current.version}
             if not matches(current, known):
                 return current, True
             loop = asyncio.get_running_loop()
             until = loop.time() + wait
-            changed = await _unless_disconnected(request, _first_unknown(watch, known, until))
+            changed = await _unless_disconnected(request, _first_unknown(feed, current, known, until))
             return (changed or current), changed is not None
         finally:
-            if watch is not None:
-                self.unwatch(watch)
+            if feed is not None:
+                self.leave(feed)
             release()
 
     async def stream(self, job_id: str, tenant: Tenant, last_event_id: str | None) -> Response:
@@ -389,20 +484,21 @@ class Live:
                 if latest.final and latest.version in versions(last_event_id):
                     release()
                     return Response(status_code=204)
-            watch = await self.watch(job_id, tenant)
+            feed = await self.join(job_id, tenant)
         except BaseException:  # an RPCError is answered by the app's handler (404, 503, 502)
             release()
             raise
         return LiveStreamResponse(
-            _sse(watch, self.settings.live_heartbeat_seconds), on_close=lambda: (self.unwatch(watch), release())
+            _sse(feed, job_id, self.settings.live_heartbeat_seconds), on_close=lambda: (self.leave(feed), release())
         )
 
 
-async def _first_unknown(watch: JobWatch, known: set[str], until: float) -> Snapshot | None:
+async def _first_unknown(feed: JobFeed, seen: Snapshot, known: set[str], until: float) -> Snapshot | None:
     while True:
-        changed = await watch.change(until)
+        changed = await feed.change(seen, until)
         if changed is None or not matches(changed, known):
             return changed
+        seen = changed
 
 
 async def _unless_disconnected(request: Request, waiting: Any) -> Snapshot | None:
@@ -450,18 +546,17 @@ def sse_error(error: ApiError) -> bytes:
     return f"event: error\ndata: {data}\n\n".encode()
 
 
-async def _sse(watch: JobWatch, heartbeat_s: float) -> AsyncIterator[bytes]:
+async def _sse(feed: JobFeed, job_id: str, heartbeat_s: float) -> AsyncIterator[bytes]:
     """The current state, then one event per change until a final one; a comment when idle."""
     loop = asyncio.get_running_loop()
-    snapshot = watch.current
-    assert snapshot is not None
+    snapshot = feed.current
     yield sse_event(snapshot)
     while not snapshot.final:
         try:
-            changed = await watch.change(until=loop.time() + heartbeat_s)
+            changed = await feed.change(snapshot, until=loop.time() + heartbeat_s)
         except RPCError as exc:
             # The client's EventSource reconnects and gets the current state first.
-            yield sse_error(_api_error(exc, watch.job_id))
+            yield sse_error(_api_error(exc, job_id))
             return
         except ApiError as exc:
             yield sse_error(exc)

@@ -15,8 +15,10 @@ import time
 import httpx
 import pytest
 
+from api.core.metrics import REGISTRY
 from api.jobs.live import Live
 from api.main import create_app
+from common.metrics import LIVE_JOBS, LIVE_VIEWERS
 from tests.api.helpers import (
     AUTH,
     LIVE,
@@ -243,6 +245,62 @@ async def test_a_bad_wait_or_since_is_a_400_naming_it(api, query):
 
 
 # ---- the bound on open streams ----------------------------------------------------------------
+async def test_every_viewer_of_a_job_shares_one_watch_and_sees_each_change(settings, workers, monkeypatch):
+    """30 streams and 10 long polls on each of three jobs: three watches (one history long poll per
+    job, not per viewer), and every viewer gets the job's change; once all have gone, none is left."""
+    opened: list[str] = []
+    original = Live.watch
+
+    async def counted(self: Live, job_id: str, tenant):
+        opened.append(job_id)
+        return await original(self, job_id, tenant)
+
+    monkeypatch.setattr(Live, "watch", counted)
+    app = create_app(settings.model_copy(update={**LIVE, "max_live_streams": 200}))
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    with ThreadedServer(app) as server:
+        url = f"http://127.0.0.1:{server.port}"
+        async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=60, limits=limits) as client:
+            body = {"to": "ada@example.com", "subject": "s", "body": "b", "delay": 600000}
+            jobs = [await _job(client, "/jobs/email", body) for _ in range(3)]
+            before = gauges()
+            etags = {j: (await client.get(f"/jobs/{j}/status")).headers["etag"] for j in jobs}
+
+            async def stream(job_id: str, ready: asyncio.Event) -> list[str]:
+                async with client.stream("GET", f"/jobs/{job_id}/events") as response:
+                    seen = open_stream(response)
+                    await read_stream(seen, lambda s: bool(s.events))
+                    ready.set()
+                    await read_stream(seen)
+                    return seen.statuses
+
+            readies = {j: [asyncio.Event() for _ in range(30)] for j in jobs}
+            streams = [asyncio.create_task(stream(j, r)) for j in jobs for r in readies[j]]
+            polls = [
+                asyncio.create_task(client.get(f"/jobs/{j}/status", params={"wait": 60, "since": etags[j]}))
+                for j in jobs
+                for _ in range(10)
+            ]
+            for event in itertools.chain(*readies.values()):
+                await asyncio.wait_for(event.wait(), 30)
+            live = app.state.live
+            await eventually(lambda: sum(f.viewers for f in live.feeds.values()) == 120, "120 viewers")
+            assert sorted(opened) == sorted(jobs) and len(live.feeds) == 3  # one watch per job
+            # The gauges, as /metrics serves them (the process's other apps may have viewers of their own).
+            assert gauges() == (before[0] + 3, before[1] + 120)
+            for job_id in jobs:
+                assert (await client.post(f"/jobs/{job_id}/cancel")).status_code == 202
+            statuses = await asyncio.wait_for(asyncio.gather(*streams), 30)
+            answers = await asyncio.wait_for(asyncio.gather(*polls), 30)
+    assert all(s == ["delayed", "cancelled"] for s in statuses), statuses
+    assert all(a.status_code == 200 and a.json()["status"] == "cancelled" for a in answers)
+    assert live.feeds == {} and sorted(opened) == sorted(jobs) and gauges() == before
+
+
+def gauges() -> tuple[float | None, float | None]:
+    return tuple(REGISTRY.get_sample_value(name) for name in (LIVE_JOBS, LIVE_VIEWERS))  # type: ignore[return-value]
+
+
 async def test_streams_over_the_bound_are_refused_with_retry_after(settings, workers):
     with ThreadedServer(create_app(settings.model_copy(update={**LIVE, "max_live_streams": 1}))) as server:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", headers=AUTH, timeout=30) as client:
