@@ -31,6 +31,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.jobs.starter import start_job
+from bench.procs import find_child
 from bench.report import write_figures
 from common.jobs import email_job
 from common.models import JobSpec
@@ -150,9 +151,11 @@ async def main(count: int, out: Path, extra_env: dict[str, str]) -> dict:
             env.client.service_client.config.target_host, tmp, {"HERALD_ENCRYPTION_KEY": key} | extra_env
         )
         sampler = RssSampler(worker.pid)
+        server = find_child("temporal")
         try:
             await wait_polling(tmp, worker)
             idle = await settle_rss(worker.pid, 10)
+            server_before = (rss_mib(server) if server else None), _disk_mib(tmp)
             sampler.start()
             t0 = time.monotonic()
             ids = await start_all(client_for(env.client, Settings(encryption_key=key)), count)
@@ -160,6 +163,7 @@ async def main(count: int, out: Path, extra_env: dict[str, str]) -> dict:
             await wait_parked(env.client, ids, timeout=300)
             parked_s = time.monotonic() - t0
             final = await settle_rss(worker.pid, 10)
+            server_after = (rss_mib(server) if server else None), _disk_mib(tmp)
             sampler.stop()
             peak = max(sampler.peak, final)
         finally:
@@ -180,8 +184,26 @@ async def main(count: int, out: Path, extra_env: dict[str, str]) -> dict:
         "final_rss_mib": round(final, 1),
         "peak_ratio": round(peak / idle, 2),
         "final_ratio": round(final / idle, 2),
+        # The dev server's side: its RSS and its SQLite files (the database and its WAL), per 10,000.
+        "server_rss_mib": {"before": _r(server_before[0]), "after": _r(server_after[0])},
+        "server_disk_mib": {"before": _r(server_before[1]), "after": _r(server_after[1])},
+        "server_disk_mib_per_10k": _r((server_after[1] - server_before[1]) * 10_000 / count),
+        "server_rss_mib_per_10k": (
+            _r((server_after[0] - server_before[0]) * 10_000 / count)
+            if server_after[0] is not None and server_before[0] is not None
+            else None
+        ),
     }
     return write_figures(out, result)
+
+
+def _disk_mib(folder: Path) -> float:
+    """The dev server's SQLite files (delayed.db, its -wal and -shm)."""
+    return sum(f.stat().st_size for f in folder.glob("delayed.db*")) / 2**20
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 if __name__ == "__main__":
