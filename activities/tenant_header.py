@@ -68,10 +68,10 @@ class _TenantOutbound(WorkflowOutboundInterceptor):
             return headers
         return {**headers, TENANT_HEADER: default_converter().payload_converter.to_payload(tenant)}
 
-    def start_activity(self, input: StartActivityInput) -> workflow.ActivityHandle:
+    def start_activity(self, input: StartActivityInput) -> workflow.ActivityHandle[Any]:
         input.headers = self._with_tenant(input.headers)
         return super().start_activity(input)
 
-    def start_local_activity(self, input: StartLocalActivityInput) -> workflow.ActivityHandle:
+    def start_local_activity(self, input: StartLocalActivityInput) -> workflow.ActivityHandle[Any]:
         input.headers = self._with_tenant(input.headers)
         return super().start_local_activity(input)
