@@ -16,10 +16,11 @@ from activities.attempt_log import AttemptLogInterceptor
 from activities.batch import BatchActivities
 from activities.email import EmailActivities
 from activities.maintenance import MaintenanceActivities
-from activities.rate_limit import RateLimitInterceptor
+from activities.rate_limit import RateLimitInterceptor, sends_through_queue
 from activities.reports import ReportActivities
 from activities.sms import SmsActivities
 from activities.sms_quota import SmsQuotaActivities
+from activities.tenant_header import TenantHeaderInterceptor
 from activities.users import TypedEmailActivities
 from activities.webhook import WebhookActivities
 from common.builtin_schedules import ensure_at_start
@@ -28,6 +29,7 @@ from common.metrics import configure_tenant_labels
 from common.models import QUEUE_CHANNELS, TASK_QUEUES
 from common.runtime import exit_skipping_teardown
 from common.settings import Settings, StartupRefused, get_settings
+from common.task_queue_config import configure_job_queues
 from common.temporal import WORKFLOW_RUNNER, connect_when_up, worker_runtime
 from workflows.batch import BatchWorkflow
 from workflows.batch_chunks import ChunkedBatchWorkflow
@@ -81,7 +83,12 @@ def activities_by_queue(settings: Settings, client: Client | None = None) -> dic
 def activity_interceptors(settings: Settings, channel: str) -> list[Interceptor]:
     """A channel's workers' interceptors, outermost first: on a rate-limited queue a local send declines
     before the attempt log sees it (activities/rate_limit.py)."""
-    return [RateLimitInterceptor(settings.rate_limit(channel)), AttemptLogInterceptor()]
+    return [
+        RateLimitInterceptor(sends_through_queue(settings, channel)),
+        # The run's tenant, for the attempts' `tenant` label (added by the workflow, read by the activity).
+        TenantHeaderInterceptor(),
+        AttemptLogInterceptor(),
+    ]
 
 
 def build_workers(client: Client, settings: Settings) -> list[Worker]:
@@ -128,6 +135,12 @@ async def main() -> None:
         exit_skipping_teardown(2)
     client = await connect_when_up(settings, runtime=worker_runtime(settings))
     workers = build_workers(client, settings)
+    try:
+        # The tenants' weights and send cap, on the job queues (before the first poll).
+        await configure_job_queues(client, settings)
+    except StartupRefused as exc:
+        print(f"herald worker: refusing to start: {exc}", file=sys.stderr, flush=True)
+        exit_skipping_teardown(2)
     # The built-in schedules (daily cleanup, token cleanup), created once however many workers start.
     await ensure_at_start(client, settings)
     stop = asyncio.Event()

@@ -13,6 +13,10 @@ hands out. Two kinds of send would slip past it:
   worker a slice of more than one item declines (`SliceOutcomes.declined`) without sending, and
   its batch (workflows/batch.py) sends one item per activity from then on: each item one task.
 
+The same holds for `HERALD_TENANT_RATE_LIMIT`, the per-tenant cap (common/task_queue_config.py): Temporal
+enforces it on the activity tasks it hands out, per fairness key (tenant), so a worker with a cap sends
+every send through the queue too.
+
 Whether a worker is rate-limited is read from the settings it was built with (worker.py).
 """
 
@@ -29,9 +33,16 @@ from common.names import FIRST_ATTEMPT_DECLINED
 from common.settings import Settings
 
 
+def sends_through_queue(settings: Settings, channel: str) -> bool:
+    """Whether every send of this channel must be one activity task: the channel has a rate limit, or
+    the tenants a cap (both enforced by the server on the activity tasks it hands out)."""
+    return settings.rate_limit(channel) is not None or settings.tenant_rate_limit is not None
+
+
 def rate_limited(settings: Settings, kind: str) -> bool:
-    """Whether the task queue of this kind of job (email, sms, webhook, cleanup, report) has a rate limit."""
-    return settings.rate_limit(CHANNELS[kind]) is not None
+    """Whether the task queue of this kind of job (email, sms, webhook, cleanup, report) has a rate limit
+    (its channel's or the tenants' cap)."""
+    return sends_through_queue(settings, CHANNELS[kind])
 
 
 def first_attempt_declined() -> ApplicationError:
@@ -46,10 +57,11 @@ def first_attempt_declined() -> ApplicationError:
 
 
 class RateLimitInterceptor(Interceptor):
-    """Installed first on a task queue's worker (outside the attempt log), with that queue's rate limit."""
+    """Installed first on a task queue's worker (outside the attempt log): `limited`, whether the queue's
+    sends are rate-limited (sends_through_queue)."""
 
-    def __init__(self, rate_limit: float | None) -> None:
-        self.limited = rate_limit is not None
+    def __init__(self, limited: bool) -> None:
+        self.limited = limited
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         # An unlimited queue's activities run exactly as without this interceptor.

@@ -88,11 +88,25 @@ def start_options(request: JobRequest, priority: int | None = None, now: datetim
             + ([SearchAttributePair(JOB_USER_KEY, spec.user_ref)] if spec.user_ref else [])
             + tenant_attributes(spec.tenant)
         ),
-        priority=Priority(priority_key=priority) if priority else Priority.default,
+        priority=job_priority(priority, spec.tenant),
         state=initial,
         summary=job_summary(request),
         details=job_details(request),
     )
+
+
+def job_priority(priority: int | None, tenant: str | None) -> Priority:
+    """What a job's tasks carry to Temporal's matcher: its priority key (1 first) and its tenant as the
+    fairness key, so a busy channel's workers are shared between tenants (docs/tenants.md, "Fair dispatch").
+
+    The tenant's weight (HERALD_TENANT_WEIGHTS) is not attached here: the workers set it on the task
+    queues as a fairness-weight override (common/task_queue_config.py), which Temporal prefers to a task's
+    own and which so also applies to the tasks already queued and to every schedule's future runs. The
+    job's activities and child workflows (a `then`, a callback, a batch's chunks) inherit both keys.
+    A job from before tenants (no tenant) has no fairness key: the empty key, one more "tenant"."""
+    if priority is None and tenant is None:
+        return Priority.default
+    return Priority(priority_key=priority or None, fairness_key=tenant)
 
 
 def tenant_memo(tenant: str | None) -> dict[str, Any]:

@@ -6,7 +6,8 @@ Two endpoints:
 - the worker's, on HERALD_WORKER_METRICS_HOST:HERALD_WORKER_METRICS_PORT, served by the Temporal
   runtime itself (common/temporal.worker_runtime): the SDK's own metrics (`temporal_…`) and
   Herald's, which go through the SDK's meter so they land on that same endpoint:
-  `herald_attempts_total{type,outcome}` (activities/attempt_log.py),
+  `herald_attempts_total{type,outcome,tenant}` (activities/attempt_log.py; the tenant comes with the
+  activity's `herald-tenant` header, activities/tenant_header.py),
   `herald_jobs_finished_total{type,status,tenant}` and `herald_dead_letters_total{type,tenant}` (the workflows,
   through `workflow.metric_meter()`, which records nothing while a workflow replays).
 
@@ -20,6 +21,7 @@ This module imports no I/O: workflow code imports it for the names and helpers.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 
 from temporalio import activity, workflow
@@ -30,6 +32,8 @@ log = logging.getLogger("herald.metrics")
 # The worker's configured tenants (configure_tenant_labels); read by workflow code, which may: a label
 # records nothing during replay and decides nothing.
 _tenants: frozenset[str] = frozenset()
+# The tenant of the activity running in this task (None: its run recorded none), from its header.
+activity_tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar("herald_tenant", default=None)
 
 # ---- the API (api/core/metrics.py) ------------------------------------------------------------------
 JOBS_ACCEPTED = "herald_jobs_accepted_total"
@@ -47,7 +51,7 @@ DESCRIPTIONS = {
     HTTP_REQUEST_DURATION: "Time the API took to answer a request, by method, route template and status",
     LIVE_JOBS: "Jobs this API process watches for live status (one Temporal history long poll each)",
     LIVE_VIEWERS: "Open SSE streams and waiting long polls of this API process",
-    ATTEMPTS: "Send attempts a worker finished, by job type and outcome (succeeded, failed)",
+    ATTEMPTS: "Send attempts a worker finished, by job type, outcome (succeeded, failed) and tenant",
     JOBS_FINISHED: "Jobs that reached a final state, by type, status (completed, failed, cancelled) and tenant",
     DEAD_LETTERS: "Jobs that were recorded in the dead-letter queue, by type and tenant",
 }
@@ -80,12 +84,18 @@ def attempt_type(activity_type: str, workflow_type: str | None = None) -> str:
 
 
 def count_attempt(outcome: str) -> None:
-    """From inside a send activity: one finished attempt. Never raises: a metric must not fail
-    a send that went out (a retry would send it again)."""
+    """From inside a send activity: one finished attempt, of the tenant of the run that scheduled it (set
+    from the activity's header: activities/tenant_header.py). Never raises: a metric must not fail a send that
+    went out (a retry would send it again)."""
     try:
         info = activity.info()
         activity.metric_meter().create_counter(ATTEMPTS, DESCRIPTIONS[ATTEMPTS]).add(
-            1, {"type": attempt_type(info.activity_type, info.workflow_type), "outcome": outcome}
+            1,
+            {
+                "type": attempt_type(info.activity_type, info.workflow_type),
+                "outcome": outcome,
+                "tenant": metric_label(activity_tenant.get(), _tenants),
+            },
         )
     except Exception:
         log.warning("could not count an attempt", exc_info=True)

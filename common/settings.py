@@ -45,6 +45,7 @@ ENCRYPTION_KEY_HINT = (
     "(dev mode, HERALD_DEV_MODE=true as under make run, generates one into HERALD_DATA_DIR/encryption_key)"
 )
 KEY_BYTES = 32  # AES-256
+DEFAULT_TENANT_WEIGHT = 1.0
 
 
 class StartupRefused(RuntimeError):
@@ -198,6 +199,10 @@ class Settings(BaseSettings):
     sms_rate_limit: float | None = None
     webhook_rate_limit: float | None = None
     maintenance_rate_limit: float | None = None
+    # Tenants (docs/tenants.md): each tenant's share of a busy channel, `acme=3,globex=1` (others 1), given to
+    # Temporal as its fairness weights; and each tenant's sends per second per channel, across all workers.
+    tenant_weights: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
+    tenant_rate_limit: float | None = Field(None, gt=0)
 
     # The worker's Prometheus endpoint (the SDK's metrics and Herald's); port 0 turns it off.
     worker_metrics_host: str = "127.0.0.1"
@@ -235,6 +240,13 @@ class Settings(BaseSettings):
         parse_keys(value)  # a bad entry is refused here, with a message that names it
         return value
 
+    @field_validator("tenant_weights", mode="before")
+    @classmethod
+    def _tenant_weights(cls, value: object) -> object:
+        from common.tenants import parse_weights  # (imported here: keeps settings import-light)
+
+        return parse_weights(value) if isinstance(value, str) else value
+
     @field_validator("schedule_timezone")
     @classmethod
     def _iana_zone(cls, value: str) -> str:
@@ -260,6 +272,10 @@ class Settings(BaseSettings):
     def tenant_names(self) -> list[str]:
         """The configured tenants, the default one (the first entry's) first."""
         return list(dict.fromkeys(self.client_keys().values()))
+
+    def tenant_weight(self, tenant: str) -> float:
+        """A tenant's fairness weight: HERALD_TENANT_WEIGHTS's, else 1."""
+        return self.tenant_weights.get(tenant, DEFAULT_TENANT_WEIGHT)
 
     def concurrency(self, channel: str) -> int:
         limit: int = getattr(self, f"{channel}_concurrency")

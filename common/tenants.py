@@ -40,6 +40,10 @@ class TenantKeysError(ValueError):
     """A `HERALD_API_KEYS` entry that names no valid tenant or key; the message says which and why."""
 
 
+class TenantWeightsError(ValueError):
+    """A `HERALD_TENANT_WEIGHTS` entry that is not TENANT=WEIGHT with a weight Temporal takes."""
+
+
 def bare_key_tenant(key: str) -> str:
     """The tenant of a bare key: `key-` and the first 8 hex digits of its SHA-256."""
     return BARE_KEY_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:8]
@@ -64,6 +68,37 @@ def parse_entry(entry: str) -> tuple[str, str]:
     if not key.strip():
         raise TenantKeysError(f"HERALD_API_KEYS: the entry for tenant {tenant!r} has no key after the '='")
     return tenant, key.strip()
+
+
+# Temporal clamps a fairness weight to [0.001, 1000]: a weight outside is refused rather than clamped.
+MIN_WEIGHT, MAX_WEIGHT = 0.001, 1000.0
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """`HERALD_TENANT_WEIGHTS`, `acme=3,globex=1`: each named tenant's fairness weight (docs/tenants.md)."""
+    weights: dict[str, float] = {}
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        tenant, sep, number = (part.strip() for part in entry.partition("="))
+        if not sep or not valid_tenant(tenant):
+            raise TenantWeightsError(
+                f"HERALD_TENANT_WEIGHTS: {entry!r} is not TENANT=WEIGHT (a tenant name: 1 to 63 lowercase letters, "
+                "digits and '-', starting with a letter or digit; e.g. acme=3,globex=1)"
+            )
+        try:
+            weight = float(number)
+        except ValueError:
+            weight = float("nan")
+        if not MIN_WEIGHT <= weight <= MAX_WEIGHT:
+            raise TenantWeightsError(
+                f"HERALD_TENANT_WEIGHTS: the weight of {tenant!r} is {number!r}; a weight is a number from "
+                f"{MIN_WEIGHT:g} to {MAX_WEIGHT:g} (1 is every other tenant's)"
+            )
+        if tenant in weights:
+            raise TenantWeightsError(f"HERALD_TENANT_WEIGHTS: {tenant!r} is given two weights")
+        weights[tenant] = weight
+    return weights
 
 
 def parse_keys(entries: list[str]) -> dict[str, str]:

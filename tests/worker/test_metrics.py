@@ -152,6 +152,11 @@ async def test_worker_endpoint_serves_sdk_and_herald_metrics_and_logs_keep_secre
     assert value(page, ATTEMPTS, type="sms", outcome="failed") >= 1
     assert value(page, ATTEMPTS, type="webhook", outcome="succeeded") >= 1
     assert value(page, ATTEMPTS, type="email", outcome="failed") == 0
+    # The attempts too carry the job's tenant (the run's, passed to its activities in a header), first
+    # attempts (local activities) and later ones (the SMS's retries) alike.
+    assert value(page, ATTEMPTS, type="email", outcome="succeeded", tenant=bare_key_tenant(API_KEY)) >= 1
+    assert value(page, ATTEMPTS, type="sms", outcome="failed", tenant=bare_key_tenant(API_KEY)) >= 1
+    assert value(page, ATTEMPTS, type="webhook", tenant="other") == 0
     assert value(page, JOBS_FINISHED, type="email", status="completed") >= 1
     # Labelled by the job's tenant (its HeraldTenant), one the worker's HERALD_API_KEYS names.
     assert value(page, JOBS_FINISHED, type="email", status="completed", tenant=bare_key_tenant(API_KEY)) >= 1

@@ -17,6 +17,7 @@
     dlq: [],
     dlqTotal: 0,
     shown: {},                   // what each table shows now, to rebuild it only on a change
+    tenant: "",                  // the tenant filter ("": every tenant), sent as ?tenant= to every read
   };
 
   // ---- small helpers ---------------------------------------------------------------------------
@@ -46,6 +47,9 @@
   const jobLink = (jobId, runId) => outLink(runUrl(jobId, runId), jobId);
   const pill = (word, extra) => h("span", { class: `pill pill-${word}`, text: extra || word });
   const fmt = (n) => Number(n || 0).toLocaleString();
+  // A read of an admin route, filtered by the chosen tenant.
+  const filtered = (path) => state.tenant ? `${path}${path.includes("?") ? "&" : "?"}tenant=${enc(state.tenant)}` : path;
+  const tenantCell = (tenant) => h("td", { class: "tenant", text: tenant || "–" });
 
   function relative(iso) {
     if (!iso) return "–";
@@ -110,7 +114,7 @@
         const n = counts[status] || 0;
         total += n;
         totals[status] += n;
-        const query = `HeraldJobType="${type}" AND HeraldStatus="${status}"`;
+        const query = `HeraldJobType="${type}" AND HeraldStatus="${status}"` + (state.tenant ? ` AND HeraldTenant="${state.tenant}"` : "");
         const content = n && status !== "processing" ? outLink(queryUrl(query), fmt(n)) : fmt(n);
         return h("td", { class: n ? "num" : "num zero", "data-type": type, "data-status": status, id: `count-${type}-${status}` }, content);
       });
@@ -121,7 +125,7 @@
     const foot = h("tr", { class: "totals" }, h("td", { text: "all types" }),
       STATUSES.map((s) => h("td", { class: "num", id: `count-all-${s}` }, fmt(totals[s]))), h("td", { class: "num" }, fmt(all)));
     const table = document.getElementById("counts");
-    if (fill("counts", stats, rows, STATUSES.length + 2, "No jobs yet.")) {
+    if (fill("counts", [state.tenant, stats], rows, STATUSES.length + 2, "No jobs yet.")) {
       let tfoot = table.querySelector("tfoot");
       if (!tfoot) { tfoot = h("tfoot"); table.append(tfoot); }
       tfoot.replaceChildren(foot);
@@ -147,6 +151,7 @@
     const busy = (id) => state.pending.has(id);
     const rows = items.map((item) => h("tr", { "data-job-id": item.jobId },
       h("td", { class: "job" }, jobLink(item.jobId)),
+      tenantCell(item.tenant),
       h("td", {}, item.type),
       h("td", { class: "error", title: item.error || "" }, item.error || "–"),
       h("td", { class: "num" }, item.attempts),
@@ -156,8 +161,8 @@
           "aria-label": `Redrive ${item.jobId}`, onclick: () => redrive(item) }, busy(item.jobId) ? "Working…" : "Redrive"),
         h("button", { type: "button", class: "btn btn-sm btn-danger", "data-action": "discard", disabled: busy(item.jobId),
           "aria-label": `Discard ${item.jobId}`, onclick: () => discard(item) }, "Discard"))));
-    const key = [items.map((i) => [i.jobId, i.failedAt, i.error, i.attempts, relative(i.failedAt)]), [...state.pending]];
-    fill("dlq", key, rows, 6, "The dead-letter queue is empty.");
+    const key = [items.map((i) => [i.jobId, i.tenant, i.failedAt, i.error, i.attempts, relative(i.failedAt)]), [...state.pending]];
+    fill("dlq", key, rows, 7, "The dead-letter queue is empty.");
     const total = Math.max(state.dlqTotal - (state.dlq.length - items.length), items.length);
     const badge = document.getElementById("dlq-count");
     badge.textContent = fmt(total);
@@ -199,10 +204,11 @@
 
   document.getElementById("redrive-all").addEventListener("click", () => {
     const total = state.dlqTotal;
-    if (!window.confirm(`Redrive all ${total} dead letter${total === 1 ? "" : "s"}? Each runs again from the start.`)) return;
+    const whose = state.tenant ? ` of tenant ${state.tenant}` : "";
+    if (!window.confirm(`Redrive all ${total} dead letter${total === 1 ? "" : "s"}${whose}? Each runs again from the start.`)) return;
     const shown = state.dlq.slice();
     act("*", async () => {
-      const answer = await api("POST", "/admin/dlq/retry");
+      const answer = await api("POST", "/admin/dlq/retry", state.tenant ? { tenant: state.tenant } : undefined);
       for (const item of shown) state.gone.set(item.jobId, item.failedAt);
       toast(`Redriven: ${answer.redriven} dead letter${answer.redriven === 1 ? "" : "s"}.`);
     });
@@ -212,16 +218,18 @@
   function renderRecent(answer) {
     const rows = answer.items.map((job) => h("tr", { "data-job-id": job.jobId },
       h("td", { class: "job" }, jobLink(job.jobId, job.runId)),
+      tenantCell(job.tenant),
       h("td", {}, job.type),
       h("td", {}, pill(job.status)),
       h("td", {}, when(job.createdAt))));
-    fill("recent", answer.items.map((j) => [j.jobId, j.runId, j.status, relative(j.createdAt)]), rows, 4, "No jobs yet.");
+    fill("recent", answer.items.map((j) => [j.jobId, j.tenant, j.runId, j.status, relative(j.createdAt)]), rows, 5, "No jobs yet.");
   }
 
   // ---- schedules -------------------------------------------------------------------------------
   function renderSchedules(answer) {
     const rows = answer.items.map((s) => h("tr", { "data-schedule-id": s.id },
       h("td", { class: "job" }, outLink(scheduleUrl(s.id), s.id), " ", s.paused ? pill("paused") : null),
+      tenantCell(s.tenant || "built-in"),
       h("td", {}, h("code", { text: s.cron }), h("span", { class: "muted small", text: ` ${s.timezone}` })),
       h("td", {}, s.paused ? h("span", { class: "muted", text: "paused" }) : when(s.nextRunAt)),
       h("td", {}, s.lastRunAt ? (s.lastJobId ? outLink(runUrl(s.lastJobId), relative(s.lastRunAt)) : when(s.lastRunAt)) : h("span", { class: "muted", text: "never" })),
@@ -231,9 +239,9 @@
         h("button", { type: "button", class: "btn btn-sm", disabled: state.pending.has(`schedule:${s.id}`),
           "aria-label": `${s.paused ? "Resume" : "Pause"} ${s.id}`, onclick: () => scheduleAction(s, s.paused ? "unpause" : "pause") },
           s.paused ? "Resume" : "Pause"))));
-    const key = [answer.items.map((s) => [s.id, s.paused, s.cron, s.timezone, relative(s.nextRunAt), relative(s.lastRunAt), s.lastJobId]),
+    const key = [answer.items.map((s) => [s.id, s.tenant, s.paused, s.cron, s.timezone, relative(s.nextRunAt), relative(s.lastRunAt), s.lastJobId]),
       [...state.pending].filter((p) => p.startsWith("schedule:"))];
-    fill("schedules", key, rows, 5, "No schedules.");
+    fill("schedules", key, rows, 6, "No schedules.");
   }
 
   async function scheduleAction(schedule, action) {
@@ -264,9 +272,12 @@
   }
 
   async function load() {
-    const reads = [api("GET", "/admin/stats"), api("GET", `/admin/dlq?limit=${DLQ_PAGE}`), api("GET", `/admin/jobs?limit=${RECENT}`)];
-    if (config.schedules) reads.push(api("GET", "/admin/schedules"));
+    const reads = [api("GET", filtered("/admin/stats")), api("GET", filtered(`/admin/dlq?limit=${DLQ_PAGE}`)),
+      api("GET", filtered(`/admin/jobs?limit=${RECENT}`))];
+    if (config.schedules) reads.push(api("GET", filtered("/admin/schedules")));
+    const tenant = state.tenant;
     const [stats, dlq, recent, schedules] = await Promise.allSettled(reads);
+    if (tenant !== state.tenant) return; // the filter changed meanwhile: the next load shows the new one
     const failures = [stats, dlq, recent, schedules].filter((r) => r && r.status === "rejected").map((r) => r.reason);
     if (stats.status === "fulfilled") renderStats(stats.value);
     if (dlq.status === "fulfilled") {
@@ -325,6 +336,12 @@
     } else {
       refresh();
     }
+  });
+  // The tenant filter: every table and count shows that tenant's only (the routes' ?tenant=).
+  document.getElementById("tenant-filter").addEventListener("change", (event) => {
+    state.tenant = event.target.value;
+    state.shown = {};
+    (state.inflight || Promise.resolve()).then(() => refresh());
   });
   document.addEventListener("visibilitychange", () => { if (!document.hidden && !state.paused) refresh(); });
 
