@@ -82,6 +82,10 @@ PATCHES: dict[str, Patch] = {
                 "cleanup-v1/cleanup_scheduled_completed",
                 "entities-v1/typed_unknown_user_failed",
                 "entities-v1/typed_welcome_sent",
+                "prefs-v1/channel_opt_out_suppressed",
+                "prefs-v1/quiet_hours_deferred_open",
+                "prefs-v1/quiet_hours_told_sent",
+                "prefs-v1/released_delay_sent",
                 "rate-v1/declined_first_attempt_retried",
                 "rate-v1/declined_first_attempt_sent",
                 "rate-v1/scheduled_run_declined_sent",
@@ -238,7 +242,11 @@ PATCHES: dict[str, Patch] = {
             ),
             since="2026-12-05 (issue 18, item 2)",
             old_path_histories=(),
-            marker_histories=(),
+            marker_histories=(
+                "prefs-v1/channel_opt_out_suppressed",
+                "prefs-v1/quiet_hours_deferred_open",
+                "prefs-v1/quiet_hours_told_sent",
+            ),
             retire=(
                 "Ready for deprecate_patch: only a run whose input has an audience reaches the call, and no input "
                 "had one before the patch."
@@ -254,7 +262,7 @@ PATCHES: dict[str, Patch] = {
             ),
             since="2026-12-05 (issue 18, item 5)",
             old_path_histories=("v1/delay_then_cancel", "v1/delayed_24h_waiting", "v1/webhook_500_500_200"),
-            marker_histories=(),
+            marker_histories=("prefs-v1/released_delay_sent",),
             retire=(
                 "Waiting: a job delayed (or in its first backoff) on a worker from before the deploy takes the old "
                 "branch. Once none is open and the retention has passed: deprecate_patch, and delete the listed "
@@ -270,7 +278,7 @@ PATCHES: dict[str, Patch] = {
             ),
             since="2026-12-05 (issue 18, item 3)",
             old_path_histories=(),
-            marker_histories=(),
+            marker_histories=("prefs-v1/user_told_waiting_jobs_open",),
             retire=(
                 "Ready for deprecate_patch: only a user with registered jobs reaches the call, and no job "
                 "registered before the patch."
