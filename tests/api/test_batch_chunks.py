@@ -18,7 +18,7 @@ from tests.api.helpers import API_KEY, AUTH, address_of, api_client, assert_erro
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.temporal import WEBHOOK_SECRET, free_port, local_settings, running_workers
 
-WORDS = ("queued", "processing", "success", "failed", "cancelled")
+WORDS = ("queued", "processing", "success", "failed", "cancelled", "suppressed")
 
 
 async def _accepted(api: httpx.AsyncClient, body: dict) -> dict:
