@@ -16,6 +16,7 @@ from activities.attempt_log import AttemptLogInterceptor
 from activities.batch import BatchActivities
 from activities.email import EmailActivities
 from activities.maintenance import MaintenanceActivities
+from activities.preferences import PreferenceActivities
 from activities.rate_limit import RateLimitInterceptor, sends_through_queue
 from activities.reports import ReportActivities
 from activities.sms import SmsActivities
@@ -70,10 +71,22 @@ def activities_by_queue(settings: Settings, client: Client | None = None) -> dic
     webhook, maintenance = WebhookActivities(settings), MaintenanceActivities(settings)
     # A batch's slices send with the same channel objects (activities/batch.py).
     batch = BatchActivities(settings, email, sms, webhook)
+    # check_preferences: a local activity of a notification for a user, before its send (workflows/job_tracking.py).
+    preferences = PreferenceActivities(client)
     return {
-        TASK_QUEUES["email"]: [email.send_email, batch.send_email_slice, typed.send_typed_email],
+        TASK_QUEUES["email"]: [
+            email.send_email,
+            batch.send_email_slice,
+            typed.send_typed_email,
+            preferences.check_preferences,
+        ],
         # take_sms_slot: a local activity of an SMS's run that the API did not count (workflows/notification.py).
-        TASK_QUEUES["sms"]: [sms.send_sms, batch.send_sms_slice, SmsQuotaActivities(settings, client).take_sms_slot],
+        TASK_QUEUES["sms"]: [
+            sms.send_sms,
+            batch.send_sms_slice,
+            SmsQuotaActivities(settings, client).take_sms_slot,
+            preferences.check_preferences,
+        ],
         TASK_QUEUES["webhook"]: [webhook.deliver_webhook, batch.deliver_webhook_slice],
         # Reports share the maintenance queue (TASK_QUEUES["report"]).
         TASK_QUEUES["cleanup"]: [maintenance.run_cleanup, ReportActivities(settings).build_report],

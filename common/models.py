@@ -75,10 +75,12 @@ class Phase(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Not sent, by the user's preferences (an opt-out of the channel or the topic): final, not a failure.
+    SUPPRESSED = "suppressed"
 
     @property
     def final(self) -> bool:
-        return self in (Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED)
+        return self in (Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED, Phase.SUPPRESSED)
 
 
 # A job's retries when the client names none: the API's defaults of `attempts` and `backoff`.
@@ -165,6 +167,9 @@ class JobSpec:
     # and "" in every run started before tenants (the default tenant's).
     tenant: str | None = None
     tenant_scope: str = ""
+    # Whose preferences decide the job when it is about to be sent (common/preferences.py): a notification
+    # that names a userId. None for every other job and every run accepted before preferences existed.
+    audience: Audience | None = None
 
     def due_at(self, accepted_at: datetime) -> datetime | None:
         """When the job may first be sent (None: at once); a `delay` counts from `accepted_at`."""
@@ -173,6 +178,17 @@ class JobSpec:
         if self.delay_ms > 0:
             return accepted_at + timedelta(milliseconds=self.delay_ms)
         return None
+
+
+@dataclass
+class Audience:
+    """Whom a notification is for, as its user's preferences see it (DESIGN.md, "Preferences")."""
+
+    user_id: str
+    channel: str  # "email" | "sms": the channel the user may have opted out of
+    topic: str | None = None
+    # Critical notifications ignore topic opt-outs and quiet hours (never channel opt-outs).
+    critical: bool = False
 
 
 @dataclass
@@ -410,6 +426,17 @@ class CallbackState:
 
 
 @dataclass
+class Decision:
+    """One rule applied to a job: `rule` ∈ channel, topic, quiet_hours, digest, throttle, release; `outcome`
+    ∈ sent, suppressed, deferred, digested, released; `until`: when a deferral ends."""
+
+    at: str
+    rule: str
+    outcome: str
+    until: str | None = None
+
+
+@dataclass
 class JobState:
     """A job's state as its workflow keeps it in the memo (key STATE_MEMO_KEY)."""
 
@@ -429,6 +456,13 @@ class JobState:
     callback: CallbackState | None = None
     # The job id of the `then` follow-up, once started.
     next: str | None = None
+    # Why the job was not sent (Phase.SUPPRESSED): `channel_opt_out` or `topic_opt_out`.
+    suppressed_reason: str | None = None
+    # The rules applied to the job, in order (common/preferences.py): why it went out, waited, or did not.
+    decisions: list[Decision] = field(default_factory=list)
+    # What a `delayed` job waits on: delay (also deliverAt), quiet_hours, backoff, throttle. None otherwise,
+    # and in every state written before release existed. POST /jobs/{id}/release ends the first three.
+    waiting_on: str | None = None
 
     @classmethod
     def initial(cls, spec: JobSpec, phase: Phase, updated_at: str, not_before: str | None = None) -> JobState:
@@ -678,14 +712,77 @@ class UserProfile:
     opt_out: list[str] = field(default_factory=list)
     created_at: str | None = None
     updated_at: str | None = None
+    # Preferences (common/preferences.py): an IANA zone (None: UTC), quiet hours in it, topics opted
+    # in (true) or out (false), and the digest. `opt_out` holds the channels opted out of.
+    timezone: str | None = None
+    quiet_hours: QuietHours | None = None
+    topics: dict[str, bool] = field(default_factory=dict)
+    digest: DigestPreference | None = None
+
+    def preferences(self) -> tuple[Any, ...]:
+        """What decides the user's notifications: a change of it reaches their waiting ones at once."""
+        return (self.timezone, self.quiet_hours, sorted(self.opt_out), self.topics, self.digest)
+
+
+@dataclass
+class QuietHours:
+    """ "HH:MM" to "HH:MM" in the user's timezone; may span midnight (22:00 to 07:00)."""
+
+    start: str
+    end: str
+
+
+@dataclass
+class DigestPreference:
+    """The topics collected into one email: daily `at` "HH:MM" local time, or `every` N seconds."""
+
+    topics: list[str] = field(default_factory=list)
+    at: str | None = None
+    every: int | None = None
 
 
 @dataclass
 class UserInput:
-    """A user workflow's input: its id, and the profile carried over a continue-as-new."""
+    """A user workflow's input: its id, and the profile carried over a continue-as-new, with the jobs
+    waiting on the user's preferences (job ids) and those still to be told of a change."""
 
     user_id: str
     profile: UserProfile | None = None
+    waiting: list[str] = field(default_factory=list)
+    to_tell: list[str] = field(default_factory=list)
+
+
+# A job deferred by its user's preferences registers with the user's workflow; a change of preferences
+# tells every registered job at once (workflows/user.py, workflows/job_tracking.py).
+JOB_WAITING_SIGNAL = "job_waiting"
+PREFERENCES_CHANGED_SIGNAL = "preferences_changed"
+# POST /jobs/{id}/release: a job waiting (delay, deliverAt, quiet hours, its first retry backoff) runs now.
+RELEASE_SIGNAL = "release"
+
+
+@dataclass
+class DeliveryCheck:
+    """What the preferences check (activities/preferences.py) is asked, just before a send."""
+
+    user_id: str
+    scope: str
+    channel: str
+    topic: str | None
+    critical: bool
+    now: str  # the workflow's clock, ISO 8601
+    # Released by POST /jobs/{id}/release: quiet hours no longer hold it (opt-outs still do).
+    released: bool = False
+
+
+@dataclass
+class Verdict:
+    """The preferences' answer: `send`, `suppress` (with `reason`) or `defer` (until `until`); `rule` is
+    the rule that decided (for `send`, the last one the notification was checked against)."""
+
+    outcome: str
+    rule: str
+    reason: str | None = None
+    until: str | None = None
 
 
 @dataclass

@@ -18,6 +18,7 @@ BULLMQ_STATUS = {
     Phase.COMPLETED: "completed",
     Phase.FAILED: "failed",
     Phase.CANCELLED: "cancelled",
+    Phase.SUPPRESSED: "suppressed",
 }
 # GET /notifications/{id}: no word for "delayed", so a waiting notification is "queued"
 NOTIFICATION_STATUS = {
@@ -27,6 +28,7 @@ NOTIFICATION_STATUS = {
     Phase.COMPLETED: "success",
     Phase.FAILED: "failed",
     Phase.CANCELLED: "cancelled",
+    Phase.SUPPRESSED: "suppressed",
 }
 
 

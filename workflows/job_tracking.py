@@ -26,23 +26,31 @@ from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     ChildWorkflowError,
+    FailureError,
     WorkflowAlreadyStartedError,
     is_cancelled_exception,
 )
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.preferences import PreferenceActivities
     from common.jobs import start_options
     from common.logs import log_event
     from common.metrics import count_dead_letter, count_job_finished
     from common.models import (
         ATTEMPT_SIGNAL,
         JOB_STATUS_KEY,
+        JOB_WAITING_SIGNAL,
+        PREFERENCES_CHANGED_SIGNAL,
+        RELEASE_SIGNAL,
         STATE_MEMO_KEY,
         TASK_QUEUES,
         AttemptContext,
         AttemptRecord,
+        Audience,
         CallbackState,
+        Decision,
+        DeliveryCheck,
         FollowUp,
         JobSpec,
         JobState,
@@ -52,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         WebhookRequest,
         stamped,
         then_id,
+        user_workflow_id,
     )
     from common.names import FIRST_ATTEMPT_DECLINED, JOB_FAILED
 
@@ -65,7 +74,9 @@ from workflows.patches import (
     DEAD_LETTER_MEMO,
     INTERRUPTED_FIRST_ATTEMPT,
     LEAN_LIFECYCLE,
+    PREFERENCES_AT_SEND,
     RATE_LIMITED_FIRST_ATTEMPT,
+    RELEASABLE_WAITS,
     THEN_CHAINING,
 )
 
@@ -75,6 +86,8 @@ FIRST_TASK_EVENTS = 3
 
 # The shortest wait for a full SMS quota before asking again.
 MIN_QUOTA_WAIT = timedelta(seconds=1)
+# One preferences check (a query of the user's workflow): Temporal answers in well under a second.
+PREFERENCES_TIMEOUT = timedelta(seconds=30)
 
 
 class SendFailed(Exception):
@@ -89,6 +102,14 @@ class JobTracker:
         self.state: JobState | None = None
         # Whether the first attempt may be a rerun of one cut short by a crash (AttemptContext.maybe_rerun).
         self.maybe_rerun = False
+        # POST /jobs/{id}/release asked (RELEASE_SIGNAL): the job's next releasable wait ends at once.
+        self.released = False
+        # Released once: quiet hours no longer hold the job (its opt-outs still do).
+        self.run_now = False
+        # The user's preferences changed while the job waited on them (PREFERENCES_CHANGED_SIGNAL).
+        self.preferences_changed = False
+        # The rule a notification for a user passed last, recorded as `sent` once it went.
+        self.sent_rule: str | None = None
 
     # ---- the job's life ----------------------------------------------------------------
     async def run(
@@ -118,9 +139,15 @@ class JobTracker:
         self.state = JobState.initial(spec, Phase.QUEUED, _now())
         try:
             await self._wait_until_due()
+            # Decided against the user's preferences now, just before the send. Only runs accepted with an
+            # audience reach the call (none before the patch).
+            decided = spec.audience is not None and workflow.patched(PREFERENCES_AT_SEND)
+            if decided and spec.audience is not None and not await self._apply_preferences(spec.audience):
+                await self._call_back()  # suppressed: final, not a failure
+                return self.state
             if take_slot is not None:
                 await self._wait_for_slot(take_slot)
-            self._change(phase=Phase.PROCESSING, not_before=None)
+            self._change(phase=Phase.PROCESSING, not_before=None, waiting_on=None)
             receipt = await self._send(activity, message)
         except SendFailed as failed:
             self._end(Phase.FAILED, error=failed.message, deliveries=failed.deliveries)
@@ -145,6 +172,8 @@ class JobTracker:
             raise
         deliveries = getattr(receipt, "deliveries", [])
         result = {k: v for k, v in asdict(receipt).items() if k != "deliveries"}
+        if self.sent_rule is not None:
+            self._decided(self.sent_rule, "sent")
         self._end(Phase.COMPLETED, result=result, error=None, deliveries=deliveries)
         if spec.then is not None and workflow.patched(THEN_CHAINING):
             # Before the callback: the follow-up need not wait for a slow receiver, and the callback's
@@ -160,9 +189,88 @@ class JobTracker:
         if due is None or due <= workflow.now():
             return
         # The API wrote `delayed` and `not_before` into the memo when it started the job.
-        self._change(phase=Phase.DELAYED, not_before=due.isoformat())
+        self._change(phase=Phase.DELAYED, not_before=due.isoformat(), waiting_on="delay")
+        summary = f"delayed until {due.isoformat()}"
+        if workflow.patched(RELEASABLE_WAITS):
+            await self._wait(due - workflow.now(), summary)
+            return
         # A durable timer: survives worker restarts, skipped instantly in time-skipping tests.
-        await workflow.sleep(due - workflow.now(), summary=f"delayed until {due.isoformat()}")
+        await workflow.sleep(due - workflow.now(), summary=summary)
+
+    async def _wait(self, duration: timedelta, summary: str, woken: Callable[[], bool] = lambda: False) -> bool:
+        """A durable timer that a release (POST /jobs/{id}/release) ends at once, and `woken` too; True
+        when released. A released job's state is written into the memo: the API reads it there."""
+        if not self.released:
+            try:
+                await workflow.wait_condition(
+                    lambda: self.released or woken(), timeout=duration, timeout_summary=summary
+                )
+            except TimeoutError:
+                return False
+        if not self.released:
+            return False
+        self.released, self.run_now = False, True
+        self._decided("release", "released")
+        self._change(phase=Phase.QUEUED, not_before=None, waiting_on=None, publish=True)
+        return True
+
+    async def _apply_preferences(self, audience: Audience) -> bool:
+        """Decide the notification against its user's preferences (common/preferences.py), now: True to
+        send it; False when it is suppressed (the job has ended). Inside the user's quiet hours it waits
+        `delayed` until they end, registered with the user's workflow, which tells it of a change of
+        preferences at once (workflows/user.py): then it is decided again. No polling."""
+        assert self.spec is not None and self.state is not None
+        while True:
+            check = DeliveryCheck(
+                user_id=audience.user_id,
+                scope=self.spec.tenant_scope,
+                channel=audience.channel,
+                topic=audience.topic,
+                critical=audience.critical,
+                now=_now(),
+                released=self.run_now,
+            )
+            verdict = await workflow.execute_local_activity_method(
+                PreferenceActivities.check_preferences,
+                check,
+                start_to_close_timeout=PREFERENCES_TIMEOUT,
+                # Until Temporal answers: the notification waits, never skips its user's preferences.
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)),
+                summary="the user's preferences",
+            )
+            if verdict.outcome == "send":
+                self.sent_rule = verdict.rule
+                return True
+            if verdict.outcome == "suppress":
+                self._decided(verdict.rule, "suppressed")
+                self._end(Phase.SUPPRESSED, suppressed_reason=verdict.reason, not_before=None, waiting_on=None)
+                return False
+            assert verdict.until is not None, f"a {verdict.outcome} verdict names when it ends"
+            until = datetime.fromisoformat(verdict.until)
+            self._decided(verdict.rule, "deferred", until=verdict.until)
+            self._change(phase=Phase.DELAYED, not_before=verdict.until, waiting_on=verdict.rule, publish=True)
+            self.preferences_changed = False
+            await self._register_with_user(audience)
+            if (
+                not await self._wait(
+                    until - workflow.now(), f"quiet hours until {verdict.until}", woken=lambda: self.preferences_changed
+                )
+                and self.preferences_changed
+            ):
+                # Decided again below; meanwhile the memo must not promise the old end.
+                self._change(phase=Phase.QUEUED, not_before=None, waiting_on=None, publish=True)
+
+    async def _register_with_user(self, audience: Audience) -> None:
+        """Tell the user's workflow this job waits on their preferences, so a change reaches it at once."""
+        assert self.spec is not None
+        user = workflow.get_external_workflow_handle(user_workflow_id(audience.user_id, self.spec.tenant_scope))
+        try:
+            await user.signal(JOB_WAITING_SIGNAL, self.spec.job_id)
+        except FailureError as exc:  # the user's workflow is gone: the job still ends its wait on its timer
+            log_event("preferences.unregistered", log=workflow.logger, job_id=self.spec.job_id, error=str(exc))
+
+    def release(self) -> None:
+        self.released = True
 
     async def _wait_for_slot(self, take_slot: Callable[[int], Awaitable[QuotaAnswer]]) -> None:
         """Ask for a quota slot until one is granted; while the quota is full the job is `delayed` until
@@ -179,7 +287,8 @@ class JobTracker:
             # Never a busy loop: a slot that frees "now" is asked for again a second later.
             frees = max(frees, workflow.now() + MIN_QUOTA_WAIT)
             # The API reads `delayed` and `nextAttemptAt` from the memo (api/jobs/service.py).
-            self._change(phase=Phase.DELAYED, not_before=frees.isoformat(), publish=True)
+            self._decided("throttle", "deferred", until=frees.isoformat())
+            self._change(phase=Phase.DELAYED, not_before=frees.isoformat(), waiting_on="throttle", publish=True)
             await workflow.sleep(frees - workflow.now(), summary=f"SMS quota full until {frees.isoformat()}")
 
     async def _send(self, activity: Callable[..., Any], message: SendInput) -> Any:
@@ -237,10 +346,15 @@ class JobTracker:
             error=error,
             deliveries=deliveries,
             not_before=(workflow.now() + wait).isoformat(),
+            waiting_on="backoff",
             publish=True,
         )
-        await workflow.sleep(wait, summary=f"backoff before attempt {done + 1}")
-        self._change(phase=Phase.PROCESSING, not_before=None)
+        summary = f"backoff before attempt {done + 1}"
+        if workflow.patched(RELEASABLE_WAITS):
+            await self._wait(wait, summary)
+        else:
+            await workflow.sleep(wait, summary=summary)
+        self._change(phase=Phase.PROCESSING, not_before=None, waiting_on=None)
         rest = replace(
             message, context=AttemptContext(first_attempt=done + 1, max_attempts=retry.max_attempts, earlier=deliveries)
         )
@@ -328,6 +442,12 @@ class JobTracker:
         if publish:
             self._publish()
 
+    def _decided(self, rule: str, outcome: str, until: str | None = None) -> None:
+        """One more entry of the job's `decisions`: why it went out, waited, or did not."""
+        assert self.state is not None
+        decision = Decision(at=_now(), rule=rule, outcome=outcome, until=until)
+        self._change(decisions=[*self.state.decisions, decision])
+
     def _end(self, phase: Phase, **changes: Any) -> None:
         assert self.state is not None
         deliveries = changes.get("deliveries", self.state.deliveries)
@@ -383,6 +503,19 @@ class TrackedJobWorkflow:
         # Only runs started before LEAN_LIFECYCLE are told of their attempts this way.
         if isinstance(self.job, JobTrackerV0):
             self.job.record_attempt(record)
+
+    @workflow.signal(name=RELEASE_SIGNAL)
+    def release(self) -> None:
+        """POST /jobs/{id}/release: the job's wait (delay, deliverAt, quiet hours, its first retry backoff)
+        ends now. The API sends it only to a job it reads as waiting."""
+        if isinstance(self.job, JobTracker):
+            self.job.release()
+
+    @workflow.signal(name=PREFERENCES_CHANGED_SIGNAL)
+    def preferences_changed(self) -> None:
+        """The user's workflow: their preferences changed; a job waiting on them decides again now."""
+        if isinstance(self.job, JobTracker):
+            self.job.preferences_changed = True
 
     @workflow.query(name="state")
     def state(self) -> JobState | None:

@@ -30,6 +30,9 @@ INTERRUPTED_FIRST_ATTEMPT = "interrupted-first-attempt"
 SMS_QUOTA_AT_SEND = "sms-quota-at-send"
 RATE_LIMITED_FIRST_ATTEMPT = "rate-limited-first-attempt"
 RATE_LIMITED_BATCH_SLICES = "rate-limited-batch-slices"
+PREFERENCES_AT_SEND = "preferences-at-send"
+RELEASABLE_WAITS = "releasable-waits"
+USER_TELLS_JOBS = "user-tells-waiting-jobs"
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,10 @@ PATCHES: dict[str, Patch] = {
                 "cleanup-v1/cleanup_scheduled_completed",
                 "entities-v1/typed_unknown_user_failed",
                 "entities-v1/typed_welcome_sent",
+                "prefs-v1/channel_opt_out_suppressed",
+                "prefs-v1/quiet_hours_deferred_open",
+                "prefs-v1/quiet_hours_told_sent",
+                "prefs-v1/released_delay_sent",
                 "rate-v1/declined_first_attempt_retried",
                 "rate-v1/declined_first_attempt_sent",
                 "rate-v1/scheduled_run_declined_sent",
@@ -223,6 +230,58 @@ PATCHES: dict[str, Patch] = {
             retire=(
                 "Ready for deprecate_patch: only a declined slice reaches the call, and no worker declined one "
                 "before the patch."
+            ),
+        ),
+        Patch(
+            id=PREFERENCES_AT_SEND,
+            guards=(
+                "JobTracker.run before the send (workflows/job_tracking.py): a notification for a user "
+                "(JobSpec.audience) is decided against the user's preferences (the check_preferences local "
+                "activity): suppressed, deferred for quiet hours (registered with the user's workflow, woken by "
+                "a change of preferences) or sent. Old branch: sent without a check."
+            ),
+            since="2026-12-05 (issue 18, item 2)",
+            old_path_histories=(),
+            marker_histories=(
+                "prefs-v1/channel_opt_out_suppressed",
+                "prefs-v1/quiet_hours_deferred_open",
+                "prefs-v1/quiet_hours_told_sent",
+            ),
+            retire=(
+                "Ready for deprecate_patch: only a run whose input has an audience reaches the call, and no input "
+                "had one before the patch."
+            ),
+        ),
+        Patch(
+            id=RELEASABLE_WAITS,
+            guards=(
+                "JobTracker._wait_until_due and the first retry backoff in JobTracker._send "
+                "(workflows/job_tracking.py): the timer is a wait_condition that a `release` signal ends at once "
+                "(POST /jobs/{id}/release), after which the job's state is written into the memo. Old branch: a "
+                "plain timer."
+            ),
+            since="2026-12-05 (issue 18, item 5)",
+            old_path_histories=("v1/delay_then_cancel", "v1/delayed_24h_waiting", "v1/webhook_500_500_200"),
+            marker_histories=("prefs-v1/released_delay_sent",),
+            retire=(
+                "Waiting: a job delayed (or in its first backoff) on a worker from before the deploy takes the old "
+                "branch. Once none is open and the retention has passed: deprecate_patch, and delete the listed "
+                "histories."
+            ),
+        ),
+        Patch(
+            id=USER_TELLS_JOBS,
+            guards=(
+                "UserWorkflow.run (workflows/user.py): after a `put` that changed the preferences, the user's "
+                "workflow signals every job registered as waiting on them (`preferences_changed`). Old branch: "
+                "none told (no job registered before the patch)."
+            ),
+            since="2026-12-05 (issue 18, item 3)",
+            old_path_histories=(),
+            marker_histories=("prefs-v1/user_told_waiting_jobs_open",),
+            retire=(
+                "Ready for deprecate_patch: only a user with registered jobs reaches the call, and no job "
+                "registered before the patch."
             ),
         ),
     ]

@@ -143,6 +143,7 @@ async def job_stats(client: Client, where: str = "") -> Stats:
 
 async def _job_stats(client: Client, where: str) -> Stats:
     counts = {kind: dict.fromkeys(STATUSES, 0) for kind in KINDS}
+    suppressed_word = JOB_STATUS[Phase.SUPPRESSED]
     *by_kind, (running, running_complete), (dlq, superseded, dead_complete) = await asyncio.gather(
         *(
             client.count_workflows(
@@ -153,6 +154,17 @@ async def _job_stats(client: Client, where: str) -> Stats:
         _running(client, where),
         _dead_letters(client, where),
     )
+    # A suppressed job's run completed (visibility groups by ExecutionStatus only): its HeraldStatus tells.
+    suppressed = await asyncio.gather(
+        *(
+            client.count_workflows(
+                f"{JOB_TYPE_KEY.name} = '{kind}' AND {JOB_STATUS_KEY.name} = '{suppressed_word}' "
+                f"AND ExecutionStatus = 'Completed'{where}",
+                rpc_timeout=RPC_TIMEOUT,
+            )
+            for kind in KINDS
+        )
+    )
     for kind, answer in zip(KINDS, by_kind):
         for group in answer.groups:
             execution_status = str(group.group_values[0]) if group.group_values else ""
@@ -162,6 +174,10 @@ async def _job_stats(client: Client, where: str) -> Stats:
                 word = status_word(None, execution_status)
                 if word:
                     counts[kind][word] += group.count
+    for kind, answer in zip(KINDS, suppressed):
+        moved = min(answer.count, counts[kind][JOB_STATUS[Phase.COMPLETED]])
+        counts[kind][JOB_STATUS[Phase.COMPLETED]] -= moved
+        counts[kind][suppressed_word] += moved
     for (kind, word), number in running.items():
         if kind in counts and word in counts[kind] and word != JOB_STATUS[Phase.QUEUED]:
             moved = min(number, counts[kind][JOB_STATUS[Phase.QUEUED]])

@@ -98,6 +98,7 @@ class BatchCounts(Answer):
     success: int
     failed: int = Field(description="items that failed for good; each is a dead letter of its own")
     cancelled: int
+    suppressed: int = Field(description="items not sent by their user's preferences (a batch's items name none: 0)")
 
 
 class BatchStatus(Answer):

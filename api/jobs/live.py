@@ -54,12 +54,14 @@ from api.core.temporal import TemporalGateway, is_unreachable
 from api.jobs.batch_items import history_id
 from api.jobs.models import JobStatus
 from api.jobs.service import MAX_ID_LENGTH, job_status_body, load_job
+from common.models import Phase
 from common.settings import Settings
 from common.tenants import Tenant
+from common.vocabulary import JOB_STATUS
 
 log = logging.getLogger("herald.api.live")
 
-FINAL = frozenset({"completed", "failed", "cancelled"})
+FINAL = frozenset(JOB_STATUS[phase] for phase in Phase if phase.final)
 # What `since` and If-None-Match carry: the ETag of a status answer, with or without its quotes.
 VERSION_PATTERN = r'^(W/)?"?[0-9a-f]{16}"?$'
 _TAG = re.compile(r'(?:W/)?"?([0-9a-f]{16})"?')

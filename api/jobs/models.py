@@ -22,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     EmailStr,
     Field,
+    StrictBool,
     StrictInt,
     ValidationInfo,
     WrapValidator,
@@ -223,6 +224,38 @@ UserId = Annotated[
 ]
 
 
+# A notification's topic (the user's `topics` may opt out of it): letters, digits and `._:-`, at most 64.
+TOPIC_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+Topic = Annotated[
+    str,
+    Field(
+        pattern=TOPIC_PATTERN,
+        max_length=64,
+        description="a topic: letters, digits and `._:-`, at most 64 characters, starting with a letter or digit",
+    ),
+]
+TOPIC_DESCRIPTION = "the notification's topic: the user's `topics` may opt out of it (needs `userId`)"
+CRITICAL_DESCRIPTION = "ignores the user's topic opt-outs and quiet hours (never a channel opt-out)"
+
+
+def _topic_needs_user(value: str | None, info: ValidationInfo) -> str | None:
+    if value is not None and not info.data.get("userId"):
+        raise ValueError("a topic needs a userId, whose preferences it is decided by")
+    return value
+
+
+class EmailUser(BaseModel):
+    """Whom an email is for, where a body may say: that user's preferences decide it when it is sent."""
+
+    userId: UserId | None = Field(
+        None, description="the client's id for the recipient: the user's preferences (PUT /users) decide the email"
+    )
+    topic: Topic | None = Field(None, description=TOPIC_DESCRIPTION)
+    critical: StrictBool = Field(False, description=CRITICAL_DESCRIPTION)
+
+    _topic = field_validator("topic")(_topic_needs_user)
+
+
 class SmsFields(BaseModel):
     phone: str = Field(max_length=32)
     message: Text = Field(min_length=1, max_length=MAX_SMS_CHARS)
@@ -239,11 +272,15 @@ class SmsUser(BaseModel):
     userId: UserId | None = Field(
         None,
         description="the client's id for the recipient: the SMS counts against this user's "
-        "HERALD_SMS_PER_HOUR as well as the number's",
+        "HERALD_SMS_PER_HOUR as well as the number's, and the user's preferences (PUT /users) decide it",
     )
+    topic: Topic | None = Field(None, description=TOPIC_DESCRIPTION)
+    critical: StrictBool = Field(False, description=CRITICAL_DESCRIPTION)
+
+    _topic = field_validator("topic")(_topic_needs_user)
 
 
-class EmailJob(JobOptions, EmailFields):
+class EmailJob(JobOptions, EmailFields, EmailUser):
     pass
 
 
@@ -379,6 +416,30 @@ class ReportResult(Answer):
     resultUrl: str = Field(description="`/reports/{jobId}/result`: the report document (client key)")
 
 
+DecisionRule = Literal["channel", "topic", "quiet_hours", "digest", "throttle", "release"]
+DecisionOutcome = Literal["sent", "suppressed", "deferred", "digested", "released"]
+SuppressedReason = Literal["channel_opt_out", "topic_opt_out"]
+
+
+class Decision(Answer):
+    """One rule applied to the job: why it went out, waited, or did not."""
+
+    at: str = Field(json_schema_extra=DATE_TIME)
+    rule: DecisionRule = Field(
+        description="`channel`, `topic`, `quiet_hours` (the user's preferences), `digest`, `throttle` (an SMS "
+        "quota), `release` (POST /jobs/{id}/release)"
+    )
+    outcome: DecisionOutcome
+    until: str | SkipJsonSchema[None] = absent_unless("only on `deferred`: when the wait ends", **DATE_TIME)
+
+
+DECISIONS_DESCRIPTION = (
+    "the rules applied, in order: e.g. `quiet_hours` `deferred` until its end, then `quiet_hours` `sent`; "
+    "`channel` `suppressed`; `release` `released`. Empty for a job no rule held"
+)
+SUPPRESSED_DESCRIPTION = "only when `suppressed`: `channel_opt_out` or `topic_opt_out`"
+
+
 class JobStatus(Answer):
     """A job's state in the words of GET /jobs/{id}/status."""
 
@@ -402,6 +463,8 @@ class JobStatus(Answer):
     next: str | SkipJsonSchema[None] = absent_unless(
         "only once the job's `then` follow-up has started: its job id (`<id>-then`), a job of its own"
     )
+    decisions: list[Decision] = Field(description=DECISIONS_DESCRIPTION)
+    suppressedReason: SuppressedReason | SkipJsonSchema[None] = absent_unless(SUPPRESSED_DESCRIPTION)
 
 
 class BullMQJob(Answer):
@@ -418,6 +481,14 @@ class BullMQJob(Answer):
     next: str | SkipJsonSchema[None] = absent_unless(
         "only once the job's `then` follow-up has started: its job id (`<id>-then`), a job of its own"
     )
+    decisions: list[Decision] = Field(description=DECISIONS_DESCRIPTION)
+    suppressedReason: SuppressedReason | SkipJsonSchema[None] = absent_unless(SUPPRESSED_DESCRIPTION)
+
+
+class ReleaseAccepted(Answer):
+    jobId: str
+    released: Literal[True] = Field(description="the release is recorded; the job runs now")
+    statusUrl: str = Field(description="`/jobs/{jobId}/status`")
 
 
 # ---- a job as read back from Temporal (api/jobs/service.py), before it is put in a family's words ----
@@ -431,3 +502,5 @@ class JobView:
     attempts: int
     error: str | None
     next_attempt_at: str | None
+    # Waiting out a retry backoff of the send activity's retry policy, which the Temporal server keeps.
+    server_backoff: bool = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.core.auth import CallerTenant, Gateway, require_client_key
 from api.core.errors import CREATE_ERRORS, SMS_CREATE_ERRORS, ApiError, errors
@@ -19,10 +20,20 @@ from api.jobs.live import (
     read_status,
     versions,
 )
-from api.jobs.models import BullMQJob, CancelAccepted, CleanupJob, EmailJob, JobAccepted, JobStatus, SmsJob
-from api.jobs.service import bullmq_body, load_job
+from api.jobs.models import (
+    BullMQJob,
+    CancelAccepted,
+    CleanupJob,
+    EmailJob,
+    JobAccepted,
+    JobStatus,
+    ReleaseAccepted,
+    SmsJob,
+)
+from api.jobs.service import bullmq_body, load_job, not_waiting_reason
 from api.jobs.starter import Jobs, StartedJob
-from common.models import Phase
+from common.models import RELEASE_SIGNAL, Phase
+from common.temporal import RPC_TIMEOUT
 from common.vocabulary import JOB_STATUS
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_client_key)])
@@ -205,3 +216,35 @@ async def cancel_job(job_id: str, gateway: Gateway, tenant: CallerTenant) -> Can
         raise ApiError(409, "not_cancellable", "the job is being sent right now and can no longer be cancelled")
     await client.get_workflow_handle(job_id).cancel()
     return CancelAccepted(jobId=job_id, cancelRequested=True, statusUrl=f"/jobs/{job_id}/status")
+
+
+@router.post(
+    "/{job_id}/release",
+    status_code=202,
+    summary="Run a waiting job now (delay, deliverAt, quiet hours, retry backoff)",
+    response_description="The release is recorded; the job is sent now (its opt-outs still hold)",
+    responses=errors(
+        401,
+        404,
+        409,
+        502,
+        503,
+        say={
+            409: "`not_waiting`: the job is not waiting (queued, being sent, final), or waits on what a release "
+            "cannot end (an SMS quota, a retry backoff after the second attempt)"
+        },
+    ),
+)
+async def release_job(job_id: str, gateway: Gateway, tenant: CallerTenant) -> ReleaseAccepted:
+    client = await gateway.client()
+    view = await load_job(client, job_id, tenant)  # another tenant's job: a 404 as an unknown one
+    if reason := not_waiting_reason(view):
+        raise ApiError(409, "not_waiting", reason)
+    try:
+        await client.get_workflow_handle(job_id).signal(RELEASE_SIGNAL, rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        # A batch item still in its batch's run (api/jobs/batch_items.py) has no run of its own to release.
+        raise ApiError(409, "not_waiting", "a batch item waits with its batch; it cannot be released alone") from exc
+    return ReleaseAccepted(jobId=job_id, released=True, statusUrl=f"/jobs/{job_id}/status")

@@ -163,7 +163,20 @@ def _retrying(job_id: str, state: dict[str, Any], pending: PendingActivityInfo, 
         attempts=done + 1 if started else done,
         error=error or state.get("error"),
         next_attempt_at=next_attempt_at,
+        server_backoff=phase == Phase.DELAYED,
     )
+
+
+def not_waiting_reason(view: JobView) -> str | None:
+    """Why POST /jobs/{id}/release cannot run the job now (None: it waits on a delay, a `deliverAt`, quiet
+    hours or its first retry backoff, each a timer of its run that a `release` signal ends)."""
+    if view.phase != Phase.DELAYED:
+        return f"the job is {JOB_STATUS[view.phase]}, not waiting"
+    if view.server_backoff:
+        return "the job waits out a retry backoff of its send's retry policy, kept by the Temporal server"
+    if view.state.get("waiting_on") == "throttle":
+        return "the job waits for a slot of its SMS quota (HERALD_SMS_PER_HOUR), which a release does not override"
+    return None
 
 
 def _parse(moment: str) -> datetime:
@@ -190,12 +203,22 @@ def _extras(view: JobView) -> dict[str, Any]:
         {k: v for k, v in d.items() if k != "server_started_at" and (k != "interrupted" or v)}
         for d in view.state.get("deliveries") or []
     ]
-    extras: dict[str, Any] = {"deliveries": _camel(deliveries)}
+    extras: dict[str, Any] = {"deliveries": _camel(deliveries)} | _why(view)
     if view.state.get("callback"):
         extras["callback"] = _camel(view.state["callback"])
     if view.state.get("next"):
         extras["next"] = view.state["next"]  # the `then` follow-up's job id, once started
     return extras
+
+
+def _why(view: JobView) -> dict[str, Any]:
+    """What every status body carries about the rules applied to the job (DESIGN.md, "Preferences"):
+    `decisions`, in order, and `suppressedReason` once suppressed."""
+    decisions = [{k: v for k, v in d.items() if v is not None} for d in view.state.get("decisions") or []]
+    why: dict[str, Any] = {"decisions": decisions}
+    if view.phase == Phase.SUPPRESSED:
+        why["suppressedReason"] = view.state.get("suppressed_reason")
+    return why
 
 
 def job_status_body(view: JobView) -> dict[str, Any]:
@@ -230,7 +253,7 @@ def bullmq_body(view: JobView) -> dict[str, Any]:
         body["resultUrl"] = result_url(view.id)
     if view.state.get("next"):
         body["next"] = view.state["next"]
-    return body
+    return body | _why(view)
 
 
 def notification_body(view: JobView) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -28,6 +28,7 @@ from api.core.temporal import TemporalGateway
 from api.jobs.models import (
     CleanupJob,
     EmailFields,
+    EmailUser,
     JobOptions,
     SmsFields,
     SmsUser,
@@ -50,6 +51,7 @@ from common.jobs import (
 )
 from common.logs import log_event
 from common.models import (
+    Audience,
     CleanupInput,
     FollowUp,
     JobFamily,
@@ -126,7 +128,7 @@ def job_spec(
     the caller's (None only where a job is nobody's, e.g. a benchmark's)."""
     check_limits(options, settings, where)
     check_target(f"{where}webhookUrl", options.webhookUrl, settings)
-    return new_spec(
+    spec = new_spec(
         job_id,
         kind,
         family,
@@ -139,6 +141,14 @@ def job_spec(
         then=follow_up(options.then, family, settings, f"{where}then.", tenant) if options.then else None,
         tenant=tenant,
     )
+    return replace(spec, audience=audience_of(kind, options))
+
+
+def audience_of(kind: JobKind, body: JobOptions) -> Audience | None:
+    """Whose preferences decide an email or SMS whose body names a `userId` (common/preferences.py)."""
+    if isinstance(body, (EmailUser, SmsUser)) and body.userId:
+        return Audience(user_id=body.userId, channel=kind, topic=body.topic, critical=body.critical)
+    return None
 
 
 def typed_request(

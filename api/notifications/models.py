@@ -7,19 +7,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, StrictBool, ValidationInfo, field_validator
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from api.core.models import DATE_TIME, Answer, absent_unless, errors_at
 from api.jobs.models import (
+    CRITICAL_DESCRIPTION,
+    DECISIONS_DESCRIPTION,
+    SUPPRESSED_DESCRIPTION,
     Callback,
+    Decision,
     Delivery,
     EmailFields,
+    EmailUser,
     JobOptions,
     NotificationStatusWord,
     SmsFields,
     SmsUser,
+    SuppressedReason,
+    Topic,
     UserId,
     WebhookFields,
     complete,
@@ -28,7 +35,7 @@ from api.jobs.models import (
 from common.models import JobKind
 
 
-class NotifyEmail(JobOptions, EmailFields):
+class NotifyEmail(JobOptions, EmailFields, EmailUser):
     pass
 
 
@@ -51,6 +58,8 @@ class TypedType:
 
     priority: int
     needs: dict[str, tuple[Callable[[Any], Any], str]]
+    # Critical: never held by the user's topic opt-outs or quiet hours (DESIGN.md).
+    critical: bool = False
 
 
 # The one list of the typed notifications' types (each has its templates in templates/).
@@ -58,7 +67,8 @@ TYPED_TYPES: dict[str, TypedType] = {
     "welcome": TypedType(5, {}),
     "password-reset": TypedType(
         1,
-        {
+        critical=True,
+        needs={
             "resetUrl": (
                 lambda v: isinstance(v, str) and len(v) <= 2048 and RESET_URL.match(v),
                 "must be an http(s) URL of at most 2048 characters",
@@ -67,7 +77,7 @@ TYPED_TYPES: dict[str, TypedType] = {
     ),
     "order-confirmed": TypedType(
         5,
-        {
+        needs={
             "orderId": (
                 lambda v: (
                     (isinstance(v, str) and ORDER_ID.match(v)) or (isinstance(v, int) and not isinstance(v, bool))
@@ -96,6 +106,10 @@ class TypedNotification(JobOptions):
         description="the template's values: `password-reset` needs `resetUrl` (http or https), "
         "`order-confirmed` needs `orderId`; `welcome` needs nothing",
     )
+    topic: Topic | None = Field(
+        None, description="the topic the user's `topics` may opt out of; by default the notification's `type`"
+    )
+    critical: StrictBool = Field(False, description=CRITICAL_DESCRIPTION + "; `password-reset` always is")
 
     @field_validator("priority")
     @classmethod
@@ -157,6 +171,8 @@ class Notification(Answer):
     next: str | SkipJsonSchema[None] = absent_unless(
         "only once the job's `then` follow-up has started: its job id (`<id>-then`), a job of its own"
     )
+    decisions: list[Decision] = Field(description=DECISIONS_DESCRIPTION)
+    suppressedReason: SuppressedReason | SkipJsonSchema[None] = absent_unless(SUPPRESSED_DESCRIPTION)
 
 
 class TypedNotificationAccepted(Answer):

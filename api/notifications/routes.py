@@ -9,6 +9,8 @@ and every other status route answer for these jobs like for any other.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fastapi import APIRouter, Depends
 
 from api.core.auth import CallerTenant, Gateway, SettingsDep, require_client_key
@@ -26,6 +28,7 @@ from api.notifications.models import (
     TypedNotificationAccepted,
 )
 from common.jobs import typed_email_job
+from common.models import Audience
 from common.vocabulary import NOTIFICATION_STATUS
 
 router = APIRouter(tags=["notifications"], dependencies=[Depends(require_client_key)])
@@ -91,7 +94,17 @@ typed_router = APIRouter(tags=["notifications"], dependencies=[Depends(require_c
 )
 async def create_typed_notification(body: TypedNotification, jobs: Jobs) -> TypedNotificationAccepted:
     options = body.model_copy(update={"priority": TYPED_TYPES[body.type].priority})
+    # Decided by the user's preferences when it is sent: its topic is its type unless the body names one.
+    audience = Audience(
+        user_id=body.userId,
+        channel="email",
+        topic=body.topic or body.type,
+        critical=body.critical or TYPED_TYPES[body.type].critical,
+    )
     job = await jobs.start(
-        "email", "notify", options, lambda spec: typed_email_job(spec, body.type, body.userId, body.data or {})
+        "email",
+        "notify",
+        options,
+        lambda spec: typed_email_job(replace(spec, audience=audience), body.type, body.userId, body.data or {}),
     )
     return TypedNotificationAccepted(jobId=job.job_id, statusUrl=f"/notifications/{job.job_id}")

@@ -4,14 +4,68 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, EmailStr, Field, field_validator
+from pydantic import AfterValidator, EmailStr, Field, StrictBool, StrictInt, field_validator, model_validator
 
 from api.core.models import DATE_TIME, Answer, Body
-from api.jobs.models import e164, one_line
+from api.jobs.models import TOPIC_PATTERN, Topic, e164, one_line
+from common.preferences import MAX_DIGEST_EVERY_S, MIN_DIGEST_EVERY_S, parse_hhmm, zone
 
 # The channels a user can opt out of (activities/users.py refuses to send on them).
 OptOutChannel = Literal["email", "sms"]
 LOCALE_PATTERN = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$"
+MAX_TOPICS = 100
+
+
+def _hhmm(value: str) -> str:
+    parse_hhmm(value)
+    return value
+
+
+HHMM = Annotated[
+    str,
+    Field(max_length=5, description="a time of day, `HH:MM` (00:00 to 23:59)", examples=["22:00"]),
+    AfterValidator(_hhmm),
+]
+
+
+def _timezone(value: str) -> str:
+    zone(value)
+    return value
+
+
+Timezone = Annotated[
+    str,
+    Field(min_length=1, max_length=64, description="an IANA time zone, e.g. `Europe/Berlin`"),
+    AfterValidator(_timezone),
+]
+
+
+class QuietHoursBody(Body):
+    """Quiet hours in the user's `timezone`: notifications wait until `end` (critical ones never wait)."""
+
+    start: HHMM
+    end: HHMM = Field(description="`HH:MM`; before `start` for quiet hours spanning midnight (22:00 to 07:00)")
+
+
+class Channels(Body):
+    """Channels the user receives notifications on: false opts out of the channel."""
+
+    email: StrictBool = True
+    sms: StrictBool = True
+
+
+class DigestBody(Body):
+    """Topics collected into one email: daily `at` `HH:MM` (local time), or `every` N seconds (60-86400)."""
+
+    topics: list[Topic] = Field(min_length=1, max_length=MAX_TOPICS)
+    at: HHMM | None = None
+    every: StrictInt | None = Field(None, ge=MIN_DIGEST_EVERY_S, le=MAX_DIGEST_EVERY_S, description="seconds")
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> DigestBody:
+        if (self.at is None) == (self.every is None):
+            raise ValueError("give exactly one of `at` and `every`")
+        return self
 
 
 class UserPut(Body):
@@ -29,8 +83,19 @@ class UserPut(Body):
         description="BCP 47 language tag (`de`, `de-AT`): the templates' translation where one exists, else English",
     )
     optOut: list[OptOutChannel] = Field(
-        default_factory=list, max_length=2, description="channels the user receives nothing on"
+        default_factory=list, max_length=2, description="channels the user receives nothing on (as `channels`)"
     )
+    timezone: Timezone = Field("UTC", description="IANA time zone of `quietHours` and a digest's `at`")
+    quietHours: QuietHoursBody | None = Field(None, description="when notifications wait; null: never")
+    channels: Channels | None = Field(
+        None, description="`{email, sms}`: false opts out of the channel (together with `optOut`)"
+    )
+    topics: dict[Annotated[str, Field(pattern=TOPIC_PATTERN, max_length=64)], StrictBool] = Field(
+        default_factory=dict,
+        max_length=MAX_TOPICS,
+        description="`{TOPIC: bool}`: false opts out of the topic (critical notifications still come)",
+    )
+    digest: DigestBody | None = Field(None, description="topics collected into one email; null: none")
 
     @field_validator("phone")
     @classmethod
@@ -52,5 +117,10 @@ class User(Answer):
     name: str | None
     locale: str | None = Field(description="BCP 47 language tag; the templates' translation where one exists")
     optOut: list[OptOutChannel] = Field(description="channels the user receives nothing on")
+    timezone: str = Field(description="IANA time zone")
+    quietHours: QuietHoursBody | None
+    channels: Channels = Field(description="false: opted out of the channel")
+    topics: dict[str, bool] = Field(description="false: opted out of the topic")
+    digest: DigestBody | None
     createdAt: str = Field(description="the first PUT", json_schema_extra=DATE_TIME)
     updatedAt: str = Field(description="the latest PUT", json_schema_extra=DATE_TIME)

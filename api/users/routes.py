@@ -7,16 +7,17 @@ second database: every API replica reads and writes the same user.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
 
 from api.core.auth import CallerTenant, Gateway, require_client_key
 from api.core.errors import CREATE_ERRORS, ApiError, errors
 from api.jobs.models import USER_ID_PATTERN
-from api.users.models import User, UserPut
+from api.users.models import Channels, DigestBody, QuietHoursBody, User, UserPut
 from api.users.service import read_profile, store_profile
-from common.models import UserProfile
+from common.models import DigestPreference, QuietHours, UserProfile
+from common.preferences import DEFAULT_TIMEZONE
 
 router = APIRouter(prefix="/users", tags=["users"], dependencies=[Depends(require_client_key)])
 
@@ -33,6 +34,7 @@ UserIdPath = Annotated[
 
 
 def _answer(profile: UserProfile) -> User:
+    quiet, digest = profile.quiet_hours, profile.digest
     return User(
         userId=profile.user_id,
         email=profile.email,
@@ -40,9 +42,32 @@ def _answer(profile: UserProfile) -> User:
         name=profile.name,
         locale=profile.locale,
         optOut=profile.opt_out,
+        timezone=profile.timezone or DEFAULT_TIMEZONE,
+        quietHours=QuietHoursBody(start=quiet.start, end=quiet.end) if quiet else None,
+        channels=Channels(email="email" not in profile.opt_out, sms="sms" not in profile.opt_out),
+        topics=profile.topics,
+        digest=DigestBody(topics=digest.topics, at=digest.at, every=digest.every) if digest else None,
         createdAt=profile.created_at or "",
         updatedAt=profile.updated_at or "",
     )
+
+
+def _preferences(body: UserPut) -> dict[str, Any]:
+    """The body's preferences as the profile keeps them; `channels` and `optOut` both opt out of channels."""
+    opted_out = set(body.optOut)
+    if body.channels is not None:
+        opted_out |= {channel for channel, on in body.channels.model_dump().items() if not on}
+    return {
+        "opt_out": [channel for channel in ("email", "sms") if channel in opted_out],
+        "timezone": body.timezone,
+        "quiet_hours": QuietHours(start=body.quietHours.start, end=body.quietHours.end) if body.quietHours else None,
+        "topics": dict(body.topics),
+        "digest": (
+            DigestPreference(topics=list(body.digest.topics), at=body.digest.at, every=body.digest.every)
+            if body.digest
+            else None
+        ),
+    }
 
 
 def _no_user(user_id: str) -> ApiError:
@@ -65,12 +90,7 @@ async def put_user(user_id: UserIdPath, body: UserPut, gateway: Gateway, tenant:
             [{"field": "email", "message": message}, {"field": "phone", "message": message}],
         )
     profile = UserProfile(
-        user_id=user_id,
-        email=body.email,
-        phone=body.phone,
-        name=body.name,
-        locale=body.locale,
-        opt_out=list(body.optOut),
+        user_id=user_id, email=body.email, phone=body.phone, name=body.name, locale=body.locale, **_preferences(body)
     )
     return _answer(await store_profile(await gateway.client(), profile, tenant))
 

@@ -42,7 +42,7 @@ ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SMS_TOKEN = "sms-test-token"
 POLL_DEADLINE_S = 20.0
-FINAL = {"completed", "failed", "cancelled"}
+FINAL = {"completed", "failed", "cancelled", "suppressed"}
 
 
 def process_environment(

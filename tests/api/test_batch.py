@@ -44,7 +44,7 @@ async def test_a_batch_of_emails_is_delivered_and_each_item_reads_as_a_job(api, 
         "channel": "email",
         "total": 5,
         "done": True,
-        "counts": {"queued": 0, "processing": 0, "success": 5, "failed": 0, "cancelled": 0},
+        "counts": {"queued": 0, "processing": 0, "success": 5, "failed": 0, "cancelled": 0, "suppressed": 0},
     }
     for n, job_id in enumerate(accepted["jobIds"]):
         status = (await api.get(f"/jobs/{job_id}/status")).json()
@@ -133,7 +133,14 @@ async def test_a_failing_item_fails_alone_and_is_a_dead_letter_that_can_be_redri
         },
     )
     batch = await _until_done(api, accepted["batchId"])
-    assert batch["counts"] == {"queued": 0, "processing": 0, "success": 1, "failed": 1, "cancelled": 0}, batch
+    assert batch["counts"] == {
+        "queued": 0,
+        "processing": 0,
+        "success": 1,
+        "failed": 1,
+        "cancelled": 0,
+        "suppressed": 0,
+    }, batch
     good_id, bad_id = accepted["jobIds"]
     assert (await api.get(f"/jobs/{good_id}/status")).json()["attempts"] == 1
     failed = await poll(api, f"/jobs/{bad_id}/status", lambda b: b["status"] == "failed")
@@ -169,7 +176,14 @@ async def test_cancel_a_waiting_item_and_then_the_rest_of_its_batch(api):
     response = await api.post(f"/jobs/{batch_id}/cancel")
     assert response.status_code == 202 and response.json()["statusUrl"] == f"/batches/{batch_id}", response.text
     batch = await _until_done(api, batch_id)
-    assert batch["counts"] == {"queued": 0, "processing": 0, "success": 0, "failed": 0, "cancelled": 3}, batch
+    assert batch["counts"] == {
+        "queued": 0,
+        "processing": 0,
+        "success": 0,
+        "failed": 0,
+        "cancelled": 3,
+        "suppressed": 0,
+    }, batch
     assert_error(await api.post(f"/jobs/{batch_id}/cancel"), 409, "not_cancellable")
     assert_error(await api.post(f"/jobs/{third}/cancel"), 409, "not_cancellable")
 

@@ -18,7 +18,7 @@ from tests.api.helpers import API_KEY, AUTH, address_of, api_client, assert_erro
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.temporal import WEBHOOK_SECRET, free_port, local_settings, running_workers
 
-WORDS = ("queued", "processing", "success", "failed", "cancelled")
+WORDS = ("queued", "processing", "success", "failed", "cancelled", "suppressed")
 
 
 async def _accepted(api: httpx.AsyncClient, body: dict) -> dict:
@@ -72,7 +72,14 @@ async def test_ten_thousand_emails_in_one_request_each_delivered_once(tmp_path):
                 batch_id = accepted["batchId"]
                 assert len(accepted["jobIds"]) == 10_000 and accepted["jobIds"][9_999] == f"{batch_id}-9999"
                 batch = await _until_done(api, batch_id, 10_000, deadline_s=240)
-                assert batch["counts"] == {"queued": 0, "processing": 0, "success": 10_000, "failed": 0, "cancelled": 0}
+                assert batch["counts"] == {
+                    "queued": 0,
+                    "processing": 0,
+                    "success": 10_000,
+                    "failed": 0,
+                    "cancelled": 0,
+                    "suppressed": 0,
+                }
                 status = (await api.get(f"/jobs/{batch_id}-7777/status")).json()
                 assert status["status"] == "completed" and status["attempts"] == 1, status
             # Each item once: one message per job id.
@@ -96,7 +103,14 @@ async def test_a_chunked_batch_reads_streams_and_dead_letters_item_by_item(make_
             stream = await sse_events(api, f"{batch_id}-8")
             assert stream.closed and stream.statuses[-1] == "completed", stream.statuses
             batch = await _until_done(api, batch_id, 10)
-            assert batch["counts"] == {"queued": 0, "processing": 0, "success": 9, "failed": 1, "cancelled": 0}
+            assert batch["counts"] == {
+                "queued": 0,
+                "processing": 0,
+                "success": 9,
+                "failed": 1,
+                "cancelled": 0,
+                "suppressed": 0,
+            }
             for n in range(9):
                 status = (await api.get(f"/jobs/{batch_id}-{n}/status")).json()
                 assert status["status"] == "completed", status
@@ -115,7 +129,7 @@ async def test_a_chunked_batch_reads_streams_and_dead_letters_item_by_item(make_
         "batchId": batch_id,
         "channel": "webhook",
         "total": 10,
-        "counts": {"queued": 0, "processing": 0, "success": 9, "failed": 1, "cancelled": 0},
+        "counts": {"queued": 0, "processing": 0, "success": 9, "failed": 1, "cancelled": 0, "suppressed": 0},
     }
 
 
@@ -132,7 +146,14 @@ async def test_cancelling_a_chunked_batch_cancels_every_waiting_item(make_app, w
             assert response.status_code == 202, response.text
             assert response.json() == {"batchId": batch_id, "cancelled": 9, "statusUrl": f"/batches/{batch_id}"}
             batch = await _until_done(api, batch_id, 10)
-            assert batch["counts"] == {"queued": 0, "processing": 0, "success": 0, "failed": 0, "cancelled": 10}
+            assert batch["counts"] == {
+                "queued": 0,
+                "processing": 0,
+                "success": 0,
+                "failed": 0,
+                "cancelled": 10,
+                "suppressed": 0,
+            }
             assert_error(await api.post(f"/batches/{batch_id}/cancel"), 409, "not_cancellable")
             assert_error(await api.post("/batches/batch-00000000000000000000/cancel"), 404, "not_found")
             await callback.until_received(1)

@@ -32,6 +32,7 @@ CLIENT_ROUTES = [("POST", path, body) for path, body in CREATE.items()] + [
     ("GET", "/jobs/{id}/status", None),
     ("GET", "/jobs/{id}", None),
     ("POST", "/jobs/{id}/cancel", None),
+    ("POST", "/jobs/{id}/release", None),
     ("POST", "/schedules", {"cron": "0 0 1 1 *", "job": {"type": "cleanup", "task": "delete_temp"}}),
     ("GET", "/schedules/{id}", None),
     ("DELETE", "/schedules/{id}", None),
@@ -243,6 +244,7 @@ async def test_unknown_ids_are_404_on_every_route(api, job_id):
         ("GET", "/jobs/{id}/status"),
         ("GET", "/jobs/{id}"),
         ("POST", "/jobs/{id}/cancel"),
+        ("POST", "/jobs/{id}/release"),
         ("GET", "/notifications/{id}"),
     ]:
         response = await api.request(method, path.replace("{id}", job_id))

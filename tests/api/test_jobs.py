@@ -73,7 +73,7 @@ async def test_email_job_is_sent_and_every_route_reads_it_back(api, dev_env, smt
     assert mail.get_content().strip() == "First line\nSecond line"
 
     bullmq = (await api.get(f"/jobs/{job_id}")).json()
-    assert bullmq == {"id": job_id, "status": "completed", "attempts": 1, "maxAttempts": 3}
+    assert bullmq == {"id": job_id, "status": "completed", "attempts": 1, "maxAttempts": 3, "decisions": []}
     notification = (await api.get(f"/notifications/{job_id}")).json()
     assert notification["status"] == "success"
     assert notification["id"] == job_id and notification["type"] == "email"
@@ -311,6 +311,7 @@ async def test_a_job_terminated_by_an_operator_reads_failed(api, dev_env):
         "attempts": 0,
         "maxAttempts": 3,
         "error": "terminated by an operator",
+        "decisions": [],
     }
     assert (await api.get(f"/notifications/{job_id}")).json()["status"] == "failed"
     assert_error(await api.post(f"/jobs/{job_id}/cancel"), 409, "not_cancellable")

@@ -20,6 +20,7 @@ SUCCESS = {
     ("get", "/jobs/{job_id}/status"): ("200", "JobStatus"),
     ("get", "/jobs/{job_id}"): ("200", "BullMQJob"),
     ("post", "/jobs/{job_id}/cancel"): ("202", "CancelAccepted"),
+    ("post", "/jobs/{job_id}/release"): ("202", "ReleaseAccepted"),
     ("post", "/notify/email"): ("202", "NotificationAccepted"),
     ("post", "/notify/sms"): ("202", "NotificationAccepted"),
     ("post", "/notify/webhook"): ("202", "NotificationAccepted"),
@@ -143,6 +144,7 @@ def test_keys_that_are_left_out_are_optional_and_never_null(spec):
         "createdAt",
         "updatedAt",
         "deliveries",
+        "decisions",
     }
     assert set(notification["required"]) == {
         "id",
@@ -154,14 +156,18 @@ def test_keys_that_are_left_out_are_optional_and_never_null(spec):
         "createdAt",
         "updatedAt",
         "deliveries",
+        "decisions",
     }
-    assert set(bullmq["required"]) == {"id", "status", "attempts", "maxAttempts"}
+    assert set(bullmq["required"]) == {"id", "status", "attempts", "maxAttempts", "decisions"}
     for schema, key in [
         (job_status, "nextAttemptAt"),
         (job_status, "callback"),
         (notification, "error"),
         (notification, "callback"),
         (bullmq, "error"),
+        (job_status, "suppressedReason"),
+        (notification, "suppressedReason"),
+        (bullmq, "suppressedReason"),
     ]:
         assert "anyOf" not in schema["properties"][key] and "default" not in schema["properties"][key], key
     assert set(schema_named(spec, "Delivery")["properties"]) == {

@@ -59,7 +59,9 @@ async def test_every_type_has_every_status_word(api):
     assert set(body["counts"]) == set(KINDS) == {"email", "sms", "webhook", "cleanup", "report"}
     for kind, counts in body["counts"].items():
         assert (
-            list(counts) == list(STATUSES) == ["queued", "delayed", "processing", "completed", "failed", "cancelled"]
+            list(counts)
+            == list(STATUSES)
+            == ["queued", "delayed", "processing", "completed", "failed", "cancelled", "suppressed"]
         ), kind
         assert all(isinstance(v, int) and v >= 0 for v in counts.values()), counts
     assert isinstance(body["dlq"], int) and body["dlq"] >= 0

@@ -124,6 +124,8 @@ async def test_another_tenants_ids_are_unknown_on_every_client_route(tenants_app
         ("POST", "/jobs/{job_id}/cancel", {"job_id": job_id}, {}),
         ("POST", "/jobs/{job_id}/cancel", {"job_id": item_id}, {}),
         ("POST", "/jobs/{job_id}/cancel", {"job_id": batch_id}, {}),
+        ("POST", "/jobs/{job_id}/release", {"job_id": job_id}, {}),
+        ("POST", "/jobs/{job_id}/release", {"job_id": item_id}, {}),
         ("GET", "/notifications/{notification_id}", {"notification_id": notification_id}, {}),
         ("GET", "/notifications/{notification_id}", {"notification_id": typed_id}, {}),
         ("GET", "/batches/{batch_id}", {"batch_id": batch_id}, {}),

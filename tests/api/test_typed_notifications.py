@@ -9,7 +9,7 @@ import pytest
 from common.models import JOB_USER_KEY, user_ref
 from tests.api.helpers import NAME, assert_error, mail_for, notify, poll, put_user
 
-FINAL = {"success", "failed", "cancelled"}
+FINAL = {"success", "failed", "cancelled", "suppressed"}
 # Markup and entities in what the client controls: the HTML part must escape all of it.
 RESET_URL = "https://app.example.com/reset?token=abc&user=1"
 
@@ -74,14 +74,9 @@ async def test_the_users_locale_picks_a_translation_where_one_exists(api, smtp_s
 
 
 @pytest.mark.parametrize(
-    ("user", "reason"),
-    [
-        (None, "unknown user"),
-        ({"optOut": ["email"]}, "opted out of email"),
-        ({"email": None, "phone": "+14155550100"}, "has no email address"),
-    ],
+    ("user", "reason"), [(None, "unknown user"), ({"email": None, "phone": "+14155550100"}, "has no email address")]
 )
-async def test_an_unknown_user_or_an_opt_out_fails_at_once_with_its_reason(api, smtp_sink, user, reason):
+async def test_an_unknown_user_or_one_without_an_address_fails_at_once_with_its_reason(api, smtp_sink, user, reason):
     user_id = f"u-{uuid.uuid4().hex[:12]}" if user is None else await put_user(api, **user)
     job_id = await notify(api, type="welcome", userId=user_id)
     body = await until_final(api, job_id)
@@ -95,8 +90,25 @@ async def test_an_unknown_user_or_an_opt_out_fails_at_once_with_its_reason(api, 
         "attempts": 1,
         "maxAttempts": 3,
         "error": body["error"],
+        "decisions": [],
     }
     assert (await api.get(f"/jobs/{job_id}/status")).json()["status"] == "failed"
+    assert mail_for(smtp_sink.outbox, job_id) == []
+
+
+@pytest.mark.parametrize("opt_out", [{"optOut": ["email"]}, {"channels": {"email": False, "sms": True}}])
+async def test_a_user_opted_out_of_email_is_suppressed_not_failed(api, smtp_sink, opt_out):
+    user_id = await put_user(api, **opt_out)
+    job_id = await notify(api, type="welcome", userId=user_id)
+    body = await until_final(api, job_id)
+    # Final, nothing sent, not a dead letter: in every vocabulary `suppressed`, with the reason and the rule.
+    assert body["status"] == "suppressed" and body["suppressedReason"] == "channel_opt_out", body
+    assert body["attempts"] == 0 and body["deliveries"] == [] and "error" not in body
+    assert [(d["rule"], d["outcome"]) for d in body["decisions"]] == [("channel", "suppressed")]
+    assert (await api.get(f"/jobs/{job_id}")).json()["status"] == "suppressed"
+    assert (await api.get(f"/jobs/{job_id}/status")).json()["suppressedReason"] == "channel_opt_out"
+    cancel = await api.post(f"/jobs/{job_id}/cancel")
+    assert cancel.status_code == 409 and cancel.json()["error"] == "not_cancellable"
     assert mail_for(smtp_sink.outbox, job_id) == []
 
 

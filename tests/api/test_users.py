@@ -9,7 +9,23 @@ import pytest
 from common.models import user_workflow_id
 from tests.api.helpers import assert_error
 
-USER_KEYS = {"userId", "email", "phone", "name", "locale", "optOut", "createdAt", "updatedAt"}
+USER_KEYS = {
+    "userId",
+    "email",
+    "phone",
+    "name",
+    "locale",
+    "optOut",
+    "timezone",
+    "quietHours",
+    "channels",
+    "topics",
+    "digest",
+    "createdAt",
+    "updatedAt",
+}
+# What a PUT without preferences stores: none.
+NO_PREFERENCES = {"timezone": "UTC", "quietHours": None, "topics": {}, "digest": None}
 
 
 def new_user_id() -> str:
@@ -31,16 +47,21 @@ async def test_a_user_round_trips_and_a_second_put_replaces_it(api, dev_env):
     assert put.status_code == 200, put.text
     stored = put.json()
     assert set(stored) == USER_KEYS
-    assert stored | {"createdAt": None, "updatedAt": None} == {
-        "userId": user_id,
-        "email": "ann@example.com",
-        "phone": "+14155550100",
-        "name": "Ann",
-        "locale": "de-AT",
-        "optOut": ["sms"],
-        "createdAt": None,
-        "updatedAt": None,
-    }
+    assert (
+        stored | {"createdAt": None, "updatedAt": None}
+        == {
+            "userId": user_id,
+            "email": "ann@example.com",
+            "phone": "+14155550100",
+            "name": "Ann",
+            "locale": "de-AT",
+            "optOut": ["sms"],
+            "channels": {"email": True, "sms": False},
+            "createdAt": None,
+            "updatedAt": None,
+        }
+        | NO_PREFERENCES
+    )
     got = await api.get(f"/users/{user_id}")
     assert got.status_code == 200 and got.json() == stored
 

@@ -15,20 +15,32 @@ from common.settings import Settings
 from worker import WORKFLOWS, activities_by_queue
 
 PINNED_WORKFLOWS = {
-    "NotificationWorkflow": {"signals": {"attempt_finished"}, "queries": {"state"}, "updates": set()},
-    "CleanupWorkflow": {"signals": {"attempt_finished"}, "queries": {"state"}, "updates": set()},
+    "NotificationWorkflow": {
+        "signals": {"attempt_finished", "release", "preferences_changed"},
+        "queries": {"state"},
+        "updates": set(),
+    },
+    "CleanupWorkflow": {
+        "signals": {"attempt_finished", "release", "preferences_changed"},
+        "queries": {"state"},
+        "updates": set(),
+    },
     "CallbackWorkflow": {"signals": {"attempt_finished"}, "queries": set(), "updates": set()},
-    "ReportWorkflow": {"signals": {"attempt_finished"}, "queries": {"state"}, "updates": set()},
+    "ReportWorkflow": {
+        "signals": {"attempt_finished", "release", "preferences_changed"},
+        "queries": {"state"},
+        "updates": set(),
+    },
     "BatchWorkflow": {"signals": {"batch_go"}, "queries": {"batch_item", "batch_counts"}, "updates": {"batch_cancel"}},
     "ChunkedBatchWorkflow": {"signals": {"chunk_done"}, "queries": set(), "updates": set()},
-    "UserWorkflow": {"signals": set(), "queries": {"profile"}, "updates": {"put"}},
+    "UserWorkflow": {"signals": {"job_waiting"}, "queries": {"profile"}, "updates": {"put"}},
     "SmsQuotaWorkflow": {"signals": set(), "queries": {"used"}, "updates": {"reserve", "release"}},
     "IdempotencyKeyWorkflow": {"signals": {"complete"}, "queries": set(), "updates": {"claim"}},
 }
 
 PINNED_ACTIVITIES_BY_QUEUE = {
-    "herald-email": {"send_email", "send_email_slice", "send_typed_email"},
-    "herald-sms": {"send_sms", "send_sms_slice", "take_sms_slot"},
+    "herald-email": {"send_email", "send_email_slice", "send_typed_email", "check_preferences"},
+    "herald-sms": {"send_sms", "send_sms_slice", "take_sms_slot", "check_preferences"},
     "herald-webhook": {"deliver_webhook", "deliver_webhook_slice"},
     "herald-maintenance": {"run_cleanup", "build_report"},
 }

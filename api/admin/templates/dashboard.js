@@ -4,7 +4,7 @@
   "use strict";
 
   const config = JSON.parse(document.getElementById("herald-config").textContent);
-  const STATUSES = ["queued", "delayed", "processing", "completed", "failed", "cancelled"];
+  const STATUSES = ["queued", "delayed", "processing", "completed", "failed", "cancelled", "suppressed"];
   const DLQ_PAGE = 50;
   const RECENT = 15;
 
