@@ -126,6 +126,10 @@ def build_workers(client: Client, settings: Settings) -> list[Worker]:
                 # Enforced by the server across all workers, on the activity tasks it hands out: every send
                 # goes through it on a rate-limited queue (activities/rate_limit.py).
                 max_task_queue_activities_per_second=settings.rate_limit(channel),
+                # An eager activity (handed back with the workflow task that scheduled it) never enters the
+                # task queue, so no rate limit of the server's counts it: the tenant cap let capped tenants
+                # through at up to 2x (docs/tenants.md). Off wherever the server must count every send.
+                disable_eager_activity_execution=sends_through_queue(settings, channel),
                 # Per Worker (each has its own cache and slots): the process holds up to 4x these.
                 max_cached_workflows=settings.worker_max_cached_workflows,
                 max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,

@@ -17,6 +17,9 @@ The same holds for `HERALD_TENANT_RATE_LIMIT`, the per-tenant cap (common/task_q
 enforces it on the activity tasks it hands out, per fairness key (tenant), so a worker with a cap sends
 every send through the queue too.
 
+A third, an eager activity (run by the worker that scheduled it, handed back with its workflow task),
+never enters the queue either: a rate-limited worker turns eager execution off (worker.py).
+
 Whether a worker is rate-limited is read from the settings it was built with (worker.py).
 """
 

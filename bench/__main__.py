@@ -14,6 +14,8 @@ phases, one after another, each with fresh worker (and API) processes:
   batch         the same emails as POST /notify/batch, 100 per batch (one BatchWorkflow each)
   big_batch     10,000 emails in one POST /notify/batch (chunks of 1000 under a ChunkedBatchWorkflow)
   bare2         the naive job again: how far the figures drift within one run
+  fairness      (first configuration only) two tenants: A's 3,000 emails then B's one, weights 3:1, the
+                per-tenant cap (bench/fairness.py)
 Every figure is also a ratio against `bare` of the same configuration; a targets table closes.
 Exits 1 only when a job was lost, duplicated or not completed; a missed target is reported.
 """
@@ -35,6 +37,7 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
+from bench.fairness import FairnessOptions, run_fairness
 from bench.phases import (
     Stack,
     api_submit,
@@ -107,6 +110,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=10_000,
         help="emails of the one-batch phase (default 10000: one POST /notify/batch, split into chunks); 0 skips it",
     )
+    p.add_argument(
+        "--fairness-jobs",
+        type=int,
+        default=3000,
+        help="tenant A's emails before tenant B's one in the fairness phase (default 3000, half as one batch); "
+        "0 skips the phase",
+    )
+    p.add_argument(
+        "--fairness-share-jobs", type=int, default=400, help="each tenant's emails for the 3:1 weights (default 400)"
+    )
+    p.add_argument("--fairness-cap", type=float, default=5, help="HERALD_TENANT_RATE_LIMIT measured (default 5/s)")
+    p.add_argument("--fairness-cap-jobs", type=int, default=150, help="tenant A's emails held by the cap (default 150)")
     p.add_argument("--no-ceiling", action="store_true", help="skip measuring the sink's own ceiling")
     p.add_argument(
         "--sink-count-only",
@@ -130,6 +145,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.jobs < 1 or args.concurrency < 1 or args.batch_jobs < 1 or args.batch_size < 1:
         p.error("--jobs, --concurrency, --batch-jobs and --batch-size must be at least 1")
+    if args.fairness_jobs < 0 or args.fairness_share_jobs < 1 or args.fairness_cap_jobs < 2:
+        p.error("--fairness-jobs must be 0 or more, --fairness-share-jobs at least 1, --fairness-cap-jobs at least 2")
+    if args.fairness_cap <= 0:
+        p.error("--fairness-cap must be more than 0")
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     if not args.configs or any(c not in CONFIGS for c in args.configs):
         p.error(f"--configs: choose from {', '.join(CONFIGS)}")
@@ -162,7 +181,7 @@ async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp
     label, on_file, persistent = CONFIGS[name]
     workdir = tmp / name
     workdir.mkdir()
-    result: dict = {"name": name, "label": label, "phases": [], "paced": None, "problems": []}
+    result: dict = {"name": name, "label": label, "phases": [], "paced": None, "fairness": None, "problems": []}
     with output_to(workdir / "temporal.log"):
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(DEV_SERVER),
@@ -241,6 +260,23 @@ async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp
                 say(f"[{name}] {phase_label}: FAILED: {type(exc).__name__}: {exc}")
             finally:
                 await running.close()
+        if args.fairness_jobs and name == args.configs[0]:
+            t = time.monotonic()
+            options = FairnessOptions(
+                jobs=args.fairness_jobs,
+                share_jobs=args.fairness_share_jobs,
+                cap=args.fairness_cap,
+                cap_jobs=args.fairness_cap_jobs,
+            )
+            f = result["fairness"] = await run_fairness(stack, options)
+            o, w, c = f.get("overtake") or {}, f.get("weights") or {}, f.get("cap") or {}
+            say(
+                f"[{name}] fairness: B's email {o.get('b_latency_s')} s, out {o.get('b_position')} of "
+                f"{args.fairness_jobs + 1} with {o.get('a_left_when_b_delivered')} of A's left; weights 3:1 gave A "
+                f"{w.get('a_share')} of the first {w.get('counted')}; cap {args.fairness_cap:g}/s: A "
+                f"{c.get('a_per_s')}/s (steady {c.get('a_steady_per_s')}/s, at most {c.get('a_most_in_1s')} in 1 s), "
+                f"B {c.get('b_per_s')}/s ({time.monotonic() - t:.0f} s) {_status(f)}"
+            )
     finally:
         await env.shutdown()
     if result["phases"] and result["phases"][0]["name"] == "bare":
@@ -323,7 +359,9 @@ async def run(args: argparse.Namespace) -> int:
     problems = [f"sink ceiling: {p}" for p in (ceiling or {}).get("problems", [])]
     for c in configs.values():
         problems += [f"{c['name']}: {p}" for p in c["problems"]]
-        for p in c["phases"] + ([{**c["paced"], "name": "paced"}] if c["paced"] else []):
+        extra = [{**c["paced"], "name": "paced"}] if c["paced"] else []
+        extra += [c["fairness"]] if c["fairness"] else []
+        for p in c["phases"] + extra:
             problems += [f"{c['name']}/{p['name']}: {x}" for x in p["problems"]]
     ok = not problems
     write_figures(

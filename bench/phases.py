@@ -341,24 +341,37 @@ def herald_env(stack: Stack, data: Path, **extra: str) -> dict[str, str]:
     )
 
 
-async def start_processes(stack: Stack, name: str, kind: str, with_api: bool) -> Running:
+async def start_processes(
+    stack: Stack,
+    name: str,
+    kind: str,
+    with_api: bool,
+    *,
+    api_keys: str = API_KEY,
+    worker_settings: Mapping[str, str] | None = None,
+    start_worker: bool = True,
+) -> Running:
+    """The phase's worker (with `worker_settings` as HERALD_* beside the usual ones) and, `with_api`, its
+    API with `api_keys` as HERALD_API_KEYS. `start_worker=False`: the worker is left for the caller to
+    start (`running.ready = await running.worker.start()`), so jobs can queue up in Temporal first."""
     data = stack.workdir / f"{name}-data"
     if kind == "bare":
         env = child_env()
         env.update(BENCH_SMTP_HOST="127.0.0.1", BENCH_SMTP_PORT=str(stack.sink.port))
     else:
-        env = herald_env(stack, data)
+        env = herald_env(stack, data, **dict(worker_settings or {}))
     worker = WorkerProcess({"kind": kind, "address": stack.address}, env, stack.workdir / f"{name}-worker.log")
     running = Running(worker)
     try:
-        running.ready = await worker.start()
+        if start_worker:
+            running.ready = await worker.start()
         if with_api:
             port = free_port()
             running.api = ApiProcess(
                 herald_env(
                     stack,
                     stack.workdir / f"{name}-api-data",
-                    api_keys=API_KEY,
+                    api_keys=api_keys,
                     api_host="127.0.0.1",
                     api_port=str(port),
                 ),

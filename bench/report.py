@@ -319,6 +319,7 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
                 "noisy": _noisy(big),
             }
         )
+    fairness_rows(out, add, configs)
     old = _phase(configs.get("file-default"), "api")
     if old and api:
         out.append(
@@ -351,3 +352,74 @@ def targets_table(rows: list[dict]) -> str:
             f"! measured while other work on the machine used {NOISY_CORES} cores or more: unreliable, run again"
         )
     return "\n".join(lines)
+
+
+def fairness_rows(out: list[dict], add: Any, configs: dict[str, dict]) -> None:
+    """The fairness phase's figures (bench/fairness.py), from the one configuration that ran it."""
+    config = next((c for c in configs.values() if c.get("fairness")), None)
+    if config is None:
+        return
+    f = config["fairness"]
+    o, w, c = f.get("overtake") or {}, f.get("weights") or {}, f.get("cap") or {}
+    noisy = [f]
+    n = o.get("a_jobs")
+    add(
+        f"fairness: tenant B's one email after A's {n}: POST to delivery, s",
+        o.get("b_latency_s"),
+        5,
+        False,
+        " s",
+        over=noisy,
+    )
+    add(
+        f"fairness: share of A's {n} still waiting when B's email arrived", o.get("a_left_share"), 0.5, True, over=noisy
+    )
+    out.append(
+        {
+            "target": f"fairness: B's email's position among the deliveries (first in, first out: {(n or 0) + 1})",
+            "limit": "info",
+            "measured": o.get("b_position"),
+            "unit": "",
+            "gap": None,
+            "verdict": "info",
+        }
+    )
+    share = w.get("a_share_vs_weights")
+    add(
+        "weights 3:1: |A's share of sends / 0.75 - 1| while both have backlogs",
+        None if share is None else round(abs(share - 1), 2),
+        0.13,
+        False,
+        over=noisy,
+    )
+    cap = c.get("cap")
+    add(f"cap {cap:g}/s: A's sends/s after its first 2 s / cap", c.get("a_steady_vs_cap"), 1.2, False, over=noisy)
+    add(f"cap {cap:g}/s: A's sends/s over its whole span / cap", c.get("a_vs_cap"), 1.2, False, over=noisy)
+    out.append(
+        {
+            "target": f"cap {cap:g}/s: A's most sends in any 1 s / cap (the burst)",
+            "limit": "info",
+            "measured": c.get("a_most_in_1s_vs_cap"),
+            "unit": "x",
+            "gap": None,
+            "verdict": "info",
+        }
+    )
+    b_done = c.get("a_sent_when_b_done")
+    add(
+        f"cap {cap:g}/s: A's sent when B's {c.get('b_jobs')} were all out / A's {c.get('a_jobs')} (B not slowed)",
+        None if b_done is None or not c.get("a_jobs") else round(b_done / c["a_jobs"], 2),
+        0.25,
+        False,
+        over=noisy,
+    )
+    out.append(
+        {
+            "target": f"cap {cap:g}/s: B's sends/s / cap",
+            "limit": "info",
+            "measured": c.get("b_vs_cap"),
+            "unit": "x",
+            "gap": None,
+            "verdict": "info",
+        }
+    )

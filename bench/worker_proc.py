@@ -79,6 +79,12 @@ async def main(config: dict) -> None:
 
         client = await connect(get_settings())
     workers = build(client, config)
+    if config["kind"] != "bare":
+        from common.settings import get_settings
+        from common.task_queue_config import configure_job_queues
+
+        # As worker.py does before its first poll: the tenants' weights and cap on the job queues.
+        await configure_job_queues(client, get_settings())
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as running:
         for w in workers:

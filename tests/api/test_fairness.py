@@ -13,9 +13,9 @@ and the cap are set on the queues by the workers (common/task_queue_config.py).
   tests/api/test_priority.py.
 - Weights acme=3, globex=1, 200 emails each (acme's queued first): while both have a backlog, acme gets
   close to 3 of every 4 sends.
-- HERALD_TENANT_RATE_LIMIT=5 with 200 of A's emails and 20 of B's: A's are held back (at most twice the
-  cap on average over the ~20 s watched: Temporal's per-key limiter lets bursts through, see
-  docs/tenants.md), while B's all go out while most of A's still wait.
+- HERALD_TENANT_RATE_LIMIT=5 with 200 of A's emails and 20 of B's: A's are held to the cap (at most 1.2 x
+  on average, before and after its first 2 s; at most 4.5 x in any one second: the server's 1 s burst per
+  partition, see docs/tenants.md), while B's all go out while most of A's still wait.
 """
 
 from __future__ import annotations
@@ -193,12 +193,22 @@ async def test_the_tenant_cap_holds_one_tenant_without_slowing_the_other(setting
     most_in_1s = max(sum(1 for u in acme_times if t <= u < t + 1e9) for t in acme_times)
     span = (acme_times[-1] - acme_times[0]) / 1e9
     rate = (len(acme_times) - 1) / span if span else float("inf")
+    # After the first 2 s (the burst): the steady rate.
+    steady_from = acme_times[0] + 2e9
+    steady = [ns for ns in acme_times if ns >= steady_from]
+    steady_rate = len(steady) / ((acme_times[-1] - steady_from) / 1e9) if len(steady) > 1 else 0.0
     print(
         "acme per second:",
         [sum(1 for u in acme_times if start + k * 1e9 <= u < start + (k + 1) * 1e9) for k in range(25)],
     )
-    print(f"acme: {len(acme_times)} sends over {span:.1f} s ({rate:.1f}/s), at most {most_in_1s} in 1 s")
+    print(
+        f"acme: {len(acme_times)} sends over {span:.1f} s ({rate:.1f}/s; {steady_rate:.1f}/s after its first 2 s), "
+        f"at most {most_in_1s} in 1 s"
+    )
     assert len(acme_times) < CAPPED, "acme's backlog went out whole: no cap"
-    # Measured 4.9/s to 9.4/s over ~20 s (the server's per-partition bursts: docs/tenants.md).
-    assert rate <= CAP * 2, f"acme sent {rate:.1f}/s, capped at {CAP}/s"
+    # Measured 3.1/s to 3.8/s over ~20 s, at most 12 to 17 in 1 s, since the cap's worker runs no eager
+    # activities (docs/tenants.md; with them: 4.9/s to 9.4/s, up to 25 in 1 s).
+    assert rate <= CAP * 1.2, f"acme sent {rate:.1f}/s, capped at {CAP}/s"
+    assert steady_rate <= CAP * 1.2, f"acme sent {steady_rate:.1f}/s after its first 2 s, capped at {CAP}/s"
+    assert most_in_1s <= CAP * 4.5, f"acme sent {most_in_1s} in 1 s, capped at {CAP}/s"
     assert span >= 10, f"acme's sends spanned only {span:.1f} s"

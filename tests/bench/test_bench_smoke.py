@@ -34,6 +34,13 @@ def test_bench_runs_small(tmp_path: Path) -> None:
             # Past one chunk (HERALD_BATCH_CHUNK_ITEMS, 1000): a ChunkedBatchWorkflow over two chunks.
             "--big-batch",
             "1200",
+            # Two tenants, tiny: A's 40 then B's one, 20 each at 3:1, a cap of 10/s over 30 of A's.
+            "--fairness-jobs",
+            "40",
+            "--fairness-share-jobs",
+            "20",
+            "--fairness-cap-jobs",
+            "30",
             # No waiting for an idle machine before each timed window: the suite's other tests keep it
             # busy (up to 20 s a window, some 2 min in all), and these figures are not compared.
             "--quiet-wait",
@@ -69,3 +76,10 @@ def test_bench_runs_small(tmp_path: Path) -> None:
     big = memory["phases"][3]
     assert big["message_id_is_job_id"] == 1200 and big["history"]["chunk_events"] > big["history"]["per_batch"]
     assert verdicts["one batch of 1200: delivered rate vs baseline (in memory)"] in ("PASS", "MISS")
+    fairness = memory["fairness"]
+    assert fairness["ok"], fairness["problems"]
+    assert fairness["overtake"]["b_latency_s"] is not None and fairness["overtake"]["b_position"] >= 1
+    assert fairness["weights"]["counted"] == 20 and fairness["weights"]["a_share"] is not None
+    assert fairness["cap"]["a_per_s"] is not None and fairness["cap"]["b_per_s"] is not None
+    assert verdicts["fairness: tenant B's one email after A's 40: POST to delivery, s"] in ("PASS", "MISS")
+    assert verdicts["cap 5/s: A's sends/s over its whole span / cap"] in ("PASS", "MISS")
