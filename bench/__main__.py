@@ -142,7 +142,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds without any new delivery (or a job's status not final) before jobs count as lost",
     )
     p.add_argument("--out", type=Path, default=Path(".data/bench.json"), help="JSON results (default .data/bench.json)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="every phase small, on make run's configuration alone (under two minutes): a check before a change "
+        "lands; the full run stays the reference. Options given explicitly still apply",
+    )
     args = p.parse_args(argv)
+    if args.quick:
+        for name, value in QUICK.items():
+            if getattr(args, name) == p.get_default(name):
+                setattr(args, name, value)
     if args.jobs < 1 or args.concurrency < 1 or args.batch_jobs < 1 or args.batch_size < 1:
         p.error("--jobs, --concurrency, --batch-jobs and --batch-size must be at least 1")
     if args.fairness_jobs < 0 or args.fairness_share_jobs < 1 or args.fairness_cap_jobs < 2:
@@ -155,6 +165,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.warmup is None:
         args.warmup = max(5, min(30, args.jobs // 10))
     return args
+
+
+# `--quick`: each phase a fraction of the full run's, on the SQLite file (make run's configuration).
+QUICK: dict[str, object] = {
+    "configs": "file",
+    "jobs": 60,
+    "warmup": 5,
+    "paced_seconds": 3,
+    "batch_jobs": 300,
+    "big_batch": 1200,
+    "fairness_jobs": 200,
+    "fairness_share_jobs": 60,
+    "fairness_cap_jobs": 30,
+    "quiet_wait": 2,
+    "history_sample": 3,
+}
 
 
 def say(line: str) -> None:
