@@ -861,6 +861,12 @@ class DigestInput:
     seq: int = 1
     items: list[DigestItem] = field(default_factory=list)
     next_at: str | None = None
+    # Jobs that joined and are still to be told where they wait (a join just before the continue-as-new).
+    to_answer: list[str] = field(default_factory=list)
+    # Signals a run takes before it continues as new (None: workflows/digest.py's MAX_SIGNALS), and items a
+    # digest holds (None: MAX_DIGEST_ITEMS): tests set less.
+    signals_per_run: int | None = None
+    max_items: int | None = None
 
 
 @dataclass

@@ -63,7 +63,9 @@ class DigestWorkflow:
         self.next_at: str | None = input.next_at
         self.send_now: str | None = None
         self.signals = 0
-        self.to_answer: list[str] = []
+        self.max_signals = input.signals_per_run or MAX_SIGNALS
+        self.max_items = min(input.max_items or MAX_DIGEST_ITEMS, MAX_DIGEST_ITEMS)
+        self.to_answer: list[str] = list(input.to_answer)
 
     @property
     def digest_id(self) -> str:
@@ -71,7 +73,7 @@ class DigestWorkflow:
 
     @workflow.run
     async def run(self, input: DigestInput) -> None:
-        while self.signals < MAX_SIGNALS and not workflow.info().is_continue_as_new_suggested():
+        while self.signals < self.max_signals and not workflow.info().is_continue_as_new_suggested():
             await self._answer_joins()
             if self._due():
                 await self._send()
@@ -81,7 +83,7 @@ class DigestWorkflow:
                 timeout = max(datetime.fromisoformat(self.next_at) - workflow.now(), timedelta(0))
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    lambda: bool(self.to_answer) or self._due() or self.signals >= MAX_SIGNALS,
+                    lambda: bool(self.to_answer) or self._due() or self.signals >= self.max_signals,
                     timeout=timeout,
                     timeout_summary=f"digest {self.digest_id} goes at {self.next_at}",
                 )
@@ -96,13 +98,16 @@ class DigestWorkflow:
                 seq=self.seq,
                 items=self.items,
                 next_at=self.next_at,
+                to_answer=self.to_answer,
+                signals_per_run=input.signals_per_run,
+                max_items=input.max_items,
             )
         )
 
     def _due(self) -> bool:
         if not self.items:
             return False
-        if self.send_now == self.digest_id or len(self.items) >= MAX_DIGEST_ITEMS:
+        if self.send_now == self.digest_id or len(self.items) >= self.max_items:
             return True
         return self.next_at is not None and datetime.fromisoformat(self.next_at) <= workflow.now()
 
@@ -114,8 +119,8 @@ class DigestWorkflow:
 
     async def _send(self) -> None:
         """One email listing the items in order; then each item's job is told, and the next digest opens."""
-        items, digest_id = self.items[:MAX_DIGEST_ITEMS], self.digest_id
-        self.items, self.next_at, self.send_now = self.items[MAX_DIGEST_ITEMS:], None, None
+        items, digest_id = self.items[: self.max_items], self.digest_id
+        self.items, self.next_at, self.send_now = self.items[self.max_items :], None, None
         self.seq += 1
         if self.items:
             # Joined after the digest filled: they open the next one, due at the first one's `until`.

@@ -18,10 +18,14 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.jobs.starter import start_job
 from common.models import (
+    DIGEST_JOIN_SIGNAL,
     DIGEST_SEND_SIGNAL,
     ENTITY_TASK_QUEUE,
     Audience,
     DigestInfo,
+    DigestInput,
+    DigestItem,
+    DigestJoin,
     DigestPreference,
     JobState,
     NotificationInput,
@@ -33,6 +37,7 @@ from common.models import (
 )
 from devstack.smtp_sink import read_outbox
 from tests.support.temporal import email_job, herald_client, job_spec, running_workers
+from workflows.digest import DigestWorkflow
 from workflows.user import UserWorkflow
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -195,3 +200,55 @@ async def test_a_digest_turned_off_sends_its_items_at_once(time_env, make_settin
             assert final.phase == "completed" and final.digest_id is None
             assert [(d.rule, d.outcome) for d in final.decisions] == [("digest", "digested"), ("channel", "sent")]
             assert len([m for m in read_outbox(smtp_sink.outbox) if m["Message-ID"] == f"<{handle.id}@herald>"]) == 1
+
+
+async def _join(digest: WorkflowHandle, n: int, until: str) -> None:
+    item = DigestItem(job_id=f"gone-{n}", joined_at=until, subject=f"Item {n:04d}")
+    await digest.signal(DIGEST_JOIN_SIGNAL, DigestJoin(user_id="", scope="", topic="orders", item=item, until=until))
+
+
+async def test_a_full_digest_goes_at_once_the_next_item_opens_the_next_and_runs_continue_as_new(
+    time_env, make_settings, smtp_sink
+):
+    """A full digest goes at once; the item after opens the next digest, due at its own time. A run
+    continues as new after its signals, carrying the open digest. Items whose jobs are gone (these have
+    none) are logged, not fatal. (Limits lowered through DigestInput: 1,000 items and 2,000 signals in
+    production.)"""
+    client = herald_client(time_env)
+    user_id = _user_id()
+    settings = make_settings()
+    async with running_workers(client, settings):
+        await _user(client, user_id)
+        digest = await client.start_workflow(
+            DigestWorkflow.run,
+            DigestInput(user_id=user_id, scope="", topic="orders", signals_per_run=4, max_items=5),
+            id=digest_workflow_id(user_id, "orders"),
+            task_queue=ENTITY_TASK_QUEUE,
+        )
+        first_run = (await digest.describe()).run_id
+        until = ((await time_env.get_current_time()) + timedelta(days=1)).astimezone(UTC).isoformat()
+        with time_env.auto_time_skipping_disabled():
+            for n in range(1, 7):
+                await _join(digest, n, until)
+            for _ in range(600):
+                mails = read_outbox(smtp_sink.outbox)
+                if mails:
+                    break
+                await asyncio.sleep(0.1)
+            info = await digest.query("digest", result_type=DigestInfo)
+        [mail] = mails
+        assert mail["Message-ID"] == f"<{digest_workflow_id(user_id, 'orders')}-1@herald>"
+        text = _text(mail)
+        assert text.index("1. Item 0001") < text.index("5. Item 0005") and "Item 0006" not in text
+        assert info.digest_id.endswith("-2") and info.next_at == until
+        # Continued as new, carrying the open digest.
+        assert (await digest.describe()).run_id != first_run
+        # The next one goes at its own time (time skips to it).
+        await time_env.sleep(timedelta(days=1, minutes=1))
+        with time_env.auto_time_skipping_disabled():
+            for _ in range(200):
+                if len(read_outbox(smtp_sink.outbox)) == 2:
+                    break
+                await asyncio.sleep(0.05)
+        second = read_outbox(smtp_sink.outbox)[-1]
+        assert "1. Item 0006" in _text(second) and "1 update" in second["Subject"]
