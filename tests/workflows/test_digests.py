@@ -21,6 +21,7 @@ from common.models import (
     DIGEST_JOIN_SIGNAL,
     DIGEST_SEND_SIGNAL,
     ENTITY_TASK_QUEUE,
+    MAX_DIGEST_ITEMS,
     Audience,
     DigestInfo,
     DigestInput,
@@ -252,3 +253,33 @@ async def test_a_full_digest_goes_at_once_the_next_item_opens_the_next_and_runs_
                 await asyncio.sleep(0.05)
         second = read_outbox(smtp_sink.outbox)[-1]
         assert "1. Item 0006" in _text(second) and "1 update" in second["Subject"]
+
+
+async def test_at_the_production_limit_1000_items_go_in_one_email_and_the_1001st_opens_the_next(
+    time_env, make_settings, smtp_sink
+):
+    """The real limit, MAX_DIGEST_ITEMS (measured: 1,001 joins in ~5 s, the email ~0.4 s after)."""
+    client = herald_client(time_env)
+    user_id = _user_id()
+    async with running_workers(client, make_settings()):
+        await _user(client, user_id)
+        digest = await client.start_workflow(
+            DigestWorkflow.run,
+            DigestInput(user_id=user_id, scope="", topic="orders"),
+            id=digest_workflow_id(user_id, "orders"),
+            task_queue=ENTITY_TASK_QUEUE,
+        )
+        until = ((await time_env.get_current_time()) + timedelta(days=1)).astimezone(UTC).isoformat()
+        with time_env.auto_time_skipping_disabled():
+            for n in range(1, MAX_DIGEST_ITEMS + 2):
+                await _join(digest, n, until)
+            for _ in range(1200):
+                mails = read_outbox(smtp_sink.outbox)
+                if mails:
+                    break
+                await asyncio.sleep(0.1)
+            info = await digest.query("digest", result_type=DigestInfo)
+        [mail] = mails
+        text = _text(mail)
+        assert text.count("Item ") == MAX_DIGEST_ITEMS and "1000. Item 1000" in text and "Item 1001" not in text
+        assert info.items == 1 and info.digest_id.endswith("-2") and info.next_at == until
