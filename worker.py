@@ -14,6 +14,7 @@ from temporalio.worker import Interceptor, Worker
 
 from activities.attempt_log import AttemptLogInterceptor
 from activities.batch import BatchActivities
+from activities.digests import DigestActivities
 from activities.email import EmailActivities
 from activities.maintenance import MaintenanceActivities
 from activities.preferences import PreferenceActivities
@@ -36,6 +37,7 @@ from workflows.batch import BatchWorkflow
 from workflows.batch_chunks import ChunkedBatchWorkflow
 from workflows.callback import CallbackWorkflow
 from workflows.cleanup import CleanupWorkflow
+from workflows.digest import DigestWorkflow
 from workflows.idempotency import IdempotencyKeyWorkflow
 from workflows.notification import NotificationWorkflow
 from workflows.report import ReportWorkflow
@@ -51,6 +53,8 @@ WORKFLOWS = [
     ChunkedBatchWorkflow,
     # A user's contact data, on ENTITY_TASK_QUEUE (common/models.py).
     UserWorkflow,
+    # A user's digest for one topic, on ENTITY_TASK_QUEUE too (workflows/digest.py).
+    DigestWorkflow,
     # An SMS quota and an Idempotency-Key now run on INTAKE_TASK_QUEUE, which the API serves
     # (api/core/intake.py) and this worker must not poll (a stopped worker would hold its
     # tasks). Registered here still for the runs started on herald-maintenance before that
@@ -73,12 +77,16 @@ def activities_by_queue(settings: Settings, client: Client | None = None) -> dic
     batch = BatchActivities(settings, email, sms, webhook)
     # check_preferences: a local activity of a notification for a user, before its send (workflows/job_tracking.py).
     preferences = PreferenceActivities(client)
+    # join_digest: a local activity of a digested notification; send_digest: a digest's email.
+    digests = DigestActivities(settings, client, email)
     return {
         TASK_QUEUES["email"]: [
             email.send_email,
             batch.send_email_slice,
             typed.send_typed_email,
             preferences.check_preferences,
+            digests.join_digest,
+            digests.send_digest,
         ],
         # take_sms_slot: a local activity of an SMS's run that the API did not count (workflows/notification.py).
         TASK_QUEUES["sms"]: [

@@ -60,6 +60,8 @@ DESCRIPTIONS = {
 ACTIVITY_JOB_TYPES: dict[str, str] = {
     "send_email": "email",
     "send_typed_email": "email",
+    # A digest's one email (activities/digests.py).
+    "send_digest": "email",
     "send_sms": "sms",
     "deliver_webhook": "webhook",
     "run_cleanup": "cleanup",

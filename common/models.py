@@ -460,9 +460,11 @@ class JobState:
     suppressed_reason: str | None = None
     # The rules applied to the job, in order (common/preferences.py): why it went out, waited, or did not.
     decisions: list[Decision] = field(default_factory=list)
-    # What a `delayed` job waits on: delay (also deliverAt), quiet_hours, backoff, throttle. None otherwise,
-    # and in every state written before release existed. POST /jobs/{id}/release ends the first three.
+    # What a `delayed` job waits on: delay (also deliverAt), quiet_hours, digest, backoff, throttle. None
+    # otherwise, and in every state written before release existed. POST /jobs/{id}/release ends all but throttle.
     waiting_on: str | None = None
+    # The digest the job joined (workflows/digest.py), while it waits in it and once it went out in it.
+    digest_id: str | None = None
 
     @classmethod
     def initial(cls, spec: JobSpec, phase: Phase, updated_at: str, not_before: str | None = None) -> JobState:
@@ -770,14 +772,17 @@ class DeliveryCheck:
     topic: str | None
     critical: bool
     now: str  # the workflow's clock, ISO 8601
-    # Released by POST /jobs/{id}/release: quiet hours no longer hold it (opt-outs still do).
+    # Released by POST /jobs/{id}/release: quiet hours and digests no longer hold it (opt-outs still do).
     released: bool = False
+    # The job can join a digest (a run past the `digests` patch): only then may the verdict be `digest`.
+    digests: bool = False
 
 
 @dataclass
 class Verdict:
-    """The preferences' answer: `send`, `suppress` (with `reason`) or `defer` (until `until`); `rule` is
-    the rule that decided (for `send`, the last one the notification was checked against)."""
+    """The preferences' answer: `send`, `suppress` (with `reason`), `defer` (until `until`) or `digest` (join
+    the user's digest for the topic; `until`: when a digest opened now goes out); `rule` is the rule that
+    decided (for `send`, the last one the notification was checked against)."""
 
     outcome: str
     rule: str
@@ -795,6 +800,102 @@ class TypedEmail(SendInput):
     idempotency_key: str
     # The tenant's scope (common/tenants.py): whose user `user_id` is.
     scope: str = ""
+
+
+# ---- digests (workflows/digest.py, activities/digests.py) ------------------------------------------------
+# A digest holds at most this many items: the one that fills it sends it at once; the next opens a new one.
+MAX_DIGEST_ITEMS = 1000
+# Signals: a job joins (and leaves) its user's digest; the digest tells it where it waits and when it went.
+DIGEST_JOIN_SIGNAL = "join"
+DIGEST_LEAVE_SIGNAL = "leave"
+DIGEST_SEND_SIGNAL = "send_now"
+DIGEST_JOINED_SIGNAL = "digest_joined"
+DIGEST_SENT_SIGNAL = "digest_sent"
+
+
+def digest_workflow_id(user_id: str, topic: str, scope: str = "") -> str:
+    """A user's digest for one topic: a digest of the tenant's scope, the userId and the topic, as for users."""
+    return "digest-" + hashlib.sha256(scoped(scope, f"{user_id}\x00{topic}").encode()).hexdigest()[:32]
+
+
+def digest_workflow_of(digest_id: str) -> str:
+    """The workflow of a digest id (`<workflow id>-<n>`)."""
+    return digest_id.rsplit("-", 1)[0]
+
+
+@dataclass
+class DigestItem:
+    """One notification in a digest: its job, and what the digest email says of it (an email's subject, or a
+    typed notification's type and data, whose subject template gives its one-line summary)."""
+
+    job_id: str
+    joined_at: str
+    subject: str | None = None
+    type: str | None = None
+    data: dict[str, Any] | None = None
+    # When a digest it opens goes out (its join's `until`).
+    until: str | None = None
+
+
+@dataclass
+class DigestJoin:
+    """A job's join (the join_digest local activity signals-with-start the digest's workflow)."""
+
+    user_id: str
+    scope: str
+    topic: str
+    item: DigestItem
+    # When a digest opened by this item goes out (the verdict's `until`).
+    until: str
+    tenant: str | None = None
+
+
+@dataclass
+class DigestInput:
+    """A digest workflow's input, and what it carries over a continue-as-new: the open digest's items."""
+
+    user_id: str
+    scope: str
+    topic: str
+    tenant: str | None = None
+    seq: int = 1
+    items: list[DigestItem] = field(default_factory=list)
+    next_at: str | None = None
+    # Jobs that joined and are still to be told where they wait (a join just before the continue-as-new).
+    to_answer: list[str] = field(default_factory=list)
+    # Signals a run takes before it continues as new (None: workflows/digest.py's MAX_SIGNALS), and items a
+    # digest holds (None: MAX_DIGEST_ITEMS): tests set less.
+    signals_per_run: int | None = None
+    max_items: int | None = None
+
+
+@dataclass
+class DigestJoined:
+    """The digest's answer to a join: the digest the job waits in, and when it goes out."""
+
+    digest_id: str
+    next_at: str
+
+
+@dataclass
+class DigestInfo:
+    """An open digest, as GET /users/{userId}/digests lists it (the digest workflow's `digest` query)."""
+
+    digest_id: str
+    topic: str
+    items: int
+    next_at: str | None
+
+
+@dataclass
+class DigestEmail(SendInput):
+    """A digest's send: its user (resolved now), its items in order; `digest_id` is its idempotency key."""
+
+    user_id: str
+    scope: str
+    topic: str
+    digest_id: str
+    items: list[DigestItem]
 
 
 # ---- SMS throttling (workflows/sms_quota.py, api/jobs/throttle.py) ---------------------------------------

@@ -15,6 +15,8 @@ BATCH_WORKFLOW = "BatchWorkflow"
 # A batch too large for one BatchWorkflow run: its chunks are BatchWorkflow runs (workflows/batch_chunks.py).
 CHUNKED_BATCH_WORKFLOW = "ChunkedBatchWorkflow"
 USER_WORKFLOW = "UserWorkflow"
+# A user's open digest for one topic (workflows/digest.py).
+DIGEST_WORKFLOW = "DigestWorkflow"
 SMS_QUOTA_WORKFLOW = "SmsQuotaWorkflow"
 IDEMPOTENCY_KEY_WORKFLOW = "IdempotencyKeyWorkflow"
 

@@ -6,8 +6,9 @@ quiet hours and digests").
 1. `channel`: opted out of the notification's channel → suppressed (`channel_opt_out`), critical or not;
 2. `topic`: opted out of its topic → suppressed (`topic_opt_out`), unless critical;
 3. `quiet_hours`: inside the user's quiet hours → deferred until they end, unless critical;
-4. (next) `digest`: a digested topic → joins the user's open digest: a rule added here, between
-   quiet hours and the send, with the verdict `digest`.
+4. `digest`: an email whose topic the user digests → joins the user's open digest for the topic
+   (workflows/digest.py), unless critical or released; `until` is when a digest opened now goes out:
+   the next `at` (local wall time), or `every` seconds from now. SMS are never digested.
 
 A notification that passes every rule is sent; the verdict names the last rule it was checked against.
 Times are wall-clock times in the user's IANA zone (zoneinfo), so daylight-saving changes are honoured:
@@ -23,7 +24,7 @@ import re
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from common.models import DeliveryCheck, QuietHours, UserProfile, Verdict
+from common.models import DeliveryCheck, DigestPreference, QuietHours, UserProfile, Verdict
 
 HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 DEFAULT_TIMEZONE = "UTC"
@@ -72,6 +73,21 @@ def quiet_until(quiet: QuietHours | None, timezone: str | None, now: datetime) -
     return None
 
 
+def digest_due(digest: DigestPreference, timezone: str | None, now: datetime) -> datetime:
+    """When a digest opened at `now` goes out (UTC): the next `at` in the user's zone after `now`, or
+    `every` seconds after it."""
+    now = now.astimezone(UTC)
+    if digest.at is None:
+        return now + timedelta(seconds=digest.every or MIN_DIGEST_EVERY_S)
+    wall, tz = parse_hhmm(digest.at), zone(timezone)
+    today = now.astimezone(tz).date()
+    for day in (today, today + timedelta(days=1), today + timedelta(days=2)):
+        at = _at(day, wall, tz)
+        if at > now:
+            return at
+    raise AssertionError("a wall time recurs within two days")  # pragma: no cover
+
+
 def decide(profile: UserProfile | None, check: DeliveryCheck, now: datetime) -> Verdict:
     """The verdict of the user's preferences on one notification at `now` (a user never PUT: send)."""
     if profile is None:
@@ -89,4 +105,11 @@ def decide(profile: UserProfile | None, check: DeliveryCheck, now: datetime) -> 
             until = quiet_until(profile.quiet_hours, profile.timezone, now)
             if until is not None:
                 return Verdict(outcome="defer", rule="quiet_hours", until=until.isoformat())
+    digest = profile.digest
+    digested = digest is not None and check.topic in digest.topics and check.channel == "email"
+    if check.digests and digest is not None and digested and not check.critical:
+        rule = "digest"
+        if not check.released:
+            until = digest_due(digest, profile.timezone, now)
+            return Verdict(outcome="digest", rule="digest", until=until.isoformat())
     return Verdict(outcome="send", rule=rule)

@@ -33,12 +33,16 @@ from temporalio.exceptions import (
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.digests import DigestActivities
     from activities.preferences import PreferenceActivities
     from common.jobs import start_options
     from common.logs import log_event
     from common.metrics import count_dead_letter, count_job_finished
     from common.models import (
         ATTEMPT_SIGNAL,
+        DIGEST_JOINED_SIGNAL,
+        DIGEST_LEAVE_SIGNAL,
+        DIGEST_SENT_SIGNAL,
         JOB_STATUS_KEY,
         JOB_WAITING_SIGNAL,
         PREFERENCES_CHANGED_SIGNAL,
@@ -51,12 +55,18 @@ with workflow.unsafe.imports_passed_through():
         CallbackState,
         Decision,
         DeliveryCheck,
+        DigestItem,
+        DigestJoin,
+        DigestJoined,
+        EmailMessage,
         FollowUp,
         JobSpec,
         JobState,
         Phase,
         QuotaAnswer,
         SendInput,
+        TypedEmail,
+        Verdict,
         WebhookRequest,
         stamped,
         then_id,
@@ -72,6 +82,7 @@ from workflows.job_tracking_v0 import JobTrackerV0
 # What each patch guards and when it can go: workflows/patches.py.
 from workflows.patches import (
     DEAD_LETTER_MEMO,
+    DIGESTS,
     INTERRUPTED_FIRST_ATTEMPT,
     LEAN_LIFECYCLE,
     PREFERENCES_AT_SEND,
@@ -110,6 +121,11 @@ class JobTracker:
         self.preferences_changed = False
         # The rule a notification for a user passed last, recorded as `sent` once it went.
         self.sent_rule: str | None = None
+        # The digest's workflow the job waits in (workflows/digest.py), its answer to the join, and the id
+        # of the digest it went out in ("": the digest could not be sent, the job goes alone).
+        self.digest_workflow: str | None = None
+        self.digest_joined: DigestJoined | None = None
+        self.digest_sent: str | None = None
 
     # ---- the job's life ----------------------------------------------------------------
     async def run(
@@ -142,7 +158,7 @@ class JobTracker:
             # Decided against the user's preferences now, just before the send. Only runs accepted with an
             # audience reach the call (none before the patch).
             decided = spec.audience is not None and workflow.patched(PREFERENCES_AT_SEND)
-            if decided and spec.audience is not None and not await self._apply_preferences(spec.audience):
+            if decided and spec.audience is not None and not await self._apply_preferences(spec.audience, message):
                 await self._call_back()  # suppressed: final, not a failure
                 return self.state
             if take_slot is not None:
@@ -169,6 +185,8 @@ class JobTracker:
             raise ApplicationError(failed.message, self.state, type=JOB_FAILED, non_retryable=True) from None
         except asyncio.CancelledError:
             self._end(Phase.CANCELLED)
+            # Cancelled while in a digest: it leaves it (POST /jobs/{id}/cancel).
+            await self._leave_digest()
             raise
         deliveries = getattr(receipt, "deliveries", [])
         result = {k: v for k, v in asdict(receipt).items() if k != "deliveries"}
@@ -214,12 +232,15 @@ class JobTracker:
         self._change(phase=Phase.QUEUED, not_before=None, waiting_on=None, publish=True)
         return True
 
-    async def _apply_preferences(self, audience: Audience) -> bool:
+    async def _apply_preferences(self, audience: Audience, message: SendInput) -> bool:
         """Decide the notification against its user's preferences (common/preferences.py), now: True to
-        send it; False when it is suppressed (the job has ended). Inside the user's quiet hours it waits
-        `delayed` until they end, registered with the user's workflow, which tells it of a change of
-        preferences at once (workflows/user.py): then it is decided again. No polling."""
+        send it; False when it is suppressed or went out in a digest (the job has ended). Inside the user's
+        quiet hours it waits `delayed` until they end, registered with the user's workflow, which tells it
+        of a change of preferences at once (workflows/user.py): then it is decided again. No polling. A
+        digested topic joins the user's digest (workflows/digest.py) and waits there, likewise told."""
         assert self.spec is not None and self.state is not None
+        # Only runs past the patch may be told to join a digest (older ones never see that verdict).
+        digests = workflow.patched(DIGESTS)
         while True:
             check = DeliveryCheck(
                 user_id=audience.user_id,
@@ -229,6 +250,7 @@ class JobTracker:
                 critical=audience.critical,
                 now=_now(),
                 released=self.run_now,
+                digests=digests,
             )
             verdict = await workflow.execute_local_activity_method(
                 PreferenceActivities.check_preferences,
@@ -238,6 +260,16 @@ class JobTracker:
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)),
                 summary="the user's preferences",
             )
+            if verdict.outcome == "digest" and digests:
+                outcome = await self._wait_in_digest(audience, message, verdict)
+                if outcome == "sent":
+                    return False
+                if outcome == "alone":
+                    self.sent_rule = "digest"
+                    return True
+                continue  # released, or the preferences changed: decided again
+            # No longer digested (the digest turned off, the topic removed): it leaves its digest.
+            await self._leave_digest()
             if verdict.outcome == "send":
                 self.sent_rule = verdict.rule
                 return True
@@ -259,6 +291,87 @@ class JobTracker:
             ):
                 # Decided again below; meanwhile the memo must not promise the old end.
                 self._change(phase=Phase.QUEUED, not_before=None, waiting_on=None, publish=True)
+
+    async def _wait_in_digest(self, audience: Audience, message: SendInput, verdict: Verdict) -> str:
+        """Join the user's digest for the topic (once) and wait in it `delayed`: "sent" when the digest went
+        out (the job has ended, `result.digestId`), "alone" when the digest could not be sent, "again" when
+        released (it left the digest) or told of a change of preferences (decided again)."""
+        assert self.spec is not None and self.state is not None and audience.topic is not None
+        if self.digest_workflow is None:
+            assert verdict.until is not None, "a digest verdict names when a new digest goes"
+            self._decided("digest", "digested", until=verdict.until)
+            self._change(phase=Phase.DELAYED, not_before=verdict.until, waiting_on="digest", publish=True)
+            self.digest_joined, self.digest_sent = None, None
+            self.digest_workflow = await workflow.execute_local_activity_method(
+                DigestActivities.join_digest,
+                DigestJoin(
+                    user_id=audience.user_id,
+                    scope=self.spec.tenant_scope,
+                    topic=audience.topic,
+                    item=_digest_item(self.spec.job_id, message),
+                    until=verdict.until,
+                    tenant=self.spec.tenant,
+                ),
+                start_to_close_timeout=PREFERENCES_TIMEOUT,
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)),
+                summary=f"join the digest of {audience.topic!r}",
+            )
+        self.preferences_changed = False
+        await self._register_with_user(audience)
+        while True:
+            await workflow.wait_condition(
+                lambda: (
+                    self.digest_sent is not None
+                    or self.released
+                    or self.preferences_changed
+                    or self._digest_answer() is not None
+                )
+            )
+            if self.digest_sent is not None:
+                break
+            answer = self._digest_answer()
+            if answer is not None:
+                # The digest's answer: which digest the job waits in, and when it goes.
+                self._change(digest_id=answer.digest_id, not_before=answer.next_at or None, publish=True)
+                continue
+            if self.released:
+                await self._leave_digest()
+                self.released, self.run_now = False, True
+                self._decided("release", "released")
+                self._change(phase=Phase.QUEUED, not_before=None, waiting_on=None, digest_id=None, publish=True)
+                return "again"
+            return "again"  # the preferences changed
+        digest_id, self.digest_workflow = self.digest_sent, None
+        if not digest_id:
+            self._change(digest_id=None)
+            return "alone"
+        self._decided("digest", "sent")
+        self._end(
+            Phase.COMPLETED, result={"digestId": digest_id}, digest_id=digest_id, not_before=None, waiting_on=None
+        )
+        return "sent"
+
+    def _digest_answer(self) -> DigestJoined | None:
+        """The digest's answer to the join, where the job's state does not show it yet."""
+        answer, state = self.digest_joined, self.state
+        if answer is None or state is None:
+            return None
+        if state.digest_id == answer.digest_id and state.not_before == (answer.next_at or None):
+            return None
+        return answer
+
+    async def _leave_digest(self) -> None:
+        """Take the job out of the digest it waits in, if any."""
+        if self.digest_workflow is None:
+            return
+        assert self.spec is not None
+        digest, self.digest_workflow = self.digest_workflow, None
+        if self.state is not None and self.state.digest_id:
+            self._change(digest_id=None)
+        try:
+            await workflow.get_external_workflow_handle(digest).signal(DIGEST_LEAVE_SIGNAL, self.spec.job_id)
+        except FailureError as exc:  # the digest's workflow is gone
+            log_event("digest.leave_failed", log=workflow.logger, job_id=self.spec.job_id, error=str(exc))
 
     async def _register_with_user(self, audience: Audience) -> None:
         """Tell the user's workflow this job waits on their preferences, so a change reaches it at once."""
@@ -473,6 +586,14 @@ def _now() -> str:
     return workflow.now().isoformat()
 
 
+def _digest_item(job_id: str, message: SendInput) -> DigestItem:
+    """What a digest says of a job: an email's subject, or a typed notification's type and data."""
+    if isinstance(message, TypedEmail):
+        return DigestItem(job_id=job_id, joined_at=_now(), type=message.type, data=message.data)
+    subject = message.subject if isinstance(message, EmailMessage) else None
+    return DigestItem(job_id=job_id, joined_at=_now(), subject=subject)
+
+
 def _declined(cause: BaseException) -> bool:
     """A first attempt that a rate-limited worker declined to run locally (activities/rate_limit.py)."""
     return isinstance(cause, ApplicationError) and cause.type == FIRST_ATTEMPT_DECLINED
@@ -516,6 +637,18 @@ class TrackedJobWorkflow:
         """The user's workflow: their preferences changed; a job waiting on them decides again now."""
         if isinstance(self.job, JobTracker):
             self.job.preferences_changed = True
+
+    @workflow.signal(name=DIGEST_JOINED_SIGNAL)
+    def digest_joined(self, joined: DigestJoined) -> None:
+        """The digest the job joined: its id, and when it goes out (workflows/digest.py)."""
+        if isinstance(self.job, JobTracker):
+            self.job.digest_joined = joined
+
+    @workflow.signal(name=DIGEST_SENT_SIGNAL)
+    def digest_sent(self, digest_id: str) -> None:
+        """The digest the job waited in went out (its id; "": it could not be sent, the job goes alone)."""
+        if isinstance(self.job, JobTracker):
+            self.job.digest_sent = digest_id
 
     @workflow.query(name="state")
     def state(self) -> JobState | None:

@@ -33,6 +33,7 @@ RATE_LIMITED_BATCH_SLICES = "rate-limited-batch-slices"
 PREFERENCES_AT_SEND = "preferences-at-send"
 RELEASABLE_WAITS = "releasable-waits"
 USER_TELLS_JOBS = "user-tells-waiting-jobs"
+DIGESTS = "digests"
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ PATCHES: dict[str, Patch] = {
                 "chains-v1/then_parent_failed",
                 "cleanup-v1/cleanup_api_completed",
                 "cleanup-v1/cleanup_scheduled_completed",
+                "digest-v1/digested_item_cancelled",
+                "digest-v1/digested_item_sent",
                 "entities-v1/typed_unknown_user_failed",
                 "entities-v1/typed_welcome_sent",
                 "prefs-v1/channel_opt_out_suppressed",
@@ -243,6 +246,8 @@ PATCHES: dict[str, Patch] = {
             since="2026-12-05 (issue 18, item 2)",
             old_path_histories=(),
             marker_histories=(
+                "digest-v1/digested_item_cancelled",
+                "digest-v1/digested_item_sent",
                 "prefs-v1/channel_opt_out_suppressed",
                 "prefs-v1/quiet_hours_deferred_open",
                 "prefs-v1/quiet_hours_told_sent",
@@ -282,6 +287,26 @@ PATCHES: dict[str, Patch] = {
             retire=(
                 "Ready for deprecate_patch: only a user with registered jobs reaches the call, and no job "
                 "registered before the patch."
+            ),
+        ),
+        Patch(
+            id=DIGESTS,
+            guards=(
+                "JobTracker._apply_preferences (workflows/job_tracking.py): a notification for a user may be told "
+                "to join the user's digest for its topic (DeliveryCheck.digests), and then waits in it "
+                "(workflows/digest.py), leaving it when cancelled, released or no longer digested. Old branch: "
+                "the preferences check never answers `digest`."
+            ),
+            since="2026-12-05 (issue 18, item 4)",
+            old_path_histories=(
+                "prefs-v1/channel_opt_out_suppressed",
+                "prefs-v1/quiet_hours_deferred_open",
+                "prefs-v1/quiet_hours_told_sent",
+            ),
+            marker_histories=("digest-v1/digested_item_cancelled", "digest-v1/digested_item_sent"),
+            retire=(
+                "Waiting: a notification deferred by quiet hours on a worker from before the deploy takes the old "
+                "branch (it is never digested). Once none is open and the retention has passed: deprecate_patch."
             ),
         ),
     ]

@@ -408,6 +408,12 @@ class CleanupResult(Answer):
     kept: int = Field(ge=0, description="files left in place")
 
 
+class DigestResult(Answer):
+    """What a notification that went out in its user's digest returned: the digest's id."""
+
+    digestId: str = Field(description="the digest (one email) the notification went out in")
+
+
 class ReportResult(Answer):
     """What a report job made."""
 
@@ -438,6 +444,10 @@ DECISIONS_DESCRIPTION = (
     "`channel` `suppressed`; `release` `released`. Empty for a job no rule held"
 )
 SUPPRESSED_DESCRIPTION = "only when `suppressed`: `channel_opt_out` or `topic_opt_out`"
+DIGEST_ID_DESCRIPTION = (
+    "only for a notification in a digest: the digest it waits in (`delayed`, `nextAttemptAt` when the digest "
+    "goes) or went out in (`result.digestId` too)"
+)
 
 
 class JobStatus(Answer):
@@ -448,7 +458,9 @@ class JobStatus(Answer):
     status: JobStatusWord
     attempts: int = Field(ge=0, description="attempts made so far (live while the job retries)")
     maxAttempts: int = Field(ge=1)
-    result: SendResult | CleanupResult | ReportResult | None = Field(description="null until the job has completed")
+    result: SendResult | CleanupResult | ReportResult | DigestResult | None = Field(
+        description="null until the job has completed"
+    )
     error: str | None = Field(
         description="the last failed attempt's error while the job retries or once it has failed; null otherwise"
     )
@@ -465,6 +477,7 @@ class JobStatus(Answer):
     )
     decisions: list[Decision] = Field(description=DECISIONS_DESCRIPTION)
     suppressedReason: SuppressedReason | SkipJsonSchema[None] = absent_unless(SUPPRESSED_DESCRIPTION)
+    digestId: str | SkipJsonSchema[None] = absent_unless(DIGEST_ID_DESCRIPTION)
 
 
 class BullMQJob(Answer):
@@ -483,6 +496,7 @@ class BullMQJob(Answer):
     )
     decisions: list[Decision] = Field(description=DECISIONS_DESCRIPTION)
     suppressedReason: SuppressedReason | SkipJsonSchema[None] = absent_unless(SUPPRESSED_DESCRIPTION)
+    digestId: str | SkipJsonSchema[None] = absent_unless(DIGEST_ID_DESCRIPTION)
 
 
 class ReleaseAccepted(Answer):

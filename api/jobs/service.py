@@ -213,9 +213,11 @@ def _extras(view: JobView) -> dict[str, Any]:
 
 def _why(view: JobView) -> dict[str, Any]:
     """What every status body carries about the rules applied to the job (DESIGN.md, "Preferences"):
-    `decisions`, in order, and `suppressedReason` once suppressed."""
+    `decisions`, in order, `suppressedReason` once suppressed, and `digestId` once in a digest."""
     decisions = [{k: v for k, v in d.items() if v is not None} for d in view.state.get("decisions") or []]
     why: dict[str, Any] = {"decisions": decisions}
+    if view.state.get("digest_id"):
+        why["digestId"] = view.state["digest_id"]
     if view.phase == Phase.SUPPRESSED:
         why["suppressedReason"] = view.state.get("suppressed_reason")
     return why

@@ -15,6 +15,7 @@ from api.core.models import DATE_TIME, Answer, absent_unless, errors_at
 from api.jobs.models import (
     CRITICAL_DESCRIPTION,
     DECISIONS_DESCRIPTION,
+    DIGEST_ID_DESCRIPTION,
     SUPPRESSED_DESCRIPTION,
     Callback,
     Decision,
@@ -173,6 +174,7 @@ class Notification(Answer):
     )
     decisions: list[Decision] = Field(description=DECISIONS_DESCRIPTION)
     suppressedReason: SuppressedReason | SkipJsonSchema[None] = absent_unless(SUPPRESSED_DESCRIPTION)
+    digestId: str | SkipJsonSchema[None] = absent_unless(DIGEST_ID_DESCRIPTION)
 
 
 class TypedNotificationAccepted(Answer):

@@ -124,3 +124,27 @@ class User(Answer):
     digest: DigestBody | None
     createdAt: str = Field(description="the first PUT", json_schema_extra=DATE_TIME)
     updatedAt: str = Field(description="the latest PUT", json_schema_extra=DATE_TIME)
+
+
+class OpenDigest(Answer):
+    """A user's open digest: the notifications of one topic waiting to go out as one email."""
+
+    digestId: str = Field(
+        description="the digest's id: each of its items' `digestId` (and `result.digestId` once sent)"
+    )
+    topic: str
+    items: int = Field(ge=1, le=1000, description="notifications in it, at most 1,000")
+    nextAt: str | None = Field(description="when it goes out", json_schema_extra=DATE_TIME)
+
+
+class Digests(Answer):
+    """GET /users/{userId}/digests"""
+
+    userId: str
+    digests: list[OpenDigest] = Field(description="one per digested topic with notifications waiting")
+
+
+class DigestSendAccepted(Answer):
+    userId: str
+    digestId: str
+    sendRequested: Literal[True] = Field(description="the digest goes out now; its items complete once it has")

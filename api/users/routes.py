@@ -2,7 +2,8 @@
 
 Each user is an entity workflow (workflows/user.py, id `user-<digest of the userId>`): PUT is an
 update-with-start of its `put` update (the first PUT starts it), GET its `profile` query. No
-second database: every API replica reads and writes the same user.
+second database: every API replica reads and writes the same user. The user's open digests (one
+workflow per digested topic, workflows/digest.py) are listed and sent now from here.
 """
 
 from __future__ import annotations
@@ -14,8 +15,17 @@ from fastapi import APIRouter, Depends, Path
 from api.core.auth import CallerTenant, Gateway, require_client_key
 from api.core.errors import CREATE_ERRORS, ApiError, errors
 from api.jobs.models import USER_ID_PATTERN
-from api.users.models import Channels, DigestBody, QuietHoursBody, User, UserPut
-from api.users.service import read_profile, store_profile
+from api.users.models import (
+    Channels,
+    DigestBody,
+    Digests,
+    DigestSendAccepted,
+    OpenDigest,
+    QuietHoursBody,
+    User,
+    UserPut,
+)
+from api.users.service import open_digests, read_profile, send_digest_now, store_profile
 from common.models import DigestPreference, QuietHours, UserProfile
 from common.preferences import DEFAULT_TIMEZONE
 
@@ -106,3 +116,54 @@ async def get_user(user_id: UserIdPath, gateway: Gateway, tenant: CallerTenant) 
     if profile is None:
         raise _no_user(user_id)
     return _answer(profile)
+
+
+DigestIdPath = Annotated[
+    str,
+    Path(
+        alias="digestId",
+        pattern=r"^digest-[0-9a-f]{32}-[0-9]{1,9}$",
+        description="a digest's id, as GET /users/{userId}/digests and a digested notification's `digestId` give it",
+    ),
+]
+
+
+@router.get(
+    "/{userId}/digests",
+    summary="A user's open digests",
+    response_description="One per digested topic with notifications waiting, and when it goes",
+    responses=errors(400, 401, 404, 502, 503, say={404: "`not_found`: no user with that id"}),
+)
+async def list_digests(user_id: UserIdPath, gateway: Gateway, tenant: CallerTenant) -> Digests:
+    client = await gateway.client()
+    profile = await read_profile(client, user_id, tenant)
+    if profile is None:
+        raise _no_user(user_id)
+    found = await open_digests(client, profile, tenant)
+    return Digests(
+        userId=user_id,
+        digests=[OpenDigest(digestId=d.digest_id, topic=d.topic, items=d.items, nextAt=d.next_at) for d in found],
+    )
+
+
+@router.post(
+    "/{userId}/digests/{digestId}/send",
+    status_code=202,
+    summary="Send a user's open digest now",
+    response_description="The digest goes out now; each of its notifications completes with its digestId",
+    responses=errors(
+        400, 401, 404, 502, 503, say={404: "`not_found`: no such user, or no open digest of the user with that id"}
+    ),
+)
+async def send_digest(
+    user_id: UserIdPath, digest_id: DigestIdPath, gateway: Gateway, tenant: CallerTenant
+) -> DigestSendAccepted:
+    client = await gateway.client()
+    profile = await read_profile(client, user_id, tenant)
+    if profile is None:
+        raise _no_user(user_id)
+    # Only the user's own open digests (in the tenant's scope): another's id is unknown here.
+    if digest_id not in {d.digest_id for d in await open_digests(client, profile, tenant)}:
+        raise ApiError(404, "not_found", f"user {user_id!r} has no open digest {digest_id!r}")
+    await send_digest_now(client, digest_id)
+    return DigestSendAccepted(userId=user_id, digestId=digest_id, sendRequested=True)

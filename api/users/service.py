@@ -1,18 +1,31 @@
 """A user's Temporal calls: its entity workflow (workflows/user.py, id `user-<digest of the userId>`).
 
-PUT is an update-with-start of its `put` update (the first PUT starts it), GET its `profile` query.
+PUT is an update-with-start of its `put` update (the first PUT starts it), GET its `profile` query. Its
+digests are workflows of their own (workflows/digest.py, id `digest-<digest of the userId and topic>`):
+their `digest` query lists them, their `send_now` signal sends one now.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from common.jobs import tenant_attributes, tenant_memo
-from common.models import ENTITY_TASK_QUEUE, UserInput, UserProfile, user_workflow_id
+from common.models import (
+    ENTITY_TASK_QUEUE,
+    DigestInfo,
+    UserInput,
+    UserProfile,
+    digest_workflow_id,
+    digest_workflow_of,
+    user_workflow_id,
+)
 from common.temporal import RPC_TIMEOUT
 from common.tenants import Tenant
+from workflows.digest import DigestWorkflow
 from workflows.user import UserWorkflow
 
 
@@ -44,3 +57,28 @@ async def read_profile(client: Client, user_id: str, tenant: Tenant) -> UserProf
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None
         raise
+
+
+async def open_digests(client: Client, profile: UserProfile, tenant: Tenant) -> list[DigestInfo]:
+    """The user's open digests: one per digested topic whose digest holds items (workflows/digest.py)."""
+    topics = profile.digest.topics if profile.digest else []
+    found = await asyncio.gather(*(_open_digest(client, profile.user_id, topic, tenant) for topic in topics))
+    return [digest for digest in found if digest is not None]
+
+
+async def _open_digest(client: Client, user_id: str, topic: str, tenant: Tenant) -> DigestInfo | None:
+    try:
+        return await client.get_workflow_handle(digest_workflow_id(user_id, topic, tenant.scope)).query(
+            DigestWorkflow.open_digest, rpc_timeout=RPC_TIMEOUT
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None  # no item ever joined a digest of that topic
+        raise
+
+
+async def send_digest_now(client: Client, digest_id: str) -> None:
+    """Send the open digest `digest_id` now (its workflow's `send_now` signal)."""
+    await client.get_workflow_handle(digest_workflow_of(digest_id)).signal(
+        DigestWorkflow.send, digest_id, rpc_timeout=RPC_TIMEOUT
+    )

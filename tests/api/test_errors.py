@@ -43,6 +43,8 @@ CLIENT_ROUTES = [("POST", path, body) for path, body in CREATE.items()] + [
     ("GET", "/reports/{id}/result", None),
     ("PUT", "/users/{id}", {"email": "ada@example.com"}),
     ("GET", "/users/{id}", None),
+    ("GET", "/users/{id}/digests", None),
+    ("POST", "/users/{id}/digests/{digestId}/send", None),
 ]
 OPEN_ROUTES = {"/healthz", "/readyz", "/metrics"}
 

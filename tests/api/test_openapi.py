@@ -44,6 +44,8 @@ SUCCESS = {
     ("get", "/reports/{job_id}/result"): ("200", "Report"),
     ("put", "/users/{userId}"): ("200", "User"),
     ("get", "/users/{userId}"): ("200", "User"),
+    ("get", "/users/{userId}/digests"): ("200", "Digests"),
+    ("post", "/users/{userId}/digests/{digestId}/send"): ("202", "DigestSendAccepted"),
     ("post", "/notifications"): ("202", "TypedNotificationAccepted"),
     ("post", "/notify/batch"): ("202", "BatchAccepted"),
     ("get", "/batches/{batch_id}"): ("200", "BatchStatus"),

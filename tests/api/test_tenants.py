@@ -134,6 +134,7 @@ async def test_another_tenants_ids_are_unknown_on_every_client_route(tenants_app
         ("DELETE", "/schedules/{schedule_id}", {"schedule_id": schedule_id}, {}),
         ("GET", "/reports/{job_id}/result", {"job_id": report_id}, {}),
         ("GET", "/users/{userId}", {"userId": user_id}, {}),
+        ("GET", "/users/{userId}/digests", {"userId": user_id}, {}),
     ]
     for method, template, ids, kwargs in by_id:
         [(name, foreign_id)] = ids.items()
@@ -141,6 +142,20 @@ async def test_another_tenants_ids_are_unknown_on_every_client_route(tenants_app
         foreign = await b(method, template, ids, **kwargs)
         unknown = await b(method, template, {name: unknown_id}, **kwargs)
         _same_as_unknown(foreign, unknown, foreign_id, unknown_id)
+
+    # A's open digest: B cannot send it, as it cannot send an unknown one (both: no such user of B's).
+    digesting = {"email": "acme-user@example.com", "digest": {"topics": ["orders"], "every": 3600}}
+    assert (await a("PUT", "/users/{userId}", {"userId": user_id}, json=digesting)).status_code == 200
+    digested = EMAIL | {"userId": user_id, "topic": "orders"}
+    digested_id = (await a("POST", "/jobs/email", {}, json=digested)).json()["jobId"]
+    in_digest = await poll_as(tenants_app, ACME_1, f"/jobs/{digested_id}/status", lambda body: "digestId" in body)
+    digest_id = in_digest["digestId"]
+    send = "/users/{userId}/digests/{digestId}/send"
+    foreign = await b("POST", send, {"userId": user_id, "digestId": digest_id})
+    unknown_digest = _unknown_like(digest_id)
+    unknown = await b("POST", send, {"userId": user_id, "digestId": unknown_digest})
+    _same_as_unknown(foreign, unknown, digest_id, unknown_digest)
+    assert (await a2("GET", "/users/{userId}/digests", {"userId": user_id})).json()["digests"][0]["items"] == 1
 
     # B's own user of the same userId is another user: A's is untouched, and B's typed notification
     # for that userId (before B's PUT) finds no user of B's.
@@ -150,6 +165,11 @@ async def test_another_tenants_ids_are_unknown_on_every_client_route(tenants_app
     assert mine.status_code == 200 and mine.json()["email"] == "globex-user@example.com"
     theirs = await a2("GET", "/users/{userId}", {"userId": user_id})
     assert theirs.status_code == 200 and theirs.json()["email"] == "acme-user@example.com"
+    # B, with a user of that id now, still cannot send A's digest: it is not among B's user's digests.
+    foreign = await b("POST", send, {"userId": user_id, "digestId": digest_id})
+    unknown = await b("POST", send, {"userId": user_id, "digestId": unknown_digest})
+    _same_as_unknown(foreign, unknown, digest_id, unknown_digest)
+    assert (await a("POST", send, {"userId": user_id, "digestId": digest_id})).status_code == 202
 
     # ---- A still has all of it, from either of its keys ------------------------------------------
     assert (await a2("GET", "/jobs/{job_id}/status", {"job_id": job_id})).json()["status"] == "delayed"

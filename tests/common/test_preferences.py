@@ -4,12 +4,13 @@ back on the last Sunday of October)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.models import DeliveryCheck, QuietHours, UserProfile
-from common.preferences import decide, quiet_until
+from common.models import DeliveryCheck, DigestPreference, QuietHours, UserProfile
+from common.preferences import decide, digest_due, quiet_until
 
 NIGHT = QuietHours(start="22:00", end="07:00")
 
@@ -101,3 +102,41 @@ def test_the_rules_in_order():
 def test_times_are_compared_in_utc_whatever_zone_now_is_given_in():
     now = at("2027-03-27T23:00:00+01:00")
     assert quiet_until(NIGHT, "Europe/Berlin", now) == datetime(2027, 3, 28, 5, tzinfo=UTC)
+
+
+# ---- digests ------------------------------------------------------------------------------------------
+DAILY = DigestPreference(topics=["orders"], at="09:00")
+
+
+@pytest.mark.parametrize(
+    ("now", "due"),
+    [
+        ("2026-12-05T07:59:00+00:00", "2026-12-05T08:00:00+00:00"),  # 08:59 in Berlin (CET): today's
+        ("2026-12-05T08:00:00+00:00", "2026-12-06T08:00:00+00:00"),  # 09:00 itself: tomorrow's
+        ("2026-03-28T12:00:00+00:00", "2026-03-29T07:00:00+00:00"),  # CEST from the 29th: 09:00 is 07:00 UTC
+    ],
+)
+def test_a_daily_digest_goes_at_the_next_local_time(now, due):
+    assert digest_due(DAILY, "Europe/Berlin", at(now)).isoformat() == due
+
+
+def test_an_every_digest_goes_that_many_seconds_later():
+    every = DigestPreference(topics=["orders"], every=600)
+    assert digest_due(every, None, at("2026-12-05T12:00:00+00:00")) == at("2026-12-05T12:10:00+00:00")
+
+
+def test_the_digest_rule_comes_after_quiet_hours_and_spares_critical_sms_and_other_topics():
+    now = at("2026-12-05T12:00:00+00:00")
+    profile = UserProfile(user_id="ada", email="a@x", digest=DAILY, timezone="Europe/Berlin")
+    verdict = decide(profile, check(topic="orders", digests=True), now)
+    assert (verdict.outcome, verdict.rule, verdict.until) == ("digest", "digest", "2026-12-06T08:00:00+00:00")
+    assert decide(profile, check(topic="orders"), now).outcome == "send"  # a run from before the patch
+    assert decide(profile, check(topic="news", digests=True), now).outcome == "send"
+    assert decide(profile, check(topic="orders", critical=True, digests=True), now).outcome == "send"
+    assert decide(profile, check(topic="orders", channel="sms", digests=True), now).outcome == "send"
+    released = decide(profile, check(topic="orders", released=True, digests=True), now)
+    assert (released.outcome, released.rule) == ("send", "digest")
+    quiet = replace(profile, quiet_hours=QuietHours(start="11:00", end="14:00"), timezone="UTC")
+    assert decide(quiet, check(topic="orders", digests=True), now).outcome == "defer"
+    opted_out = replace(profile, topics={"orders": False})
+    assert decide(opted_out, check(topic="orders", digests=True), now).outcome == "suppress"

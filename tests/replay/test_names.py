@@ -16,30 +16,38 @@ from worker import WORKFLOWS, activities_by_queue
 
 PINNED_WORKFLOWS = {
     "NotificationWorkflow": {
-        "signals": {"attempt_finished", "release", "preferences_changed"},
+        "signals": {"attempt_finished", "release", "preferences_changed", "digest_joined", "digest_sent"},
         "queries": {"state"},
         "updates": set(),
     },
     "CleanupWorkflow": {
-        "signals": {"attempt_finished", "release", "preferences_changed"},
+        "signals": {"attempt_finished", "release", "preferences_changed", "digest_joined", "digest_sent"},
         "queries": {"state"},
         "updates": set(),
     },
     "CallbackWorkflow": {"signals": {"attempt_finished"}, "queries": set(), "updates": set()},
     "ReportWorkflow": {
-        "signals": {"attempt_finished", "release", "preferences_changed"},
+        "signals": {"attempt_finished", "release", "preferences_changed", "digest_joined", "digest_sent"},
         "queries": {"state"},
         "updates": set(),
     },
     "BatchWorkflow": {"signals": {"batch_go"}, "queries": {"batch_item", "batch_counts"}, "updates": {"batch_cancel"}},
     "ChunkedBatchWorkflow": {"signals": {"chunk_done"}, "queries": set(), "updates": set()},
     "UserWorkflow": {"signals": {"job_waiting"}, "queries": {"profile"}, "updates": {"put"}},
+    "DigestWorkflow": {"signals": {"join", "leave", "send_now"}, "queries": {"digest"}, "updates": set()},
     "SmsQuotaWorkflow": {"signals": set(), "queries": {"used"}, "updates": {"reserve", "release"}},
     "IdempotencyKeyWorkflow": {"signals": {"complete"}, "queries": set(), "updates": {"claim"}},
 }
 
 PINNED_ACTIVITIES_BY_QUEUE = {
-    "herald-email": {"send_email", "send_email_slice", "send_typed_email", "check_preferences"},
+    "herald-email": {
+        "send_email",
+        "send_email_slice",
+        "send_typed_email",
+        "check_preferences",
+        "join_digest",
+        "send_digest",
+    },
     "herald-sms": {"send_sms", "send_sms_slice", "take_sms_slot", "check_preferences"},
     "herald-webhook": {"deliver_webhook", "deliver_webhook_slice"},
     "herald-maintenance": {"run_cleanup", "build_report"},
