@@ -32,7 +32,7 @@ from common.models import QUEUE_CHANNELS, TASK_QUEUES
 from common.runtime import exit_skipping_teardown
 from common.settings import Settings, StartupRefused, get_settings
 from common.task_queue_config import configure_job_queues
-from common.temporal import WORKFLOW_RUNNER, connect_when_up, worker_runtime
+from common.temporal import WORKFLOW_RUNNER, connect_when_up, ensure_search_attributes, worker_runtime
 from workflows.batch import BatchWorkflow
 from workflows.batch_chunks import ChunkedBatchWorkflow
 from workflows.callback import CallbackWorkflow
@@ -160,6 +160,8 @@ async def main() -> None:
         exit_skipping_teardown(2)
     client = await connect_when_up(settings, runtime=worker_runtime(settings))
     workers = build_workers(client, settings)
+    # Before any start: an older dev server's database may lack a newer attribute (HeraldTenant).
+    await ensure_search_attributes(client)
     try:
         # The tenants' weights and send cap, on the job queues (before the first poll).
         await configure_job_queues(client, settings)

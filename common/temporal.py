@@ -12,7 +12,9 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
+from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.failure.v1 import Failure
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadConverter
 from temporalio.exceptions import ApplicationError
@@ -24,11 +26,12 @@ from temporalio.runtime import (
     TelemetryConfig,
     TelemetryFilter,
 )
-from temporalio.service import RetryConfig, TLSConfig
+from temporalio.service import RetryConfig, RPCError, TLSConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from common.codec import EncryptionCodec
 from common.failures import ConciseError
+from common.models import SEARCH_ATTRIBUTES
 from common.settings import Settings
 
 # How long one call to Temporal may take (the API's and the worker's own calls, not a job's wait).
@@ -106,6 +109,31 @@ async def connect(
         retry_config=retry_config,
         runtime=runtime,
     )
+
+
+async def ensure_search_attributes(client: Client) -> list[str]:
+    """Register the search attributes Herald's runs carry (common/models.py) that the namespace lacks;
+    the names added. A dev server keeps the attributes of the version that created its database (its
+    `--search-attribute` flags are not applied again), so an upgrade that adds one (HeraldTenant)
+    would have every start refused; on a cluster where Herald may not add them (a role without
+    operator rights, Temporal Cloud) it logs what is missing: deploy/register-search-attributes.sh."""
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
+        missing = [n for n in SEARCH_ATTRIBUTES if n not in listed.custom_attributes]
+        if missing:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(
+                    namespace=client.namespace,
+                    search_attributes=dict.fromkeys(missing, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD),
+                )
+            )
+            log.info("registered search attributes %s", ", ".join(missing))
+        return missing
+    except RPCError as exc:
+        log.warning("could not check or register Herald's search attributes (%s): %s", exc.status.name, exc.message)
+        return []
 
 
 async def connect_when_up(settings: Settings, attempts: int = 60, *, runtime: Runtime | None = None) -> Client:

@@ -25,7 +25,7 @@ from temporalio.worker import Worker
 
 from api.core.temporal import TemporalGateway
 from common.models import INTAKE_TASK_QUEUE
-from common.temporal import WORKFLOW_RUNNER
+from common.temporal import WORKFLOW_RUNNER, ensure_search_attributes
 from workflows.idempotency import IdempotencyKeyWorkflow
 from workflows.sms_quota import SmsQuotaWorkflow
 
@@ -58,6 +58,7 @@ class IntakeWorker:
         self._worker: Worker | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._attributes_checked = False
 
     @property
     def polling(self) -> bool:
@@ -84,7 +85,12 @@ class IntakeWorker:
         while not self._stopping.is_set():
             began = loop.time()
             try:
-                self._worker = intake_worker(await self.gateway.client())
+                client = await self.gateway.client()
+                if not self._attributes_checked:
+                    # As the worker does: an API started first must not have its starts refused.
+                    await ensure_search_attributes(client)
+                    self._attributes_checked = True
+                self._worker = intake_worker(client)
                 log.info("intake worker polling %s", INTAKE_TASK_QUEUE)
                 await self._worker.run()  # until stop() shuts it down, or it fails
             except asyncio.CancelledError:
