@@ -27,8 +27,6 @@ from typing import Any
 
 from bench.http_client import LeanHttp
 from bench.phases import (
-    BODY,
-    TO,
     Job,
     Running,
     Stack,
@@ -37,6 +35,7 @@ from bench.phases import (
     _r,
     api_submit,
     batch,
+    post_batch,
     start_all,
     start_processes,
 )
@@ -62,26 +61,6 @@ class FairnessOptions:
 def tenant_http(running: Running, tenant: str, concurrency: int) -> LeanHttp:
     assert running.api_url is not None
     return LeanHttp(running.api_url, {"Authorization": f"Bearer {TENANTS[tenant]}"}, concurrency)
-
-
-async def post_batch(http: LeanHttp, jobs: list[Job]) -> None:
-    """`jobs` as one POST /notify/batch."""
-    issued = time.time()
-    for job in jobs:
-        job.issued = issued
-    items = [{"to": TO, "subject": job.subject, "body": BODY} for job in jobs]
-    try:
-        response = await http.post("/notify/batch", {"channel": "email", "items": items})
-        if response.status_code != 202:
-            raise RuntimeError(f"API answered {response.status_code}: {response.text[:200]}")
-        ids = response.json()["jobIds"]
-    except Exception as exc:  # noqa: BLE001 - a failed start is a result, not a crash
-        for job in jobs:
-            job.error = f"batch start failed: {exc!r}"[:300]
-        return
-    accepted = time.time()
-    for job, job_id in zip(jobs, ids, strict=False):
-        job.job_id, job.accepted = job_id, accepted
 
 
 def arrivals_of(stack: Stack, jobs: list[Job]) -> list[float]:

@@ -557,31 +557,35 @@ async def run_load(
 Starter = Callable[[list[Job]], Awaitable[None]]
 
 
+async def post_batch(http: LeanHttp, jobs: list[Job]) -> None:
+    """`jobs` as one POST /notify/batch; each job's id is its item's `<batchId>-<n>`."""
+    issued = time.time()
+    for job in jobs:
+        job.issued = issued
+    items = [{"to": TO, "subject": job.subject, "body": BODY} for job in jobs]
+    try:
+        response = await http.post("/notify/batch", {"channel": "email", "items": items})
+        if response.status_code != 202:
+            raise RuntimeError(f"API answered {response.status_code}: {response.text[:200]}")
+        ids = response.json()["jobIds"]
+    except Exception as exc:  # noqa: BLE001 - a failed start is a result, not a crash
+        for job in jobs:
+            job.error = f"batch start failed: {exc!r}"[:300]
+        return
+    accepted = time.time()
+    for job, job_id in zip(jobs, ids, strict=False):
+        job.job_id, job.accepted = job_id, accepted
+
+
 def batch_starter(http: LeanHttp, size: int, concurrency: int) -> Starter:
-    """The jobs as batches of `size` emails (POST /notify/batch), `concurrency` POSTs in flight; each
-    job's id is its item's `<batchId>-<n>`."""
+    """The jobs as batches of `size` emails (post_batch), `concurrency` POSTs in flight."""
 
     async def start(jobs: list[Job]) -> None:
         gate = asyncio.Semaphore(concurrency)
 
         async def one(chunk: list[Job]) -> None:
             async with gate:
-                issued = time.time()
-                for job in chunk:
-                    job.issued = issued
-                items = [{"to": TO, "subject": job.subject, "body": BODY} for job in chunk]
-                try:
-                    response = await http.post("/notify/batch", {"channel": "email", "items": items})
-                    if response.status_code != 202:
-                        raise RuntimeError(f"API answered {response.status_code}: {response.text[:200]}")
-                    ids = response.json()["jobIds"]
-                except Exception as exc:  # noqa: BLE001 - a failed start is a result, not a crash
-                    for job in chunk:
-                        job.error = f"batch start failed: {exc!r}"[:300]
-                    return
-                accepted = time.time()
-                for job, job_id in zip(chunk, ids):
-                    job.job_id, job.accepted = job_id, accepted
+                await post_batch(http, chunk)
 
         await asyncio.gather(*(one(jobs[i : i + size]) for i in range(0, len(jobs), size)))
 

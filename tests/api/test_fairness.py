@@ -188,7 +188,9 @@ async def test_the_tenant_cap_holds_one_tenant_without_slowing_the_other(setting
     acme_by_then = sum(1 for ns in acme_times if ns - start <= globex_done * 1e9)
     print(f"globex: all {FREE} sent {globex_done:.1f} s after the worker started; acme had sent {acme_by_then}")
     # Not held back by acme's backlog: globex's emails are all out while most of acme's still wait.
-    assert globex_done <= 20, f"globex's {FREE} emails took {globex_done:.1f} s"
+    # The measure is relative (acme's share sent by then); the bound in seconds only stops a hang: on a
+    # quiet machine globex is out in 5-6 s, under a full parallel suite it took up to 39 s.
+    assert globex_done <= 90, f"globex's {FREE} emails took {globex_done:.1f} s"
     assert acme_by_then <= CAPPED // 2, f"acme had sent {acme_by_then} of {CAPPED} before globex's {FREE} were out"
     most_in_1s = max(sum(1 for u in acme_times if t <= u < t + 1e9) for t in acme_times)
     span = (acme_times[-1] - acme_times[0]) / 1e9
