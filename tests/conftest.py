@@ -1,12 +1,9 @@
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 import pytest
 import pytest_asyncio
-from temporalio.api.workflowservice.v1 import ListOpenWorkflowExecutionsRequest
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from common.runtime import exit_skipping_teardown
@@ -35,34 +32,18 @@ def free_port() -> Callable[[], int]:
     return _free_port
 
 
-@pytest_asyncio.fixture(scope="session")
+@pytest_asyncio.fixture
 async def time_env():
-    """Temporal's time-skipping test server: timers and retry backoffs pass instantly."""
+    """Temporal's time-skipping test server, a fresh one for each test (it starts in about 0.15 s):
+    timers and retry backoffs pass instantly. One shared server went wrong late in a long run: it
+    keeps every history in memory, and what one test left behind (a task for its stopped worker, a
+    timer that locks the clock) held a later test's clock still until a call timed out."""
     env = await started_again_if_a_port_was_taken(
         lambda: WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER))
     )
     await register_search_attributes(env)
     yield env
     await env.shutdown()
-
-
-@pytest_asyncio.fixture(autouse=True)
-async def no_workflow_outlives_its_time_skipping_test(request: pytest.FixtureRequest):
-    """Ends what a test left running on the shared time-skipping server (an entity workflow's idle
-    timer, a delayed job): when a later test skips time it would fire into a task for this test's
-    stopped worker, and the server holds its clock still until that task is done: a hang."""
-    yield
-    if "time_env" not in request.fixturenames:
-        return
-    env: WorkflowEnvironment = request.getfixturevalue("time_env")
-    service, namespace = env.client.workflow_service, env.client.namespace
-    listing = await service.list_open_workflow_executions(
-        ListOpenWorkflowExecutionsRequest(namespace=namespace, maximum_page_size=1000)
-    )
-    for execution in listing.executions:
-        handle = env.client.get_workflow_handle(execution.execution.workflow_id, run_id=execution.execution.run_id)
-        with contextlib.suppress(RPCError):
-            await handle.terminate(reason="the test that started it is over")
 
 
 _exit_status: list[int] = []
