@@ -16,7 +16,9 @@ class StatusCounts(Answer):
     """How many jobs of one type are in each `/jobs/{id}/status` word, each job under its latest run."""
 
     queued: int = Field(ge=0, description="waiting for a worker")
-    delayed: int = Field(ge=0, description="waiting out a `delay`, a `deliverAt` or a retry backoff")
+    delayed: int = Field(
+        ge=0, description="waiting out a `delay`, a `deliverAt`, the user's quiet hours or digest, or a retry backoff"
+    )
     processing: int = Field(
         ge=0,
         description="being sent now, read as GET /jobs/{id}/status reads it: a worker has the job's workflow "
@@ -34,9 +36,13 @@ class StatusCounts(Answer):
 class Stats(Answer):
     counts: dict[JobKind, StatusCounts] = Field(description="every job type, each with every status word")
     dlq: int = Field(ge=0, description="dead letters: what GET /admin/dlq lists")
+    deferred: int = Field(
+        ge=0, description="jobs waiting now for the end of their user's quiet hours (among the `delayed` ones)"
+    )
+    digested: int = Field(ge=0, description="jobs waiting now in their user's open digest (among the `delayed` ones)")
     approximate: Literal[True] | SkipJsonSchema[None] = absent_unless(
-        "only past 200 running jobs that may be sending (see `processing`), 2 000 running jobs that are not "
-        "`queued`, or 5 000 failed runs kept: the counts are then estimated (see docs/api.md)"
+        "only past 200 running jobs that may be sending (see `processing`), 2 000 running jobs that started "
+        "`queued` or 2 000 that did not, or 5 000 failed runs kept: the counts are then estimated (see docs/api.md)"
     )
 
 

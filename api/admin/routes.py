@@ -1,4 +1,5 @@
-"""The operator's view: GET /admin/stats, GET /admin/jobs, and the dashboard page GET /admin (admin token)."""
+"""The operator's view: GET /admin/stats, GET /admin/jobs (and one job), and the dashboard page GET /admin (admin
+token)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from api.admin.service import STATUSES, job_stats, recent_jobs
 from api.core.auth import ADMIN_CHALLENGE, Gateway, SettingsDep, TenantFilter, require_admin_token
 from api.core.errors import errors
 from api.core.visibility import tenant_clause
+from api.jobs.models import JobStatus
+from api.jobs.service import job_status_body, load_job
 from common.models import JobKind
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin_token)])
@@ -51,7 +54,12 @@ REFRESH_SECONDS = 5
 )
 async def stats(gateway: Gateway, settings: SettingsDep, tenant: TenantFilter) -> Stats:
     found = await job_stats(await gateway.client(), tenant_clause(tenant, settings.tenant_names()[0]))
-    body = Stats(counts={kind: StatusCounts(**words) for kind, words in found.counts.items()}, dlq=found.dlq)
+    body = Stats(
+        counts={kind: StatusCounts(**words) for kind, words in found.counts.items()},
+        dlq=found.dlq,
+        deferred=found.deferred,
+        digested=found.digested,
+    )
     if found.approximate:
         body.approximate = True
     return body
@@ -86,6 +94,18 @@ async def latest_jobs(
             item.finishedAt = job.finished_at
         items.append(item)
     return RecentJobs(items=items)
+
+
+@router.get(
+    "/jobs/{job_id}",
+    summary="One job of any tenant, as GET /jobs/{id}/status answers",
+    response_description="The job's state, attempt log and callback, and why it went out, waited or did not "
+    "(`decisions`, `suppressedReason`): what the dashboard shows when a job is opened",
+    responses=_admin_errors(401, 403, 404, 502, 503),
+    response_model_exclude_unset=True,
+)
+async def one_job(job_id: str, gateway: Gateway) -> JobStatus:
+    return JobStatus.model_validate(job_status_body(await load_job(await gateway.client(), job_id, None)))
 
 
 @lru_cache(maxsize=1)

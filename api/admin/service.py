@@ -1,4 +1,5 @@
-"""What the operator sees: job counts by type and status, the DLQ's size, and the latest jobs.
+"""What the operator sees: job counts by type and status, the jobs waiting on their users' preferences,
+the DLQ's size, and the latest jobs.
 
 Everything is read from Temporal visibility, never kept by the API, in few calls: visibility
 has a rate limit of its own per namespace (the server's `frontend.namespaceRPS.visibility`, 10
@@ -14,11 +15,16 @@ nine, whatever the numbers:
   Visibility cannot say that: its `HeraldStatus` search attribute is written at start (`queued`
   or `delayed`) and at the job's end only (common/models.py, workflows/job_tracking.py), and a
   write per attempt would cost every job a history event. So the running jobs are listed (those
-  whose HeraldStatus is not `queued`, as before, and the `queued` ones), and each that may be
-  sending is described: every `queued` one, and every `delayed` one whose memo does not say it
-  waits until a later time (a timer, no send in flight). Describes are not visibility requests
-  (the namespace's ordinary rate limit, far higher), at most DESCRIBES_AT_ONCE at a time;
-- past MAX_DESCRIBED_RUNNING such jobs, none is described: each running job counts under its
+  whose HeraldStatus is not `queued`, and the `queued` ones), and each that may be sending is
+  described: every one whose memo (the job's state, which its workflow upserts at each change and
+  visibility keeps) does not say it waits until a later time (a timer, no send in flight).
+  Describes are not visibility requests (the namespace's ordinary rate limit, far higher), at most
+  DESCRIBES_AT_ONCE at a time;
+- the same memos say which running jobs wait on their user's preferences (`waiting_on`): `deferred`
+  (quiet hours) and `digested` (in an open digest), both among `delayed`. A search attribute set at
+  that moment would need a patched change to every job's workflow and save no request: the running
+  jobs are listed anyway;
+- past MAX_DESCRIBED_RUNNING such jobs, none is described: each of them counts under its
   HeraldStatus (`queued` or `delayed`, `processing` 0) and the answer says it is `approximate`.
   A finished job whose result callback is still being delivered counts as it ended;
 - a job id counts once, under its latest run. Only a dead letter's job id has older runs: a
@@ -28,11 +34,11 @@ nine, whatever the numbers:
   that are their job's latest run are the DLQ.
 
 Past MAX_DESCRIBED_RUNNING running jobs that may be sending (above), MAX_LISTED_RUNNING running
-jobs that are not queued, or MAX_LISTED_DEAD dead runs kept (within the namespace's retention),
-the answer is estimated and says so (`approximate`): the running ones not listed count as
-`delayed`, and the DLQ is the dead runs less the discarded ones (redriven jobs' old runs are then
-still in it, and still count as failed). An exact count at
-any size would need a redrive's new run to be marked in visibility (a search attribute), so
+jobs that are not queued (or that are), or MAX_LISTED_DEAD dead runs kept (within the namespace's
+retention), the answer is estimated and says so (`approximate`): the running ones not listed count as
+`delayed` (and not in `deferred` or `digested`), and the DLQ is the dead runs less the discarded ones
+(redriven jobs' old runs are then still in it, and still count as failed). An exact count at any size
+would need a redrive's new run to be marked in visibility (a search attribute), so
 that the runs it replaced could be counted instead of listed.
 
 Concurrent callers in one API process share one computation (several open dashboards cost one).
@@ -76,6 +82,10 @@ MAX_LISTED_DEAD = 5_000
 # exactly; past it the counts are estimated. 200 describes take a few tens of ms on one server.
 MAX_DESCRIBED_RUNNING = 200
 DESCRIBES_AT_ONCE = 20
+# What a job waits on (JobState.waiting_on) when its user's preferences hold it: the stats' `deferred` and
+# `digested`.
+WAITING_ON_QUIET_HOURS, WAITING_ON_DIGEST = "quiet_hours", "digest"
+PREFERENCE_WAITS = (WAITING_ON_QUIET_HOURS, WAITING_ON_DIGEST)
 # ExecutionStatus as visibility writes it.
 _TERMINATED, _TIMED_OUT, _CANCELED, _FAILED, _RUNNING = "Terminated", "TimedOut", "Canceled", "Failed", "Running"
 _STATUS_NAMES = {
@@ -110,6 +120,9 @@ def status_word(herald_status: str | None, execution_status: str) -> str | None:
 class Stats:
     counts: dict[str, dict[str, int]]
     dlq: int
+    # Running jobs waiting on their user's preferences (a subset of `delayed`), by what they wait on.
+    deferred: int = 0
+    digested: int = 0
     approximate: bool = False
 
 
@@ -144,7 +157,7 @@ async def job_stats(client: Client, where: str = "") -> Stats:
 async def _job_stats(client: Client, where: str) -> Stats:
     counts = {kind: dict.fromkeys(STATUSES, 0) for kind in KINDS}
     suppressed_word = JOB_STATUS[Phase.SUPPRESSED]
-    *by_kind, (running, running_complete), (dlq, superseded, dead_complete) = await asyncio.gather(
+    *by_kind, (running, waiting, running_complete), (dlq, superseded, dead_complete) = await asyncio.gather(
         *(
             client.count_workflows(
                 f"{JOB_TYPE_KEY.name} = '{kind}'{where} GROUP BY ExecutionStatus", rpc_timeout=RPC_TIMEOUT
@@ -186,33 +199,50 @@ async def _job_stats(client: Client, where: str) -> Stats:
     for kind, word in superseded:
         if kind in counts and word in counts[kind]:
             counts[kind][word] = max(0, counts[kind][word] - 1)
-    return Stats(counts=counts, dlq=dlq, approximate=not (running_complete and dead_complete))
+    return Stats(
+        counts=counts,
+        dlq=dlq,
+        deferred=waiting.get(WAITING_ON_QUIET_HOURS, 0),
+        digested=waiting.get(WAITING_ON_DIGEST, 0),
+        approximate=not (running_complete and dead_complete),
+    )
 
 
-async def _running(client: Client, where: str) -> tuple[dict[tuple[str, str], int], bool]:
-    """Running jobs that are not `queued`, by (type, status word), as the status route reads them;
-    and whether that is exact.
+async def _running(client: Client, where: str) -> tuple[dict[tuple[str, str], int], dict[str, int], bool]:
+    """Running jobs that are not `queued`, by (type, status word), as the status route reads them; those
+    waiting on their user's preferences, by what they wait on (JobState.waiting_on: PREFERENCE_WAITS); and
+    whether that is exact.
 
+    A job whose memo says it waits until a later time is `delayed` without a describe: nothing of it is in
+    flight, and a night of quiet hours holding thousands of jobs then costs list pages, not describes.
     Past MAX_LISTED_RUNNING of them that are not `queued` in visibility, one COUNT per type gives
-    the rest, which count as `delayed`; past MAX_DESCRIBED_RUNNING that may be sending, each counts
-    under its HeraldStatus.
+    the rest, which count as `delayed`; past MAX_LISTED_RUNNING `queued` ones, or MAX_DESCRIBED_RUNNING
+    that may be sending, each counts under its HeraldStatus.
     """
     running = f"{JOB_TYPE_KEY.name} IS NOT NULL{where} AND ExecutionStatus = '{_RUNNING}'"
     not_queued = f"{running} AND {JOB_STATUS_KEY.name} != '{Phase.QUEUED.value}'"
     (listed, complete), (queued, all_queued) = await asyncio.gather(
         list_runs(client, not_queued, limit=MAX_LISTED_RUNNING),
-        list_runs(client, f"{running} AND {JOB_STATUS_KEY.name} = '{Phase.QUEUED.value}'", limit=MAX_DESCRIBED_RUNNING),
+        # A job deferred or digested after it started `queued` keeps that HeraldStatus: only its memo tells.
+        list_runs(client, f"{running} AND {JOB_STATUS_KEY.name} = '{Phase.QUEUED.value}'", limit=MAX_LISTED_RUNNING),
     )
     words: dict[str, tuple[str, str]] = {}  # run id -> (type, word)
+    waiting = dict.fromkeys(PREFERENCE_WAITS, 0)
     maybe_sending: list[WorkflowExecutionInfo] = []
     for info in listed + queued:
         kind = job_type(client, info)
         word = status_word(search_attribute(client, info, JOB_STATUS_KEY.name), _RUNNING)
         if not (kind and word):
             continue
+        if word in (JOB_STATUS[Phase.QUEUED], JOB_STATUS[Phase.DELAYED]):
+            state = await memo_state(client, info)
+            if state.get("phase") == Phase.DELAYED.value and state.get("waiting_on") in waiting:
+                waiting[state["waiting_on"]] += 1
+            if _waits(state):
+                word = JOB_STATUS[Phase.DELAYED]
+            else:
+                maybe_sending.append(info)
         words[info.execution.run_id] = (kind, word)
-        if word == JOB_STATUS[Phase.QUEUED] or (word == JOB_STATUS[Phase.DELAYED] and not await _waits(client, info)):
-            maybe_sending.append(info)
     described = all_queued and len(maybe_sending) <= MAX_DESCRIBED_RUNNING
     if described:
         limit = asyncio.Semaphore(DESCRIBES_AT_ONCE)
@@ -224,7 +254,7 @@ async def _running(client: Client, where: str) -> tuple[dict[tuple[str, str], in
     for kind_word in words.values():
         tally[kind_word] = tally.get(kind_word, 0) + 1
     if complete:
-        return tally, described
+        return tally, waiting, described
     totals = await asyncio.gather(
         *(
             client.count_workflows(
@@ -238,12 +268,11 @@ async def _running(client: Client, where: str) -> tuple[dict[tuple[str, str], in
         seen = sum(1 for info in listed if job_type(client, info) == kind)
         key = (kind, JOB_STATUS[Phase.DELAYED])
         tally[key] = tally.get(key, 0) + max(0, total.count - seen)
-    return tally, False
+    return tally, waiting, False
 
 
-async def _waits(client: Client, info: WorkflowExecutionInfo) -> bool:
-    """Whether a `delayed` job waits on a timer until a later time: nothing of it is in flight."""
-    state = await memo_state(client, info)
+def _waits(state: dict[str, Any]) -> bool:
+    """Whether a job's state says it waits on a timer until a later time: nothing of it is in flight."""
     not_before = state.get("not_before") if state.get("phase") == Phase.DELAYED.value else None
     return bool(not_before) and datetime.fromisoformat(str(not_before).replace("Z", "+00:00")) > datetime.now(UTC)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,6 +28,7 @@ from tests.api.helpers import (
     chromium,
     failed_webhook,
     listed,
+    poll,
     until_final,
 )
 from tests.support.http_receiver import Answer, HttpReceiver
@@ -247,3 +250,120 @@ async def test_the_dashboard_shows_each_jobs_tenant_and_filters_by_tenant(settin
         )
         assert await page.locator(f'#recent tr[data-job-id="{jobs["globex"]}"] td.tenant').inner_text() == "globex"
         assert set(await page.locator("#recent td.tenant").all_inner_texts()) == {"globex"}
+
+
+async def test_the_dashboard_counts_jobs_held_by_preferences_and_shows_why(settings, browser, smtp_sink, tmp_path):
+    """A tenant of its own, so its counts are exact: one job deferred by quiet hours and one in a digest
+    show in the tenant's counts (and leave them when released and cancelled); a job's decisions open
+    from its row, as its status route carries them, and a suppressed job says why."""
+    import httpx
+
+    tenant = f"prefs-{uuid.uuid4().hex[:8]}"
+    key = f"key-{tenant}"
+    app = create_app(settings.model_copy(update={"api_keys": [API_KEY, f"{tenant}={key}"]}))
+    with ThreadedServer(app) as server:
+        served = f"http://127.0.0.1:{server.port}"
+        async with (
+            httpx.AsyncClient(base_url=served, timeout=30, headers={"Authorization": f"Bearer {key}"}) as api,
+            httpx.AsyncClient(base_url=served, timeout=30, headers=ADMIN) as admin,
+        ):
+            start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
+            quiet = {"start": start.strftime("%H:%M"), "end": (start + timedelta(hours=9)).strftime("%H:%M")}
+            user = {"email": "ada@example.com", "quietHours": quiet, "topics": {"marketing": False}}
+            assert (await api.put("/users/night-owl", json=user)).status_code == 200
+            digesting = {"email": "ada@example.com", "digest": {"topics": ["orders"], "every": 3600}}
+            assert (await api.put("/users/collector", json=digesting)).status_code == 200
+            mail = {"to": "ada@example.com", "subject": "s", "body": "b", "topic": "orders"}
+
+            deferred = (await api.post("/notify/email", json=mail | {"userId": "night-owl"})).json()["notificationId"]
+            waiting = await poll(api, f"/jobs/{deferred}/status", lambda b: b["status"] == "delayed")
+            [decision] = waiting["decisions"]
+            assert (decision["rule"], decision["outcome"]) == ("quiet_hours", "deferred")
+            digested = (await api.post("/jobs/email", json=mail | {"userId": "collector"})).json()["jobId"]
+            in_digest = await poll(
+                api, f"/jobs/{digested}/status", lambda b: b["status"] == "delayed" and "digestId" in b
+            )
+            muted = mail | {"userId": "night-owl", "topic": "marketing"}
+            suppressed = (await api.post("/notify/email", json=muted)).json()["notificationId"]
+            assert (await until_final(api, suppressed))["suppressedReason"] == "topic_opt_out"
+            # The same counts through the JSON route the page reads (visibility trails a change by a moment).
+            stats = await poll(
+                admin, f"/admin/stats?tenant={tenant}", lambda b: (b["deferred"], b["digested"]) == (1, 1)
+            )
+            assert stats["counts"]["email"]["delayed"] == 2, stats
+
+            page = await browser.new_page()
+            problems: list[str] = []
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            await page.goto(f"{served}/admin")
+            await page.select_option("#tenant-filter", tenant)
+            await _shows(page, "#sum-deferred", "1")
+            await _shows(page, "#sum-digested", "1")
+
+            # A deferred job's decisions: when, which rule, what came of it, until when.
+            row = page.locator(f'#recent tr[data-job-id="{deferred}"]')
+            await row.wait_for(timeout=WAIT_MS)
+            await row.get_by_role("button", name=f"Why {deferred}").click()
+            shown = page.locator(f'#recent tr[data-decisions-for="{deferred}"] li')
+            await shown.first.wait_for(timeout=WAIT_MS)
+            assert await _decisions(shown) == [("quiet_hours", "deferred", decision["at"], decision["until"])]
+            assert "until" in await shown.inner_text()
+            # A suppressed job (finished: its decisions are in its result, not in the list's memo) says why.
+            await page.get_by_role("button", name=f"Why {suppressed}").click()
+            detail = page.locator(f'#recent tr[data-decisions-for="{suppressed}"]')
+            await detail.locator("li").first.wait_for(timeout=WAIT_MS)
+            assert await detail.locator(".reason code").inner_text() == "topic_opt_out"
+            assert [d[:2] for d in await _decisions(detail.locator("li"))] == [("topic", "suppressed")]
+            # A digested one: until its digest goes.
+            await page.get_by_role("button", name=f"Why {digested}").click()
+            collected = page.locator(f'#recent tr[data-decisions-for="{digested}"] li')
+            await collected.first.wait_for(timeout=WAIT_MS)
+            assert await _decisions(collected) == [
+                ("digest", "digested", d["at"], d["until"]) for d in in_digest["decisions"]
+            ]
+
+            # Released, the job goes out: it leaves the deferred count, and its open decisions grow.
+            assert (await api.post(f"/jobs/{deferred}/release")).status_code == 202
+            sent = await until_final(api, deferred)
+            assert sent["status"] == "completed", sent
+            assert (await api.post(f"/jobs/{digested}/cancel")).status_code == 202
+            await page.evaluate("() => window.heraldDashboard.refresh()")
+            await _shows(page, "#sum-deferred", "0")
+            await _shows(page, "#sum-digested", "0")
+            await page.wait_for_function(
+                f"() => document.querySelectorAll('#recent tr[data-decisions-for=\"{deferred}\"] li').length === 3",
+                timeout=WAIT_MS,
+            )
+            assert await _decisions(shown) == [
+                (d["rule"], d["outcome"], d["at"], d.get("until")) for d in sent["decisions"]
+            ]
+            assert [d[:2] for d in await _decisions(shown)] == [
+                ("quiet_hours", "deferred"),
+                ("release", "released"),
+                ("quiet_hours", "sent"),
+            ]
+            shot = tmp_path / "dashboard-decisions.png"
+            await page.screenshot(path=str(shot), full_page=True)
+            keep(shot, "dashboard-decisions.png")
+    assert not problems, problems
+
+
+async def _shows(page, selector: str, text: str) -> None:
+    await page.wait_for_function(
+        "([selector, text]) => (document.querySelector(selector) || {}).textContent === text",
+        arg=[selector, text],
+        timeout=WAIT_MS,
+    )
+
+
+async def _decisions(items) -> list[tuple[str, str, str, str | None]]:
+    """Each shown decision: its rule and outcome as written, and the moments its <time>s stand for."""
+    shown = await items.evaluate_all(
+        """items => items.map(li => [
+            li.querySelector('.rule').textContent,
+            li.querySelector('.pill').textContent,
+            li.querySelector('time.at').getAttribute('datetime'),
+            (li.querySelector('time.until') || {getAttribute: () => null}).getAttribute('datetime'),
+        ])"""
+    )
+    return [tuple(item) for item in shown]

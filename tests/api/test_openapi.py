@@ -40,6 +40,7 @@ SUCCESS = {
     ("post", "/admin/schedules/{schedule_id}/unpause"): ("200", "ScheduleDetail"),
     ("get", "/admin/stats"): ("200", "Stats"),
     ("get", "/admin/jobs"): ("200", "RecentJobs"),
+    ("get", "/admin/jobs/{job_id}"): ("200", "JobStatus"),
     ("post", "/reports"): ("202", "ReportAccepted"),
     ("get", "/reports/{job_id}/result"): ("200", "Report"),
     ("put", "/users/{userId}"): ("200", "User"),

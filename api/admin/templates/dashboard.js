@@ -18,6 +18,8 @@
     dlqTotal: 0,
     shown: {},                   // what each table shows now, to rebuild it only on a change
     tenant: "",                  // the tenant filter ("": every tenant), sent as ?tenant= to every read
+    opened: new Map(),           // jobId -> its /admin/jobs/{id} answer (null until read): jobs opened in the recent jobs
+    recent: null,                // the last /admin/jobs answer, to redraw it when a job is opened or closed
   };
 
   // ---- small helpers ---------------------------------------------------------------------------
@@ -62,6 +64,8 @@
     return seconds < 0 ? `${value} ${unit} ago` : `in ${value} ${unit}`;
   }
   const when = (iso) => h("time", { datetime: iso || "", title: iso ? new Date(iso).toLocaleString() : "", text: relative(iso) });
+  // A moment written out (a decision's time stays put, so no "3 min ago" that goes stale).
+  const at = (iso, cls) => h("time", { class: cls, datetime: iso, title: iso, text: new Date(iso).toLocaleString() });
 
   async function api(method, path, body) {
     const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
@@ -134,6 +138,8 @@
     document.getElementById("sum-inflight").textContent = fmt(totals.queued + totals.delayed + totals.processing);
     document.getElementById("sum-completed").textContent = fmt(totals.completed);
     document.getElementById("sum-failed").textContent = fmt(totals.failed);
+    document.getElementById("sum-deferred").textContent = fmt(stats.deferred);
+    document.getElementById("sum-digested").textContent = fmt(stats.digested);
     state.dlqTotal = stats.dlq;
     document.getElementById("sum-dlq").textContent = fmt(stats.dlq) + (stats.approximate ? "≈" : "");
     document.getElementById("card-dlq").classList.toggle("alert", stats.dlq > 0);
@@ -215,14 +221,63 @@
   });
 
   // ---- recent jobs -----------------------------------------------------------------------------
+  // An opened job shows why it went out, waited or did not: `decisions` and `suppressedReason` as its status
+  // route carries them, read from /admin/jobs/{id} (the list's visibility memo has a finished job's first state).
+  function decisionList(job) {
+    if (!job.decisions.length) return h("p", { class: "muted small", text: "No preference applied to this job." });
+    return h("ol", { class: "decisions" }, job.decisions.map((d) => h("li", { "data-rule": d.rule, "data-outcome": d.outcome },
+      at(d.at, "at"), h("code", { class: "rule", text: d.rule }), pill(d.outcome),
+      d.until ? h("span", { class: "until muted" }, " until ", at(d.until, "until")) : null)));
+  }
+
+  function jobDetail(jobId) {
+    const job = state.opened.get(jobId);
+    if (!job) return h("p", { class: "muted small", text: "Loading…" });
+    return h("div", { class: "detail" },
+      job.suppressedReason ? h("p", { class: "reason" }, pill("suppressed"), " ", h("code", { text: job.suppressedReason })) : null,
+      decisionList(job));
+  }
+
+  async function readOpened() {
+    await Promise.all([...state.opened.keys()].map(async (jobId) => {
+      try {
+        const job = await api("GET", `/admin/jobs/${enc(jobId)}`);
+        if (state.opened.has(jobId)) state.opened.set(jobId, job);
+      } catch (error) {
+        if (error.status === 404) state.opened.delete(jobId); else throw error;
+      }
+    }));
+  }
+
+  function openOrClose(jobId) {
+    if (!state.opened.delete(jobId)) {
+      state.opened.set(jobId, null);
+      readOpened().then(() => state.recent && renderRecent(state.recent), (error) => toast(error.message, true));
+    }
+    if (state.recent) renderRecent(state.recent);
+  }
+
   function renderRecent(answer) {
-    const rows = answer.items.map((job) => h("tr", { "data-job-id": job.jobId },
-      h("td", { class: "job" }, jobLink(job.jobId, job.runId)),
-      tenantCell(job.tenant),
-      h("td", {}, job.type),
-      h("td", {}, pill(job.status)),
-      h("td", {}, when(job.createdAt))));
-    fill("recent", answer.items.map((j) => [j.jobId, j.tenant, j.runId, j.status, relative(j.createdAt)]), rows, 5, "No jobs yet.");
+    state.recent = answer;
+    const rows = answer.items.flatMap((job) => {
+      const open = state.opened.has(job.jobId);
+      const row = h("tr", { "data-job-id": job.jobId },
+        h("td", { class: "job" }, jobLink(job.jobId, job.runId)),
+        tenantCell(job.tenant),
+        h("td", {}, job.type),
+        h("td", {}, pill(job.status)),
+        h("td", {}, when(job.createdAt)),
+        h("td", { class: "actions" }, h("button", {
+          type: "button", class: "btn btn-sm", "aria-expanded": String(open), "aria-controls": `why-${job.jobId}`,
+          "aria-label": `Why ${job.jobId}`, onclick: () => openOrClose(job.jobId),
+        }, open ? "Hide" : "Why")));
+      if (!open) return [row];
+      return [row, h("tr", { class: "decisions-row", id: `why-${job.jobId}`, "data-decisions-for": job.jobId },
+        h("td", { colspan: 6 }, jobDetail(job.jobId)))];
+    });
+    const key = [answer.items.map((j) => [j.jobId, j.tenant, j.runId, j.status, relative(j.createdAt)]),
+      answer.items.filter((j) => state.opened.has(j.jobId)).map((j) => [j.jobId, state.opened.get(j.jobId)])];
+    fill("recent", key, rows, 6, "No jobs yet.");
   }
 
   // ---- schedules -------------------------------------------------------------------------------
@@ -273,12 +328,12 @@
 
   async function load() {
     const reads = [api("GET", filtered("/admin/stats")), api("GET", filtered(`/admin/dlq?limit=${DLQ_PAGE}`)),
-      api("GET", filtered(`/admin/jobs?limit=${RECENT}`))];
-    if (config.schedules) reads.push(api("GET", filtered("/admin/schedules")));
+      api("GET", filtered(`/admin/jobs?limit=${RECENT}`)), readOpened(),
+      config.schedules ? api("GET", filtered("/admin/schedules")) : null];
     const tenant = state.tenant;
-    const [stats, dlq, recent, schedules] = await Promise.allSettled(reads);
+    const [stats, dlq, recent, opened, schedules] = await Promise.allSettled(reads);
     if (tenant !== state.tenant) return; // the filter changed meanwhile: the next load shows the new one
-    const failures = [stats, dlq, recent, schedules].filter((r) => r && r.status === "rejected").map((r) => r.reason);
+    const failures = [stats, dlq, recent, schedules, opened].filter((r) => r && r.status === "rejected").map((r) => r.reason);
     if (stats.status === "fulfilled") renderStats(stats.value);
     if (dlq.status === "fulfilled") {
       state.dlq = dlq.value.items;
@@ -288,7 +343,7 @@
       renderDlq();
     }
     if (recent.status === "fulfilled") renderRecent(recent.value);
-    if (schedules) {
+    if (config.schedules) {
       if (schedules.status === "fulfilled") renderSchedules(schedules.value);
       else if (schedules.reason.status === 404) {
         document.getElementById("schedules-panel").hidden = true;
@@ -341,6 +396,7 @@
   document.getElementById("tenant-filter").addEventListener("change", (event) => {
     state.tenant = event.target.value;
     state.shown = {};
+    state.opened.clear();
     (state.inflight || Promise.resolve()).then(() => refresh());
   });
   document.addEventListener("visibilitychange", () => { if (!document.hidden && !state.paused) refresh(); });
