@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import socket
@@ -15,6 +16,7 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from api.core.intake import intake_worker
@@ -70,6 +72,19 @@ def local_settings(root: Path, **changes: Any) -> Settings:
             **changes,
         }
     )
+
+
+async def query_answered(handle: WorkflowHandle, query: str, result_type: type, within_s: float = 60) -> Any:
+    """A query, asked again when the worker did not answer it within the server's query deadline (a
+    loaded machine, a run continuing as new as it is asked): a query changes nothing, so asking again is
+    safe, and a worker that never answers still fails the test after `within_s`."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        try:
+            return await handle.query(query, result_type=result_type)
+        except RPCError as err:
+            if err.status != RPCStatusCode.DEADLINE_EXCEEDED or asyncio.get_running_loop().time() > deadline:
+                raise
 
 
 async def register_search_attributes(env: WorkflowEnvironment) -> None:

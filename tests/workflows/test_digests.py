@@ -37,7 +37,7 @@ from common.models import (
     user_workflow_id,
 )
 from devstack.smtp_sink import read_outbox
-from tests.support.temporal import email_job, herald_client, job_spec, running_workers
+from tests.support.temporal import email_job, herald_client, job_spec, query_answered, running_workers
 from workflows.digest import DigestWorkflow
 from workflows.user import UserWorkflow
 
@@ -170,7 +170,7 @@ async def test_an_every_digest_in_german_sent_now_without_a_cancelled_item(time_
             await cancelled.cancel()
             digest = client.get_workflow_handle(digest_workflow_id(user_id, "orders"))
             for _ in range(100):
-                info = await digest.query("digest", result_type=DigestInfo)
+                info = await query_answered(digest, "digest", DigestInfo)
                 if info.items == 1:
                     break
                 await asyncio.sleep(0.05)
@@ -183,7 +183,7 @@ async def test_an_every_digest_in_german_sent_now_without_a_cancelled_item(time_
         assert "Gone" not in _text(mail)
         assert (await _state(cancelled)).phase == "cancelled"
         # Nothing left open.
-        assert await digest.query("digest", result_type=DigestInfo) is None
+        assert await query_answered(digest, "digest", DigestInfo) is None
 
 
 async def test_a_digest_turned_off_sends_its_items_at_once(time_env, make_settings, smtp_sink):
@@ -236,7 +236,7 @@ async def test_a_full_digest_goes_at_once_the_next_item_opens_the_next_and_runs_
                 if mails:
                     break
                 await asyncio.sleep(0.1)
-            info = await digest.query("digest", result_type=DigestInfo)
+            info = await query_answered(digest, "digest", DigestInfo)
         [mail] = mails
         assert mail["Message-ID"] == f"<{digest_workflow_id(user_id, 'orders')}-1@herald>"
         text = _text(mail)
@@ -278,7 +278,7 @@ async def test_at_the_production_limit_1000_items_go_in_one_email_and_the_1001st
                 if mails:
                     break
                 await asyncio.sleep(0.1)
-            info = await digest.query("digest", result_type=DigestInfo)
+            info = await query_answered(digest, "digest", DigestInfo)
         [mail] = mails
         text = _text(mail)
         assert text.count("Item ") == MAX_DIGEST_ITEMS and "1000. Item 1000" in text and "Item 1001" not in text
