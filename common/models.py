@@ -120,6 +120,22 @@ class RetrySpec:
             max_attempts=self.max_attempts - 1, backoff=self.backoff, delay_ms=int(self.delay_ms * self.coefficient)
         )
 
+    def from_attempt(self, attempt: int) -> RetrySpec:
+        """The same schedule for the attempts from `attempt` on (its first wait is the one after `attempt`)."""
+        schedule = self
+        for _ in range(attempt - 1):
+            schedule = schedule.after_first()
+        return schedule
+
+    def wait_after(self, attempt: int) -> timedelta:
+        """The wait between attempt `attempt` and the next, as the retry policy of the attempts after the
+        first (`after_first().policy()`) has the Temporal server wait: capped at its maximum interval."""
+        if attempt <= 1:
+            return self.first_wait()
+        policy = self.after_first().policy()
+        wait = policy.initial_interval * policy.backoff_coefficient ** (attempt - 2)
+        return min(wait, policy.maximum_interval or wait)
+
     def backoff_total(self, max_interval: timedelta = timedelta(hours=1)) -> timedelta:
         """Sum of all waits between attempts, for sizing the schedule-to-close timeout."""
         policy = self.policy(max_interval)
@@ -227,6 +243,11 @@ class AttemptContext:
     # rebuilt by replay on this worker, or its first workflow task saw more than its own start. The
     # attempt then reads the run's history for a workflow task its worker never finished.
     maybe_rerun: bool = False
+    # Set on an attempt the workflow schedules as an activity of its own and whose backoff it waits out
+    # itself, on a timer POST /jobs/{id}/release can end (workflows/job_tracking.py): a failure goes back
+    # to the workflow at once, never retried by Temporal (except an attempt lost with its worker or handed
+    # back at its shutdown). False on the attempts of a send that Temporal retries under its policy.
+    own_backoff: bool = False
 
     def job_attempt(self, activity_attempt: int) -> int:
         return self.first_attempt + activity_attempt - 1

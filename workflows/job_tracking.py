@@ -7,7 +7,7 @@ job that is sent at once costs one workflow task and no activity task, and the A
 everything else from what Temporal keeps anyway (describe: the pending workflow task, the
 pending activity's attempt, last failure, next attempt time and heartbeat details; the close
 status; the result). The memo is written again only where the workflow keeps running after a
-change the API must see: waiting out the first retry backoff, and calling back after the end.
+change the API must see: waiting out a retry backoff, and calling back after the end.
 The attempt log travels with the attempts themselves (activities/attempt_log.py).
 """
 
@@ -87,6 +87,7 @@ from workflows.patches import (
     LEAN_LIFECYCLE,
     PREFERENCES_AT_SEND,
     RATE_LIMITED_FIRST_ATTEMPT,
+    RELEASABLE_BACKOFFS,
     RELEASABLE_WAITS,
     THEN_CHAINING,
 )
@@ -468,6 +469,9 @@ class JobTracker:
         else:
             await workflow.sleep(wait, summary=summary)
         self._change(phase=Phase.PROCESSING, not_before=None, waiting_on=None)
+        if workflow.patched(RELEASABLE_BACKOFFS):
+            # Each attempt an activity of its own, every backoff a timer a release ends.
+            return await self._one_by_one(activity, message, done + 1, deliveries)
         rest = replace(
             message, context=AttemptContext(first_attempt=done + 1, max_attempts=retry.max_attempts, earlier=deliveries)
         )
@@ -479,11 +483,101 @@ class JobTracker:
         )
 
     async def _queued(self, activity: Callable[..., Any], first: SendInput) -> Any:
-        """Every attempt as one activity under the retry policy, on a channel with a rate limit."""
+        """Every attempt an activity, through the task queue, on a channel with a rate limit. The first one
+        hands a failure back to the workflow at once (`own_backoff`: no command of its own, the same
+        activity as before), which then waits out the backoff and schedules the next (`_one_by_one`)."""
         assert self.spec is not None
         attempts = self.spec.retry.max_attempts
+        first = replace(first, context=replace(first.context, own_backoff=True))
         options = send_options(self.spec, rate_limited=True) | {"summary": f"attempts 1-{attempts} of {attempts}"}
-        return await self._activity(activity, first, options)
+        try:
+            return await workflow.execute_activity_method(activity, first, **options)
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise asyncio.CancelledError() from err
+            cause, error = failure_cause(err), failure_message(err)
+            deliveries = attempt_log(cause, first.context)
+            # Runs from before the patch had Temporal retry this activity: its failure was the last attempt's.
+            if not workflow.patched(RELEASABLE_BACKOFFS):
+                raise SendFailed(error, deliveries) from err
+            wait = self._next_wait(cause, deliveries, 1)
+            if wait is None:
+                raise SendFailed(error, deliveries) from err
+        done = _attempts_made(deliveries, 1)
+        await self._back_off(done, error, deliveries, wait)
+        return await self._one_by_one(activity, first, done + 1, deliveries, rate_limited=True)
+
+    async def _one_by_one(
+        self,
+        activity: Callable[..., Any],
+        message: SendInput,
+        attempt: int,
+        deliveries: list[AttemptRecord],
+        rate_limited: bool = False,
+    ) -> Any:
+        """Attempts `attempt` onwards, each an activity of its own whose failure comes back at once; the
+        backoff between two is a durable timer of the workflow that a release ends (`_back_off`). The
+        attempt log travels in each attempt's input. Temporal still retries an attempt lost with its worker
+        (a missing heartbeat, a timeout) or handed back at a shutdown, under the policy of what is left."""
+        assert self.spec is not None
+        retry = self.spec.retry
+        while True:
+            context = AttemptContext(
+                first_attempt=attempt, max_attempts=retry.max_attempts, earlier=deliveries, own_backoff=True
+            )
+            options = send_options(self.spec, retry.from_attempt(attempt), rate_limited=rate_limited)
+            try:
+                return await workflow.execute_activity_method(
+                    activity,
+                    replace(message, context=context),
+                    **options,
+                    summary=f"attempt {attempt} of {retry.max_attempts}",
+                )
+            except ActivityError as err:
+                if is_cancelled_exception(err):
+                    raise asyncio.CancelledError() from err
+                cause, error = failure_cause(err), failure_message(err)
+                deliveries = attempt_log(cause, context)
+                wait = self._next_wait(cause, deliveries, attempt)
+                if wait is None:
+                    raise SendFailed(error, deliveries) from err
+            done = _attempts_made(deliveries, attempt)
+            await self._back_off(done, error, deliveries, wait)
+            attempt = done + 1
+
+    def _next_wait(self, cause: BaseException, deliveries: list[AttemptRecord], attempt: int) -> timedelta | None:
+        """How long to wait before the next attempt after a failed one (started as `attempt`); None when
+        there is none: the limit is reached, or the error is one retrying cannot fix."""
+        assert self.spec is not None
+        retry = self.spec.retry
+        done = _attempts_made(deliveries, attempt)
+        last = deliveries[-1] if deliveries else None
+        if last is not None and last.attempt == done:
+            retryable = last.retryable  # the attempt's own record (its error travels as non-retryable)
+        else:
+            retryable = not (isinstance(cause, ApplicationError) and cause.non_retryable)
+        if done >= retry.max_attempts or not retryable:
+            return None
+        # A Retry-After (429/503) sets the wait, as it set the retry policy's next one.
+        delay = cause.next_retry_delay if isinstance(cause, ApplicationError) else None
+        return delay or retry.wait_after(done)
+
+    async def _back_off(self, done: int, error: str, deliveries: list[AttemptRecord], wait: timedelta) -> None:
+        """Wait out the backoff after attempt `done`, `delayed` until the next (the memo says so), on a
+        timer a release ends: then the next attempt starts at once."""
+        # A release that came while the attempt ran (the API read the job as waiting just before) is spent.
+        self.released = False
+        self._change(
+            phase=Phase.DELAYED,
+            attempts=done,
+            error=error,
+            deliveries=deliveries,
+            not_before=(workflow.now() + wait).isoformat(),
+            waiting_on="backoff",
+            publish=True,
+        )
+        await self._wait(wait, f"backoff before attempt {done + 1}")
+        self._change(phase=Phase.PROCESSING, not_before=None, waiting_on=None)
 
     async def _activity(self, activity: Callable[..., Any], message: SendInput, options: dict[str, Any]) -> Any:
         try:
@@ -594,6 +688,11 @@ def _digest_item(job_id: str, message: SendInput) -> DigestItem:
     return DigestItem(job_id=job_id, joined_at=_now(), subject=subject)
 
 
+def _attempts_made(deliveries: list[AttemptRecord], attempt: int) -> int:
+    """The attempts made once attempt `attempt` failed: more where the log counts more (a lost one)."""
+    return max([attempt, *(d.attempt for d in deliveries)])
+
+
 def _declined(cause: BaseException) -> bool:
     """A first attempt that a rate-limited worker declined to run locally (activities/rate_limit.py)."""
     return isinstance(cause, ApplicationError) and cause.type == FIRST_ATTEMPT_DECLINED
@@ -627,7 +726,7 @@ class TrackedJobWorkflow:
 
     @workflow.signal(name=RELEASE_SIGNAL)
     def release(self) -> None:
-        """POST /jobs/{id}/release: the job's wait (delay, deliverAt, quiet hours, its first retry backoff)
+        """POST /jobs/{id}/release: the job's wait (delay, deliverAt, quiet hours, a digest, a retry backoff)
         ends now. The API sends it only to a job it reads as waiting."""
         if isinstance(self.job, JobTracker):
             self.job.release()

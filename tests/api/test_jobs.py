@@ -250,6 +250,34 @@ async def test_later_backoffs_show_the_smtp_error_and_every_attempt(api, smtp_si
     assert {d["responseExcerpt"] for d in status["deliveries"]} == {"4.3.0 try again later"}
 
 
+async def test_release_runs_a_job_in_its_second_backoff_now(api, sms_gateway):
+    """Every retry backoff is the run's own timer: released in its first (60 s) and its second (120 s)."""
+    phone = "+14155550177"
+    sms_gateway.script(
+        phone, [Answer(503, {"error": "busy"}), Answer(500, {"error": "down"}), Answer(200, {"id": "r-3"})]
+    )
+    body = {"phone": phone, "message": "released", "attempts": 3, "backoff": {"type": "exponential", "delay": 60_000}}
+    job_id = await _accepted(await api.post("/jobs/sms", json=body), "sms")
+    url = f"/jobs/{job_id}/status"
+    await poll(api, url, lambda b: (b["status"], b["attempts"]) == ("delayed", 1))
+    assert (await api.post(f"/jobs/{job_id}/release")).status_code == 202
+
+    waiting = await poll(api, url, lambda b: (b["status"], b["attempts"]) == ("delayed", 2) or b["status"] in FINAL)
+    assert (waiting["status"], waiting["attempts"]) == ("delayed", 2), waiting
+    assert "HTTP 500" in waiting["error"] and [d["attempt"] for d in waiting["deliveries"]] == [1, 2]
+    due = _instant(waiting["nextAttemptAt"])
+    assert timedelta(seconds=100) < due - datetime.now(UTC) <= timedelta(seconds=120), due
+    released = await api.post(f"/jobs/{job_id}/release")
+    assert released.status_code == 202, released.text
+    assert released.json() == {"jobId": job_id, "released": True, "statusUrl": url}
+
+    done = await until_final(api, job_id)
+    assert done["status"] == "completed" and done["attempts"] == 3, done
+    assert [(d["rule"], d["outcome"]) for d in done["decisions"]] == [("release", "released")] * 2
+    assert [c.status for c in sms_gateway.calls_to(phone)] == [503, 500, 200]
+    assert_error(await api.post(f"/jobs/{job_id}/release"), 409, "not_waiting")
+
+
 async def test_exhausted_retries_fail_and_keep_the_last_error(api, sms_gateway):
     phone = "+12025550147"
     sms_gateway.script(phone, [Answer(503, {"error": "busy"})])

@@ -153,12 +153,15 @@ async def events(handle: WorkflowHandle, event_type: int) -> list:
 async def attempt_gaps(handle: WorkflowHandle, state: dict[str, Any]) -> list[float]:
     """Seconds between a job's attempts, by the server's clock (so skipped time counts).
 
-    The first attempt is a local activity and the wait after it a durable timer, read from
-    history; the later attempts are one activity's retries, whose start times the attempt log
-    keeps as the server gave them.
+    The first attempt is a local activity and the wait after it a durable timer (the first timer after
+    the attempt's marker: a delay's comes before), read from history; the later attempts are
+    activities (each its own, or one activity's retries), whose start times the attempt log keeps as
+    the server gave them.
     """
     timers = await events(handle, EventType.EVENT_TYPE_TIMER_STARTED)
-    first = [t.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds() for t in timers[-1:]]
+    markers = await local_activity_markers(handle)
+    after = [t for t in timers if markers and t.event_id > markers[0].event_id]
+    first = [t.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds() for t in after[:1]]
     later = [datetime.fromisoformat(d["server_started_at"]) for d in state["deliveries"] if d["server_started_at"]]
     return first + gaps_seconds(later)
 
