@@ -832,6 +832,8 @@ DIGEST_LEAVE_SIGNAL = "leave"
 DIGEST_SEND_SIGNAL = "send_now"
 DIGEST_JOINED_SIGNAL = "digest_joined"
 DIGEST_SENT_SIGNAL = "digest_sent"
+# An update: a job leaves its digest and learns whether it was taken out before the digest's send began.
+DIGEST_TAKE_OUT_UPDATE = "take_out"
 
 
 def digest_workflow_id(user_id: str, topic: str, scope: str = "") -> str:
@@ -888,6 +890,24 @@ class DigestInput:
     # digest holds (None: MAX_DIGEST_ITEMS): tests set less.
     signals_per_run: int | None = None
     max_items: int | None = None
+
+
+@dataclass
+class DigestLeave:
+    """A job leaving the digest it waits in (the leave_digest local activity updates the digest's workflow)."""
+
+    digest_workflow: str
+    job_id: str
+
+
+@dataclass
+class DigestLeft:
+    """The digest's answer to a leave: `taken` out of the open digest (the job may go alone), or not: it is in
+    the digest `digest_id`, whose send has begun, or was told already (None); either way the job waits for
+    `digest_sent`, which says whether the digest went out."""
+
+    taken: bool
+    digest_id: str | None = None
 
 
 @dataclass

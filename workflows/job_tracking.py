@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         DigestItem,
         DigestJoin,
         DigestJoined,
+        DigestLeave,
         EmailMessage,
         FollowUp,
         JobSpec,
@@ -82,6 +83,7 @@ from workflows.job_tracking_v0 import JobTrackerV0
 # What each patch guards and when it can go: workflows/patches.py.
 from workflows.patches import (
     DEAD_LETTER_MEMO,
+    DIGEST_LEAVE_ANSWERED,
     DIGESTS,
     INTERRUPTED_FIRST_ATTEMPT,
     LEAN_LIFECYCLE,
@@ -100,6 +102,9 @@ FIRST_TASK_EVENTS = 3
 MIN_QUOTA_WAIT = timedelta(seconds=1)
 # One preferences check (a query of the user's workflow): Temporal answers in well under a second.
 PREFERENCES_TIMEOUT = timedelta(seconds=30)
+# How long a job that left its digest after the digest had told it waits for that word to arrive (it is in
+# the job's history by then: a moment); past it, the digest never held the job.
+TOLD_WAIT = timedelta(minutes=1)
 
 
 class SendFailed(Exception):
@@ -185,8 +190,16 @@ class JobTracker:
             # details carry the final state for the API.
             raise ApplicationError(failed.message, self.state, type=JOB_FAILED, non_retryable=True) from None
         except asyncio.CancelledError:
+            if self.digest_workflow is not None and workflow.patched(DIGEST_LEAVE_ANSWERED):
+                # Cancelled while in a digest: it leaves it (POST /jobs/{id}/cancel), unless the digest's send
+                # had begun: then it went out in the digest, and says so.
+                went = await self._leave_digest()
+                if went:
+                    self._sent_in_digest(went)
+                    await self._call_back()
+                    return self.state
             self._end(Phase.CANCELLED)
-            # Cancelled while in a digest: it leaves it (POST /jobs/{id}/cancel).
+            # Cancelled while in a digest: it leaves it (POST /jobs/{id}/cancel). Runs from before the patch.
             await self._leave_digest()
             raise
         deliveries = getattr(receipt, "deliveries", [])
@@ -269,8 +282,11 @@ class JobTracker:
                     self.sent_rule = "digest"
                     return True
                 continue  # released, or the preferences changed: decided again
-            # No longer digested (the digest turned off, the topic removed): it leaves its digest.
-            await self._leave_digest()
+            # No longer digested (the digest turned off, the topic removed): it leaves its digest, unless the
+            # digest's send had begun: then it went out in the digest.
+            if went := await self._leave_digest():
+                self._sent_in_digest(went)
+                return False
             if verdict.outcome == "send":
                 self.sent_rule = verdict.rule
                 return True
@@ -336,8 +352,13 @@ class JobTracker:
                 self._change(digest_id=answer.digest_id, not_before=answer.next_at or None, publish=True)
                 continue
             if self.released:
-                await self._leave_digest()
-                self.released, self.run_now = False, True
+                went = await self._leave_digest()
+                self.released = False
+                if went:
+                    # Too late: the digest's send had begun, and the job went out in it.
+                    self.digest_sent = went
+                    break
+                self.run_now = True
                 self._decided("release", "released")
                 self._change(phase=Phase.QUEUED, not_before=None, waiting_on=None, digest_id=None, publish=True)
                 return "again"
@@ -346,11 +367,15 @@ class JobTracker:
         if not digest_id:
             self._change(digest_id=None)
             return "alone"
+        self._sent_in_digest(digest_id)
+        return "sent"
+
+    def _sent_in_digest(self, digest_id: str) -> None:
+        """The job went out in the digest `digest_id`: it ends `completed` with `result.digestId`."""
         self._decided("digest", "sent")
         self._end(
             Phase.COMPLETED, result={"digestId": digest_id}, digest_id=digest_id, not_before=None, waiting_on=None
         )
-        return "sent"
 
     def _digest_answer(self) -> DigestJoined | None:
         """The digest's answer to the join, where the job's state does not show it yet."""
@@ -361,18 +386,60 @@ class JobTracker:
             return None
         return answer
 
-    async def _leave_digest(self) -> None:
-        """Take the job out of the digest it waits in, if any."""
+    async def _leave_digest(self) -> str | None:
+        """Take the job out of the digest it waits in, if any. None: it is out (or never was in one, or its
+        digest could not be sent) and may go alone. Else the id of the digest it went out in: the digest's
+        send had begun when it asked, so it waited to be told, and must not go out again."""
         if self.digest_workflow is None:
-            return
+            return None
         assert self.spec is not None
         digest, self.digest_workflow = self.digest_workflow, None
         if self.state is not None and self.state.digest_id:
             self._change(digest_id=None)
+        if workflow.patched(DIGEST_LEAVE_ANSWERED):
+            return await self._take_out_of_digest(digest)
         try:
             await workflow.get_external_workflow_handle(digest).signal(DIGEST_LEAVE_SIGNAL, self.spec.job_id)
         except FailureError as exc:  # the digest's workflow is gone
             log_event("digest.leave_failed", log=workflow.logger, job_id=self.spec.job_id, error=str(exc))
+        return None
+
+    async def _take_out_of_digest(self, digest: str) -> str | None:
+        """Leave by the digest's `take_out` update (a local activity; workflows/digest.py): taken out of the
+        open digest, or in the digest being sent (or told already): then wait for `digest_sent`. A cancel
+        that arrives meanwhile waits too: a job never says `cancelled` about a message that went out."""
+        assert self.spec is not None
+        if self.digest_sent is None:
+            left = await workflow.execute_local_activity_method(
+                DigestActivities.leave_digest,
+                DigestLeave(digest_workflow=digest, job_id=self.spec.job_id),
+                start_to_close_timeout=PREFERENCES_TIMEOUT,
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)),
+                summary="leave the digest",
+            )
+            if left.taken:
+                return None
+            told = asyncio.ensure_future(self._told(left.digest_id))
+            try:
+                await asyncio.shield(told)
+            except asyncio.CancelledError:
+                if not await told:
+                    raise  # cancelled, and nothing went out
+        return self.digest_sent or None
+
+    async def _told(self, digest_id: str | None) -> str | None:
+        """Wait for the digest's word (`digest_sent`): as long as its send takes, or, where the digest had told
+        the job already (`digest_id` None), a moment: the word is in the job's history."""
+        try:
+            await workflow.wait_condition(
+                lambda: self.digest_sent is not None,
+                timeout=None if digest_id else TOLD_WAIT,
+                timeout_summary="the digest's word",
+            )
+        except TimeoutError:
+            log_event("digest.never_told", log=workflow.logger, job_id=self.state.job_id if self.state else "")
+            return None
+        return self.digest_sent or None
 
     async def _register_with_user(self, audience: Audience) -> None:
         """Tell the user's workflow this job waits on their preferences, so a change reaches it at once."""

@@ -35,6 +35,7 @@ RELEASABLE_WAITS = "releasable-waits"
 USER_TELLS_JOBS = "user-tells-waiting-jobs"
 DIGESTS = "digests"
 RELEASABLE_BACKOFFS = "releasable-backoffs"
+DIGEST_LEAVE_ANSWERED = "digest-leave-answered"
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,10 @@ PATCHES: dict[str, Patch] = {
                 "cleanup-v1/cleanup_scheduled_completed",
                 "digest-v1/digested_item_cancelled",
                 "digest-v1/digested_item_sent",
+                "digest-v2/cancelled_before_the_send",
+                "digest-v2/cancelled_during_the_send",
+                "digest-v2/released_during_the_send",
+                "digest-v2/sent_with_the_digest",
                 "entities-v1/typed_unknown_user_failed",
                 "entities-v1/typed_welcome_sent",
                 "prefs-v1/channel_opt_out_suppressed",
@@ -257,6 +262,10 @@ PATCHES: dict[str, Patch] = {
             marker_histories=(
                 "digest-v1/digested_item_cancelled",
                 "digest-v1/digested_item_sent",
+                "digest-v2/cancelled_before_the_send",
+                "digest-v2/cancelled_during_the_send",
+                "digest-v2/released_during_the_send",
+                "digest-v2/sent_with_the_digest",
                 "prefs-v1/channel_opt_out_suppressed",
                 "prefs-v1/quiet_hours_deferred_open",
                 "prefs-v1/quiet_hours_told_sent",
@@ -316,7 +325,14 @@ PATCHES: dict[str, Patch] = {
                 "prefs-v1/quiet_hours_deferred_open",
                 "prefs-v1/quiet_hours_told_sent",
             ),
-            marker_histories=("digest-v1/digested_item_cancelled", "digest-v1/digested_item_sent"),
+            marker_histories=(
+                "digest-v1/digested_item_cancelled",
+                "digest-v1/digested_item_sent",
+                "digest-v2/cancelled_before_the_send",
+                "digest-v2/cancelled_during_the_send",
+                "digest-v2/released_during_the_send",
+                "digest-v2/sent_with_the_digest",
+            ),
             retire=(
                 "Waiting: a notification deferred by quiet hours on a worker from before the deploy takes the old "
                 "branch (it is never digested). Once none is open and the retention has passed: deprecate_patch."
@@ -343,6 +359,28 @@ PATCHES: dict[str, Patch] = {
                 "Waiting: a job in a retry backoff (or, on a rate-limited channel, sending) on a worker from before "
                 "the deploy takes the old branch. Once none is open and the retention has passed: deprecate_patch, "
                 "delete the listed histories, and JobTracker._activity with them."
+            ),
+        ),
+        Patch(
+            id=DIGEST_LEAVE_ANSWERED,
+            guards=(
+                "JobTracker._leave_digest and the cancel path of JobTracker.run (workflows/job_tracking.py): a job "
+                "leaving its digest (cancelled, released, no longer digested) asks the digest by its `take_out` "
+                "update (the leave_digest local activity) and, when the digest's send had begun, waits for "
+                "`digest_sent` and ends in the digest instead of going alone (or cancelled). Old branch: the "
+                "`leave` signal, and the job went alone even when the digest's send had begun."
+            ),
+            since="2026-12-05 (issue 18, item 4: the digest race)",
+            old_path_histories=("digest-v1/digested_item_cancelled",),
+            marker_histories=(
+                "digest-v2/cancelled_before_the_send",
+                "digest-v2/cancelled_during_the_send",
+                "digest-v2/released_during_the_send",
+            ),
+            retire=(
+                "Waiting: a job waiting in a digest on a worker from before the deploy takes the old branch when "
+                "it leaves. Once none is open and the retention has passed: deprecate_patch, and delete the "
+                "listed history."
             ),
         ),
     ]
