@@ -219,9 +219,10 @@ async def test_live_retries_show_delayed_attempts_and_last_error_then_complete(a
 
 
 async def test_later_backoffs_show_the_smtp_error_and_every_attempt(api, smtp_sink, monkeypatch):
-    # Attempts 2+ run as an ordinary activity: the server keeps each failed attempt's failure as the
-    # pending activity's last failure, and one bigger than its limit (4 KiB) is replaced by "Failure
-    # exceeds size limit." The status read during those backoffs must still say what the SMTP server said.
+    # Attempts 2+ run as ordinary activities, and each backoff's state (the error, the attempt log) is in the
+    # run's memo. (Where the server retries an attempt, it keeps the failure as the pending activity's last
+    # failure, and one bigger than its limit (4 KiB) as "Failure exceeds size limit.") The status read during
+    # those backoffs must still say what the SMTP server said.
     smtp_error = "SMTP server answered 451 4.3.0 try again later"
     # The dev SMTP sink's tempfail.test mailbox, as a dev-mode API accepts it (api/main.py).
     monkeypatch.setattr(email_validator, "TEST_ENVIRONMENT", True)
