@@ -77,7 +77,7 @@ def activities_by_queue(settings: Settings, client: Client | None = None) -> dic
     batch = BatchActivities(settings, email, sms, webhook)
     # check_preferences: a local activity of a notification for a user, before its send (workflows/job_tracking.py).
     preferences = PreferenceActivities(client)
-    # join_digest: a local activity of a digested notification; send_digest: a digest's email.
+    # join_digest, leave_digest: local activities of a digested notification; send_digest: a digest's email.
     digests = DigestActivities(settings, client, email)
     return {
         TASK_QUEUES["email"]: [
@@ -86,6 +86,7 @@ def activities_by_queue(settings: Settings, client: Client | None = None) -> dic
             typed.send_typed_email,
             preferences.check_preferences,
             digests.join_digest,
+            digests.leave_digest,
             digests.send_digest,
         ],
         # take_sms_slot: a local activity of an SMS's run that the API did not count (workflows/notification.py).

@@ -65,6 +65,8 @@ LOST_HEARTBEAT = "lost: the worker stopped heartbeating"
 LOST_TIMEOUT = "lost: no outcome within the attempt's start-to-close timeout"
 HANDED_BACK = "handed back: the worker shut down before the attempt finished"
 INTERRUPTED = "interrupted: the worker stopped during this attempt"
+# The error type of an attempt handed back at its worker's shutdown: Temporal retries it at once.
+WORKER_SHUT_DOWN = "WorkerShutDown"
 
 
 @dataclass
@@ -109,13 +111,13 @@ class _AttemptLogInbound(ActivityInboundInterceptor):
             if activity.is_worker_shutdown():
                 # The shutdown grace ran out: hand the attempt back, logged, for another worker to retry.
                 raise self._failed(
-                    info, number, started, inherited, ApplicationError(HANDED_BACK, type="WorkerShutDown")
+                    info, context, number, started, inherited, ApplicationError(HANDED_BACK, type=WORKER_SHUT_DOWN)
                 ) from exc
             raise
         except Exception as exc:  # every failure is logged, then raised again
             await _stop(beating)
             # The cause shows in the worker's log; Temporal gets the ConciseError alone.
-            raise self._failed(info, number, started, inherited, exc) from exc
+            raise self._failed(info, context, number, started, inherited, exc) from exc
         await _stop(beating)
         log_event("attempt.succeeded", job_id=info.workflow_id, attempt=number)
         count_attempt(SUCCEEDED)
@@ -133,7 +135,13 @@ class _AttemptLogInbound(ActivityInboundInterceptor):
         return result
 
     def _failed(
-        self, info: activity.Info, number: int, started: str, inherited: list[AttemptRecord], exc: Exception
+        self,
+        info: activity.Info,
+        context: AttemptContext,
+        number: int,
+        started: str,
+        inherited: list[AttemptRecord],
+        exc: Exception,
     ) -> ConciseError:
         """The same error, with the attempt log as its details where the workflow may read them (the
         far side's answer is in the log)."""
@@ -160,12 +168,16 @@ class _AttemptLogInbound(ActivityInboundInterceptor):
             activity.heartbeat(AttemptLog(log))
         error_type = application.type if application else type(exc).__name__
         next_retry_delay = application.next_retry_delay if application else None
-        retried = record.retryable and _retried(info, error_type, next_retry_delay)
+        # An attempt whose backoff the workflow waits out itself goes back to it, log and all, whatever
+        # the error: the record says whether it may be retried. Only one handed back at a shutdown is
+        # retried by Temporal at once, as an attempt lost with its worker is.
+        held = context.own_backoff and error_type != WORKER_SHUT_DOWN
+        retried = record.retryable and not held and _retried(info, error_type, next_retry_delay)
         return ConciseError(
             record.error or "attempt failed",
             *([] if retried else [AttemptLog(log)]),
             type=error_type,
-            non_retryable=not record.retryable,
+            non_retryable=held or not record.retryable,
             next_retry_delay=next_retry_delay,
         )
 

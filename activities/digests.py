@@ -14,19 +14,24 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.email import EmailActivities
 from activities.templates import TemplateError, render
 from activities.users import _permanent, load_user
 from common.jobs import tenant_attributes, tenant_memo
+from common.logs import log_event
 from common.models import (
     DIGEST_JOIN_SIGNAL,
+    DIGEST_TAKE_OUT_UPDATE,
     ENTITY_TASK_QUEUE,
     DeliveryReceipt,
     DigestEmail,
     DigestInput,
     DigestItem,
     DigestJoin,
+    DigestLeave,
+    DigestLeft,
     EmailMessage,
     digest_workflow_id,
 )
@@ -34,6 +39,7 @@ from common.names import DIGEST_WORKFLOW
 from common.settings import Settings
 
 JOIN_DIGEST = "join_digest"
+LEAVE_DIGEST = "leave_digest"
 SEND_DIGEST = "send_digest"
 
 
@@ -71,6 +77,21 @@ class DigestActivities:
             static_summary=f"digest of topic {join.topic!r}",
         )
         return workflow_id
+
+    @activity.defn(name=LEAVE_DIGEST)
+    async def leave_digest(self, leave: DigestLeave) -> DigestLeft:
+        """Take the job out of its digest (the digest workflow's `take_out` update): whether it was taken out
+        before the digest's send began. A digest workflow that is gone holds nothing: taken."""
+        assert self.client is not None, "leaving a digest needs the worker's Temporal client"
+        handle = self.client.get_workflow_handle(leave.digest_workflow)
+        try:
+            left: DigestLeft = await handle.execute_update(DIGEST_TAKE_OUT_UPDATE, leave.job_id, result_type=DigestLeft)
+            return left
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise  # retried: the job waits for the digest's answer
+            log_event("digest.leave_gone", job_id=leave.job_id, digest=leave.digest_workflow, error=str(exc))
+            return DigestLeft(taken=True)
 
     async def compose(self, digest: DigestEmail) -> EmailMessage:
         assert self.client is not None, "a digest needs the worker's Temporal client"

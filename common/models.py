@@ -120,6 +120,22 @@ class RetrySpec:
             max_attempts=self.max_attempts - 1, backoff=self.backoff, delay_ms=int(self.delay_ms * self.coefficient)
         )
 
+    def from_attempt(self, attempt: int) -> RetrySpec:
+        """The same schedule for the attempts from `attempt` on (its first wait is the one after `attempt`)."""
+        schedule = self
+        for _ in range(attempt - 1):
+            schedule = schedule.after_first()
+        return schedule
+
+    def wait_after(self, attempt: int) -> timedelta:
+        """The wait between attempt `attempt` and the next, as the retry policy of the attempts after the
+        first (`after_first().policy()`) has the Temporal server wait: capped at its maximum interval."""
+        if attempt <= 1:
+            return self.first_wait()
+        policy = self.after_first().policy()
+        wait = policy.initial_interval * policy.backoff_coefficient ** (attempt - 2)
+        return min(wait, policy.maximum_interval or wait)
+
     def backoff_total(self, max_interval: timedelta = timedelta(hours=1)) -> timedelta:
         """Sum of all waits between attempts, for sizing the schedule-to-close timeout."""
         policy = self.policy(max_interval)
@@ -227,6 +243,11 @@ class AttemptContext:
     # rebuilt by replay on this worker, or its first workflow task saw more than its own start. The
     # attempt then reads the run's history for a workflow task its worker never finished.
     maybe_rerun: bool = False
+    # Set on an attempt the workflow schedules as an activity of its own and whose backoff it waits out
+    # itself, on a timer POST /jobs/{id}/release can end (workflows/job_tracking.py): a failure goes back
+    # to the workflow at once, never retried by Temporal (except an attempt lost with its worker or handed
+    # back at its shutdown). False on the attempts of a send that Temporal retries under its policy.
+    own_backoff: bool = False
 
     def job_attempt(self, activity_attempt: int) -> int:
         return self.first_attempt + activity_attempt - 1
@@ -811,6 +832,8 @@ DIGEST_LEAVE_SIGNAL = "leave"
 DIGEST_SEND_SIGNAL = "send_now"
 DIGEST_JOINED_SIGNAL = "digest_joined"
 DIGEST_SENT_SIGNAL = "digest_sent"
+# An update: a job leaves its digest and learns whether it was taken out before the digest's send began.
+DIGEST_TAKE_OUT_UPDATE = "take_out"
 
 
 def digest_workflow_id(user_id: str, topic: str, scope: str = "") -> str:
@@ -867,6 +890,24 @@ class DigestInput:
     # digest holds (None: MAX_DIGEST_ITEMS): tests set less.
     signals_per_run: int | None = None
     max_items: int | None = None
+
+
+@dataclass
+class DigestLeave:
+    """A job leaving the digest it waits in (the leave_digest local activity updates the digest's workflow)."""
+
+    digest_workflow: str
+    job_id: str
+
+
+@dataclass
+class DigestLeft:
+    """The digest's answer to a leave: `taken` out of the open digest (the job may go alone), or not: it is in
+    the digest `digest_id`, whose send has begun, or was told already (None); either way the job waits for
+    `digest_sent`, which says whether the digest went out."""
+
+    taken: bool
+    digest_id: str | None = None
 
 
 @dataclass

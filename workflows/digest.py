@@ -7,7 +7,10 @@ goes out). The first item opens a digest (`<workflow id>-<n>`), due at the item'
 or at once on `send_now` (POST /users/{userId}/digests/{digestId}/send), one email lists every item in the
 order they joined (the send_digest activity, on the email queue), and each item's job is told
 `digest_sent`: it completes with `result.digestId`. A job that is cancelled, released, or no longer
-digested (the digest turned off) leaves with `leave`. A digest holds at most MAX_DIGEST_ITEMS: the item
+digested (the digest turned off) leaves with the `take_out` update (its leave_digest local activity), which
+answers whether it was taken out of the open digest; once the digest's send has begun, it is not: the job
+waits to be told and goes out in the digest, never also alone. (Jobs from before that update leave with the
+`leave` signal.) A digest holds at most MAX_DIGEST_ITEMS: the item
 that fills it sends it at once, and the next one opens the next digest.
 
 The workflow never ends on its own: after each digest, once Temporal suggests it or after
@@ -34,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         DIGEST_LEAVE_SIGNAL,
         DIGEST_SEND_SIGNAL,
         DIGEST_SENT_SIGNAL,
+        DIGEST_TAKE_OUT_UPDATE,
         MAX_DIGEST_ITEMS,
         TASK_QUEUES,
         DigestEmail,
@@ -42,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         DigestItem,
         DigestJoin,
         DigestJoined,
+        DigestLeft,
     )
     from common.names import DIGEST_WORKFLOW
 
@@ -66,6 +71,8 @@ class DigestWorkflow:
         self.max_signals = input.signals_per_run or MAX_SIGNALS
         self.max_items = min(input.max_items or MAX_DIGEST_ITEMS, MAX_DIGEST_ITEMS)
         self.to_answer: list[str] = list(input.to_answer)
+        # The items of the digest whose send has begun, until they are told (job id: digest id).
+        self.sending: dict[str, str] = {}
 
     @property
     def digest_id(self) -> str:
@@ -129,6 +136,13 @@ class DigestWorkflow:
         email = DigestEmail(
             user_id=self.input.user_id, scope=self.input.scope, topic=self.input.topic, digest_id=digest_id, items=items
         )
+        self.sending = {i.job_id: digest_id for i in items}
+        try:
+            await self._send_email(email, digest_id, items)
+        finally:
+            self.sending = {}
+
+    async def _send_email(self, email: DigestEmail, digest_id: str, items: list[DigestItem]) -> None:
         try:
             await workflow.execute_activity_method(
                 DigestActivities.send_digest,
@@ -165,6 +179,17 @@ class DigestWorkflow:
     def leave(self, job_id: str) -> None:
         self.signals += 1
         self.items = [i for i in self.items if i.job_id != job_id]
+
+    @workflow.update(name=DIGEST_TAKE_OUT_UPDATE)
+    def take_out(self, job_id: str) -> DigestLeft:
+        """A job leaves (cancelled, released, no longer digested): taken out of the open digest, or not, being
+        in the digest whose send has begun (or told already): then it waits for `digest_sent`."""
+        self.signals += 1
+        if job_id in self.sending:
+            return DigestLeft(taken=False, digest_id=self.sending[job_id])
+        held = any(i.job_id == job_id for i in self.items)
+        self.items = [i for i in self.items if i.job_id != job_id]
+        return DigestLeft(taken=held)
 
     @workflow.signal(name=DIGEST_SEND_SIGNAL)
     def send(self, digest_id: str) -> None:

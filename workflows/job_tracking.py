@@ -7,7 +7,7 @@ job that is sent at once costs one workflow task and no activity task, and the A
 everything else from what Temporal keeps anyway (describe: the pending workflow task, the
 pending activity's attempt, last failure, next attempt time and heartbeat details; the close
 status; the result). The memo is written again only where the workflow keeps running after a
-change the API must see: waiting out the first retry backoff, and calling back after the end.
+change the API must see: waiting out a retry backoff, and calling back after the end.
 The attempt log travels with the attempts themselves (activities/attempt_log.py).
 """
 
@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         DigestItem,
         DigestJoin,
         DigestJoined,
+        DigestLeave,
         EmailMessage,
         FollowUp,
         JobSpec,
@@ -82,11 +83,13 @@ from workflows.job_tracking_v0 import JobTrackerV0
 # What each patch guards and when it can go: workflows/patches.py.
 from workflows.patches import (
     DEAD_LETTER_MEMO,
+    DIGEST_LEAVE_ANSWERED,
     DIGESTS,
     INTERRUPTED_FIRST_ATTEMPT,
     LEAN_LIFECYCLE,
     PREFERENCES_AT_SEND,
     RATE_LIMITED_FIRST_ATTEMPT,
+    RELEASABLE_BACKOFFS,
     RELEASABLE_WAITS,
     THEN_CHAINING,
 )
@@ -99,6 +102,9 @@ FIRST_TASK_EVENTS = 3
 MIN_QUOTA_WAIT = timedelta(seconds=1)
 # One preferences check (a query of the user's workflow): Temporal answers in well under a second.
 PREFERENCES_TIMEOUT = timedelta(seconds=30)
+# How long a job that left its digest after the digest had told it waits for that word to arrive (it is in
+# the job's history by then: a moment); past it, the digest never held the job.
+TOLD_WAIT = timedelta(minutes=1)
 
 
 class SendFailed(Exception):
@@ -184,8 +190,16 @@ class JobTracker:
             # details carry the final state for the API.
             raise ApplicationError(failed.message, self.state, type=JOB_FAILED, non_retryable=True) from None
         except asyncio.CancelledError:
+            if self.digest_workflow is not None and workflow.patched(DIGEST_LEAVE_ANSWERED):
+                # Cancelled while in a digest: it leaves it (POST /jobs/{id}/cancel), unless the digest's send
+                # had begun: then it went out in the digest, and says so.
+                went = await self._leave_digest()
+                if went:
+                    self._sent_in_digest(went)
+                    await self._call_back()
+                    return self.state
             self._end(Phase.CANCELLED)
-            # Cancelled while in a digest: it leaves it (POST /jobs/{id}/cancel).
+            # Cancelled while in a digest: it leaves it (POST /jobs/{id}/cancel). Runs from before the patch.
             await self._leave_digest()
             raise
         deliveries = getattr(receipt, "deliveries", [])
@@ -268,8 +282,11 @@ class JobTracker:
                     self.sent_rule = "digest"
                     return True
                 continue  # released, or the preferences changed: decided again
-            # No longer digested (the digest turned off, the topic removed): it leaves its digest.
-            await self._leave_digest()
+            # No longer digested (the digest turned off, the topic removed): it leaves its digest, unless the
+            # digest's send had begun: then it went out in the digest.
+            if went := await self._leave_digest():
+                self._sent_in_digest(went)
+                return False
             if verdict.outcome == "send":
                 self.sent_rule = verdict.rule
                 return True
@@ -335,8 +352,13 @@ class JobTracker:
                 self._change(digest_id=answer.digest_id, not_before=answer.next_at or None, publish=True)
                 continue
             if self.released:
-                await self._leave_digest()
-                self.released, self.run_now = False, True
+                went = await self._leave_digest()
+                self.released = False
+                if went:
+                    # Too late: the digest's send had begun, and the job went out in it.
+                    self.digest_sent = went
+                    break
+                self.run_now = True
                 self._decided("release", "released")
                 self._change(phase=Phase.QUEUED, not_before=None, waiting_on=None, digest_id=None, publish=True)
                 return "again"
@@ -345,11 +367,15 @@ class JobTracker:
         if not digest_id:
             self._change(digest_id=None)
             return "alone"
+        self._sent_in_digest(digest_id)
+        return "sent"
+
+    def _sent_in_digest(self, digest_id: str) -> None:
+        """The job went out in the digest `digest_id`: it ends `completed` with `result.digestId`."""
         self._decided("digest", "sent")
         self._end(
             Phase.COMPLETED, result={"digestId": digest_id}, digest_id=digest_id, not_before=None, waiting_on=None
         )
-        return "sent"
 
     def _digest_answer(self) -> DigestJoined | None:
         """The digest's answer to the join, where the job's state does not show it yet."""
@@ -360,18 +386,60 @@ class JobTracker:
             return None
         return answer
 
-    async def _leave_digest(self) -> None:
-        """Take the job out of the digest it waits in, if any."""
+    async def _leave_digest(self) -> str | None:
+        """Take the job out of the digest it waits in, if any. None: it is out (or never was in one, or its
+        digest could not be sent) and may go alone. Else the id of the digest it went out in: the digest's
+        send had begun when it asked, so it waited to be told, and must not go out again."""
         if self.digest_workflow is None:
-            return
+            return None
         assert self.spec is not None
         digest, self.digest_workflow = self.digest_workflow, None
         if self.state is not None and self.state.digest_id:
             self._change(digest_id=None)
+        if workflow.patched(DIGEST_LEAVE_ANSWERED):
+            return await self._take_out_of_digest(digest)
         try:
             await workflow.get_external_workflow_handle(digest).signal(DIGEST_LEAVE_SIGNAL, self.spec.job_id)
         except FailureError as exc:  # the digest's workflow is gone
             log_event("digest.leave_failed", log=workflow.logger, job_id=self.spec.job_id, error=str(exc))
+        return None
+
+    async def _take_out_of_digest(self, digest: str) -> str | None:
+        """Leave by the digest's `take_out` update (a local activity; workflows/digest.py): taken out of the
+        open digest, or in the digest being sent (or told already): then wait for `digest_sent`. A cancel
+        that arrives meanwhile waits too: a job never says `cancelled` about a message that went out."""
+        assert self.spec is not None
+        if self.digest_sent is None:
+            left = await workflow.execute_local_activity_method(
+                DigestActivities.leave_digest,
+                DigestLeave(digest_workflow=digest, job_id=self.spec.job_id),
+                start_to_close_timeout=PREFERENCES_TIMEOUT,
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)),
+                summary="leave the digest",
+            )
+            if left.taken:
+                return None
+            told = asyncio.ensure_future(self._told(left.digest_id))
+            try:
+                await asyncio.shield(told)
+            except asyncio.CancelledError:
+                if not await told:
+                    raise  # cancelled, and nothing went out
+        return self.digest_sent or None
+
+    async def _told(self, digest_id: str | None) -> str | None:
+        """Wait for the digest's word (`digest_sent`): as long as its send takes, or, where the digest had told
+        the job already (`digest_id` None), a moment: the word is in the job's history."""
+        try:
+            await workflow.wait_condition(
+                lambda: self.digest_sent is not None,
+                timeout=None if digest_id else TOLD_WAIT,
+                timeout_summary="the digest's word",
+            )
+        except TimeoutError:
+            log_event("digest.never_told", log=workflow.logger, job_id=self.state.job_id if self.state else "")
+            return None
+        return self.digest_sent or None
 
     async def _register_with_user(self, audience: Audience) -> None:
         """Tell the user's workflow this job waits on their preferences, so a change reaches it at once."""
@@ -468,6 +536,9 @@ class JobTracker:
         else:
             await workflow.sleep(wait, summary=summary)
         self._change(phase=Phase.PROCESSING, not_before=None, waiting_on=None)
+        if workflow.patched(RELEASABLE_BACKOFFS):
+            # Each attempt an activity of its own, every backoff a timer a release ends.
+            return await self._one_by_one(activity, message, done + 1, deliveries)
         rest = replace(
             message, context=AttemptContext(first_attempt=done + 1, max_attempts=retry.max_attempts, earlier=deliveries)
         )
@@ -479,11 +550,101 @@ class JobTracker:
         )
 
     async def _queued(self, activity: Callable[..., Any], first: SendInput) -> Any:
-        """Every attempt as one activity under the retry policy, on a channel with a rate limit."""
+        """Every attempt an activity, through the task queue, on a channel with a rate limit. The first one
+        hands a failure back to the workflow at once (`own_backoff`: no command of its own, the same
+        activity as before), which then waits out the backoff and schedules the next (`_one_by_one`)."""
         assert self.spec is not None
         attempts = self.spec.retry.max_attempts
+        first = replace(first, context=replace(first.context, own_backoff=True))
         options = send_options(self.spec, rate_limited=True) | {"summary": f"attempts 1-{attempts} of {attempts}"}
-        return await self._activity(activity, first, options)
+        try:
+            return await workflow.execute_activity_method(activity, first, **options)
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise asyncio.CancelledError() from err
+            cause, error = failure_cause(err), failure_message(err)
+            deliveries = attempt_log(cause, first.context)
+            # Runs from before the patch had Temporal retry this activity: its failure was the last attempt's.
+            if not workflow.patched(RELEASABLE_BACKOFFS):
+                raise SendFailed(error, deliveries) from err
+            wait = self._next_wait(cause, deliveries, 1)
+            if wait is None:
+                raise SendFailed(error, deliveries) from err
+        done = _attempts_made(deliveries, 1)
+        await self._back_off(done, error, deliveries, wait)
+        return await self._one_by_one(activity, first, done + 1, deliveries, rate_limited=True)
+
+    async def _one_by_one(
+        self,
+        activity: Callable[..., Any],
+        message: SendInput,
+        attempt: int,
+        deliveries: list[AttemptRecord],
+        rate_limited: bool = False,
+    ) -> Any:
+        """Attempts `attempt` onwards, each an activity of its own whose failure comes back at once; the
+        backoff between two is a durable timer of the workflow that a release ends (`_back_off`). The
+        attempt log travels in each attempt's input. Temporal still retries an attempt lost with its worker
+        (a missing heartbeat, a timeout) or handed back at a shutdown, under the policy of what is left."""
+        assert self.spec is not None
+        retry = self.spec.retry
+        while True:
+            context = AttemptContext(
+                first_attempt=attempt, max_attempts=retry.max_attempts, earlier=deliveries, own_backoff=True
+            )
+            options = send_options(self.spec, retry.from_attempt(attempt), rate_limited=rate_limited)
+            try:
+                return await workflow.execute_activity_method(
+                    activity,
+                    replace(message, context=context),
+                    **options,
+                    summary=f"attempt {attempt} of {retry.max_attempts}",
+                )
+            except ActivityError as err:
+                if is_cancelled_exception(err):
+                    raise asyncio.CancelledError() from err
+                cause, error = failure_cause(err), failure_message(err)
+                deliveries = attempt_log(cause, context)
+                wait = self._next_wait(cause, deliveries, attempt)
+                if wait is None:
+                    raise SendFailed(error, deliveries) from err
+            done = _attempts_made(deliveries, attempt)
+            await self._back_off(done, error, deliveries, wait)
+            attempt = done + 1
+
+    def _next_wait(self, cause: BaseException, deliveries: list[AttemptRecord], attempt: int) -> timedelta | None:
+        """How long to wait before the next attempt after a failed one (started as `attempt`); None when
+        there is none: the limit is reached, or the error is one retrying cannot fix."""
+        assert self.spec is not None
+        retry = self.spec.retry
+        done = _attempts_made(deliveries, attempt)
+        last = deliveries[-1] if deliveries else None
+        if last is not None and last.attempt == done:
+            retryable = last.retryable  # the attempt's own record (its error travels as non-retryable)
+        else:
+            retryable = not (isinstance(cause, ApplicationError) and cause.non_retryable)
+        if done >= retry.max_attempts or not retryable:
+            return None
+        # A Retry-After (429/503) sets the wait, as it set the retry policy's next one.
+        delay = cause.next_retry_delay if isinstance(cause, ApplicationError) else None
+        return delay or retry.wait_after(done)
+
+    async def _back_off(self, done: int, error: str, deliveries: list[AttemptRecord], wait: timedelta) -> None:
+        """Wait out the backoff after attempt `done`, `delayed` until the next (the memo says so), on a
+        timer a release ends: then the next attempt starts at once."""
+        # A release that came while the attempt ran (the API read the job as waiting just before) is spent.
+        self.released = False
+        self._change(
+            phase=Phase.DELAYED,
+            attempts=done,
+            error=error,
+            deliveries=deliveries,
+            not_before=(workflow.now() + wait).isoformat(),
+            waiting_on="backoff",
+            publish=True,
+        )
+        await self._wait(wait, f"backoff before attempt {done + 1}")
+        self._change(phase=Phase.PROCESSING, not_before=None, waiting_on=None)
 
     async def _activity(self, activity: Callable[..., Any], message: SendInput, options: dict[str, Any]) -> Any:
         try:
@@ -594,6 +755,11 @@ def _digest_item(job_id: str, message: SendInput) -> DigestItem:
     return DigestItem(job_id=job_id, joined_at=_now(), subject=subject)
 
 
+def _attempts_made(deliveries: list[AttemptRecord], attempt: int) -> int:
+    """The attempts made once attempt `attempt` failed: more where the log counts more (a lost one)."""
+    return max([attempt, *(d.attempt for d in deliveries)])
+
+
 def _declined(cause: BaseException) -> bool:
     """A first attempt that a rate-limited worker declined to run locally (activities/rate_limit.py)."""
     return isinstance(cause, ApplicationError) and cause.type == FIRST_ATTEMPT_DECLINED
@@ -627,7 +793,7 @@ class TrackedJobWorkflow:
 
     @workflow.signal(name=RELEASE_SIGNAL)
     def release(self) -> None:
-        """POST /jobs/{id}/release: the job's wait (delay, deliverAt, quiet hours, its first retry backoff)
+        """POST /jobs/{id}/release: the job's wait (delay, deliverAt, quiet hours, a digest, a retry backoff)
         ends now. The API sends it only to a job it reads as waiting."""
         if isinstance(self.job, JobTracker):
             self.job.release()

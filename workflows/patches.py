@@ -34,6 +34,8 @@ PREFERENCES_AT_SEND = "preferences-at-send"
 RELEASABLE_WAITS = "releasable-waits"
 USER_TELLS_JOBS = "user-tells-waiting-jobs"
 DIGESTS = "digests"
+RELEASABLE_BACKOFFS = "releasable-backoffs"
+DIGEST_LEAVE_ANSWERED = "digest-leave-answered"
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ PATCHES: dict[str, Patch] = {
                 "v0/webhook_500_500_200",
             ),
             marker_histories=(
+                "backoff-v1/rate_limited_webhook_retried",
+                "backoff-v1/sms_released_in_two_backoffs",
+                "backoff-v1/webhook_failed_after_three_attempts",
                 "chains-v1/report_built",
                 "chains-v1/then_follow_up_completed",
                 "chains-v1/then_parent_completed",
@@ -83,6 +88,10 @@ PATCHES: dict[str, Patch] = {
                 "cleanup-v1/cleanup_scheduled_completed",
                 "digest-v1/digested_item_cancelled",
                 "digest-v1/digested_item_sent",
+                "digest-v2/cancelled_before_the_send",
+                "digest-v2/cancelled_during_the_send",
+                "digest-v2/released_during_the_send",
+                "digest-v2/sent_with_the_digest",
                 "entities-v1/typed_unknown_user_failed",
                 "entities-v1/typed_welcome_sent",
                 "prefs-v1/channel_opt_out_suppressed",
@@ -116,7 +125,11 @@ PATCHES: dict[str, Patch] = {
             ),
             since="5002c7f (2026-11-30)",
             old_path_histories=("v1/failed_after_3_attempts",),
-            marker_histories=("chains-v1/then_parent_failed", "entities-v1/typed_unknown_user_failed"),
+            marker_histories=(
+                "backoff-v1/webhook_failed_after_three_attempts",
+                "chains-v1/then_parent_failed",
+                "entities-v1/typed_unknown_user_failed",
+            ),
             retire=(
                 "Waiting: a job that failed on a worker from before 5002c7f passed the call without the marker "
                 "(it may still be calling back, and stays queryable for the retention after it closed). Once the "
@@ -210,6 +223,7 @@ PATCHES: dict[str, Patch] = {
             since="2026-12-05 (issue 16, item 1)",
             old_path_histories=(),
             marker_histories=(
+                "backoff-v1/rate_limited_webhook_retried",
                 "rate-v1/declined_first_attempt_sent",
                 "rate-v1/declined_first_attempt_retried",
                 "rate-v1/scheduled_run_declined_sent",
@@ -248,6 +262,10 @@ PATCHES: dict[str, Patch] = {
             marker_histories=(
                 "digest-v1/digested_item_cancelled",
                 "digest-v1/digested_item_sent",
+                "digest-v2/cancelled_before_the_send",
+                "digest-v2/cancelled_during_the_send",
+                "digest-v2/released_during_the_send",
+                "digest-v2/sent_with_the_digest",
                 "prefs-v1/channel_opt_out_suppressed",
                 "prefs-v1/quiet_hours_deferred_open",
                 "prefs-v1/quiet_hours_told_sent",
@@ -267,7 +285,11 @@ PATCHES: dict[str, Patch] = {
             ),
             since="2026-12-05 (issue 18, item 5)",
             old_path_histories=("v1/delay_then_cancel", "v1/delayed_24h_waiting", "v1/webhook_500_500_200"),
-            marker_histories=("prefs-v1/released_delay_sent",),
+            marker_histories=(
+                "backoff-v1/sms_released_in_two_backoffs",
+                "backoff-v1/webhook_failed_after_three_attempts",
+                "prefs-v1/released_delay_sent",
+            ),
             retire=(
                 "Waiting: a job delayed (or in its first backoff) on a worker from before the deploy takes the old "
                 "branch. Once none is open and the retention has passed: deprecate_patch, and delete the listed "
@@ -303,10 +325,62 @@ PATCHES: dict[str, Patch] = {
                 "prefs-v1/quiet_hours_deferred_open",
                 "prefs-v1/quiet_hours_told_sent",
             ),
-            marker_histories=("digest-v1/digested_item_cancelled", "digest-v1/digested_item_sent"),
+            marker_histories=(
+                "digest-v1/digested_item_cancelled",
+                "digest-v1/digested_item_sent",
+                "digest-v2/cancelled_before_the_send",
+                "digest-v2/cancelled_during_the_send",
+                "digest-v2/released_during_the_send",
+                "digest-v2/sent_with_the_digest",
+            ),
             retire=(
                 "Waiting: a notification deferred by quiet hours on a worker from before the deploy takes the old "
                 "branch (it is never digested). Once none is open and the retention has passed: deprecate_patch."
+            ),
+        ),
+        Patch(
+            id=RELEASABLE_BACKOFFS,
+            guards=(
+                "JobTracker._send after the first backoff and JobTracker._queued after a failed first attempt "
+                "(workflows/job_tracking.py): every later attempt is an activity of its own that hands a failure "
+                "back at once (AttemptContext.own_backoff), and the workflow waits out each backoff on a timer a "
+                "release ends (`_one_by_one`, `_back_off`), `delayed` in the memo. Old branch: attempts 2 onwards "
+                "(all of them on a rate-limited channel) as one activity retried by the Temporal server, whose "
+                "backoffs a release could not end; a failure of that activity was the last attempt's."
+            ),
+            since="2026-12-05 (issue 18, item 5: every retry backoff)",
+            old_path_histories=("v1/failed_after_3_attempts", "v1/webhook_500_500_200"),
+            marker_histories=(
+                "backoff-v1/rate_limited_webhook_retried",
+                "backoff-v1/sms_released_in_two_backoffs",
+                "backoff-v1/webhook_failed_after_three_attempts",
+            ),
+            retire=(
+                "Waiting: a job in a retry backoff (or, on a rate-limited channel, sending) on a worker from before "
+                "the deploy takes the old branch. Once none is open and the retention has passed: deprecate_patch, "
+                "delete the listed histories, and JobTracker._activity with them."
+            ),
+        ),
+        Patch(
+            id=DIGEST_LEAVE_ANSWERED,
+            guards=(
+                "JobTracker._leave_digest and the cancel path of JobTracker.run (workflows/job_tracking.py): a job "
+                "leaving its digest (cancelled, released, no longer digested) asks the digest by its `take_out` "
+                "update (the leave_digest local activity) and, when the digest's send had begun, waits for "
+                "`digest_sent` and ends in the digest instead of going alone (or cancelled). Old branch: the "
+                "`leave` signal, and the job went alone even when the digest's send had begun."
+            ),
+            since="2026-12-05 (issue 18, item 4: the digest race)",
+            old_path_histories=("digest-v1/digested_item_cancelled",),
+            marker_histories=(
+                "digest-v2/cancelled_before_the_send",
+                "digest-v2/cancelled_during_the_send",
+                "digest-v2/released_during_the_send",
+            ),
+            retire=(
+                "Waiting: a job waiting in a digest on a worker from before the deploy takes the old branch when "
+                "it leaves. Once none is open and the retention has passed: deprecate_patch, and delete the "
+                "listed history."
             ),
         ),
     ]

@@ -516,5 +516,7 @@ class JobView:
     attempts: int
     error: str | None
     next_attempt_at: str | None
-    # Waiting out a retry backoff of the send activity's retry policy, which the Temporal server keeps.
+    # Waiting out a retry backoff of the send activity's retry policy, which the Temporal server keeps (after
+    # an attempt lost with its worker; every backoff after the second attempt of a job from before
+    # `releasable-backoffs`): a release cannot end it.
     server_backoff: bool = False

@@ -231,7 +231,8 @@ async def cancel_job(job_id: str, gateway: Gateway, tenant: CallerTenant) -> Can
         503,
         say={
             409: "`not_waiting`: the job is not waiting (queued, being sent, final), or waits on what a release "
-            "cannot end (an SMS quota, a retry backoff after the second attempt)"
+            "cannot end (an SMS quota, a retry backoff the Temporal server keeps: after an attempt lost with "
+            "its worker)"
         },
     ),
 )

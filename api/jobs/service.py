@@ -169,10 +169,11 @@ def _retrying(job_id: str, state: dict[str, Any], pending: PendingActivityInfo, 
 
 def not_waiting_reason(view: JobView) -> str | None:
     """Why POST /jobs/{id}/release cannot run the job now (None: it waits on a delay, a `deliverAt`, quiet
-    hours or its first retry backoff, each a timer of its run that a `release` signal ends)."""
+    hours, a digest or a retry backoff, each a timer of its run that a `release` signal ends)."""
     if view.phase != Phase.DELAYED:
         return f"the job is {JOB_STATUS[view.phase]}, not waiting"
     if view.server_backoff:
+        # After an attempt lost with its worker, or a job accepted before every backoff was the run's own.
         return "the job waits out a retry backoff of its send's retry policy, kept by the Temporal server"
     if view.state.get("waiting_on") == "throttle":
         return "the job waits for a slot of its SMS quota (HERALD_SMS_PER_HOUR), which a release does not override"

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import ListWorkflowExecutionsRequest
 
 from api.main import create_app
@@ -135,7 +136,8 @@ async def test_memo_and_describe_hold_no_message_text_or_contact_data(file_env, 
             continue
         assert memo.metadata["encoding"] == ENCODING, name
         assert _found(description.SerializeToString(), PLAIN) == [], name
-    # While a send retries, its pending activity (heartbeat details, last failure) is encrypted too.
+    # While a send retries, what its backoff leaves is encrypted too: the failed attempts' failures in
+    # history and the state (error, attempt log) the run writes into its memo while it waits.
     phone = "+14155550188"
     sms_gateway.script(phone, [Answer(500, {"error": f"cannot deliver {SMS_TEXT!r}"})])
     job_id = (
@@ -150,20 +152,25 @@ async def test_memo_and_describe_hold_no_message_text_or_contact_data(file_env, 
         )
     ).json()["notificationId"]
     for _ in range(200):
-        description = (await raw.get_workflow_handle(job_id).describe()).raw_description
-        if description.pending_activities and description.pending_activities[0].HasField("last_failure"):
+        status = (await file_api.get(f"/jobs/{job_id}/status")).json()
+        if status["status"] == "delayed" and status["attempts"] >= 2:
             break
         await asyncio.sleep(0.05)
-    pending = description.pending_activities[0]
-    assert pending.last_failure.message == "Encoded failure"
-    assert pending.heartbeat_details.payloads and {
-        p.metadata["encoding"] for p in pending.heartbeat_details.payloads
-    } == {ENCODING}
+    assert status["status"] == "delayed" and status["attempts"] >= 2, status
+    description = (await raw.get_workflow_handle(job_id).describe()).raw_description
+    assert description.workflow_execution_info.memo.fields[STATE_MEMO_KEY].metadata["encoding"] == ENCODING
     assert _found(description.SerializeToString(), [SMS_TEXT, phone]) == []
+    history = await raw.get_workflow_handle(job_id).fetch_history()
+    failures = [
+        e.activity_task_failed_event_attributes.failure
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED
+    ]
+    assert failures and {f.message for f in failures} == {"Encoded failure"}
+    assert all(f.encoded_attributes.metadata["encoding"] == ENCODING for f in failures)
+    assert _found(b"".join(e.SerializeToString() for e in history.events), [SMS_TEXT, phone]) == []
     # The API still reads it all: the attempt log and the failure, decrypted.
-    status = (await file_api.get(f"/jobs/{job_id}/status")).json()
-    assert status["status"] in ("delayed", "processing") and "HTTP 500" in status["error"], status
-    assert SMS_TEXT not in status["error"] or status["deliveries"]
+    assert "HTTP 500" in status["error"] and [d["attempt"] for d in status["deliveries"]][:2] == [1, 2], status
     await herald_client(file_env).get_workflow_handle(job_id).terminate(reason="test over")
 
 

@@ -219,9 +219,10 @@ async def test_live_retries_show_delayed_attempts_and_last_error_then_complete(a
 
 
 async def test_later_backoffs_show_the_smtp_error_and_every_attempt(api, smtp_sink, monkeypatch):
-    # Attempts 2+ run as an ordinary activity: the server keeps each failed attempt's failure as the
-    # pending activity's last failure, and one bigger than its limit (4 KiB) is replaced by "Failure
-    # exceeds size limit." The status read during those backoffs must still say what the SMTP server said.
+    # Attempts 2+ run as ordinary activities, and each backoff's state (the error, the attempt log) is in the
+    # run's memo. (Where the server retries an attempt, it keeps the failure as the pending activity's last
+    # failure, and one bigger than its limit (4 KiB) as "Failure exceeds size limit.") The status read during
+    # those backoffs must still say what the SMTP server said.
     smtp_error = "SMTP server answered 451 4.3.0 try again later"
     # The dev SMTP sink's tempfail.test mailbox, as a dev-mode API accepts it (api/main.py).
     monkeypatch.setattr(email_validator, "TEST_ENVIRONMENT", True)
@@ -248,6 +249,34 @@ async def test_later_backoffs_show_the_smtp_error_and_every_attempt(api, smtp_si
     assert status["error"] == smtp_error
     assert [d["attempt"] for d in status["deliveries"]] == [1, 2, 3, 4]
     assert {d["responseExcerpt"] for d in status["deliveries"]} == {"4.3.0 try again later"}
+
+
+async def test_release_runs_a_job_in_its_second_backoff_now(api, sms_gateway):
+    """Every retry backoff is the run's own timer: released in its first (60 s) and its second (120 s)."""
+    phone = "+14155550177"
+    sms_gateway.script(
+        phone, [Answer(503, {"error": "busy"}), Answer(500, {"error": "down"}), Answer(200, {"id": "r-3"})]
+    )
+    body = {"phone": phone, "message": "released", "attempts": 3, "backoff": {"type": "exponential", "delay": 60_000}}
+    job_id = await _accepted(await api.post("/jobs/sms", json=body), "sms")
+    url = f"/jobs/{job_id}/status"
+    await poll(api, url, lambda b: (b["status"], b["attempts"]) == ("delayed", 1))
+    assert (await api.post(f"/jobs/{job_id}/release")).status_code == 202
+
+    waiting = await poll(api, url, lambda b: (b["status"], b["attempts"]) == ("delayed", 2) or b["status"] in FINAL)
+    assert (waiting["status"], waiting["attempts"]) == ("delayed", 2), waiting
+    assert "HTTP 500" in waiting["error"] and [d["attempt"] for d in waiting["deliveries"]] == [1, 2]
+    due = _instant(waiting["nextAttemptAt"])
+    assert timedelta(seconds=100) < due - datetime.now(UTC) <= timedelta(seconds=120), due
+    released = await api.post(f"/jobs/{job_id}/release")
+    assert released.status_code == 202, released.text
+    assert released.json() == {"jobId": job_id, "released": True, "statusUrl": url}
+
+    done = await until_final(api, job_id)
+    assert done["status"] == "completed" and done["attempts"] == 3, done
+    assert [(d["rule"], d["outcome"]) for d in done["decisions"]] == [("release", "released")] * 2
+    assert [c.status for c in sms_gateway.calls_to(phone)] == [503, 500, 200]
+    assert_error(await api.post(f"/jobs/{job_id}/release"), 409, "not_waiting")
 
 
 async def test_exhausted_retries_fail_and_keep_the_last_error(api, sms_gateway):

@@ -113,7 +113,8 @@ async def test_a_job_with_one_retry_streams_each_state_once_and_closes(live, sms
 
 
 async def test_retries_on_the_server_are_seen_without_a_history_event(live, sms_gateway):
-    # Attempts 2 and 3 are one activity's retries: its backoff writes no event; the re-read sees it.
+    # Every backoff is the run's own timer with the state in its memo (a job accepted before that: one
+    # activity's retries, whose backoff writes no event): either way the stream sees each.
     phone = "+14155550302"
     sms_gateway.script(phone, [Answer(500), Answer(500), Answer(200)])
     job_id = await _job(

@@ -34,7 +34,7 @@ PINNED_WORKFLOWS = {
     "BatchWorkflow": {"signals": {"batch_go"}, "queries": {"batch_item", "batch_counts"}, "updates": {"batch_cancel"}},
     "ChunkedBatchWorkflow": {"signals": {"chunk_done"}, "queries": set(), "updates": set()},
     "UserWorkflow": {"signals": {"job_waiting"}, "queries": {"profile"}, "updates": {"put"}},
-    "DigestWorkflow": {"signals": {"join", "leave", "send_now"}, "queries": {"digest"}, "updates": set()},
+    "DigestWorkflow": {"signals": {"join", "leave", "send_now"}, "queries": {"digest"}, "updates": {"take_out"}},
     "SmsQuotaWorkflow": {"signals": set(), "queries": {"used"}, "updates": {"reserve", "release"}},
     "IdempotencyKeyWorkflow": {"signals": {"complete"}, "queries": set(), "updates": {"claim"}},
 }
@@ -46,6 +46,7 @@ PINNED_ACTIVITIES_BY_QUEUE = {
         "send_typed_email",
         "check_preferences",
         "join_digest",
+        "leave_digest",
         "send_digest",
     },
     "herald-sms": {"send_sms", "send_sms_slice", "take_sms_slot", "check_preferences"},

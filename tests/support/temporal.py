@@ -16,7 +16,6 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from api.core.intake import intake_worker
@@ -74,17 +73,28 @@ def local_settings(root: Path, **changes: Any) -> Settings:
     )
 
 
-async def query_answered(handle: WorkflowHandle, query: str, result_type: type, within_s: float = 60) -> Any:
-    """A query, asked again when the worker did not answer it within the server's query deadline (a
-    loaded machine, a run continuing as new as it is asked): a query changes nothing, so asking again is
-    safe, and a worker that never answers still fails the test after `within_s`."""
+_WORKFLOW_TASK_EVENTS = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+}
+
+
+async def query_settled(client: Client, workflow_id: str, query: str, result_type: type, within_s: float = 60) -> Any:
+    """A query asked once the workflow's latest run has no workflow task in flight. The time-skipping
+    server answers a query that meets one in flight (a signal just handled, a run continuing as new) by a
+    query task of its own, for which it locks its clock; when that query misses its deadline on a loaded
+    machine, the lock stays, and a later `sleep` of the test waits until its call times out."""
     deadline = asyncio.get_running_loop().time() + within_s
+    latest = client.get_workflow_handle(workflow_id)
     while True:
-        try:
-            return await handle.query(query, result_type=result_type)
-        except RPCError as err:
-            if err.status != RPCStatusCode.DEADLINE_EXCEEDED or asyncio.get_running_loop().time() > deadline:
-                raise
+        tasks = [event async for event in latest.fetch_history_events() if event.event_type in _WORKFLOW_TASK_EVENTS]
+        if tasks and tasks[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            return await latest.query(query, result_type=result_type)
+        assert asyncio.get_running_loop().time() < deadline, f"{workflow_id} never settled: {tasks[-1:]}"
+        await asyncio.sleep(0.05)
 
 
 async def register_search_attributes(env: WorkflowEnvironment) -> None:
@@ -168,12 +178,15 @@ async def events(handle: WorkflowHandle, event_type: int) -> list:
 async def attempt_gaps(handle: WorkflowHandle, state: dict[str, Any]) -> list[float]:
     """Seconds between a job's attempts, by the server's clock (so skipped time counts).
 
-    The first attempt is a local activity and the wait after it a durable timer, read from
-    history; the later attempts are one activity's retries, whose start times the attempt log
-    keeps as the server gave them.
+    The first attempt is a local activity and the wait after it a durable timer (the first timer after
+    the attempt's marker: a delay's comes before), read from history; the later attempts are
+    activities (each its own, or one activity's retries), whose start times the attempt log keeps as
+    the server gave them.
     """
     timers = await events(handle, EventType.EVENT_TYPE_TIMER_STARTED)
-    first = [t.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds() for t in timers[-1:]]
+    markers = await local_activity_markers(handle)
+    after = [t for t in timers if markers and t.event_id > markers[0].event_id]
+    first = [t.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds() for t in after[:1]]
     later = [datetime.fromisoformat(d["server_started_at"]) for d in state["deliveries"] if d["server_started_at"]]
     return first + gaps_seconds(later)
 

@@ -9,10 +9,13 @@ tests/workflows/test_preferences.py does; a job joins its digest by signal-with-
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
@@ -22,6 +25,7 @@ from common.models import (
     DIGEST_SEND_SIGNAL,
     ENTITY_TASK_QUEUE,
     MAX_DIGEST_ITEMS,
+    RELEASE_SIGNAL,
     Audience,
     DigestInfo,
     DigestInput,
@@ -37,8 +41,10 @@ from common.models import (
     user_workflow_id,
 )
 from devstack.smtp_sink import read_outbox
-from tests.support.temporal import email_job, herald_client, job_spec, query_answered, running_workers
+from tests.support.held_smtp import HeldDigestEmails
+from tests.support.temporal import email_job, events, herald_client, job_spec, query_settled, running_workers
 from workflows.digest import DigestWorkflow
+from workflows.patches import DIGEST_LEAVE_ANSWERED
 from workflows.user import UserWorkflow
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -92,6 +98,15 @@ async def _result_now(env: WorkflowEnvironment, handle: WorkflowHandle) -> JobSt
         return await asyncio.wait_for(handle.result(), RESULT_WAIT_S)
 
 
+async def _patch_ids(handle: WorkflowHandle) -> set[str]:
+    markers = await events(handle, EventType.EVENT_TYPE_MARKER_RECORDED)
+    return {
+        json.loads(m.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
+        for m in markers
+        if m.marker_recorded_event_attributes.marker_name == "core_patch"
+    }
+
+
 def _digest_mails(smtp_sink, digest_id: str) -> list:
     return [m for m in read_outbox(smtp_sink.outbox) if m["Message-ID"] == f"<{digest_id}@herald>"]
 
@@ -129,9 +144,7 @@ async def test_a_daily_digest_at_nine_berlin_time_sends_one_email_listing_the_it
             [decision] = state.decisions
             assert (decision.rule, decision.outcome, decision.until) == ("digest", "digested", due.isoformat())
         assert _digest_mails(smtp_sink, digest_id) == []
-        opened = await client.get_workflow_handle(digest_workflow_id(user_id, "orders")).query(
-            "digest", result_type=DigestInfo
-        )
+        opened = await query_settled(client, digest_workflow_id(user_id, "orders"), "digest", DigestInfo)
         assert opened.items == 3 and opened.digest_id == digest_id
 
         finals = [await h.result() for h in handles]  # time skips to 09:00 Berlin
@@ -170,7 +183,7 @@ async def test_an_every_digest_in_german_sent_now_without_a_cancelled_item(time_
             await cancelled.cancel()
             digest = client.get_workflow_handle(digest_workflow_id(user_id, "orders"))
             for _ in range(100):
-                info = await query_answered(digest, "digest", DigestInfo)
+                info = await query_settled(client, digest.id, "digest", DigestInfo)
                 if info.items == 1:
                     break
                 await asyncio.sleep(0.05)
@@ -183,7 +196,7 @@ async def test_an_every_digest_in_german_sent_now_without_a_cancelled_item(time_
         assert "Gone" not in _text(mail)
         assert (await _state(cancelled)).phase == "cancelled"
         # Nothing left open.
-        assert await query_answered(digest, "digest", DigestInfo) is None
+        assert await query_settled(client, digest.id, "digest", DigestInfo) is None
 
 
 async def test_a_digest_turned_off_sends_its_items_at_once(time_env, make_settings, smtp_sink):
@@ -236,7 +249,7 @@ async def test_a_full_digest_goes_at_once_the_next_item_opens_the_next_and_runs_
                 if mails:
                     break
                 await asyncio.sleep(0.1)
-            info = await query_answered(digest, "digest", DigestInfo)
+            info = await query_settled(client, digest.id, "digest", DigestInfo)
         [mail] = mails
         assert mail["Message-ID"] == f"<{digest_workflow_id(user_id, 'orders')}-1@herald>"
         text = _text(mail)
@@ -278,8 +291,106 @@ async def test_at_the_production_limit_1000_items_go_in_one_email_and_the_1001st
                 if mails:
                     break
                 await asyncio.sleep(0.1)
-            info = await query_answered(digest, "digest", DigestInfo)
+            info = await query_settled(client, digest.id, "digest", DigestInfo)
         [mail] = mails
         text = _text(mail)
         assert text.count("Item ") == MAX_DIGEST_ITEMS and "1000. Item 1000" in text and "Item 1001" not in text
         assert info.items == 1 and info.digest_id.endswith("-2") and info.next_at == until
+
+
+async def _leaves(digest: WorkflowHandle) -> int:
+    """The leaves the digest's run has taken: `take_out` updates answered, or (jobs from before them) `leave`
+    signals."""
+    return len(
+        [
+            e
+            async for e in digest.fetch_history_events()
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED
+            or (
+                e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+                and e.workflow_execution_signaled_event_attributes.signal_name == "leave"
+            )
+        ]
+    )
+
+
+def _mails_of(smtp_sink, job_id: str) -> list:
+    return [m for m in read_outbox(smtp_sink.outbox) if m["Message-ID"] == f"<{job_id}@herald>"]
+
+
+@pytest.mark.parametrize("how", ["release", "cancel", "digest_off"])
+async def test_an_item_taken_out_while_its_digest_is_being_sent_goes_out_once_in_the_digest(
+    time_env, make_settings, smtp_sink, how
+):
+    """Released, cancelled or no longer digested while the digest's email is in flight (the send activity
+    holds it at the SMTP server): the item asks its digest (`take_out`), learns the send has begun, waits,
+    and ends `completed` with the digest's id: one email, the digest, never the item alone as well."""
+    held = HeldDigestEmails(smtp_sink)
+    client = herald_client(time_env)
+    async with running_workers(client, make_settings()):
+        user_id = _user_id()
+        user = await _user(client, user_id, digest=DigestPreference(topics=["orders"], every=3600))
+        kept = (await start_job(client, _email(user_id, "Kept item"))).handle
+        state = await _until_in_digest(time_env, kept)
+        racer = (await start_job(client, _email(user_id, "Racing item"))).handle
+        assert (await _until_in_digest(time_env, racer)).digest_id == state.digest_id
+        digest = client.get_workflow_handle(digest_workflow_id(user_id, "orders"))
+        with time_env.auto_time_skipping_disabled():
+            await digest.signal(DIGEST_SEND_SIGNAL, state.digest_id)
+            assert await asyncio.to_thread(held.arrived.wait, RESULT_WAIT_S), "the digest's email never arrived"
+            if how == "release":
+                await racer.signal(RELEASE_SIGNAL)
+            elif how == "cancel":
+                await racer.cancel()
+            else:
+                await user.execute_update(UserWorkflow.put, UserProfile(user_id=user_id, email="ada@example.com"))
+            # The item's leave reaches the digest while its email is still held.
+            for _ in range(400):
+                if await _leaves(digest):
+                    break
+                await asyncio.sleep(0.05)
+            assert await _leaves(digest), "the item never left its digest"
+            await asyncio.sleep(0.5)  # an item that went alone now would be at the sink by now
+            alone = _mails_of(smtp_sink, racer.id)
+            held.go.set()
+            finals = [await asyncio.wait_for(h.result(), RESULT_WAIT_S) for h in (racer, kept)]
+    assert alone == [], "the item went out alone while its digest was being sent"
+    for final in finals:
+        assert final.phase == "completed" and final.result == {"digestId": state.digest_id}, final
+        assert [(d.rule, d.outcome) for d in final.decisions] == [("digest", "digested"), ("digest", "sent")]
+    [mail] = read_outbox(smtp_sink.outbox)
+    assert mail["Message-ID"] == f"<{state.digest_id}@herald>"
+    assert "1. Kept item" in _text(mail) and "2. Racing item" in _text(mail)
+    assert _mails_of(smtp_sink, racer.id) == []
+    assert DIGEST_LEAVE_ANSWERED in await _patch_ids(racer)
+
+
+async def test_an_item_released_before_its_digest_is_sent_goes_alone_and_not_in_the_digest(
+    time_env, make_settings, smtp_sink
+):
+    client = herald_client(time_env)
+    async with running_workers(client, make_settings()):
+        user_id = _user_id()
+        await _user(client, user_id, digest=DigestPreference(topics=["orders"], every=3600))
+        kept = (await start_job(client, _email(user_id, "Kept item"))).handle
+        state = await _until_in_digest(time_env, kept)
+        released = (await start_job(client, _email(user_id, "Released item"))).handle
+        await _until_in_digest(time_env, released)
+        with time_env.auto_time_skipping_disabled():
+            await released.signal(RELEASE_SIGNAL)
+            alone = await asyncio.wait_for(released.result(), RESULT_WAIT_S)
+            await client.get_workflow_handle(digest_workflow_id(user_id, "orders")).signal(
+                DIGEST_SEND_SIGNAL, state.digest_id
+            )
+            final = await asyncio.wait_for(kept.result(), RESULT_WAIT_S)
+    assert alone.phase == "completed" and alone.digest_id is None and alone.result.get("digestId") is None
+    assert [(d.rule, d.outcome) for d in alone.decisions] == [
+        ("digest", "digested"),
+        ("release", "released"),
+        ("digest", "sent"),
+    ]
+    assert final.result == {"digestId": state.digest_id}
+    assert len(_mails_of(smtp_sink, released.id)) == 1
+    [mail] = _digest_mails(smtp_sink, state.digest_id or "")
+    assert "Kept item" in _text(mail) and "Released item" not in _text(mail)
+    assert len(read_outbox(smtp_sink.outbox)) == 2
