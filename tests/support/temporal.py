@@ -82,18 +82,19 @@ _WORKFLOW_TASK_EVENTS = {
 }
 
 
-async def query_settled(client: Client, workflow_id: str, query: str, result_type: type, within_s: float = 60) -> Any:
+async def query_settled(
+    handle: WorkflowHandle, query: Any, result_type: type | None = None, within_s: float = 60
+) -> Any:
     """A query asked once the workflow's latest run has no workflow task in flight. The time-skipping
     server answers a query that meets one in flight (a signal just handled, a run continuing as new) by a
     query task of its own, for which it locks its clock; when that query misses its deadline on a loaded
     machine, the lock stays, and a later `sleep` of the test waits until its call times out."""
     deadline = asyncio.get_running_loop().time() + within_s
-    latest = client.get_workflow_handle(workflow_id)
     while True:
-        tasks = [event async for event in latest.fetch_history_events() if event.event_type in _WORKFLOW_TASK_EVENTS]
+        tasks = [event async for event in handle.fetch_history_events() if event.event_type in _WORKFLOW_TASK_EVENTS]
         if tasks and tasks[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-            return await latest.query(query, result_type=result_type)
-        assert asyncio.get_running_loop().time() < deadline, f"{workflow_id} never settled: {tasks[-1:]}"
+            return await (handle.query(query, result_type=result_type) if result_type else handle.query(query))
+        assert asyncio.get_running_loop().time() < deadline, f"{handle.id} never settled: {tasks[-1:]}"
         await asyncio.sleep(0.05)
 
 

@@ -79,7 +79,7 @@ def _typed(user_id: str, order_id: str) -> NotificationInput:
 
 
 async def _state(handle: WorkflowHandle) -> JobState:
-    return await handle.query("state", result_type=JobState)
+    return await query_settled(handle, "state", JobState)
 
 
 async def _until_in_digest(env: WorkflowEnvironment, handle: WorkflowHandle) -> JobState:
@@ -144,7 +144,9 @@ async def test_a_daily_digest_at_nine_berlin_time_sends_one_email_listing_the_it
             [decision] = state.decisions
             assert (decision.rule, decision.outcome, decision.until) == ("digest", "digested", due.isoformat())
         assert _digest_mails(smtp_sink, digest_id) == []
-        opened = await query_settled(client, digest_workflow_id(user_id, "orders"), "digest", DigestInfo)
+        opened = await query_settled(
+            client.get_workflow_handle(digest_workflow_id(user_id, "orders")), "digest", DigestInfo
+        )
         assert opened.items == 3 and opened.digest_id == digest_id
 
         finals = [await h.result() for h in handles]  # time skips to 09:00 Berlin
@@ -183,7 +185,7 @@ async def test_an_every_digest_in_german_sent_now_without_a_cancelled_item(time_
             await cancelled.cancel()
             digest = client.get_workflow_handle(digest_workflow_id(user_id, "orders"))
             for _ in range(100):
-                info = await query_settled(client, digest.id, "digest", DigestInfo)
+                info = await query_settled(digest, "digest", DigestInfo)
                 if info.items == 1:
                     break
                 await asyncio.sleep(0.05)
@@ -196,7 +198,7 @@ async def test_an_every_digest_in_german_sent_now_without_a_cancelled_item(time_
         assert "Gone" not in _text(mail)
         assert (await _state(cancelled)).phase == "cancelled"
         # Nothing left open.
-        assert await query_settled(client, digest.id, "digest", DigestInfo) is None
+        assert await query_settled(digest, "digest", DigestInfo) is None
 
 
 async def test_a_digest_turned_off_sends_its_items_at_once(time_env, make_settings, smtp_sink):
@@ -249,7 +251,7 @@ async def test_a_full_digest_goes_at_once_the_next_item_opens_the_next_and_runs_
                 if mails:
                     break
                 await asyncio.sleep(0.1)
-            info = await query_settled(client, digest.id, "digest", DigestInfo)
+            info = await query_settled(digest, "digest", DigestInfo)
         [mail] = mails
         assert mail["Message-ID"] == f"<{digest_workflow_id(user_id, 'orders')}-1@herald>"
         text = _text(mail)
@@ -291,7 +293,7 @@ async def test_at_the_production_limit_1000_items_go_in_one_email_and_the_1001st
                 if mails:
                     break
                 await asyncio.sleep(0.1)
-            info = await query_settled(client, digest.id, "digest", DigestInfo)
+            info = await query_settled(digest, "digest", DigestInfo)
         [mail] = mails
         text = _text(mail)
         assert text.count("Item ") == MAX_DIGEST_ITEMS and "1000. Item 1000" in text and "Item 1001" not in text

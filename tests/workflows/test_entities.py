@@ -12,7 +12,7 @@ from temporalio.client import Client, WorkflowHandle
 from common.models import ENTITY_TASK_QUEUE, QuotaInput, QuotaRequest, UserInput, UserProfile
 from common.settings import Settings
 from common.temporal import client_for
-from tests.support.temporal import running_workers
+from tests.support.temporal import query_settled, running_workers
 from workflows import sms_quota, user
 from workflows.sms_quota import SmsQuotaWorkflow
 from workflows.user import UserWorkflow
@@ -38,7 +38,7 @@ async def test_a_user_continues_as_new_with_its_profile(time_env, make_settings,
         await handle.execute_update(UserWorkflow.put, UserProfile(user_id=user_id, email="b@example.com"))
         # The second update ended the run: a new one holds the profile, with the first creation time.
         latest = client.get_workflow_handle(handle.id)
-        profile = await latest.query(UserWorkflow.get_profile)
+        profile = await query_settled(latest, UserWorkflow.get_profile)
         assert profile.email == "b@example.com" and profile.created_at == first.created_at
         assert (await latest.describe()).run_id != handle.result_run_id
         third = await latest.execute_update(UserWorkflow.put, UserProfile(user_id=user_id, phone="+14155550100"))
@@ -57,7 +57,7 @@ async def test_a_quota_continues_as_new_with_its_slots(time_env, make_settings, 
             ).granted
         latest = client.get_workflow_handle(key)
         assert (await latest.describe()).run_id != handle.result_run_id
-        assert await latest.query(SmsQuotaWorkflow.used) == 3  # carried over
+        assert await query_settled(latest, SmsQuotaWorkflow.used) == 3  # carried over
         assert (
             await latest.execute_update(SmsQuotaWorkflow.reserve, QuotaRequest(count=1, limit=4, token="x"))
         ).granted

@@ -37,6 +37,7 @@ from tests.support.temporal import (
     email_job,
     events,
     herald_client,
+    query_settled,
     register_search_attributes,
     running_workers,
     started_again_if_a_port_was_taken,
@@ -75,7 +76,7 @@ def _user_id() -> str:
 
 
 async def _state(handle: WorkflowHandle) -> JobState:
-    return await handle.query("state", result_type=JobState)
+    return await query_settled(handle, "state", JobState)
 
 
 async def _until_waiting(env: WorkflowEnvironment, handle: WorkflowHandle) -> JobState:

@@ -15,7 +15,7 @@ from temporalio.client import WorkflowHandle
 
 from common.models import ENTITY_TASK_QUEUE, QuotaAnswer, QuotaInput, QuotaRequest
 from common.temporal import client_for
-from tests.support.temporal import running_workers
+from tests.support.temporal import query_settled, running_workers
 from workflows.sms_quota import SmsQuotaWorkflow
 
 LIMIT = 10
@@ -48,11 +48,11 @@ async def test_the_11th_in_an_hour_is_refused_until_the_first_slot_frees(time_en
         assert 1790 <= refused.retry_after_s <= 1800, refused
         # Asking again does not take a slot either.
         assert not (await _reserve(handle)).granted
-        assert await handle.query(SmsQuotaWorkflow.used) == LIMIT
+        assert await query_settled(handle, SmsQuotaWorkflow.used) == LIMIT
 
         await time_env.sleep(timedelta(minutes=30, seconds=1))
         assert (await _reserve(handle)).granted  # the first five have expired
-        assert await handle.query(SmsQuotaWorkflow.used) == 6
+        assert await query_settled(handle, SmsQuotaWorkflow.used) == 6
         # Two at once need two free slots; five are free, six would not be.
         assert (await _reserve(handle, count=4)).granted
         six = await _reserve(handle, count=2)

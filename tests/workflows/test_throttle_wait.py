@@ -27,7 +27,7 @@ from api.jobs.starter import sms_job, start_job
 from common.models import INTAKE_TASK_QUEUE, JobState, QuotaAnswer, QuotaInput, QuotaRequest
 from common.sms_quota import quota_key
 from tests.support.http_receiver import HttpReceiver
-from tests.support.temporal import events, herald_client, job_spec, job_state, running_workers
+from tests.support.temporal import events, herald_client, job_spec, job_state, query_settled, running_workers
 from workflows.patches import SMS_QUOTA_AT_SEND
 from workflows.sms_quota import SmsQuotaWorkflow
 
@@ -67,7 +67,7 @@ async def _fill(client: Client, kind: str, value: str) -> None:
 
 
 async def _used(client: Client, kind: str, value: str) -> int:
-    return await client.get_workflow_handle(quota_key(kind, value)).query(SmsQuotaWorkflow.used)
+    return await query_settled(client.get_workflow_handle(quota_key(kind, value)), SmsQuotaWorkflow.used)
 
 
 def _phone() -> str:
