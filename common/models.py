@@ -83,6 +83,17 @@ class Phase(StrEnum):
         return self in (Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED, Phase.SUPPRESSED)
 
 
+class WaitingOn(StrEnum):
+    """What a `delayed` job waits on (JobState.waiting_on): the stats count the two its user's
+    preferences cause (deferred, digested); a release ends all but THROTTLE."""
+
+    DELAY = "delay"  # also deliverAt
+    QUIET_HOURS = "quiet_hours"
+    DIGEST = "digest"
+    BACKOFF = "backoff"
+    THROTTLE = "throttle"
+
+
 # A job's retries when the client names none: the API's defaults of `attempts` and `backoff`.
 DEFAULT_ATTEMPTS = 3
 BackoffType = Literal["exponential", "fixed"]

@@ -68,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
         SendInput,
         TypedEmail,
         Verdict,
+        WaitingOn,
         WebhookRequest,
         stamped,
         then_id,
@@ -221,7 +222,7 @@ class JobTracker:
         if due is None or due <= workflow.now():
             return
         # The API wrote `delayed` and `not_before` into the memo when it started the job.
-        self._change(phase=Phase.DELAYED, not_before=due.isoformat(), waiting_on="delay")
+        self._change(phase=Phase.DELAYED, not_before=due.isoformat(), waiting_on=WaitingOn.DELAY)
         summary = f"delayed until {due.isoformat()}"
         if workflow.patched(RELEASABLE_WAITS):
             await self._wait(due - workflow.now(), summary)
@@ -317,7 +318,7 @@ class JobTracker:
         if self.digest_workflow is None:
             assert verdict.until is not None, "a digest verdict names when a new digest goes"
             self._decided("digest", "digested", until=verdict.until)
-            self._change(phase=Phase.DELAYED, not_before=verdict.until, waiting_on="digest", publish=True)
+            self._change(phase=Phase.DELAYED, not_before=verdict.until, waiting_on=WaitingOn.DIGEST, publish=True)
             self.digest_joined, self.digest_sent = None, None
             self.digest_workflow = await workflow.execute_local_activity_method(
                 DigestActivities.join_digest,
@@ -469,7 +470,7 @@ class JobTracker:
             frees = max(frees, workflow.now() + MIN_QUOTA_WAIT)
             # The API reads `delayed` and `nextAttemptAt` from the memo (api/jobs/service.py).
             self._decided("throttle", "deferred", until=frees.isoformat())
-            self._change(phase=Phase.DELAYED, not_before=frees.isoformat(), waiting_on="throttle", publish=True)
+            self._change(phase=Phase.DELAYED, not_before=frees.isoformat(), waiting_on=WaitingOn.THROTTLE, publish=True)
             await workflow.sleep(frees - workflow.now(), summary=f"SMS quota full until {frees.isoformat()}")
 
     async def _send(self, activity: Callable[..., Any], message: SendInput) -> Any:
@@ -527,7 +528,7 @@ class JobTracker:
             error=error,
             deliveries=deliveries,
             not_before=(workflow.now() + wait).isoformat(),
-            waiting_on="backoff",
+            waiting_on=WaitingOn.BACKOFF,
             publish=True,
         )
         summary = f"backoff before attempt {done + 1}"
@@ -640,7 +641,7 @@ class JobTracker:
             error=error,
             deliveries=deliveries,
             not_before=(workflow.now() + wait).isoformat(),
-            waiting_on="backoff",
+            waiting_on=WaitingOn.BACKOFF,
             publish=True,
         )
         await self._wait(wait, f"backoff before attempt {done + 1}")

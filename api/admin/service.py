@@ -68,7 +68,7 @@ from api.core.visibility import (
 )
 from api.dead_letters.service import DEAD, DISCARDED_WORKFLOW
 from api.jobs.service import load_job, running_phase
-from common.models import JOB_STATUS_KEY, JOB_TYPE_KEY, JobKind, Phase
+from common.models import JOB_STATUS_KEY, JOB_TYPE_KEY, JobKind, Phase, WaitingOn
 from common.temporal import RPC_TIMEOUT
 from common.vocabulary import FAILED_BY_ENDING_NAMES, JOB_STATUS
 
@@ -84,8 +84,7 @@ MAX_DESCRIBED_RUNNING = 200
 DESCRIBES_AT_ONCE = 20
 # What a job waits on (JobState.waiting_on) when its user's preferences hold it: the stats' `deferred` and
 # `digested`.
-WAITING_ON_QUIET_HOURS, WAITING_ON_DIGEST = "quiet_hours", "digest"
-PREFERENCE_WAITS = (WAITING_ON_QUIET_HOURS, WAITING_ON_DIGEST)
+PREFERENCE_WAITS = (WaitingOn.QUIET_HOURS, WaitingOn.DIGEST)
 # ExecutionStatus as visibility writes it.
 _TERMINATED, _TIMED_OUT, _CANCELED, _FAILED, _RUNNING = "Terminated", "TimedOut", "Canceled", "Failed", "Running"
 _STATUS_NAMES = {
@@ -202,8 +201,8 @@ async def _job_stats(client: Client, where: str) -> Stats:
     return Stats(
         counts=counts,
         dlq=dlq,
-        deferred=waiting.get(WAITING_ON_QUIET_HOURS, 0),
-        digested=waiting.get(WAITING_ON_DIGEST, 0),
+        deferred=waiting.get(WaitingOn.QUIET_HOURS, 0),
+        digested=waiting.get(WaitingOn.DIGEST, 0),
         approximate=not (running_complete and dead_complete),
     )
 

@@ -31,7 +31,7 @@ from api.core.errors import not_found
 from api.jobs.batch_items import load_item
 from api.jobs.models import JobView
 from common.failures import error_text
-from common.models import STATE_MEMO_KEY, Phase, result_url
+from common.models import STATE_MEMO_KEY, Phase, WaitingOn, result_url
 from common.temporal import RPC_TIMEOUT
 from common.tenants import Tenant, owned_by
 from common.vocabulary import BULLMQ_STATUS, FAILED_BY_ENDING, JOB_STATUS, NOTIFICATION_STATUS
@@ -175,7 +175,7 @@ def not_waiting_reason(view: JobView) -> str | None:
     if view.server_backoff:
         # After an attempt lost with its worker, or a job accepted before every backoff was the run's own.
         return "the job waits out a retry backoff of its send's retry policy, kept by the Temporal server"
-    if view.state.get("waiting_on") == "throttle":
+    if view.state.get("waiting_on") == WaitingOn.THROTTLE:
         return "the job waits for a slot of its SMS quota (HERALD_SMS_PER_HOUR), which a release does not override"
     return None
 
