@@ -177,7 +177,9 @@ class EmailActivities:
             if relay.provider == FALLBACK:
                 raise unreachable(relay.name, exc) from exc
             raise
-        return DeliveryReceipt(summary=f"SMTP {answer}", provider_id=mime["Message-ID"], provider=relay.provider)
+        # A plain str: the header object carries its parse tree, which Temporal's converter deep-copied
+        # (dataclasses.asdict) for every item of a slice's result, some 8% of a batch worker's CPU.
+        return DeliveryReceipt(summary=f"SMTP {answer}", provider_id=str(mime["Message-ID"]), provider=relay.provider)
 
 
 class SmtpSessions:
