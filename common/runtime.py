@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import signal
 import sys
+
+PR_SET_PDEATHSIG = 1
 
 
 def exit_skipping_teardown(code: int) -> None:
@@ -16,3 +21,12 @@ def exit_skipping_teardown(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def die_with_parent(parent_pid: int, signum: int = signal.SIGTERM) -> None:
+    """Have the kernel send this process `signum` when its parent dies (Linux's PR_SET_PDEATHSIG), so
+    a child never outlives a killed parent; if the parent is already gone, the signal comes now."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signum)

@@ -46,6 +46,8 @@ ENCRYPTION_KEY_HINT = (
 )
 KEY_BYTES = 32  # AES-256
 DEFAULT_TENANT_WEIGHT = 1.0
+# HERALD_WORKER_PROCESSES's ceiling: each process holds its own connections, caches and slots.
+MAX_WORKER_PROCESSES = 32
 
 
 class StartupRefused(RuntimeError):
@@ -190,6 +192,9 @@ class Settings(BaseSettings):
     # many workflows in its sticky cache and runs up to this many workflow tasks at once.
     worker_max_cached_workflows: int = Field(250, ge=0)
     worker_max_concurrent_workflow_tasks: int = Field(100, ge=2)
+    # Worker processes `python -m worker` runs (it and N-1 children it supervises), each with the four
+    # Workers: one Python process runs on one core at a time (the GIL), a batch's sends need more.
+    worker_processes: int = Field(1, ge=1, le=MAX_WORKER_PROCESSES)
 
     email_concurrency: int = 50
     sms_concurrency: int = 50

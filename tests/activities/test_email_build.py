@@ -7,6 +7,7 @@ from __future__ import annotations
 from email.message import EmailMessage as MimeMessage
 
 import pytest
+from aiosmtplib.email import flatten_message
 
 from activities.email import _EncodedSubject, build_message, message_id
 from common.models import EmailMessage
@@ -27,6 +28,10 @@ SUBJECTS = ["Hi", "Ünïcode subject", "=?utf-8?q?hi?= there"]
 
 
 def plain(settings: Settings, email: EmailMessage, date: str) -> bytes:
+    return plain_message(settings, email, date).as_bytes()
+
+
+def plain_message(settings: Settings, email: EmailMessage, date: str) -> MimeMessage:
     mime = MimeMessage()
     mime["From"] = settings.email_from
     mime["To"] = email.to
@@ -34,7 +39,7 @@ def plain(settings: Settings, email: EmailMessage, date: str) -> bytes:
     mime["Date"] = date
     mime["Message-ID"] = message_id(email.idempotency_key)
     mime.set_content(email.body)
-    return mime.as_bytes()
+    return mime
 
 
 @pytest.mark.parametrize("body", BODIES)
@@ -45,3 +50,7 @@ def test_the_cached_build_is_the_plain_build(body, subject):
     for _ in range(2):  # the second time from the caches
         built = build_message(settings, email)
         assert built.as_bytes() == plain(settings, email, built["Date"])
+        # As aiosmtplib writes it for SMTP (email.policy.SMTP, SMTPUTF8), its headers' folds kept.
+        for utf8, cte_type in ((False, "8bit"), (True, "8bit"), (False, "7bit")):
+            expected = flatten_message(plain_message(settings, email, built["Date"]), utf8=utf8, cte_type=cte_type)
+            assert flatten_message(built, utf8=utf8, cte_type=cte_type) == expected
