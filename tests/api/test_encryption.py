@@ -138,7 +138,7 @@ async def test_memo_and_describe_hold_no_message_text_or_contact_data(file_env, 
         assert _found(description.SerializeToString(), PLAIN) == [], name
     # While a send retries, what its backoff leaves is encrypted too: the failed attempts' failures in
     # history and the state (error, attempt log) the run writes into its memo while it waits.
-    phone = "+14155550188"
+    phone = "+14155550313"
     sms_gateway.script(phone, [Answer(500, {"error": f"cannot deliver {SMS_TEXT!r}"})])
     job_id = (
         await file_api.post(

@@ -253,7 +253,7 @@ async def test_later_backoffs_show_the_smtp_error_and_every_attempt(api, smtp_si
 
 async def test_release_runs_a_job_in_its_second_backoff_now(api, sms_gateway):
     """Every retry backoff is the run's own timer: released in its first (60 s) and its second (120 s)."""
-    phone = "+14155550177"
+    phone = "+14155550178"
     sms_gateway.script(
         phone, [Answer(503, {"error": "busy"}), Answer(500, {"error": "down"}), Answer(200, {"id": "r-3"})]
     )
@@ -311,7 +311,7 @@ async def test_a_rejection_fails_at_once_without_retries(api, sms_gateway):
 
 
 async def test_a_job_being_sent_is_processing_and_cannot_be_cancelled(api, sms_gateway):
-    phone = "+14155550142"
+    phone = "+14155550311"
     release = sms_gateway.hold(phone)
     try:
         job_id = await _accepted(await api.post("/jobs/sms", json={"phone": phone, "message": "slow"}), "sms")
@@ -358,7 +358,7 @@ async def test_priority_reaches_temporal(api, dev_env, priority):
 async def test_a_finished_job_is_searchable_by_type_and_final_status(api, dev_env, smtp_sink, sms_gateway):
     """HeraldJobType and the final HeraldStatus are in visibility (the Web UI's filters, the DLQ, stats)."""
     done = (await api.post("/jobs/email", json={"to": "sa@example.com", "subject": "s", "body": "b"})).json()["jobId"]
-    phone = "+14155550166"
+    phone = "+14155550312"
     sms_gateway.script(phone, [Answer(400, {"error": "no"})])
     failed = (await api.post("/jobs/sms", json={"phone": phone, "message": "x"})).json()["jobId"]
     assert (await until_final(api, done))["status"] == "completed"

@@ -79,7 +79,7 @@ async def _post(api, user_id: str, **more) -> str:
 async def test_a_report_lists_the_users_notifications_and_their_states(api, anon, dev_env, settings, sms_gateway):
     client = client_for(dev_env.client, settings)
     user_id = _user()
-    failing = "+14155550192"
+    failing = "+14155550314"
     sms_gateway.script(failing, [Answer(400, {"error": "bad number"})])
     sent = await _users_job(client, settings, user_id)
     failed = await _users_job(client, settings, user_id, phone=failing)  # refused at once: a dead letter

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from activities.digests import JOIN_DIGEST
+from activities.digests import JOIN_DIGEST, LEAVE_DIGEST
 from activities.preferences import CHECK_PREFERENCES
 from activities.sms_quota import TAKE_SMS_SLOT
 from common import metrics
@@ -37,7 +37,7 @@ def test_every_send_activity_maps_to_its_job_type(tmp_path):
     for queue, activities in activities_by_queue(settings).items():
         for fn in activities:
             name = fn.__temporal_activity_definition.name
-            if name in (TAKE_SMS_SLOT, CHECK_PREFERENCES, JOIN_DIGEST):
+            if name in (TAKE_SMS_SLOT, CHECK_PREFERENCES, JOIN_DIGEST, LEAVE_DIGEST):
                 continue  # not a send: it counts no attempt
             assert attempt_type(name) in TASK_QUEUES, name
             assert TASK_QUEUES[attempt_type(name)] == queue, name
