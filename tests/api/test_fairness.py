@@ -15,7 +15,8 @@ and the cap are set on the queues by the workers (common/task_queue_config.py).
   close to 3 of every 4 sends.
 - HERALD_TENANT_RATE_LIMIT=5 with 200 of A's emails and 20 of B's: A's are held to the cap (at most 1.2 x
   on average, before and after its first 2 s; at most 4.5 x in any one second: the server's 1 s burst per
-  partition, see docs/tenants.md), while B's all go out while most of A's still wait.
+  partition, see docs/tenants.md), counted by when the server dispatched each send (its history), while B's
+  all go out while most of A's still wait.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from api.core.intake import intake_worker
@@ -74,6 +76,7 @@ async def stack(settings: Settings, address: str) -> AsyncIterator[tuple[httpx.A
             await running.enter_async_context(worker)
         api = await running.enter_async_context(api_client(create_app(settings)))
         api.email_worker = email_worker  # type: ignore[attr-defined]
+        api.temporal = client  # type: ignore[attr-defined]
         yield api, running
 
 
@@ -94,9 +97,8 @@ async def post_emails(api: httpx.AsyncClient, tenant: str, count: int, label: st
     return list(await asyncio.gather(*(one(n) for n in range(count))))
 
 
-def arrivals(outbox: Path, ids: dict[str, str]) -> list[tuple[int, str]]:
-    """(arrival ns, tenant) of `ids`' messages (Message-ID → tenant), in the order the sink received them."""
-    found = []
+def messages(outbox: Path) -> Iterator[tuple[int, str]]:
+    """(arrival ns, Message-ID) of every message at the sink, in the order it received them."""
     for path in sorted(outbox.glob("*.eml")):
         message_id = next(
             (
@@ -106,9 +108,25 @@ def arrivals(outbox: Path, ids: dict[str, str]) -> list[tuple[int, str]]:
             ),
             "",
         )
-        if message_id in ids:
-            found.append((int(path.name.split("-", 1)[0]), ids[message_id]))
-    return found
+        yield int(path.name.split("-", 1)[0]), message_id
+
+
+def message_ids(outbox: Path) -> set[str]:
+    return {message_id for _, message_id in messages(outbox)}
+
+
+def arrivals(outbox: Path, ids: dict[str, str]) -> list[tuple[int, str]]:
+    """(arrival ns, tenant) of `ids`' messages (Message-ID → tenant), in the order the sink received them."""
+    return [(ns, ids[message_id]) for ns, message_id in messages(outbox) if message_id in ids]
+
+
+async def dispatched_at(client: Client, job_id: str) -> int:
+    """When the server handed the job's (first) send activity to a worker, in ns: its ActivityTaskStarted
+    time, which the server records at dispatch even where it writes the event at the attempt's end."""
+    async for event in client.get_workflow_handle(job_id).fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            return int(event.event_time.ToNanoseconds())
+    raise AssertionError(f"{job_id} has no activity started: its send did not go through the task queue")
 
 
 async def wait_for(outbox: Path, ids: dict[str, str], done: object) -> list[tuple[int, str]]:
@@ -184,9 +202,14 @@ async def test_the_tenant_cap_holds_one_tenant_without_slowing_the_other(setting
         # Some more seconds of acme's, to measure its rate over a longer window.
         await asyncio.sleep(15)
         order = arrivals(smtp_sink.outbox, ids)
-    acme_times = [ns for ns, t in order if t == "acme"]
+        # When the server handed each of acme's sends to the worker (its ActivityTaskStarted time): the
+        # cap is the server's, and the sink's arrival times also carry the worker's own stalls (on a
+        # loaded machine this in-process worker once sat 4 s on its 20 fetched tasks, then sent 27 in 1 s).
+        arrived = message_ids(smtp_sink.outbox)
+        sent_acme = [job_id for job_id in acme if f"<{job_id}@herald>" in arrived]
+        acme_times = sorted(await asyncio.gather(*(dispatched_at(api.temporal, job_id) for job_id in sent_acme)))  # type: ignore[attr-defined]
     globex_done = (max(ns for ns, t in order if t == "globex") - start) / 1e9
-    acme_by_then = sum(1 for ns in acme_times if ns - start <= globex_done * 1e9)
+    acme_by_then = sum(1 for ns, t in order if t == "acme" and ns - start <= globex_done * 1e9)
     print(f"globex: all {FREE} sent {globex_done:.1f} s after the worker started; acme had sent {acme_by_then}")
     # Not held back by acme's backlog: globex's emails are all out while most of acme's still wait.
     # The measure is relative (acme's share sent by then); the bound in seconds only stops a hang: on a
@@ -200,9 +223,10 @@ async def test_the_tenant_cap_holds_one_tenant_without_slowing_the_other(setting
     steady_from = acme_times[0] + 2e9
     steady = [ns for ns in acme_times if ns >= steady_from]
     steady_rate = len(steady) / ((acme_times[-1] - steady_from) / 1e9) if len(steady) > 1 else 0.0
+    first = acme_times[0]
     print(
-        "acme per second:",
-        [sum(1 for u in acme_times if start + k * 1e9 <= u < start + (k + 1) * 1e9) for k in range(25)],
+        "acme dispatched per second:",
+        [sum(1 for u in acme_times if first + k * 1e9 <= u < first + (k + 1) * 1e9) for k in range(25)],
     )
     print(
         f"acme: {len(acme_times)} sends over {span:.1f} s ({rate:.1f}/s; {steady_rate:.1f}/s after its first 2 s), "
