@@ -9,7 +9,6 @@ tests/workflows/test_preferences.py does; a job joins its digest by signal-with-
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -42,7 +41,7 @@ from common.models import (
 )
 from devstack.smtp_sink import read_outbox
 from tests.support.held_smtp import HeldDigestEmails
-from tests.support.temporal import email_job, events, herald_client, job_spec, query_settled, running_workers
+from tests.support.temporal import email_job, herald_client, job_spec, patch_ids, query_settled, running_workers
 from workflows.digest import DigestWorkflow
 from workflows.patches import DIGEST_LEAVE_ANSWERED
 from workflows.user import UserWorkflow
@@ -96,15 +95,6 @@ async def _until_in_digest(env: WorkflowEnvironment, handle: WorkflowHandle) -> 
 async def _result_now(env: WorkflowEnvironment, handle: WorkflowHandle) -> JobState:
     with env.auto_time_skipping_disabled():
         return await asyncio.wait_for(handle.result(), RESULT_WAIT_S)
-
-
-async def _patch_ids(handle: WorkflowHandle) -> set[str]:
-    markers = await events(handle, EventType.EVENT_TYPE_MARKER_RECORDED)
-    return {
-        json.loads(m.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
-        for m in markers
-        if m.marker_recorded_event_attributes.marker_name == "core_patch"
-    }
 
 
 def _digest_mails(smtp_sink, digest_id: str) -> list:
@@ -262,11 +252,13 @@ async def test_a_full_digest_goes_at_once_the_next_item_opens_the_next_and_runs_
         # The next one goes at its own time (time skips to it).
         await time_env.sleep(timedelta(days=1, minutes=1))
         with time_env.auto_time_skipping_disabled():
-            for _ in range(200):
+            # As long as the first wait: under a full parallel suite 10 s was once too short.
+            for _ in range(600):
                 if len(read_outbox(smtp_sink.outbox)) == 2:
                     break
-                await asyncio.sleep(0.05)
-        second = read_outbox(smtp_sink.outbox)[-1]
+                await asyncio.sleep(0.1)
+        first_mail, second = read_outbox(smtp_sink.outbox)
+        assert first_mail["Message-ID"] == mail["Message-ID"]
         assert "1. Item 0006" in _text(second) and "1 update" in second["Subject"]
 
 
@@ -364,7 +356,7 @@ async def test_an_item_taken_out_while_its_digest_is_being_sent_goes_out_once_in
     assert mail["Message-ID"] == f"<{state.digest_id}@herald>"
     assert "1. Kept item" in _text(mail) and "2. Racing item" in _text(mail)
     assert _mails_of(smtp_sink, racer.id) == []
-    assert DIGEST_LEAVE_ANSWERED in await _patch_ids(racer)
+    assert DIGEST_LEAVE_ANSWERED in await patch_ids(racer)
 
 
 async def test_an_item_released_before_its_digest_is_sent_goes_alone_and_not_in_the_digest(
