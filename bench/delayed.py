@@ -34,7 +34,7 @@ from api.jobs.starter import start_job
 from bench.procs import find_child
 from bench.report import write_figures
 from common.jobs import email_job
-from common.models import JobSpec
+from common.models import LEAN_LIFECYCLE_INPUT, JobSpec
 from common.runtime import exit_skipping_teardown
 from common.settings import Settings
 from common.temporal import client_for
@@ -110,7 +110,14 @@ async def start_all(client: Client, count: int, concurrency: int = 64) -> list[s
     created = datetime.now(UTC).isoformat()
 
     async def one(job_id: str) -> None:
-        spec = JobSpec(job_id=job_id, kind="email", family="jobs", created_at=created, delay_ms=DELAY_MS)
+        spec = JobSpec(
+            job_id=job_id,
+            kind="email",
+            family="jobs",
+            created_at=created,
+            delay_ms=DELAY_MS,
+            lifecycle=LEAN_LIFECYCLE_INPUT,
+        )
         async with gate:
             await start_job(client, email_job(spec, "parked@example.com", "bench", "a delayed job"))
 

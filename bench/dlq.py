@@ -28,7 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from bench.report import write_figures
 from common.jobs import email_job
-from common.models import JOB_STATUS_KEY, JOB_TYPE_KEY, STATE_MEMO_KEY, JobSpec
+from common.models import JOB_STATUS_KEY, JOB_TYPE_KEY, LEAN_LIFECYCLE_INPUT, STATE_MEMO_KEY, JobSpec
 from common.names import NOTIFICATION_WORKFLOW
 from common.runtime import exit_skipping_teardown
 from common.settings import Settings
@@ -60,7 +60,9 @@ async def fill(client: Client, count: int, concurrency: int = 64) -> float:
             "updated_at": "2026-01-01T00:00:10+00:00",
             "deliveries": [],
         }
-        spec = JobSpec(job_id=job_id, kind="email", family="jobs", created_at=CREATED_AT)
+        spec = JobSpec(
+            job_id=job_id, kind="email", family="jobs", created_at=CREATED_AT, lifecycle=LEAN_LIFECYCLE_INPUT
+        )
         request = email_job(spec, "dead@example.com", "bench", "a dead letter")
         async with gate:
             handle = await client.start_workflow(

@@ -20,6 +20,7 @@ from common.models import (
     JOB_STATUS_KEY,
     JOB_TYPE_KEY,
     JOB_USER_KEY,
+    LEAN_LIFECYCLE_INPUT,
     STATE_MEMO_KEY,
     TASK_QUEUES,
     CleanupInput,
@@ -154,6 +155,7 @@ def new_spec(
         then=then,
         tenant=tenant.name if tenant else None,
         tenant_scope=tenant.scope if tenant else "",
+        lifecycle=LEAN_LIFECYCLE_INPUT,
     )
 
 
@@ -197,7 +199,10 @@ def redrive_input(request: JobRequest, job_id: str) -> JobRequest:
         request = replace(request, batch_failure=None)
     # The same job again, sent now: an earlier delay or deliverAt has long passed.
     # A scheduled run's or a `then` follow-up's input has no job id (its workflow id is its job id).
-    spec = replace(request.job, job_id=request.job.job_id or job_id, delay_ms=0, deliver_at=None)
+    # A new run on today's workers: its spec names the lifecycle even if the dead letter's is older.
+    spec = replace(
+        request.job, job_id=request.job.job_id or job_id, delay_ms=0, deliver_at=None, lifecycle=LEAN_LIFECYCLE_INPUT
+    )
     # Sent again: its SMS (and its then chain's) count again, taken when they are about to be sent.
     return with_sms_slots(replace(request, job=spec), taken=False)
 

@@ -157,6 +157,10 @@ class RetrySpec:
         return total
 
 
+# JobSpec.lifecycle of a job that runs the lean lifecycle (JobTracker) without asking its patch.
+LEAN_LIFECYCLE_INPUT = 1
+
+
 @dataclass
 class JobSpec:
     """What every job has, whatever it sends."""
@@ -197,6 +201,11 @@ class JobSpec:
     # Whose preferences decide the job when it is about to be sent (common/preferences.py): a notification
     # that names a userId. None for every other job and every run accepted before preferences existed.
     audience: Audience | None = None
+    # The lifecycle the job runs (workflows/job_tracking.py), chosen by whoever built the spec
+    # (new_spec: LEAN_LIFECYCLE_INPUT). 0 in every spec built before the field: such a run asks the
+    # `lean-lifecycle` patch instead, which costs each new run a marker and a search-attribute
+    # upsert (two history events, one visibility write) that this field spares it.
+    lifecycle: int = 0
 
     def due_at(self, accepted_at: datetime) -> datetime | None:
         """When the job may first be sent (None: at once); a `delay` counts from `accepted_at`."""

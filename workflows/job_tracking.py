@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         DIGEST_SENT_SIGNAL,
         JOB_STATUS_KEY,
         JOB_WAITING_SIGNAL,
+        LEAN_LIFECYCLE_INPUT,
         PREFERENCES_CHANGED_SIGNAL,
         RELEASE_SIGNAL,
         STATE_MEMO_KEY,
@@ -780,7 +781,9 @@ class TrackedJobWorkflow:
         message: SendInput,
         take_slot: Callable[[int], Awaitable[QuotaAnswer]] | None = None,
     ) -> JobState | Any:
-        if workflow.patched(LEAN_LIFECYCLE):
+        # A spec that names its lifecycle spares the run the patch's marker; one from before the field
+        # (an old run replaying, an old schedule's or follow-up's spec) asks the patch, as it always did.
+        if spec.lifecycle >= LEAN_LIFECYCLE_INPUT or workflow.patched(LEAN_LIFECYCLE):
             assert isinstance(self.job, JobTracker)  # (only the unpatched path below replaces it)
             return await self.job.run(spec, activity, message, take_slot)
         self.job = JobTrackerV0()

@@ -65,7 +65,9 @@ PATCHES: dict[str, Patch] = {
                 "TrackedJobWorkflow.run_job (workflows/job_tracking.py): JobTracker, the lean lifecycle "
                 "(first attempt a local activity, the state in memory, the attempt log travelling with the "
                 "attempts). Old branch: JobTrackerV0, frozen in workflows/job_tracking_v0.py (a memo upsert per "
-                "change, an attempt_finished signal per attempt)."
+                "change, an attempt_finished signal per attempt). A spec that names its lifecycle "
+                "(JobSpec.lifecycle, set by new_spec since 2026-12-05) runs JobTracker without asking, so new "
+                "runs hold no marker; specs from before the field (old runs, schedules, then follow-ups) still ask."
             ),
             since="db1cb43 (2026-11-30)",
             old_path_histories=(
@@ -129,6 +131,7 @@ PATCHES: dict[str, Patch] = {
                 "backoff-v1/webhook_failed_after_three_attempts",
                 "chains-v1/then_parent_failed",
                 "entities-v1/typed_unknown_user_failed",
+                "lifecycle-v1/failed_after_3_attempts",
             ),
             retire=(
                 "Waiting: a job that failed on a worker from before 5002c7f passed the call without the marker "
@@ -288,6 +291,10 @@ PATCHES: dict[str, Patch] = {
             marker_histories=(
                 "backoff-v1/sms_released_in_two_backoffs",
                 "backoff-v1/webhook_failed_after_three_attempts",
+                "lifecycle-v1/delay_then_cancel",
+                "lifecycle-v1/delayed_24h_waiting",
+                "lifecycle-v1/failed_after_3_attempts",
+                "lifecycle-v1/webhook_500_500_200",
                 "prefs-v1/released_delay_sent",
             ),
             retire=(
@@ -354,6 +361,8 @@ PATCHES: dict[str, Patch] = {
                 "backoff-v1/rate_limited_webhook_retried",
                 "backoff-v1/sms_released_in_two_backoffs",
                 "backoff-v1/webhook_failed_after_three_attempts",
+                "lifecycle-v1/failed_after_3_attempts",
+                "lifecycle-v1/webhook_500_500_200",
             ),
             retire=(
                 "Waiting: a job in a retry backoff (or, on a rate-limited channel, sending) on a worker from before "

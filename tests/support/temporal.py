@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import socket
 import sys
 import uuid
@@ -20,7 +21,15 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.core.intake import intake_worker
 from api.jobs.service import load_job
-from common.models import SEARCH_ATTRIBUTES, EmailMessage, JobSpec, NotificationInput, RetrySpec, SmsMessage
+from common.models import (
+    LEAN_LIFECYCLE_INPUT,
+    SEARCH_ATTRIBUTES,
+    EmailMessage,
+    JobSpec,
+    NotificationInput,
+    RetrySpec,
+    SmsMessage,
+)
 from common.settings import Settings
 from common.temporal import client_for
 from worker import build_workers
@@ -122,7 +131,8 @@ def job_spec(
         family=family,
         created_at=datetime.now(UTC).isoformat(),
         retry=RetrySpec(max_attempts=attempts, backoff=backoff, delay_ms=backoff_ms),
-        **fields,
+        # As the API builds it (common/jobs.py new_spec); lifecycle=0 for a spec from before the field.
+        **{"lifecycle": LEAN_LIFECYCLE_INPUT, **fields},
     )
 
 
@@ -190,6 +200,16 @@ async def attempt_gaps(handle: WorkflowHandle, state: dict[str, Any]) -> list[fl
     first = [t.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds() for t in after[:1]]
     later = [datetime.fromisoformat(d["server_started_at"]) for d in state["deliveries"] if d["server_started_at"]]
     return first + gaps_seconds(later)
+
+
+async def patch_ids(handle: WorkflowHandle) -> set[str]:
+    """The ids of the `workflow.patched` calls whose marker the run's history holds."""
+    markers = await events(handle, EventType.EVENT_TYPE_MARKER_RECORDED)
+    return {
+        json.loads(m.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
+        for m in markers
+        if m.marker_recorded_event_attributes.marker_name == "core_patch"
+    }
 
 
 async def local_activity_markers(handle: WorkflowHandle) -> list:

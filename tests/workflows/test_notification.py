@@ -21,9 +21,11 @@ from tests.support.temporal import (
     herald_client,
     job_state,
     local_activity_markers,
+    patch_ids,
     running_workers,
     sms_job,
 )
+from workflows.patches import LEAN_LIFECYCLE
 
 
 async def start(env, request: NotificationInput):
@@ -193,3 +195,35 @@ async def test_a_cancel_during_a_send_waits_for_it_and_reports_the_truth(time_en
     assert {r.headers["idempotency-key"] for r in gateway.received} == {handle.id}
     state = await job_state(herald_client(time_env), handle)
     assert state["phase"] == "completed" and state["attempts"] == 1
+
+
+async def test_a_job_sent_at_once_is_seven_history_events(time_env, make_settings, smtp_sink):
+    # The API's spec names its lifecycle, so the run asks no patch: no marker, no TemporalChangeVersion upsert.
+    async with running_workers(herald_client(time_env), make_settings()):
+        handle = await start(time_env, email_job())
+        assert (await handle.result()).phase == "completed"
+    kinds = [e.event_type async for e in handle.fetch_history_events()]
+    assert kinds == [
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+        EventType.EVENT_TYPE_MARKER_RECORDED,  # the first attempt, a local activity
+        EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,  # HeraldStatus: completed
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+    ]
+    assert await patch_ids(handle) == set()
+    assert len(read_outbox(smtp_sink.outbox)) == 1
+
+
+async def test_a_spec_from_before_its_lifecycle_field_runs_the_lean_lifecycle_by_its_patch(
+    time_env, make_settings, smtp_sink
+):
+    # A schedule's or a `then`'s spec stored before the field: the run asks the patch, which a new run passes.
+    async with running_workers(herald_client(time_env), make_settings()):
+        handle = await start(time_env, email_job(lifecycle=0))
+        final = await handle.result()
+    assert final.phase == "completed" and final.attempts == 1
+    assert await patch_ids(handle) == {LEAN_LIFECYCLE}
+    assert len(await local_activity_markers(handle)) == 1
+    assert await events(handle, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) == []

@@ -11,7 +11,6 @@ goes through the API on the dev server.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -37,6 +36,7 @@ from tests.support.temporal import (
     email_job,
     events,
     herald_client,
+    patch_ids,
     query_settled,
     register_search_attributes,
     running_workers,
@@ -136,16 +136,7 @@ async def test_inside_quiet_hours_it_waits_nine_hours_then_is_sent(time_env, mak
         assert len(_mails(smtp_sink, handle.id)) == 1
         [timer] = await _timers(handle)
         assert NINE_HOURS - timedelta(minutes=2) < timer <= NINE_HOURS
-    assert PREFERENCES_AT_SEND in await _patch_ids(handle)
-
-
-async def _patch_ids(handle: WorkflowHandle) -> list[str]:
-    markers = await events(handle, EventType.EVENT_TYPE_MARKER_RECORDED)
-    return [
-        json.loads(m.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
-        for m in markers
-        if m.marker_recorded_event_attributes.marker_name == "core_patch"
-    ]
+    assert PREFERENCES_AT_SEND in await patch_ids(handle)
 
 
 async def test_quiet_hours_removed_send_the_waiting_job_at_once(time_env, make_settings, smtp_sink):
@@ -228,7 +219,7 @@ async def test_a_release_ends_quiet_hours_and_a_delay_at_once(time_env, make_set
         undelayed = await _result_now(time_env, delayed_job)
         assert undelayed.phase == "completed" and _rules(undelayed) == [("release", "released")]
         assert len(_mails(smtp_sink, delayed_job.id)) == 1
-    assert RELEASABLE_WAITS in await _patch_ids(delayed_job)
+    assert RELEASABLE_WAITS in await patch_ids(delayed_job)
 
 
 async def test_daylight_saving_in_berlin_shortens_the_night(tmp_path, make_settings, smtp_sink):

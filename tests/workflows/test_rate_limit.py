@@ -5,7 +5,6 @@ counted as an attempt; a batch sends one item per activity once a slice was decl
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from datetime import timedelta
 
@@ -25,6 +24,7 @@ from tests.support.temporal import (
     job_spec,
     job_state,
     local_activity_markers,
+    patch_ids,
     running_workers,
 )
 from workflows.patches import RATE_LIMITED_BATCH_SLICES, RATE_LIMITED_FIRST_ATTEMPT
@@ -37,17 +37,6 @@ async def scheduled_activities(handle) -> list:
         e.activity_task_scheduled_event_attributes
         for e in await events(handle, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
     ]
-
-
-async def patch_markers(handle) -> set[str]:
-    """The ids of the patches whose marker the run's history holds."""
-    found = set()
-    for m in await events(handle, EventType.EVENT_TYPE_MARKER_RECORDED):
-        attributes = m.marker_recorded_event_attributes
-        if attributes.marker_name == "core_patch":
-            [payload] = attributes.details["patch-data"].payloads
-            found.add(json.loads(payload.data)["id"])
-    return found
 
 
 async def test_a_declined_first_attempt_is_sent_as_an_activity_and_not_counted(time_env, make_settings, smtp_sink):
@@ -69,7 +58,7 @@ async def test_a_declined_first_attempt_is_sent_as_an_activity_and_not_counted(t
     # In history: the declined local try, the patch's marker, then one activity for attempts 1-3.
     [declined] = await local_activity_markers(handle)
     assert declined.marker_recorded_event_attributes.failure.application_failure_info.type == FIRST_ATTEMPT_DECLINED
-    assert RATE_LIMITED_FIRST_ATTEMPT in await patch_markers(handle)
+    assert RATE_LIMITED_FIRST_ATTEMPT in await patch_ids(handle)
     [scheduled] = await scheduled_activities(handle)
     assert scheduled.activity_type.name == "send_email" and scheduled.task_queue.name == "herald-email"
     # No deadline of its own from its scheduling (the server fills in the run's: none, years): a send
@@ -136,4 +125,4 @@ async def test_a_batch_sends_one_item_per_activity_after_a_declined_slice(time_e
     inputs = [(await client.data_converter.decode(a.input.payloads))[0] for a in await scheduled_activities(handle)]
     sizes = [len(part["numbers"]) for part in inputs]
     assert sizes == [3, 3] + [1] * 7, sizes
-    assert RATE_LIMITED_BATCH_SLICES in await patch_markers(handle)
+    assert RATE_LIMITED_BATCH_SLICES in await patch_ids(handle)

@@ -7,7 +7,6 @@ starts at once. Attempt counts and timings are read from the run's history.
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import datetime, timedelta
 
 import pytest
@@ -19,7 +18,7 @@ from api.jobs.service import load_job, not_waiting_reason
 from api.jobs.starter import start_job
 from common.models import RELEASE_SIGNAL
 from tests.support.http_receiver import Answer, HttpReceiver
-from tests.support.temporal import attempt_gaps, events, herald_client, job_state, running_workers, sms_job
+from tests.support.temporal import attempt_gaps, events, herald_client, job_state, patch_ids, running_workers, sms_job
 from workflows.patches import RELEASABLE_BACKOFFS
 
 # exponential from 60 s: 60 s → 120 s → 240 s between attempts 1-2, 2-3, 3-4.
@@ -74,15 +73,6 @@ async def _backoffs(handle: WorkflowHandle) -> list[tuple[float, float, str]]:
     return out
 
 
-async def _patch_ids(handle: WorkflowHandle) -> set[str]:
-    markers = await events(handle, EventType.EVENT_TYPE_MARKER_RECORDED)
-    return {
-        json.loads(m.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
-        for m in markers
-        if m.marker_recorded_event_attributes.marker_name == "core_patch"
-    }
-
-
 async def test_a_release_in_the_second_and_the_third_backoff_starts_the_next_attempt_now(time_env, make_settings):
     script = [Answer(503), Answer(500), Answer(503), Answer(200, {"id": "sms_4"})]
     client = herald_client(time_env)
@@ -123,7 +113,7 @@ async def test_a_release_in_the_second_and_the_third_backoff_starts_the_next_att
     assert first[0] == 60 and first[2] == "fired" and 60 <= first[1] < 60 + PROMPT_S, first
     assert second[0] == 120 and second[2] == "canceled" and second[1] < PROMPT_S, second
     assert third[0] == 240 and third[2] == "canceled" and third[1] < PROMPT_S, third
-    assert RELEASABLE_BACKOFFS in await _patch_ids(handle)
+    assert RELEASABLE_BACKOFFS in await patch_ids(handle)
 
 
 async def test_a_release_in_the_last_backoff_runs_the_last_attempt_and_then_the_job_is_a_dead_letter(

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -27,7 +25,7 @@ from api.jobs.starter import sms_job, start_job
 from common.models import INTAKE_TASK_QUEUE, JobState, QuotaAnswer, QuotaInput, QuotaRequest
 from common.sms_quota import quota_key
 from tests.support.http_receiver import HttpReceiver
-from tests.support.temporal import events, herald_client, job_spec, job_state, query_settled, running_workers
+from tests.support.temporal import herald_client, job_spec, job_state, patch_ids, query_settled, running_workers
 from workflows.patches import SMS_QUOTA_AT_SEND
 from workflows.sms_quota import SmsQuotaWorkflow
 
@@ -108,15 +106,6 @@ async def _result(env, handle: WorkflowHandle) -> JobState:
         ) from None
 
 
-def _patches(markers: list) -> list[str]:
-    """The patch ids a run's marker events hold."""
-    return [
-        json.loads(m.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
-        for m in markers
-        if m.marker_recorded_event_attributes.marker_name == "core_patch"
-    ]
-
-
 async def test_an_uncounted_sms_waits_until_a_slot_frees_then_takes_it_and_is_sent(time_env, make_settings):
     phone = _phone()
     client = herald_client(time_env)
@@ -142,7 +131,7 @@ async def test_an_uncounted_sms_waits_until_a_slot_frees_then_takes_it_and_is_se
             assert gateway.received[0].json()["to"] == phone
             # Sent once the first slots expired: it took one of the new hour's.
             assert await _used(client, "phone", phone) == 1
-    assert SMS_QUOTA_AT_SEND in _patches(await events(handle, EventType.EVENT_TYPE_MARKER_RECORDED))
+    assert SMS_QUOTA_AT_SEND in await patch_ids(handle)
 
 
 async def test_an_sms_counted_at_intake_is_sent_at_once_however_full_the_hour(time_env, make_settings):
@@ -157,7 +146,7 @@ async def test_an_sms_counted_at_intake_is_sent_at_once_however_full_the_hour(ti
                 state = await _result(time_env, handle)
             assert state.phase == "completed" and len(gateway.received) == 1
             assert await _used(client, "phone", phone) == LIMIT  # no slot taken twice
-    assert SMS_QUOTA_AT_SEND not in _patches(await events(handle, EventType.EVENT_TYPE_MARKER_RECORDED))
+    assert SMS_QUOTA_AT_SEND not in await patch_ids(handle)
 
 
 async def test_a_full_user_quota_holds_the_sms_and_none_of_its_numbers_slots(time_env, make_settings):
