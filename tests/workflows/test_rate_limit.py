@@ -65,6 +65,8 @@ async def test_a_declined_first_attempt_is_sent_as_an_activity_and_not_counted(t
     # waiting its turn behind a backlog is never dropped.
     assert scheduled.schedule_to_close_timeout.ToTimedelta() > timedelta(days=365)
     assert scheduled.start_to_close_timeout.ToTimedelta() == timedelta(seconds=request.job.attempt_timeout_s)
+    # What docs/delivery.md says a rate-limited job costs: 15 events (7 on an unlimited channel).
+    assert len([e async for e in handle.fetch_history_events()]) == 15
 
 
 async def test_retries_after_a_declined_first_attempt_count_from_one(time_env, make_settings):
