@@ -5,6 +5,7 @@ thousand of them in one request within the history limits."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import pytest
@@ -275,6 +276,53 @@ async def test_the_operators_field_limits_apply_to_each_item(make_app, workers):
             "validation_error",
         )
         assert [d["field"] for d in body["details"]] == ["items.0.message"]
+
+
+async def test_a_batch_over_the_item_setting_is_a_400_on_items_and_the_setting_itself_is_accepted(make_app, workers):
+    """HERALD_MAX_BATCH_ITEMS bounds a batch's items (docs/settings.md: more is a 400 on `items`)."""
+    items = [{"to": f"cap{n}@example.com", "subject": "Capped", "body": f"item {n}"} for n in range(6)]
+    async with api_client(make_app(max_batch_items=5), headers=AUTH) as limited:
+        body = assert_error(
+            await limited.post("/notify/batch", json={"channel": "email", "items": items}), 400, "validation_error"
+        )
+        assert body["details"] == [{"field": "items", "message": "at most 5 items in one batch"}]
+        # Exactly the setting's worth is a batch.
+        accepted = await _batch(limited, {"channel": "email", "items": items[:5]})
+        assert (await _until_done(limited, accepted["batchId"]))["counts"]["success"] == 5
+
+
+async def test_the_batch_route_has_a_body_limit_of_its_own(make_app, workers):
+    """HERALD_MAX_BATCH_BODY_BYTES bounds POST /notify/batch's body (413 over it); every other route keeps
+    HERALD_MAX_BODY_BYTES, however large the batch limit."""
+    items = [{"to": f"bytes{n}@example.com", "subject": "Sized", "body": "x" * 500} for n in range(3)]
+    fits = {"channel": "email", "items": items}
+    too_big = {"channel": "email", "items": items * 3}
+    assert 1024 < len(json.dumps(fits)) < 4096 < len(json.dumps(too_big))
+    async with api_client(make_app(max_body_bytes=1024, max_batch_body_bytes=4096), headers=AUTH) as limited:
+        # Over HERALD_MAX_BODY_BYTES but within the batch's own limit.
+        accepted = await _batch(limited, fits)
+        body = assert_error(await limited.post("/notify/batch", json=too_big), 413, "payload_too_large")
+        assert body["message"] == "the body is larger than 4096 bytes" and body["details"] == []
+
+        # Chunked, with no Content-Length: counted against the same limit as it streams in.
+        async def chunks():
+            encoded = json.dumps(too_big).encode()
+            for start in range(0, len(encoded), 1000):
+                yield encoded[start : start + 1000]
+
+        request = limited.build_request(
+            "POST", "/notify/batch", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+        assert "content-length" not in request.headers
+        assert_error(await limited.send(request), 413, "payload_too_large")
+        # Another route, with a body the batch route would take: its own, smaller limit.
+        body = assert_error(
+            await limited.post("/notify/email", json={"to": "bytes@example.com", "subject": "s", "body": "x" * 1500}),
+            413,
+            "payload_too_large",
+        )
+        assert body["message"] == "the body is larger than 1024 bytes"
+        assert (await _until_done(limited, accepted["batchId"]))["counts"]["success"] == 3
 
 
 @pytest.mark.parametrize(
