@@ -946,6 +946,9 @@ class DigestInfo:
     topic: str
     items: int
     next_at: str | None
+    # Its items' job ids in the order they joined (at most MAX_DIGEST_ITEMS ids, cheap to answer). Defaulted:
+    # a worker from before it answers without them.
+    job_ids: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -199,6 +199,15 @@ class DigestWorkflow:
 
     @workflow.query(name="digest")
     def open_digest(self) -> DigestInfo | None:
+        """The open digest: its items (the first max_items: any after them open the next digest) by job id, in
+        the order they joined. A query: it reads the state and adds nothing to the history."""
         if not self.items:
             return None
-        return DigestInfo(digest_id=self.digest_id, topic=self.input.topic, items=len(self.items), next_at=self.next_at)
+        held = self.items[: self.max_items]
+        return DigestInfo(
+            digest_id=self.digest_id,
+            topic=self.input.topic,
+            items=len(held),
+            next_at=self.next_at,
+            job_ids=[i.job_id for i in held],
+        )

@@ -126,8 +126,20 @@ class User(Answer):
     updatedAt: str = Field(description="the latest PUT", json_schema_extra=DATE_TIME)
 
 
+class OpenDigestItem(Answer):
+    """A user's open digest (the contract's shape): the notifications of one topic waiting to go out as one
+    email."""
+
+    digestId: str = Field(
+        description="the digest's id: each of its items' `digestId` (and `result.digestId` once sent)"
+    )
+    topic: str
+    sendAt: str | None = Field(description="when it is sent (ISO 8601)", json_schema_extra=DATE_TIME)
+    jobIds: list[str] = Field(max_length=1000, description="its items' job ids in the order they joined, at most 1,000")
+
+
 class OpenDigest(Answer):
-    """A user's open digest: the notifications of one topic waiting to go out as one email."""
+    """A user's open digest as the previous release answered it (`digests`, deprecated: read `items`)."""
 
     digestId: str = Field(
         description="the digest's id: each of its items' `digestId` (and `result.digestId` once sent)"
@@ -141,7 +153,14 @@ class Digests(Answer):
     """GET /users/{userId}/digests"""
 
     userId: str
-    digests: list[OpenDigest] = Field(description="one per digested topic with notifications waiting")
+    items: list[OpenDigestItem] = Field(description="one per digested topic with notifications waiting")
+    digests: list[OpenDigest] = Field(
+        description=(
+            "Deprecated: read `items`. The same digests in the previous release's shape (`items` a count, "
+            "`nextAt` for `sendAt`), kept for its clients"
+        ),
+        deprecated=True,
+    )
 
 
 class DigestSendAccepted(Answer):

@@ -21,6 +21,7 @@ from api.users.models import (
     Digests,
     DigestSendAccepted,
     OpenDigest,
+    OpenDigestItem,
     QuietHoursBody,
     User,
     UserPut,
@@ -131,10 +132,13 @@ DigestIdPath = Annotated[
 @router.get(
     "/{userId}/digests",
     summary="A user's open digests",
-    response_description="One per digested topic with notifications waiting, and when it goes",
+    response_description="One per digested topic with notifications waiting: when it is sent, and its job ids",
     responses=errors(400, 401, 404, 502, 503, say={404: "`not_found`: no user with that id"}),
 )
 async def list_digests(user_id: UserIdPath, gateway: Gateway, tenant: CallerTenant) -> Digests:
+    """The user's open digests in `items`: each one's `digestId`, `topic`, `sendAt` (when it is sent) and
+    `jobIds` (its items' job ids in the order they joined). `digests` is deprecated: the same digests in the
+    previous release's shape (`items` a count, `nextAt`), kept for its clients."""
     client = await gateway.client()
     profile = await read_profile(client, user_id, tenant)
     if profile is None:
@@ -142,6 +146,8 @@ async def list_digests(user_id: UserIdPath, gateway: Gateway, tenant: CallerTena
     found = await open_digests(client, profile, tenant)
     return Digests(
         userId=user_id,
+        items=[OpenDigestItem(digestId=d.digest_id, topic=d.topic, sendAt=d.next_at, jobIds=d.job_ids) for d in found],
+        # The previous release's shape, for its clients (deprecated in the schema).
         digests=[OpenDigest(digestId=d.digest_id, topic=d.topic, items=d.items, nextAt=d.next_at) for d in found],
     )
 

@@ -1,5 +1,6 @@
 """Digests through the API on the dev server: a digested topic's notifications wait `delayed` with their
-digestId; GET /users/{userId}/digests lists the open digest; cancelling takes an item out; POST
+digestId; GET /users/{userId}/digests lists the open digest (`items`: its topic, sendAt and jobIds in join order; the
+deprecated `digests` in the previous release's shape); cancelling takes an item out; POST
 /users/{userId}/digests/{digestId}/send sends it now as one email listing the items in order, and each
 item completes with result.digestId. Bad ids are 400, unknown ones 404."""
 
@@ -29,7 +30,7 @@ async def in_digest(api, job_id: str) -> dict:
 async def test_a_digest_listed_an_item_cancelled_out_and_sent_now_as_one_email(api, smtp_sink):
     user_id = new_user_id()
     assert (await api.put(f"/users/{user_id}", json=DIGESTING)).status_code == 200
-    assert (await api.get(f"/users/{user_id}/digests")).json() == {"userId": user_id, "digests": []}
+    assert (await api.get(f"/users/{user_id}/digests")).json() == {"userId": user_id, "items": [], "digests": []}
     before = datetime.now(UTC)
     first = (await api.post("/jobs/email", json=email(user_id, "Order 1 shipped"))).json()["jobId"]
     waiting = await in_digest(api, first)
@@ -53,13 +54,22 @@ async def test_a_digest_listed_an_item_cancelled_out_and_sent_now_as_one_email(a
     third = (await api.post("/jobs/email", json=email(user_id, "Order 3 shipped"))).json()["jobId"]
     await in_digest(api, third)
 
-    listed = (await api.get(f"/users/{user_id}/digests")).json()["digests"]
-    assert [(d["digestId"], d["topic"], d["items"]) for d in listed] == [(digest_id, "orders", 4)]
-    assert listed[0]["nextAt"] == waiting["nextAttemptAt"]
+    answer = (await api.get(f"/users/{user_id}/digests")).json()
+    assert set(answer) == {"userId", "items", "digests"}
+    [item] = answer["items"]
+    assert set(item) == {"digestId", "topic", "sendAt", "jobIds"}
+    assert (item["digestId"], item["topic"]) == (digest_id, "orders")
+    assert item["jobIds"] == [first, second, gone, third]  # the order they joined
+    # The previous release's shape, kept (deprecated): the same digest, sendAt its nextAt.
+    [legacy] = answer["digests"]
+    assert (legacy["digestId"], legacy["topic"], legacy["items"]) == (digest_id, "orders", 4)
+    assert item["sendAt"] == legacy["nextAt"] == waiting["nextAttemptAt"]
 
     assert (await api.post(f"/jobs/{gone}/cancel")).status_code == 202
     assert (await until_final(api, gone))["status"] == "cancelled"
-    await poll(api, f"/users/{user_id}/digests", lambda b: b["digests"] and b["digests"][0]["items"] == 3)
+    left = await poll(api, f"/users/{user_id}/digests", lambda b: b["items"] and len(b["items"][0]["jobIds"]) == 3)
+    assert left["items"][0]["jobIds"] == [first, second, third]
+    assert left["digests"][0]["items"] == 3 and left["items"][0]["sendAt"] == left["digests"][0]["nextAt"]
 
     sent = await api.post(f"/users/{user_id}/digests/{digest_id}/send")
     assert sent.status_code == 202, sent.text
@@ -75,7 +85,7 @@ async def test_a_digest_listed_an_item_cancelled_out_and_sent_now_as_one_email(a
     text = mail.get_body(preferencelist=("plain",)).get_content()
     assert text.index("Order 1 shipped") < text.index("Order A-17 confirmed") < text.index("Order 3 shipped")
     assert "Cancelled one" not in text and "Hello Ada" in text
-    assert (await api.get(f"/users/{user_id}/digests")).json()["digests"] == []
+    assert (await api.get(f"/users/{user_id}/digests")).json() == {"userId": user_id, "items": [], "digests": []}
     # Sent: no longer open.
     assert_error(await api.post(f"/users/{user_id}/digests/{digest_id}/send"), 404, "not_found")
 
@@ -118,4 +128,4 @@ async def test_release_takes_an_item_out_of_its_digest_and_sends_it(api, smtp_si
         ("digest", "sent"),
     ]
     assert len(mail_for(smtp_sink.outbox, job_id)) == 1
-    assert (await api.get(f"/users/{user_id}/digests")).json()["digests"] == []
+    assert (await api.get(f"/users/{user_id}/digests")).json() == {"userId": user_id, "items": [], "digests": []}

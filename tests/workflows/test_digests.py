@@ -138,6 +138,7 @@ async def test_a_daily_digest_at_nine_berlin_time_sends_one_email_listing_the_it
             client.get_workflow_handle(digest_workflow_id(user_id, "orders")), "digest", DigestInfo
         )
         assert opened.items == 3 and opened.digest_id == digest_id
+        assert opened.job_ids == [h.id for h in handles]  # in the order they joined
 
         finals = [await h.result() for h in handles]  # time skips to 09:00 Berlin
         for final in finals:
@@ -246,7 +247,7 @@ async def test_a_full_digest_goes_at_once_the_next_item_opens_the_next_and_runs_
         assert mail["Message-ID"] == f"<{digest_workflow_id(user_id, 'orders')}-1@herald>"
         text = _text(mail)
         assert text.index("1. Item 0001") < text.index("5. Item 0005") and "Item 0006" not in text
-        assert info.digest_id.endswith("-2") and info.next_at == until
+        assert info.digest_id.endswith("-2") and info.next_at == until and info.job_ids == ["gone-6"]
         # Continued as new, carrying the open digest.
         assert (await digest.describe()).run_id != first_run
         # The next one goes at its own time (time skips to it).
@@ -290,6 +291,7 @@ async def test_at_the_production_limit_1000_items_go_in_one_email_and_the_1001st
         text = _text(mail)
         assert text.count("Item ") == MAX_DIGEST_ITEMS and "1000. Item 1000" in text and "Item 1001" not in text
         assert info.items == 1 and info.digest_id.endswith("-2") and info.next_at == until
+        assert info.job_ids == [f"gone-{MAX_DIGEST_ITEMS + 1}"]
 
 
 async def _leaves(digest: WorkflowHandle) -> int:
