@@ -52,7 +52,9 @@ DESCRIPTIONS = {
     LIVE_JOBS: "Jobs this API process watches for live status (one Temporal history long poll each)",
     LIVE_VIEWERS: "Open SSE streams and waiting long polls of this API process",
     ATTEMPTS: "Send attempts a worker finished, by job type, outcome (succeeded, failed) and tenant",
-    JOBS_FINISHED: "Jobs that reached a final state, by type, status (completed, failed, cancelled) and tenant",
+    JOBS_FINISHED: (
+        "Jobs that reached a final state, by type, status (completed, failed, cancelled, suppressed) and tenant"
+    ),
     DEAD_LETTERS: "Jobs that were recorded in the dead-letter queue, by type and tenant",
 }
 
@@ -118,7 +120,7 @@ def _workflow_tenant() -> str:
 
 def count_job_finished(job_type: str, status: str) -> None:
     """From inside a job's workflow, once, when it reaches its final state (`status`: completed,
-    failed or cancelled). Replay-safe: the workflow meter records nothing during replay."""
+    failed, cancelled or suppressed). Replay-safe: the workflow meter records nothing during replay."""
     workflow.metric_meter().create_counter(JOBS_FINISHED, DESCRIPTIONS[JOBS_FINISHED]).add(
         1, {"type": job_type, "status": status, "tenant": _workflow_tenant()}
     )

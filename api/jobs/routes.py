@@ -221,7 +221,7 @@ async def cancel_job(job_id: str, gateway: Gateway, tenant: CallerTenant) -> Can
 @router.post(
     "/{job_id}/release",
     status_code=202,
-    summary="Run a waiting job now (delay, deliverAt, quiet hours, retry backoff)",
+    summary="Run a waiting job now (delay, deliverAt, quiet hours, digest, retry backoff)",
     response_description="The release is recorded; the job is sent now (its opt-outs still hold)",
     responses=errors(
         401,

@@ -36,7 +36,7 @@ def test_bench_runs_small(tmp_path: Path) -> None:
             # Past one chunk (HERALD_BATCH_CHUNK_ITEMS, 1000): a ChunkedBatchWorkflow over two chunks.
             "--big-batch",
             "1200",
-            # Two tenants, tiny: A's 40 then B's one, 20 each at 3:1, a cap of 10/s over 30 of A's.
+            # Two tenants, tiny: A's 40 then B's one, 20 each at 3:1, the default cap (5/s) over 30 of A's.
             "--fairness-jobs",
             "40",
             "--fairness-share-jobs",

@@ -139,9 +139,20 @@ async def test_worker_endpoint_serves_sdk_and_herald_metrics_and_logs_keep_secre
                 await api.post("/jobs/sms", json={"phone": "+14155550100", "message": "m", "attempts": 1})
             ).json()
             hooked = (await api.post("/notify/webhook", json={"url": receiver.url + "/hook", "data": {"n": 1}})).json()
+            # A user who opted out of email: the job ends suppressed (counted apart, not failed).
+            assert (
+                await api.put("/users/metrics-user", json={"email": "ada@example.com", "channels": {"email": False}})
+            ).status_code == 200
+            opted_out = (
+                await api.post(
+                    "/notify/email",
+                    json={"to": "ada@example.com", "subject": "s", "body": "b", "userId": "metrics-user"},
+                )
+            ).json()
             assert (await until_final(api, sent["jobId"]))["status"] == "completed"
             assert (await until_final(api, failing["jobId"]))["status"] == "failed"
             assert (await until_final(api, hooked["notificationId"]))["status"] == "completed"
+            assert (await until_final(api, opted_out["notificationId"]))["status"] == "suppressed"
             # A wrong key and the admin token where a client key belongs: refused, and not logged.
             await api.get(f"/jobs/{sent['jobId']}/status", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
             await api.get("/jobs/x/status", headers={"Authorization": f"Bearer {API_KEY}x"})
@@ -161,6 +172,7 @@ async def test_worker_endpoint_serves_sdk_and_herald_metrics_and_logs_keep_secre
     # Labelled by the job's tenant (its HeraldTenant), one the worker's HERALD_API_KEYS names.
     assert value(page, JOBS_FINISHED, type="email", status="completed", tenant=bare_key_tenant(API_KEY)) >= 1
     assert value(page, JOBS_FINISHED, type="sms", status="failed") >= 1
+    assert value(page, JOBS_FINISHED, type="email", status="suppressed") >= 1
     assert value(page, DEAD_LETTERS, type="sms") >= 1
     assert value(page, DEAD_LETTERS, type="email") == 0
     # The SDK's own metrics on the same endpoint.

@@ -4,7 +4,7 @@ waited out, daylight saving in Berlin, a change of preferences reaching a waitin
 polling), opt-outs, critical notifications, and POST /jobs/{id}/release's signal.
 
 That server has no update-with-start: the user's workflow is started with its profile (UserInput), and
-changed with its `put` update, as tests/workflows/test_entities.py does. tests/api/test_preferences_flow.py
+changed with its `put` update, as tests/workflows/test_entities.py does. tests/api/test_preferences.py
 goes through the API on the dev server.
 """
 
