@@ -1,7 +1,9 @@
 #!/bin/sh
 # Register Herald's custom search attributes (common/models.py SEARCH_ATTRIBUTES) in the
 # namespace, once Temporal serves it. Idempotent: attributes that exist are left alone.
-# Runs in the temporalio/admin-tools image (the `temporal` CLI); see docker-compose.yml.
+# Runs in the temporalio/admin-tools image (the `temporal` CLI) as the second step of the
+# `temporal-namespace` service of docker-compose.yml, after deploy/temporal-create-namespace.sh;
+# against any other cluster too (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE; the namespace must exist).
 set -eu
 
 ADDRESS="${TEMPORAL_ADDRESS:-temporal:7233}"
@@ -13,7 +15,7 @@ cli() {
     temporal "$@" --address "$ADDRESS" --namespace "$NAMESPACE"
 }
 
-# auto-setup creates the namespace only after the server is healthy: wait for it.
+# Wait for the namespace: docker compose creates it just before, elsewhere it may come later.
 n=0
 until cli operator namespace describe --output none >/dev/null 2>&1; do
     n=$((n + 1))

@@ -15,6 +15,7 @@ import yaml
 
 from common.models import SEARCH_ATTRIBUTES
 from common.settings import Settings
+from devstack.temporal_server import DYNAMIC_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -72,6 +73,37 @@ def test_the_cluster_registers_every_search_attribute():
     script = (ROOT / "deploy/register-search-attributes.sh").read_text()
     registered = set(re.search(r'ATTRIBUTES="([^"]*)"', script).group(1).split())
     assert registered == set(SEARCH_ATTRIBUTES)
+
+
+def test_the_server_runs_the_matching_config_herald_is_tested_with():
+    # Priority (matching.useNewMatcher) and fair dispatch (matching.enableFairness), as the dev stack.
+    temporal = _environment("temporal")
+    mount = next(v for v in SERVICES["temporal"]["volumes"] if v.startswith("./deploy/temporal-dynamicconfig:"))
+    source, target = mount.split(":")[:2]
+    path = temporal["DYNAMIC_CONFIG_FILE_PATH"]
+    assert path.startswith(target + "/"), f"{path} is not in the mounted {target}"
+    config = yaml.safe_load((ROOT / source / path.removeprefix(target + "/")).read_text())
+    matching = {key: value for key, value in DYNAMIC_CONFIG.items() if key.startswith("matching.")}
+    assert {"matching.useNewMatcher", "matching.enableFairness"} <= set(matching)
+    for key, value in matching.items():
+        assert [str(entry["value"]).lower() for entry in config[key]] == [value], key
+
+
+def _waits_for(service: str, other: str) -> str | None:
+    return (SERVICES[service].get("depends_on") or {}).get(other, {}).get("condition")
+
+
+def test_the_setup_containers_run_before_what_needs_them():
+    # The schemas before the server; the namespace and its search attributes before the api and worker.
+    assert _waits_for("temporal", "temporal-schema") == "service_completed_successfully"
+    assert "temporal-setup-schema.sh" in " ".join(SERVICES["temporal-schema"]["entrypoint"])
+    assert _waits_for("temporal-namespace", "temporal") == "service_healthy"
+    steps = " ".join(SERVICES["temporal-namespace"]["entrypoint"])
+    assert "temporal-create-namespace.sh" in steps and "register-search-attributes.sh" in steps
+    for service in HERALD:
+        assert _waits_for(service, "temporal-namespace") == "service_completed_successfully"
+    for script in ("temporal-setup-schema.sh", "temporal-create-namespace.sh", "register-search-attributes.sh"):
+        assert (ROOT / "deploy" / script).read_text().startswith("#!/bin/sh\n")
 
 
 def test_the_image_holds_every_package_herald_imports():
