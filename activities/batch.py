@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -30,7 +31,25 @@ from common.settings import Settings
 
 Item = TypeVar("Item")
 HEARTBEAT_EVERY_S = 2.0
-MAX_ERROR_CHARS = 300
+# An item's error or summary, as Temporal writes it (JSON escapes each non-ASCII character as six
+# bytes): a chunk's result holds one per item, so their size, not their characters, is what's bounded.
+MAX_TEXT_BYTES = 300
+
+
+def short(text: str) -> str:
+    """`text` cut so its JSON form (as Temporal writes it) takes at most MAX_TEXT_BYTES: 300 ASCII
+    characters, 50 of another script. A batch chunk's result then stays far below Temporal's 2 MB
+    payload limit at the largest HERALD_BATCH_CHUNK_ITEMS (1,000) (tests/activities/test_failure_size.py)."""
+    size = len(json.dumps(text)) - 2
+    if size <= MAX_TEXT_BYTES:
+        return text
+    kept, size = [], 0
+    for char in text:
+        size += len(json.dumps(char)) - 2
+        if size > MAX_TEXT_BYTES - 6:  # room for the ellipsis (one escaped character)
+            break
+        kept.append(char)
+    return "".join(kept) + "…"
 
 
 class BatchActivities:
@@ -113,7 +132,7 @@ class BatchActivities:
             return ItemOutcome(
                 n=n,
                 ok=True,
-                summary=receipt.summary[:MAX_ERROR_CHARS],
+                summary=short(receipt.summary),
                 provider_id=receipt.provider_id,
                 provider=getattr(receipt, "provider", None),
             )
@@ -144,11 +163,7 @@ def _failed(batch_id: str, n: int, attempt: int, exc: BaseException) -> ItemOutc
     log_event("attempt.failed", job_id=batch_item_id(batch_id, n), attempt=attempt, error=error, retryable=retryable)
     count_attempt(FAILED)
     return ItemOutcome(
-        n=n,
-        ok=False,
-        error=error[:MAX_ERROR_CHARS],
-        retryable=retryable,
-        retry_after_s=delay.total_seconds() if delay else None,
+        n=n, ok=False, error=short(error), retryable=retryable, retry_after_s=delay.total_seconds() if delay else None
     )
 
 

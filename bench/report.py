@@ -62,6 +62,8 @@ def _noisy(p: dict | None) -> bool:
 
 def config_table(config: dict) -> str:
     phases = config["phases"]
+    if not phases:  # --phases naming none of the load phases (fairness alone, say)
+        return f"== {config['label']}: no load phase run"
     lines = [f"== {config['label']}  (ratios against '{phases[0]['label']}' of this configuration)"]
     head = [
         ("phase", 20),

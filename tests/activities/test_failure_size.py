@@ -10,6 +10,8 @@ travels in the heartbeat), and the error the workflow reads (the send's last) ca
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
@@ -24,18 +26,32 @@ from temporalio.testing import ActivityEnvironment
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput
 
 from activities.attempt_log import ERROR_CHARS, MAX_DELIVERIES_KEPT, AttemptLogInterceptor
+from activities.batch import MAX_TEXT_BYTES, short
 from activities.email import EmailActivities
 from activities.http_rules import EXCERPT_CHARS
 from activities.sms import SmsActivities
 from activities.webhook import WebhookActivities
-from common.models import AttemptContext, AttemptLog, AttemptRecord, EmailMessage, SmsMessage, WebhookRequest
+from api.batches.service import CHUNK_BYTES
+from common.models import (
+    AttemptContext,
+    AttemptLog,
+    AttemptRecord,
+    BatchItemState,
+    BatchResult,
+    EmailMessage,
+    Phase,
+    SmsMessage,
+    WebhookRequest,
+)
 from common.settings import Settings
 from common.temporal import data_converter
 from devstack.smtp_sink import SmtpSink
 from tests.support.http_receiver import Answer, HttpReceiver
-from tests.support.temporal import free_port, local_settings
+from tests.support.temporal import ENCRYPTION_KEY, free_port, local_settings
 
 SERVER_LIMIT = 4 * 1024
+# Temporal's largest payload (limit.blobSize.error: 2 MB by default).
+TEMPORAL_PAYLOAD_LIMIT = 2 * 1024 * 1024
 # A retried attempt's error stays far below the limit whatever the log it inherits.
 RETRIED_BUDGET = SERVER_LIMIT // 4
 LONGEST = "é" * EXCERPT_CHARS  # escaped by the JSON payload converter: six bytes a character
@@ -194,3 +210,38 @@ async def test_a_long_reason_is_bounded(settings):
     assert len(error.message) == ERROR_CHARS and error.message.endswith("…")
     assert heartbeats[-1][0].deliveries[-1].error == error.message
     assert failure.ByteSize() < SERVER_LIMIT
+
+
+def test_a_batch_item_text_is_bounded_by_its_json_size_not_its_characters():
+    assert short("x" * 300) == "x" * 300
+    assert len(short("x" * 1000)) == 295  # 294 and the ellipsis
+    # JSON writes each of these as \\uXXXX: 300 of them would take 1,800 bytes.
+    cut = short("é" * 300)
+    assert cut.endswith("…") and len(json.dumps(cut)) - 2 <= MAX_TEXT_BYTES
+
+
+def test_a_batch_runs_result_at_the_largest_chunk_setting_fits_temporals_payload_limit():
+    """A batch run returns every item's state (BatchResult): at HERALD_BATCH_CHUNK_ITEMS's maximum, with
+    every item at its largest (its recipient its share of the 1 MiB chunk input, the longest summary in
+    another script, a provider id; a failed item's error takes a summary's place), it is still under
+    Temporal's 2 MB payload limit."""
+    [limit] = [m.le for m in Settings.model_fields["batch_chunk_items"].metadata if hasattr(m, "le")]
+    recipient = "https://example.com/" + "a" * (CHUNK_BYTES // limit - 20)
+    text = short("ошибка " * 100)
+    item = BatchItemState(
+        phase=Phase.COMPLETED,
+        recipient=recipient,
+        attempts=10,
+        updated_at=datetime.now(UTC).isoformat(),
+        not_before=datetime.now(UTC).isoformat(),
+        result={"summary": text, "provider_id": f"<batch-{'f' * 20}-{limit}@herald>", "provider": "fallback"},
+    )
+    result = BatchResult(
+        batch_id=f"batch-{'f' * 20}-chunk9",
+        channel="webhook",
+        created_at=item.updated_at,
+        max_attempts=10,
+        items=[item] * limit,
+    )
+    [payload] = asyncio.run(data_converter(Settings(encryption_key=ENCRYPTION_KEY)).encode([result]))
+    assert payload.ByteSize() < TEMPORAL_PAYLOAD_LIMIT, payload.ByteSize()
