@@ -122,6 +122,41 @@ async def test_quiet_hours_defer_a_notification_and_removing_them_sends_it_at_on
     assert len(mail_for(smtp_sink.outbox, job_id)) == 1
 
 
+async def test_critical_notifications_are_sent_at_once_inside_quiet_hours(api, smtp_sink):
+    """A `password-reset` (always critical) and a `/notify/email` with `critical: true` for a user inside quiet
+    hours go out now, not at their end: no `delayed`, no `quiet_hours` decision, only the `sent` one of the last
+    rule they passed (the quiet-hours rule is skipped for them, so that is `channel`). The same user's plain
+    email, sent beside them, is deferred: the quiet hours were in force."""
+    user_id = new_user_id()
+    quiet, end = _quiet_now()
+    user = {"email": f"{user_id}@example.com", "name": "Ada", "quietHours": quiet}
+    assert (await api.put(f"/users/{user_id}", json=user)).status_code == 200
+    plain = (await api.post("/notify/email", json=EMAIL | {"userId": user_id})).json()["notificationId"]
+    reset = await api.post(
+        "/notifications",
+        json={"type": "password-reset", "userId": user_id, "data": {"resetUrl": "https://example.com/r"}},
+    )
+    assert reset.status_code == 202, reset.text
+    urgent = await api.post("/notify/email", json=EMAIL | {"userId": user_id, "critical": True})
+    assert urgent.status_code == 202, urgent.text
+    for job_id in (reset.json()["jobId"], urgent.json()["notificationId"]):
+        seen: list[dict] = []
+        done = await until_final(api, job_id, seen=seen)
+        assert done["status"] == "completed" and done["attempts"] == 1, done
+        assert "delayed" not in {body["status"] for body in seen} and "nextAttemptAt" not in done, seen
+        assert [(d["rule"], d["outcome"]) for d in done["decisions"]] == [("channel", "sent")], done
+        assert len(mail_for(smtp_sink.outbox, job_id)) == 1
+    assert (await api.get(f"/notifications/{reset.json()['jobId']}")).json()["status"] == "success"
+    [mail] = mail_for(smtp_sink.outbox, reset.json()["jobId"])
+    assert mail["To"] == f"{user_id}@example.com" and mail["Subject"] == "Reset your password"
+
+    waiting = await poll(api, f"/jobs/{plain}/status", lambda b: b["status"] == "delayed")
+    assert datetime.fromisoformat(waiting["nextAttemptAt"]) == end
+    assert [(d["rule"], d["outcome"]) for d in waiting["decisions"]] == [("quiet_hours", "deferred")]
+    assert not mail_for(smtp_sink.outbox, plain)
+    assert (await api.post(f"/jobs/{plain}/cancel")).status_code == 202  # not left waiting 9 hours
+
+
 async def test_an_opted_out_sms_is_suppressed_counted_and_not_a_dead_letter(api):
     user_id = new_user_id()
     body = {"email": "ada@example.com", "channels": {"email": True, "sms": False}}
@@ -152,3 +187,22 @@ async def test_release_runs_a_delayed_job_now_and_refuses_what_does_not_wait(api
     assert len(mail_for(smtp_sink.outbox, job_id)) == 1
     assert_error(await api.post(f"/jobs/{job_id}/release"), 409, "not_waiting")  # final
     assert_error(await api.post("/jobs/email-00000000000000000000/release"), 404, "not_found")
+
+
+async def test_release_ends_a_deliver_at_wait_too(api, smtp_sink):
+    """Not only a `delay`: a job due at a `deliverAt` an hour ahead, released, is sent now, and says so."""
+    deliver_at = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    accepted = await api.post("/jobs/email", json=EMAIL | {"deliverAt": deliver_at.isoformat()})
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["jobId"]
+    waiting = await poll(api, f"/jobs/{job_id}/status", lambda b: b["status"] == "delayed")
+    assert datetime.fromisoformat(waiting["nextAttemptAt"]) == deliver_at and waiting["decisions"] == []
+    released = await api.post(f"/jobs/{job_id}/release")
+    assert released.status_code == 202, released.text
+    assert released.json() == {"jobId": job_id, "released": True, "statusUrl": f"/jobs/{job_id}/status"}
+    done = await until_final(api, job_id)  # within the poll's 20 s, not in an hour
+    assert done["status"] == "completed" and "nextAttemptAt" not in done, done
+    assert [(d["rule"], d["outcome"]) for d in done["decisions"]] == [("release", "released")]
+    assert datetime.fromisoformat(done["decisions"][0]["at"]) < deliver_at
+    assert len(mail_for(smtp_sink.outbox, job_id)) == 1
+    assert_error(await api.post(f"/jobs/{job_id}/release"), 409, "not_waiting")
