@@ -28,6 +28,7 @@ from tests.api.helpers import (
     chromium,
     failed_webhook,
     listed,
+    new_number,
     poll,
     until_final,
 )
@@ -124,6 +125,16 @@ async def test_the_dashboard_shows_counts_and_redrives_a_dead_letter(api, served
             await schedule.get_attribute("href") == f"http://ui.example:8233/namespaces/default/schedules/{schedule_id}"
         )
 
+        # Why on the dead letter: its error as its status route carries it; no preference applied to it.
+        await row.get_by_role("button", name=f"Why {dead}").click()
+        detail = page.locator(f'#dlq tr[data-decisions-for="{dead}"]')
+        await detail.locator(".job-error").wait_for(timeout=WAIT_MS)
+        assert (
+            await detail.locator(".job-error code").inner_text()
+            == (await api.get(f"/jobs/{dead}/status")).json()["error"]
+        )
+        assert "No preference applied" in await detail.inner_text()
+
         shot = tmp_path / "dashboard.png"
         await page.screenshot(path=str(shot), full_page=True)
         keep(shot, "dashboard.png")
@@ -148,6 +159,50 @@ async def test_the_dashboard_shows_counts_and_redrives_a_dead_letter(api, served
     assert not problems, problems
     # Offline: the page asked nothing of any other origin.
     assert {urlsplit(url).netloc for url in requests} == {urlsplit(served).netloc}, requests
+
+
+async def test_why_on_a_dead_letter_shows_its_decisions_and_its_error(api, served, browser, sms_gateway):
+    """The dead-letter table's Why opens what a recent job's Why does (one function, GET /admin/jobs/{id}):
+    here an SMS deferred by its user's quiet hours, released, then refused by the gateway for good."""
+    phone = new_number()
+    sms_gateway.script(phone, [Answer(400, {"error": "bad number"})])
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
+    quiet = {"start": start.strftime("%H:%M"), "end": (start + timedelta(hours=9)).strftime("%H:%M")}
+    user_id = f"u-{uuid.uuid4().hex[:12]}"
+    assert (await api.put(f"/users/{user_id}", json={"phone": phone, "quietHours": quiet})).status_code == 200
+    job_id = (await api.post("/jobs/sms", json={"phone": phone, "message": "m", "userId": user_id})).json()["jobId"]
+    await poll(api, f"/jobs/{job_id}/status", lambda b: b["status"] == "delayed")
+    assert (await api.post(f"/jobs/{job_id}/release")).status_code == 202
+    failed = await until_final(api, job_id)
+    assert failed["status"] == "failed" and "HTTP 400" in failed["error"], failed
+    assert [(d["rule"], d["outcome"]) for d in failed["decisions"]] == [
+        ("quiet_hours", "deferred"),
+        ("release", "released"),
+    ]
+    await listed(api, job_id)
+
+    page = await browser.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    await page.goto(f"{served}/admin")
+    row = page.locator(f'#dlq tr[data-job-id="{job_id}"]')
+    await row.wait_for(timeout=WAIT_MS)
+    why = row.get_by_role("button", name=f"Why {job_id}")
+    await why.click()
+    detail = page.locator(f'#dlq tr[data-decisions-for="{job_id}"]')
+    await detail.locator("li").first.wait_for(timeout=WAIT_MS)
+    assert await _decisions(detail.locator("li")) == [
+        (d["rule"], d["outcome"], d["at"], d.get("until")) for d in failed["decisions"]
+    ]
+    assert await detail.locator(".job-error .pill").inner_text() == "failed"
+    assert await detail.locator(".job-error code").inner_text() == failed["error"]
+    assert await why.get_attribute("aria-expanded") == "true" and await why.inner_text() == "Hide"
+    # Opened in the dead-letter table only; Hide closes it.
+    assert await page.locator(f'#recent tr[data-decisions-for="{job_id}"]').count() == 0
+    await why.click()
+    await detail.wait_for(state="detached", timeout=WAIT_MS)
+    assert await why.inner_text() == "Why"
+    assert not problems, problems
 
 
 async def test_discard_and_redrive_all_from_the_page(api, served, browser):

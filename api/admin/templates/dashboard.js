@@ -18,7 +18,8 @@
     dlqTotal: 0,
     shown: {},                   // what each table shows now, to rebuild it only on a change
     tenant: "",                  // the tenant filter ("": every tenant), sent as ?tenant= to every read
-    opened: new Map(),           // jobId -> its /admin/jobs/{id} answer (null until read): jobs opened in the recent jobs
+    // The jobs opened by Why, per table: jobId -> its /admin/jobs/{id} answer (null until read).
+    opened: { dlq: new Map(), recent: new Map() },
     recent: null,                // the last /admin/jobs answer, to redraw it when a job is opened or closed
   };
 
@@ -155,7 +156,7 @@
   function renderDlq() {
     const items = visibleDeadLetters();
     const busy = (id) => state.pending.has(id);
-    const rows = items.map((item) => h("tr", { "data-job-id": item.jobId },
+    const rows = items.flatMap((item) => withDetail("dlq", item.jobId, 7, h("tr", { "data-job-id": item.jobId },
       h("td", { class: "job" }, jobLink(item.jobId)),
       tenantCell(item.tenant),
       h("td", {}, item.type),
@@ -163,11 +164,13 @@
       h("td", { class: "num" }, item.attempts),
       h("td", {}, when(item.failedAt)),
       h("td", { class: "actions" },
+        whyButton("dlq", item.jobId),
         h("button", { type: "button", class: "btn btn-sm btn-primary", "data-action": "redrive", disabled: busy(item.jobId),
           "aria-label": `Redrive ${item.jobId}`, onclick: () => redrive(item) }, busy(item.jobId) ? "Working…" : "Redrive"),
         h("button", { type: "button", class: "btn btn-sm btn-danger", "data-action": "discard", disabled: busy(item.jobId),
-          "aria-label": `Discard ${item.jobId}`, onclick: () => discard(item) }, "Discard"))));
-    const key = [items.map((i) => [i.jobId, i.tenant, i.failedAt, i.error, i.attempts, relative(i.failedAt)]), [...state.pending]];
+          "aria-label": `Discard ${item.jobId}`, onclick: () => discard(item) }, "Discard")))));
+    const key = [items.map((i) => [i.jobId, i.tenant, i.failedAt, i.error, i.attempts, relative(i.failedAt)]), [...state.pending],
+      openedKey("dlq", items.map((i) => i.jobId))];
     fill("dlq", key, rows, 7, "The dead-letter queue is empty.");
     const total = Math.max(state.dlqTotal - (state.dlq.length - items.length), items.length);
     const badge = document.getElementById("dlq-count");
@@ -220,9 +223,9 @@
     });
   });
 
-  // ---- recent jobs -----------------------------------------------------------------------------
-  // An opened job shows why it went out, waited or did not: `decisions` and `suppressedReason` as its status
-  // route carries them, read from /admin/jobs/{id} (the list's visibility memo has a finished job's first state).
+  // ---- Why: a job's decisions, on a recent job and on a dead letter ---------------------------
+  // An opened job shows why it went out, waited or did not: `decisions`, `suppressedReason` and `error` as its status
+  // route carries them, read from /admin/jobs/{id} (the lists' visibility memo has a finished job's first state).
   function decisionList(job) {
     if (!job.decisions.length) return h("p", { class: "muted small", text: "No preference applied to this job." });
     return h("ol", { class: "decisions" }, job.decisions.map((d) => h("li", { "data-rule": d.rule, "data-outcome": d.outcome },
@@ -230,53 +233,78 @@
       d.until ? h("span", { class: "until muted" }, " until ", at(d.until, "until")) : null)));
   }
 
-  function jobDetail(jobId) {
-    const job = state.opened.get(jobId);
+  function jobDetail(table, jobId) {
+    const job = state.opened[table].get(jobId);
     if (!job) return h("p", { class: "muted small", text: "Loading…" });
     return h("div", { class: "detail" },
       job.suppressedReason ? h("p", { class: "reason" }, pill("suppressed"), " ", h("code", { text: job.suppressedReason })) : null,
+      job.error ? h("p", { class: "job-error" }, pill(job.status), " ", h("code", { text: job.error })) : null,
       decisionList(job));
   }
 
   async function readOpened() {
-    await Promise.all([...state.opened.keys()].map(async (jobId) => {
+    const tables = Object.values(state.opened);
+    const jobIds = new Set(tables.flatMap((opened) => [...opened.keys()]));
+    await Promise.all([...jobIds].map(async (jobId) => {
       try {
         const job = await api("GET", `/admin/jobs/${enc(jobId)}`);
-        if (state.opened.has(jobId)) state.opened.set(jobId, job);
+        for (const opened of tables) if (opened.has(jobId)) opened.set(jobId, job);
       } catch (error) {
-        if (error.status === 404) state.opened.delete(jobId); else throw error;
+        if (error.status === 404) for (const opened of tables) opened.delete(jobId); else throw error;
       }
     }));
   }
 
-  function openOrClose(jobId) {
-    if (!state.opened.delete(jobId)) {
-      state.opened.set(jobId, null);
-      readOpened().then(() => state.recent && renderRecent(state.recent), (error) => toast(error.message, true));
-    }
+  function redrawOpened() {
+    renderDlq();
     if (state.recent) renderRecent(state.recent);
   }
 
+  function openOrClose(table, jobId) {
+    const opened = state.opened[table];
+    if (!opened.delete(jobId)) {
+      opened.set(jobId, null);
+      readOpened().then(redrawOpened, (error) => toast(error.message, true));
+    }
+    redrawOpened();
+  }
+
+  // A job opened in a table it has left (redriven, discarded, no longer among the latest) is read no more.
+  function forget(table, shown) {
+    const jobIds = new Set(shown);
+    for (const jobId of [...state.opened[table].keys()]) if (!jobIds.has(jobId)) state.opened[table].delete(jobId);
+  }
+
+  // The Why button of a job's row in `table` ("dlq" or "recent"), and the row with its detail under it once opened.
+  function whyButton(table, jobId) {
+    const open = state.opened[table].has(jobId);
+    return h("button", {
+      type: "button", class: "btn btn-sm", "data-action": "why", "aria-expanded": String(open),
+      "aria-controls": `why-${table}-${jobId}`, "aria-label": `Why ${jobId}`, onclick: () => openOrClose(table, jobId),
+    }, open ? "Hide" : "Why");
+  }
+
+  function withDetail(table, jobId, columns, row) {
+    if (!state.opened[table].has(jobId)) return [row];
+    return [row, h("tr", { class: "decisions-row", id: `why-${table}-${jobId}`, "data-decisions-for": jobId },
+      h("td", { colspan: columns }, jobDetail(table, jobId)))];
+  }
+
+  // What a table's signature holds of its opened jobs: a table is rebuilt when one is opened, closed or read again.
+  const openedKey = (table, jobIds) => jobIds.filter((id) => state.opened[table].has(id)).map((id) => [id, state.opened[table].get(id)]);
+
+  // ---- recent jobs -----------------------------------------------------------------------------
   function renderRecent(answer) {
     state.recent = answer;
-    const rows = answer.items.flatMap((job) => {
-      const open = state.opened.has(job.jobId);
-      const row = h("tr", { "data-job-id": job.jobId },
-        h("td", { class: "job" }, jobLink(job.jobId, job.runId)),
-        tenantCell(job.tenant),
-        h("td", {}, job.type),
-        h("td", {}, pill(job.status)),
-        h("td", {}, when(job.createdAt)),
-        h("td", { class: "actions" }, h("button", {
-          type: "button", class: "btn btn-sm", "aria-expanded": String(open), "aria-controls": `why-${job.jobId}`,
-          "aria-label": `Why ${job.jobId}`, onclick: () => openOrClose(job.jobId),
-        }, open ? "Hide" : "Why")));
-      if (!open) return [row];
-      return [row, h("tr", { class: "decisions-row", id: `why-${job.jobId}`, "data-decisions-for": job.jobId },
-        h("td", { colspan: 6 }, jobDetail(job.jobId)))];
-    });
+    const rows = answer.items.flatMap((job) => withDetail("recent", job.jobId, 6, h("tr", { "data-job-id": job.jobId },
+      h("td", { class: "job" }, jobLink(job.jobId, job.runId)),
+      tenantCell(job.tenant),
+      h("td", {}, job.type),
+      h("td", {}, pill(job.status)),
+      h("td", {}, when(job.createdAt)),
+      h("td", { class: "actions" }, whyButton("recent", job.jobId)))));
     const key = [answer.items.map((j) => [j.jobId, j.tenant, j.runId, j.status, relative(j.createdAt)]),
-      answer.items.filter((j) => state.opened.has(j.jobId)).map((j) => [j.jobId, state.opened.get(j.jobId)])];
+      openedKey("recent", answer.items.map((j) => j.jobId))];
     fill("recent", key, rows, 6, "No jobs yet.");
   }
 
@@ -340,9 +368,13 @@
       for (const [jobId, failedAt] of state.gone) {
         if (!state.dlq.some((i) => i.jobId === jobId && i.failedAt === failedAt)) state.gone.delete(jobId);
       }
+      forget("dlq", state.dlq.map((i) => i.jobId));
       renderDlq();
     }
-    if (recent.status === "fulfilled") renderRecent(recent.value);
+    if (recent.status === "fulfilled") {
+      forget("recent", recent.value.items.map((j) => j.jobId));
+      renderRecent(recent.value);
+    }
     if (config.schedules) {
       if (schedules.status === "fulfilled") renderSchedules(schedules.value);
       else if (schedules.reason.status === 404) {
@@ -396,7 +428,7 @@
   document.getElementById("tenant-filter").addEventListener("change", (event) => {
     state.tenant = event.target.value;
     state.shown = {};
-    state.opened.clear();
+    for (const opened of Object.values(state.opened)) opened.clear();
     (state.inflight || Promise.resolve()).then(() => refresh());
   });
   document.addEventListener("visibilitychange", () => { if (!document.hidden && !state.paused) refresh(); });
