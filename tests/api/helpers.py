@@ -25,7 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from devstack import sms_sink
 from devstack.smtp_sink import read_outbox
-from devstack.temporal_server import HOST, namespace_answers, server_command, tuned_args
+from devstack.temporal_server import HOST, TASK_QUEUE_PARTITIONS, namespace_answers, server_command, tuned_args
 from tests.support.http_receiver import Answer
 from tests.support.temporal import (
     ENCRYPTION_KEY,
@@ -109,11 +109,11 @@ SERVER_START_TIMEOUT_S = 60
 
 
 @contextlib.contextmanager
-def make_run_server(tmp_path: Path, extra_args: list[str] | None = None) -> Iterator[str]:
+def make_run_server(tmp_path: Path, partitions: int = TASK_QUEUE_PARTITIONS) -> Iterator[str]:
     """The dev server from `server_command` (devstack/temporal_server.py), the very command line `make run`
-    uses (a SQLite file, the tuned dynamic config, Temporal's default 4 partitions per queue), plus
-    `extra_args`; its address while the block runs, stopped after it."""
-    server, port = _started_server(tmp_path, extra_args or [])
+    uses (a SQLite file, the tuned dynamic config, one partition per task queue), or with `partitions` per
+    queue as a cluster has them; its address while the block runs, stopped after it."""
+    server, port = _started_server(tmp_path, partitions)
     try:
         yield f"{HOST}:{port}"
     finally:
@@ -126,7 +126,7 @@ def make_run_server(tmp_path: Path, extra_args: list[str] | None = None) -> Iter
             server.wait()
 
 
-def _started_server(tmp_path: Path, extra_args: list[str]) -> tuple[subprocess.Popen, int]:
+def _started_server(tmp_path: Path, partitions: int) -> tuple[subprocess.Popen, int]:
     """The server, once it answers. Started again (SERVER_STARTS times at most) when a port it picked was
     taken before it bound it: it picks its HTTP API's port itself, and on a busy machine another process's
     outgoing connection can take that port in between."""
@@ -134,15 +134,15 @@ def _started_server(tmp_path: Path, extra_args: list[str]) -> tuple[subprocess.P
         port, ui_port = free_port(), free_port()
         log = tmp_path / f"temporal-{attempt}.log"
         command = server_command(
-            port=port, ui_port=ui_port, db_file=tmp_path / f"temporal-{attempt}.db", namespace=NAMESPACE
+            port=port,
+            ui_port=ui_port,
+            db_file=tmp_path / f"temporal-{attempt}.db",
+            namespace=NAMESPACE,
+            partitions=partitions,
         )
         with log.open("wb") as out:
             server = subprocess.Popen(
-                command + extra_args,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+                command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         answers = namespace_answers(port, NAMESPACE)
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S

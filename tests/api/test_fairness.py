@@ -1,11 +1,12 @@
 """Fair dispatch between tenants, and the per-tenant cap, on the server `make run` starts (docs/tenants.md).
 
 The dev server runs from `server_command` (devstack/temporal_server.py), the very command line `make run`
-uses: a SQLite file, the tuned dynamic config (matching.enableFairness) and Temporal's default 4
-partitions per queue. The jobs are accepted through the API while no email worker polls, so they wait in
-Temporal as a backlog; then the email worker starts and the SMTP sink's arrival order (or times) is what
-Temporal handed out. Every job's tasks carry its tenant as their fairness key (common/jobs.py); the weights
-and the cap are set on the queues by the workers (common/task_queue_config.py).
+uses: a SQLite file, the tuned dynamic config (matching.enableFairness) and one partition per task queue
+(Temporal applies weights and caps per partition: docs/tenants.md). The jobs are accepted through the
+API while no email worker polls, so they wait in Temporal as a backlog; then the email worker starts and
+the SMTP sink's arrival order (or times) is what Temporal handed out. Every job's tasks carry its tenant
+as their fairness key (common/jobs.py); the weights and the cap are set on the queues by the workers
+(common/task_queue_config.py).
 
 - A backlog of 300 of tenant A's emails, then one of tenant B's: B's goes out within the first 30% of the
   deliveries (2nd to 50th unloaded; first in, first out it would go out 301st). One send slot, two

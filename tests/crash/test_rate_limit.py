@@ -4,7 +4,8 @@ schedule's run and a dead letter's redrive. The SMTP sink stamps each message's 
 refusal's): no window at the sink holds more than the limit allows, and every email arrives once.
 
 The limit is Temporal's task-queue rate limit, enforced by the server's matching service across the
-workers, per task-queue partition (4 here, as `make run` and docker-compose run): each partition's
+workers, per task-queue partition (one here, as `make run` and docker-compose run; a cluster's queues
+have 4 by default, each limiting its share): each partition's
 limiter lets a burst of about one second's worth through at once. So the documented allowance
 (docs/delivery.md, "Rate limits"): in any 1 s window at most limit x 2 + partitions sends, and in any
 5 s window at most limit x 5 + limit + partitions (the average holds). The API gets no rate limit at all.
@@ -25,6 +26,7 @@ from common.models import then_id
 from common.settings import Settings
 from common.temporal import client_for
 from devstack.smtp_sink import SmtpSink, read_outbox
+from devstack.temporal_server import TASK_QUEUE_PARTITIONS
 from tests.api.helpers import dev_server
 from tests.crash.conftest import worker_environment
 from tests.crash.helpers import final
@@ -32,7 +34,7 @@ from tests.replay.record_cleanup import scheduled_run
 from tests.support.temporal import free_port
 
 RATE = 5
-PARTITIONS = 4
+PARTITIONS = TASK_QUEUE_PARTITIONS
 ONE_SECOND_MOST = RATE * 2 + PARTITIONS
 FIVE_SECONDS_MOST = RATE * 5 + RATE + PARTITIONS
 ADMIN_TOKEN = "rate-admin-token"

@@ -15,7 +15,7 @@ import yaml
 
 from common.models import SEARCH_ATTRIBUTES
 from common.settings import Settings
-from devstack.temporal_server import DYNAMIC_CONFIG
+from devstack.temporal_server import DYNAMIC_CONFIG, PARTITION_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -83,7 +83,11 @@ def test_the_server_runs_the_matching_config_herald_is_tested_with():
     path = temporal["DYNAMIC_CONFIG_FILE_PATH"]
     assert path.startswith(target + "/"), f"{path} is not in the mounted {target}"
     config = yaml.safe_load((ROOT / source / path.removeprefix(target + "/")).read_text())
-    matching = {key: value for key, value in DYNAMIC_CONFIG.items() if key.startswith("matching.")}
+    # Not the partitions: compose keeps Temporal's default 4, which a deployment from before reads its
+    # queued tasks from (docs/delivery.md, "Strict order", for one).
+    matching = {
+        key: value for key, value in DYNAMIC_CONFIG.items() if key.startswith("matching.") and key not in PARTITION_KEYS
+    }
     assert {"matching.useNewMatcher", "matching.enableFairness"} <= set(matching)
     for key, value in matching.items():
         assert [str(entry["value"]).lower() for entry in config[key]] == [value], key

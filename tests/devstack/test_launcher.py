@@ -26,6 +26,8 @@ def stack(tmp_path, free_port) -> Iterator[DevStack]:
 def test_ctrl_c_stops_everything(stack, tmp_path):
     assert "Ctrl-C to stop" in stack.log()
     assert (tmp_path / "data" / "temporal.db").exists()
+    # A database make run made: one partition per task queue (devstack/temporal_server.py).
+    assert (tmp_path / "data" / "temporal.db.partitions").read_text() == "1\n"
     assert (tmp_path / "data" / "webhook_secret").read_text().startswith("whsec_")
 
     assert stack.interrupt() == 0, stack.log()
