@@ -187,6 +187,16 @@ def _vs_both(config: dict | None, key: str, phase: str = "api") -> float | None:
     return ratio(api.get(key), (bare[key] + bare2[key]) / 2)
 
 
+def _vs_worse(config: dict | None, key: str, phase: str = "api", higher: bool = True) -> float | None:
+    """Herald's figure against the bare run that makes it look worse (the issue's "lower of two runs":
+    one run swings, so a target counts as met only against both)."""
+    api, bare, bare2 = _phase(config, phase), _phase(config, "bare"), _phase(config, "bare2")
+    if not (api and bare and bare2) or bare.get(key) is None or bare2.get(key) is None:
+        return None
+    worse = max(bare[key], bare2[key]) if higher else min(bare[key], bare2[key])
+    return ratio(api.get(key), worse)
+
+
 def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]:
     """Issue 19's targets (single job, latency, batches) and earlier issues', each with what this run
     measured (None: not measured in this run)."""
@@ -201,13 +211,16 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
         unit: str = "x",
         both: float | None = None,
         over: Sequence[dict | None] = (),
+        worse: float | None = None,
     ) -> None:
-        if measured is None:
+        # Judged against both bare runs where there are two: the worse of the two ratios must meet it.
+        judged = measured if worse is None or measured is None else worse
+        if judged is None:
             verdict = "not run"
         else:
-            verdict = "PASS" if (measured >= limit if higher else measured <= limit) else "MISS"
+            verdict = "PASS" if (judged >= limit if higher else judged <= limit) else "MISS"
         # gap: how far the measurement is from the limit, negative when it falls short.
-        gap = None if measured is None else round((measured - limit) if higher else (limit - measured), 2)
+        gap = None if judged is None else round((judged - limit) if higher else (limit - judged), 2)
         out.append(
             {
                 "target": target,
@@ -217,6 +230,7 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
                 "gap": gap,
                 "verdict": verdict,
                 "vs_both_bare": both,
+                "vs_worse_bare": worse,
                 "noisy": any(_noisy(p) for p in over),
             }
         )
@@ -231,6 +245,7 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
             limit,
             True,
             both=_vs_both(config, "delivered_per_s"),
+            worse=_vs_worse(config, "delivered_per_s"),
             over=[api, _phase(config, "bare")],
         )
     for key, config in (("file", file), ("memory", memory)):
@@ -242,6 +257,7 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
             0.7,
             False,
             both=_vs_both(config, "server_cpu_ms_per_job"),
+            worse=_vs_worse(config, "server_cpu_ms_per_job", higher=False),
             over=[api, _phase(config, "bare")],
         )
     api = _phase(file, "api")
@@ -281,6 +297,7 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
             20,
             True,
             both=_vs_both(config, "delivered_per_s", "batch"),
+            worse=_vs_worse(config, "delivered_per_s", "batch"),
             over=[batches, _phase(config, "bare")],
         )
         # The sink's ceiling as a batch sends: over SMTP sessions kept open (else a connection per email).
@@ -306,6 +323,7 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
             10,
             True,
             both=_vs_both(config, "delivered_per_s", "big_batch"),
+            worse=_vs_worse(config, "delivered_per_s", "big_batch"),
             over=[big, _phase(config, "bare")],
         )
         out.append(
@@ -337,15 +355,18 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
 
 def targets_table(rows: list[dict]) -> str:
     width = max(len(r["target"]) for r in rows) + 2
-    lines = [f"{'target':<{width}}{'limit':>10}{'measured':>11}{'margin':>9}  {'verdict':<9}{'vs both bare runs':>18}"]
+    lines = [
+        f"{'target':<{width}}{'limit':>10}{'measured':>11}{'margin':>9}  {'verdict':<9}{'vs both bare runs':>18}"
+        f"{'vs the worse':>14}"
+    ]
     for r in rows:
-        m, g, b = r["measured"], r.get("gap"), r.get("vs_both_bare")
+        m, g, b, w = r["measured"], r.get("gap"), r.get("vs_both_bare"), r.get("vs_worse_bare")
         shown = "-" if m is None else (f"{m:.2f}x" if r["unit"] == "x" else f"{m:.1f}")
         margin = "" if g is None else (f"{g:+.2f}x" if r["unit"] == "x" else f"{g:+.1f}")
         verdict = r["verdict"] + (" !" if r.get("noisy") else "")
         lines.append(
             f"{r['target']:<{width}}{r['limit']:>10}{shown:>11}{margin:>9}  {verdict:<9}"
-            f"{'' if b is None else f'{b:.2f}x':>18}"
+            f"{'' if b is None else f'{b:.2f}x':>18}{'' if w is None else f'{w:.2f}x':>14}"
         )
     if any(r.get("noisy") for r in rows):
         lines.append(

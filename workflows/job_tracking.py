@@ -523,15 +523,7 @@ class JobTracker:
                 raise SendFailed(error, deliveries) from err
             wait = (cause.next_retry_delay if isinstance(cause, ApplicationError) else None) or schedule.first_wait()
         # Waiting out the first backoff: the one change on the retry path the API reads from the memo.
-        self._change(
-            phase=Phase.DELAYED,
-            attempts=done,
-            error=error,
-            deliveries=deliveries,
-            not_before=(workflow.now() + wait).isoformat(),
-            waiting_on=WaitingOn.BACKOFF,
-            publish=True,
-        )
+        self._backing_off(done, error, deliveries, wait)
         summary = f"backoff before attempt {done + 1}"
         if workflow.patched(RELEASABLE_WAITS):
             await self._wait(wait, summary)
@@ -631,11 +623,8 @@ class JobTracker:
         delay = cause.next_retry_delay if isinstance(cause, ApplicationError) else None
         return delay or retry.wait_after(done)
 
-    async def _back_off(self, done: int, error: str, deliveries: list[AttemptRecord], wait: timedelta) -> None:
-        """Wait out the backoff after attempt `done`, `delayed` until the next (the memo says so), on a
-        timer a release ends: then the next attempt starts at once."""
-        # A release that came while the attempt ran (the API read the job as waiting just before) is spent.
-        self.released = False
+    def _backing_off(self, done: int, error: str, deliveries: list[AttemptRecord], wait: timedelta) -> None:
+        """`delayed` after attempt `done` until the next, in the memo the API reads (published at once)."""
         self._change(
             phase=Phase.DELAYED,
             attempts=done,
@@ -645,6 +634,13 @@ class JobTracker:
             waiting_on=WaitingOn.BACKOFF,
             publish=True,
         )
+
+    async def _back_off(self, done: int, error: str, deliveries: list[AttemptRecord], wait: timedelta) -> None:
+        """Wait out the backoff after attempt `done`, `delayed` until the next (the memo says so), on a
+        timer a release ends: then the next attempt starts at once."""
+        # A release that came while the attempt ran (the API read the job as waiting just before) is spent.
+        self.released = False
+        self._backing_off(done, error, deliveries, wait)
         await self._wait(wait, f"backoff before attempt {done + 1}")
         self._change(phase=Phase.PROCESSING, not_before=None, waiting_on=None)
 
