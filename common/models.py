@@ -799,8 +799,18 @@ class UserInput:
 # tells every registered job at once (workflows/user.py, workflows/job_tracking.py).
 JOB_WAITING_SIGNAL = "job_waiting"
 PREFERENCES_CHANGED_SIGNAL = "preferences_changed"
-# POST /jobs/{id}/release: a job waiting (delay, deliverAt, quiet hours, its first retry backoff) runs now.
+# POST /jobs/{id}/release: a job waiting (delay, deliverAt, quiet hours, a digest, a retry backoff) runs now.
+# RELEASE_WAIT_SIGNAL names the wait the API read (ReleaseSeen), so a release that reaches the job once that
+# wait has ended is dropped; RELEASE_SIGNAL is what the API sent before it, still handled for such runs.
 RELEASE_SIGNAL = "release"
+RELEASE_WAIT_SIGNAL = "release_wait"
+
+
+@dataclass
+class ReleaseSeen:
+    """The wait POST /jobs/{id}/release read the job in: `delayed` after this many attempts."""
+
+    attempts: int
 
 
 @dataclass

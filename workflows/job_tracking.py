@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         LEAN_LIFECYCLE_INPUT,
         PREFERENCES_CHANGED_SIGNAL,
         RELEASE_SIGNAL,
+        RELEASE_WAIT_SIGNAL,
         STATE_MEMO_KEY,
         TASK_QUEUES,
         AttemptContext,
@@ -66,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         JobState,
         Phase,
         QuotaAnswer,
+        ReleaseSeen,
         SendInput,
         TypedEmail,
         Verdict,
@@ -455,6 +457,12 @@ class JobTracker:
     def release(self) -> None:
         self.released = True
 
+    def waits_as_seen(self, seen: ReleaseSeen) -> bool:
+        """Still in the wait POST /jobs/{id}/release read it in: `delayed`, after as many attempts. A release
+        that reaches the job once that wait ended (its next attempt running, or failed and in the backoff
+        after it) is not for the wait it is in now."""
+        return self.state is not None and self.state.phase == Phase.DELAYED and self.state.attempts == seen.attempts
+
     async def _wait_for_slot(self, take_slot: Callable[[int], Awaitable[QuotaAnswer]]) -> None:
         """Ask for a quota slot until one is granted; while the quota is full the job is `delayed` until
         the moment a slot frees (by the quota's clock, the server's), on a durable timer."""
@@ -793,10 +801,19 @@ class TrackedJobWorkflow:
 
     @workflow.signal(name=RELEASE_SIGNAL)
     def release(self) -> None:
-        """POST /jobs/{id}/release: the job's wait (delay, deliverAt, quiet hours, a digest, a retry backoff)
-        ends now. The API sends it only to a job it reads as waiting."""
+        """POST /jobs/{id}/release before RELEASE_WAIT_SIGNAL: the job's wait ends now (a run may hold one)."""
         if isinstance(self.job, JobTracker):
             self.job.release()
+
+    @workflow.signal(name=RELEASE_WAIT_SIGNAL)
+    def release_wait(self, seen: ReleaseSeen) -> None:
+        """POST /jobs/{id}/release: the wait the API read the job in (delay, deliverAt, quiet hours, a digest,
+        a retry backoff) ends now; if that wait is over by the time the signal arrives, nothing happens."""
+        if isinstance(self.job, JobTracker):
+            if self.job.waits_as_seen(seen):
+                self.job.release()
+            else:
+                log_event("release.late", log=workflow.logger, job_id=workflow.info().workflow_id, seen=seen.attempts)
 
     @workflow.signal(name=PREFERENCES_CHANGED_SIGNAL)
     def preferences_changed(self) -> None:

@@ -296,6 +296,7 @@ PATCHES: dict[str, Patch] = {
                 "lifecycle-v1/failed_after_3_attempts",
                 "lifecycle-v1/webhook_500_500_200",
                 "prefs-v1/released_delay_sent",
+                "release-v1/sms_released_in_two_backoffs",
             ),
             retire=(
                 "Waiting: a job delayed (or in its first backoff) on a worker from before the deploy takes the old "
@@ -363,6 +364,7 @@ PATCHES: dict[str, Patch] = {
                 "backoff-v1/webhook_failed_after_three_attempts",
                 "lifecycle-v1/failed_after_3_attempts",
                 "lifecycle-v1/webhook_500_500_200",
+                "release-v1/sms_released_in_two_backoffs",
             ),
             retire=(
                 "Waiting: a job in a retry backoff (or, on a rate-limited channel, sending) on a worker from before "

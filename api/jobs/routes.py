@@ -32,7 +32,7 @@ from api.jobs.models import (
 )
 from api.jobs.service import bullmq_body, load_job, not_waiting_reason
 from api.jobs.starter import Jobs, StartedJob
-from common.models import RELEASE_SIGNAL, Phase
+from common.models import RELEASE_WAIT_SIGNAL, Phase, ReleaseSeen
 from common.temporal import RPC_TIMEOUT
 from common.vocabulary import JOB_STATUS
 
@@ -242,7 +242,9 @@ async def release_job(job_id: str, gateway: Gateway, tenant: CallerTenant) -> Re
     if reason := not_waiting_reason(view):
         raise ApiError(409, "not_waiting", reason)
     try:
-        await client.get_workflow_handle(job_id).signal(RELEASE_SIGNAL, rpc_timeout=RPC_TIMEOUT)
+        # The wait it read: a release reaching the job after that wait ended is dropped (workflows/job_tracking.py).
+        seen = ReleaseSeen(attempts=int(view.state.get("attempts") or 0))
+        await client.get_workflow_handle(job_id).signal(RELEASE_WAIT_SIGNAL, seen, rpc_timeout=RPC_TIMEOUT)
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise

@@ -16,18 +16,39 @@ from worker import WORKFLOWS, activities_by_queue
 
 PINNED_WORKFLOWS = {
     "NotificationWorkflow": {
-        "signals": {"attempt_finished", "release", "preferences_changed", "digest_joined", "digest_sent"},
+        "signals": {
+            "attempt_finished",
+            "release",
+            "release_wait",
+            "preferences_changed",
+            "digest_joined",
+            "digest_sent",
+        },
         "queries": {"state"},
         "updates": set(),
     },
     "CleanupWorkflow": {
-        "signals": {"attempt_finished", "release", "preferences_changed", "digest_joined", "digest_sent"},
+        "signals": {
+            "attempt_finished",
+            "release",
+            "release_wait",
+            "preferences_changed",
+            "digest_joined",
+            "digest_sent",
+        },
         "queries": {"state"},
         "updates": set(),
     },
     "CallbackWorkflow": {"signals": {"attempt_finished"}, "queries": set(), "updates": set()},
     "ReportWorkflow": {
-        "signals": {"attempt_finished", "release", "preferences_changed", "digest_joined", "digest_sent"},
+        "signals": {
+            "attempt_finished",
+            "release",
+            "release_wait",
+            "preferences_changed",
+            "digest_joined",
+            "digest_sent",
+        },
         "queries": {"state"},
         "updates": set(),
     },

@@ -7,6 +7,7 @@ starts at once. Attempt counts and timings are read from the run's history.
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import datetime, timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.jobs.service import load_job, not_waiting_reason
 from api.jobs.starter import start_job
-from common.models import RELEASE_SIGNAL
+from common.models import RELEASE_WAIT_SIGNAL, ReleaseSeen
 from tests.support.http_receiver import Answer, HttpReceiver
 from tests.support.temporal import attempt_gaps, events, herald_client, job_state, patch_ids, running_workers, sms_job
 from workflows.patches import RELEASABLE_BACKOFFS
@@ -44,7 +45,7 @@ async def _released(env: WorkflowEnvironment, handle: WorkflowHandle) -> None:
     view = await load_job(herald_client(env), handle.id, None)
     assert not_waiting_reason(view) is None, view
     with env.auto_time_skipping_disabled():
-        await handle.signal(RELEASE_SIGNAL)
+        await handle.signal(RELEASE_WAIT_SIGNAL, ReleaseSeen(attempts=view.state["attempts"]))
 
 
 def _seconds(event) -> float:
@@ -150,3 +151,34 @@ async def test_every_later_backoff_keeps_its_length_and_a_retry_after(time_env, 
     gaps = await attempt_gaps(handle, state)
     assert [round(g) for g in gaps] == [2, 4, 30], gaps
     assert [b[0] for b in await _backoffs(handle)] == [2, 4, 30]
+
+
+async def test_a_release_that_reaches_the_job_after_its_wait_ended_is_dropped(time_env, make_settings):
+    """The race POST /jobs/{id}/release can meet: it read the job waiting out its delay (no attempt yet)
+    just before the delay ended, and its signal arrives while attempt 1 is at the gateway. By the time the
+    run sees it, attempt 1 has failed and the first backoff has begun: not the wait the release was for,
+    so the backoff is waited out in full and no release is recorded."""
+    held = threading.Event()
+    script = [Answer(503, hold=held), Answer(200, {"id": "sms_2"})]
+    client = herald_client(time_env)
+    with HttpReceiver(script) as gateway:
+        async with running_workers(client, make_settings(sms_gateway_url=gateway.url)):
+            spec = sms_job(attempts=2, backoff="fixed", backoff_ms=BACKOFF_MS, delay_ms=30_000)
+            handle = (await start_job(client, spec)).handle
+            await time_env.sleep(timedelta(seconds=31))  # the delay passes; attempt 1 goes out and is held
+            with time_env.auto_time_skipping_disabled():
+                for _ in range(400):
+                    if gateway.received:
+                        break
+                    await asyncio.sleep(0.05)
+                assert len(gateway.received) == 1, "attempt 1 never reached the gateway"
+                await handle.signal(RELEASE_WAIT_SIGNAL, ReleaseSeen(attempts=0))
+                held.set()
+            final = await handle.result()
+
+    assert final.phase == "completed" and final.attempts == 2 and final.result["provider_id"] == "sms_2"
+    assert not final.decisions, "the late release ended no wait"
+    # Timers from history: the delay (30 s), then the first backoff (60 s) waited out to its end.
+    [delay, backoff] = await _backoffs(handle)
+    assert delay[0] == 30 and delay[2] == "fired", delay
+    assert backoff[0] == 60 and backoff[2] == "fired" and backoff[1] >= 60, backoff
