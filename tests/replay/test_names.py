@@ -14,44 +14,17 @@ from temporalio import activity, workflow
 from common.settings import Settings
 from worker import WORKFLOWS, activities_by_queue
 
+# Every job workflow (TrackedJobWorkflow): its signals and its state query.
+TRACKED_JOB = {
+    "signals": {"attempt_finished", "release", "release_wait", "preferences_changed", "digest_joined", "digest_sent"},
+    "queries": {"state"},
+    "updates": set(),
+}
 PINNED_WORKFLOWS = {
-    "NotificationWorkflow": {
-        "signals": {
-            "attempt_finished",
-            "release",
-            "release_wait",
-            "preferences_changed",
-            "digest_joined",
-            "digest_sent",
-        },
-        "queries": {"state"},
-        "updates": set(),
-    },
-    "CleanupWorkflow": {
-        "signals": {
-            "attempt_finished",
-            "release",
-            "release_wait",
-            "preferences_changed",
-            "digest_joined",
-            "digest_sent",
-        },
-        "queries": {"state"},
-        "updates": set(),
-    },
+    "NotificationWorkflow": TRACKED_JOB,
+    "CleanupWorkflow": TRACKED_JOB,
     "CallbackWorkflow": {"signals": {"attempt_finished"}, "queries": set(), "updates": set()},
-    "ReportWorkflow": {
-        "signals": {
-            "attempt_finished",
-            "release",
-            "release_wait",
-            "preferences_changed",
-            "digest_joined",
-            "digest_sent",
-        },
-        "queries": {"state"},
-        "updates": set(),
-    },
+    "ReportWorkflow": TRACKED_JOB,
     "BatchWorkflow": {"signals": {"batch_go"}, "queries": {"batch_item", "batch_counts"}, "updates": {"batch_cancel"}},
     "ChunkedBatchWorkflow": {"signals": {"chunk_done"}, "queries": set(), "updates": set()},
     "UserWorkflow": {"signals": {"job_waiting"}, "queries": {"profile"}, "updates": {"put"}},
