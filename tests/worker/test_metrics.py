@@ -205,6 +205,61 @@ async def test_worker_endpoint_serves_sdk_and_herald_metrics_and_logs_keep_secre
     assert not leaked, f"secrets in the logs: {leaked}"
 
 
+async def test_each_configured_tenant_is_labelled_with_its_own_jobs(time_env, tmp_path):
+    """Two tenants of HERALD_API_KEYS: each one's jobs and attempts carry its own name, and only the
+    tenant whose job failed has a dead letter counted."""
+    port = free_port()
+    keys = {"acme": "key-a-7c1e", "globex": "key-g-3f9b"}
+    email = {"to": "ada@example.com", "subject": "s", "body": "b"}
+    failing_sms = {"phone": "+14155550100", "message": "m", "attempts": 1}
+    with (
+        SmtpSink(tmp_path / "outbox", port=free_port()) as smtp,
+        HttpReceiver([Answer(400, {"error": "bad number"})]) as gateway,
+    ):
+        settings = local_settings(
+            tmp_path,
+            temporal_address=address_of(time_env),
+            api_keys=[f"{tenant}={key}" for tenant, key in keys.items()],
+            smtp_port=smtp.port,
+            sms_gateway_url=gateway.url + "/messages",
+            worker_metrics_port=port,
+        )
+        client = await connect(settings, runtime=worker_runtime(settings))
+        app = create_app(settings)
+        async with running_workers(client, settings):
+            finals: dict[tuple[str, str], str] = {}
+            # Each tenant's email is sent; globex's SMS is refused by the gateway (a 400 is final): failed.
+            jobs = [
+                ("acme", "/jobs/email", email),
+                ("globex", "/jobs/email", email),
+                ("globex", "/jobs/sms", failing_sms),
+            ]
+            for tenant, path, body in jobs:
+                async with api_client(app, headers={"Authorization": f"Bearer {keys[tenant]}"}) as api:
+                    response = await api.post(path, json=body)
+                    assert response.status_code == 202, response.text
+                    finals[(tenant, path)] = (await until_final(api, response.json()["jobId"]))["status"]
+            assert finals == {
+                ("acme", "/jobs/email"): "completed",
+                ("globex", "/jobs/email"): "completed",
+                ("globex", "/jobs/sms"): "failed",
+            }
+            page = scrape(port)
+
+    for tenant in keys:
+        assert value(page, JOBS_FINISHED, type="email", status="completed", tenant=tenant) == 1
+        assert value(page, ATTEMPTS, type="email", outcome="succeeded", tenant=tenant) == 1
+    assert value(page, JOBS_FINISHED, type="sms", status="failed", tenant="globex") == 1
+    assert value(page, JOBS_FINISHED, type="sms", tenant="acme") == 0
+    assert value(page, ATTEMPTS, type="sms", outcome="failed", tenant="globex") == 1
+    assert value(page, ATTEMPTS, type="sms", tenant="acme") == 0
+    assert value(page, DEAD_LETTERS, tenant="globex") == 1
+    assert value(page, DEAD_LETTERS, tenant="acme") == 0
+    # Every sample names one of the two: none fell back to the label of an unconfigured tenant.
+    for name in (JOBS_FINISHED, ATTEMPTS, DEAD_LETTERS):
+        assert {dict(labels)["tenant"] for (n, labels) in page if n == name} <= set(keys), name
+
+
 def test_a_taken_metrics_port_is_logged_and_the_worker_runs_without_it(captured):
     with HttpReceiver() as taken:  # something already listens there
         port = int(taken.url.rsplit(":", 1)[1])
