@@ -179,22 +179,17 @@ def _phase(config: dict | None, name: str) -> dict | None:
     return next((p for p in config["phases"] if p["name"] == name), None)
 
 
-def _vs_both(config: dict | None, key: str, phase: str = "api") -> float | None:
-    """Herald's figure against the mean of the bare runs before and after it (cancels a steady drift)."""
+def _vs_bare_runs(
+    config: dict | None, key: str, phase: str = "api", higher: bool = True
+) -> tuple[float | None, float | None]:
+    """Herald's figure against the bare runs before and after it: against their mean (cancels a steady drift),
+    and against the one that makes it look worse (the issue's "lower of two runs": one run swings, so a target
+    counts as met only against both)."""
     api, bare, bare2 = _phase(config, phase), _phase(config, "bare"), _phase(config, "bare2")
     if not (api and bare and bare2) or bare.get(key) is None or bare2.get(key) is None:
-        return None
-    return ratio(api.get(key), (bare[key] + bare2[key]) / 2)
-
-
-def _vs_worse(config: dict | None, key: str, phase: str = "api", higher: bool = True) -> float | None:
-    """Herald's figure against the bare run that makes it look worse (the issue's "lower of two runs":
-    one run swings, so a target counts as met only against both)."""
-    api, bare, bare2 = _phase(config, phase), _phase(config, "bare"), _phase(config, "bare2")
-    if not (api and bare and bare2) or bare.get(key) is None or bare2.get(key) is None:
-        return None
+        return None, None
     worse = max(bare[key], bare2[key]) if higher else min(bare[key], bare2[key])
-    return ratio(api.get(key), worse)
+    return ratio(api.get(key), (bare[key] + bare2[key]) / 2), ratio(api.get(key), worse)
 
 
 def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]:
@@ -209,10 +204,10 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
         limit: float,
         higher: bool,
         unit: str = "x",
-        both: float | None = None,
         over: Sequence[dict | None] = (),
-        worse: float | None = None,
+        vs_bare: tuple[float | None, float | None] = (None, None),
     ) -> None:
+        both, worse = vs_bare
         # Judged against both bare runs where there are two: the worse of the two ratios must meet it.
         judged = measured if worse is None or measured is None else worse
         if judged is None:
@@ -244,8 +239,7 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
             api and api["ratios"].get("delivered_per_s"),
             limit,
             True,
-            both=_vs_both(config, "delivered_per_s"),
-            worse=_vs_worse(config, "delivered_per_s"),
+            vs_bare=_vs_bare_runs(config, "delivered_per_s"),
             over=[api, _phase(config, "bare")],
         )
     for key, config in (("file", file), ("memory", memory)):
@@ -256,8 +250,7 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
             api and api["ratios"].get("server_cpu_ms_per_job"),
             0.7,
             False,
-            both=_vs_both(config, "server_cpu_ms_per_job"),
-            worse=_vs_worse(config, "server_cpu_ms_per_job", higher=False),
+            vs_bare=_vs_bare_runs(config, "server_cpu_ms_per_job", higher=False),
             over=[api, _phase(config, "bare")],
         )
     api = _phase(file, "api")
@@ -296,8 +289,7 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
             batches and batches["ratios"].get("delivered_per_s"),
             20,
             True,
-            both=_vs_both(config, "delivered_per_s", "batch"),
-            worse=_vs_worse(config, "delivered_per_s", "batch"),
+            vs_bare=_vs_bare_runs(config, "delivered_per_s", "batch"),
             over=[batches, _phase(config, "bare")],
         )
         # The sink's ceiling as a batch sends: over SMTP sessions kept open (else a connection per email).
@@ -322,8 +314,7 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
             big["ratios"].get("delivered_per_s"),
             10,
             True,
-            both=_vs_both(config, "delivered_per_s", "big_batch"),
-            worse=_vs_worse(config, "delivered_per_s", "big_batch"),
+            vs_bare=_vs_bare_runs(config, "delivered_per_s", "big_batch"),
             over=[big, _phase(config, "bare")],
         )
         out.append(

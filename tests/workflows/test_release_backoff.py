@@ -167,11 +167,7 @@ async def test_a_release_that_reaches_the_job_after_its_wait_ended_is_dropped(ti
             handle = (await start_job(client, spec)).handle
             await time_env.sleep(timedelta(seconds=31))  # the delay passes; attempt 1 goes out and is held
             with time_env.auto_time_skipping_disabled():
-                for _ in range(400):
-                    if gateway.received:
-                        break
-                    await asyncio.sleep(0.05)
-                assert len(gateway.received) == 1, "attempt 1 never reached the gateway"
+                await gateway.until_received(1, timeout_s=20)
                 await handle.signal(RELEASE_WAIT_SIGNAL, ReleaseSeen(attempts=0))
                 held.set()
             final = await handle.result()
