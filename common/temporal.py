@@ -32,6 +32,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from common.codec import EncryptionCodec
 from common.failures import ConciseError
 from common.models import SEARCH_ATTRIBUTES
+from common.payloads import PayloadConverter as HeraldPayloadConverter
 from common.settings import Settings
 
 # How long one call to Temporal may take (the API's and the worker's own calls, not a job's wait).
@@ -78,7 +79,9 @@ def data_converter(settings: Settings) -> DataConverter:
     Search attributes are never encoded: they hold no personal data (common/models.py).
     """
     return DataConverter(
-        payload_codec=EncryptionCodec(settings.encryption_keys()), failure_converter_class=FailureConverter
+        payload_converter_class=HeraldPayloadConverter,
+        payload_codec=EncryptionCodec(settings.encryption_keys()),
+        failure_converter_class=FailureConverter,
     )
 
 
