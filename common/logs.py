@@ -36,6 +36,9 @@ SECRET_SETTING = re.compile(r"(^|_)(keys?|token|password|secret)$")
 MIN_SECRET_LENGTH = 6
 
 _secrets: set[str] = set()
+# What redact looks for: each secret as written and JSON-escaped, longest first (so a secret that
+# contains another is masked whole); made again only when a secret is added, not per line.
+_masked: tuple[str, ...] = ()
 
 
 def log_event(
@@ -44,8 +47,19 @@ def log_event(
     """One stage of a job, as one JSON line. Inside a workflow pass `log=workflow.logger`
     (silent during replay)."""
     payload = {"event": event, **fields}
-    # The message is the same JSON, for handlers that do not use JsonFormatter (pytest's caplog).
-    log.info(_dumps(payload), extra={EVENT_ATTRIBUTE: payload})
+    # The message is the same JSON, for handlers that do not use JsonFormatter (pytest's caplog);
+    # written only if such a handler asks for it (JsonFormatter reads the fields).
+    log.info(_EventMessage(payload), extra={EVENT_ATTRIBUTE: payload})
+
+
+class _EventMessage:
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.payload = payload
+
+    def __str__(self) -> str:
+        return _dumps(self.payload)
 
 
 class JsonFormatter(logging.Formatter):
@@ -120,16 +134,16 @@ def redact_secrets_of(settings: Settings) -> None:
 
 
 def add_secrets(values: Iterable[str]) -> None:
+    global _masked
     _secrets.update(v for v in values if len(v) >= MIN_SECRET_LENGTH)
+    forms = {form for secret in _secrets for form in (secret, json.dumps(secret, ensure_ascii=False)[1:-1])}
+    _masked = tuple(sorted(forms, key=len, reverse=True))
 
 
 def redact(text: str) -> str:
-    # Longest first, so a secret that contains another is masked whole. Each in its JSON-escaped
-    # form too, as it would appear inside a JSON string.
-    for secret in sorted(_secrets, key=len, reverse=True):
-        for form in {secret, json.dumps(secret, ensure_ascii=False)[1:-1]}:
-            if form in text:
-                text = text.replace(form, REDACTED)
+    for form in _masked:
+        if form in text:
+            text = text.replace(form, REDACTED)
     return text
 
 

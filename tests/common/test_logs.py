@@ -35,6 +35,7 @@ def lines():
 @pytest.fixture
 def no_secrets(monkeypatch):
     monkeypatch.setattr(logs, "_secrets", set())
+    monkeypatch.setattr(logs, "_masked", ())
 
 
 class WorkflowStyleAdapter(logging.LoggerAdapter):
