@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.email import EmailActivities, SmtpSessions
+from activities.email import EmailActivities
 from activities.rate_limit import rate_limited
 from activities.sms import SmsActivities
 from activities.webhook import WebhookActivities
@@ -68,10 +68,6 @@ class BatchActivities:
         self._webhook_settings = settings
         # Sends of batch items in flight in this worker, per channel, whatever slice they belong to.
         self._gates: dict[str, asyncio.Semaphore] = {}
-        # SMTP connections reused from item to item (at most one per send in flight).
-        self.smtp = SmtpSessions(
-            self.email.local_hostname, settings.smtp_timeout_seconds, keep=settings.batch_send_concurrency
-        )
 
     def _webhooks(self) -> WebhookActivities:
         if self.webhook is None:
@@ -84,9 +80,7 @@ class BatchActivities:
             part,
             "email",
             part.emails,
-            lambda item, job_id, attempt: self.email.deliver(
-                item_message(item, job_id), attempt, part.max_attempts, self.smtp
-            ),
+            lambda item, job_id, attempt: self.email.deliver(item_message(item, job_id), attempt, part.max_attempts),
         )
 
     @activity.defn(name="send_sms_slice")

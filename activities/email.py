@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import socket
+import time
 from dataclasses import dataclass
 from email.header import Header
 from email.headerregistry import HeaderRegistry
@@ -154,6 +155,14 @@ class EmailActivities:
         self.settings = settings
         # The EHLO name, once: aiosmtplib would otherwise look it up (getfqdn, in a thread) per send.
         self.local_hostname = settings.smtp_local_hostname or socket.getfqdn()
+        # One pool for the worker's jobs and batch items: at most a session per send in flight.
+        self.sessions = SmtpSessions(
+            self.local_hostname,
+            settings.smtp_timeout_seconds,
+            keep=settings.email_concurrency + settings.batch_send_concurrency,
+            idle_seconds=settings.smtp_session_idle_seconds,
+            messages=settings.smtp_session_messages,
+        )
 
     def _relay(self, attempt: int, max_attempts: int) -> _Relay:
         s = self.settings
@@ -174,12 +183,9 @@ class EmailActivities:
     async def send_email(self, email: EmailMessage) -> DeliveryReceipt:
         return await self.deliver(email, email.context.job_attempt(activity.info().attempt), email.context.max_attempts)
 
-    async def deliver(
-        self, email: EmailMessage, attempt: int = 1, max_attempts: int = 1, sessions: SmtpSessions | None = None
-    ) -> DeliveryReceipt:
+    async def deliver(self, email: EmailMessage, attempt: int = 1, max_attempts: int = 1) -> DeliveryReceipt:
         """Send one message as the job's attempt `attempt` of `max_attempts` (the activity's work; a
-        batch's slices call it per item, with `sessions` to reuse SMTP connections); the last of two
-        or more goes to the fallback relay, if any."""
+        batch's slices call it per item); the last of two or more goes to the fallback relay, if any."""
         s = self.settings
         relay = self._relay(attempt, max_attempts)
         try:
@@ -192,12 +198,7 @@ class EmailActivities:
         if relay.provider == FALLBACK:
             log_event("attempt.fallback", job_id=email.idempotency_key, channel="email", attempt=attempt)
         try:
-            if sessions is not None:
-                _refused, answer = await sessions.send(mime, relay)
-            else:
-                _refused, answer = await aiosmtplib.send(
-                    mime, **relay.connection(s.smtp_timeout_seconds, self.local_hostname)
-                )
+            _refused, answer = await self.sessions.send(mime, relay)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             raise _smtp_failure(exc.recipients[0].code, exc.recipients[0].message, relay.name) from exc
         except aiosmtplib.SMTPResponseException as exc:
@@ -213,14 +214,19 @@ class EmailActivities:
 
 
 class SmtpSessions:
-    """SMTP sessions kept open between messages, per relay, for a batch's items: each message then
-    costs MAIL, RCPT and DATA on a session already connected and greeted (EHLO, STARTTLS, AUTH),
-    not a connection of its own. A session carries one message at a time; an idle one the server
-    has closed meanwhile is replaced by a new one before the message goes out."""
+    """SMTP sessions kept open between messages, per relay, for every email a worker sends (a job's
+    and a batch's items): a message then costs MAIL, RCPT and DATA on a session already connected
+    and greeted (EHLO, STARTTLS, AUTH), not a connection of its own. A session carries one message
+    at a time, at most `messages` in all (relays cap messages per connection), and is reused only
+    within `idle_seconds` of its last message (0: a connection per message); one the server has
+    closed meanwhile is replaced by a new one before the message goes out."""
 
-    def __init__(self, local_hostname: str, timeout: float, keep: int = 100) -> None:
+    def __init__(
+        self, local_hostname: str, timeout: float, keep: int = 100, idle_seconds: float = 30, messages: int = 100
+    ) -> None:
         self.local_hostname, self.timeout, self.keep = local_hostname, timeout, keep
-        self._idle: dict[_Relay, list[aiosmtplib.SMTP]] = {}
+        self.idle_seconds, self.messages = idle_seconds, messages
+        self._idle: dict[_Relay, list[_Session]] = {}
 
     async def send(self, mime: MimeMessage, relay: _Relay) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
         # The envelope from the headers already parsed (send_message would parse them again).
@@ -230,39 +236,55 @@ class SmtpSessions:
         }
         idle = self._idle.setdefault(relay, [])
         while idle:
-            smtp = idle.pop()
-            if not smtp.is_connected:
+            session = idle.pop()
+            if not session.smtp.is_connected or self._stale(session):
+                session.smtp.close()
                 continue
             try:
                 # The server may have dropped an idle session: nothing was accepted then, so the
                 # message goes out on another one.
-                return self._kept(relay, smtp, await smtp.send_message(mime, **envelope))
+                return self._kept(relay, session, await session.smtp.send_message(mime, **envelope))
             except aiosmtplib.SMTPServerDisconnected:
-                smtp.close()
+                session.smtp.close()
             except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException):
-                self._kept(relay, smtp, None)  # refused, and the envelope reset: the session is fine
+                self._kept(relay, session, None)  # refused, and the envelope reset: the session is fine
                 raise
             except BaseException:
-                smtp.close()
+                session.smtp.close()
                 raise
-        smtp = aiosmtplib.SMTP(**relay.connection(self.timeout, self.local_hostname))
-        await smtp.connect()
+        session = _Session(aiosmtplib.SMTP(**relay.connection(self.timeout, self.local_hostname)))
+        await session.smtp.connect()
         try:
-            return self._kept(relay, smtp, await smtp.send_message(mime, **envelope))
+            return self._kept(relay, session, await session.smtp.send_message(mime, **envelope))
         except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException):
-            self._kept(relay, smtp, None)
+            self._kept(relay, session, None)
             raise
         except BaseException:
-            smtp.close()
+            session.smtp.close()
             raise
 
-    def _kept(self, relay: _Relay, smtp: aiosmtplib.SMTP, result: _Result) -> _Result:
+    def _stale(self, session: _Session) -> bool:
+        return time.monotonic() - session.idle_since > self.idle_seconds
+
+    def _kept(self, relay: _Relay, session: _Session, result: _Result) -> _Result:
         idle = self._idle.setdefault(relay, [])
-        if smtp.is_connected and len(idle) < self.keep:
-            idle.append(smtp)
+        # The oldest idle sessions first: closed once past idle_seconds rather than left open unused.
+        while idle and self._stale(idle[0]):
+            idle.pop(0).smtp.close()
+        session.sent += 1
+        if session.smtp.is_connected and session.sent < self.messages and self.idle_seconds and len(idle) < self.keep:
+            session.idle_since = time.monotonic()
+            idle.append(session)
         else:
-            smtp.close()
+            session.smtp.close()  # without QUIT: a round trip for nothing the message depends on
         return result
+
+
+@dataclass
+class _Session:
+    smtp: aiosmtplib.SMTP
+    sent: int = 0
+    idle_since: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,10 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = 30
+    # SMTP sessions kept open between messages (activities/email.py SmtpSessions): reused within this
+    # many seconds of their last message (0: a connection per message), for at most this many messages.
+    smtp_session_idle_seconds: float = Field(30, ge=0)
+    smtp_session_messages: int = Field(100, ge=1)
     # The name Herald gives in EHLO; default: this machine's fully qualified name.
     smtp_local_hostname: str | None = None
     email_from: str = "Herald <herald@localhost>"
