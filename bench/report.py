@@ -37,11 +37,12 @@ def ratio(value: float | None, base: float | None) -> float | None:
 
 
 def add_ratios(phases: list[dict]) -> None:
-    base = phases[0]
+    """Each phase's figures against the first bare phase's (none without one: `--phases api`)."""
     for p in phases:
         p["history_events_per_job"] = (p.get("history") or {}).get("per_job")
+    base = next((p for p in phases if p["name"] == "bare"), None)
     for p in phases:
-        p["ratios"] = {key: ratio(p.get(key), base.get(key)) for key, _ in COMPARED}
+        p["ratios"] = {key: ratio(p.get(key), base.get(key) if base else None) for key, _ in COMPARED}
 
 
 def _x(r: float | None) -> str:
@@ -64,7 +65,9 @@ def config_table(config: dict) -> str:
     phases = config["phases"]
     if not phases:  # --phases naming none of the load phases (fairness alone, say)
         return f"== {config['label']}: no load phase run"
-    lines = [f"== {config['label']}  (ratios against '{phases[0]['label']}' of this configuration)"]
+    base = next((p["label"] for p in phases if p["name"] == "bare"), None)
+    against = f"ratios against '{base}' of this configuration" if base else "no bare phase: no ratios"
+    lines = [f"== {config['label']}  ({against})"]
     head = [
         ("phase", 20),
         ("done", 9),
@@ -236,7 +239,7 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
         where = "SQLite file, make run's pragmas" if key == "file" else "in-memory server"
         add(
             f"Herald API delivered rate vs baseline ({where})",
-            api and api["ratios"].get("delivered_per_s"),
+            api and api.get("ratios", {}).get("delivered_per_s"),
             limit,
             True,
             vs_bare=_vs_bare_runs(config, "delivered_per_s"),
@@ -247,7 +250,7 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
         where = "SQLite file" if key == "file" else "in memory"
         add(
             f"dev-server CPU per job vs baseline ({where})",
-            api and api["ratios"].get("server_cpu_ms_per_job"),
+            api and api.get("ratios", {}).get("server_cpu_ms_per_job"),
             0.7,
             False,
             vs_bare=_vs_bare_runs(config, "server_cpu_ms_per_job", higher=False),
@@ -286,7 +289,7 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
         where = "SQLite file" if key == "file" else "in memory"
         add(
             f"Herald batches: delivered rate vs baseline ({where})",
-            batches and batches["ratios"].get("delivered_per_s"),
+            batches and batches.get("ratios", {}).get("delivered_per_s"),
             20,
             True,
             vs_bare=_vs_bare_runs(config, "delivered_per_s", "batch"),
@@ -311,7 +314,7 @@ def targets(configs: dict[str, dict], ceiling: dict | None = None) -> list[dict]
         where = "SQLite file" if key == "file" else "in memory"
         add(
             f"one batch of {big['jobs']}: delivered rate vs baseline ({where})",
-            big["ratios"].get("delivered_per_s"),
+            big.get("ratios", {}).get("delivered_per_s"),
             10,
             True,
             vs_bare=_vs_bare_runs(config, "delivered_per_s", "big_batch"),
