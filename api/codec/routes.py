@@ -28,7 +28,7 @@ from api.core.errors import ApiError, errors
 from common.codec import EncryptionCodec, UndecryptablePayload
 
 
-def get_codec(request: Request) -> EncryptionCodec:
+async def get_codec(request: Request) -> EncryptionCodec:
     return request.app.state.codec
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query
 
-from api.core.auth import Gateway, SettingsDep, TenantFilter, require_admin_token, tenant_filter
+from api.core.auth import Gateway, SettingsDep, TenantFilter, known_tenant, require_admin_token
 from api.core.errors import errors
 from api.dead_letters.models import DeadLetterFilter, DeadLetterItem, DeadLetterList, Discarded, Redriven, RedrivenAll
 from api.dead_letters.service import DeadLetterQueue
@@ -59,7 +59,7 @@ async def redrive_all(
     dlq: DeadLetters, settings: SettingsDep, body: Annotated[DeadLetterFilter | None, Body()] = None
 ) -> RedrivenAll:
     # A tenant the deployment does not have is a 400, as `?tenant=` is on the lists (not "0 redriven").
-    tenant = tenant_filter(settings, body.tenant) if body else None
+    tenant = known_tenant(settings, body.tenant) if body else None
     return RedrivenAll(redriven=await dlq.redrive_all(body.type if body else None, tenant))
 
 

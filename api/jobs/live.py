@@ -595,7 +595,7 @@ class LiveStreamResponse(StreamingResponse):
                     await aclose()
 
 
-def get_live(request: Request) -> Live:
+async def get_live(request: Request) -> Live:
     """The app's Live, made on first use."""
     live = getattr(request.app.state, "live", None)
     if live is None:

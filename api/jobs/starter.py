@@ -299,7 +299,7 @@ class JobStarter:
             return await start_job(client, request, options.priority, keyed=keyed_id is not None)
 
 
-def get_job_starter(
+async def get_job_starter(
     request: Request,
     gateway: Annotated[TemporalGateway, Depends(get_gateway)],
     settings: Annotated[Settings, Depends(get_settings)],

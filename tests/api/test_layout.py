@@ -79,3 +79,35 @@ def test_the_plumbing_imports_no_capability() -> None:
         if _package(dep) != "api.core"
     }
     assert not wrong, f"api/core/ must not import a capability: {sorted(wrong)}"
+
+
+def test_no_route_runs_a_plain_function_in_a_worker_thread(app):
+    """FastAPI runs a plain-function endpoint or dependency in a worker thread (a thread hop per request
+    each, some 10% of the API's CPU in a profile): Herald's are coroutines, none of which blocks."""
+    import inspect
+
+    from fastapi.routing import APIRoute
+
+    def plain(dependant) -> set[str]:
+        call = dependant.call
+        found = set()
+        if call is not None and not (
+            inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(getattr(call, "__call__", None))
+        ):
+            found.add(f"{call.__module__}.{getattr(call, '__qualname__', type(call).__name__)}")
+        for sub in dependant.dependencies:
+            found |= plain(sub)
+        return found
+
+    def routes(container) -> list[APIRoute]:
+        found = []
+        for route in getattr(container, "routes", []):
+            if isinstance(route, APIRoute):
+                found.append(route)
+            else:  # an included router
+                found += routes(getattr(route, "original_router", None))
+        return found
+
+    every = routes(app.router)
+    assert len(every) > 40
+    assert set().union(*(plain(route.dependant) for route in every)) == set()
