@@ -91,8 +91,9 @@ def test_no_route_runs_a_plain_function_in_a_worker_thread(app):
     def plain(dependant) -> set[str]:
         call = dependant.call
         found = set()
+        # A callable object (HTTPBearer) counts by its class's __call__.
         if call is not None and not (
-            inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(getattr(call, "__call__", None))
+            inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(type(call).__call__)
         ):
             found.add(f"{call.__module__}.{getattr(call, '__qualname__', type(call).__name__)}")
         for sub in dependant.dependencies:
