@@ -32,7 +32,7 @@ from common.builtin_schedules import ensure_at_start
 from common.logs import configure_logging, redact_secrets_of
 from common.metrics import configure_tenant_labels
 from common.models import QUEUE_CHANNELS, TASK_QUEUES
-from common.runtime import die_with_parent, exit_skipping_teardown
+from common.runtime import die_with_parent, exit_skipping_teardown, freeze_startup_heap
 from common.settings import Settings, StartupRefused, get_settings
 from common.task_queue_config import configure_job_queues
 from common.temporal import WORKFLOW_RUNNER, connect_when_up, ensure_search_attributes, worker_runtime
@@ -169,6 +169,7 @@ async def main(child: int = 0) -> None:
         settings = child_settings(settings, child)
     client = await connect_when_up(settings, runtime=worker_runtime(settings))
     workers = build_workers(client, settings)
+    freeze_startup_heap()
     if not child:
         # Before any start: an older dev server's database may lack a newer attribute (HeraldTenant).
         await ensure_search_attributes(client)

@@ -8,7 +8,7 @@ import uvicorn
 
 from api.main import MissingApiKeys, create_app
 from common.logs import configure_logging
-from common.runtime import exit_skipping_teardown
+from common.runtime import exit_skipping_teardown, freeze_startup_heap
 from common.settings import StartupRefused, get_settings
 
 
@@ -27,6 +27,7 @@ def main() -> int:
     if settings.dev_mode:
         key = next(iter(settings.client_keys()))
         print(f"herald api: dev mode; client key {key!r}, admin token {settings.admin_token!r}")
+    freeze_startup_heap()
     # log_config=None: uvicorn's own lines go through Herald's JSON logging too (common/logs.py).
     # Open SSE streams would otherwise hold a SIGTERM'd API up until its supervisor kills it.
     uvicorn.run(

@@ -21,7 +21,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from common.logs import configure_logging
-from common.runtime import exit_skipping_teardown
+from common.runtime import exit_skipping_teardown, freeze_startup_heap
 
 
 def usage() -> dict:
@@ -83,7 +83,9 @@ async def main(config: dict) -> None:
         from common.settings import get_settings
         from common.task_queue_config import configure_job_queues
 
-        # As worker.py does before its first poll: the tenants' weights and cap on the job queues.
+        # As worker.py does before its first poll: the start-up heap set aside, the tenants' weights and
+        # cap on the job queues.
+        freeze_startup_heap()
         await configure_job_queues(client, get_settings())
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as running:
