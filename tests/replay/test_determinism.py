@@ -1,10 +1,10 @@
 """Workflow code must replay the same way every time, and so must everything it calls.
 
-Herald's modules are passed through the workflow sandbox for speed (worker.WORKFLOW_RUNNER), so
-the sandbox no longer stops workflow code from reading the clock, randomness, the environment or
-the network. This test does, by reading the source: workflows use `workflow.now()`,
-`workflow.random()`, `workflow.uuid4()` and `workflow.sleep()` instead, and reach the outside world
-only through activities.
+Herald's workers run workflows outside the SDK's sandbox for speed (common/temporal.py WORKFLOW_RUNNER),
+so nothing stops workflow code from reading the clock, randomness, the environment or the network
+as it runs. This test does, by reading the source (and the replay tests, in the full sandbox):
+workflows use `workflow.now()`, `workflow.random()`, `workflow.uuid4()` and `workflow.sleep()`
+instead, and reach the outside world only through activities.
 
 What it reads:
 - every module in workflows/, whole (calls and imports);
