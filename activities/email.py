@@ -26,6 +26,8 @@ from common.settings import Settings
 
 _Result = TypeVar("_Result")
 
+# "Service not available, closing transmission channel": a server ending a session it kept idle.
+CLOSING = 421
 _NOT_DOT_ATOM = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
 
 
@@ -241,14 +243,16 @@ class SmtpSessions:
                 session.smtp.close()
                 continue
             try:
-                # The server may have dropped an idle session: nothing was accepted then, so the
-                # message goes out on another one.
+                # The server may have dropped an idle session, or be closing it (421): nothing was
+                # accepted then, so the message goes out on another one.
                 return self._kept(relay, session, await session.smtp.send_message(mime, **envelope))
             except aiosmtplib.SMTPServerDisconnected:
                 session.smtp.close()
-            except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException):
-                self._kept(relay, session, None)  # refused, and the envelope reset: the session is fine
-                raise
+            except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as exc:
+                if not _closing(exc):
+                    self._kept(relay, session, None)  # refused, and the envelope reset: the session is fine
+                    raise
+                session.smtp.close()
             except BaseException:
                 session.smtp.close()
                 raise
@@ -278,6 +282,12 @@ class SmtpSessions:
         else:
             session.smtp.close()  # without QUIT: a round trip for nothing the message depends on
         return result
+
+
+def _closing(exc: aiosmtplib.SMTPRecipientsRefused | aiosmtplib.SMTPResponseException) -> bool:
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return all(refusal.code == CLOSING for refusal in exc.recipients)
+    return exc.code == CLOSING
 
 
 @dataclass

@@ -19,12 +19,40 @@ from tests.support.temporal import free_port, local_settings
 
 
 class Connections:
-    """The sink's client port for every message it accepted; `drop` closes each connection after its message."""
+    """The sink's client port for every message it accepted; `drop` closes each connection after its
+    message; `closing` answers the next MAIL on a connection that already carried a message with 421
+    and closes it (a server ending a session it kept idle), in `closing_at` ("MAIL" or "RCPT")."""
 
     def __init__(self, sink: SmtpSink) -> None:
         self.ports: list[int] = []
         self.drop = False
+        self.closing = False
+        self.closing_at = "MAIL"
+        self.refused_with_421 = 0
         store = sink.handler.handle_DATA
+        rcpt = sink.handler.handle_RCPT
+
+        def closing(server: SMTP, session: Session) -> str | None:
+            if self.closing and session.peer[1] in self.ports:
+                self.refused_with_421 += 1
+                asyncio.get_running_loop().call_soon(server.transport.close)
+                return "421 4.4.2 idle too long, closing connection"
+            return None
+
+        async def handle_mail(
+            server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+        ) -> str:
+            if self.closing_at == "MAIL" and (answer := closing(server, session)):
+                return answer
+            envelope.mail_from = address
+            return "250 OK"
+
+        async def handle_rcpt(
+            server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+        ) -> str:
+            if self.closing_at == "RCPT" and (answer := closing(server, session)):
+                return answer
+            return await rcpt(server, session, envelope, address, options)
 
         async def handle_data(server: SMTP, session: Session, envelope: Envelope) -> str:
             self.ports.append(session.peer[1])
@@ -33,6 +61,8 @@ class Connections:
             return await store(server, session, envelope)
 
         sink.handler.handle_DATA = handle_data  # type: ignore[method-assign]
+        sink.handler.handle_MAIL = handle_mail  # type: ignore[attr-defined]
+        sink.handler.handle_RCPT = handle_rcpt  # type: ignore[method-assign]
 
     def runs(self) -> list[int]:
         """How many messages went over each connection, in order."""
@@ -103,6 +133,18 @@ async def test_a_session_the_server_closed_is_replaced_and_no_message_is_lost(tm
         await asyncio.sleep(0.05)  # the sink's close reaching the client (a real socket)
     assert seen.runs() == [1, 1, 1]
     assert subjects(sink) == ["Message 1", "Message 2", "Message 3"]
+
+
+@pytest.mark.parametrize("at", ["MAIL", "RCPT"])
+async def test_a_session_the_server_is_closing_with_421_is_replaced_and_no_message_is_lost(tmp_path, sink, clock, at):
+    seen = Connections(sink)
+    email = channel(tmp_path, sink)
+    await send(email, 1)
+    seen.closing, seen.closing_at = True, at
+    await send(email, 2)  # answered 421 on the kept session: sent on a new one, not a failed attempt
+    assert seen.refused_with_421 == 1
+    assert seen.runs() == [1, 1]
+    assert subjects(sink) == ["Message 1", "Message 2"]
 
 
 async def test_a_refused_recipient_leaves_the_session_in_use(tmp_path, sink, clock):
