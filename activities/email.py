@@ -117,6 +117,24 @@ def _parsed_from(email_from: str) -> Any:
     return _fold_once(next(iter(mime.raw_items()))[1])
 
 
+@functools.lru_cache(maxsize=64)
+def _parsed_subject(subject: str) -> Any:
+    """A Subject header as the email package parses and folds it: a batch's items share one."""
+    if "=?" in subject:
+        return _EncodedSubject(subject)  # stored unparsed; it folds itself
+    mime = MimeMessage(policy=_POLICY)
+    mime["Subject"] = subject
+    return _fold_once(next(iter(mime.raw_items()))[1])
+
+
+@functools.lru_cache(maxsize=4)
+def _date_header(second: int) -> Any:
+    """The Date header of every message built within that second (formatdate's precision)."""
+    mime = MimeMessage(policy=_POLICY)
+    mime["Date"] = formatdate(second, localtime=False)
+    return _fold_once(next(iter(mime.raw_items()))[1])
+
+
 @functools.lru_cache(maxsize=16)
 def _text_content(body: str) -> tuple[tuple[tuple[str, Any], ...], Any]:
     """What set_content(body) adds to a message (its headers, already parsed, and the encoded
@@ -134,9 +152,9 @@ def build_message(settings: Settings, email: EmailMessage) -> MimeMessage:
     mime = MimeMessage(policy=_POLICY)
     mime.set_raw("From", _parsed_from(settings.email_from))
     mime["To"] = _one_line("To", email.to)
-    subject = _one_line("Subject", email.subject)
-    mime["Subject"] = _EncodedSubject(subject) if "=?" in subject else subject
-    mime["Date"] = formatdate(localtime=False)
+    # Parsed and folded once for all the messages that share them (a batch's subject, this second).
+    mime.set_raw("Subject", _parsed_subject(_one_line("Subject", email.subject)))
+    mime.set_raw("Date", _date_header(int(time.time())))
     mime["Message-ID"] = message_id(email.idempotency_key)
     if email.html is None:
         # Exactly what mime.set_content(email.body) would do, taken from a message built once per body.

@@ -5,6 +5,7 @@ builds the plain way."""
 from __future__ import annotations
 
 from email.message import EmailMessage as MimeMessage
+from email.utils import formatdate, parsedate_to_datetime
 
 import pytest
 from aiosmtplib.email import flatten_message
@@ -54,3 +55,15 @@ def test_the_cached_build_is_the_plain_build(body, subject):
         for utf8, cte_type in ((False, "8bit"), (True, "8bit"), (False, "7bit")):
             expected = flatten_message(plain_message(settings, email, built["Date"]), utf8=utf8, cte_type=cte_type)
             assert flatten_message(built, utf8=utf8, cte_type=cte_type) == expected
+
+
+def test_the_date_is_the_second_the_message_was_built_in(monkeypatch):
+    import activities.email
+
+    settings = Settings()
+    email = EmailMessage(to="ada@example.com", subject="Hi", body="Hello", idempotency_key="email-1")
+    for now in (1_800_000_000.2, 1_800_000_000.9, 1_800_000_001.0, 1_800_003_600.5):
+        monkeypatch.setattr(activities.email.time, "time", lambda now=now: now)
+        built = build_message(settings, email)
+        assert parsedate_to_datetime(built["Date"]).timestamp() == int(now)
+        assert built["Date"] == formatdate(now, localtime=False)

@@ -4,6 +4,7 @@ SMTP sink (real SMTP): which connection each message went over, by its client po
 from __future__ import annotations
 
 import asyncio
+import time
 import types
 from typing import Any
 
@@ -85,7 +86,7 @@ def sink(tmp_path):
 def clock(monkeypatch):
     """The sessions' monotonic clock, moved by hand."""
     now = types.SimpleNamespace(t=1000.0)
-    monkeypatch.setattr(activities.email, "time", types.SimpleNamespace(monotonic=lambda: now.t))
+    monkeypatch.setattr(activities.email, "time", types.SimpleNamespace(monotonic=lambda: now.t, time=time.time))
     return now
 
 
