@@ -19,12 +19,13 @@ from common.tenants import TENANT_PATTERN, Tenant
 _bearer = HTTPBearer(auto_error=False, description="a client key from HERALD_API_KEYS")
 
 
-# The dependencies below are coroutines, though none of them waits: FastAPI runs a plain function
-# dependency in a worker thread, a hop per dependency per request (some 10% of the API's CPU).
 def settings_of(request: Request) -> Settings:
+    """The app's settings, where a function that is not a dependency needs them."""
     return request.app.state.settings
 
 
+# The dependencies are coroutines, though none of them waits: FastAPI runs a plain function dependency
+# in a worker thread, a hop per dependency per request (some 10% of the API's CPU; tests/api/test_layout.py).
 async def get_settings(request: Request) -> Settings:
     return settings_of(request)
 
