@@ -196,7 +196,7 @@ class Settings(BaseSettings):
     worker_shutdown_grace_seconds: float = Field(20, ge=0)
     # Bounded memory: each of the worker's task-queue Workers (four per process) keeps up to this
     # many workflows in its sticky cache and runs up to this many workflow tasks at once.
-    worker_max_cached_workflows: int = Field(250, ge=0)
+    worker_max_cached_workflows: int = Field(150, ge=0)
     worker_max_concurrent_workflow_tasks: int = Field(100, ge=2)
     # Worker processes `python -m worker` runs (it and N-1 children it supervises), each with the four
     # Workers: one Python process runs on one core at a time (the GIL), a batch's sends need more.
