@@ -45,7 +45,8 @@ class Connections:
         ) -> str:
             if self.closing_at == "MAIL" and (answer := closing(server, session)):
                 return answer
-            envelope.mail_from = address
+            envelope.mail_from = address  # as aiosmtpd does without a handler of its own
+            envelope.mail_options.extend(options)
             return "250 OK"
 
         async def handle_rcpt(
