@@ -10,33 +10,31 @@ ADDRESS="${TEMPORAL_ADDRESS:-temporal:7233}"
 NAMESPACE="${TEMPORAL_NAMESPACE:-default}"
 ATTRIBUTES="HeraldJobType HeraldStatus HeraldUser HeraldTenant"   # all of type Keyword
 TRIES=90
+. "$(dirname "$0")/retry.sh"
 
 cli() {
     temporal "$@" --address "$ADDRESS" --namespace "$NAMESPACE"
 }
 
+namespace_exists() {
+    cli operator namespace describe --output none >/dev/null 2>&1
+}
+
+listed() {  # name
+    cli operator search-attribute list | grep -qw "$1"
+}
+
+# A failed create (e.g. a second registrar raced us) is retried and re-checked by the list.
+registered() {  # name
+    listed "$1" && return 0
+    cli operator search-attribute create --name "$1" --type Keyword || return 1
+    listed "$1"
+}
+
 # Wait for the namespace: docker compose creates it just before, elsewhere it may come later.
-n=0
-until cli operator namespace describe --output none >/dev/null 2>&1; do
-    n=$((n + 1))
-    if [ "$n" -ge "$TRIES" ]; then
-        echo "namespace $NAMESPACE not available at $ADDRESS after $TRIES tries" >&2
-        exit 1
-    fi
-    echo "waiting for namespace $NAMESPACE at $ADDRESS"
-    sleep 2
-done
+retry "$TRIES" "namespace $NAMESPACE at $ADDRESS" namespace_exists
 
 for name in $ATTRIBUTES; do
-    n=0
-    until cli operator search-attribute list | grep -qw "$name"; do
-        n=$((n + 1))
-        if [ "$n" -ge "$TRIES" ]; then
-            echo "could not register search attribute $name" >&2
-            exit 1
-        fi
-        # A failed create (e.g. a second registrar raced us) is re-checked by the list above.
-        cli operator search-attribute create --name "$name" --type Keyword || sleep 2
-    done
+    retry "$TRIES" "search attribute $name in namespace $NAMESPACE" registered "$name"
     echo "search attribute $name (Keyword) registered in namespace $NAMESPACE"
 done

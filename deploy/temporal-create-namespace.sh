@@ -11,34 +11,28 @@ ADDRESS="${TEMPORAL_ADDRESS:-temporal:7233}"
 NAMESPACE="${TEMPORAL_NAMESPACE:-default}"
 RETENTION="${TEMPORAL_RETENTION:-168h}"
 TRIES=90
+. "$(dirname "$0")/retry.sh"
+
+serving() {
+    temporal operator cluster health --address "$ADDRESS" >/dev/null 2>&1
+}
+
+exists() {
+    temporal operator namespace describe --address "$ADDRESS" --namespace "$NAMESPACE" \
+        --output none >/dev/null 2>&1
+}
+
+# A failed create (the server not ready yet, or another run created it meanwhile) is retried and
+# re-checked by the describe.
+created() {
+    exists && return 0
+    temporal operator namespace create --address "$ADDRESS" --namespace "$NAMESPACE" \
+        --retention "$RETENTION" || return 1
+    echo "namespace $NAMESPACE created (retention $RETENTION)"
+    exists
+}
 
 # The server's own health check only sees its port open: wait until the frontend serves.
-n=0
-until temporal operator cluster health --address "$ADDRESS" >/dev/null 2>&1; do
-    n=$((n + 1))
-    if [ "$n" -ge "$TRIES" ]; then
-        echo "Temporal at $ADDRESS not serving after $TRIES tries" >&2
-        exit 1
-    fi
-    echo "waiting for Temporal at $ADDRESS"
-    sleep 2
-done
-
-n=0
-until temporal operator namespace describe --address "$ADDRESS" --namespace "$NAMESPACE" \
-    --output none >/dev/null 2>&1; do
-    n=$((n + 1))
-    if [ "$n" -ge "$TRIES" ]; then
-        echo "could not create namespace $NAMESPACE at $ADDRESS" >&2
-        exit 1
-    fi
-    # A failed create (the server not ready yet, or another run created it meanwhile) is
-    # re-checked by the describe above.
-    if temporal operator namespace create --address "$ADDRESS" --namespace "$NAMESPACE" \
-        --retention "$RETENTION"; then
-        echo "namespace $NAMESPACE created (retention $RETENTION)"
-    else
-        sleep 2
-    fi
-done
+retry "$TRIES" "Temporal at $ADDRESS" serving
+retry "$TRIES" "namespace $NAMESPACE at $ADDRESS" created
 echo "namespace $NAMESPACE ready at $ADDRESS"

@@ -18,6 +18,7 @@ TEMPORAL_DB="${DBNAME:-temporal}"
 VISIBILITY_DB="${VISIBILITY_DBNAME:-temporal_visibility}"
 SCHEMA_DIR=/etc/temporal/schema/postgresql/v12
 TRIES=60
+. "$(dirname "$0")/retry.sh"
 
 case "$PLUGIN" in
     postgres12 | postgres12_pgx) ;;
@@ -38,16 +39,7 @@ sql() {
 
 # The postgres image reports healthy while its first-start init server (socket only) runs, and
 # then restarts: retry the first connection rather than trust that check.
-n=0
-until sql --database "$TEMPORAL_DB" create; do
-    n=$((n + 1))
-    if [ "$n" -ge "$TRIES" ]; then
-        echo "could not create database $TEMPORAL_DB on $POSTGRES_SEEDS:$PORT after $TRIES tries" >&2
-        exit 1
-    fi
-    echo "waiting for PostgreSQL at $POSTGRES_SEEDS:$PORT"
-    sleep 2
-done
+retry "$TRIES" "PostgreSQL at $POSTGRES_SEEDS:$PORT" sql --database "$TEMPORAL_DB" create
 
 setup() {  # database, schema directory (as auto-setup did; a second create is a no-op)
     sql --database "$1" create
