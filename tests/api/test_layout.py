@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
+
+from fastapi.routing import APIRoute
 
 API = Path(__file__).resolve().parents[2] / "api"
 
@@ -84,9 +87,6 @@ def test_the_plumbing_imports_no_capability() -> None:
 def test_no_route_runs_a_plain_function_in_a_worker_thread(app):
     """FastAPI runs a plain-function endpoint or dependency in a worker thread (a thread hop per request
     each, some 10% of the API's CPU in a profile): Herald's are coroutines, none of which blocks."""
-    import inspect
-
-    from fastapi.routing import APIRoute
 
     def plain(dependant) -> set[str]:
         call = dependant.call
