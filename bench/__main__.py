@@ -343,7 +343,8 @@ async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp
                     result["paced"] = paced
                     say(
                         f"[{name}] paced at {paced['rate_per_s']}/s: POST p99 {paced['post_p99_ms']} ms, "
-                        f"GET p99 {paced['get_p99_ms']} ms ({time.monotonic() - t:.0f} s) {_status(paced)}"
+                        f"GET p99 {paced['get_p99_ms']} ms (describe alone {paced['describe_p99_ms']} ms) "
+                        f"({time.monotonic() - t:.0f} s) {_status(paced)}"
                     )
             except Exception as exc:  # noqa: BLE001
                 result["phases"].append(_failed(phase, phase_label, kind, args.jobs, exc))

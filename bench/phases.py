@@ -700,9 +700,10 @@ async def _chunk_events(client: Client, batch_id: str) -> int:
 
 # ---- the paced phase --------------------------------------------------------------------------
 async def run_paced(stack: Stack, running: Running, rate: float, seconds: float) -> dict[str, Any]:
-    """Open loop at `rate`: a POST /jobs/email every 1/rate s and, half a period later, a GET
-    /jobs/{id}/status of the job most recently accepted; each request's time from being sent to
-    its answer. Then: every paced job delivered exactly once and completed."""
+    """Open loop at `rate`: a POST /jobs/email every 1/rate s, half a period later a GET
+    /jobs/{id}/status of the job most recently accepted, and a quarter of a period after that the
+    same job's describe from the driver's own Temporal client; each request's time from being sent
+    to its answer. Then: every paced job delivered exactly once and completed."""
     assert running.api_url is not None and running.http is not None
     sink = stack.sink
     count = max(2, round(rate * seconds))
@@ -711,6 +712,7 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
     jobs, prefix = batch(count)
     post_ms: list[float] = []
     get_ms: list[float] = []
+    describe_ms: list[float] = []
     late_ms: list[float] = []
     errors: list[str] = []
     get_status: Counter = Counter()
@@ -750,6 +752,17 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
         if response := await timed("GET", http.get(f"/jobs/{job_id}/status"), get_ms, 25, 200):
             get_status[response.json().get("status")] += 1
 
+    async def describe(job_id: str) -> None:
+        # What a GET costs at least: the one describe call it makes, from the driver's own client (no
+        # HTTP, no API) at the same load, so a GET's tail can be told apart from the server's.
+        t = time.perf_counter()
+        try:
+            await stack.client.get_workflow_handle(job_id).describe()
+        except RPCError as exc:
+            errors.append(f"describe: {exc!r}"[:200])
+            return
+        describe_ms.append((time.perf_counter() - t) * 1000)
+
     pids = {"server": stack.server_pid, "worker": running.worker_pids, "api": running.api.pid if running.api else None}
     waited = await wait_quiet(stack.quiet_wait)
     cpu0 = snapshot(pids)
@@ -761,6 +774,7 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
             for at, make in (
                 (t0 + k * period, lambda: post(jobs[k])),  # noqa: B023 - called in this iteration
                 (t0 + (k + 0.5) * period, lambda: get(recent[-1]) if recent else None),
+                (t0 + (k + 0.75) * period, lambda: describe(recent[-1]) if recent else None),
             ):
                 delay = at - loop.time()
                 if delay > 0:
@@ -816,6 +830,9 @@ async def run_paced(stack: Stack, running: Running, rate: float, seconds: float)
         "get_p95_ms": _r(percentile(get_ms, 95)),
         "get_max_ms": _r(max(get_ms, default=None)),
         "gets_over_25_ms": sum(x > 25 for x in get_ms),
+        "describe_p50_ms": _r(percentile(describe_ms, 50)),
+        "describe_p90_ms": _r(percentile(describe_ms, 90)),
+        "describe_p99_ms": _r(percentile(describe_ms, 99)),
         "driver_late_p99_ms": _r(percentile(late_ms, 99)),
         "get_statuses": dict(get_status),
         "slow_requests": sorted(slow)[:60],

@@ -161,6 +161,8 @@ def config_table(config: dict) -> str:
             f"GET status p50 {_n(paced['get_p50_ms'])} / p95 {_n(paced.get('get_p95_ms'))} "
             f"/ p99 {_n(paced['get_p99_ms'])} ms "
             f"({paced['gets']} GETs, {paced['get_statuses']}), "
+            f"the server's describe alone p50 {_n(paced.get('describe_p50_ms'))} "
+            f"/ p99 {_n(paced.get('describe_p99_ms'))} ms, "
             f"delivery p50 {_n(paced['delivery_p50_ms'], '{:.0f}')} ms, "
             f"server CPU {_n(paced['server_cpu_ms_per_job'], '{:.2f}')} ms/job, "
             f"driver late p99 {_n(paced['driver_late_p99_ms'])} ms, "

@@ -73,6 +73,8 @@ def test_bench_runs_small(tmp_path: Path) -> None:
         assert phase["delivered_per_s"] > 0 and phase["server_cpu_ms_per_job"] is not None
         assert phase["history"]["per_job"] > 0
     assert memory["paced"]["ok"] and memory["paced"]["post_p99_ms"] is not None
+    # The server's own describe, timed beside each GET: the floor a GET's time is read against.
+    assert memory["paced"]["describe_p99_ms"] is not None and memory["paced"]["get_p99_ms"] is not None
     verdicts = {row["target"]: row["verdict"] for row in result["targets"]}
     assert any(v in ("PASS", "MISS") for v in verdicts.values())
     assert "Herald API delivered rate vs baseline (in-memory server)" in verdicts
