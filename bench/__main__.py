@@ -49,10 +49,11 @@ from bench.phases import (
     start_job_submit,
     start_processes,
 )
-from bench.procs import SinkProcess, find_child, free_port
+from bench.procs import SinkProcess, find_child
 from bench.report import add_ratios, config_table, targets, targets_table, write_figures
 from common.runtime import exit_skipping_teardown
 from common.settings import MAX_WORKER_PROCESSES
+from devstack.ports import free_port
 from devstack.temporal_server import tuned_args
 
 DEV_SERVER = Path(sys.executable).parent / "temporal"
@@ -262,12 +263,13 @@ async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp
     workdir = tmp / name
     workdir.mkdir()
     result: dict = {"name": name, "label": label, "phases": [], "paced": None, "fairness": None, "problems": []}
+    metrics_port = free_port()
     with output_to(workdir / "temporal.log"):
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(DEV_SERVER),
             ui=False,
             dev_server_database_filename=str(workdir / "temporal.db") if on_file else None,
-            dev_server_extra_args=tuned_args(persistent=persistent),
+            dev_server_extra_args=[*tuned_args(persistent=persistent), "--metrics-port", str(metrics_port)],
         )
     try:
         stack = Stack(
@@ -282,6 +284,7 @@ async def run_config(args: argparse.Namespace, name: str, sink: SinkProcess, tmp
             history_sample=args.history_sample,
             quiet_wait=args.quiet_wait,
             herald_env=args.herald_env,
+            metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
         )
         if stack.server_pid is None:
             result["problems"].append("dev server process not found: its CPU is not measured")

@@ -37,14 +37,16 @@ from bench.procs import (
     WorkerProcess,
     child_env,
     cpu_seconds,
-    free_port,
     kernel_thread_seconds,
     machine_busy_seconds,
     own_cpu_seconds,
     python_thread_seconds,
+    server_storage_calls,
+    storage_calls_per_job,
     thread_cpu_seconds,
 )
 from common.models import batch_chunk_id
+from devstack.ports import free_port
 
 API_KEY = "bench-key"
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -68,6 +70,8 @@ class Stack:
     job_timeout: float
     history_sample: int
     quiet_wait: float = 20
+    # The dev server's Prometheus endpoint (`--metrics-port`): its storage calls per job.
+    metrics_url: str | None = None
     # HERALD_* settings (lower-case names, without the prefix) for every Herald worker and API (`--herald-env`).
     herald_env: dict[str, str] = field(default_factory=dict)
 
@@ -469,6 +473,7 @@ async def run_load(
     jobs, prefix = batch(n)
     before = await running.worker.usage()
     threads0 = [thread_cpu_seconds(pid) for pid in worker_pids]
+    storage0 = await server_storage_calls(stack.metrics_url)
     cpu0 = snapshot(pids)
     await starter(jobs)
     started = [j for j in jobs if not j.error]
@@ -476,6 +481,7 @@ async def run_load(
     out["tail_cores"] = await quiesce(busy_pids)  # [server, worker(s)] per 0.2 s after the last delivery
     cpu1 = snapshot(pids)
     window_end = time.time()
+    storage1 = await server_storage_calls(stack.metrics_url)
     threads1 = [thread_cpu_seconds(pid) for pid in worker_pids]
     after = await running.worker.usage()
 
@@ -522,6 +528,7 @@ async def run_load(
         statuses=dict(statuses),
         deliveries={k: (v if isinstance(v, int) else len(v)) for k, v in d.items()},
         history=history,
+        storage_calls=storage_calls_per_job(storage0, storage1, n),
         errors=start_errors[:5],
     )
     if delivered:

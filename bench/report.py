@@ -20,6 +20,8 @@ COMPARED = [
     ("total_cpu_ms_per_job", "all CPU/job"),
     ("worker_peak_rss_mb", "worker peak RSS"),
     ("history_events_per_job", "history events/job"),
+    ("storage_calls_per_job", "server storage calls/job"),
+    ("visibility_calls_per_job", "visibility calls/job"),
 ]
 
 
@@ -40,6 +42,8 @@ def add_ratios(phases: list[dict]) -> None:
     """Each phase's figures against the first bare phase's (none without one: `--phases api`)."""
     for p in phases:
         p["history_events_per_job"] = (p.get("history") or {}).get("per_job")
+        p["storage_calls_per_job"] = (p.get("storage_calls") or {}).get("per_job")
+        p["visibility_calls_per_job"] = (p.get("storage_calls") or {}).get("visibility_per_job")
     base = next((p for p in phases if p["name"] == "bare"), None)
     for p in phases:
         p["ratios"] = {key: ratio(p.get(key), base.get(key) if base else None) for key, _ in COMPARED}
@@ -80,6 +84,10 @@ def config_table(config: dict) -> str:
         ("start p50", 10),
         ("events/job", 11),
         ("", 7),
+        ("storage/job", 12),
+        ("", 7),
+        ("visibility", 11),
+        ("", 7),
     ]
     lines.append(_row(head))
     for p in phases:
@@ -98,6 +106,10 @@ def config_table(config: dict) -> str:
                     (_n(p.get("start_p50_ms")), 10),
                     (_n(p.get("history_events_per_job")), 11),
                     (_x(r.get("history_events_per_job")), 7),
+                    (_n(p.get("storage_calls_per_job")), 12),
+                    (_x(r.get("storage_calls_per_job")), 7),
+                    (_n(p.get("visibility_calls_per_job"), "{:.2f}"), 11),
+                    (_x(r.get("visibility_calls_per_job")), 7),
                 ]
             )
         )
@@ -145,6 +157,12 @@ def config_table(config: dict) -> str:
                 ]
             )
         )
+    storage = [(p["label"], p["storage_calls"]["by_operation"]) for p in phases if p.get("storage_calls")]
+    if storage:
+        lines.append("")
+        lines.append("the dev server's storage calls per job, the most first (its /metrics):")
+        for label, by_op in storage:
+            lines.append(f"  {label:<20}" + ", ".join(f"{op} {n:g}" for op, n in list(by_op.items())[:8]))
     paced = config.get("paced")
     if any(_noisy(p) for p in phases + [paced]):
         lines.append(

