@@ -10,7 +10,7 @@ from email.utils import formatdate, parsedate_to_datetime
 import pytest
 from aiosmtplib.email import flatten_message
 
-from activities.email import _EncodedSubject, build_message, message_id
+from activities.email import _EncodedSubject, build_message, envelope_recipients, message_id
 from common.models import EmailMessage
 from common.settings import Settings
 
@@ -26,6 +26,17 @@ BODIES = [
     ".",
 ]
 SUBJECTS = ["Hi", "Ünïcode subject", "=?utf-8?q?hi?= there"]
+# Stored as given (a plain address) or parsed (the rest): the same bytes either way.
+RECIPIENTS = [
+    "ada@example.com",
+    "o'brien+news/2026=x@mail.sub-domain.example.co.uk",
+    "UPPER.Case@EXAMPLE.COM",
+    "u" * 60 + "@example.com",  # 72: still on one line
+    "u" * 64 + "@example.com",  # 76: the header folds, so it is parsed
+    "ünï@exämple.com",
+    "a..b@example.com",
+    "Ada Lovelace <ada@example.com>",
+]
 
 
 def plain(settings: Settings, email: EmailMessage, date: str) -> bytes:
@@ -55,6 +66,21 @@ def test_the_cached_build_is_the_plain_build(body, subject):
         for utf8, cte_type in ((False, "8bit"), (True, "8bit"), (False, "7bit")):
             expected = flatten_message(plain_message(settings, email, built["Date"]), utf8=utf8, cte_type=cte_type)
             assert flatten_message(built, utf8=utf8, cte_type=cte_type) == expected
+
+
+@pytest.mark.parametrize("to", RECIPIENTS)
+def test_a_recipient_stored_as_given_is_written_as_parsed(to):
+    settings = Settings()
+    email = EmailMessage(to=to, subject="Hi", body="Hello\n", idempotency_key="batch-x-" + "k" * 80)
+    built = build_message(settings, email)
+    reference = plain_message(settings, email, built["Date"])
+    assert built.as_bytes() == reference.as_bytes()
+    for utf8, cte_type in ((False, "8bit"), (True, "8bit"), (False, "7bit")):
+        assert flatten_message(built, utf8=utf8, cte_type=cte_type) == flatten_message(
+            reference, utf8=utf8, cte_type=cte_type
+        )
+    assert envelope_recipients(built) == [address.addr_spec for address in reference["To"].addresses]
+    assert str(built["To"]) == str(reference["To"])
 
 
 def test_the_date_is_the_second_the_message_was_built_in(monkeypatch):
