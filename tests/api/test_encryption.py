@@ -176,11 +176,15 @@ async def test_memo_and_describe_hold_no_message_text_or_contact_data(file_env, 
 
 async def test_visibility_holds_no_message_text_or_contact_data(file_env, finished_jobs):
     raw = file_env.client
-    listed = await raw.workflow_service.list_workflow_executions(
-        ListWorkflowExecutionsRequest(
-            namespace=raw.namespace, query=" OR ".join(f"WorkflowId = '{i}'" for i in finished_jobs.values())
-        )
+    request = ListWorkflowExecutionsRequest(
+        namespace=raw.namespace, query=" OR ".join(f"WorkflowId = '{i}'" for i in finished_jobs.values())
     )
+    # Visibility records are written after the fact (the control run was started a moment ago).
+    for _ in range(200):
+        listed = await raw.workflow_service.list_workflow_executions(request)
+        if len(listed.executions) == len(finished_jobs):
+            break
+        await asyncio.sleep(0.05)
     assert len(listed.executions) == len(finished_jobs)
     for info in listed.executions:
         blob = info.SerializeToString()
