@@ -9,6 +9,9 @@ import resource
 import sys
 from pathlib import Path
 from typing import IO, Any
+from urllib.request import urlopen
+
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -310,8 +313,6 @@ class SinkProcess(_Child):
 # The dev server's own count of its storage calls (its /metrics, `--metrics-port`): what a job costs
 # the server besides CPU. Visibility calls are the ones that feed List and the Web UI's filters.
 PERSISTENCE_COUNTERS = {"persistence_requests": "store", "visibility_persistence_requests": "visibility"}
-
-
 METRICS_FLUSH_S = 1.5
 
 
@@ -323,9 +324,6 @@ async def server_storage_calls(metrics_url: str | None) -> dict[str, float]:
     if metrics_url is None:
         return {}
     await asyncio.sleep(METRICS_FLUSH_S)
-    from urllib.request import urlopen
-
-    from prometheus_client.parser import text_string_to_metric_families
 
     def read() -> str:
         with urlopen(metrics_url, timeout=5) as response:
