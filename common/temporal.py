@@ -147,7 +147,7 @@ ATTRIBUTES_USABLE_WITHIN_S = 30.0
 
 async def _until_usable(client: Client, names: list[str]) -> None:
     """Until a query naming `names` is accepted: from then on, so are starts that carry them."""
-    query = " AND ".join(f"{name} = ''" for name in names)
+    query = " AND ".join(f"{name} = ''" for name in names)  # Herald's attributes are all Keywords
     loop = asyncio.get_running_loop()
     deadline = loop.time() + ATTRIBUTES_USABLE_WITHIN_S
     while True:
