@@ -56,14 +56,20 @@ def search_attribute_args() -> list[str]:
     return args
 
 
+def dynamic_config_args(partitions: int = TASK_QUEUE_PARTITIONS) -> list[str]:
+    """DYNAMIC_CONFIG as start-dev flags, with `partitions` per task queue."""
+    args: list[str] = []
+    for key, value in (DYNAMIC_CONFIG | dict.fromkeys(PARTITION_KEYS, str(partitions))).items():
+        args += ["--dynamic-config-value", f"{key}={value}"]
+    return args
+
+
 def tuned_args(
     *, persistent: bool = True, full_sync: bool = False, partitions: int = TASK_QUEUE_PARTITIONS
 ) -> list[str]:
     """Search attributes, dynamic config and (for a SQLite file) pragmas, as start-dev flags; `partitions`
     per task queue (another number than make run's: what a cluster's queues behave like)."""
-    args = search_attribute_args()
-    for key, value in (DYNAMIC_CONFIG | dict.fromkeys(PARTITION_KEYS, str(partitions))).items():
-        args += ["--dynamic-config-value", f"{key}={value}"]
+    args = search_attribute_args() + dynamic_config_args(partitions)
     if persistent:
         for pragma in FULL_SYNC_PRAGMAS if full_sync else FAST_PRAGMAS:
             args += ["--sqlite-pragma", pragma]

@@ -10,7 +10,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from common.models import SEARCH_ATTRIBUTES
 from common.temporal import ensure_search_attributes
-from devstack.temporal_server import DYNAMIC_CONFIG
+from devstack.temporal_server import dynamic_config_args
 from tests.api.helpers import DEV_SERVER
 from tests.support.temporal import started_again_if_a_port_was_taken
 
@@ -19,9 +19,10 @@ async def test_missing_attributes_are_registered_once_and_starts_then_carry_them
     # No `--search-attribute` flags: as a database made by a Herald before HeraldTenant existed. Herald's
     # dynamic config, in which the server reads its search attributes from a cache it refreshes every
     # few seconds: an attribute added now is refused by starts until then.
-    config = [arg for key, value in DYNAMIC_CONFIG.items() for arg in ("--dynamic-config-value", f"{key}={value}")]
     env = await started_again_if_a_port_was_taken(
-        lambda: WorkflowEnvironment.start_local(dev_server_existing_path=str(DEV_SERVER), dev_server_extra_args=config)
+        lambda: WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(DEV_SERVER), dev_server_extra_args=dynamic_config_args()
+        )
     )
     try:
         client = env.client
