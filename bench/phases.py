@@ -481,9 +481,10 @@ async def run_load(
     out["tail_cores"] = await quiesce(busy_pids)  # [server, worker(s)] per 0.2 s after the last delivery
     cpu1 = snapshot(pids)
     window_end = time.time()
-    storage1 = await server_storage_calls(stack.metrics_url)
     threads1 = [thread_cpu_seconds(pid) for pid in worker_pids]
     after = await running.worker.usage()
+    # Last: it waits for the server to publish its counters, time the readings above must not include.
+    storage1 = await server_storage_calls(stack.metrics_url)
 
     # After the window: outcomes, history sample, then the sink's final counts.
     if kind == "bare":
